@@ -1,0 +1,66 @@
+"""The ``rlhfops`` command. Thin: each command parses, calls one function and prints its result.
+
+Sub-command groups live in their own modules (``rlhfops.cli.<group>``) and are registered below.
+Errors the user caused (:class:`rlhfops.errors.UserError`) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from rlhfops import __version__
+from rlhfops.errors import UserError
+
+app = typer.Typer(
+    name="rlhfops",
+    help="RLHF as an operation: spec, demonstrations, preferences, reward model, PPO/DPO, red team, gate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def _register() -> None:
+    # One line per command group; each module defines ``app`` (a typer.Typer) or ``register(app)``.
+    from rlhfops.cli import data as data_cli
+    from rlhfops.cli import train as train_cli
+
+    app.add_typer(data_cli.app, name="data")
+    app.add_typer(train_cli.app, name="train")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(err.exit_code)
+    except typer.Exit as ex:
+        sys.exit(ex.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    except Exception as err:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(err, click.exceptions.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Typed stage configs: loaded from YAML, overridden with ``--set key=value``, checked with clear errors.
+
+Every stage has one pydantic model deriving from :class:`StageConfig`. Every field carries a
+``description``; ``--help`` and docs are generated from them. Unknown keys are refused with the closest
+valid name; type errors name the field and the value.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rlhfops.errors import ConfigError
+
+C = TypeVar("C", bound="StageConfig")
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config: no unknown keys, validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+def _closest(name: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = target
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` strings; values are read as YAML scalars (``lr=1e-5``, ``lora=true``)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set learning_rate=1e-5")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        _set_dotted(out, key.strip(), value)
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _check_keys(cls: type[BaseModel], data: dict[str, Any], where: str, prefix: str = "") -> None:
+    valid = list(cls.model_fields)
+    for key, value in data.items():
+        if key not in cls.model_fields:
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{_closest(key, valid)}")
+        ann = cls.model_fields[key].annotation
+        if isinstance(value, dict) and isinstance(ann, type) and issubclass(ann, BaseModel):
+            _check_keys(ann, value, where, prefix=f"{prefix}{key}.")
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
+    """Build a ``cls`` from an optional YAML file plus ``--set`` overrides.
+
+    Raises :class:`ConfigError` (one line) for a missing/invalid file, an unknown key (naming the
+    closest valid one) or a value that does not validate (naming the field and the value).
+    """
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        p = Path(path)
+        where = str(p)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{p}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+        data = loaded
+    _check_keys(cls, data, where)
+    extra = parse_overrides(overrides)
+    _check_keys(cls, extra, "--set")
+    data = _merge(data, extra)
+    try:
+        return cls.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(x) for x in first["loc"]) or "(config)"
+        value = first.get("input")
+        raise ConfigError(f"{where}: {loc}={value!r}: {first['msg']}") from None
+
+
+def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, description) for every field, nested sections flattened with dots."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in cls.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(describe_fields(ann, prefix=f"{prefix}{name}."))
+            continue
+        default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        rows.append((f"{prefix}{name}", default, field.description or ""))
+    return rows
