@@ -1,7 +1,51 @@
-"""`rlhfops train ...` commands."""
+"""`rlhfops train sft|rm|dpo`: thin wrappers around rlhfops.train.runner.run_stage."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="train commands.", no_args_is_help=True)
+from rlhfops.config import describe_fields
+
+app = typer.Typer(help="Train a stage: sft, rm (reward model) or dpo. Each writes a run directory.", no_args_is_help=True)
+
+CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML file with the stage's settings.")
+SET_OPT = typer.Option(None, "--set", help="Override a setting: key=value (repeatable; nested keys with dots).")
+RESUME_OPT = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint.")
+
+
+def _epilog(stage: str) -> str:
+    from rlhfops.train.runner import STAGES
+
+    rows = describe_fields(STAGES[stage])
+    lines = ["Settings (YAML keys, or --set key=value):\n\n"]
+    lines += [f"  {key} (default: {default}): {desc}\n\n" for key, default, desc in rows]
+    return "".join(lines)
+
+
+def _run(stage: str, config: Path | None, sets: list[str] | None, resume: Path | None) -> None:
+    from rlhfops.train.runner import run_stage
+
+    result = run_stage(stage, config, sets, resume)
+    typer.echo(f"{stage}: {result.steps} steps; run directory {result.run_dir}")
+    typer.echo(json.dumps(result.summary.get("eval", {}), indent=2, sort_keys=True))
+
+
+@app.command("sft", epilog=_epilog("sft"))
+def sft(config: Path = CONFIG_OPT, set_: list[str] = SET_OPT, resume: Path = RESUME_OPT) -> None:
+    """Supervised fine-tuning on demonstrations (loss on completion tokens only, packed)."""
+    _run("sft", config, set_, resume)
+
+
+@app.command("rm", epilog=_epilog("rm"))
+def rm(config: Path = CONFIG_OPT, set_: list[str] = SET_OPT, resume: Path = RESUME_OPT) -> None:
+    """Reward model: trunk + scalar head, Bradley-Terry loss on preference pairs."""
+    _run("rm", config, set_, resume)
+
+
+@app.command("dpo", epilog=_epilog("dpo"))
+def dpo(config: Path = CONFIG_OPT, set_: list[str] = SET_OPT, resume: Path = RESUME_OPT) -> None:
+    """Direct preference optimisation (sigmoid or IPO loss) with reference log-probs precomputed."""
+    _run("dpo", config, set_, resume)

@@ -1,0 +1,357 @@
+"""The one trainer skeleton every stage follows: setup -> train -> step -> save_checkpoint -> cleanup.
+
+A stage subclasses :class:`Trainer` and supplies its data, its model and ``micro_loss``; the loop,
+data order, gradient accumulation, data parallelism (``accelerate launch``), checkpoints, resume,
+metrics and the non-finite-loss stop live here once.
+
+Data order is a pure function of ``(seed, step)``: step ``s`` of epoch ``e`` takes the slice
+``perm_e[(s mod S) * B : ... + B]`` of the permutation ``perm_e`` seeded with ``seed + e``. A resumed
+run therefore sees exactly the batches an uninterrupted run would.
+
+Loss normalisation: every micro-batch loss is ``sum(per-unit loss) / units_in_global_batch`` (units
+are completion tokens for SFT, pairs for the reward model and DPO), multiplied by the number of
+processes because DDP averages gradients. The gradient of one optimizer step is then the same for any
+split into micro-batches and processes (tested in tests/train/test_invariance.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlhfops.errors import ConfigError, DataError, TrainingStopped
+from rlhfops.train.config import TrainConfig
+from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
+
+
+@dataclass
+class StepStats:
+    """What one micro-batch contributes: the normalised loss tensor and summed statistics."""
+
+    loss: Any  # torch scalar, already divided by the global unit count
+    sums: dict[str, float] = field(default_factory=dict)  # summed over units; divided by units for logging
+
+
+@dataclass
+class RunResult:
+    """What a finished run returns to the CLI."""
+
+    run_dir: Path
+    steps: int
+    summary: dict[str, Any]
+
+
+def lr_lambda(schedule: str, warmup: int, total: int):
+    """Multiplier of the peak learning rate at optimizer step ``s`` (0-based)."""
+
+    def fn(s: int) -> float:
+        if warmup and s < warmup:
+            return (s + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = (s - warmup) / max(1, total - warmup)
+        if schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return fn
+
+
+def split_train_eval(n: int, eval_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Deterministic held-out split of ``n`` rows (at least one row each side when eval is asked)."""
+    if eval_fraction <= 0 or n < 2:
+        return list(range(n)), []
+    perm = np.random.default_rng(seed + 7919).permutation(n)
+    n_eval = min(n - 1, max(1, int(round(n * eval_fraction))))
+    return sorted(perm[n_eval:].tolist()), sorted(perm[:n_eval].tolist())
+
+
+class Trainer(abc.ABC):
+    """Base trainer. Subclasses set ``stage`` and implement the hooks marked below."""
+
+    stage = "base"
+    unit_name = "examples"  # what the loss is averaged over (tokens, pairs)
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, resume: bool = False) -> None:
+        self.config = config
+        self.run = RunDir(run_dir or config.output_dir or default_run_dir(self.stage))
+        self.resume = resume
+        self.start_step = 0
+        self.total_steps = 0
+        self._last_saved = 0
+
+    # ---- hooks for stages ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def load_data(self) -> None:  # sets self.train_rows, self.eval_rows
+        ...
+
+    @abc.abstractmethod
+    def build_model(self) -> None:  # sets self.model (the module that trains) and self.tokenizer
+        ...
+
+    def count_units(self, rows: list[Any]) -> int:
+        return len(rows)
+
+    @abc.abstractmethod
+    def micro_loss(self, rows: list[Any], global_units: float) -> StepStats:
+        ...
+
+    def before_train(self) -> None:
+        """Work done once before the first step (e.g. reference log-probs for DPO)."""
+
+    def evaluate(self) -> dict[str, Any]:
+        return {}
+
+    @abc.abstractmethod
+    def save_final(self, out_dir: Path) -> None:
+        ...
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``extra_state`` returned."""
+
+    # ---- skeleton ------------------------------------------------------------------------------
+    def setup(self) -> None:
+        import torch
+        from accelerate import Accelerator
+
+        cfg = self.config
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.world = self.accelerator.num_processes
+        self.rank = self.accelerator.process_index
+        self.is_main = self.accelerator.is_main_process
+        per_step = cfg.batch_size // cfg.gradient_accumulation_steps
+        if per_step % self.world:
+            raise ConfigError(
+                f"batch_size={cfg.batch_size} / gradient_accumulation_steps={cfg.gradient_accumulation_steps}"
+                f" = {per_step} examples per micro-step cannot be split over {self.world} processes"
+            )
+        self._seed_all(cfg.seed)
+        self.load_data()
+        n = len(self.train_rows)
+        if n < cfg.batch_size:
+            raise DataError(
+                f"{cfg.data}: {n} training rows, fewer than batch_size={cfg.batch_size}; "
+                "add data or lower batch_size"
+            )
+        self.steps_per_epoch = n // cfg.batch_size
+        self.total_steps = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
+        self.build_model()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        warmup = int(cfg.warmup_ratio * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(cfg.lr_scheduler, warmup, self.total_steps)
+        )
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if self.resume:
+            self._restore()
+        elif self.is_main:
+            if self.run.summary_path.exists() or self.run.latest_checkpoint():
+                raise ConfigError(f"{self.run.path}: already holds a run; use --resume {self.run.path} or a new output_dir")
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            self.run.write_config(self.stage, cfg.model_dump(mode="json"))
+        self.accelerator.wait_for_everyone()
+
+    def _seed_all(self, seed: int) -> None:
+        import torch
+
+        random.seed(seed)
+        np.random.seed(seed % (2**32))
+        torch.manual_seed(seed)
+
+    def rows_for_step(self, step: int) -> list[Any]:
+        """The global batch of optimizer step ``step`` (1-based), a pure function of (seed, step)."""
+        b = self.config.batch_size
+        epoch, within = divmod(step - 1, self.steps_per_epoch)
+        perm = np.random.default_rng(self.config.seed + epoch).permutation(len(self.train_rows))
+        return [self.train_rows[i] for i in perm[within * b : (within + 1) * b]]
+
+    def train(self) -> RunResult:
+        """Run the planned steps from ``start_step``; evaluate; save the final model and summary."""
+        from rlhfops.train.progress import progress_bar
+
+        self.before_train()
+        cfg = self.config
+        t0 = time.perf_counter()
+        with progress_bar(f"{self.stage}", self.total_steps, self.start_step, enabled=cfg.progress and self.is_main) as advance:
+            for step in range(self.start_step + 1, self.total_steps + 1):
+                record = self.step(step)
+                if self.is_main and (step % cfg.log_every == 0 or step == self.total_steps):
+                    self.run.append_metrics(record)
+                if step % cfg.save_every == 0 and step != self.total_steps:
+                    self.save_checkpoint(step)
+                advance(record)
+        self.train_seconds = time.perf_counter() - t0
+        return self.finish()
+
+    def step(self, step: int) -> dict[str, Any]:
+        """One optimizer step over the global batch of ``step``: accumulate, clip, update."""
+        import torch
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        rows = self.rows_for_step(step)[self.rank :: self.world]
+        local_units = float(self.count_units(rows))
+        global_units = self._all_sum(local_units)
+        micro = np.array_split(np.arange(len(rows)), cfg.gradient_accumulation_steps)
+        self.model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        sums: dict[str, float] = {}
+        for i, idx in enumerate(micro):
+            part = [rows[j] for j in idx]
+            last = i == len(micro) - 1
+            ctx = self.accelerator.no_sync(self.model) if not last else _nullcontext()
+            with ctx:
+                stats = self.micro_loss(part, global_units)
+                self.accelerator.backward(stats.loss * self.world)
+            loss_sum += stats.loss.detach().double().cpu()
+            for k, v in stats.sums.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        loss = self._all_sum(float(loss_sum))
+        if not math.isfinite(loss):
+            last = self.run.latest_checkpoint()
+            where = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written yet"
+            raise TrainingStopped(
+                f"{self.stage} step {step}: loss is {loss}; training stopped ({where}). "
+                "Lower learning_rate or check the data."
+            )
+        grad_norm = 0.0
+        if cfg.max_grad_norm > 0:
+            grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        record: dict[str, Any] = {
+            "step": step,
+            "loss": loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": grad_norm,
+            self.unit_name: global_units,
+            "seconds": time.perf_counter() - t0,
+        }
+        for k, v in sums.items():
+            record[k] = self._all_sum(v) / max(global_units, 1.0)
+        return record
+
+    def _all_sum(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        import torch
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.accelerator.device)
+        return float(self.accelerator.reduce(t, reduction="sum").item())
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def _trainable_state(self) -> dict[str, Any]:
+        model = self.accelerator.unwrap_model(self.model)
+        return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+    def save_checkpoint(self, step: int) -> None:
+        """Write model, optimizer, scheduler, RNG and stage state atomically (temp dir + rename)."""
+        import torch
+        from safetensors.torch import save_file
+
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            tmp = self.run.new_checkpoint_tmp(step)
+            save_file(self._trainable_state(), str(tmp / "trainable.safetensors"))
+            torch.save(
+                {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(),
+                    "python_rng": random.getstate(),
+                    "extra": self.extra_state(),
+                },
+                tmp / "state.pt",
+            )
+            atomic_write_text(tmp / "trainer_state.json", json.dumps({"step": step, "stage": self.stage}))
+            self.run.commit_checkpoint(tmp, step, self.config.keep_last)
+        self.accelerator.wait_for_everyone()
+
+    def _restore(self) -> None:
+        import torch
+        from safetensors.torch import load_file
+
+        self.run.clean_stale_tmp() if self.is_main else None
+        latest = self.run.latest_checkpoint()
+        if latest is None:
+            self.start_step = 0
+            if self.is_main:
+                self.run.truncate_metrics_after(0)
+            return
+        step, path = latest
+        model = self.accelerator.unwrap_model(self.model)
+        weights = load_file(str(path / "trainable.safetensors"))
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value)
+        state = torch.load(path / "state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        self.load_extra_state(state.get("extra", {}))
+        self.start_step = step
+        if self.is_main:
+            self.run.truncate_metrics_after(step)
+
+    # ---- the end ---------------------------------------------------------------------------------
+    def finish(self) -> RunResult:
+        metrics = self.evaluate()
+        summary: dict[str, Any] = {}
+        if self.is_main:
+            self.save_final(self.run.final_dir)
+            history = self.run.read_metrics()
+            summary = {
+                "stage": self.stage,
+                "steps": self.total_steps,
+                "resumed_from_step": self.start_step or None,
+                "train_rows": len(self.train_rows),
+                "eval_rows": len(self.eval_rows),
+                "final_model": str(self.run.final_dir),
+                "first_loss": history[0]["loss"] if history else None,
+                "last_loss": history[-1]["loss"] if history else None,
+                "eval": metrics,
+                "world_size": self.world,
+            }
+            atomic_write_text(self.run.summary_path, json.dumps(summary, indent=2, sort_keys=True))
+        self.accelerator.wait_for_everyone()
+        return RunResult(self.run.path, self.total_steps, summary)
+
+    def cleanup(self) -> None:
+        self.accelerator.free_memory() if hasattr(self, "accelerator") else None
+
+    def run_all(self) -> RunResult:
+        try:
+            self.setup()
+            return self.train()
+        finally:
+            self.cleanup()
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))

@@ -1,0 +1,105 @@
+"""One typed config per training stage. Every field is documented; ``rlhfops train STAGE --help`` lists them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from rlhfops.config import StageConfig
+from rlhfops.errors import ConfigError
+
+
+class LoraConfig(StageConfig):
+    """LoRA (peft) settings; ``enabled: false`` means full fine-tuning."""
+
+    enabled: bool = Field(False, description="Train a LoRA adapter instead of all weights.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA branch.")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules to adapt: 'all-linear' or a list of module names."
+    )
+
+
+class TrainConfig(StageConfig):
+    """Settings shared by every stage."""
+
+    model: str = Field(
+        "smollm2-135m-instruct",
+        description="Model to start from: 'smollm2-135m-instruct' (bundled) or a local Hugging Face directory.",
+    )
+    data: str = Field(..., description="Training data file (JSONL, JSON or Parquet).")
+    eval_data: str | None = Field(
+        None, description="Held-out data file; when empty, eval_fraction of `data` is held out."
+    )
+    eval_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of `data` held out for evaluation when eval_data is empty."
+    )
+    output_dir: str | None = Field(
+        None, description="Run directory; default runs/<stage>-<UTC time> under the current directory."
+    )
+    seed: int = Field(0, description="Seed for data order, splits and initialisation.")
+    max_length: int = Field(512, ge=16, description="Longest prompt+response in tokens; longer responses are truncated.")
+    batch_size: int = Field(8, ge=1, description="Examples (or pairs) per optimizer step, over all processes.")
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="Micro-batches per optimizer step; batch_size must divide evenly."
+    )
+    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps is set).")
+    max_steps: int | None = Field(None, ge=1, description="Optimizer steps to run; overrides epochs.")
+    learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="Share of steps with linear warm-up.")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "linear", description="Learning-rate decay after warm-up."
+    )
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 disables).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weights dtype (bfloat16 on GPUs that support it)."
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel (flash_attention_2 needs a GPU and the flash-attn package)."
+    )
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
+    chat_template: str | None = Field(
+        None, description="Jinja chat template to use when the model has none (or to override it)."
+    )
+    save_every: int = Field(50, ge=1, description="Write a checkpoint every N optimizer steps.")
+    keep_last: int = Field(2, ge=1, description="Checkpoints to keep (oldest removed).")
+    log_every: int = Field(1, ge=1, description="Write metrics every N steps.")
+    progress: bool = Field(True, description="Show a progress bar.")
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> TrainConfig:
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ConfigError(
+                f"batch_size={self.batch_size} is not divisible by "
+                f"gradient_accumulation_steps={self.gradient_accumulation_steps}"
+            )
+        return self
+
+
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning on demonstrations: loss on completion tokens only."""
+
+    learning_rate: float = Field(2e-5, gt=0, description="Peak learning rate (AdamW).")
+    packing: bool = Field(True, description="Pack several examples per row (no compute spent on padding).")
+
+
+class RewardConfig(TrainConfig):
+    """Reward model: causal-LM trunk + scalar head, Bradley-Terry loss."""
+
+    learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate (AdamW).")
+    use_margin: bool = Field(True, description="Subtract the row's `margin` inside the Bradley-Terry loss.")
+
+
+class DPOConfig(TrainConfig):
+    """Direct preference optimisation against a frozen reference (log-probs precomputed once)."""
+
+    learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate (AdamW).")
+    beta: float = Field(0.1, gt=0, description="Strength of the implicit KL constraint.")
+    loss_type: Literal["sigmoid", "ipo"] = Field("sigmoid", description="DPO loss variant.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Conservative DPO: assumed share of flipped labels (sigmoid loss only)."
+    )

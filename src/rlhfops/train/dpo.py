@@ -1,0 +1,152 @@
+"""Direct preference optimisation (Rafailov et al. 2023) with reference log-probs computed once.
+
+Before the first step the starting model (which is the reference) scores every training and held-out
+pair; those sums are stored in the run directory (``ref_logps.pt``), so no second model sits in memory
+and a resumed run does not recompute them. Loss variants come from the registry in ``losses.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlhfops.train.base import StepStats, Trainer
+from rlhfops.train.config import DPOConfig
+from rlhfops.train.forward import CompletionLogProbs, pack_completions, sequence_sums
+from rlhfops.train.prefs import load_pref_rows
+from rlhfops.train.sft import _zero_with_grad, lora_settings
+
+REF_FILE = "ref_logps.pt"
+
+
+@dataclass
+class IndexedPair:
+    """An encoded preference pair with its index into the reference log-prob table."""
+
+    key: str
+    pair: Any
+
+
+class DPOTrainer(Trainer):
+    stage = "dpo"
+    unit_name = "pairs"
+    config: DPOConfig
+
+    def load_data(self) -> None:
+        self.tokenizer, train, held = load_pref_rows(self.config)
+        self.train_rows = [IndexedPair(f"t{i}", p) for i, p in enumerate(train)]
+        self.eval_rows = [IndexedPair(f"e{i}", p) for i, p in enumerate(held)]
+        self.ref: dict[str, tuple[float, float]] = {}
+
+    def build_model(self) -> None:
+        from rlhfops.models.loading import load_causal_lm
+
+        cfg = self.config
+        lm = load_causal_lm(
+            cfg.model,
+            dtype=cfg.dtype,
+            attn_implementation=cfg.attn_implementation,
+            lora=lora_settings(cfg),
+            gradient_checkpointing=cfg.gradient_checkpointing,
+        )
+        self.model = CompletionLogProbs(lm)
+
+    def pair_logps(self, rows: list[IndexedPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy log-probs of chosen and rejected responses, each [len(rows)].
+
+        Sums over completion tokens for the sigmoid loss; means per token for IPO (as in Azar et al.
+        2023's implementation and TRL).
+        """
+        pairs = [r.pair for r in rows]
+        batch = pack_completions(
+            [p.prompt_ids for p in pairs] * 2,
+            [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs],
+            self.config.max_length,
+            self.tokenizer.pad_token_id,
+        ).to(self.accelerator.device)
+        sums = sequence_sums(self.model(batch), batch)
+        if self.config.loss_type == "ipo":
+            sums = sums / batch.lengths.to(sums.dtype)
+        n = len(rows)
+        return sums[:n], sums[n:]
+
+    @torch.no_grad()
+    def _compute_reference(self, rows: list[IndexedPair]) -> None:
+        self.model.eval()
+        bs = max(1, self.config.batch_size)
+        for i in range(0, len(rows), bs):
+            part = rows[i : i + bs]
+            c, r = self.pair_logps(part)
+            for row, cv, rv in zip(part, c.tolist(), r.tolist(), strict=True):
+                self.ref[row.key] = (cv, rv)
+
+    def before_train(self) -> None:
+        path = self.run.path / REF_FILE
+        if path.exists():
+            self.ref = torch.load(path, weights_only=False)
+            return
+        # Every process computes the table for all rows (cheap next to training; no gather needed).
+        self._compute_reference(self.train_rows + self.eval_rows)
+        if self.is_main:
+            tmp = path.with_name(f".{REF_FILE}.tmp")
+            torch.save(self.ref, tmp)
+            tmp.replace(path)
+
+    def _ref_tensors(self, rows: list[IndexedPair], like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        vals = torch.tensor([self.ref[r.key] for r in rows], dtype=like.dtype, device=like.device)
+        return vals[:, 0], vals[:, 1]
+
+    def micro_loss(self, rows: list[IndexedPair], global_units: float) -> StepStats:
+        from rlhfops.train.losses import get_dpo_loss
+
+        if not rows:
+            return StepStats(loss=_zero_with_grad(self.model))
+        pc, pr = self.pair_logps(rows)
+        rc, rr = self._ref_tensors(rows, pc)
+        cfg = self.config
+        kwargs = {"label_smoothing": cfg.label_smoothing} if cfg.loss_type == "sigmoid" else {}
+        out = get_dpo_loss(cfg.loss_type)(pc, pr, rc, rr, cfg.beta, **kwargs)
+        n = len(rows)
+        return StepStats(
+            loss=out.loss * (n / global_units),
+            sums={
+                "reward_accuracy": float(out.reward_accuracy) * n,
+                "reward_margin": float(out.reward_margin) * n,
+                "chosen_reward": float(out.chosen_rewards.mean()) * n,
+                "rejected_reward": float(out.rejected_rewards.mean()) * n,
+            },
+        )
+
+    @torch.no_grad()
+    def implicit_accuracy(self, rows: list[IndexedPair]) -> dict[str, float]:
+        """Share of pairs whose implicit reward beta*log(pi/pi_ref) ranks chosen above rejected."""
+        self.model.eval()
+        correct, margin, n = 0, 0.0, 0
+        bs = max(1, self.config.batch_size)
+        for i in range(0, len(rows), bs):
+            part = rows[i : i + bs]
+            pc, pr = self.pair_logps(part)
+            rc, rr = self._ref_tensors(part, pc)
+            m = self.config.beta * ((pc - rc) - (pr - rr))
+            correct += int((m > 0).sum())
+            margin += float(m.sum())
+            n += len(part)
+        return {"accuracy": correct / max(n, 1), "margin": margin / max(n, 1), "pairs": n}
+
+    def evaluate(self) -> dict[str, Any]:
+        from rlhfops.train.reward import wilson_interval
+
+        out: dict[str, Any] = {"train_" + k: v for k, v in self.implicit_accuracy(self.train_rows).items()}
+        if self.eval_rows:
+            ev = self.implicit_accuracy(self.eval_rows)
+            out.update({"eval_" + k: v for k, v in ev.items()})
+            out["eval_accuracy_ci95"] = list(wilson_interval(round(ev["accuracy"] * ev["pairs"]), ev["pairs"]))
+        return out
+
+    def save_final(self, out_dir: Path) -> None:
+        from rlhfops.models.loading import save_model
+
+        save_model(self.accelerator.unwrap_model(self.model).lm, self.tokenizer, out_dir)

@@ -1,0 +1,133 @@
+"""Forward passes that train: packed rows in, completion-token log-probs or scalar rewards out.
+
+Sequences (prompt + response) are packed into rows; position ids restart at 0 for every sequence, so
+attention never crosses a sequence boundary (transformers builds the block-diagonal causal mask from
+the position ids when no attention mask is given). The LM head runs only at the positions that predict
+a completion token: no LM-head work on prompt tokens or padding.
+
+The trainable module is a single ``nn.Module`` whose ``forward`` does the whole computation, so that
+DDP (``accelerate launch``) sees one forward per micro-batch and synchronises gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+
+@dataclass
+class PackedCompletions:
+    """A packed micro-batch and where each sequence's completion tokens are.
+
+    input_ids, position_ids: [R, T]. For the N completion tokens of all sequences: ``pred_row``,
+    ``pred_pos`` index the hidden state that predicts each one ([N]); ``targets`` are the tokens [N];
+    ``seq_index`` maps each to its sequence (0..S-1) [N]. ``last_row``, ``last_pos`` [S] index every
+    sequence's last token (where a reward model reads its score); ``lengths`` [S] completion lengths.
+    """
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    pred_row: torch.Tensor
+    pred_pos: torch.Tensor
+    targets: torch.Tensor
+    seq_index: torch.Tensor
+    last_row: torch.Tensor
+    last_pos: torch.Tensor
+    lengths: torch.Tensor
+    num_sequences: int
+
+    def to(self, device: torch.device | str) -> PackedCompletions:
+        fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+        return PackedCompletions(**fields)
+
+
+def place_sequences(lengths: list[int], row_len: int, packing: bool = True) -> tuple[list[tuple[int, int]], int]:
+    """First-fit-decreasing placement of sequences into rows of ``row_len`` tokens (never split).
+
+    Returns ``(placement, rows)`` with ``placement[i] = (row, start)``. Without packing, one per row.
+    """
+    if not packing:
+        return [(i, 0) for i in range(len(lengths))], len(lengths)
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    free: list[int] = []  # tokens used per row
+    placement: list[tuple[int, int]] = [(0, 0)] * len(lengths)
+    for i in order:
+        for r, used in enumerate(free):
+            if used + lengths[i] <= row_len:
+                placement[i] = (r, used)
+                free[r] = used + lengths[i]
+                break
+        else:
+            placement[i] = (len(free), 0)
+            free.append(lengths[i])
+    return placement, len(free)
+
+
+def pack_completions(
+    prompts: list[list[int]], completions: list[list[int]], max_tokens_per_row: int, pad_id: int, packing: bool = True
+) -> PackedCompletions:
+    """Pack ``prompt + completion`` sequences; record where the completion tokens and last tokens are."""
+    seqs = [p + c for p, c in zip(prompts, completions, strict=True)]
+    longest = max(len(s) for s in seqs)
+    row_len = max(max_tokens_per_row, longest) if packing else longest
+    placement, n_rows = place_sequences([len(s) for s in seqs], row_len, packing)
+    width = max(start + len(s) for (_, start), s in zip(placement, seqs, strict=True))
+    input_ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    # Padding continues the last sequence's positions as its own run; its outputs are never read.
+    position_ids = torch.arange(width, dtype=torch.long).repeat(n_rows, 1)
+    for (row, start), s in zip(placement, seqs, strict=True):
+        input_ids[row, start : start + len(s)] = torch.tensor(s, dtype=torch.long)
+        position_ids[row, start : start + len(s)] = torch.arange(len(s))
+    pred_row, pred_pos, targets, seq_index = [], [], [], []
+    last_row, last_pos = [], []
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        row, start = placement[i]
+        n_p, n_c = len(p), len(c)
+        for j in range(n_c):
+            pred_row.append(row)
+            pred_pos.append(start + n_p + j - 1)
+            targets.append(c[j])
+            seq_index.append(i)
+        last_row.append(row)
+        last_pos.append(start + n_p + n_c - 1)
+    as_long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    return PackedCompletions(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        pred_row=as_long(pred_row),
+        pred_pos=as_long(pred_pos),
+        targets=as_long(targets),
+        seq_index=as_long(seq_index),
+        last_row=as_long(last_row),
+        last_pos=as_long(last_pos),
+        lengths=as_long([len(c) for c in completions]),
+        num_sequences=len(seqs),
+    )
+
+
+class CompletionLogProbs(nn.Module):
+    """Wraps a causal LM; ``forward(batch)`` returns the log-prob of every completion token [N]."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, batch: PackedCompletions, temperature: float = 1.0) -> torch.Tensor:
+        decoder = self.lm.get_decoder()
+        head = self.lm.get_output_embeddings()
+        hidden = decoder(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False)
+        hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
+        h = hidden[batch.pred_row, batch.pred_pos]  # [N, H]
+        logits = head(h).float()
+        if temperature != 1.0:
+            logits = logits / temperature
+        return logits.gather(-1, batch.targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def sequence_sums(token_values: torch.Tensor, batch: PackedCompletions) -> torch.Tensor:
+    """Sum per-token values [N] into per-sequence values [S]."""
+    out = torch.zeros(batch.num_sequences, dtype=token_values.dtype, device=token_values.device)
+    return out.index_add(0, batch.seq_index, token_values)

@@ -1,0 +1,135 @@
+"""Reward model: causal-LM trunk + scalar head trained with the Bradley-Terry loss on preference pairs.
+
+The reward of a response is the head's output at the last token of prompt+response. After training,
+rewards are normalised to mean 0 / std 1 over the training responses and the statistics are stored with
+the model. The summary reports held-out pairwise accuracy and the correlation of reward with response
+length (a reward-hacking risk signal: a reward model that pays for length will be gamed by PPO).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlhfops.train.base import StepStats, Trainer
+from rlhfops.train.config import RewardConfig
+from rlhfops.train.forward import pack_completions
+from rlhfops.train.prefs import load_pref_rows
+from rlhfops.train.sft import _zero_with_grad, lora_settings
+
+
+class RewardTrainer(Trainer):
+    stage = "rm"
+    unit_name = "pairs"
+    config: RewardConfig
+
+    def load_data(self) -> None:
+        self.tokenizer, self.train_rows, self.eval_rows = load_pref_rows(self.config)
+
+    def build_model(self) -> None:
+        from rlhfops.models.heads import RewardModel
+
+        cfg = self.config
+        self.model = RewardModel.from_causal_lm(
+            cfg.model, dtype=cfg.dtype, lora=lora_settings(cfg), attn_implementation=cfg.attn_implementation
+        )
+
+    def _batch(self, rows: list[Any]):
+        prompts = [r.prompt_ids for r in rows] * 2
+        responses = [r.chosen_ids for r in rows] + [r.rejected_ids for r in rows]
+        batch = pack_completions(prompts, responses, self.config.max_length, self.tokenizer.pad_token_id)
+        return batch.to(self.accelerator.device)
+
+    def rewards(self, rows: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw (unnormalised) rewards of chosen and rejected responses, each [len(rows)]."""
+        batch = self._batch(rows)
+        values = self.model(input_ids=batch.input_ids, position_ids=batch.position_ids)
+        scores = values[batch.last_row, batch.last_pos].float()
+        n = len(rows)
+        return scores[:n], scores[n:]
+
+    def micro_loss(self, rows: list[Any], global_units: float) -> StepStats:
+        from rlhfops.train.losses import bradley_terry_loss
+
+        if not rows:
+            return StepStats(loss=_zero_with_grad(self.model))
+        chosen, rejected = self.rewards(rows)
+        margin = None
+        if self.config.use_margin and any(r.margin is not None for r in rows):
+            margin = torch.tensor([r.margin or 0.0 for r in rows], dtype=chosen.dtype, device=chosen.device)
+        out = bradley_terry_loss(chosen, rejected, margin)
+        n = len(rows)
+        return StepStats(
+            loss=out.loss * (n / global_units),
+            sums={"accuracy": float(out.accuracy) * n, "reward_margin": float((chosen - rejected).mean()) * n},
+        )
+
+    @torch.no_grad()
+    def score_rows(self, rows: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        self.model.eval()
+        ch, rj = [], []
+        bs = max(1, self.config.batch_size)
+        for i in range(0, len(rows), bs):
+            c, r = self.rewards(rows[i : i + bs])
+            ch.append(c.cpu().numpy())
+            rj.append(r.cpu().numpy())
+        if not ch:
+            return np.zeros(0), np.zeros(0)
+        return np.concatenate(ch), np.concatenate(rj)
+
+    def evaluate(self) -> dict[str, Any]:
+        train_c, train_r = self.score_rows(self.train_rows)
+        both = np.concatenate([train_c, train_r])
+        self.reward_mean = float(both.mean())
+        self.reward_std = float(both.std()) or 1.0
+        out: dict[str, Any] = {"reward_mean_raw": self.reward_mean, "reward_std_raw": self.reward_std}
+        out["train_accuracy"] = float((train_c > train_r).mean())
+        if self.eval_rows:
+            ev_c, ev_r = self.score_rows(self.eval_rows)
+            acc = float((ev_c > ev_r).mean())
+            n = len(ev_c)
+            out.update(
+                {
+                    "eval_accuracy": acc,
+                    "eval_accuracy_ci95": list(wilson_interval(int(round(acc * n)), n)),
+                    "eval_pairs": n,
+                }
+            )
+            rewards = np.concatenate([ev_c, ev_r])
+            lengths = np.array(
+                [len(r.chosen_ids) for r in self.eval_rows] + [len(r.rejected_ids) for r in self.eval_rows], float
+            )
+        else:
+            rewards = both
+            lengths = np.array(
+                [len(r.chosen_ids) for r in self.train_rows] + [len(r.rejected_ids) for r in self.train_rows], float
+            )
+        out["reward_length_correlation"] = pearson(rewards, lengths)
+        return out
+
+    def save_final(self, out_dir: Path) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        model.set_normalization(self.reward_mean, self.reward_std)
+        model.save_pretrained(out_dir, tokenizer=self.tokenizer)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson correlation, or None when either side is constant."""
+    if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a proportion k/n (Wilson 1927)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))

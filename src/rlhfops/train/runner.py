@@ -1,0 +1,50 @@
+"""Pick a stage's trainer and config class, load the config (or the run being resumed) and run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlhfops.config import load_config
+from rlhfops.errors import ConfigError
+from rlhfops.train.base import RunResult, Trainer
+from rlhfops.train.config import DPOConfig, RewardConfig, SFTConfig, TrainConfig
+from rlhfops.train.rundir import RunDir
+
+STAGES: dict[str, type[TrainConfig]] = {"sft": SFTConfig, "rm": RewardConfig, "dpo": DPOConfig}
+
+
+def trainer_class(stage: str) -> type[Trainer]:
+    if stage == "sft":
+        from rlhfops.train.sft import SFTTrainer
+
+        return SFTTrainer
+    if stage == "rm":
+        from rlhfops.train.reward import RewardTrainer
+
+        return RewardTrainer
+    if stage == "dpo":
+        from rlhfops.train.dpo import DPOTrainer
+
+        return DPOTrainer
+    raise ConfigError(f"unknown stage '{stage}'; valid: {', '.join(STAGES)}")
+
+
+def run_stage(
+    stage: str, config_path: str | Path | None = None, overrides: list[str] | None = None, resume: str | Path | None = None
+) -> RunResult:
+    """Train one stage; with ``resume``, continue the run in that directory from its last checkpoint."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage '{stage}'; valid: {', '.join(STAGES)}")
+    if resume is not None:
+        run = RunDir(resume)
+        if not run.config_path.exists():
+            raise ConfigError(f"{run.path}: not a run directory (no config.yaml); cannot resume")
+        saved_stage, data = run.read_config()
+        if saved_stage != stage:
+            raise ConfigError(f"{run.path}: is a '{saved_stage}' run, not '{stage}'")
+        if run.summary_path.exists():
+            raise ConfigError(f"{run.path}: this run already finished (summary.json exists); nothing to resume")
+        config = STAGES[stage].model_validate(data)
+        return trainer_class(stage)(config, run.path, resume=True).run_all()
+    config = load_config(STAGES[stage], config_path, overrides)
+    return trainer_class(stage)(config).run_all()
