@@ -8,6 +8,7 @@ valid name; type errors name the field and the value.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rlhfops.errors import ConfigError
 
 C = TypeVar("C", bound="StageConfig")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class StageConfig(BaseModel):
@@ -51,6 +53,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if isinstance(value, str) and _FLOAT.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads "1e-5" as a string
         _set_dotted(out, key.strip(), value)
     return out
 

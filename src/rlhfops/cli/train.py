@@ -9,11 +9,17 @@ import typer
 
 from rlhfops.config import describe_fields
 
-app = typer.Typer(help="Train a stage: sft, rm (reward model) or dpo. Each writes a run directory.", no_args_is_help=True)
+app = typer.Typer(
+    help="Train a stage: sft, rm (reward model) or dpo. Each writes a run directory.", no_args_is_help=True
+)
 
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML file with the stage's settings.")
-SET_OPT = typer.Option(None, "--set", help="Override a setting: key=value (repeatable; nested keys with dots).")
-RESUME_OPT = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint.")
+SET_OPT = typer.Option(
+    None, "--set", help="Override a setting: key=value (repeatable; nested keys with dots)."
+)
+RESUME_OPT = typer.Option(
+    None, "--resume", help="Continue the run in this directory from its last checkpoint."
+)
 
 
 def _epilog(stage: str) -> str:
@@ -49,3 +55,27 @@ def rm(config: Path = CONFIG_OPT, set_: list[str] = SET_OPT, resume: Path = RESU
 def dpo(config: Path = CONFIG_OPT, set_: list[str] = SET_OPT, resume: Path = RESUME_OPT) -> None:
     """Direct preference optimisation (sigmoid or IPO loss) with reference log-probs precomputed."""
     _run("dpo", config, set_, resume)
+
+
+@app.command("ppo", epilog=_epilog("ppo"))
+def ppo(
+    config: Path = CONFIG_OPT,
+    set_: list[str] = SET_OPT,
+    resume: Path = RESUME_OPT,
+    kl_sweep: str = typer.Option(
+        None, "--kl-sweep", help="Comma-separated KL settings: one PPO cycle each from the same start."
+    ),
+    sweep_kind: str = typer.Option("beta", "--sweep-kind", help="What --kl-sweep varies: beta or target."),
+) -> None:
+    """PPO (or RLOO / GRPO) against a reward model with a KL penalty to the reference."""
+    if kl_sweep is None:
+        _run("ppo", config, set_, resume)
+        return
+    from rlhfops.config import load_config
+    from rlhfops.train.kl_sweep import parse_values, run_kl_sweep
+    from rlhfops.train.ppo_config import PPOConfig
+
+    values = parse_values(kl_sweep)
+    result = run_kl_sweep(load_config(PPOConfig, config, set_), values, sweep_kind)
+    typer.echo((result.out_dir / "kl_sweep.md").read_text())
+    typer.echo(f"sweep directory {result.out_dir}")

@@ -102,24 +102,24 @@ class Trainer(abc.ABC):
         return len(rows)
 
     @abc.abstractmethod
-    def micro_loss(self, rows: list[Any], global_units: float) -> StepStats:
-        ...
+    def micro_loss(self, rows: list[Any], global_units: float) -> StepStats: ...
 
     def before_train(self) -> None:
         """Work done once before the first step (e.g. reference log-probs for DPO)."""
+        return None
 
     def evaluate(self) -> dict[str, Any]:
         return {}
 
     @abc.abstractmethod
-    def save_final(self, out_dir: Path) -> None:
-        ...
+    def save_final(self, out_dir: Path) -> None: ...
 
     def extra_state(self) -> dict[str, Any]:
         return {}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what ``extra_state`` returned."""
+        return None
 
     # ---- skeleton ------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -159,7 +159,9 @@ class Trainer(abc.ABC):
             self._restore()
         elif self.is_main:
             if self.run.summary_path.exists() or self.run.latest_checkpoint():
-                raise ConfigError(f"{self.run.path}: already holds a run; use --resume {self.run.path} or a new output_dir")
+                raise ConfigError(
+                    f"{self.run.path}: already holds a run; use --resume {self.run.path} or a new output_dir"
+                )
             self.run.path.mkdir(parents=True, exist_ok=True)
             self.run.write_config(self.stage, cfg.model_dump(mode="json"))
         self.accelerator.wait_for_everyone()
@@ -185,7 +187,9 @@ class Trainer(abc.ABC):
         self.before_train()
         cfg = self.config
         t0 = time.perf_counter()
-        with progress_bar(f"{self.stage}", self.total_steps, self.start_step, enabled=cfg.progress and self.is_main) as advance:
+        with progress_bar(
+            f"{self.stage}", self.total_steps, self.start_step, enabled=cfg.progress and self.is_main
+        ) as advance:
             for step in range(self.start_step + 1, self.total_steps + 1):
                 record = self.step(step)
                 if self.is_main and (step % cfg.log_every == 0 or step == self.total_steps):
@@ -197,14 +201,43 @@ class Trainer(abc.ABC):
         return self.finish()
 
     def step(self, step: int) -> dict[str, Any]:
-        """One optimizer step over the global batch of ``step``: accumulate, clip, update."""
+        """One optimizer step over the global batch of ``step``: accumulate, check, clip, update."""
+        t0 = time.perf_counter()
+        loss, sums, global_units = self.accumulate_gradients(step)
+        if not math.isfinite(loss):
+            last = self.run.latest_checkpoint()
+            where = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written yet"
+            raise TrainingStopped(
+                f"{self.stage} step {step}: loss is {loss}; training stopped ({where}). "
+                "Lower learning_rate or check the data."
+            )
+        grad_norm = self.apply_update()
+        record: dict[str, Any] = {
+            "step": step,
+            "loss": loss,
+            "lr": self.scheduler.get_last_lr()[0],
+            "grad_norm": grad_norm,
+            self.unit_name: global_units,
+            "seconds": time.perf_counter() - t0,
+        }
+        for k, v in sums.items():
+            record[k] = self._all_sum(v) / max(global_units, 1.0)
+        delay = float(os.environ.get("RLHFOPS_DEBUG_STEP_SLEEP", "0") or 0)
+        if delay > 0:  # fault-injection knob for the kill -9 test: widens the window between steps
+            time.sleep(delay)
+        return record
+
+    def accumulate_gradients(self, step: int) -> tuple[float, dict[str, float], float]:
+        """Forward/backward every micro-batch of this process's share of ``step``'s global batch.
+
+        Returns (global loss, this process's summed statistics, global unit count). Gradients are left
+        in ``.grad``; DDP synchronises them on the last micro-batch only.
+        """
         import torch
 
         cfg = self.config
-        t0 = time.perf_counter()
         rows = self.rows_for_step(step)[self.rank :: self.world]
-        local_units = float(self.count_units(rows))
-        global_units = self._all_sum(local_units)
+        global_units = self._all_sum(float(self.count_units(rows)))
         micro = np.array_split(np.arange(len(rows)), cfg.gradient_accumulation_steps)
         self.model.train()
         loss_sum = torch.zeros((), dtype=torch.float64)
@@ -219,31 +252,18 @@ class Trainer(abc.ABC):
             loss_sum += stats.loss.detach().double().cpu()
             for k, v in stats.sums.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-        loss = self._all_sum(float(loss_sum))
-        if not math.isfinite(loss):
-            last = self.run.latest_checkpoint()
-            where = f"last good checkpoint: {last[1]}" if last else "no checkpoint was written yet"
-            raise TrainingStopped(
-                f"{self.stage} step {step}: loss is {loss}; training stopped ({where}). "
-                "Lower learning_rate or check the data."
-            )
+        return self._all_sum(float(loss_sum)), sums, global_units
+
+    def apply_update(self) -> float:
+        """Clip, step the optimizer and the schedule, clear gradients; returns the gradient norm."""
+        cfg = self.config
         grad_norm = 0.0
         if cfg.max_grad_norm > 0:
             grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        record: dict[str, Any] = {
-            "step": step,
-            "loss": loss,
-            "lr": self.scheduler.get_last_lr()[0],
-            "grad_norm": grad_norm,
-            self.unit_name: global_units,
-            "seconds": time.perf_counter() - t0,
-        }
-        for k, v in sums.items():
-            record[k] = self._all_sum(v) / max(global_units, 1.0)
-        return record
+        return grad_norm
 
     def _all_sum(self, value: float) -> float:
         if self.world == 1:

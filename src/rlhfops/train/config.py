@@ -1,4 +1,7 @@
-"""One typed config per training stage. Every field is documented; ``rlhfops train STAGE --help`` lists them."""
+"""One typed config per training stage.
+
+Every field is documented; ``rlhfops train STAGE --help`` lists them.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ class TrainConfig(StageConfig):
 
     model: str = Field(
         "smollm2-135m-instruct",
-        description="Model to start from: 'smollm2-135m-instruct' (bundled) or a local Hugging Face directory.",
+        description="Starting model: 'smollm2-135m-instruct' (bundled) or a local Hugging Face directory.",
     )
     data: str = Field(..., description="Training data file (JSONL, JSON or Parquet).")
     eval_data: str | None = Field(
@@ -40,12 +43,18 @@ class TrainConfig(StageConfig):
         None, description="Run directory; default runs/<stage>-<UTC time> under the current directory."
     )
     seed: int = Field(0, description="Seed for data order, splits and initialisation.")
-    max_length: int = Field(512, ge=16, description="Longest prompt+response in tokens; longer responses are truncated.")
-    batch_size: int = Field(8, ge=1, description="Examples (or pairs) per optimizer step, over all processes.")
+    max_length: int = Field(
+        512, ge=16, description="Longest prompt+response in tokens; longer responses are truncated."
+    )
+    batch_size: int = Field(
+        8, ge=1, description="Examples (or pairs) per optimizer step, over all processes."
+    )
     gradient_accumulation_steps: int = Field(
         1, ge=1, description="Micro-batches per optimizer step; batch_size must divide evenly."
     )
-    epochs: float = Field(1.0, gt=0, description="Passes over the training data (ignored when max_steps is set).")
+    epochs: float = Field(
+        1.0, gt=0, description="Passes over the training data (ignored when max_steps is set)."
+    )
     max_steps: int | None = Field(None, ge=1, description="Optimizer steps to run; overrides epochs.")
     learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
@@ -101,5 +110,8 @@ class DPOConfig(TrainConfig):
     beta: float = Field(0.1, gt=0, description="Strength of the implicit KL constraint.")
     loss_type: Literal["sigmoid", "ipo"] = Field("sigmoid", description="DPO loss variant.")
     label_smoothing: float = Field(
-        0.0, ge=0, lt=0.5, description="Conservative DPO: assumed share of flipped labels (sigmoid loss only)."
+        0.0,
+        ge=0,
+        lt=0.5,
+        description="Conservative DPO: assumed share of flipped labels (sigmoid loss only).",
     )

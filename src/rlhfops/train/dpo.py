@@ -143,7 +143,9 @@ class DPOTrainer(Trainer):
         if self.eval_rows:
             ev = self.implicit_accuracy(self.eval_rows)
             out.update({"eval_" + k: v for k, v in ev.items()})
-            out["eval_accuracy_ci95"] = list(wilson_interval(round(ev["accuracy"] * ev["pairs"]), ev["pairs"]))
+            out["eval_accuracy_ci95"] = list(
+                wilson_interval(round(ev["accuracy"] * ev["pairs"]), ev["pairs"])
+            )
         return out
 
     def save_final(self, out_dir: Path) -> None:

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 
-
 @dataclass
 class PackedCompletions:
     """A packed micro-batch and where each sequence's completion tokens are.
@@ -44,7 +43,9 @@ class PackedCompletions:
         return PackedCompletions(**fields)
 
 
-def place_sequences(lengths: list[int], row_len: int, packing: bool = True) -> tuple[list[tuple[int, int]], int]:
+def place_sequences(
+    lengths: list[int], row_len: int, packing: bool = True
+) -> tuple[list[tuple[int, int]], int]:
     """First-fit-decreasing placement of sequences into rows of ``row_len`` tokens (never split).
 
     Returns ``(placement, rows)`` with ``placement[i] = (row, start)``. Without packing, one per row.
@@ -67,7 +68,11 @@ def place_sequences(lengths: list[int], row_len: int, packing: bool = True) -> t
 
 
 def pack_completions(
-    prompts: list[list[int]], completions: list[list[int]], max_tokens_per_row: int, pad_id: int, packing: bool = True
+    prompts: list[list[int]],
+    completions: list[list[int]],
+    max_tokens_per_row: int,
+    pad_id: int,
+    packing: bool = True,
 ) -> PackedCompletions:
     """Pack ``prompt + completion`` sequences; record where the completion tokens and last tokens are."""
     seqs = [p + c for p, c in zip(prompts, completions, strict=True)]

@@ -65,7 +65,10 @@ class RewardTrainer(Trainer):
         n = len(rows)
         return StepStats(
             loss=out.loss * (n / global_units),
-            sums={"accuracy": float(out.accuracy) * n, "reward_margin": float((chosen - rejected).mean()) * n},
+            sums={
+                "accuracy": float(out.accuracy) * n,
+                "reward_margin": float((chosen - rejected).mean()) * n,
+            },
         )
 
     @torch.no_grad()
@@ -101,12 +104,14 @@ class RewardTrainer(Trainer):
             )
             rewards = np.concatenate([ev_c, ev_r])
             lengths = np.array(
-                [len(r.chosen_ids) for r in self.eval_rows] + [len(r.rejected_ids) for r in self.eval_rows], float
+                [len(r.chosen_ids) for r in self.eval_rows] + [len(r.rejected_ids) for r in self.eval_rows],
+                float,
             )
         else:
             rewards = both
             lengths = np.array(
-                [len(r.chosen_ids) for r in self.train_rows] + [len(r.rejected_ids) for r in self.train_rows], float
+                [len(r.chosen_ids) for r in self.train_rows] + [len(r.rejected_ids) for r in self.train_rows],
+                float,
             )
         out["reward_length_correlation"] = pearson(rewards, lengths)
         return out

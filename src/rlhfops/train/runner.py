@@ -8,9 +8,15 @@ from rlhfops.config import load_config
 from rlhfops.errors import ConfigError
 from rlhfops.train.base import RunResult, Trainer
 from rlhfops.train.config import DPOConfig, RewardConfig, SFTConfig, TrainConfig
+from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.rundir import RunDir
 
-STAGES: dict[str, type[TrainConfig]] = {"sft": SFTConfig, "rm": RewardConfig, "dpo": DPOConfig}
+STAGES: dict[str, type[TrainConfig]] = {
+    "sft": SFTConfig,
+    "rm": RewardConfig,
+    "dpo": DPOConfig,
+    "ppo": PPOConfig,
+}
 
 
 def trainer_class(stage: str) -> type[Trainer]:
@@ -26,11 +32,18 @@ def trainer_class(stage: str) -> type[Trainer]:
         from rlhfops.train.dpo import DPOTrainer
 
         return DPOTrainer
+    if stage == "ppo":
+        from rlhfops.train.ppo import PPOTrainer
+
+        return PPOTrainer
     raise ConfigError(f"unknown stage '{stage}'; valid: {', '.join(STAGES)}")
 
 
 def run_stage(
-    stage: str, config_path: str | Path | None = None, overrides: list[str] | None = None, resume: str | Path | None = None
+    stage: str,
+    config_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    resume: str | Path | None = None,
 ) -> RunResult:
     """Train one stage; with ``resume``, continue the run in that directory from its last checkpoint."""
     if stage not in STAGES:
@@ -43,7 +56,9 @@ def run_stage(
         if saved_stage != stage:
             raise ConfigError(f"{run.path}: is a '{saved_stage}' run, not '{stage}'")
         if run.summary_path.exists():
-            raise ConfigError(f"{run.path}: this run already finished (summary.json exists); nothing to resume")
+            raise ConfigError(
+                f"{run.path}: this run already finished (summary.json exists); nothing to resume"
+            )
         config = STAGES[stage].model_validate(data)
         return trainer_class(stage)(config, run.path, resume=True).run_all()
     config = load_config(STAGES[stage], config_path, overrides)

@@ -32,7 +32,9 @@ class SFTTrainer(Trainer):
         self.tokenizer = load_tokenizer(cfg.model, chat_template=cfg.chat_template)
         encoded = encode_demos(load_demos(cfg.data), self.tokenizer, cfg.max_length, cfg.chat_template).rows
         if cfg.eval_data:
-            held = encode_demos(load_demos(cfg.eval_data), self.tokenizer, cfg.max_length, cfg.chat_template).rows
+            held = encode_demos(
+                load_demos(cfg.eval_data), self.tokenizer, cfg.max_length, cfg.chat_template
+            ).rows
             self.train_rows, self.eval_rows = encoded, held
         else:
             tr, ev = split_train_eval(len(encoded), cfg.eval_fraction, cfg.seed)

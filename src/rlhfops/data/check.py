@@ -1,0 +1,151 @@
+"""``rlhfops data check`` and ``rlhfops data import``: the functions behind the commands.
+
+:func:`check_file` runs exactly the checks training runs (read -> schema -> optionally the chat template
+and length checks of :mod:`rlhfops.data.encode`), but collects every schema error instead of stopping at
+the first. :func:`import_file` converts a foreign format (``hh-rlhf``) and writes the result atomically.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlhfops.data.io import Row, file_format, read_rows, write_rows
+from rlhfops.data.schema import (
+    VALIDATORS,
+    Kind,
+    demos_from_rows,
+    detect_kind,
+    parse_prompt,
+    prefs_from_rows,
+)
+from rlhfops.errors import DataError, UserError
+
+
+@dataclass(frozen=True, slots=True)
+class TokenStats:
+    """Token lengths with the chat template applied: prompt + (longest) reply per row, before cutting."""
+
+    model: str
+    max_length: int
+    mean: float
+    median: float
+    max: int
+    truncated: int  # rows whose reply is cut to fit max_length (prompts: prompts too long to answer)
+
+
+@dataclass(slots=True)
+class CheckReport:
+    """What ``data check`` found: the kind, the row count, every error (in file order), token stats."""
+
+    path: str
+    kind: Kind
+    rows: int
+    errors: list[str] = field(default_factory=list)
+    tokens: TokenStats | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def bad_rows(self) -> int:
+        """How many distinct rows have at least one error (file-level errors count as 0)."""
+        heads = {e.split(":", 2)[1] for e in self.errors if e.count(":") >= 2}
+        return len({h for h in heads if h.isdigit()})
+
+
+def _token_stats(
+    rows: list[Row], kind: Kind, tokenizer: Any, max_length: int, chat_template: str | None
+) -> TokenStats:
+    from rlhfops.data.encode import MIN_COMPLETION_TOKENS, encode_demos, encode_prefs, encode_prompts
+
+    if kind == "prompts":
+        prompts = [p for p in (parse_prompt(r)[0] for r in rows) if p is not None]
+        lengths = [len(ids) for ids in encode_prompts(prompts, tokenizer, chat_template)]
+        truncated = sum(n > max_length - MIN_COMPLETION_TOKENS for n in lengths)
+    else:
+        if kind == "demos":
+            result = encode_demos(demos_from_rows(rows), tokenizer, max_length, chat_template)
+        else:
+            result = encode_prefs(prefs_from_rows(rows), tokenizer, max_length, chat_template)
+        lengths, truncated = result.full_lengths, result.truncated
+    name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+    return TokenStats(
+        model=name,
+        max_length=max_length,
+        mean=statistics.fmean(lengths),
+        median=float(statistics.median(lengths)),
+        max=max(lengths),
+        truncated=truncated,
+    )
+
+
+def check_file(
+    path: str | Path,
+    kind: Kind | None = None,
+    tokenizer: Any = None,
+    max_length: int = 512,
+    chat_template: str | None = None,
+) -> CheckReport:
+    """Validate a data file as training would, reporting every error.
+
+    Read errors (missing file, invalid JSON...) raise DataError at once (nothing else can be checked).
+    Schema errors are collected. With a tokenizer and no schema errors, the chat-template and
+    prompt-length checks of training run too; their error (one per file) is added to ``errors``, and
+    otherwise ``tokens`` holds length statistics.
+    """
+    rows = read_rows(path)
+    kind = kind or detect_kind(rows)
+    report = CheckReport(path=str(path), kind=kind, rows=len(rows), errors=VALIDATORS[kind](rows))
+    if tokenizer is not None and report.ok:
+        try:
+            report.tokens = _token_stats(rows, kind, tokenizer, max_length, chat_template)
+        except UserError as err:
+            report.errors.append(str(err))
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What ``data import`` did: rows in, rows written, rows skipped (line, reason)."""
+
+    source: str
+    out: str
+    total: int
+    written: int
+    skipped: list[tuple[int, str]]
+
+
+def _hh(path: str | Path, strict: bool) -> tuple[list[dict[str, Any]], int, list[tuple[int, str]]]:
+    from rlhfops.data.hh import convert_hh_rlhf
+
+    res = convert_hh_rlhf(path, strict=strict)
+    return res.rows, res.total, [(s.line, s.reason) for s in res.skipped]
+
+
+IMPORTERS: dict[
+    str, Callable[[str | Path, bool], tuple[list[dict[str, Any]], int, list[tuple[int, str]]]]
+] = {
+    "hh-rlhf": _hh,
+}
+
+
+def import_file(
+    fmt: str, path: str | Path, out: str | Path, strict: bool = False, force: bool = False
+) -> ImportReport:
+    """Convert ``path`` from ``fmt`` to rlhfops rows and write them to ``out`` (format by extension).
+
+    The output is written atomically and only when the conversion succeeded; an existing ``out`` is
+    refused unless ``force``.
+    """
+    if fmt not in IMPORTERS:
+        raise DataError(f"unknown import format {fmt!r}; use one of {', '.join(sorted(IMPORTERS))}")
+    file_format(out)  # an unusable extension fails before any work
+    if Path(out).exists() and not force:
+        raise DataError(f"{out}: already exists; pass --force to replace it")
+    rows, total, skipped = IMPORTERS[fmt](path, strict)
+    write_rows(out, rows)
+    return ImportReport(source=str(path), out=str(out), total=total, written=len(rows), skipped=skipped)

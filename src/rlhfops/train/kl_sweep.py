@@ -1,0 +1,115 @@
+"""KL calibration: one PPO cycle per KL setting from the same start, each checkpoint evaluated.
+
+Users run 2-4 such cycles by hand today. ``rlhfops train ppo --kl-sweep 0.01,0.05,0.2`` runs them in
+one command (values are beta with a fixed controller, or target KL with ``--sweep-kind target``) and
+writes ``kl_sweep.json`` and ``kl_sweep.md``: held-out reward, KL to the reference, length,
+diversity, judge score and alarms per value, plus a recommended value with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlhfops.errors import ConfigError
+from rlhfops.train.ppo_config import PPOConfig
+from rlhfops.train.rundir import atomic_write_text, default_run_dir
+
+
+@dataclass
+class SweepResult:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    recommended: float | None
+    reason: str
+
+
+def parse_values(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--kl-sweep {text!r}: expected comma-separated numbers, e.g. 0.01,0.05,0.2"
+        ) from None
+    if not 2 <= len(values) <= 6 or any(v < 0 for v in values):
+        raise ConfigError(f"--kl-sweep {text!r}: give 2 to 6 non-negative values")
+    return values
+
+
+def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
+    """The value with the best held-out judge score (else reward) among runs with no alarm.
+
+    Ties go to the larger KL penalty (the more conservative run). With every run alarmed, the one with
+    the fewest alarms is named, and the reason says so.
+    """
+    if not rows:
+        return None, "no runs"
+    key = "judge_score" if all(r.get("judge_score") is not None for r in rows) else "score"
+    clean = [r for r in rows if r["alarms"] == 0]
+    pool = clean or sorted(rows, key=lambda r: r["alarms"])[:1]
+    best = max(pool, key=lambda r: (round(r[key], 6), r["value"]))
+    if clean:
+        reason = (
+            f"highest held-out {key.replace('_', ' ')} ({best[key]:.3f}) among the {len(clean)} "
+            f"run(s) without reward-hacking alarms; KL to the reference {best['kl']:.2f}"
+        )
+    else:
+        reason = (
+            f"every run raised alarms; this one raised the fewest ({best['alarms']}): raise the KL penalty"
+        )
+    return best["value"], reason
+
+
+def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> SweepResult:
+    from rlhfops.train.ppo import PPOTrainer
+
+    if kind not in ("beta", "target"):
+        raise ConfigError(f"--sweep-kind {kind!r}: expected beta or target")
+    out_dir = Path(base.output_dir or default_run_dir("ppo-sweep"))
+    rows: list[dict[str, Any]] = []
+    for value in values:
+        change: dict[str, Any] = {"output_dir": str(out_dir / f"{kind}-{value:g}")}
+        if kind == "beta":
+            change.update(beta=value, kl_controller="fixed")
+        else:
+            change.update(target_kl=value, kl_controller="adaptive")
+        cfg = PPOConfig.model_validate({**base.model_dump(), **change})
+        result = PPOTrainer(cfg).run_all()
+        ev = result.summary.get("eval", {})
+        pol = ev.get("policy") or {}
+        rows.append(
+            {
+                "value": value,
+                "run_dir": str(result.run_dir),
+                "score": pol.get("score", float("nan")),
+                "kl": pol.get("kl", float("nan")),
+                "response_length": pol.get("response_length", float("nan")),
+                "distinct_2": pol.get("distinct_2", float("nan")),
+                "judge_score": pol.get("judge_score"),
+                "alarms": ev.get("alarm", 0),
+                "alarm_names": [a["name"] for a in ev.get("alarms", [])],
+                "reference_score": (ev.get("reference") or {}).get("score"),
+            }
+        )
+    value, reason = recommend(rows)
+    report = {"kind": kind, "values": values, "rows": rows, "recommended": value, "reason": reason}
+    atomic_write_text(out_dir / "kl_sweep.json", json.dumps(report, indent=2))
+    atomic_write_text(out_dir / "kl_sweep.md", render_table(report))
+    return SweepResult(out_dir, rows, value, reason)
+
+
+def render_table(report: dict[str, Any]) -> str:
+    head = f"| {report['kind']} | reward | KL | length | distinct-2 | judge | alarms |\n"
+    head += "|---|---|---|---|---|---|---|\n"
+    lines = []
+    for r in report["rows"]:
+        judge = "-" if r["judge_score"] is None else f"{r['judge_score']:.3f}"
+        alarms = ", ".join(r["alarm_names"]) or "none"
+        lines.append(
+            f"| {r['value']:g} | {r['score']:.3f} | {r['kl']:.2f} | {r['response_length']:.1f} | "
+            f"{r['distinct_2']:.3f} | {judge} | {alarms} |\n"
+        )
+    rec = report["recommended"]
+    return head + "".join(lines) + f"\nRecommended: {rec:g} — {report['reason']}\n"

@@ -1,0 +1,196 @@
+"""The RL stage: rollouts from the policy, scores from a reward model, PPO updates under a KL penalty.
+
+One iteration (= one optimizer "step" of the base skeleton, ``max_steps`` iterations in all):
+
+1. take ``batch_size`` prompts (a pure function of seed and iteration), sample ``samples_per_prompt``
+   responses each with temperature / top-p (seeded per process and iteration);
+2. recompute log-probs and values with the training forward, reference log-probs, scores (reward model
+   normalised with its stored statistics; a fixed penalty for responses without EOS);
+3. per-token reward = -beta * KL estimate, plus the score at the last response token (Ziegler et al.
+   2019; Ouyang et al. 2022 eq. 2), or KL as a loss term (``kl_mode: loss``);
+4. advantages: GAE with a value head (Schulman et al. 2016), or the critic-free RLOO (Ahmadian et al.
+   2024) / GRPO (Shao et al. 2024) group baselines; whitened;
+5. ``ppo_epochs`` passes over shuffled minibatches with the clipped policy loss and the clipped value
+   loss (Schulman et al. 2017), gradient accumulation inside a minibatch;
+6. update beta (fixed or adaptive controller).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlhfops.errors import DataError
+from rlhfops.train.base import Trainer, split_train_eval
+from rlhfops.train.ppo_config import PPOConfig
+from rlhfops.train.ppo_model import ActorCritic, Reference
+from rlhfops.train.ppo_rollout import Rollout, evaluate_policy, make_rollout
+from rlhfops.train.sft import lora_settings
+
+
+def load_prompt_ids(
+    path: str, tokenizer: Any, max_prompt_tokens: int, chat_template: str | None
+) -> list[list[int]]:
+    """Prompt token ids (chat template with the generation prompt) of every row's ``prompt``."""
+    from rlhfops.data.io import read_rows
+
+    rows = read_rows(path)
+    out: list[list[int]] = []
+    too_long = 0
+    for row in rows:
+        prompt = row.data.get("prompt")
+        if isinstance(prompt, str):
+            messages = [{"role": "user", "content": prompt}]
+        elif isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
+            messages = prompt
+        else:
+            raise DataError(f"{row.source}:{row.line}:prompt: expected a non-empty string or a message list")
+        if isinstance(prompt, str) and not prompt.strip():
+            raise DataError(f"{row.source}:{row.line}:prompt: empty")
+        kwargs = {"chat_template": chat_template} if chat_template else {}
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **kwargs)
+        if not isinstance(ids, list):
+            ids = list(ids["input_ids"])
+        if len(ids) > max_prompt_tokens:
+            too_long += 1
+            continue
+        out.append(list(ids))
+    if too_long:
+        raise DataError(
+            f"{path}: {too_long} of {len(rows)} prompts are longer than max_length - max_new_tokens = "
+            f"{max_prompt_tokens} tokens; raise max_length or shorten those prompts"
+        )
+    return out
+
+
+class PPOTrainer(Trainer):
+    stage = "ppo"
+    unit_name = "responses"
+    config: PPOConfig
+
+    def load_data(self) -> None:
+        from rlhfops.models.loading import load_tokenizer
+
+        cfg = self.config
+        self.tokenizer = load_tokenizer(cfg.model, padding_side="left", chat_template=cfg.chat_template)
+        max_prompt = cfg.max_length - cfg.max_new_tokens
+        prompts = load_prompt_ids(cfg.data, self.tokenizer, max_prompt, cfg.chat_template)
+        if cfg.eval_prompts:
+            self.train_rows = prompts
+            self.eval_rows = load_prompt_ids(cfg.eval_prompts, self.tokenizer, max_prompt, cfg.chat_template)
+        else:
+            tr, ev = split_train_eval(len(prompts), cfg.eval_fraction, cfg.seed)
+            self.train_rows, self.eval_rows = [prompts[i] for i in tr], [prompts[i] for i in ev]
+
+    def build_model(self) -> None:
+        from rlhfops.models.loading import load_causal_lm
+        from rlhfops.train.kl import AdaptiveKLController, FixedKLController
+        from rlhfops.train.reward_sources import build_scorer
+
+        cfg = self.config
+        lora = lora_settings(cfg)
+        lm = load_causal_lm(
+            cfg.model, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, lora=lora
+        )
+        value_model = None
+        critic = cfg.advantage_estimator == "gae"
+        if critic and cfg.value_model == "separate":
+            from rlhfops.models.heads import ValueModel
+
+            start = cfg.value_model_path or cfg.reward_model or cfg.model
+            value_model = ValueModel.from_pretrained_any(start, dtype=cfg.dtype)
+        self.model = ActorCritic(lm, value_model, with_value=critic)
+        self.reference = Reference(lm, uses_lora=lora.enabled)
+        device = self.accelerator.device
+        self.scorer = build_scorer(cfg.reward_model or cfg.reward_fn, device, self.tokenizer.pad_token_id)
+        self.judge = build_scorer(cfg.judge, device, self.tokenizer.pad_token_id) if cfg.judge else None
+        if cfg.kl_controller == "adaptive":
+            self.kl_ctl = AdaptiveKLController(cfg.beta, cfg.target_kl, cfg.kl_horizon)
+        else:
+            self.kl_ctl = FixedKLController(cfg.beta)
+
+    # the base skeleton's gradient hooks are not used: an iteration is rollout + several updates
+    def micro_loss(self, rows: list[Any], global_units: float):  # pragma: no cover - not called
+        raise RuntimeError("PPO overrides step()")
+
+    def before_train(self) -> None:
+        if self.start_step == 0 and self.eval_rows:
+            self.reference_eval = self.evaluate_now(reference=True)
+            if self.is_main:
+                self.run.append_metrics({"step": 0, "eval_reference": self.reference_eval})
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"kl_ctl": self.kl_ctl.state_dict(), "reference_eval": getattr(self, "reference_eval", None)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "kl_ctl" in state:
+            self.kl_ctl.load_state_dict(state["kl_ctl"])
+        self.reference_eval = state.get("reference_eval")
+
+    def step(self, step: int) -> dict[str, Any]:
+        import time
+
+        from rlhfops.train.ppo_update import ppo_update
+
+        t0 = time.perf_counter()
+        prompts = self.rows_for_step(step)[self.rank :: self.world]
+        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + step * 101 + self.rank)
+        roll: Rollout = make_rollout(self, prompts, gen, beta=self.kl_ctl.value)
+        stats = ppo_update(self, roll)
+        mean_kl = self._all_sum(float(roll.kl_per_response.sum())) / max(
+            self._all_sum(float(len(prompts))), 1
+        )
+        mean_kl /= self.config.samples_per_prompt
+        beta_used = self.kl_ctl.value
+        self.kl_ctl.update(mean_kl, self.config.batch_size * self.config.samples_per_prompt)
+        self.scheduler.step()
+        record = {
+            "step": step,
+            "loss": stats["loss"],
+            "beta": beta_used,
+            "kl": mean_kl,
+            "lr": self.scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - t0,
+            **roll.metrics,
+            **{k: v for k, v in stats.items() if k != "loss"},
+        }
+        if not np.isfinite(record["loss"]):
+            from rlhfops.errors import TrainingStopped
+
+            raise TrainingStopped(f"ppo iteration {step}: loss is {record['loss']}; training stopped")
+        every = self.config.eval_every
+        if every and step % every == 0 and step != self.total_steps and self.eval_rows:
+            record["eval"] = self.evaluate_now()
+        return record
+
+    def evaluate_now(self, reference: bool = False) -> dict[str, Any]:
+        return evaluate_policy(self, self.eval_rows, reference=reference)
+
+    def evaluate(self) -> dict[str, Any]:
+        from rlhfops.train.alarms import reward_hacking_alarms
+
+        out: dict[str, Any] = {}
+        if self.eval_rows:
+            out["policy"] = self.evaluate_now()
+            out["reference"] = getattr(self, "reference_eval", None)
+        history = [r for r in self.run.read_metrics() if r.get("step", 0) >= 1] if self.is_main else []
+        alarms = reward_hacking_alarms(self.config, history, out.get("reference"), out.get("policy"))
+        out["alarms"] = [a.as_dict() for a in alarms]
+        out["alarm"] = len(alarms)
+        return out
+
+    def save_final(self, out_dir: Path) -> None:
+        from rlhfops.models.loading import save_model
+
+        model = self.accelerator.unwrap_model(self.model)
+        save_model(model.lm, self.tokenizer, out_dir)
+        if model.value_head is not None:
+            from safetensors.torch import save_file
+
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()},
+                str(out_dir / "value_head.safetensors"),
+            )

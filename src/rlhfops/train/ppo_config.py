@@ -1,0 +1,105 @@
+"""Settings of the RL stage (PPO with a KL penalty, or the critic-free RLOO / GRPO estimators)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from rlhfops.errors import ConfigError
+from rlhfops.train.config import TrainConfig
+
+
+class PPOConfig(TrainConfig):
+    """PPO against a reward model (or a programmatic reward) with a KL penalty to the reference.
+
+    ``batch_size`` is the number of prompts per iteration; ``max_steps`` the number of iterations.
+    """
+
+    data: str = Field(..., description="Prompts file (JSONL/Parquet rows with a `prompt`).")
+    learning_rate: float = Field(
+        1e-6, gt=0, description="Peak learning rate (AdamW) of policy and value head."
+    )
+    reward_model: str | None = Field(
+        None, description="Reward model directory from `rlhfops train rm` (its normalisation is applied)."
+    )
+    reward_fn: str | None = Field(
+        None,
+        description="Programmatic reward instead of a model: 'length_target:N', 'length', 'contains:PHRASE'.",
+    )
+    judge: str | None = Field(
+        None,
+        description="Independent judge for the reward-hacking alarm: a reward model dir or a reward_fn spec.",
+    )
+    advantage_estimator: Literal["gae", "rloo", "grpo"] = Field(
+        "gae", description="gae: PPO with a value head; rloo / grpo: critic-free group baselines."
+    )
+    samples_per_prompt: int = Field(1, ge=1, description="Responses per prompt (k; >= 2 for rloo / grpo).")
+    value_model: Literal["shared", "separate"] = Field(
+        "shared", description="Value head on the policy trunk, or a separate model (value_model_path)."
+    )
+    value_model_path: str | None = Field(
+        None,
+        description="Starting weights of a separate value model (default: the reward model or the policy).",
+    )
+    max_new_tokens: int = Field(64, ge=1, description="Longest response generated.")
+    temperature: float = Field(
+        1.0, ge=0, description="Sampling temperature (log-probs use the same scaling)."
+    )
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    no_eos_penalty: float | None = Field(
+        1.0,
+        description="Subtracted from the score of a response cut at max_new_tokens without EOS (null: off).",
+    )
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        "k1", description="Per-token KL estimator (Schulman 2020)."
+    )
+    kl_mode: Literal["reward", "loss"] = Field(
+        "reward", description="KL as reward shaping (default) or as a loss term added to the policy loss."
+    )
+    kl_controller: Literal["fixed", "adaptive"] = Field(
+        "adaptive", description="Fixed beta or adaptive beta."
+    )
+    beta: float = Field(0.05, ge=0, description="KL coefficient (initial value when adaptive).")
+    target_kl: float = Field(6.0, gt=0, description="Adaptive controller: target KL per response (nats).")
+    kl_horizon: float = Field(10000, gt=0, description="Adaptive controller horizon (Ziegler et al. 2019).")
+    gamma: float = Field(1.0, ge=0, le=1, description="Discount.")
+    lam: float = Field(0.95, ge=0, le=1, description="GAE lambda.")
+    whiten_rewards: bool = Field(False, description="Whiten per-token rewards before GAE.")
+    clip_eps: float = Field(0.2, gt=0, description="PPO ratio clip.")
+    value_clip: float = Field(0.2, gt=0, description="Value-function clip around the rollout values.")
+    vf_coef: float = Field(0.1, ge=0, description="Value loss weight.")
+    ppo_epochs: int = Field(4, ge=1, description="Update epochs over each rollout batch.")
+    minibatch_size: int = Field(4, ge=1, description="Responses per PPO minibatch.")
+    eval_prompts: str | None = Field(
+        None, description="Held-out prompts file for evaluation (default: split)."
+    )
+    eval_every: int = Field(
+        0, ge=0, description="Evaluate on held-out prompts every N iterations (0: at end)."
+    )
+    alarm_length_ratio: float = Field(
+        1.5, gt=1, description="Alarm when mean length drifts past this x reference."
+    )
+    alarm_distinct2_drop: float = Field(
+        0.5, gt=0, lt=1, description="Alarm when distinct-2 falls below this share of the reference's."
+    )
+
+    @model_validator(mode="after")
+    def _check_ppo(self) -> PPOConfig:
+        if (self.reward_model is None) == (self.reward_fn is None):
+            raise ConfigError(
+                f"set exactly one of reward_model and reward_fn (got reward_model={self.reward_model!r}, "
+                f"reward_fn={self.reward_fn!r})"
+            )
+        if self.advantage_estimator in ("rloo", "grpo") and self.samples_per_prompt < 2:
+            raise ConfigError(
+                f"advantage_estimator={self.advantage_estimator} needs samples_per_prompt >= 2 "
+                f"(got {self.samples_per_prompt})"
+            )
+        rollout = self.batch_size * self.samples_per_prompt
+        if rollout % self.minibatch_size:
+            raise ConfigError(
+                f"batch_size * samples_per_prompt = {rollout} responses is not divisible by "
+                f"minibatch_size={self.minibatch_size}"
+            )
+        return self

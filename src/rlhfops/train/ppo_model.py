@@ -1,0 +1,121 @@
+"""Policy + value in one module (so DDP sees one forward), and the reference policy.
+
+With LoRA the reference is the same weights with the adapter disabled: no second copy in memory.
+With full fine-tuning the reference is a frozen copy of the starting policy.
+
+Shapes: ``sequences`` [B, P+N] (left-padded prompts of width P, then N response positions),
+``attention_mask`` and ``position_ids`` alike. Position ``P-1+t`` predicts response token ``t``; its
+hidden state also gives the value of the state before token ``t``.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class PolicyOutput(NamedTuple):
+    logps: torch.Tensor  # [B, N] log-probs of the response tokens (temperature-scaled)
+    values: torch.Tensor | None  # [B, N]
+    entropy: torch.Tensor | None  # [B, N]
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions counting only attended tokens (left padding gets position 0)."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def _response_logps(
+    lm: nn.Module,
+    sequences: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_length: int,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [B,N,V] of response positions, hidden states [B,N,H] predicting them)."""
+    decoder = lm.get_decoder()
+    out = decoder(
+        input_ids=sequences,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+    )
+    hidden = out.last_hidden_state[:, prompt_length - 1 : -1]
+    logits = lm.get_output_embeddings()(hidden).float()
+    if temperature > 0 and temperature != 1.0:
+        logits = logits / temperature
+    return logits, hidden
+
+
+def _gather(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    return logits.gather(-1, tokens[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+class ActorCritic(nn.Module):
+    """The trainable policy LM plus a value head on its trunk (``shared``) or a separate value model."""
+
+    def __init__(self, lm: nn.Module, value_model: nn.Module | None = None, with_value: bool = True) -> None:
+        super().__init__()
+        self.lm = lm
+        self.value_model = value_model
+        self.value_head: nn.Linear | None = None
+        if with_value and value_model is None:
+            hidden = lm.get_output_embeddings().in_features
+            self.value_head = nn.Linear(hidden, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+
+    def forward(
+        self,
+        sequences: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_length: int,
+        temperature: float = 1.0,
+        with_entropy: bool = False,
+    ) -> PolicyOutput:
+        from rlhfops.train.losses import entropy_from_logits
+
+        logits, hidden = _response_logps(self.lm, sequences, attention_mask, prompt_length, temperature)
+        logps = _gather(logits, sequences[:, prompt_length:])
+        values = None
+        if self.value_head is not None:
+            values = self.value_head(hidden.float()).squeeze(-1)
+        elif self.value_model is not None:
+            all_values = self.value_model(
+                input_ids=sequences,
+                attention_mask=attention_mask,
+                position_ids=position_ids_from_mask(attention_mask),
+            )
+            values = all_values[:, prompt_length - 1 : -1].float()
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = entropy_from_logits(logits.detach())
+        return PolicyOutput(logps, values, entropy)
+
+
+class Reference:
+    """Log-probs of the reference policy: the adapter disabled (LoRA) or a frozen copy (full)."""
+
+    def __init__(self, lm: nn.Module, uses_lora: bool) -> None:
+        self.uses_lora = uses_lora
+        self.lm = lm
+        self.copy: nn.Module | None = None
+        if not uses_lora:
+            self.copy = copy.deepcopy(lm).eval()
+            for p in self.copy.parameters():
+                p.requires_grad_(False)
+
+    @torch.no_grad()
+    def logps(
+        self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int, temperature: float
+    ) -> torch.Tensor:
+        model = self.copy if self.copy is not None else self.lm
+        ctx = self.lm.disable_adapter() if self.copy is None else nullcontext()
+        with ctx:
+            logits, _ = _response_logps(model, sequences, attention_mask, prompt_length, temperature)
+        return _gather(logits, sequences[:, prompt_length:])

@@ -1,0 +1,215 @@
+"""Rollouts for the RL stage: generate, score, compute KL, rewards and advantages (no gradients here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlhfops.train.reward_sources import Responses
+
+
+@dataclass
+class Rollout:
+    """One iteration's experience; every tensor is [B, N] over response positions unless noted."""
+
+    sequences: torch.Tensor  # [B, P+N]
+    attention_mask: torch.Tensor  # [B, P+N]
+    prompt_length: int
+    mask: torch.Tensor  # response tokens up to and including EOS
+    old_logps: torch.Tensor
+    ref_logps: torch.Tensor
+    values: torch.Tensor | None
+    advantages: torch.Tensor
+    returns: torch.Tensor | None
+    kl_per_response: torch.Tensor  # [B] summed KL estimate
+    scores: torch.Tensor  # [B] scores after the no-EOS penalty
+    texts: list[str]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _generate(trainer: Any, prompts: list[list[int]], gen: torch.Generator, greedy: bool = False) -> Any:
+    from rlhfops.models.generate import generate
+
+    cfg = trainer.config
+    lm = trainer.accelerator.unwrap_model(trainer.model).lm
+    was_training = lm.training
+    lm.eval()
+    out = generate(
+        lm,
+        prompts,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=0.0 if greedy else cfg.temperature,
+        top_p=cfg.top_p,
+        eos_token_id=trainer.tokenizer.eos_token_id,
+        pad_token_id=trainer.tokenizer.pad_token_id,
+        generator=gen,
+    )
+    lm.train(was_training)
+    return out
+
+
+def _responses(trainer: Any, prompts: list[list[int]], out: Any) -> Responses:
+    mask = out.response_mask.bool()
+    resp = [out.response_ids[i][mask[i]].tolist() for i in range(len(prompts))]
+    texts = trainer.tokenizer.batch_decode(resp, skip_special_tokens=True)
+    return Responses(prompt_ids=prompts, response_ids=resp, texts=texts)
+
+
+def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> dict[str, float]:
+    from rlhfops.train.rl_math import distinct_n, repeated_ngram_fraction
+
+    lengths = out.response_mask.sum(-1).float()
+    return {
+        "score": float(scores.mean()),
+        "response_length": float(lengths.mean()),
+        "hit_length_limit": float((~out.has_eos.bool()).float().mean()),
+        "distinct_2": distinct_n(responses.response_ids, 2),
+        "repeated_4gram": repeated_ngram_fraction(responses.response_ids, 4),
+    }
+
+
+@torch.no_grad()
+def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, beta: float) -> Rollout:
+    from rlhfops.train.kl import get_kl_estimator
+    from rlhfops.train.rl_math import (
+        apply_no_eos_penalty,
+        assemble_token_rewards,
+        compute_gae,
+        group_normalized_advantages,
+        rloo_advantages,
+        whiten,
+    )
+
+    cfg = trainer.config
+    k = cfg.samples_per_prompt
+    expanded = [p for p in prompts for _ in range(k)]
+    out = _generate(trainer, expanded, gen)
+    device = trainer.accelerator.device
+    seqs = out.sequences.to(device)
+    attn = (seqs != trainer.tokenizer.pad_token_id).long()
+    P = out.prompt_length
+    mask = out.response_mask.to(device).float()
+    responses = _responses(trainer, expanded, out)
+    raw_scores = trainer.scorer.score(responses).to(device).float()
+    scores = raw_scores
+    if cfg.no_eos_penalty is not None:
+        scores = apply_no_eos_penalty(raw_scores, out.has_eos.to(device).bool(), cfg.no_eos_penalty)
+    trainer.model.eval()
+    pol = trainer.model(seqs, attn, P, cfg.temperature or 1.0, with_entropy=True)
+    trainer.model.train()
+    old_logps = pol.logps * mask
+    ref_logps = trainer.reference.logps(seqs, attn, P, cfg.temperature or 1.0) * mask
+    kl = get_kl_estimator(cfg.kl_estimator)(old_logps, ref_logps) * mask
+    kl_beta = beta if cfg.kl_mode == "reward" else 0.0
+    returns = None
+    values = pol.values * mask if pol.values is not None else None
+    if cfg.advantage_estimator == "gae":
+        rewards = assemble_token_rewards(scores, kl, kl_beta, mask)
+        if cfg.whiten_rewards:
+            rewards = whiten(rewards, mask, shift_mean=False)
+        gae = compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
+        advantages, returns = whiten(gae.advantages, mask) * mask, gae.returns
+    else:
+        seq_scores = scores - kl_beta * kl.sum(-1)
+        fn = rloo_advantages if cfg.advantage_estimator == "rloo" else group_normalized_advantages
+        advantages = fn(seq_scores, k)[:, None] * mask
+    metrics = _behaviour_metrics(out, responses, raw_scores)
+    metrics["entropy"] = float((pol.entropy * mask).sum() / mask.sum().clamp(min=1))
+    if trainer.judge is not None:
+        metrics["judge_score"] = float(trainer.judge.score(responses).mean())
+    return Rollout(
+        sequences=seqs,
+        attention_mask=attn,
+        prompt_length=P,
+        mask=mask,
+        old_logps=old_logps,
+        ref_logps=ref_logps,
+        values=values,
+        advantages=advantages,
+        returns=returns,
+        kl_per_response=kl.sum(-1),
+        scores=scores,
+        texts=responses.texts,
+        metrics=metrics,
+    )
+
+
+@torch.no_grad()
+def evaluate_policy(trainer: Any, prompts: list[list[int]], reference: bool = False) -> dict[str, Any]:
+    """Held-out behaviour of the policy (or of the reference): score, KL, length, diversity, judge.
+
+    Sampled with the training temperature and a fixed seed, so two evaluations see the same noise.
+    """
+    cfg = trainer.config
+    gen = torch.Generator().manual_seed(cfg.seed + 424242)
+    bs = max(1, cfg.batch_size)
+    texts: list[str] = []
+    all_resp: list[list[int]] = []
+    scores, judge, kls, lengths, no_eos = [], [], [], [], []
+    lm = trainer.accelerator.unwrap_model(trainer.model).lm
+    for i in range(0, len(prompts), bs):
+        part = prompts[i : i + bs]
+        if reference and trainer.reference.copy is None:
+            with lm.disable_adapter():
+                out = _generate(trainer, part, gen)
+        elif reference:
+            from rlhfops.models.generate import generate
+
+            out = generate(
+                trainer.reference.copy,
+                part,
+                max_new_tokens=cfg.max_new_tokens,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                eos_token_id=trainer.tokenizer.eos_token_id,
+                pad_token_id=trainer.tokenizer.pad_token_id,
+                generator=gen,
+            )
+        else:
+            out = _generate(trainer, part, gen)
+        responses = _responses(trainer, part, out)
+        seqs = out.sequences.to(trainer.accelerator.device)
+        attn = (seqs != trainer.tokenizer.pad_token_id).long()
+        mask = out.response_mask.to(seqs.device).float()
+        temp = cfg.temperature or 1.0
+        pol = trainer.model(seqs, attn, out.prompt_length, temp)
+        ref = trainer.reference.logps(seqs, attn, out.prompt_length, temp)
+        kls.extend(((pol.logps - ref) * mask).sum(-1).tolist())
+        scores.extend(trainer.scorer.score(responses).tolist())
+        if trainer.judge is not None:
+            judge.extend(trainer.judge.score(responses).tolist())
+        lengths.extend(mask.sum(-1).tolist())
+        no_eos.extend((~out.has_eos.bool()).tolist())
+        texts.extend(responses.texts)
+        all_resp.extend(responses.response_ids)
+    from rlhfops.train.rl_math import distinct_n
+
+    result: dict[str, Any] = {
+        "prompts": len(prompts),
+        "score": float(np.mean(scores)),
+        "score_sem": float(np.std(scores) / np.sqrt(max(len(scores), 1))),
+        "kl": float(np.mean(kls)),
+        "response_length": float(np.mean(lengths)),
+        "hit_length_limit": float(np.mean(no_eos)),
+        "distinct_2": distinct_n(all_resp, 2),
+        "opening_share": _top_opening_share(texts),
+        "examples": texts[:3],
+    }
+    if judge:
+        result["judge_score"] = float(np.mean(judge))
+        result["judge_sem"] = float(np.std(judge) / np.sqrt(len(judge)))
+    return result
+
+
+def _top_opening_share(texts: list[str], words: int = 3) -> float:
+    """Share of responses that start with the most common first ``words`` words (formulaic openings)."""
+    if not texts:
+        return 0.0
+    openings: dict[str, int] = {}
+    for t in texts:
+        key = " ".join(t.lower().split()[:words])
+        openings[key] = openings.get(key, 0) + 1
+    return max(openings.values()) / len(texts)

@@ -1,0 +1,93 @@
+"""What scores a response during RL: a trained reward model, or a programmatic reward.
+
+Programmatic rewards (``reward_fn``) are for format rewards, tests and demos:
+
+- ``length_target:N``  score = -|tokens - N| / N (0 at the target, lower further away)
+- ``length``           score = tokens / 100 (pays for length: the classic reward-hacking plant)
+- ``contains:PHRASE``  score = 1 when the response contains PHRASE (case-insensitive), else 0
+
+A reward model's raw score is normalised with the mean/std stored with it by ``rlhfops train rm``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from rlhfops.errors import ConfigError
+
+
+@dataclass
+class Responses:
+    """A scored batch: token ids of prompts and responses (no padding) and the decoded response text."""
+
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    texts: list[str]
+
+
+class RuleReward:
+    """A programmatic reward from a ``reward_fn`` spec string."""
+
+    VALID = ("length_target:N", "length", "contains:PHRASE")
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        name, _, arg = spec.partition(":")
+        self.fn: Callable[[list[int], str], float]
+        if name == "length_target":
+            try:
+                target = float(arg)
+            except ValueError:
+                raise ConfigError(
+                    f"reward_fn={spec!r}: length_target needs a number, e.g. length_target:40"
+                ) from None
+            self.fn = lambda ids, text: -abs(len(ids) - target) / target
+        elif name == "length" and not arg:
+            self.fn = lambda ids, text: len(ids) / 100.0
+        elif name == "contains" and arg:
+            phrase = arg.lower()
+            self.fn = lambda ids, text: 1.0 if phrase in text.lower() else 0.0
+        else:
+            raise ConfigError(f"reward_fn={spec!r}: unknown; valid forms: {', '.join(self.VALID)}")
+
+    def score(self, batch: Responses) -> torch.Tensor:
+        return torch.tensor([self.fn(ids, t) for ids, t in zip(batch.response_ids, batch.texts, strict=True)])
+
+
+class ModelReward:
+    """A reward model from ``rlhfops train rm``; scores read at the last token, then normalised."""
+
+    def __init__(self, path: str, device: torch.device | str = "cpu", pad_id: int = 0) -> None:
+        from rlhfops.models.heads import RewardModel
+
+        self.model = RewardModel.from_pretrained(path).to(device).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.device = device
+        self.pad_id = pad_id
+
+    @torch.no_grad()
+    def score(self, batch: Responses) -> torch.Tensor:
+        seqs = [p + r for p, r in zip(batch.prompt_ids, batch.response_ids, strict=True)]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        values = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        last = torch.tensor([len(s) - 1 for s in seqs], device=values.device)
+        raw = values[torch.arange(len(seqs), device=values.device), last].float()
+        return self.model.normalize(raw).cpu()
+
+
+def build_scorer(spec: str, device: torch.device | str = "cpu", pad_id: int = 0) -> RuleReward | ModelReward:
+    """A scorer from a reward model directory or a reward_fn spec."""
+    from pathlib import Path
+
+    if Path(spec).is_dir():
+        return ModelReward(spec, device, pad_id)
+    return RuleReward(spec)
