@@ -34,3 +34,12 @@ def write_prefs(path: Path, n: int = 32, seed: int = 0, margin: bool = False) ->
                 row["margin"] = float(i % 3)
             fh.write(json.dumps(row) + "\n")
     return path
+
+
+def write_prompts(path: Path, n: int = 24, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w") as fh:
+        for i in range(n):
+            w = rng.sample(WORDS, 2)
+            fh.write(json.dumps({"prompt": f"Hello {i}, my {w[0]} has a {w[1]} problem."}) + "\n")
+    return path

@@ -116,8 +116,9 @@ def test_controller_state_round_trip():
         fresh.load_state_dict(fixed.state_dict())
 
 
-@pytest.mark.parametrize(("args", "field"), [((0.0, 6, 1000), "init_beta"), ((0.1, 0, 1000), "target"),
-                                             ((0.1, 6, 0), "horizon")])
+@pytest.mark.parametrize(
+    ("args", "field"), [((0.0, 6, 1000), "init_beta"), ((0.1, 0, 1000), "target"), ((0.1, 6, 0), "horizon")]
+)
 def test_adaptive_controller_rejects_bad_settings(args, field):
     with pytest.raises(ConfigError, match=field):
         AdaptiveKLController(*args)

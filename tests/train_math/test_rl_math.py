@@ -54,8 +54,9 @@ def test_gae_hand_computed_1x3():
     #   t=1: delta = 0 + 0.9*1.5 - 1 = 0.35            A1 = 0.35 + 0.72*0.5 = 0.71
     #   t=0: delta = 1 + 0.9*1 - 0.5 = 1.4             A0 = 1.4 + 0.72*0.71 = 1.9112
     #   returns = A + V = [2.4112, 1.71, 2.0]
-    out = compute_gae(torch.tensor([[1.0, 0.0, 2.0]]), torch.tensor([[0.5, 1.0, 1.5]]),
-                      torch.ones(1, 3), gamma=0.9, lam=0.8)
+    out = compute_gae(
+        torch.tensor([[1.0, 0.0, 2.0]]), torch.tensor([[0.5, 1.0, 1.5]]), torch.ones(1, 3), gamma=0.9, lam=0.8
+    )
     close(out.advantages, [[1.9112, 0.71, 0.5]])
     close(out.returns, [[2.4112, 1.71, 2.0]])
 
@@ -165,13 +166,24 @@ def test_ppo_policy_loss_clipping_active():
 
 def test_ppo_policy_loss_clipping_inactive():
     # rho = 1.1 inside [0.8, 1.2], A = [2, -1]: loss = mean(-2.2, 1.1) = -0.55, nothing clipped
-    out = ppo_policy_loss(torch.log(torch.tensor([1.1, 1.1])), torch.zeros(2), torch.tensor([2.0, -1.0]),
-                          torch.ones(2), clip_eps=0.2)
+    out = ppo_policy_loss(
+        torch.log(torch.tensor([1.1, 1.1])),
+        torch.zeros(2),
+        torch.tensor([2.0, -1.0]),
+        torch.ones(2),
+        clip_eps=0.2,
+    )
     close(out.loss, -0.55)
     close(out.clip_fraction, 0.0)
     # global-token normalisation: the same two tokens counted against a step of 4 tokens
-    out4 = ppo_policy_loss(torch.log(torch.tensor([1.1, 1.1])), torch.zeros(2), torch.tensor([2.0, -1.0]),
-                           torch.ones(2), clip_eps=0.2, num_tokens_global=4)
+    out4 = ppo_policy_loss(
+        torch.log(torch.tensor([1.1, 1.1])),
+        torch.zeros(2),
+        torch.tensor([2.0, -1.0]),
+        torch.ones(2),
+        clip_eps=0.2,
+        num_tokens_global=4,
+    )
     close(out4.loss, -0.275)
 
 
@@ -188,7 +200,9 @@ def test_ppo_value_loss_hand_values():
     # t0: 0.5*2*(0.5-1)/3 = -1/6 ; t1 clipped branch, clamp saturated -> 0 ; t2: 0.5*2*(-2-1)/3 = -1
     close(values.grad, [-1 / 6, 0.0, -1.0, 0.0])
     # no clipping: V within 1 of old -> plain 0.5 MSE = 0.5 * (0.25 + 0.25) / 2 = 0.125
-    small = ppo_value_loss(torch.tensor([0.5, -0.5]), torch.zeros(2), torch.tensor([1.0, 0.0]), torch.ones(2), 1.0)
+    small = ppo_value_loss(
+        torch.tensor([0.5, -0.5]), torch.zeros(2), torch.tensor([1.0, 0.0]), torch.ones(2), 1.0
+    )
     close(small.loss, 0.125)
     close(small.clip_fraction, 0.0)
 

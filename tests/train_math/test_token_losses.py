@@ -92,7 +92,8 @@ def test_segment_sum_hand_values_and_gradient():
 
 
 def test_sft_loss_is_global_token_mean_nll():
-    # tokens: ln 1/2, ln 1/4 | ln 1/2 ; pads hold junk. NLL = (ln2 + 2 ln2 + ln2) / 3 = 4 ln2 / 3 = 0.924196241
+    # tokens: ln 1/2, ln 1/4 | ln 1/2 ; pads hold junk.
+    # NLL = (ln2 + 2 ln2 + ln2) / 3 = 4 ln2 / 3 = 0.924196241
     logps = torch.tensor([[-LN2, -2 * LN2, 9.9], [-LN2, -7.0, -7.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     close(sft_loss(logps, mask), 0.924196241)
@@ -139,8 +140,17 @@ def test_token_mean_loss_gradient_accumulation_invariance():
     torch.testing.assert_close(acc.grad, full.grad, rtol=1e-5, atol=1e-10)
 
     # the naive average of micro-batch means is a different number (so the test above can fail)
-    naive = sum(float(token_mean_loss(-gather_token_logprobs(logits0[i : i + 2], labels[i : i + 2]),
-                                      mask[i : i + 2])) for i in range(0, b, 2)) / 4
+    naive = (
+        sum(
+            float(
+                token_mean_loss(
+                    -gather_token_logprobs(logits0[i : i + 2], labels[i : i + 2]), mask[i : i + 2]
+                )
+            )
+            for i in range(0, b, 2)
+        )
+        / 4
+    )
     assert not math.isclose(naive, float(full_loss.detach()), rel_tol=1e-3)
 
 
@@ -177,11 +187,15 @@ def test_padding_does_not_change_logprobs_or_sft_loss(lengths, extra_pad, seed):
     labels = torch.randint(0, v, (len(lengths), t), generator=gen)
     mask = torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]
     padded = gather_token_logprobs(logits, labels.masked_fill(~mask, -100))
-    pieces = [gather_token_logprobs(logits[i : i + 1, :n], labels[i : i + 1, :n]) for i, n in enumerate(lengths)]
+    pieces = [
+        gather_token_logprobs(logits[i : i + 1, :n], labels[i : i + 1, :n]) for i, n in enumerate(lengths)
+    ]
     flat = torch.cat([p.reshape(-1) for p in pieces])
     torch.testing.assert_close(padded[mask], flat, rtol=1e-5, atol=1e-6)
     assert bool((padded[~mask] == 0).all())
     # segment_sum over the packed tokens == masked row sums of the padded batch
     seg = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
-    torch.testing.assert_close(segment_sum(flat, seg, len(lengths)), masked_sum(padded, mask), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        segment_sum(flat, seg, len(lengths)), masked_sum(padded, mask), rtol=1e-5, atol=1e-5
+    )
     torch.testing.assert_close(sft_loss(padded, mask), -flat.mean(), rtol=1e-5, atol=1e-6)

@@ -1,7 +1,130 @@
-"""`rlhfops data ...` commands."""
+"""`rlhfops data check|import`: thin wrappers around rlhfops.data.check."""
 
 from __future__ import annotations
 
+from enum import StrEnum
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="data commands.", no_args_is_help=True)
+from rlhfops.errors import DataError
+
+app = typer.Typer(
+    help="Data files: check them as training would, import other formats.", no_args_is_help=True
+)
+
+FORMATS_HELP = ".jsonl, .jsonl.gz, .json (a list of objects) or .parquet"
+
+
+class KindChoice(StrEnum):
+    demos = "demos"
+    prefs = "prefs"
+    prompts = "prompts"
+
+
+class ImportFormat(StrEnum):
+    hh_rlhf = "hh-rlhf"
+
+
+def _read_template(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the chat template ({err.strerror or err})") from err
+
+
+CHECK_HELP = (
+    "Validate a data file exactly as training reads it and list every error as file:line:field.\n\n"
+    "Exits 2 when any row is invalid; otherwise prints the row count and, with --model, token-length"
+    " statistics and how many rows training would truncate."
+)
+IMPORT_HELP = (
+    "Convert another format to rlhfops preference rows and print how many rows converted and why any"
+    " were skipped.\n\nThe output is written (atomically) only when the import succeeds."
+)
+
+
+@app.command("check", help=CHECK_HELP)
+def check(
+    file: Path = typer.Argument(..., help=f"Data file: {FORMATS_HELP}.", show_default=False),
+    kind: KindChoice = typer.Option(
+        None,
+        "--kind",
+        help="demos (prompt+completion or messages), prefs (prompt+chosen+rejected, optional margin) or"
+        " prompts; detected from the first row's fields when omitted.",
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        help="Also apply this model's chat template and length checks, as training does: the bundled"
+        " model name or a local Hugging Face directory. Prints token-length stats and truncated rows.",
+    ),
+    max_length: int = typer.Option(
+        512, "--max-length", min=16, help="Longest prompt+response in tokens (with --model)."
+    ),
+    chat_template: Path = typer.Option(
+        None, "--chat-template", help="File holding a Jinja chat template to use instead of the model's."
+    ),
+    limit: int = typer.Option(20, "--limit", min=1, help="List at most this many errors."),
+) -> None:
+    """`rlhfops data check` (help: CHECK_HELP)."""
+    from rlhfops.data.check import check_file
+
+    template = _read_template(chat_template)
+    tokenizer = None
+    if model is not None:
+        from rlhfops.models.loading import load_tokenizer
+
+        tokenizer = load_tokenizer(model, chat_template=template)
+    report = check_file(file, kind.value if kind else None, tokenizer, max_length, template)
+    if not report.ok:
+        for line in report.errors[:limit]:
+            typer.echo(line)
+        more = len(report.errors) - limit
+        if more > 0:
+            typer.echo(f"... and {more} more")
+        bad = report.bad_rows()
+        where = f" in {bad} of {report.rows} {report.kind} rows" if bad else ""
+        raise DataError(f"{file}: {len(report.errors)} error(s){where}; fix them and check again")
+    typer.echo(f"{file}: {report.rows} {report.kind} rows, no errors")
+    t = report.tokens
+    if t is not None:
+        what = "prompts too long" if report.kind == "prompts" else "rows truncated"
+        typer.echo(
+            f"tokens ({t.model}, chat template applied): mean {t.mean:.1f}, median {t.median:.0f},"
+            f" max {t.max}; {t.truncated} {what} at max_length={t.max_length}"
+        )
+
+
+@app.command("import", help=IMPORT_HELP)
+def import_(
+    file: Path = typer.Argument(..., help=f"File to convert: {FORMATS_HELP}.", show_default=False),
+    fmt: ImportFormat = typer.Option(
+        ...,
+        "--format",
+        help="Input format. hh-rlhf: Anthropic HH-RLHF rows {chosen, rejected} as '\\n\\nHuman: ..."
+        " \\n\\nAssistant: ...' dialogues -> rows with prompt (a message list), chosen and rejected.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help=f"Output file; format by extension: {FORMATS_HELP}.", show_default=False
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Stop at the first row that cannot convert instead of skipping it."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """`rlhfops data import` (help: IMPORT_HELP)."""
+    from rlhfops.data.check import import_file
+
+    report = import_file(fmt.value, file, out, strict=strict, force=force)
+    typer.echo(f"imported {report.written} of {report.total} rows to {report.out}")
+    if report.skipped:
+        reasons: dict[str, int] = {}
+        for _, why in report.skipped:
+            reasons[why] = reasons.get(why, 0) + 1
+        listed = "; ".join(f"{why}: {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+        first = ", ".join(str(line) for line, _ in report.skipped[:10])
+        typer.echo(f"skipped {len(report.skipped)} ({listed}); first at lines {first}")

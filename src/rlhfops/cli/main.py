@@ -34,10 +34,12 @@ def _root(
 def _register() -> None:
     # One line per command group; each module defines ``app`` (a typer.Typer) or ``register(app)``.
     from rlhfops.cli import data as data_cli
+    from rlhfops.cli import demo as demo_cli
     from rlhfops.cli import train as train_cli
 
     app.add_typer(data_cli.app, name="data")
     app.add_typer(train_cli.app, name="train")
+    app.command("demo")(demo_cli.demo)
 
 
 def main(argv: list[str] | None = None) -> None:

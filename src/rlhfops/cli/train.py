@@ -10,7 +10,8 @@ import typer
 from rlhfops.config import describe_fields
 
 app = typer.Typer(
-    help="Train a stage: sft, rm (reward model) or dpo. Each writes a run directory.", no_args_is_help=True
+    help="Train a stage: sft, rm (reward model), dpo or ppo. Each writes a run directory.",
+    no_args_is_help=True,
 )
 
 CONFIG_OPT = typer.Option(None, "--config", "-c", help="YAML file with the stage's settings.")

@@ -221,7 +221,7 @@ def bradley_terry_loss(
     """
     if chosen_rewards.shape != rejected_rewards.shape:
         raise ValueError(
-            f"chosen {tuple(chosen_rewards.shape)} and rejected {tuple(rejected_rewards.shape)} rewards differ"
+            f"chosen {tuple(chosen_rewards.shape)} and rejected {tuple(rejected_rewards.shape)} shapes differ"
         )
     diff = chosen_rewards - rejected_rewards
     logits = diff if margin is None else diff - margin

@@ -35,35 +35,19 @@ def load_prompt_ids(
     path: str, tokenizer: Any, max_prompt_tokens: int, chat_template: str | None
 ) -> list[list[int]]:
     """Prompt token ids (chat template with the generation prompt) of every row's ``prompt``."""
-    from rlhfops.data.io import read_rows
+    from rlhfops.data.encode import encode_prompts
+    from rlhfops.data.schema import load_prompts
 
-    rows = read_rows(path)
-    out: list[list[int]] = []
-    too_long = 0
-    for row in rows:
-        prompt = row.data.get("prompt")
-        if isinstance(prompt, str):
-            messages = [{"role": "user", "content": prompt}]
-        elif isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
-            messages = prompt
-        else:
-            raise DataError(f"{row.source}:{row.line}:prompt: expected a non-empty string or a message list")
-        if isinstance(prompt, str) and not prompt.strip():
-            raise DataError(f"{row.source}:{row.line}:prompt: empty")
-        kwargs = {"chat_template": chat_template} if chat_template else {}
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **kwargs)
-        if not isinstance(ids, list):
-            ids = list(ids["input_ids"])
-        if len(ids) > max_prompt_tokens:
-            too_long += 1
-            continue
-        out.append(list(ids))
-    if too_long:
+    prompts = load_prompts(path)
+    ids = encode_prompts(prompts, tokenizer, chat_template)
+    long = [(p, x) for p, x in zip(prompts, ids, strict=True) if len(x) > max_prompt_tokens]
+    if long:
         raise DataError(
-            f"{path}: {too_long} of {len(rows)} prompts are longer than max_length - max_new_tokens = "
-            f"{max_prompt_tokens} tokens; raise max_length or shorten those prompts"
+            f"{path}: {len(long)} of {len(ids)} prompts are longer than max_length - max_new_tokens = "
+            f"{max_prompt_tokens} tokens (first at line {long[0][0].line}, longest "
+            f"{max(len(x) for _, x in long)}); raise max_length or shorten those prompts"
         )
-    return out
+    return ids
 
 
 class PPOTrainer(Trainer):

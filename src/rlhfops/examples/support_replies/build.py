@@ -88,13 +88,14 @@ def make_prompt(rng: random.Random, issue: str, ctx: dict[str, str]) -> tuple[st
 def good_reply(
     rng: random.Random, issue: str, ctx: dict[str, str], remedies: list[str] | None, signed: bool
 ) -> str:
-    """2-4 sentences: apology when the shop is at fault, a concrete remedy, optional detail and closing.
+    """2-4 sentences: apology when the shop is at fault, a concrete remedy, a detail (always when there
+    is no apology) and an optional closing.
 
     The customer's name is used only when they signed the message.
     """
     spec = ISSUES[issue]
     parts = [rng.choice(spec["apology"]), rng.choice(remedies or spec["remedy"])]
-    if spec["detail"] and rng.random() < 0.75:
+    if spec["detail"] and (not parts[0] or rng.random() < 0.75):  # at least 2 sentences
         parts.append(rng.choice(spec["detail"]))
     if spec["closing"] and rng.random() < 0.45:
         parts.append(rng.choice(spec["closing"]))

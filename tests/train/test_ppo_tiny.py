@@ -1,0 +1,155 @@
+"""The RL stage end to end on a tiny random model, and its reward-hacking alarms on constructed cases."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from helpers_train import write_prompts
+from safetensors.torch import load_file
+
+from rlhfops.config import load_config
+from rlhfops.errors import ConfigError
+from rlhfops.models.tiny import make_tiny_model_dir
+from rlhfops.train.alarms import reward_hacking_alarms
+from rlhfops.train.kl_sweep import recommend
+from rlhfops.train.ppo_config import PPOConfig
+from rlhfops.train.runner import run_stage
+
+
+def _ppo_args(tmp_path: Path, model: Path, name: str, extra: list[str] = ()) -> list[str]:
+    return [
+        f"model={model}",
+        f"data={write_prompts(tmp_path / 'prompts.jsonl')}",
+        f"output_dir={tmp_path / name}",
+        "reward_fn=length_target:6",
+        "max_steps=3",
+        "batch_size=4",
+        "minibatch_size=2",
+        "ppo_epochs=2",
+        "max_new_tokens=8",
+        "max_length=96",
+        "learning_rate=1e-3",
+        "save_every=2",
+        "progress=false",
+        "eval_fraction=0.2",
+        *extra,
+    ]
+
+
+def _weights(d: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(d.glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+LOGGED = [
+    "score",
+    "kl",
+    "beta",
+    "entropy",
+    "clip_fraction",
+    "approx_kl",
+    "value_loss",
+    "explained_variance",
+    "response_length",
+    "hit_length_limit",
+    "distinct_2",
+]
+
+
+def test_ppo_full_finetune_tiny(tmp_path):
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    before = _weights(model)
+    result = run_stage("ppo", None, _ppo_args(tmp_path, model, "ppo"))
+    rows = [r for r in _metrics(result.run_dir) if r["step"] >= 1]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for key in LOGGED:
+        assert all(key in r and math.isfinite(r[key]) for r in rows), key
+    after = _weights(result.run_dir / "final")
+    assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
+    assert all(torch.equal(before[k], v) for k, v in _weights(model).items()), "reference weights changed"
+    assert (result.run_dir / "final" / "value_head.safetensors").exists()
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert "alarm" in summary["eval"] and isinstance(summary["eval"]["alarms"], list)
+
+
+def test_ppo_lora_reference_is_adapter_disabled(tmp_path):
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    args = _ppo_args(tmp_path, model, "lora", ["lora.enabled=true", "lora.r=4", "kl_mode=loss", "kl_estimator=k3"])
+    result = run_stage("ppo", None, args)
+    adapter = _weights(result.run_dir / "final")
+    assert adapter and all("lora_" in k for k in adapter)
+    rows = [r for r in _metrics(result.run_dir) if r["step"] >= 1]
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # first rollout: adapter starts at zero
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "grpo"])
+def test_critic_free_estimators(tmp_path, estimator):
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    args = _ppo_args(tmp_path, model, estimator, [f"advantage_estimator={estimator}", "samples_per_prompt=2"])
+    result = run_stage("ppo", None, args)
+    rows = [r for r in _metrics(result.run_dir) if r["step"] >= 1]
+    assert len(rows) == 3 and all("value_loss" not in r for r in rows)
+
+
+def test_config_cross_checks():
+    with pytest.raises(ConfigError, match="exactly one of reward_model and reward_fn"):
+        load_config(PPOConfig, None, ["data=p.jsonl"])
+    with pytest.raises(ConfigError, match="samples_per_prompt >= 2"):
+        load_config(PPOConfig, None, ["data=p", "reward_fn=length", "advantage_estimator=rloo"])
+    with pytest.raises(ConfigError, match="not divisible by minibatch_size=3"):
+        load_config(PPOConfig, None, ["data=p", "reward_fn=length", "batch_size=4", "minibatch_size=3"])
+
+
+def _cfg(**kw):
+    base = dict(alarm_length_ratio=1.5, alarm_distinct2_drop=0.5, kl_controller="adaptive", target_kl=1.0)
+    return SimpleNamespace(**{**base, **kw})
+
+
+def _ev(score, judge, length, distinct, opening=0.1, sem=0.01):
+    return {
+        "score": score,
+        "score_sem": sem,
+        "judge_score": judge,
+        "response_length": length,
+        "distinct_2": distinct,
+        "opening_share": opening,
+        "examples": ["an example"],
+    }
+
+
+def test_alarms_fire_on_planted_hack():
+    ref = _ev(0.0, 0.5, 20, 0.8)
+    hacked = _ev(1.0, 0.4, 45, 0.3, opening=0.9)
+    history = [{"step": i, "kl": 3.0} for i in range(1, 9)]
+    names = {a.name for a in reward_hacking_alarms(_cfg(), history, ref, hacked)}
+    assert names == {"reward_up_judge_flat", "length_drift", "diversity_collapse", "kl_over_target"}
+    alarm = next(a for a in reward_hacking_alarms(_cfg(), history, ref, hacked) if a.name == "length_drift")
+    assert "45.0" in alarm.evidence and "KL" in alarm.action and alarm.examples
+
+
+def test_alarms_quiet_on_honest_run():
+    ref = _ev(0.0, 0.5, 20, 0.8)
+    honest = _ev(0.6, 0.7, 22, 0.75)
+    history = [{"step": i, "kl": 1.1} for i in range(1, 9)]
+    assert reward_hacking_alarms(_cfg(), history, ref, honest) == []
+
+
+def test_sweep_recommendation_prefers_clean_runs():
+    rows = [
+        {"value": 0.01, "score": 2.0, "kl": 9.0, "judge_score": 0.4, "alarms": 2},
+        {"value": 0.05, "score": 1.0, "kl": 2.0, "judge_score": 0.7, "alarms": 0},
+        {"value": 0.2, "score": 0.5, "kl": 0.5, "judge_score": 0.6, "alarms": 0},
+    ]
+    value, reason = recommend(rows)
+    assert value == 0.05 and "judge score" in reason and "without reward-hacking alarms" in reason
