@@ -85,7 +85,7 @@ def check(
         more = len(report.errors) - limit
         if more > 0:
             typer.echo(f"... and {more} more")
-        bad = report.bad_rows()
+        bad = report.bad_rows
         where = f" in {bad} of {report.rows} {report.kind} rows" if bad else ""
         raise DataError(f"{file}: {len(report.errors)} error(s){where}; fix them and check again")
     typer.echo(f"{file}: {report.rows} {report.kind} rows, no errors")

@@ -55,13 +55,24 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(1)
-    except Exception as err:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:  # click usage errors (typer vendors its own click) carry their exit code
+        if isinstance(err, _click_exceptions()):
             err.show()
             sys.exit(err.exit_code)
         raise
+
+
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    import click
+
+    kinds: list[type[BaseException]] = [click.exceptions.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        kinds.append(TyperClickException)
+    except ImportError:  # older typer uses click itself
+        pass
+    return tuple(kinds)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 
 from rlhfops.data.io import Row, file_format, read_rows, write_rows
 from rlhfops.data.schema import (
-    VALIDATORS,
+    PARSERS,
     Kind,
     demos_from_rows,
     detect_kind,
@@ -45,16 +45,12 @@ class CheckReport:
     kind: Kind
     rows: int
     errors: list[str] = field(default_factory=list)
+    bad_rows: int = 0  # rows with at least one schema error
     tokens: TokenStats | None = None
 
     @property
     def ok(self) -> bool:
         return not self.errors
-
-    def bad_rows(self) -> int:
-        """How many distinct rows have at least one error (file-level errors count as 0)."""
-        heads = {e.split(":", 2)[1] for e in self.errors if e.count(":") >= 2}
-        return len({h for h in heads if h.isdigit()})
 
 
 def _token_stats(
@@ -99,7 +95,11 @@ def check_file(
     """
     rows = read_rows(path)
     kind = kind or detect_kind(rows)
-    report = CheckReport(path=str(path), kind=kind, rows=len(rows), errors=VALIDATORS[kind](rows))
+    report = CheckReport(path=str(path), kind=kind, rows=len(rows))
+    for row in rows:
+        errors = PARSERS[kind](row)[1]
+        report.errors += errors
+        report.bad_rows += bool(errors)
     if tokenizer is not None and report.ok:
         try:
             report.tokens = _token_stats(rows, kind, tokenizer, max_length, chat_template)

@@ -8,6 +8,7 @@ dialogues as text that share every turn but the last Assistant reply. Each conve
 
 The split is at the last ``"\\n\\nAssistant:"`` of each dialogue; the text before it must be identical
 in both and is cut into turns at ``"\\n\\nHuman:"`` / ``"\\n\\nAssistant:"`` (contents stripped).
+Turns are kept as they are: a few real dialogues hold two Assistant turns in a row, and stay so.
 
 Rows that cannot convert (a field not a string, no Assistant turn, dialogues that differ before the last
 reply, an empty final reply or turn, identical replies, a prompt not ending with a Human turn) are

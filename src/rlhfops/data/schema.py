@@ -346,3 +346,4 @@ def detect_kind(rows: Sequence[Row]) -> Kind:
 
 
 VALIDATORS = {"demos": validate_demos, "prefs": validate_prefs, "prompts": validate_prompts}
+PARSERS = {"demos": parse_demo, "prefs": parse_pref, "prompts": parse_prompt}

@@ -17,6 +17,7 @@ split into micro-batches and processes (tested in tests/train/test_invariance.py
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import math
 import os
@@ -245,7 +246,7 @@ class Trainer(abc.ABC):
         for i, idx in enumerate(micro):
             part = [rows[j] for j in idx]
             last = i == len(micro) - 1
-            ctx = self.accelerator.no_sync(self.model) if not last else _nullcontext()
+            ctx = self.accelerator.no_sync(self.model) if not last else contextlib.nullcontext()
             with ctx:
                 stats = self.micro_loss(part, global_units)
                 self.accelerator.backward(stats.loss * self.world)
@@ -363,14 +364,6 @@ class Trainer(abc.ABC):
             return self.train()
         finally:
             self.cleanup()
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def env_world_size() -> int:

@@ -134,5 +134,6 @@ class CompletionLogProbs(nn.Module):
 
 def sequence_sums(token_values: torch.Tensor, batch: PackedCompletions) -> torch.Tensor:
     """Sum per-token values [N] into per-sequence values [S]."""
-    out = torch.zeros(batch.num_sequences, dtype=token_values.dtype, device=token_values.device)
-    return out.index_add(0, batch.seq_index, token_values)
+    from rlhfops.train.losses import segment_sum
+
+    return segment_sum(token_values, batch.seq_index, batch.num_sequences)

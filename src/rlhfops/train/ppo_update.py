@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -75,7 +76,7 @@ def ppo_update(trainer: Any, roll: Rollout) -> dict[str, float]:
                 mb = _slice(roll, part)
                 share = float(mb["mask"].sum()) / mb_tokens
                 last = j == accum - 1
-                ctx = trainer.accelerator.no_sync(trainer.model) if not last else _Null()
+                ctx = trainer.accelerator.no_sync(trainer.model) if not last else contextlib.nullcontext()
                 with ctx:
                     loss, stats = minibatch_loss(trainer, mb, roll.prompt_length, share)
                     trainer.accelerator.backward(loss)
@@ -92,11 +93,3 @@ def ppo_update(trainer: Any, roll: Rollout) -> dict[str, float]:
     if roll.values is not None:
         out["explained_variance"] = float(explained_variance(roll.values, roll.returns, roll.mask))
     return out
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

@@ -1,0 +1,110 @@
+"""Shipped example data (support_replies): validates, rebuilt by build.py, a signal that is not length."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rlhfops.data.schema import load_demos, load_prefs, load_prompts
+from rlhfops.errors import DataError
+from rlhfops.examples import available, example_path
+
+
+def _build_module():
+    path = example_path("support_replies") / "build.py"
+    spec = importlib.util.spec_from_file_location("support_replies_build", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(name: str) -> list[dict]:
+    text = example_path(f"support_replies/{name}").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_example_path_and_listing() -> None:
+    assert available() == [
+        "support_replies/demos.jsonl",
+        "support_replies/prefs.jsonl",
+        "support_replies/prompts.jsonl",
+    ]
+    assert example_path("support_replies").is_dir()
+    assert (example_path("support_replies") / "README.md").read_text().lower().count("synthetic") >= 1
+    with pytest.raises(DataError) as info:
+        example_path("nope/demos.jsonl")
+    assert str(info.value) == (
+        "no example 'nope/demos.jsonl'; available: support_replies/demos.jsonl, support_replies/prefs.jsonl,"
+        " support_replies/prompts.jsonl"
+    )
+
+
+def test_files_validate_with_expected_counts() -> None:
+    assert len(load_demos(example_path("support_replies/demos.jsonl"))) == 240
+    assert len(load_prefs(example_path("support_replies/prefs.jsonl"))) == 400
+    assert len(load_prompts(example_path("support_replies/prompts.jsonl"))) == 120
+    assert {tuple(sorted(r)) for r in _rows("demos.jsonl")} == {("completion", "prompt")}
+    assert {tuple(sorted(r)) for r in _rows("prefs.jsonl")} == {("chosen", "prompt", "rejected")}
+    assert {tuple(sorted(r)) for r in _rows("prompts.jsonl")} == {("prompt",)}
+
+
+def test_prompts_are_disjoint_within_and_across_files() -> None:
+    sets = [[r["prompt"] for r in _rows(f)] for f in ("demos.jsonl", "prefs.jsonl", "prompts.jsonl")]
+    everything = [p for s in sets for p in s]
+    assert len(everything) == len(set(everything)) == 760
+
+
+def test_committed_files_are_what_build_py_makes(tmp_path: Path) -> None:
+    build = _build_module()
+    counts = build.write(tmp_path)
+    assert counts == {"demos": 240, "prefs": 400, "prompts": 120}
+    for name in ("demos", "prefs", "prompts"):
+        committed = example_path(f"support_replies/{name}.jsonl").read_bytes()
+        assert (tmp_path / f"{name}.jsonl").read_bytes() == committed, f"{name}.jsonl: rerun build.py"
+
+
+def _sentences(text: str) -> int:
+    return len(re.split(r"(?<=[.!?])\s+", text.strip()))
+
+
+def test_good_replies_are_concise_and_never_refuse() -> None:
+    good = [r["completion"] for r in _rows("demos.jsonl")] + [r["chosen"] for r in _rows("prefs.jsonl")]
+    assert all(2 <= _sentences(t) <= 4 for t in good)
+    assert not any("As an AI" in t or "I cannot" in t or "can't assist" in t for t in good)
+
+
+def test_rejected_shows_each_failure_mode() -> None:
+    rejected = [r["rejected"] for r in _rows("prefs.jsonl")]
+    refusals = [t for t in rejected if "AI" in t or "can't assist" in t or "cannot" in t]
+    rambling = [t for t in rejected if len(set(_split(t))) < len(_split(t))]  # a repeated sentence
+    assert len(refusals) >= 60 and len(rambling) >= 60
+    assert any(len(t.split()) <= 12 for t in refusals) and any(len(t.split()) >= 50 for t in refusals)
+
+
+def _split(text: str) -> list[str]:
+    return re.split(r"(?<=[.!?])\s+", text.strip())
+
+
+def test_length_alone_does_not_separate_chosen_from_rejected() -> None:
+    rows = _rows("prefs.jsonl")
+    chosen = [len(r["chosen"].split()) for r in rows]
+    rejected = [len(r["rejected"].split()) for r in rows]
+    longer = sum(c > r for c, r in zip(chosen, rejected, strict=True)) / len(rows)
+    assert 0.35 <= longer <= 0.65  # "pick the longer reply" is about a coin flip
+    # the ranges overlap: long rejected replies and short chosen ones both exist
+    assert max(rejected) > max(chosen) and min(rejected) < min(chosen)
+    assert sum(r > max(chosen) * 0.8 for r in rejected) >= 20
+
+
+def test_examples_encode_without_truncation(tokenizer) -> None:
+    # The test tokenizer is byte-level (about 4x the tokens of a BPE model): 1024 here is ~256 BPE tokens.
+    from rlhfops.data.encode import encode_demos, encode_prefs
+
+    demos = encode_demos(load_demos(example_path("support_replies/demos.jsonl")), tokenizer, 1024)
+    prefs = encode_prefs(load_prefs(example_path("support_replies/prefs.jsonl")), tokenizer, 1024)
+    assert (demos.truncated, prefs.truncated) == (0, 0)
+    assert len(demos.rows) == 240 and len(prefs.rows) == 400
