@@ -33,6 +33,14 @@ def _overrides(model: Path, data: Path, out: Path, accum: int) -> list[str]:
     ]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _assert_same(a: tuple[float, dict], b: tuple[float, dict]) -> None:
     assert abs(a[0] - b[0]) <= 1e-5 * abs(a[0]), (a[0], b[0])
     assert a[1].keys() == b[1].keys()
@@ -62,13 +70,13 @@ def test_two_process_data_parallel_invariance(tmp_path, stage):
         "-m",
         "torch.distributed.run",
         "--nproc_per_node=2",
-        "--master_port=0",
+        f"--master_port={_free_port()}",
         str(worker),
         stage,
         str(out),
         *_overrides(model, data, tmp_path / "dp", 1),
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = torch.load(out)
     _assert_same(single, (saved["loss"], saved["grads"]))

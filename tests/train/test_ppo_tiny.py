@@ -32,7 +32,7 @@ def _ppo_args(tmp_path: Path, model: Path, name: str, extra: list[str] = ()) -> 
         "minibatch_size=2",
         "ppo_epochs=2",
         "max_new_tokens=8",
-        "max_length=96",
+        "max_length=160",
         "learning_rate=1e-3",
         "save_every=2",
         "progress=false",
@@ -85,9 +85,11 @@ def test_ppo_full_finetune_tiny(tmp_path):
 
 def test_ppo_lora_reference_is_adapter_disabled(tmp_path):
     model = make_tiny_model_dir(tmp_path / "tiny")
-    args = _ppo_args(tmp_path, model, "lora", ["lora.enabled=true", "lora.r=4", "kl_mode=loss", "kl_estimator=k3"])
+    args = _ppo_args(
+        tmp_path, model, "lora", ["lora.enabled=true", "lora.r=4", "kl_mode=loss", "kl_estimator=k3"]
+    )
     result = run_stage("ppo", None, args)
-    adapter = _weights(result.run_dir / "final")
+    adapter = load_file(str(result.run_dir / "final" / "adapter_model.safetensors"))
     assert adapter and all("lora_" in k for k in adapter)
     rows = [r for r in _metrics(result.run_dir) if r["step"] >= 1]
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # first rollout: adapter starts at zero

@@ -61,13 +61,17 @@ def test_sft_tiny(tmp_path, tiny):
     after = _weights(result.run_dir / "final")
     assert any(not torch.equal(before[k], after[k]) for k in before), "no parameter changed"
     assert _weights(tiny).keys() == before.keys()
-    assert all(torch.equal(before[k], v) for k, v in _weights(tiny).items()), "the starting model was modified"
+    assert all(torch.equal(before[k], v) for k, v in _weights(tiny).items()), (
+        "the starting model was modified"
+    )
     assert summary["eval"]["base_eval_loss"] > 0 and summary["eval"]["eval_loss"] > 0
 
 
 def test_sft_lora_trains_adapter_only(tmp_path, tiny):
     demos = write_demos(tmp_path / "d.jsonl")
-    result = run_stage("sft", None, _common(tmp_path, tiny, demos, "sft-lora", ["lora.enabled=true", "lora.r=4"]))
+    result = run_stage(
+        "sft", None, _common(tmp_path, tiny, demos, "sft-lora", ["lora.enabled=true", "lora.r=4"])
+    )
     _check_run(result.run_dir, 3)
     final = result.run_dir / "final"
     assert (final / "adapter_config.json").exists()

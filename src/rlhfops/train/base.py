@@ -338,7 +338,7 @@ class Trainer(abc.ABC):
         summary: dict[str, Any] = {}
         if self.is_main:
             self.save_final(self.run.final_dir)
-            history = self.run.read_metrics()
+            history = [r for r in self.run.read_metrics() if "loss" in r]
             summary = {
                 "stage": self.stage,
                 "steps": self.total_steps,

@@ -67,7 +67,7 @@ class RewardTrainer(Trainer):
             loss=out.loss * (n / global_units),
             sums={
                 "accuracy": float(out.accuracy) * n,
-                "reward_margin": float((chosen - rejected).mean()) * n,
+                "reward_margin": float((chosen - rejected).detach().mean()) * n,
             },
         )
 

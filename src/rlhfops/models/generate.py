@@ -1,0 +1,129 @@
+"""A lean sampling loop for rollouts: left-padded prompts, KV cache, per-token log-probs, seeded.
+
+Differences from ``model.generate`` that matter for RL: the log-prob of every sampled token is returned
+(from the temperature-scaled distribution, before top-p filtering, as TRL and OpenRLHF compute them);
+the pad token is distinct from EOS and fills everything after EOS; the prompt prefill computes the LM
+head at the last position only; the loop stops as soon as every row has produced EOS.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class GenerationOutput(NamedTuple):
+    sequences: torch.Tensor  # [B, P+N] left-padded prompts, then responses (pad after EOS)
+    prompt_length: int  # P
+    response_ids: torch.Tensor  # [B, N]
+    response_mask: torch.Tensor  # [B, N] 1 up to and including EOS
+    logprobs: torch.Tensor  # [B, N] 0 where response_mask is 0
+    has_eos: torch.Tensor  # [B] bool
+    prompt_mask: torch.Tensor  # [B, P] 1 on real prompt tokens
+
+
+def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids [B,P], mask [B,P]) with every prompt right-aligned."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if p:
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p) :] = 1
+    return ids, mask
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask (-inf) logits outside the smallest set whose probability reaches ``top_p`` (Holtzman 2020)."""
+    if top_p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    cum = probs.cumsum(-1)
+    remove = cum - probs > top_p  # keep the token that crosses the threshold
+    sorted_logits = sorted_logits.masked_fill(remove, float("-inf"))
+    return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    eos_token_id: int,
+    pad_token_id: int,
+    generator: torch.Generator | None = None,
+) -> GenerationOutput:
+    """Sample responses (greedy when ``temperature == 0``; log-probs then use temperature 1)."""
+    from transformers import DynamicCache
+
+    if pad_token_id == eos_token_id:
+        raise ValueError("pad_token_id must differ from eos_token_id (use load_tokenizer)")
+    device = next(model.parameters()).device
+    ids, mask = left_pad(prompts, pad_token_id)
+    ids, mask = ids.to(device), mask.to(device)
+    B, P = ids.shape
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    logits = out.logits[:, -1].float()
+    next_pos = positions[:, -1] + 1
+    tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
+    logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    attn = mask
+    steps = 0
+    for t in range(max_new_tokens):
+        scaled = logits / temperature if temperature > 0 else logits
+        logp_all = torch.log_softmax(scaled, dim=-1)
+        if temperature > 0:
+            probs = torch.softmax(top_p_filter(scaled, top_p), dim=-1)
+            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(device)
+        else:
+            nxt = scaled.argmax(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
+        tokens[:, t] = nxt
+        logps[:, t] = torch.where(
+            done, torch.zeros_like(logps[:, t]), logp_all.gather(-1, nxt[:, None]).squeeze(-1)
+        )
+        live = ~done
+        done = done | (nxt == eos_token_id)
+        steps = t + 1
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        attn = torch.cat([attn, live.long()[:, None]], dim=1)
+        out = model(
+            input_ids=nxt[:, None],
+            attention_mask=attn,
+            position_ids=next_pos[:, None],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logits = out.logits[:, -1].float()
+        next_pos = next_pos + 1
+    tokens, logps = tokens[:, :steps], logps[:, :steps]
+    is_eos = tokens == eos_token_id
+    # 1 up to and including the first EOS
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    resp_mask = (~after_eos).long()
+    return GenerationOutput(
+        sequences=torch.cat([ids, tokens], dim=1),
+        prompt_length=P,
+        response_ids=tokens,
+        response_mask=resp_mask,
+        logprobs=logps * resp_mask,
+        has_eos=is_eos.any(-1),
+        prompt_mask=mask,
+    )
