@@ -30,6 +30,12 @@ class Rollout:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def full_attention_mask(out: Any) -> torch.Tensor:
+    """Prompt mask + response mask: exactly what generation attended to (a sampled token that happens to
+    be the pad id still counts; everything after EOS does not)."""
+    return torch.cat([out.prompt_mask.long(), out.response_mask.long()], dim=1)
+
+
 def _generate(trainer: Any, prompts: list[list[int]], gen: torch.Generator, greedy: bool = False) -> Any:
     from rlhfops.models.generate import generate
 
@@ -89,7 +95,7 @@ def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, b
     out = _generate(trainer, expanded, gen)
     device = trainer.accelerator.device
     seqs = out.sequences.to(device)
-    attn = (seqs != trainer.tokenizer.pad_token_id).long()
+    attn = full_attention_mask(out).to(device)
     P = out.prompt_length
     mask = out.response_mask.to(device).float()
     responses = _responses(trainer, expanded, out)
@@ -172,7 +178,7 @@ def evaluate_policy(trainer: Any, prompts: list[list[int]], reference: bool = Fa
             out = _generate(trainer, part, gen)
         responses = _responses(trainer, part, out)
         seqs = out.sequences.to(trainer.accelerator.device)
-        attn = (seqs != trainer.tokenizer.pad_token_id).long()
+        attn = full_attention_mask(out).to(seqs.device)
         mask = out.response_mask.to(seqs.device).float()
         temp = cfg.temperature or 1.0
         pol = trainer.model(seqs, attn, out.prompt_length, temp)
