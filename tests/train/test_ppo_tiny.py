@@ -155,3 +155,51 @@ def test_sweep_recommendation_prefers_clean_runs():
     ]
     value, reason = recommend(rows)
     assert value == 0.05 and "judge score" in reason and "without reward-hacking alarms" in reason
+
+
+def test_separate_value_model(tmp_path):
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    result = run_stage("ppo", None, _ppo_args(tmp_path, model, "sep", ["value_model=separate"]))
+    rows = [r for r in _metrics(result.run_dir) if r["step"] >= 1]
+    assert all(math.isfinite(r["value_loss"]) for r in rows)
+
+
+def test_kl_sweep_writes_table_and_recommendation(tmp_path):
+    from rlhfops.train.kl_sweep import run_kl_sweep
+
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    args = [a for a in _ppo_args(tmp_path, model, "sweep") if not a.startswith("max_steps")] + ["max_steps=2"]
+    cfg = load_config(PPOConfig, None, args)
+    result = run_kl_sweep(cfg, [0.0, 0.5], kind="beta")
+    report = json.loads((result.out_dir / "kl_sweep.json").read_text())
+    assert [r["value"] for r in report["rows"]] == [0.0, 0.5]
+    assert report["recommended"] in (0.0, 0.5) and report["reason"]
+    for row in report["rows"]:
+        assert Path(row["run_dir"], "summary.json").exists()
+        assert math.isfinite(row["score"]) and math.isfinite(row["kl"])
+    table = (result.out_dir / "kl_sweep.md").read_text()
+    assert "| beta | reward | KL |" in table and "Recommended:" in table
+
+
+def test_ppo_resume_matches_uninterrupted(tmp_path):
+    """Stop after iteration 2 (checkpoint), resume to 4: same weights as a straight run of 4."""
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    straight = run_stage(
+        "ppo", None, _ppo_args(tmp_path, model, "straight", ["max_steps=4", "eval_fraction=0"])
+    )
+    cut = _ppo_args(tmp_path, model, "cut", ["max_steps=4", "eval_fraction=0"])
+    from rlhfops.train.ppo import PPOTrainer
+
+    cfg = load_config(PPOConfig, None, cut)
+    trainer = PPOTrainer(cfg)
+    trainer.setup()
+    trainer.before_train()
+    for step in (1, 2):
+        trainer.run.append_metrics(trainer.step(step))
+    trainer.save_checkpoint(2)
+    trainer.cleanup()
+    resumed = run_stage("ppo", None, resume=tmp_path / "cut")
+    assert [r["step"] for r in _metrics(resumed.run_dir) if r["step"] >= 1] == [1, 2, 3, 4]
+    a, b = _weights(straight.run_dir / "final"), _weights(resumed.run_dir / "final")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
