@@ -101,6 +101,11 @@ class RewardConfig(TrainConfig):
 
     learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate (AdamW).")
     use_margin: bool = Field(True, description="Subtract the row's `margin` inside the Bradley-Terry loss.")
+    share_prompt: bool = Field(
+        True,
+        description="Compute each pair's prompt once ([prompt][chosen][rejected] with a custom mask; "
+        "sdpa/eager attention only).",
+    )
 
 
 class DPOConfig(TrainConfig):
@@ -109,6 +114,11 @@ class DPOConfig(TrainConfig):
     learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate (AdamW).")
     beta: float = Field(0.1, gt=0, description="Strength of the implicit KL constraint.")
     loss_type: Literal["sigmoid", "ipo"] = Field("sigmoid", description="DPO loss variant.")
+    share_prompt: bool = Field(
+        True,
+        description="Compute each pair's prompt once ([prompt][chosen][rejected] with a custom mask; "
+        "sdpa/eager attention only).",
+    )
     label_smoothing: float = Field(
         0.0,
         ge=0,

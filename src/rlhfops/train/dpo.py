@@ -15,8 +15,8 @@ import torch
 
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import DPOConfig
-from rlhfops.train.forward import CompletionLogProbs, pack_completions, sequence_sums
-from rlhfops.train.prefs import load_pref_rows
+from rlhfops.train.forward import CompletionLogProbs, sequence_sums
+from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
 from rlhfops.train.sft import _zero_with_grad, lora_settings
 
 REF_FILE = "ref_logps.pt"
@@ -61,11 +61,12 @@ class DPOTrainer(Trainer):
         2023's implementation and TRL).
         """
         pairs = [r.pair for r in rows]
-        batch = pack_completions(
-            [p.prompt_ids for p in pairs] * 2,
-            [p.chosen_ids for p in pairs] + [p.rejected_ids for p in pairs],
-            self.config.max_length,
+        batch = pack_pair_batch(
+            self.config,
             self.tokenizer.pad_token_id,
+            [p.prompt_ids for p in pairs],
+            [p.chosen_ids for p in pairs],
+            [p.rejected_ids for p in pairs],
         ).to(self.accelerator.device)
         sums = sequence_sums(self.model(batch), batch)
         if self.config.loss_type == "ipo":

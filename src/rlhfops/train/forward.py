@@ -37,6 +37,7 @@ class PackedCompletions:
     last_pos: torch.Tensor
     lengths: torch.Tensor
     num_sequences: int
+    attention_mask: torch.Tensor | None = None  # [R, 1, T, T] bool, only for shared-prompt packing
 
     def to(self, device: torch.device | str) -> PackedCompletions:
         fields = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -113,6 +114,66 @@ def pack_completions(
     )
 
 
+def pack_pairs(
+    prompts: list[list[int]],
+    chosen: list[list[int]],
+    rejected: list[list[int]],
+    max_tokens_per_row: int,
+    pad_id: int,
+) -> PackedCompletions:
+    """Pack preference pairs as ``[prompt][chosen][rejected]`` segments: the prompt is computed once.
+
+    A 4D boolean mask keeps attention causal within a segment and hides the chosen tokens from the
+    rejected ones; rejected position ids continue from the prompt, as if it followed the prompt directly.
+    Sequences 0..n-1 are the chosen responses, n..2n-1 the rejected ones (same order as
+    :func:`pack_completions` with the prompts repeated). Needs an attention kernel that takes a custom
+    mask (sdpa or eager).
+    """
+    n = len(prompts)
+    seg_lens = [len(p) + len(c) + len(r) for p, c, r in zip(prompts, chosen, rejected, strict=True)]
+    placement, n_rows = place_sequences(seg_lens, max(max_tokens_per_row, max(seg_lens)), True)
+    width = max(start + length for (_, start), length in zip(placement, seg_lens, strict=True))
+    input_ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((n_rows, width), dtype=torch.long)
+    mask = torch.eye(width, dtype=torch.bool).repeat(n_rows, 1, 1)  # padding attends to itself only
+    pred_row, pred_pos, targets, seq_index = [], [], [], []
+    last_row, last_pos = [0] * (2 * n), [0] * (2 * n)
+    for i, ((row, s0), p, c, r) in enumerate(zip(placement, prompts, chosen, rejected, strict=True)):
+        n_p, n_c, n_r = len(p), len(c), len(r)
+        input_ids[row, s0 : s0 + n_p + n_c + n_r] = torch.tensor(p + c + r, dtype=torch.long)
+        position_ids[row, s0 : s0 + n_p + n_c] = torch.arange(n_p + n_c)
+        position_ids[row, s0 + n_p + n_c : s0 + n_p + n_c + n_r] = torch.arange(n_p, n_p + n_r)
+        end = s0 + n_p + n_c + n_r
+        mask[row, s0:end, s0:end] = torch.tril(torch.ones(end - s0, end - s0, dtype=torch.bool))
+        mask[row, s0 + n_p + n_c : end, s0 + n_p : s0 + n_p + n_c] = False  # rejected cannot see chosen
+        for j in range(n_c):
+            pred_row.append(row)
+            pred_pos.append(s0 + n_p + j - 1)
+            targets.append(c[j])
+            seq_index.append(i)
+        for j in range(n_r):
+            pred_row.append(row)
+            pred_pos.append(s0 + n_p - 1 if j == 0 else s0 + n_p + n_c + j - 1)
+            targets.append(r[j])
+            seq_index.append(n + i)
+        last_row[i], last_pos[i] = row, s0 + n_p + n_c - 1
+        last_row[n + i], last_pos[n + i] = row, end - 1
+    as_long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    return PackedCompletions(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        pred_row=as_long(pred_row),
+        pred_pos=as_long(pred_pos),
+        targets=as_long(targets),
+        seq_index=as_long(seq_index),
+        last_row=as_long(last_row),
+        last_pos=as_long(last_pos),
+        lengths=as_long([len(c) for c in chosen] + [len(r) for r in rejected]),
+        num_sequences=2 * n,
+        attention_mask=mask[:, None],
+    )
+
+
 class CompletionLogProbs(nn.Module):
     """Wraps a causal LM; ``forward(batch)`` returns the log-prob of every completion token [N]."""
 
@@ -123,7 +184,12 @@ class CompletionLogProbs(nn.Module):
     def forward(self, batch: PackedCompletions, temperature: float = 1.0) -> torch.Tensor:
         decoder = self.lm.get_decoder()
         head = self.lm.get_output_embeddings()
-        hidden = decoder(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False)
+        hidden = decoder(
+            input_ids=batch.input_ids,
+            position_ids=batch.position_ids,
+            attention_mask=batch.attention_mask,
+            use_cache=False,
+        )
         hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]
         h = hidden[batch.pred_row, batch.pred_pos]  # [N, H]
         logits = head(h).float()

@@ -21,3 +21,12 @@ def load_pref_rows(cfg: TrainConfig) -> tuple[Any, list[Any], list[Any]]:
         return tokenizer, encoded, held
     tr, ev = split_train_eval(len(encoded), cfg.eval_fraction, cfg.seed)
     return tokenizer, [encoded[i] for i in tr], [encoded[i] for i in ev]
+
+
+def pack_pair_batch(cfg: TrainConfig, pad_id: int, prompts, chosen, rejected):
+    """Pairs packed for a forward pass: shared prompt when the config and attention kernel allow."""
+    from rlhfops.train.forward import pack_completions, pack_pairs
+
+    if getattr(cfg, "share_prompt", False) and cfg.attn_implementation != "flash_attention_2":
+        return pack_pairs(prompts, chosen, rejected, cfg.max_length, pad_id)
+    return pack_completions(prompts * 2, chosen + rejected, cfg.max_length, pad_id)

@@ -17,8 +17,7 @@ import torch
 
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import RewardConfig
-from rlhfops.train.forward import pack_completions
-from rlhfops.train.prefs import load_pref_rows
+from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
 from rlhfops.train.sft import _zero_with_grad, lora_settings
 
 
@@ -39,15 +38,21 @@ class RewardTrainer(Trainer):
         )
 
     def _batch(self, rows: list[Any]):
-        prompts = [r.prompt_ids for r in rows] * 2
-        responses = [r.chosen_ids for r in rows] + [r.rejected_ids for r in rows]
-        batch = pack_completions(prompts, responses, self.config.max_length, self.tokenizer.pad_token_id)
+        batch = pack_pair_batch(
+            self.config,
+            self.tokenizer.pad_token_id,
+            [r.prompt_ids for r in rows],
+            [r.chosen_ids for r in rows],
+            [r.rejected_ids for r in rows],
+        )
         return batch.to(self.accelerator.device)
 
     def rewards(self, rows: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw (unnormalised) rewards of chosen and rejected responses, each [len(rows)]."""
         batch = self._batch(rows)
-        values = self.model(input_ids=batch.input_ids, position_ids=batch.position_ids)
+        values = self.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+        )
         scores = values[batch.last_row, batch.last_pos].float()
         n = len(rows)
         return scores[:n], scores[n:]
