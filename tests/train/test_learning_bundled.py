@@ -38,7 +38,7 @@ def test_reward_model_learns_clear_signal(tmp_path):
             f"data={train}",
             f"eval_data={held}",
             f"output_dir={tmp_path / 'rm'}",
-            "max_steps=20",
+            "max_steps=12",
             "learning_rate=3e-5",
             *COMMON,
         ],
@@ -57,7 +57,7 @@ def test_dpo_learns_clear_signal(tmp_path):
             f"data={train}",
             f"eval_data={held}",
             f"output_dir={tmp_path / 'dpo'}",
-            "max_steps=20",
+            "max_steps=12",
             "learning_rate=2e-5",
             "beta=0.1",
             *COMMON,
@@ -79,8 +79,8 @@ def test_reward_model_on_real_human_labels(tmp_path):
         for r in rows
         if sum(len(m["content"]) for m in r["prompt"]) + len(r["chosen"]) + len(r["rejected"]) < 900
     ]
-    train = write_rows(tmp_path / "hh-train.jsonl", short[:480])
-    held = write_rows(tmp_path / "hh-held.jsonl", short[480:680])
+    train = write_rows(tmp_path / "hh-train.jsonl", short[:320])
+    held = write_rows(tmp_path / "hh-held.jsonl", short[320:520])
     result = run_stage(
         "rm",
         None,
@@ -91,6 +91,7 @@ def test_reward_model_on_real_human_labels(tmp_path):
             "epochs=1",
             "learning_rate=2e-5",
             *COMMON,
+            "max_length=384",
         ],
     )
     ev = result.summary["eval"]
