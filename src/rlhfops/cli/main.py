@@ -36,10 +36,12 @@ def _register() -> None:
     from rlhfops.cli import data as data_cli
     from rlhfops.cli import demo as demo_cli
     from rlhfops.cli import train as train_cli
+    from rlhfops.cli import workspace as workspace_cli
 
     app.add_typer(data_cli.app, name="data")
     app.add_typer(train_cli.app, name="train")
     app.command("demo")(demo_cli.demo)
+    workspace_cli.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -62,4 +62,29 @@ def run_stage(
         config = STAGES[stage].model_validate(data)
         return trainer_class(stage)(config, run.path, resume=True).run_all()
     config = load_config(STAGES[stage], config_path, overrides)
-    return trainer_class(stage)(config).run_all()
+    ws = _workspace()
+    inputs = stage_inputs(config)
+    if ws is not None:
+        ws.check_stage_ready(stage, inputs)  # play order: refuses with one line naming what is missing
+    result = trainer_class(stage)(config).run_all()
+    if ws is not None and result.summary:
+        from rlhfops.workspace.identity import acting_person
+
+        model_id = ws.record_training_run(
+            stage, inputs, result.run_dir / "final", acting_person(), {"eval": result.summary.get("eval", {})}
+        )
+        result.summary["artifact_id"] = model_id
+    return result
+
+
+def stage_inputs(config: TrainConfig) -> dict[str, str]:
+    """The inputs a run reads, by role, for play-order checks and lineage."""
+    keys = ("data", "eval_data", "model", "reward_model", "eval_prompts", "judge")
+    return {k: str(getattr(config, k)) for k in keys if getattr(config, k, None)}
+
+
+def _workspace():
+    """The workspace around the current directory (or $RLHFOPS_WORKSPACE), if any."""
+    from rlhfops.workspace import find_workspace
+
+    return find_workspace()

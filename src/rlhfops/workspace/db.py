@@ -1,0 +1,160 @@
+"""The workspace database: SQLAlchemy 2 models and engine set-up for SQLite (WAL) and PostgreSQL.
+
+Schema changes go through the Alembic migrations in ``rlhfops/workspace/migrations`` (applied by
+``rlhfops db upgrade`` or :func:`rlhfops.workspace.migrate.upgrade`); these models mirror the latest
+migration and a test checks they agree.
+
+Nothing here is edited in place: artifacts, signatures, baselines and overrides are append-only rows.
+The only update is closing a trigger (``closed_at``).
+
+SQLite: WAL journal, ``busy_timeout`` 30 s and ``BEGIN IMMEDIATE`` for every transaction, so two
+processes writing at once queue on the write lock instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: sa.JSON, datetime: sa.DateTime(timezone=True)}
+
+
+class Person(Base):
+    """A person holding one role in the workspace (a person with two roles has two rows)."""
+
+    __tablename__ = "people"
+    __table_args__ = (sa.UniqueConstraint("name", "role", name="uq_people_name_role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(40), index=True)
+    added_by: Mapped[str] = mapped_column(sa.String(200))
+    added_at: Mapped[datetime]
+
+
+class Artifact(Base):
+    """An immutable artifact stored once under its content hash (SHA-256 hex)."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(40), index=True)
+    name: Mapped[str] = mapped_column(sa.String(500))
+    path: Mapped[str] = mapped_column(sa.String(1000))
+    creator: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    meta: Mapped[dict[str, Any]]
+
+
+class ArtifactParent(Base):
+    """Lineage edge: ``child_id`` was made from ``parent_id`` (``position`` keeps the given order)."""
+
+    __tablename__ = "artifact_parents"
+
+    child_id: Mapped[str] = mapped_column(sa.String(64), sa.ForeignKey("artifacts.id"), primary_key=True)
+    parent_id: Mapped[str] = mapped_column(
+        sa.String(64), sa.ForeignKey("artifacts.id"), primary_key=True, index=True
+    )
+    position: Mapped[int]
+
+
+class Signature(Base):
+    """A sign-off of one spec version (``spec_hash``) by a person in a role."""
+
+    __tablename__ = "signatures"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    role: Mapped[str] = mapped_column(sa.String(40))
+    person: Mapped[str] = mapped_column(sa.String(200))
+    spec_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    signed_at: Mapped[datetime]
+
+
+class BaselineValue(Base):
+    """One business-baseline measurement (the latest per metric is the baseline)."""
+
+    __tablename__ = "baselines"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    metric: Mapped[str] = mapped_column(sa.String(60), index=True)
+    value: Mapped[float] = mapped_column(sa.Float)
+    n: Mapped[int | None]
+    source: Mapped[str] = mapped_column(sa.String(1000))
+    recorded_by: Mapped[str] = mapped_column(sa.String(200))
+    recorded_at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class Override(Base):
+    """A play-order override: the owner of the blocked play lets ``stage`` start on ``spec_hash``."""
+
+    __tablename__ = "overrides"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    stage: Mapped[str] = mapped_column(sa.String(20), index=True)
+    play: Mapped[int]
+    spec_hash: Mapped[str] = mapped_column(sa.String(64))
+    blocker: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    person: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime]
+
+
+class Trigger(Base):
+    """An open (or closed) trigger: evidence that a play must be re-entered."""
+
+    __tablename__ = "triggers"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    play: Mapped[int]
+    rule: Mapped[str] = mapped_column(sa.String(100))
+    evidence: Mapped[str] = mapped_column(sa.Text)
+    source: Mapped[str] = mapped_column(sa.String(200))
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(sa.String(200))
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # take the write lock up front: a deferred transaction that later writes can fail at once
+        # with SQLITE_BUSY in WAL mode instead of waiting for busy_timeout
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, busy_timeout and immediate transactions."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _sqlite_setup(engine)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)

@@ -1,0 +1,67 @@
+"""Training inside a workspace: play order enforced (SFT refuses an unsigned spec), lineage recorded."""
+
+from __future__ import annotations
+
+import pytest
+from helpers_train import write_demos
+
+from rlhfops.cli.main import main
+from rlhfops.models.tiny import make_tiny_model_dir
+from rlhfops.workspace import init_workspace
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    ws = init_workspace(tmp_path / "ws", template="support-replies")
+    monkeypatch.chdir(tmp_path / "ws")
+    monkeypatch.delenv("RLHFOPS_WORKSPACE", raising=False)
+    monkeypatch.setenv("RLHFOPS_USER", "erin")
+    return ws
+
+
+def _train(tmp_path, capsys) -> tuple[int, str]:
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    data = write_demos(tmp_path / "demos.jsonl")
+    args = ["train", "sft"]
+    for kv in (
+        f"model={model}",
+        f"data={data}",
+        "max_steps=2",
+        "batch_size=4",
+        "progress=false",
+        "output_dir=run",
+    ):
+        args += ["--set", kv]
+    capsys.readouterr()  # drop the model builder's progress output
+    try:
+        main(args)
+    except SystemExit as ex:
+        return int(ex.code or 0), capsys.readouterr().err
+    return 0, capsys.readouterr().err
+
+
+def test_sft_refuses_unsigned_spec(tmp_path, workspace, capsys):
+    code, err = _train(tmp_path, capsys)
+    assert code == 2
+    assert "business-owner" in err or "technical-lead" in err or "sign" in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_sft_in_signed_workspace_records_lineage(tmp_path, workspace, capsys):
+    for name, role in (("bob", "business-owner"), ("carol", "technical-lead"), ("erin", "ml-engineer")):
+        workspace.add_person(name, role, added_by="test")
+    workspace.sign_spec("business-owner", "bob")
+    workspace.sign_spec("technical-lead", "carol")
+    workspace.record_baseline({"task_completion_rate": 0.7, "client_flag_rate": 0.05}, "test", "bob", n=100)
+    code, err = _train(tmp_path, capsys)
+    assert code == 0, err
+    models = workspace.artifacts("sft-model")
+    assert models, "the trained model was registered"
+    chain = workspace.lineage(models[-1].id)
+    spec_hash = workspace.current_spec().hash
+    kinds = {r.kind for r in chain}
+    assert any(r.id == spec_hash or r.id.startswith(spec_hash) for r in chain), (
+        spec_hash,
+        [r.id for r in chain],
+    )
+    assert len(kinds) >= 2, kinds

@@ -1,0 +1,63 @@
+"""Fixtures for tests/workspace: the same tests on SQLite and on PostgreSQL (own schema per test)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # ws_helpers (pytest runs with --import-mode=importlib)
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _schema_url(base: str, schema: str) -> str:
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Sets RLHFOPS_DATABASE_URL for PostgreSQL (a fresh schema, dropped afterwards); yields the name."""
+    monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("RLHFOPS_WORKSPACE", raising=False)
+    monkeypatch.setenv("RLHFOPS_USER", "alice")
+    if request.param == "sqlite":
+        yield "sqlite"
+        return
+    import sqlalchemy as sa
+
+    base = request.getfixturevalue("postgres_url")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    monkeypatch.setenv("RLHFOPS_DATABASE_URL", _schema_url(base, schema))
+    try:
+        yield "postgres"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def ws(backend: str, tmp_path: Path):
+    """A support-replies workspace with a task-spec owner, both signers and a domain-expert lead."""
+    from rlhfops.workspace import init_workspace
+
+    w = init_workspace(tmp_path / "ws", "support-replies")
+    for name, role in [
+        ("alice", "task-spec-owner"),
+        ("bob", "business-owner"),
+        ("carol", "technical-lead"),
+        ("dave", "domain-expert-lead"),
+        ("erin", "annotation-lead"),
+        ("frank", "ml-engineer"),
+    ]:
+        w.add_person(name, role, "alice")
+    yield w
+    w.close()

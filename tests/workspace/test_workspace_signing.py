@@ -1,0 +1,170 @@
+"""Sign-offs, staleness after an edit, SFT refused on a stale spec (exit 2), overrides; both backends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ws_helpers import ready_play1, sign_all
+
+from rlhfops.cli.main import main
+from rlhfops.errors import PlayOrderError, UserError
+from rlhfops.spec.check import file_sha256
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as ex:
+        code = ex.code if isinstance(ex.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _edit_spec(ws) -> None:
+    p = ws.spec_path
+    p.write_text(p.read_text().replace("reward_model_refresh_days: 90", "reward_model_refresh_days: 60"))
+
+
+def test_signature_records_who_when_and_hash(ws) -> None:
+    sig = ws.sign_spec("business-owner", "bob")
+    assert (sig.role, sig.person, sig.spec_hash) == ("business-owner", "bob", file_sha256(ws.spec_path))
+    v = ws.current_spec()
+    assert [(s.role, s.person) for s in v.signatures] == [("business-owner", "bob")]
+    assert v.missing_roles == ["technical-lead"] and not v.is_signed_and_current
+    ws.sign_spec("technical-lead", "carol")
+    assert ws.current_spec().is_signed_and_current
+    # the signed version is stored in the artifact store under that same hash
+    assert ws.artifact(sig.spec_hash).kind == "spec"
+
+
+def test_signing_needs_the_role(ws) -> None:
+    with pytest.raises(UserError, match="'alice' does not have the role business-owner .*held by: bob"):
+        ws.sign_spec("business-owner", "alice")
+    with pytest.raises(UserError, match="signed by business-owner or technical-lead"):
+        ws.sign_spec("gate-owner", "bob")
+
+
+def test_invalid_spec_cannot_be_signed(ws) -> None:
+    ws.spec_path.write_text(ws.spec_path.read_text().replace("audience:", "audiences:"))
+    with pytest.raises(UserError, match="does not pass `rlhfops spec check`"):
+        ws.sign_spec("business-owner", "bob")
+
+
+def test_edit_makes_signatures_stale_and_status_says_so(ws) -> None:
+    ready_play1(ws)
+    assert ws.status().plays[0].state == "complete"
+    old = ws.current_spec().hash
+    _edit_spec(ws)
+    v = ws.current_spec()
+    assert v.hash != old and not v.is_signed_and_current
+    assert {s.role for s in v.stale_signatures} == {"business-owner", "technical-lead"}
+    assert all(s.spec_hash == old for s in v.stale_signatures)
+    st = ws.status()
+    assert st.plays[0].state == "in progress"
+    assert "stale" in st.plays[0].blocks_next and "business-owner" in st.plays[0].blocks_next
+    assert [t["rule"] for t in st.triggers] == ["spec_changed"]
+    # re-signing the new content makes it current again
+    sign_all(ws)
+    assert ws.current_spec().is_signed_and_current and ws.current_spec().stale_signatures == ()
+
+
+def test_sft_refused_on_a_stale_spec_exit_2_names_the_signature(ws, capsys, monkeypatch) -> None:
+    ready_play1(ws)
+    ws.check_stage_ready("sft", {})  # signed and current: no error
+    _edit_spec(ws)
+    with pytest.raises(PlayOrderError) as err:
+        ws.check_stage_ready("sft", {})
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("sft refused: Play 1 (task spec) incomplete: spec ")
+    assert "is not signed by the business-owner (bob's signature is on" in msg and "stale" in msg
+    assert "owner: alice (task-spec-owner)" in msg
+    # through the CLI: exit 2, one line
+    monkeypatch.chdir(ws.root)
+    code, out, errtext = _run(["override", "sft", "--reason", "short"], capsys)
+    assert code == 2 and errtext.count("\n") == 1
+
+
+def test_unsigned_spec_refused_names_the_missing_signature(ws) -> None:
+    ws.record_baseline({"task_completion_rate": 0.7}, "t", "alice")
+    ws.sign_spec("business-owner", "bob")
+    with pytest.raises(PlayOrderError, match=r"is not signed by the technical-lead; run `rlhfops spec sign"):
+        ws.check_stage_ready("sft", {})
+
+
+def test_missing_baseline_blocks_sft(ws) -> None:
+    sign_all(ws)
+    with pytest.raises(PlayOrderError, match="no business baseline recorded"):
+        ws.check_stage_ready("sft", {})
+
+
+def test_override_by_the_owner_of_the_blocked_play(ws, capsys, monkeypatch) -> None:
+    ready_play1(ws)
+    _edit_spec(ws)
+    with pytest.raises(UserError, match="'frank' does not have the role domain-expert-lead"):
+        ws.record_override("sft", "typo fix in the spec, content unchanged", "frank")
+    with pytest.raises(UserError, match="too short"):
+        ws.record_override("sft", "because", "dave")
+    o = ws.record_override("sft", "typo fix in the spec, content unchanged", "dave")
+    assert (o.stage, o.play, o.person) == ("sft", 2, "dave")
+    assert o.spec_hash == ws.current_spec().hash and "not signed by the business-owner" in o.blocker
+    ws.check_stage_ready("sft", {})  # honoured
+    st = ws.status()
+    assert st.plays[1].override.startswith("sft overridden by dave: typo fix")
+    assert [x["stage"] for x in st.to_json()["overrides"]] == ["sft"]
+    # an override is for one spec version: the next edit blocks again
+    ws.spec_path.write_text(ws.spec_path.read_text() + "\n# another edit\n")
+    with pytest.raises(PlayOrderError):
+        ws.check_stage_ready("sft", {})
+    # the CLI prints the override
+    monkeypatch.chdir(ws.root)
+    code, out, _ = _run(
+        ["override", "sft", "--reason", "comment-only edit of the spec", "--as", "dave"], capsys
+    )
+    assert code == 0 and out.startswith("override ") and "sft may start on spec" in out
+
+
+def test_promote_has_no_override(ws) -> None:
+    ready_play1(ws)
+    ws.add_person("gina", "gate-owner", "alice")
+    with pytest.raises(PlayOrderError, match="the deployment gate has no override"):
+        ws.record_override("promote", "we are in a hurry this week", "gina")
+    with pytest.raises(PlayOrderError, match="promote refused: .*the deployment gate has no override"):
+        ws.check_stage_ready("promote", {})
+
+
+def test_status_json_lists_five_plays_with_owners(ws, capsys, monkeypatch) -> None:
+    ready_play1(ws)
+    monkeypatch.chdir(ws.root)
+    code, out, err = _run(["status", "--json"], capsys)
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert [p["play"] for p in data["plays"]] == [1, 2, 3, 4, 5]
+    assert [p["state"] for p in data["plays"]] == [
+        "complete",
+        "not started",
+        "not started",
+        "not started",
+        "not started",
+    ]
+    assert data["plays"][0]["owners"] == ["alice"] and data["plays"][1]["owners"] == ["dave"]
+    assert data["plays"][4]["owners"] == [] and data["spec_hash"] == file_sha256(Path(ws.spec_path))
+    assert data["plays"][0]["blocks_next"] is None
+    code, out, _ = _run(["status"], capsys)
+    assert code == 0 and "1 task spec" in out and "complete" in out and "dave" in out
+
+
+def test_cli_sign_and_show(ws, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(ws.root)
+    code, out, err = _run(["spec", "sign", "--role", "business-owner"], capsys)  # RLHFOPS_USER=alice
+    assert code == 2 and "alice" in err and "business-owner" in err
+    code, out, _ = _run(["spec", "sign", "--role", "business_owner", "--as", "bob"], capsys)
+    assert code == 0 and "as business-owner: bob" in out and "still to sign: technical-lead" in out
+    _edit_spec(ws)
+    code, out, _ = _run(["spec", "show", "--json"], capsys)
+    data = json.loads(out)
+    assert data["signatures"] == [] and data["stale_signatures"][0]["person"] == "bob"
+    assert data["missing_signatures"] == ["business-owner", "technical-lead"]
