@@ -187,5 +187,11 @@ def test_windowed_drift_by_count_and_time():
     assert all(perm[i] >= 100 for i in wins[1].report.shifted_indices)
     by_count = windowed_drift(train, prod, window=100, step=50)
     assert [(w.start, w.end) for w in by_count] == [(0, 100), (50, 150), (100, 200), (150, 200)]
+    with pytest.raises(ConfigError, match="unknown setting"):
+        input_drift(train, prod, alpah=0.1)
+    with pytest.raises(ConfigError, match="alpha=2"):
+        input_drift(train, prod, alpha=2)
+    strict = input_drift(train, prod[100:], alpha=0.001, n_permutations=999)
+    assert strict.alpha == 0.001 and strict.mmd.n_permutations == 999
     with pytest.raises(ConfigError, match="times"):
         windowed_drift(train, prod, window=timedelta(hours=1))

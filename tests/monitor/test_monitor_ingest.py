@@ -103,6 +103,12 @@ def test_csv_bad_row_and_empty_file(tmp_path):
     p.write_text("prompt,response,model_id,time\na,b,m,2025-01-01\na,b,m,2025-01-01,surplus\n")
     with pytest.raises(DataError, match=r"p.csv:3: 1 more cell"):
         validate_production_file(p)
+    header = tmp_path / "h.csv"
+    header.write_text("\ufeffprompt,response,time\na,b,2025-01-01\n")
+    with pytest.raises(
+        DataError, match=r"h.csv:1: header lacks required column\(s\) model_id \(has: prompt, response"
+    ):
+        validate_production_file(header)
     empty = tmp_path / "e.jsonl"
     empty.write_text("\n")
     with pytest.raises(DataError, match="no rows"):

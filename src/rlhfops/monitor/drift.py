@@ -40,10 +40,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from rlhfops.config import StageConfig
 from rlhfops.errors import ConfigError, DataError
@@ -442,6 +442,23 @@ def novel_clusters(
     return sorted(clusters, key=lambda c: -c.size)
 
 
+def _config(config: DriftConfig | None, overrides: dict[str, Any]) -> DriftConfig:
+    """``config`` (or the defaults) with keyword overrides such as ``alpha=0.01``, validated."""
+    cfg = config or DriftConfig()
+    if not overrides:
+        return cfg
+    unknown = sorted(set(overrides) - set(DriftConfig.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"drift: unknown setting(s) {unknown}; valid: {', '.join(DriftConfig.model_fields)}"
+        )
+    try:
+        return DriftConfig.model_validate({**cfg.model_dump(), **overrides})
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise ConfigError(f"drift: {first['loc'][0]}={first.get('input')!r}: {first['msg']}") from None
+
+
 def _decide(rule: str, mmd_fires: bool, auc_fires: bool) -> bool:
     return {"and": mmd_fires and auc_fires, "or": mmd_fires or auc_fires, "mmd": mmd_fires, "auc": auc_fires}[
         rule
@@ -449,20 +466,21 @@ def _decide(rule: str, mmd_fires: bool, auc_fires: bool) -> bool:
 
 
 def input_drift(
-    train_emb: np.ndarray, prod_emb: np.ndarray, config: DriftConfig | None = None
+    train_emb: np.ndarray, prod_emb: np.ndarray, config: DriftConfig | None = None, **overrides: Any
 ) -> InputDriftReport:
     """Has the production prompt distribution moved away from the training prompts?
 
     Args:
         train_emb: [n, D] embeddings of the training prompts. prod_emb: [m, D] production prompts.
         config: thresholds, rule and subsampling (:class:`DriftConfig`; defaults documented there).
+        **overrides: settings of DriftConfig given directly, e.g. ``input_drift(X, Y, alpha=0.01)``.
 
     Returns:
         InputDriftReport: the MMD test, the domain-classifier AUC, ``drifted`` by ``config.rule``, the new
         clusters (indices into ``prod_emb``) and ``shifted_indices``: novel production rows, most novel
         first (the candidates for the next batch of comparison items).
     """
-    cfg = config or DriftConfig()
+    cfg = _config(config, overrides)
     X, Y = _check_pair(train_emb, prod_emb, min_rows=max(cfg.cv, 3))
     mmd = mmd_permutation_test(X, Y, cfg.n_permutations, seed=cfg.seed, max_per_side=cfg.mmd_max_per_side)
     auc = domain_classifier_auc(X, Y, cfg.cv, cfg.seed, cfg.auc_threshold, cfg.auc_max_per_side)
@@ -517,6 +535,7 @@ def windowed_drift(
     window: int | timedelta = 1000,
     step: int | timedelta | None = None,
     config: DriftConfig | None = None,
+    **overrides: Any,
 ) -> list[WindowDrift]:
     """:func:`input_drift` over sliding windows of time-ordered production rows.
 
@@ -526,11 +545,12 @@ def windowed_drift(
         window: rows per window (int) or a time span (timedelta, needs ``times``).
         step: stride between window starts (default = window: non-overlapping).
         config: :class:`DriftConfig`; windows with fewer than ``min_window_records`` rows are skipped.
+        **overrides: settings of DriftConfig given directly (``alpha=0.01``).
 
     Returns:
         One WindowDrift per window; indices inside each report refer to rows of ``prod_emb``.
     """
-    cfg = config or DriftConfig()
+    cfg = _config(config, overrides)
     prod_emb = np.asarray(prod_emb)
     if times is not None and len(times) != len(prod_emb):
         raise DataError(f"drift: {len(times)} times for {len(prod_emb)} production rows")

@@ -45,6 +45,7 @@ from typing import Any, TextIO
 from rlhfops.errors import DataError
 
 FORMATS = (".jsonl", ".jsonl.gz", ".ndjson", ".csv")
+REQUIRED = ("prompt", "response", "model_id", "time")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 MAX_LISTED_ERRORS = 5
@@ -120,8 +121,8 @@ def _open(path: str) -> TextIO:
     if not p.is_file():
         raise DataError(f"{path}: file not found")
     if path.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="")
-    return open(p, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig", newline="")
+    return open(p, encoding="utf-8-sig", newline="")  # -sig: a spreadsheet's byte-order mark is dropped
 
 
 def _raw_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
@@ -131,6 +132,14 @@ def _raw_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
         if fmt == ".csv":
             reader = csv.DictReader(fh)
             if not reader.fieldnames:
+                return
+            missing = [c for c in REQUIRED if c not in reader.fieldnames]
+            if missing:
+                yield (
+                    1,
+                    f"header lacks required column(s) {', '.join(missing)} "
+                    f"(has: {', '.join(reader.fieldnames)})",
+                )
                 return
             try:
                 for raw in reader:

@@ -20,7 +20,7 @@ from rlhfops.train.config import RewardConfig
 from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
 from rlhfops.train.sft import _zero_with_grad, lora_settings
 
-NORM_PAIRS = 256
+NORM_PAIRS = 128
 
 
 class RewardTrainer(Trainer):
@@ -92,7 +92,7 @@ class RewardTrainer(Trainer):
         return np.concatenate(ch), np.concatenate(rj)
 
     def evaluate(self) -> dict[str, Any]:
-        # Normalisation statistics from (at most) the first NORM_PAIRS training pairs: 2 x 256 responses
+        # Normalisation statistics from (at most) the first NORM_PAIRS training pairs: 2 x 128 responses
         # pin mean and std well enough, and scoring every pair of a large set would double the run.
         train_c, train_r = self.score_rows(self.train_rows[:NORM_PAIRS])
         both = np.concatenate([train_c, train_r])
