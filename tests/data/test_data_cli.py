@@ -120,12 +120,14 @@ def test_check_missing_file(tmp_path: Path, capsys) -> None:
 def test_check_file_with_tokenizer_stats_and_length_error(tmp_path: Path, tokenizer) -> None:
     rows = [{"prompt": "q", "completion": "a " * 40}, {"prompt": "q", "completion": "ok"}]
     p = _write(tmp_path / "d.jsonl", rows)
-    report = check_file(p, tokenizer=tokenizer, max_length=40)
-    assert report.ok and report.tokens is not None
-    assert report.tokens.truncated == 1 and report.tokens.max > 40 and report.tokens.max_length == 40
     from rlhfops.data.encode import encode_prompts
     from rlhfops.data.schema import load_prompts
 
+    prompt_len = max(len(ids) for ids in encode_prompts(load_prompts(p), tokenizer))
+    limit = prompt_len + 20  # room for "ok" and its end-of-turn tokens, not for 40 "a "s
+    report = check_file(p, tokenizer=tokenizer, max_length=limit)
+    assert report.ok and report.tokens is not None
+    assert report.tokens.truncated == 1 and report.tokens.max > limit and report.tokens.max_length == limit
     longest = max(len(ids) for ids in encode_prompts(load_prompts(p), tokenizer))
     max_length = longest + 7  # one token short of room for an 8-token reply
     too_short = check_file(p, tokenizer=tokenizer, max_length=max_length)
@@ -138,14 +140,13 @@ def test_check_file_with_tokenizer_stats_and_length_error(tmp_path: Path, tokeni
 
 
 def test_check_with_model_option(tmp_path: Path, capsys, tokenizer) -> None:
-    pytest.importorskip("rlhfops.models.loading", reason="rlhfops.models.loading not written yet")
     model_dir = tmp_path / "tok"
     tokenizer.save_pretrained(model_dir)
     p = _write(tmp_path / "p.jsonl", GOOD_PREFS)
-    code, out, err = _run(["data", "check", str(p), "--model", str(model_dir), "--max-length", "64"], capsys)
+    code, out, err = _run(["data", "check", str(p), "--model", str(model_dir), "--max-length", "256"], capsys)
     assert (code, err) == (0, "")
     assert out.splitlines()[1].startswith("tokens (")
-    assert out.splitlines()[1].endswith("; 0 rows truncated at max_length=64")
+    assert out.splitlines()[1].endswith("; 0 rows truncated at max_length=256")
 
 
 def test_import_hh_rlhf_real_file(tmp_path: Path, capsys) -> None:

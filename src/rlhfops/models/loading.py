@@ -84,7 +84,8 @@ def resolve_model_dir(name_or_path: str) -> Path:
                 _convert_bundled(target)
         return target
     path = Path(name_or_path).expanduser()
-    if path.is_dir() and ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+    markers = ("config.json", "adapter_config.json", "tokenizer_config.json")  # the last: tokenizer only
+    if path.is_dir() and any((path / m).exists() for m in markers):
         return path
     if path.is_dir():
         raise UserError(f"{path}: not a model directory (no config.json or adapter_config.json)")
@@ -146,6 +147,8 @@ def load_causal_lm(
 
     path = resolve_model_dir(name_or_path)
     base = _adapter_base(path)
+    if not base and not (path / "config.json").exists():
+        raise UserError(f"{path}: holds a tokenizer but no model (no config.json)")
     model = AutoModelForCausalLM.from_pretrained(
         resolve_model_dir(base) if base else path,
         dtype=_torch_dtype(dtype),
