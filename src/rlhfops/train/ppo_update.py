@@ -38,7 +38,7 @@ def minibatch_loss(trainer: Any, mb: dict[str, Any], P: int, token_share: float)
     pol = ppo_policy_loss(out.logps, mb["old_logps"], mb["advantages"], mask, cfg.clip_eps)
     loss = pol.loss
     stats = {
-        "policy_loss": float(pol.loss),
+        "policy_loss": float(pol.loss.detach()),
         "clip_fraction": float(pol.clip_fraction),
         "approx_kl": float(pol.approx_kl),
     }
