@@ -75,17 +75,9 @@ class ScalarHeadModel(nn.Module):
             raise UserError(f"{path}: is a LoRA adapter; start a reward/value model from full weights")
         trunk = _load_trunk(path, dtype, attn_implementation)
         if lora is not None and lora.enabled:
-            from peft import LoraConfig, get_peft_model
+            from rlhfops.models.loading import add_lora
 
-            trunk = get_peft_model(
-                trunk,
-                LoraConfig(
-                    r=lora.r,
-                    lora_alpha=lora.alpha,
-                    lora_dropout=lora.dropout,
-                    target_modules=lora.target_modules,
-                ),
-            )
+            trunk = add_lora(trunk, lora)
         return cls(trunk)
 
     def _plain_trunk(self) -> nn.Module:

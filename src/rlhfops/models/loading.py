@@ -166,22 +166,25 @@ def load_causal_lm(
         if trainable:  # continue training all weights from adapter-merged weights
             model = model.merge_and_unload()
     if lora is not None and lora.enabled and not base:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
+        model = add_lora(model, lora, task_type="CAUSAL_LM")
     if not trainable:
         for p in model.parameters():
             p.requires_grad_(False)
     return model
+
+
+def add_lora(model: Any, lora: LoraSettings, task_type: str | None = None) -> Any:
+    """Wrap ``model`` with a fresh LoRA adapter (peft)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type=task_type,
+    )
+    return get_peft_model(model, config)
 
 
 @contextlib.contextmanager

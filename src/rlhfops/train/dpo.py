@@ -17,7 +17,7 @@ from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import DPOConfig
 from rlhfops.train.forward import CompletionLogProbs, sequence_sums
 from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
-from rlhfops.train.sft import _zero_with_grad, lora_settings
+from rlhfops.train.sft import _zero_with_grad, load_policy
 
 REF_FILE = "ref_logps.pt"
 
@@ -42,17 +42,7 @@ class DPOTrainer(Trainer):
         self.ref: dict[str, tuple[float, float]] = {}
 
     def build_model(self) -> None:
-        from rlhfops.models.loading import load_causal_lm
-
-        cfg = self.config
-        lm = load_causal_lm(
-            cfg.model,
-            dtype=cfg.dtype,
-            attn_implementation=cfg.attn_implementation,
-            lora=lora_settings(cfg),
-            gradient_checkpointing=cfg.gradient_checkpointing,
-        )
-        self.model = CompletionLogProbs(lm)
+        self.model = CompletionLogProbs(load_policy(self.config))
 
     def pair_logps(self, rows: list[IndexedPair]) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy log-probs of chosen and rejected responses, each [len(rows)].

@@ -41,17 +41,7 @@ class SFTTrainer(Trainer):
             self.train_rows, self.eval_rows = [encoded[i] for i in tr], [encoded[i] for i in ev]
 
     def build_model(self) -> None:
-        from rlhfops.models.loading import load_causal_lm
-
-        cfg = self.config
-        lm = load_causal_lm(
-            cfg.model,
-            dtype=cfg.dtype,
-            attn_implementation=cfg.attn_implementation,
-            lora=lora_settings(cfg),
-            gradient_checkpointing=cfg.gradient_checkpointing,
-        )
-        self.model = CompletionLogProbs(lm)
+        self.model = CompletionLogProbs(load_policy(self.config))
 
     def count_units(self, rows: list[Any]) -> int:
         return sum(len(r.completion_ids) for r in rows)
@@ -112,6 +102,19 @@ class SFTTrainer(Trainer):
         from rlhfops.models.loading import save_model
 
         save_model(self.accelerator.unwrap_model(self.model).lm, self.tokenizer, out_dir)
+
+
+def load_policy(cfg) -> torch.nn.Module:
+    """The causal LM a stage trains, as its config says (dtype, attention kernel, LoRA, checkpointing)."""
+    from rlhfops.models.loading import load_causal_lm
+
+    return load_causal_lm(
+        cfg.model,
+        dtype=cfg.dtype,
+        attn_implementation=cfg.attn_implementation,
+        lora=lora_settings(cfg),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+    )
 
 
 def _zero_with_grad(model: torch.nn.Module) -> torch.Tensor:
