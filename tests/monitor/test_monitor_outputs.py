@@ -21,7 +21,7 @@ def test_holm_hand_computed():
     assert holm_adjust(np.array([])).shape == (0,)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=12))
 def test_holm_and_bonferroni_match_statsmodels(ps):
     p = np.array(ps)
