@@ -42,13 +42,16 @@ def _stage_overrides(quick: bool) -> dict[str, list[str]]:
 
 
 def held_out_replies(
-    model_dirs: dict[str, str], prompts: list[str], max_new_tokens: int = 64
+    model_dirs: dict[str, str],
+    prompts: list[str],
+    max_new_tokens: int = 64,
+    tokenizer_from: str = BUNDLED_NAME,
 ) -> list[dict[str, str]]:
     """Greedy replies of each model to each prompt (prompt, model name -> reply)."""
     from rlhfops.models.generate import generate
     from rlhfops.models.loading import load_causal_lm, load_tokenizer
 
-    tok = load_tokenizer(BUNDLED_NAME, padding_side="left")
+    tok = load_tokenizer(tokenizer_from, padding_side="left")
     ids = [
         tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True)
         for p in prompts
