@@ -23,3 +23,35 @@ def test_demo_settings_are_valid_configs():
     for quick in (True, False):
         for stage, sets in _stage_overrides(quick).items():
             load_config(STAGES[stage], None, ["data=x.jsonl", *sets])
+
+
+def test_demo_command_prints_table_and_replies(monkeypatch, capsys, tmp_path):
+    import rlhfops.demo as demo
+    from rlhfops.cli.main import main
+
+    fake = demo.DemoResult(
+        out_dir=tmp_path,
+        runs={k: tmp_path / k for k in ("sft", "rm", "dpo")},
+        summaries={
+            "sft": {"eval": {"base_eval_loss": 2.1, "eval_loss": 1.2}},
+            "rm": {"eval": {"eval_accuracy": 0.95, "reward_length_correlation": 0.1}},
+            "dpo": {"eval": {"eval_accuracy": 0.92}},
+        },
+        samples=[
+            {
+                "prompt": "Where is my parcel?",
+                "base": "I cannot help.",
+                "sft": "Sorry!",
+                "dpo": "<script>x</script>",
+            }
+        ],
+        seconds=61.0,
+    )
+    monkeypatch.setattr(demo, "run_demo", lambda out, quick=False: fake)
+    try:
+        main(["demo", "--quick"])
+    except SystemExit as ex:
+        assert ex.code in (0, None)
+    out = capsys.readouterr().out
+    assert "held-out loss 2.100 -> 1.200" in out and "0.95" in out and "0.92" in out
+    assert "<script>x</script>" in out and "Where is my parcel?" in out
