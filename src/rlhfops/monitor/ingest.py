@@ -29,6 +29,7 @@ and move it into place only when the whole file went through, so nothing is ever
 
 from __future__ import annotations
 
+import abc
 import csv
 import gzip
 import io
@@ -304,7 +305,7 @@ def ingest_production_file(path: str | Path, sink: Sink, batch_size: int = 1000)
     return summary
 
 
-class _AtomicFileSink:
+class _AtomicFileSink(abc.ABC):
     """Writes to a temporary file next to ``target``; ``close()`` moves it into place, ``abort()`` removes it.
 
     Use as a context manager: an exception inside the ``with`` block aborts, so the target is never
@@ -330,8 +331,9 @@ class _AtomicFileSink:
         else:
             self.abort()
 
-    def _finish(self) -> None:  # flush/close the writer
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _finish(self) -> None:
+        """Flush and close the writer."""
 
     def close(self) -> None:
         self._finish()
