@@ -128,7 +128,7 @@ class DPOTrainer(Trainer):
         return {"accuracy": correct / max(n, 1), "margin": margin / max(n, 1), "pairs": n}
 
     def evaluate(self) -> dict[str, Any]:
-        from rlhfops.train.reward import wilson_interval
+        from rlhfops.monitor.business import wilson_interval
 
         out: dict[str, Any] = {"train_" + k: v for k, v in self.implicit_accuracy(self.train_rows).items()}
         if self.eval_rows:

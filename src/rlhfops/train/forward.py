@@ -68,6 +68,33 @@ def place_sequences(
     return placement, len(free)
 
 
+def _packed(
+    input_ids: torch.Tensor,
+    position_ids: torch.Tensor,
+    index: tuple[list[int], ...],
+    lengths: list[int],
+    attention_mask: torch.Tensor | None = None,
+) -> PackedCompletions:
+    """Assemble a PackedCompletions from the index lists (pred_row, pred_pos, targets, seq_index,
+    last_row, last_pos) and the per-sequence completion lengths."""
+    pred_row, pred_pos, targets, seq_index, last_row, last_pos = (
+        torch.tensor(x, dtype=torch.long) for x in index
+    )
+    return PackedCompletions(
+        input_ids=input_ids,
+        position_ids=position_ids,
+        pred_row=pred_row,
+        pred_pos=pred_pos,
+        targets=targets,
+        seq_index=seq_index,
+        last_row=last_row,
+        last_pos=last_pos,
+        lengths=torch.tensor(lengths, dtype=torch.long),
+        num_sequences=len(lengths),
+        attention_mask=attention_mask,
+    )
+
+
 def pack_completions(
     prompts: list[list[int]],
     completions: list[list[int]],
@@ -99,19 +126,9 @@ def pack_completions(
             seq_index.append(i)
         last_row.append(row)
         last_pos.append(start + n_p + n_c - 1)
-    as_long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
-    return PackedCompletions(
-        input_ids=input_ids,
-        position_ids=position_ids,
-        pred_row=as_long(pred_row),
-        pred_pos=as_long(pred_pos),
-        targets=as_long(targets),
-        seq_index=as_long(seq_index),
-        last_row=as_long(last_row),
-        last_pos=as_long(last_pos),
-        lengths=as_long([len(c) for c in completions]),
-        num_sequences=len(seqs),
-    )
+    lengths = [len(c) for c in completions]
+    index = (pred_row, pred_pos, targets, seq_index, last_row, last_pos)
+    return _packed(input_ids, position_ids, index, lengths)
 
 
 def pack_pairs(
@@ -158,20 +175,9 @@ def pack_pairs(
             seq_index.append(n + i)
         last_row[i], last_pos[i] = row, s0 + n_p + n_c - 1
         last_row[n + i], last_pos[n + i] = row, end - 1
-    as_long = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
-    return PackedCompletions(
-        input_ids=input_ids,
-        position_ids=position_ids,
-        pred_row=as_long(pred_row),
-        pred_pos=as_long(pred_pos),
-        targets=as_long(targets),
-        seq_index=as_long(seq_index),
-        last_row=as_long(last_row),
-        last_pos=as_long(last_pos),
-        lengths=as_long([len(c) for c in chosen] + [len(r) for r in rejected]),
-        num_sequences=2 * n,
-        attention_mask=mask[:, None],
-    )
+    lengths = [len(c) for c in chosen] + [len(r) for r in rejected]
+    index = (pred_row, pred_pos, targets, seq_index, last_row, last_pos)
+    return _packed(input_ids, position_ids, index, lengths, attention_mask=mask[:, None])
 
 
 class CompletionLogProbs(nn.Module):

@@ -8,13 +8,13 @@ length (a reward-hacking risk signal: a reward model that pays for length will b
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rlhfops.monitor.business import wilson_interval
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import RewardConfig
 from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
@@ -136,14 +136,3 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
     if len(x) < 2 or np.std(x) == 0 or np.std(y) == 0:
         return None
     return float(np.corrcoef(x, y)[0, 1])
-
-
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for a proportion k/n (Wilson 1927)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
