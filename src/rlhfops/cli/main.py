@@ -33,8 +33,12 @@ def _root(
 
 def _register() -> None:
     # One line per command group; each module defines ``app`` (a typer.Typer) or ``register(app)``.
+    from rlhfops.cli import annotate as annotate_cli
     from rlhfops.cli import data as data_cli
     from rlhfops.cli import demo as demo_cli
+    from rlhfops.cli import evaluate as evaluate_cli
+    from rlhfops.cli import gate as gate_cli
+    from rlhfops.cli import monitor as monitor_cli
     from rlhfops.cli import train as train_cli
     from rlhfops.cli import workspace as workspace_cli
 
@@ -42,6 +46,10 @@ def _register() -> None:
     app.add_typer(train_cli.app, name="train")
     app.command("demo")(demo_cli.demo)
     workspace_cli.register(app)
+    annotate_cli.register(app)  # serve, pairs, prefs, calibration (issue 5)
+    evaluate_cli.register(app)  # eval run, eval compare (issue 6)
+    gate_cli.register(app)  # gate evaluate/sign/log, promote, report (issue 6)
+    monitor_cli.register(app)  # monitor ingest/drift, triggers (issue 7)
 
 
 def main(argv: list[str] | None = None) -> None:
