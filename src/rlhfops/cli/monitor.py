@@ -1,9 +1,189 @@
-"""CLI commands for monitor (registered by rlhfops.cli.main)."""
+"""CLI commands for monitoring: `rlhfops monitor ingest|drift|logs`, `rlhfops triggers [list|check|close]`.
+
+Thin: each command parses, calls one function of :mod:`rlhfops.monitor` and prints its result.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from rlhfops.cli.workspace import AS_OPT
+
+monitor_app = typer.Typer(help="Production monitoring: ingest logs, input/output drift, business metrics.")
+triggers_app = typer.Typer(
+    help="The trigger table: open triggers say which play to re-enter, with their evidence.",
+    invoke_without_command=True,
+)
+RULES_OPT = typer.Option(
+    None,
+    "--rules",
+    help="Trigger table (YAML) to use instead of the workspace's (monitor.triggers_file, triggers.yaml) "
+    "or the bundled default.",
+)
+
+
+@monitor_app.command("ingest")
+def ingest(
+    file: Path = typer.Argument(
+        ..., help="Production log: .jsonl, .jsonl.gz, .ndjson or .csv (with header)."
+    ),
+    batch_size: int = typer.Option(2000, "--batch-size", help="Records held in memory at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    as_: str = AS_OPT,
+) -> None:
+    """Check every row of a production log, then store it as a production-log artifact.
+
+    Fields: prompt, response, model_id, time (ISO 8601) required; id, task_completed, review_minutes,
+    client_flag optional. A bad row stops the import with its row number; nothing is stored.
+    """
+    from rlhfops.monitor.logs import ingest_to_workspace
+    from rlhfops.workspace import acting_person, require_workspace
+
+    with require_workspace() as ws:
+        res = ingest_to_workspace(ws, file, acting_person(as_), batch_size=batch_size)
+    if as_json:
+        typer.echo(json.dumps(res.to_json(), indent=2, sort_keys=True))
+        return
+    s = res.summary
+    models = ", ".join(f"{m} ({n})" for m, n in sorted(s.models.items()))
+    again = " (already stored: same content)" if res.already_stored else ""
+    typer.echo(f"production-log {res.artifact_id[:12]}: {s.rows} rows from {file}{again}")
+    typer.echo(f"models: {models}; time {s.time_min:%Y-%m-%d %H:%M} .. {s.time_max:%Y-%m-%d %H:%M} UTC")
+    typer.echo(
+        f"with task_completed {s.with_task_completed}, review_minutes {s.with_review_minutes}, "
+        f"client_flag {s.with_client_flag}"
+    )
+
+
+@monitor_app.command("logs")
+def logs(as_json: bool = typer.Option(False, "--json", help="Print JSON records.")) -> None:
+    """List the stored production-log batches: id, rows, models, time range."""
+    from rlhfops.monitor.logs import log_artifacts
+    from rlhfops.workspace import require_workspace
+
+    with require_workspace() as ws:
+        arts = log_artifacts(ws)
+    if as_json:
+        typer.echo(json.dumps([a.to_json() for a in arts], indent=2))
+        return
+    if not arts:
+        typer.echo("no production logs yet; add one with `rlhfops monitor ingest FILE`")
+    for a in arts:
+        m = a.meta
+        span = f"{m.get('time_min')} .. {m.get('time_max')}"
+        typer.echo(f"{a.id[:12]}  {m.get('rows')} rows  {m.get('source')}  {span}")
+
+
+def _print_triggers(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    if not rows:
+        typer.echo("open triggers: none")
+        return
+    for t in rows:
+        typer.echo(
+            f"#{t['id']}  -> Play {t['play']} ({t['play_name']})  [{t['rule']}]  {t['opened_at'][:16]}"
+        )
+        typer.echo(f"      {t['evidence']}")
+
+
+@triggers_app.callback()
+def triggers_default(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON records.")
+) -> None:
+    """List the open triggers (same as `rlhfops triggers list`)."""
+    if ctx.invoked_subcommand is None:
+        triggers_list(as_json)
+
+
+@triggers_app.command("list")
+def triggers_list(as_json: bool = typer.Option(False, "--json", help="Print JSON records.")) -> None:
+    """List the open triggers: id, the play to re-enter, the rule and its evidence."""
+    from rlhfops.monitor.engine import open_triggers
+    from rlhfops.workspace import require_workspace
+
+    with require_workspace() as ws:
+        rows = open_triggers(ws)
+    _print_triggers(rows, as_json)
+
+
+@triggers_app.command("check")
+def triggers_check(
+    rules: Path = RULES_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    as_: str = AS_OPT,
+) -> None:
+    """Evaluate the trigger table on the workspace facts; open a trigger for each new firing.
+
+    Facts: reward-hacking alarms, red-team failures, rater turnover, reward model age, latest drift report.
+    """
+    from rlhfops.monitor.engine import check_workspace_triggers
+    from rlhfops.workspace import acting_person, require_workspace
+
+    with require_workspace() as ws:
+        res = check_workspace_triggers(ws, acting_person(as_), rules=rules)
+    _print_check(res, as_json)
+
+
+def _print_check(res, as_json: bool) -> None:
+    if as_json:
+        out = {"rules": res.rules_source, "firings": [f.to_json() for f in res.firings], "notes": res.notes}
+        typer.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    typer.echo(f"trigger table: {res.rules_source}")
+    if not res.firings:
+        typer.echo("no rule fires")
+    for f in res.firings:
+        state = f"opened #{f.trigger_id}" if f.trigger_id is not None else "already raised"
+        typer.echo(f"{state}: -> Play {f.firing.play} [{f.firing.rule_id}] {f.firing.evidence}")
+        if f.comparison_batch:
+            typer.echo(f"  next comparison batch: prompts artifact {f.comparison_batch[:12]}")
+    for note in res.notes:
+        typer.echo(f"note: {note}")
+
+
+@triggers_app.command("close")
+def triggers_close(
+    trigger_id: int = typer.Argument(..., help="Id of an open trigger (from `rlhfops triggers`)."),
+    as_: str = AS_OPT,
+) -> None:
+    """Close an open trigger (the play was re-entered or the evidence was reviewed)."""
+    from rlhfops.workspace import acting_person, require_workspace
+
+    with require_workspace() as ws:
+        person = acting_person(as_)
+        ws.close_trigger(trigger_id, person)
+    typer.echo(f"trigger {trigger_id} closed by {person}")
+
+
+@triggers_app.command("rules")
+def triggers_rules(
+    init: bool = typer.Option(
+        False, "--init", help="Copy the bundled table to triggers.yaml in the workspace to tune it."
+    ),
+    rules: Path = RULES_OPT,
+) -> None:
+    """Show the trigger table in use (rule, play, condition); --init copies the default to edit."""
+    from rlhfops.monitor.engine import workspace_rules
+    from rlhfops.monitor.triggers import init_rules_file
+    from rlhfops.workspace import require_workspace
+
+    with require_workspace() as ws:
+        if init:
+            typer.echo(f"wrote {init_rules_file(ws.root)}; edit thresholds there")
+        table, source = workspace_rules(ws, rules)
+    typer.echo(f"trigger table: {source}")
+    for r in table:
+        params = ", ".join(f"{k}={v}" for k, v in r.params.items() if v is not None)
+        off = "" if r.enabled else " (disabled)"
+        typer.echo(f"{r.id}{off}: -> Play {r.play} when {r.condition}({params})")
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.add_typer(monitor_app, name="monitor")
+    app.add_typer(triggers_app, name="triggers")

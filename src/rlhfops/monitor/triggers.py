@@ -53,6 +53,15 @@ class EdgeCaseFailure:
     occurrences: int
 
 
+@dataclass(frozen=True)
+class NewCluster:
+    """A group of production prompts far from every training prompt (from the drift report)."""
+
+    share: float
+    size: int
+    examples: list[str] = field(default_factory=list)
+
+
 @dataclass
 class MonitorSnapshot:
     """The facts monitoring observed; every trigger condition reads only these.
@@ -63,6 +72,7 @@ class MonitorSnapshot:
 
     net_new_task: bool = False
     net_new_task_note: str = ""
+    new_clusters: list[NewCluster] = field(default_factory=list)
     input_drifted: bool = False
     input_drift_evidence: str = ""
     drifted_prompts: list[DriftedPrompt] = field(default_factory=list)
@@ -126,13 +136,23 @@ def condition(
     return deco
 
 
-@condition("net_new_task")
+@condition("net_new_task", optional={"min_cluster_share": (_NUM, None)})
 def _net_new_task(s: MonitorSnapshot, p: dict[str, Any]) -> Match | None:
-    if not s.net_new_task:
+    share = p.get("min_cluster_share")
+    big = [c for c in s.new_clusters if share is not None and s.input_drifted and c.share >= share]
+    if not s.net_new_task and not big:
         return None
-    return f"net-new task in production{': ' + s.net_new_task_note if s.net_new_task_note else ''}", {
-        "note": s.net_new_task_note
+    note = s.net_new_task_note
+    if big:
+        shown = "; ".join(
+            f"{c.share:.0%} of traffic, e.g. {c.examples[0]!r}"[:160] for c in big if c.examples
+        )
+        note = (note + "; " if note else "") + f"{len(big)} new production cluster(s) >= {share:.0%}: {shown}"
+    payload = {
+        "note": note,
+        "clusters": [{"share": c.share, "size": c.size, "examples": list(c.examples)} for c in big],
     }
+    return f"net-new task in production{': ' + note if note else ''}", payload
 
 
 @condition("input_drift", required={"max_prompts": (int,)})
@@ -334,3 +354,13 @@ def drifted_prompts_from_report(
 ) -> list[DriftedPrompt]:
     """The drifted prompts for a snapshot: ``InputDriftReport.shifted_indices`` mapped to texts (and ids)."""
     return [DriftedPrompt(texts[i], None if ids is None else ids[i]) for i in shifted_indices]
+
+
+def init_rules_file(root: str | Path, name: str = "triggers.yaml") -> Path:
+    """Copy the bundled table to ``root/name`` for a team to tune; refuses to overwrite."""
+    target = Path(root) / name
+    if target.exists():
+        raise ConfigError(f"{target}: already exists; edit it, or remove it to start from the default again")
+    text = resources.files("rlhfops.monitor").joinpath(DEFAULT_RULES_FILE).read_text(encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
+    return target

@@ -349,14 +349,17 @@ def _play5(f: _Facts) -> PlayState:
     return state
 
 
-def _computed_triggers(f: _Facts) -> list[dict[str, Any]]:
+def _computed_triggers(f: _Facts, recorded_rules: set[str] | None = None) -> list[dict[str, Any]]:
+    """Triggers status derives itself; the age row is left out once monitoring has recorded one
+    (``rlhfops triggers check`` opens ``stale_reward_model``)."""
     out: list[dict[str, Any]] = []
+    recorded_rules = recorded_rules or set()
     if f.spec.stale_signatures:
         roles = ", ".join(s.role for s in f.spec.stale_signatures)
         text = f"spec changed after signing ({roles}): re-sign spec {_h(f.spec.hash)}"
         out.append({"play": 1, "rule": "spec_changed", "source": "status", "evidence": text})
     rms = f.current("reward-model") or f.of_kind("reward-model")
-    if rms and f.spec.spec is not None:
+    if rms and f.spec.spec is not None and "stale_reward_model" not in recorded_rules:
         age = (datetime.now(UTC) - rms[-1].created_at).days
         limit = f.spec.spec.reward_model_refresh_days
         if age > limit:
@@ -384,7 +387,7 @@ def compute_status(ws: Workspace) -> WorkspaceStatus:
         }
         for t in ws.triggers()
     ]
-    triggers += _computed_triggers(f)
+    triggers += _computed_triggers(f, {t["rule"] for t in triggers})
     ovr = [
         {
             "id": o.id,
