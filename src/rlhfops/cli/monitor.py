@@ -77,6 +77,118 @@ def logs(as_json: bool = typer.Option(False, "--json", help="Print JSON records.
         typer.echo(f"{a.id[:12]}  {m.get('rows')} rows  {m.get('source')}  {span}")
 
 
+@monitor_app.command("drift")
+def drift(
+    window: str = typer.Option(
+        "1000", "--window", help="Window: a number of rows (1000) or a time span (7d, 12h, 30m)."
+    ),
+    step: str = typer.Option(
+        None, "--step", help="Stride between windows (default: the window: no overlap)."
+    ),
+    windows: int = typer.Option(5, "--windows", min=1, help="Test the last N windows (the newest decides)."),
+    since: str = typer.Option(None, "--since", help="Only production rows at or after this ISO date-time."),
+    model: str = typer.Option(
+        None, "--model", help="Model artifact to compare with (default: the deployed/latest model)."
+    ),
+    model_id: str = typer.Option(None, "--model-id", help="Only production rows with this model_id."),
+    train_prompts: Path = typer.Option(
+        None, "--train-prompts", help="Data file of training prompts (default: the model's lineage)."
+    ),
+    reference: Path = typer.Option(
+        None,
+        "--reference",
+        help="Reference outputs (rows with response[, reward, prompt]) instead of the "
+        "model's gate evaluation.",
+    ),
+    sets: list[str] = typer.Option(
+        None, "--set", help="Drift setting key=value (alpha, auc_threshold, rule, n_permutations, ...)."
+    ),
+    rules: Path = RULES_OPT,
+    no_triggers: bool = typer.Option(False, "--no-triggers", help="Store the report; open no triggers."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_: str = AS_OPT,
+) -> None:
+    """Input drift (MMD + domain classifier on embeddings), output drift (length, refusals, reward;
+    KS + Holm) and business metrics vs the baseline; stores a drift-report and opens triggers."""
+    from rlhfops.config import parse_overrides
+    from rlhfops.monitor.drift_run import DriftSettings, drift_config, parse_span, run_drift
+    from rlhfops.workspace import acting_person, require_workspace
+
+    with require_workspace() as ws:
+        settings = DriftSettings(
+            window=parse_span(window),
+            step=parse_span(step) if step else None,
+            max_windows=windows,
+            since=_parse_time(since),
+            model=model,
+            model_id=model_id,
+            train_prompts=train_prompts,
+            reference=reference,
+            config=drift_config(ws, parse_overrides(sets)),
+        )
+        settings.alpha = settings.config.alpha
+        res = run_drift(ws, settings, acting_person(as_), rules=rules, triggers=not no_triggers)
+    if as_json:
+        out = {"report_id": res.report_id, "report": res.report}
+        if res.check is not None:
+            out["triggers"] = [f.to_json() for f in res.check.firings]
+        typer.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    _print_report(res)
+
+
+def _parse_time(text: str | None):
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    from rlhfops.errors import UserError
+
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UserError(
+            f"--since {text!r}: not an ISO 8601 date-time (e.g. 2025-03-01 or 2025-03-01T12:00Z)"
+        ) from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _print_report(res) -> None:
+    r = res.report
+    latest = r["input"]["latest"]
+    typer.echo(f"drift-report {res.report_id[:12]} (model {str(r['model'])[:12]}; {r['training_note']})")
+    typer.echo(f"input: {latest['evidence']}")
+    for w in r["input"]["windows"][:-1]:
+        typer.echo(
+            f"  earlier window ({w['rows']} rows): {'drifted' if w['drifted'] else 'no drift'}, "
+            f"AUC {w['auc']:.3f}, MMD p {w['mmd_p']:.3g}"
+        )
+    for c in latest["new_clusters"]:
+        typer.echo(f"  new cluster: {c['size']} rows ({c['share']:.0%}), e.g.:")
+        for e in c["examples"][:3]:
+            typer.echo(f"    - {e['prompt'][:100]}")
+    out = r["output"]
+    if out["metrics"]:
+        typer.echo(f"output vs {out['reference']}:")
+        for m in out["metrics"]:
+            flag = "DRIFTED" if m["drifted"] else "ok"
+            typer.echo(
+                f"  {m['name']}: {m['reference_value']:.3g} -> {m['production_value']:.3g} "
+                f"({m['test']} p_adj={m['p_adjusted']:.3g}) {flag}"
+            )
+    if out.get("skipped"):
+        typer.echo(f"output: {out['skipped']}")
+    for b in r["business"]:
+        if b["n"] == 0:
+            continue
+        base = "no baseline" if b["baseline"] is None else f"baseline {b['baseline']:.3g}"
+        ci = f"[{b['ci_low']:.3g}, {b['ci_high']:.3g}]" if b["ci_low"] is not None else "[n/a]"
+        verdict = {True: "better", False: "worse", None: "not distinguishable"}[b["better"]]
+        typer.echo(f"business {b['name']}: {b['current']:.3g} {ci} vs {base}: {verdict} (n={b['n']})")
+    if res.check is not None:
+        _print_check(res.check, False)
+
+
 def _print_triggers(rows: list[dict], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2, sort_keys=True))

@@ -136,21 +136,24 @@ def condition(
     return deco
 
 
-@condition("net_new_task", optional={"min_cluster_share": (_NUM, None)})
+@condition("net_new_task", optional={"min_new_share": (_NUM, None)})
 def _net_new_task(s: MonitorSnapshot, p: dict[str, Any]) -> Match | None:
-    share = p.get("min_cluster_share")
-    big = [c for c in s.new_clusters if share is not None and s.input_drifted and c.share >= share]
+    share = p.get("min_new_share")
+    total = sum(c.share for c in s.new_clusters)
+    big = s.input_drifted and share is not None and s.new_clusters and total >= share
     if not s.net_new_task and not big:
         return None
     note = s.net_new_task_note
+    clusters = s.new_clusters if big else []
     if big:
-        shown = "; ".join(
-            f"{c.share:.0%} of traffic, e.g. {c.examples[0]!r}"[:160] for c in big if c.examples
+        shown = "; ".join(f"{c.share:.0%}, e.g. {c.examples[0]!r}"[:120] for c in clusters[:3] if c.examples)
+        note = (note + "; " if note else "") + (
+            f"{len(clusters)} new production cluster(s) hold {total:.0%} of the window "
+            f"(>= {share:.0%}): {shown}"
         )
-        note = (note + "; " if note else "") + f"{len(big)} new production cluster(s) >= {share:.0%}: {shown}"
     payload = {
         "note": note,
-        "clusters": [{"share": c.share, "size": c.size, "examples": list(c.examples)} for c in big],
+        "clusters": [{"share": c.share, "size": c.size, "examples": list(c.examples)} for c in clusters],
     }
     return f"net-new task in production{': ' + note if note else ''}", payload
 
