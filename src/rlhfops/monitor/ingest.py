@@ -282,6 +282,36 @@ def validate_production_file(path: str | Path) -> IngestSummary:
     return summary
 
 
+def validate_rows(rows: list[Any], where: str) -> list[ProductionRecord]:
+    """Check in-memory rows (e.g. a JSON body); row numbers are 1-based positions in ``rows``.
+
+    Raises one DataError line like :func:`validate_production_file` (``where:N: field: what``, the count
+    of bad rows and the next few row numbers) when any row is bad; otherwise returns every record.
+    """
+    out: list[ProductionRecord] = []
+    bad: list[tuple[int, str]] = []
+    n_bad = 0
+    for i, raw in enumerate(rows, start=1):
+        try:
+            if not isinstance(raw, dict):
+                raise _RowError("row", f"expected a JSON object, got {type(raw).__name__}")
+            out.append(parse_record(raw, i))
+        except _RowError as err:
+            n_bad += 1
+            if len(bad) < MAX_LISTED_ERRORS:
+                bad.append((i, str(err)))
+    if n_bad:
+        first_line, first_msg = bad[0]
+        more = ""
+        if n_bad > 1:
+            others = ", ".join(str(ln) for ln, _ in bad[1:]) + (", ..." if n_bad > len(bad) else "")
+            more = f" ({n_bad} bad rows in all; also rows {others})"
+        raise DataError(f"{where}:{first_line}: {first_msg}{more}; fix these rows, nothing was imported")
+    if not out:
+        raise DataError(f"{where}: no rows (expected a list of production records)")
+    return out
+
+
 Sink = Callable[[list[ProductionRecord]], None]
 
 

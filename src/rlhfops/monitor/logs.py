@@ -85,7 +85,7 @@ def summary_meta(summary: IngestSummary, source_name: str) -> dict[str, Any]:
 
 
 def ingest_to_workspace(
-    ws: Workspace, path: str | Path, creator: str, batch_size: int = 2000
+    ws: Workspace, path: str | Path, creator: str, batch_size: int = 2000, source_name: str | None = None
 ) -> IngestResult:
     """Validate every row of ``path``, then store the file's records as one production-log artifact.
 
@@ -99,7 +99,9 @@ def ingest_to_workspace(
             summary = ingest_production_file(path, sink, batch_size=batch_size)
         parents = _model_parents(ws, sorted(summary.models))
         existing = ws.find_by_content(target)
-        aid = ws.register_artifact(LOG_KIND, target, parents, creator, summary_meta(summary, path.name))
+        aid = ws.register_artifact(
+            LOG_KIND, target, parents, creator, summary_meta(summary, source_name or path.name)
+        )
     return IngestResult(aid, summary, existing is not None, parents)
 
 

@@ -1,0 +1,98 @@
+"""Monitoring API for the web app: ``POST /api/monitor/events`` and ``GET /api/monitor/triggers``.
+
+``router`` is a FastAPI ``APIRouter``; the web app mounts it through ``rlhfops.web.app.EXTRA_ROUTERS``.
+
+* ``POST /api/monitor/events`` -- a JSON list of production records, or ``{"events": [...]}``, with the
+  fields of ``rlhfops monitor ingest`` (prompt, response, model_id, time; optional id, task_completed,
+  review_minutes, client_flag). Every row is checked first (:func:`rlhfops.monitor.ingest.validate_rows`);
+  any bad row gives 422 with one line naming the row (1-based position in the list) and field, and
+  nothing is stored. Otherwise the batch is stored as a production-log artifact, exactly as the CLI does,
+  and the answer is the batch summary (201). Large files belong to the CLI (it streams; a request body is
+  held in memory).
+* ``GET /api/monitor/triggers`` -- the open triggers (id, play, play name, rule, evidence, opened_at).
+
+The workspace is :func:`get_workspace` (``$RLHFOPS_WORKSPACE`` or the server's working directory) and the
+acting person :func:`get_person` (``$RLHFOPS_USER``, else the OS user); the web app overrides both with
+``app.dependency_overrides`` when it has its own (signed-in user, configured workspace).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, HTTPException
+
+from rlhfops.errors import UserError
+
+router = APIRouter(prefix="/api/monitor", tags=["monitor"])
+
+
+def get_workspace() -> Iterator[Any]:
+    """The workspace of the server (``$RLHFOPS_WORKSPACE`` or the working directory), closed after use."""
+    from rlhfops.workspace import require_workspace
+
+    try:
+        ws = require_workspace()
+    except UserError as err:
+        raise HTTPException(status_code=503, detail=str(err)) from None
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def get_person() -> str:
+    from rlhfops.workspace import acting_person
+
+    return acting_person()
+
+
+def _rows(body: Any) -> list[Any]:
+    if isinstance(body, dict) and isinstance(body.get("events"), list):
+        return body["events"]
+    if isinstance(body, list):
+        return body
+    raise HTTPException(status_code=422, detail='expected a JSON list of records or {"events": [...]}')
+
+
+@router.post("/events", status_code=201)
+def post_events(
+    body: Any = Body(..., description='A list of production records, or {"events": [...]}.'),
+    ws: Any = Depends(get_workspace),
+    person: str = Depends(get_person),
+) -> dict[str, Any]:
+    """Validate every record, then store the batch as a production-log artifact (all or nothing)."""
+    from rlhfops.monitor.ingest import validate_rows
+    from rlhfops.monitor.logs import ingest_to_workspace
+
+    rows = _rows(body)
+    try:
+        records = validate_rows(rows, "events")
+    except UserError as err:
+        raise HTTPException(status_code=422, detail=str(err)) from None
+    name = f"api-events-{datetime.now(UTC):%Y%m%dT%H%M%S}.jsonl"
+    with tempfile.TemporaryDirectory(prefix="rlhfops-events-") as tmp:
+        path = Path(tmp) / "events.jsonl"
+        with open(path, "w", encoding="utf-8") as fh:
+            for r in records:
+                row = r.to_json()
+                row.pop("line")
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        try:
+            res = ingest_to_workspace(ws, path, person, source_name=name)
+        except UserError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+    return res.to_json()
+
+
+@router.get("/triggers")
+def get_triggers(ws: Any = Depends(get_workspace)) -> list[dict[str, Any]]:
+    """The open triggers: which play to re-enter, the rule and its evidence."""
+    from rlhfops.monitor.engine import open_triggers
+
+    return open_triggers(ws)
