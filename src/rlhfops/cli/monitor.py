@@ -100,6 +100,12 @@ def drift(
         help="Reference outputs (rows with response[, reward, prompt]) instead of the "
         "model's gate evaluation.",
     ),
+    reward_model: str = typer.Option(
+        None,
+        "--reward-model",
+        help="Reward model (artifact id or directory) to score production and reference responses; "
+        "adds reward_score to output drift.",
+    ),
     sets: list[str] = typer.Option(
         None, "--set", help="Drift setting key=value (alpha, auc_threshold, rule, n_permutations, ...)."
     ),
@@ -127,7 +133,15 @@ def drift(
             config=drift_config(ws, parse_overrides(sets)),
         )
         settings.alpha = settings.config.alpha
-        res = run_drift(ws, settings, acting_person(as_), rules=rules, triggers=not no_triggers)
+        scorer = None
+        if reward_model:
+            from rlhfops.monitor.rewards import reward_model_scorer
+
+            rm_path = Path(reward_model)
+            scorer = reward_model_scorer(rm_path if rm_path.is_dir() else ws.artifact(reward_model).path)
+        res = run_drift(
+            ws, settings, acting_person(as_), rules=rules, triggers=not no_triggers, scorer=scorer
+        )
     if as_json:
         out = {"report_id": res.report_id, "report": res.report}
         if res.check is not None:

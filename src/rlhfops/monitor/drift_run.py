@@ -192,11 +192,12 @@ def output_section(
     if ref is None:
         return {"reference": None, "skipped": why, "metrics": []}
     prod_rewards = ref_rewards = None
-    if scorer is not None:
+    if scorer is not None and all(p is not None for p in ref.prompts):
+        ref_rewards = scorer([p or "" for p in ref.prompts], ref.responses)
         prod_rewards = scorer([r.prompt for r in rows], [r.response for r in rows])
-        if all(p is not None for p in ref.prompts):
-            ref_rewards = scorer([p or "" for p in ref.prompts], ref.responses)
-    elif ref.rewards is not None:
+    elif scorer is not None:
+        why = "reward score not compared: the reference items carry no prompt to score them with"
+    else:
         why = "reward score not compared: production rows carry none (pass --reward-model to score both)"
     reference = response_metrics(ref.responses, ref_rewards)
     production = response_metrics([r.response for r in rows], prod_rewards)
