@@ -14,6 +14,9 @@ from rlhfops.workspace import Workspace, WorkspaceError, init_workspace, migrate
 from rlhfops.workspace.db import Base
 
 TABLES = {"people", "artifacts", "artifact_parents", "signatures", "baselines", "overrides", "triggers"}
+# annotation service (migration 0002)
+TABLES |= {"accounts", "api_tokens", "items", "assignments", "labels", "demonstrations", "calibration_rounds"}
+HEAD = migrate.head_revision()
 
 
 def _tables(engine) -> set[str]:
@@ -39,7 +42,7 @@ def test_downgrade_to_empty_and_up_again(backend: str, tmp_path: Path) -> None:
         assert migrate.downgrade(ws.engine, "base") is None
         assert _tables(ws.engine) == set()
         with pytest.raises(
-            WorkspaceError, match=r"revision \(empty\), this rlhfops needs 0001: run `rlhfops db upgrade`"
+            WorkspaceError, match=rf"revision \(empty\), this rlhfops needs {HEAD}: run `rlhfops db upgrade`"
         ):
             Workspace.open(ws.root)
         assert migrate.upgrade(ws.engine) == migrate.head_revision()
@@ -57,9 +60,9 @@ def test_cli_db_upgrade_and_current(backend: str, tmp_path: Path, capsys, monkey
         main(["status"])
     assert ex.value.code == 2 and "run `rlhfops db upgrade`" in capsys.readouterr().err
     main(["db", "upgrade"])
-    assert capsys.readouterr().out == "database: (empty) -> 0001\n"
+    assert capsys.readouterr().out == f"database: (empty) -> {HEAD}\n"
     main(["db", "current"])
-    assert capsys.readouterr().out == "database revision 0001; this rlhfops needs 0001\n"
+    assert capsys.readouterr().out == f"database revision {HEAD}; this rlhfops needs {HEAD}\n"
 
 
 def test_init_refuses_an_existing_workspace_and_leaves_nothing_on_failure(
@@ -91,7 +94,7 @@ def test_cli_init_with_template(tmp_path: Path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
     main(["init", str(tmp_path / "w"), "--template", "support-replies"])
     out = capsys.readouterr().out
-    assert out.startswith(f"workspace {tmp_path / 'w'} (database at revision 0001)")
+    assert out.startswith(f"workspace {tmp_path / 'w'} (database at revision {HEAD})")
     for name in ("rlhfops.yaml", "spec.yaml", "edge_cases.md", "rlhfops.db", "artifacts"):
         assert (tmp_path / "w" / name).exists(), name
     monkeypatch.chdir(tmp_path / "w")

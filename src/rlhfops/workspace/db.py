@@ -158,3 +158,8 @@ def make_engine(url: str) -> Engine:
         _sqlite_setup(engine)
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
+
+
+# The annotation tables (migration 0002) live with the annotation service; importing them here puts them
+# on ``Base.metadata`` so the models always mirror every migration.
+from rlhfops.annotate import models as _annotation_models  # noqa: E402,F401

@@ -1,0 +1,126 @@
+"""Annotation tables (migration ``0002_annotation``), on the workspace's declarative ``Base``.
+
+* ``accounts`` -- a login for a workspace person (``name`` = the people table's name): scrypt password
+  hash with its own salt; ``is_admin`` for the account pages.
+* ``api_tokens`` -- bearer tokens for scripts, stored as SHA-256 hashes only.
+* ``items`` -- a comparison pair (``kind="pair"``: prompt, response_a, response_b) or a demonstration
+  prompt (``kind="demo"``). ``is_gold`` + ``gold_answer`` ("A", "B", "tie", "both_bad") for gold items;
+  ``calibration_round`` for the copies made for a calibration round. ``key`` is a content hash that keeps
+  an import idempotent.
+* ``assignments`` -- (item, rater) once; ``swapped`` records the left/right position shown (True: the
+  left response is B). Production items take a ``slot`` in ``0..k-1``, unique per item, so concurrent
+  assigners cannot give an item to more than k raters; gold and calibration items have no slot.
+* ``labels`` -- one per (item, rater): ``choice`` in canonical terms ("A" is ``response_a``), per-criterion
+  choices, rationale, seconds taken.
+* ``demonstrations`` -- one per (item, author): the ideal reply, ``draft`` / ``accepted`` / ``rejected``.
+* ``calibration_rounds`` -- a round: its number, size, threshold, who started it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rlhfops.workspace.db import Base
+
+CHOICES = ("A", "B", "tie", "both_bad")
+DEMO_STATUSES = ("draft", "accepted", "rejected")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(300))
+    is_admin: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    label: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime]
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (sa.UniqueConstraint("key", name="uq_items_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(10), index=True)
+    prompt: Mapped[str] = mapped_column(sa.Text)
+    response_a: Mapped[str | None] = mapped_column(sa.Text)
+    response_b: Mapped[str | None] = mapped_column(sa.Text)
+    batch: Mapped[str] = mapped_column(sa.String(200), index=True)
+    k: Mapped[int]
+    is_gold: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    gold_answer: Mapped[str | None] = mapped_column(sa.String(10))
+    calibration_round: Mapped[int | None] = mapped_column(index=True)
+    source_item_id: Mapped[int | None]
+    meta: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (
+        sa.UniqueConstraint("item_id", "rater", name="uq_assignments_item_rater"),
+        sa.UniqueConstraint("item_id", "slot", name="uq_assignments_item_slot"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id"), index=True)
+    rater: Mapped[str] = mapped_column(sa.String(200), index=True)
+    slot: Mapped[int | None]
+    swapped: Mapped[bool] = mapped_column(sa.Boolean)
+    assigned_at: Mapped[datetime]
+    done_at: Mapped[datetime | None]
+
+
+class Label(Base):
+    __tablename__ = "labels"
+    __table_args__ = (sa.UniqueConstraint("item_id", "rater", name="uq_labels_item_rater"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id"), index=True)
+    rater: Mapped[str] = mapped_column(sa.String(200), index=True)
+    choice: Mapped[str] = mapped_column(sa.String(10))
+    criteria: Mapped[dict[str, Any]]
+    rationale: Mapped[str] = mapped_column(sa.Text)
+    swapped: Mapped[bool] = mapped_column(sa.Boolean)
+    seconds: Mapped[float | None] = mapped_column(sa.Float)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Demonstration(Base):
+    __tablename__ = "demonstrations"
+    __table_args__ = (sa.UniqueConstraint("item_id", "author", name="uq_demonstrations_item_author"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id"), index=True)
+    author: Mapped[str] = mapped_column(sa.String(200))
+    text: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(10), index=True)
+    reviewed_by: Mapped[str | None] = mapped_column(sa.String(200))
+    reviewed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CalibrationRound(Base):
+    __tablename__ = "calibration_rounds"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    n_items: Mapped[int]
+    threshold: Mapped[float] = mapped_column(sa.Float)
+    started_by: Mapped[str] = mapped_column(sa.String(200))
+    started_at: Mapped[datetime]
