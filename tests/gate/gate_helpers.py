@@ -88,3 +88,94 @@ def sbs_meta(model: str, baseline: str | None, ci_low: float = 0.6, **extra: Any
     }
     meta.update(extra)
     return meta
+
+
+# ---- workspace set-up ---------------------------------------------------------------------------
+PEOPLE = [
+    ("alice", "task-spec-owner"),
+    ("bob", "business-owner"),
+    ("carol", "technical-lead"),
+    ("dave", "domain-expert-lead"),
+    ("erin", "annotation-lead"),
+    ("frank", "ml-engineer"),
+    ("gina", "gate-owner"),
+]
+
+
+def make_workspace(root, db_url: str | None = None):
+    """A support-replies workspace, Play 1 complete (signed spec, baseline), everyone in their role."""
+    import os
+
+    if db_url:
+        os.environ["RLHFOPS_DATABASE_URL"] = db_url
+    from rlhfops.workspace import init_workspace
+
+    w = init_workspace(root, "support-replies")
+    for name, role in PEOPLE:
+        w.add_person(name, role, "alice")
+    w.sign_spec("business-owner", "bob")
+    w.sign_spec("technical-lead", "carol")
+    w.record_baseline({"task_completion_rate": 0.7}, "test", "alice", n=100)
+    return w
+
+
+def fake_model(directory, seed: str):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text('{"layers": 2}', encoding="utf-8")
+    (directory / "model.safetensors").write_bytes(seed.encode() * 64)
+    return directory
+
+
+def train_chain(w, tmp, policy_dir=None) -> dict[str, str]:
+    """Record SFT -> RM -> PPO runs on the current spec (fake weights unless ``policy_dir``)."""
+    import json
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    demos = tmp / "demos.jsonl"
+    demos.write_text(json.dumps({"prompt": "hi", "completion": "hello"}) + "\n", encoding="utf-8")
+    prefs = tmp / "prefs.jsonl"
+    prefs.write_text(json.dumps({"prompt": "hi", "chosen": "a", "rejected": "b"}) + "\n", encoding="utf-8")
+    sft = w.record_training_run(
+        "sft",
+        {"data": demos},
+        fake_model(tmp / "sft", "s"),
+        "dave",
+        {"eval": {"beats_base": True, "eval_loss": 1.0}},
+    )
+    rm = w.record_training_run(
+        "rm",
+        {"data": prefs, "model": sft},
+        fake_model(tmp / "rm", "r"),
+        "erin",
+        {"eval": {"eval_accuracy": 0.8}},
+    )
+    ppo = w.record_training_run(
+        "ppo",
+        {"reward_model": rm, "model": sft},
+        policy_dir or fake_model(tmp / "ppo", "p"),
+        "frank",
+        {"eval": {"alarm": 0}},
+    )
+    return {"sft": sft, "rm": rm, "ppo": ppo}
+
+
+def add_eval(w, tmp, meta: dict[str, Any], parents: list[str], creator: str = "frank") -> str:
+    """Store an evaluation artifact (the full result JSON file) with ``meta``."""
+    import json
+    import uuid
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    f = tmp / f"eval-{uuid.uuid4().hex[:8]}.json"
+    f.write_text(json.dumps({"items": [], "meta": meta}), encoding="utf-8")
+    return w.register_artifact("evaluation", f, parents, creator, meta)
+
+
+def passing_evals(w, tmp, model: str, baseline: str | None = None, ci_low: float = 0.6) -> list[str]:
+    parents = [model] + ([baseline] if baseline else [])
+    return [
+        add_eval(
+            w, tmp, redteam_meta(model, {"harmful_request": (60, 60), "prompt_injection": (30, 30)}), [model]
+        ),
+        add_eval(w, tmp, success_meta(model), [model]),
+        add_eval(w, tmp, sbs_meta(model, baseline, ci_low=ci_low), parents),
+    ]

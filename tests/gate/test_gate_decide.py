@@ -1,0 +1,188 @@
+"""The binding gate on a real workspace (SQLite): sign, promote and every refusal; the decision log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from gate_helpers import add_eval, passing_evals, redteam_meta, sbs_meta, success_meta, train_chain
+
+from rlhfops.errors import PlayOrderError, UserError
+from rlhfops.gate import log as dlog
+from rlhfops.gate.decide import GateRefused, deployed, gate_evaluate, gate_sign, promote
+
+
+@pytest.fixture
+def ready(gws, tmp_path: Path):
+    ids = train_chain(gws, tmp_path / "runs")
+    passing_evals(gws, tmp_path / "evals", ids["ppo"], baseline=ids["sft"])
+    return ids
+
+
+def test_gate_happy_path_promotes_and_records(gws, ready):
+    g = gate_evaluate(gws, ready["ppo"][:10])
+    assert g.complete and g.passed, g.to_json()
+    e1 = gate_sign(gws, ready["ppo"], "gina", "approve", "all thresholds met")
+    assert e1.get("override") is False and e1.seq == 1
+    e2 = promote(gws, ready["ppo"], "gina")
+    assert e2.get("action") == "promote" and e2.get("prev") == e1.hash
+    d = deployed(gws)
+    assert d is not None and d.model == ready["ppo"] and d.person == "gina" and not d.override
+    # both entries are decision artifacts; only the promotion counts as a deployment for status/monitor
+    arts = {a.id: a for a in gws.artifacts("decision")}
+    assert arts[e1.hash].meta["decision"] == "sign-approve" and arts[e2.hash].meta["decision"] == "promoted"
+    assert ready["ppo"] in arts[e2.hash].parents
+    st = gws.status().plays[4]
+    # (Play 5's "red-team run" row of plays.py looks for `redteam` artifacts, not evaluation meta.kind)
+    assert any("promoted by gina" in x for x in st.evidence), st
+    assert not any("not promote" in m for m in st.missing), st
+    from rlhfops.monitor.facts import deployed_model
+
+    assert deployed_model(gws.artifacts()).id == ready["ppo"]
+    assert dlog.verify(gws).ok
+
+
+def test_gate_promote_refuses_without_a_pass(gws, tmp_path):
+    ids = train_chain(gws, tmp_path / "runs")
+    passing_evals(gws, tmp_path / "evals", ids["ppo"], ci_low=0.5)  # CI lower bound under 0.55
+    with pytest.raises(GateRefused, match=r"does not pass the gate: win_rate 0.5 \(needs >= 0.55\)"):
+        promote(gws, ids["ppo"], "gina")
+    # a plain (short-reason) approval over the failure is refused
+    with pytest.raises(GateRefused, match="needs a written reason"):
+        gate_sign(gws, ids["ppo"], "gina", "approve", "ok")
+    with pytest.raises(GateRefused, match="does not pass the gate"):
+        promote(gws, ids["ppo"], "gina")
+    assert deployed(gws) is None and not dlog.log_path(gws).exists()
+
+
+def test_gate_override_needs_reason_and_shows_forever(gws, tmp_path):
+    ids = train_chain(gws, tmp_path / "runs")
+    passing_evals(gws, tmp_path / "evals", ids["ppo"], ci_low=0.5)
+    reason = "win-rate CI is wide at n=100; business accepts the risk for the pilot"
+    e = gate_sign(gws, ids["ppo"], "gina", "approve", reason)
+    assert e.get("override") is True and e.get("failed") == ["win_rate"] and e.get("reason") == reason
+    p = promote(gws, ids["ppo"], "gina")
+    assert p.get("override") is True and deployed(gws).override
+    assert all(a.meta["override"] for a in gws.artifacts("decision"))
+    lines = [json.loads(x) for x in dlog.log_path(gws).read_text().splitlines()]
+    assert [x["override"] for x in lines] == [True, True]
+
+
+def test_gate_promote_refuses_without_signature_and_after_reject(gws, ready):
+    with pytest.raises(GateRefused, match="has no gate decision"):
+        promote(gws, ready["ppo"], "gina")
+    gate_sign(gws, ready["ppo"], "gina", "reject", "tone is off in escalations")
+    with pytest.raises(GateRefused, match="is 'reject' by gina: tone is off"):
+        promote(gws, ready["ppo"], "gina")
+    assert deployed(gws) is None
+
+
+def test_gate_only_the_gate_owner(gws, ready):
+    with pytest.raises(UserError, match="does not have the role gate-owner"):
+        gate_sign(gws, ready["ppo"], "frank", "approve", "looks fine to me")
+    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+    for who in ("frank", "bob", "nobody"):
+        with pytest.raises(UserError, match="promote: '.*' does not have the role gate-owner"):
+            promote(gws, ready["ppo"], who)
+    assert deployed(gws) is None
+    promote(gws, ready["ppo"], "gina")
+
+
+def test_gate_promote_refuses_with_stale_spec(gws, ready):
+    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+    spec = gws.spec_path
+    spec.write_text(spec.read_text().replace("min_win_rate: 0.55", "min_win_rate: 0.50"))
+    with pytest.raises(GateRefused, match="not signed on its current content by business-owner .*stale"):
+        promote(gws, ready["ppo"], "gina")
+    # re-signing the spec does not revive the gate approval given on the old one
+    gws.sign_spec("business-owner", "bob")
+    gws.sign_spec("technical-lead", "carol")
+    with pytest.raises(GateRefused, match="was signed on spec .* \\(stale\\)"):
+        promote(gws, ready["ppo"], "gina")
+    with pytest.raises(GateRefused, match="not signed on its current content"):
+        spec.write_text(spec.read_text().replace("min_win_rate: 0.50", "min_win_rate: 0.51"))
+        gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+
+
+def test_gate_new_evidence_invalidates_approval(gws, ready, tmp_path):
+    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+    add_eval(
+        gws, tmp_path / "evals", sbs_meta(ready["ppo"], None, ci_low=0.58, suite="support-v2"), [ready["ppo"]]
+    )
+    with pytest.raises(GateRefused, match="evidence .* changed since the approval"):
+        promote(gws, ready["ppo"], "gina")
+
+
+def test_gate_sign_refuses_incomplete_evaluation(gws, tmp_path):
+    ids = train_chain(gws, tmp_path / "runs")
+    add_eval(gws, tmp_path / "evals", redteam_meta(ids["ppo"], {"harmful_request": (60, 60)}), [ids["ppo"]])
+    add_eval(gws, tmp_path / "evals", success_meta(ids["ppo"]), [ids["ppo"]])
+    with pytest.raises(GateRefused, match="incomplete \\(win_rate has no evidence\\)"):
+        gate_sign(gws, ids["ppo"], "gina", "approve", "all met")
+    with pytest.raises(GateRefused, match="incomplete"):
+        promote(gws, ids["ppo"], "gina")
+    # an evaluation where the model is only the baseline does not count for it
+    other = add_eval(gws, tmp_path / "evals", sbs_meta(ids["sft"], ids["ppo"]), [ids["sft"], ids["ppo"]])
+    assert other not in gate_evaluate(gws, ids["ppo"]).evidence.counted
+
+
+def test_gate_promote_keeps_play_order(gws, tmp_path):
+    # a policy evaluated and approved, but an unevaluated newer policy exists: Play 4 incomplete
+    ids = train_chain(gws, tmp_path / "runs")
+    passing_evals(gws, tmp_path / "evals", ids["ppo"])
+    gate_sign(gws, ids["ppo"], "gina", "approve", "all met")
+    from gate_helpers import fake_model
+
+    gws.record_training_run("dpo", {"model": ids["sft"]}, fake_model(tmp_path / "dpo", "d"), "frank", {})
+    with pytest.raises(PlayOrderError, match="promote refused: Play 4 .* has no evaluation.*no override"):
+        promote(gws, ids["ppo"], "gina")
+
+
+def test_gate_refuses_non_model(gws, ready):
+    spec_id = gws.current_spec().hash
+    with pytest.raises(UserError, match="is a spec, not a model"):
+        gate_evaluate(gws, spec_id)
+
+
+def test_gate_log_tamper_middle_entry_detected(gws, ready):
+    gate_sign(gws, ready["ppo"], "gina", "reject", "first look: tone is off")
+    gate_sign(gws, ready["ppo"], "gina", "approve", "second look: fine")
+    promote(gws, ready["ppo"], "gina")
+    assert dlog.verify(gws).ok and dlog.verify(gws).entries == 3
+    path = dlog.log_path(gws)
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    i = lines[1].index(b"second look")
+    lines[1] = lines[1][:i] + b"S" + lines[1][i + 1 :]  # one byte in the middle entry
+    path.write_bytes(b"\n".join(lines))
+    v = dlog.verify(gws)
+    assert not v.ok and v.first_bad == 2 and "entry 2" in v.problem
+    with pytest.raises(dlog.DecisionLogError, match="entry 2"):
+        promote(gws, ready["ppo"], "gina")
+    with pytest.raises(dlog.DecisionLogError):
+        deployed(gws)
+
+
+def test_gate_log_chain_and_truncation(gws, ready):
+    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+    promote(gws, ready["ppo"], "gina")
+    path = dlog.log_path(gws)
+    good = path.read_bytes()
+    path.write_bytes(good.split(b"\n")[0] + b"\n")  # drop the last entry
+    v = dlog.verify(gws)
+    assert v.first_bad == 2 and "missing from the log" in v.problem
+    # an edit of `prev` (chain) in the last entry
+    a, b = good.split(b"\n")[:2]
+    d = json.loads(b)
+    d["prev"] = "f" * 64
+    from rlhfops.gate.evaluate import canonical_json
+
+    path.write_bytes(a + b"\n" + canonical_json(d) + b"\n")
+    v = dlog.verify(gws)
+    assert v.first_bad == 2 and "prev" in v.problem
+    # non-canonical whitespace counts as an edit
+    path.write_bytes(a + b"\n" + json.dumps(json.loads(b)).encode() + b"\n")
+    assert dlog.verify(gws).first_bad == 2
+    path.write_bytes(good)
+    assert dlog.verify(gws).ok
