@@ -1,0 +1,122 @@
+"""Accounts for the web app: scrypt password hashes, API tokens stored as SHA-256 hashes.
+
+An account's name is a workspace person's name; what the account may do comes from that person's roles
+(``people`` table) plus ``is_admin``. Passwords: ``hashlib.scrypt`` (RFC 7914) with a random 16-byte
+salt, n=2**14, r=8, p=1, stored as ``scrypt$n$r$p$salt_hex$hash_hex``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from rlhfops.annotate import models as m
+from rlhfops.errors import UserError
+from rlhfops.workspace import db
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+MIN_PASSWORD = 8
+TOKEN_PREFIX = "rlh_"
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    id: int
+    name: str
+    is_admin: bool
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt_hex, hash_hex = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p), dklen=32
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest.hex(), hash_hex)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def set_account(ws: Any, name: str, password: str, is_admin: bool = False) -> bool:
+    """Create the account ``name`` or set its password; True when it was created."""
+    name = name.strip()
+    if not name:
+        raise UserError("account: the name is empty")
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"account {name}: the password needs at least {MIN_PASSWORD} characters")
+    hashed = hash_password(password)
+    try:
+        with ws.session() as s:
+            row = s.scalar(sa.select(m.Account).where(m.Account.name == name))
+            if row is not None:
+                row.password_hash = hashed
+                row.is_admin = row.is_admin or is_admin
+                return False
+            s.add(m.Account(name=name, password_hash=hashed, is_admin=is_admin, created_at=db.utcnow()))
+    except IntegrityError:  # created at the same moment elsewhere: set the password on it
+        return set_account(ws, name, password, is_admin)
+    return True
+
+
+def authenticate(ws: Any, name: str, password: str) -> AccountInfo | None:
+    """The account when ``password`` matches, else None (same time spent for unknown names)."""
+    with ws.session() as s:
+        row = s.scalar(sa.select(m.Account).where(m.Account.name == name.strip()))
+        stored = row.password_hash if row is not None else hash_password("x" * MIN_PASSWORD, b"0" * 16)
+        ok = verify_password(password, stored)
+        if row is None or not ok:
+            return None
+        return AccountInfo(row.id, row.name, bool(row.is_admin))
+
+
+def account(ws: Any, name: str) -> AccountInfo | None:
+    with ws.session() as s:
+        row = s.scalar(sa.select(m.Account).where(m.Account.name == name))
+        return AccountInfo(row.id, row.name, bool(row.is_admin)) if row is not None else None
+
+
+def accounts(ws: Any) -> list[AccountInfo]:
+    with ws.session() as s:
+        rows = s.scalars(sa.select(m.Account).order_by(m.Account.name)).all()
+        return [AccountInfo(r.id, r.name, bool(r.is_admin)) for r in rows]
+
+
+def create_token(ws: Any, name: str, label: str = "script") -> str:
+    """A new API token for account ``name`` (shown once; only its hash is stored)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with ws.session() as s:
+        acc = s.scalar(sa.select(m.Account).where(m.Account.name == name))
+        if acc is None:
+            raise UserError(f"token: no account {name!r}; create it first with `rlhfops raters add {name}`")
+        s.add(
+            m.ApiToken(account_id=acc.id, token_hash=token_hash(token), label=label, created_at=db.utcnow())
+        )
+    return token
+
+
+def account_for_token(ws: Any, token: str) -> AccountInfo | None:
+    with ws.session() as s:
+        row = s.execute(
+            sa.select(m.Account)
+            .join(m.ApiToken, m.ApiToken.account_id == m.Account.id)
+            .where(m.ApiToken.token_hash == token_hash(token))
+        ).scalar_one_or_none()
+        return AccountInfo(row.id, row.name, bool(row.is_admin)) if row is not None else None
