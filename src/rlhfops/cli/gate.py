@@ -1,9 +1,153 @@
-"""CLI commands for gate (registered by rlhfops.cli.main)."""
+"""Play 5 commands: `rlhfops gate evaluate|sign|log`, `rlhfops promote`, `rlhfops report`.
+
+Thin: each command parses, calls one function of :mod:`rlhfops.gate` / :mod:`rlhfops.report` and
+prints its result. The acting person is ``--as NAME``, else $RLHFOPS_USER, else the OS user.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from rlhfops.cli.workspace import AS_OPT
+
+gate_app = typer.Typer(help="The deployment gate (Play 5): evaluate thresholds, sign, decision log.")
+
+MODEL_ARG = typer.Argument(
+    ..., help="Model artifact id or a unique prefix (sft-model, dpo-model, ppo-model)."
+)
+
+
+def _fmt(x: object) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return str(x)
+
+
+@gate_app.command("evaluate")
+def gate_evaluate_cmd(
+    model: str = MODEL_ARG,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (results and merged evidence)."),
+) -> None:
+    """Pass/fail per threshold of the signed spec, from the model's stored evaluations."""
+    from rlhfops.gate.decide import gate_evaluate
+    from rlhfops.workspace import require_workspace
+
+    with require_workspace() as ws:
+        g = gate_evaluate(ws, model)
+    if as_json:
+        typer.echo(json.dumps(g.to_json(), indent=2, sort_keys=True))
+        return
+    typer.echo(f"gate for {g.model[:12]} on spec {g.spec_hash[:12]}: {g.verdict.upper()}")
+    for r in g.results:
+        src = f" [{r.source[:12]}]" if r.source else ""
+        detail = f"  ({r.detail})" if r.detail else ""
+        typer.echo(
+            f"  {r.status:<11} {r.label}: {_fmt(r.observed)} {r.comparator} {_fmt(r.required)}{src}{detail}"
+        )
+    if not g.complete:
+        typer.echo(f"incomplete: {g.why_incomplete()}")
+    typer.echo(f"evaluations counted: {', '.join(e[:12] for e in g.evidence.counted) or 'none'}")
+
+
+@gate_app.command("sign")
+def gate_sign_cmd(
+    model: str = MODEL_ARG,
+    decision: str = typer.Option(..., "--decision", help="approve or reject."),
+    reason: str = typer.Option(
+        ..., "--reason", help="Why (kept in the decision log; >= 10 characters to approve over failures)."
+    ),
+    as_: str = AS_OPT,
+) -> None:
+    """Sign the gate for a model (gate owner only; complete evaluation; current signed spec)."""
+    from rlhfops.gate.decide import gate_sign
+    from rlhfops.workspace import acting_person, require_workspace
+
+    with require_workspace() as ws:
+        e = gate_sign(ws, model, acting_person(as_), decision, reason)
+    tail = f" OVERRIDE over failed thresholds: {', '.join(e.get('failed'))}" if e.get("override") else ""
+    typer.echo(
+        f"decision log entry {e.seq}: {e.get('decision')} {e.get('model_kind')} {e.get('model')[:12]} "
+        f"by {e.get('person')} (verdict {e.get('verdict')}){tail}"
+    )
+    typer.echo(f"entry hash {e.hash}")
+
+
+@gate_app.command("log")
+def gate_log_cmd(
+    verify: bool = typer.Option(False, "--verify", help="Check the hash chain and the stored decisions."),
+    as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
+) -> None:
+    """The decision log: every sign and promote, oldest first; --verify names the first bad entry."""
+    from rlhfops.gate import log as dlog
+    from rlhfops.workspace import require_workspace
+
+    with require_workspace() as ws:
+        if verify:
+            v = dlog.verify(ws)
+            for note in v.notes:
+                typer.echo(f"note: {note}")
+            if not v.ok:
+                raise dlog.DecisionLogError(f"decision log {dlog.log_path(ws)}: {v.problem}")
+            typer.echo(f"decision log OK: {v.entries} entries, hash chain and stored decisions agree")
+            return
+        entries = dlog.entries(ws, verified=False)
+    if as_json:
+        typer.echo(json.dumps([{**e.data, "hash": e.hash} for e in entries], indent=2, sort_keys=True))
+        return
+    if not entries:
+        typer.echo("decision log: empty")
+    for e in entries:
+        ovr = " OVERRIDE" if e.get("override") else ""
+        reason = f": {e.get('reason')}" if e.get("reason") else ""
+        typer.echo(
+            f"{e.seq:>4} {e.get('logged_at', '')} {e.get('action')} {e.get('decision')}{ovr} "
+            f"{e.get('model_kind', '')} {str(e.get('model', ''))[:12]} by {e.get('person')}{reason}"
+        )
+
+
+def promote_cmd(model: str = MODEL_ARG, as_: str = AS_OPT) -> None:
+    """Make a model the deployed one: gate owner only, after a pass and a signature (the only way).
+
+    Refuses without a pass (or an approval over the failures with a reason), without the gate owner's
+    approval, when the spec or the evidence changed since the approval, and when Plays 1-4 are not met.
+    """
+    from rlhfops.gate.decide import promote
+    from rlhfops.workspace import acting_person, require_workspace
+
+    with require_workspace() as ws:
+        e = promote(ws, model, acting_person(as_))
+    ovr = " (approved over failed thresholds: override)" if e.get("override") else ""
+    typer.echo(f"deployed: {e.get('model_kind')} {e.get('model')} by {e.get('person')}{ovr}")
+    typer.echo(f"decision log entry {e.seq}, hash {e.hash}")
+
+
+def report_cmd(
+    model: str = MODEL_ARG,
+    out: Path = typer.Option(
+        None, "--out", help="HTML file to write (default: <workspace>/reports/gate-<id>.html)."
+    ),
+    no_register: bool = typer.Option(False, "--no-register", help="Do not store it as a report artifact."),
+) -> None:
+    """Write the HTML gate report of a model (thresholds, red team, win rates, curves, lineage).
+
+    Sections: gate thresholds, success criteria before vs after, red team per category with failing
+    examples, win rates with 95% CIs, KL and reward curves per training iteration, lineage, decisions.
+    """
+    from rlhfops.report.render import gate_report
+    from rlhfops.workspace import require_workspace
+
+    with require_workspace() as ws:
+        path, aid = gate_report(ws, model, out, register=not no_register)
+    typer.echo(f"report written to {path}" + (f" (artifact {aid[:12]})" if aid else ""))
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.add_typer(gate_app, name="gate")
+    app.command("promote")(promote_cmd)
+    app.command("report")(report_cmd)

@@ -1,0 +1,101 @@
+"""Render a :class:`~rlhfops.report.data.ReportData` to one self-contained HTML file.
+
+Jinja2 with autoescaping: every value from evaluations, specs and people is escaped; only the plots
+(SVG made by :mod:`rlhfops.report.plots`) are inserted as markup.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlhfops.report import plots
+from rlhfops.report.data import ReportData
+
+if TYPE_CHECKING:
+    from rlhfops.workspace.core import Workspace
+
+TEMPLATE = "gate_report.html"
+
+
+def fmt(x: Any) -> str:
+    """Numbers to 3 decimals (ints as they are); None as '-'."""
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return f"{x:.3f}"
+    return str(x)
+
+
+def _env():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_plots(data: ReportData) -> dict[str, str]:
+    return {
+        "success": plots.success_plot(data.success),
+        "redteam": plots.redteam_plot(data.redteam),
+        "winrate": plots.win_rate_plot(data.win_rates, data.min_win_rate),
+        "curves": plots.curves_plot(data.curves, data.reward_key),
+    }
+
+
+def render_html(data: ReportData) -> str:
+    """The report as an HTML string (plots inline as SVG)."""
+    return _env().get_template(TEMPLATE).render(d=data, plots=render_plots(data), fmt=fmt)
+
+
+def write_html(data: ReportData, out: Path) -> Path:
+    """Write the report atomically (temp file + rename)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    html = render_html(data)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def gate_report(
+    ws: Workspace, model_ref: str, out: Path | None = None, register: bool = True
+) -> tuple[Path, str]:
+    """Write the gate report of a model; with ``register`` also store it as a ``report`` artifact
+    (parents: the model and its decisions). Returns (path written, artifact id or "")."""
+    from rlhfops.report.data import gate_report_data
+    from rlhfops.workspace.identity import acting_person
+
+    data = gate_report_data(ws, model_ref)
+    mid = data.model["id"]
+    if out is None:
+        out = ws.root / "reports" / f"gate-{mid[:12]}.html"
+    path = write_html(data, out)
+    aid = ""
+    if register:
+        parents = [mid] + [e["hash"] for e in data.decisions]
+        aid = ws.register_artifact(
+            "report",
+            path,
+            parents,
+            acting_person(),
+            {"report": "gate", "model": mid, "verdict": data.verdict},
+        )
+    return path, aid
