@@ -179,3 +179,37 @@ def passing_evals(w, tmp, model: str, baseline: str | None = None, ci_low: float
         add_eval(w, tmp, success_meta(model), [model]),
         add_eval(w, tmp, sbs_meta(model, baseline, ci_low=ci_low), parents),
     ]
+
+
+def concurrent_signer(root: str, model: str, tag: str, n: int, barrier=None) -> None:
+    """Child process: append ``n`` reject decisions for ``model`` to the decision log."""
+    os_env = __import__("os").environ
+    os_env.pop("RLHFOPS_DATABASE_URL", None)
+    from pathlib import Path
+
+    from rlhfops.gate.decide import gate_sign
+    from rlhfops.workspace import Workspace
+
+    ws = Workspace.open(Path(root))
+    ws.people()
+    if barrier is not None:
+        barrier.wait(timeout=60)
+    for i in range(n):
+        gate_sign(ws, model, "gina", "reject", f"{tag} look {i}")
+    ws.close()
+
+
+def fake_run_dir(runs, stage: str, model_dir, steps: int = 8):
+    """A run directory as the trainer writes it: metrics.jsonl (kl and score per step) and final/."""
+    import json
+    import shutil
+
+    run = runs / f"{stage}-20260101-000000"
+    run.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(model_dir, run / "final")
+    rows = [
+        {"step": s, "loss": 1.0 / s, "kl": 0.1 * s, "score": 0.2 + 0.05 * s, "beta": 0.05}
+        for s in range(1, steps + 1)
+    ]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return run
