@@ -38,7 +38,7 @@ def test_post_events_stores_a_production_log(client, ws):
     (art,) = log_artifacts(ws)
     assert art.id == body["artifact_id"] and art.creator == "api-user"
     assert art.meta["source"].startswith("api-events-")
-    recs, _ = production_records(ws)
+    recs, _, _ = production_records(ws)
     assert [(r.id, r.task_completed, r.review_minutes) for r in recs] == [("a", True, None), ("b", None, 1.5)]
     again = client.post("/api/monitor/events", json=events)  # a bare list works too; same content
     assert again.status_code == 201 and again.json()["already_stored"] is True

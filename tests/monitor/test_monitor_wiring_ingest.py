@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -80,10 +80,16 @@ def test_records_read_back_sorted_filtered_and_linked_to_the_model(ws, tmp_path)
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     res = ingest_to_workspace(ws, src, "alice")
     assert res.model_parents == [model] and ws.artifact(res.artifact_id).parents == (model,)
-    recs, ids = production_records(ws)
-    assert [r.prompt for r in recs] == ["early", "other", "late"] and ids == [res.artifact_id]
+    recs, ids, total = production_records(ws)
+    assert [r.prompt for r in recs] == ["early", "other", "late"] and ids == [res.artifact_id] and total == 3
     assert recs[0].time == datetime(2025, 2, 28, 22, 0, tzinfo=UTC)
-    since, _ = production_records(ws, since=datetime(2025, 3, 1, 6, tzinfo=UTC))
-    assert [r.prompt for r in since] == ["other", "late"]
-    only, _ = production_records(ws, model_id="other")
-    assert [r.prompt for r in only] == ["other"]
+    since, _, total = production_records(ws, since=datetime(2025, 3, 1, 6, tzinfo=UTC))
+    assert [r.prompt for r in since] == ["other", "late"] and total == 2
+    only, _, total = production_records(ws, model_id="other")
+    assert [r.prompt for r in only] == ["other"] and total == 1
+    last, _, total = production_records(ws, last_rows=2)
+    assert [r.prompt for r in last] == ["other", "late"] and total == 3
+    span, _, _ = production_records(ws, last_span=timedelta(hours=13))
+    assert [r.prompt for r in span] == ["other", "late"]
+    mine, _, _ = production_records(ws, model_id=model[:10], last_rows=1)
+    assert [r.prompt for r in mine] == ["late"]

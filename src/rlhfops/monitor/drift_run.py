@@ -124,6 +124,15 @@ def recent_rows(records: list[ProductionRecord], s: DriftSettings) -> list[Produ
     return [r for r in records if r.time > start]
 
 
+def _span(s: DriftSettings) -> tuple[int | None, timedelta | None]:
+    """How many newest rows (or how long a span) the last ``max_windows`` windows cover."""
+    if isinstance(s.window, int):
+        stride = s.step if isinstance(s.step, int) else s.window
+        return s.window + stride * (s.max_windows - 1), None
+    stride_t = s.step if isinstance(s.step, timedelta) else s.window
+    return None, s.window + stride_t * (s.max_windows - 1)
+
+
 def _row_id(r: ProductionRecord) -> str:
     return r.id if r.id else f"line {r.line}"
 
@@ -235,7 +244,8 @@ def build_report(
     from rlhfops.monitor.logs import production_records
     from rlhfops.monitor.sources import reference_outputs
 
-    records, log_ids = production_records(ws, s.since, s.model_id)
+    last_rows, last_span = _span(s)
+    records, log_ids, total = production_records(ws, s.since, s.model_id, last_rows, last_span)
     if not records:
         raise UserError("monitor drift: no production records; add some with `rlhfops monitor ingest FILE`")
     rows = recent_rows(records, s)
@@ -261,7 +271,7 @@ def build_report(
         "created_at": datetime.now(UTC).isoformat(),
         "model": train.model.id if train.model else None,
         "production": {
-            "rows": len(records),
+            "rows": total,
             "rows_tested": len(rows),
             "batches": log_ids,
             "since": s.since.isoformat() if s.since else None,

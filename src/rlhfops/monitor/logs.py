@@ -18,9 +18,11 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rlhfops.monitor.ingest import IngestSummary, ParquetSink, ProductionRecord, ingest_production_file
 
@@ -141,16 +143,61 @@ def read_log(path: Path, since: datetime | None = None) -> Iterator[ProductionRe
 
 
 def production_records(
-    ws: Workspace, since: datetime | None = None, model_id: str | None = None
-) -> tuple[list[ProductionRecord], list[str]]:
-    """All stored production records (optionally from ``since`` on, of one model), sorted by time,
-    and the ids of the batches they came from."""
+    ws: Workspace,
+    since: datetime | None = None,
+    model_id: str | None = None,
+    last_rows: int | None = None,
+    last_span: timedelta | None = None,
+) -> tuple[list[ProductionRecord], list[str], int]:
+    """Stored production records sorted by time, the ids of the batches they came from, and how many
+    records matched before ``last_rows`` / ``last_span`` cut them.
+
+    ``since``: only rows at or after it; ``model_id``: only that model's rows; ``last_rows``: only (about)
+    the newest N rows; ``last_span``: only rows within that span of the newest row. The cut is found from
+    the time column alone, so only the kept rows are turned into records (memory follows what is kept,
+    not the whole history).
+    """
+    arts = log_artifacts(ws)
+    stamps = [_stamps(a.path, model_id) for a in arts]
+    cutoff = since
+    times = np.sort(np.concatenate(stamps)) if stamps else np.zeros(0, dtype=np.int64)
+    if since is not None:
+        times = times[times >= _us(since)]
+    total = len(times)
+    if total and last_rows is not None and total > last_rows:
+        cutoff = _from_us(int(times[total - last_rows]))
+    if total and last_span is not None:
+        start = _from_us(int(times[-1])) - last_span
+        cutoff = start if cutoff is None else max(cutoff, start)
     records: list[ProductionRecord] = []
     ids = []
-    for art in log_artifacts(ws):
+    for art in arts:
         before = len(records)
-        records.extend(r for r in read_log(art.path, since) if model_id is None or r.model_id == model_id)
+        records.extend(r for r in read_log(art.path, cutoff) if model_id is None or r.model_id == model_id)
         if len(records) > before:
             ids.append(art.id)
     records.sort(key=lambda r: r.time)
-    return records, ids
+    return records, ids, total
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _stamps(path: Path, model_id: str | None) -> np.ndarray:
+    """Times of a batch's rows (of ``model_id`` if given) as int64 microseconds since the epoch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(path), columns=["time", "model_id"])
+    if model_id is not None:
+        table = table.filter(pc.equal(table.column("model_id"), model_id))
+    return table.column("time").cast(pa.int64()).to_numpy()
