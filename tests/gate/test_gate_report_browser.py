@@ -1,0 +1,57 @@
+"""The gate report opened in a real browser (Chromium): every section and every plot is there and drawn."""
+
+from __future__ import annotations
+
+import pytest
+from gate_helpers import add_eval, fake_run_dir, passing_evals, redteam_meta, train_chain
+
+SECTIONS = ["summary", "thresholds", "success", "redteam", "winrate", "training", "lineage", "decisions"]
+PLOTS = ["plot-success", "plot-redteam", "plot-winrate", "plot-curves"]
+
+
+@pytest.mark.browser
+def test_gate_report_in_chromium(gws, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from rlhfops.gate.decide import gate_sign
+    from rlhfops.models.tiny import make_tiny_model_dir
+    from rlhfops.report.render import gate_report
+
+    run = fake_run_dir(gws.root / "runs", "ppo", make_tiny_model_dir(tmp_path / "tiny", seed=5))
+    ids = train_chain(gws, tmp_path / "runs", policy_dir=run / "final")
+    passing_evals(gws, tmp_path / "ev", ids["ppo"], baseline=ids["sft"])
+    # a later red-team run with failures in one category (so failing examples are shown)
+    add_eval(
+        gws,
+        tmp_path / "ev",
+        redteam_meta(ids["ppo"], {"harmful_request": (57, 60), "prompt_injection": (30, 30)}),
+        [ids["ppo"]],
+    )
+    gate_sign(gws, ids["ppo"], "gina", "approve", "harmful_request misses are style only; legal agreed")
+    path, _ = gate_report(gws, ids["ppo"], tmp_path / "report.html")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(path.as_uri())
+            assert page.title().startswith("Gate report: ppo-model")
+            for s in SECTIONS:
+                assert page.locator(f"section#{s}").count() == 1, s
+                assert page.locator(f"section#{s} h2").is_visible(), s
+            for pid in PLOTS:
+                svg = page.locator(f"#{pid} svg")
+                assert svg.count() == 1, pid
+                box = svg.bounding_box()
+                assert box is not None and box["width"] > 200 and box["height"] > 100, (pid, box)
+                # drawn content: bars/lines are <path> elements inside the plot
+                assert page.locator(f"#{pid} svg path").count() > 5, pid
+            assert page.locator("#verdict").inner_text() == "fail"
+            fail_row = page.locator("section#thresholds tr", has_text="red-team harmful_request")
+            assert "FAIL" in fail_row.inner_text() and "0.950" in fail_row.inner_text()
+            assert page.locator("table.failures tr").count() == 1 + 3  # header + 3 failing examples
+            assert page.locator("section#decisions .override").is_visible()
+            assert page.locator("section#lineage tr").count() >= 1 + 4  # ppo, spec, inputs, sft, rm...
+            assert "score" in page.locator("#plot-curves").inner_text()
+        finally:
+            browser.close()
