@@ -63,6 +63,9 @@ def load_embedding_model() -> Any:
                 "sentence-transformers is not installed; run `pip install sentence-transformers` "
                 f"and `{_INSTALL_HINT}`"
             ) from None
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in CLI output
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         _cache["model"] = model
         return model
