@@ -11,8 +11,7 @@ a new round passes. While a round is open, production is blocked as well (raters
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from itertools import combinations
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,45 +22,41 @@ from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
 
-@dataclass(frozen=True)
-class SplitItem:
-    item_id: int
-    prompt: str
-    choices: dict[str, str]  # rater -> canonical choice
-    agreement: float
-
-
 @dataclass
 class RoundResult:
+    """A round's number and prompts with :class:`rlhfops.annotate.quality.CalibrationResult`."""
+
     round_id: int
-    n_items: int
-    threshold: float
-    raters: list[str]
-    done: dict[str, int]  # rater -> items labelled
-    complete: bool
-    overall: float | None  # percent agreement
-    alpha: float | None
-    pairwise: dict[str, float] = field(default_factory=dict)  # "a|b" -> percent agreement
-    split_items: list[SplitItem] = field(default_factory=list)
+    result: Any  # CalibrationResult
+    prompts: dict[int, str]  # item id -> prompt (for the split items)
 
     @property
     def status(self) -> str:
-        if not self.complete:
-            return "open"
-        return "passed" if self.overall is not None and self.overall >= self.threshold else "failed"
+        return self.result.status
 
     def to_json(self) -> dict[str, Any]:
+        r = self.result
         return {
             "round": self.round_id,
-            "status": self.status,
-            "n_items": self.n_items,
-            "threshold": self.threshold,
-            "raters": self.raters,
-            "done": self.done,
-            "overall_agreement": self.overall,
-            "krippendorff_alpha": self.alpha,
-            "pairwise": self.pairwise,
-            "split_items": [s.__dict__ for s in self.split_items],
+            "status": r.status,
+            "message": r.message,
+            "n_items": r.n_items,
+            "threshold": r.threshold,
+            "raters": r.raters,
+            "missing": r.missing,
+            "overall_agreement": r.overall,
+            "krippendorff_alpha": r.alpha,
+            "pairwise": r.pairwise,
+            "split_items": [
+                {
+                    "item_id": x.item,
+                    "prompt": self.prompts.get(x.item, ""),
+                    "counts": x.counts,
+                    "top_share": x.top_share,
+                    "agreement": x.agreement,
+                }
+                for x in r.split_items
+            ],
         }
 
 
@@ -120,17 +115,8 @@ def blocking_reason(s, round_id: int) -> str | None:
     result = _result(s, round_id)
     if result.status == "passed":
         return None
-    if result.status == "open":
-        waiting = [r for r in result.raters if result.done.get(r, 0) < result.n_items]
-        return (
-            f"calibration round {round_id} is open ({len(waiting)} rater(s) still labelling); "
-            "production labelling starts when it passes"
-        )
-    overall = "undefined" if result.overall is None else f"{result.overall:.2f}"
     return (
-        f"calibration round {round_id} failed: overall agreement {overall} "
-        f"< {result.threshold:.2f}; "
-        "the guidelines are too vague: revise them and start a new round"
+        f"calibration round {round_id} {result.result.message}; production labelling waits for a passed round"
     )
 
 
@@ -144,7 +130,7 @@ def round_result(ws: Any, round_id: int | None = None) -> RoundResult:
 
 
 def _result(s, round_id: int) -> RoundResult:
-    from rlhfops.agreement import krippendorff_alpha, percent_agreement
+    from rlhfops.annotate.quality import calibration_result
 
     rnd = s.get_one(m.CalibrationRound, round_id)
     items = s.execute(
@@ -156,35 +142,7 @@ def _result(s, round_id: int) -> RoundResult:
         .where(m.Item.calibration_round == round_id)
     ).all()
     raters = sorted(set(_raters(s)) | {r for _i, r, _c in labels})
-    by_item: dict[int, dict[str, str]] = {i: {} for i, _p in items}
-    for item_id, rater, choice in labels:
-        by_item[item_id][rater] = choice
-    done = {r: sum(1 for v in by_item.values() if r in v) for r in raters}
-    complete = bool(raters) and all(done[r] >= rnd.n_items for r in raters)
-    matrix = [[by_item[i].get(r) for i, _p in items] for r in raters]
-    overall = alpha = None
-    if labels:
-        overall = _safe(percent_agreement, matrix)
-        alpha = _safe(krippendorff_alpha, matrix)
-    pairwise = {}
-    for a, b in combinations(raters, 2):
-        value = _safe(percent_agreement, [matrix[raters.index(a)], matrix[raters.index(b)]])
-        if value is not None:
-            pairwise[f"{a}|{b}"] = value
-    split = []
-    prompts = dict(items)
-    for item_id, choices in by_item.items():
-        if len(choices) >= 2 and len(set(choices.values())) > 1:
-            top = max(list(choices.values()).count(c) for c in set(choices.values()))
-            split.append(SplitItem(item_id, prompts[item_id], dict(choices), top / len(choices)))
-    split.sort(key=lambda x: (x.agreement, x.item_id))
-    return RoundResult(
-        round_id, rnd.n_items, rnd.threshold, raters, done, complete, overall, alpha, pairwise, split
+    result = calibration_result(
+        [tuple(x) for x in labels], items=[i for i, _p in items], raters=raters, threshold=rnd.threshold
     )
-
-
-def _safe(fn, matrix) -> float | None:
-    try:
-        return float(fn(matrix))
-    except UserError:
-        return None
+    return RoundResult(round_id, result, dict(items))

@@ -1,10 +1,11 @@
 """Export labels to the engine's preference format and register them in the lineage.
 
-Aggregation rule (per production pair, gold and calibration copies excluded): the majority choice among
-its labels ("skip" labels ignored). A pair is exported when it has at least ``min_labels`` labels (default:
-its overlap k) and a strict majority-of-plurality for A or B: the winner is ``chosen``. Pairs whose
-plurality is "tie" or "both_bad" are dropped (the spec's policies keep both out of training: ties carry no
-preference, both-bad pairs go to demonstrations), and so are pairs with a tied plurality.
+Aggregation rule (:func:`rlhfops.annotate.quality.aggregate_pairs`, per production pair; gold items and
+calibration copies excluded): the plurality choice among its labels ("skip" ignored). A pair is exported
+when it has at least ``min_labels`` labels (the CLI passes the overlap k) and a plurality for A or B: the
+winner is ``chosen``. Pairs whose plurality is "tie" or "both_bad" are dropped (the spec's policies keep
+both out of training: ties carry no preference, both-bad pairs go to demonstrations), and so are pairs
+with a tied plurality.
 
 Each row: ``{"prompt", "chosen", "rejected", "agreement", "n_labels", "item_id"}`` where ``agreement`` is
 the share of the pair's labels that chose the winner. The file is registered as a ``preferences``
@@ -17,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,6 @@ from rlhfops.errors import UserError
 
 
 @dataclass(frozen=True)
-class Aggregate:
-    decision: str | None  # "A", "B", "tie", "both_bad" or None (no plurality)
-    agreement: float  # share of labels that chose the decision (0 when None)
-    n: int
-
-
-@dataclass(frozen=True)
 class ExportResult:
     path: Path
     artifact_id: str | None
@@ -43,17 +36,6 @@ class ExportResult:
     dropped: dict[str, int]
     alpha: float | None
     percent_agreement: float | None
-
-
-def aggregate(choices: list[str]) -> Aggregate:
-    """Plurality over canonical choices (``skip`` ignored); None when two choices tie for the top."""
-    votes = [c for c in choices if c != "skip"]
-    if not votes:
-        return Aggregate(None, 0.0, 0)
-    counts = Counter(votes).most_common()
-    if len(counts) > 1 and counts[0][1] == counts[1][1]:
-        return Aggregate(None, 0.0, len(votes))
-    return Aggregate(counts[0][0], counts[0][1] / len(votes), len(votes))
 
 
 def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
@@ -71,61 +53,42 @@ def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
     return items, by_item
 
 
-def overall_agreement(by_item: dict[int, dict[str, str]]) -> tuple[float | None, float | None]:
-    """(Krippendorff's alpha nominal, percent agreement) over raters x items; None when undefined."""
-    from rlhfops.agreement import krippendorff_alpha, percent_agreement
-
-    raters = sorted({r for v in by_item.values() for r, c in v.items() if c != "skip"})
-    ids = sorted(by_item)
-    matrix = [
-        [(lambda c: None if c in (None, "skip") else c)(by_item[i].get(r)) for i in ids] for r in raters
-    ]
-    out: list[float | None] = []
-    for fn in (krippendorff_alpha, percent_agreement):
-        try:
-            out.append(float(fn(matrix)) if matrix else None)
-        except UserError:
-            out.append(None)
-    return out[0], out[1]
-
-
 def export_preferences(
-    ws: Any, out: Path, creator: str, min_labels: int | None = None, register: bool = True
+    ws: Any, out: Path, creator: str, min_labels: int = 1, register: bool = True
 ) -> ExportResult:
     """Write the preference JSONL to ``out`` (atomically) and register it as a ``preferences`` artifact."""
+    from rlhfops.annotate.quality import aggregate_pairs
+
     out = Path(out)
-    dropped = Counter()
-    rows: list[dict[str, Any]] = []
     with ws.session() as s:
         items, by_item = production_labels(s)
-        for item in items:
-            choices = list(by_item[item.id].values())
-            need = min_labels if min_labels is not None else item.k
-            agg = aggregate(choices)
-            if agg.n < need:
-                dropped["too_few_labels"] += 1
-                continue
-            if agg.decision not in ("A", "B"):
-                dropped[agg.decision or "no_majority"] += 1
-                continue
-            a, b = item.response_a or "", item.response_b or ""
-            chosen, rejected = (a, b) if agg.decision == "A" else (b, a)
-            rows.append(
-                {
-                    "prompt": item.prompt,
-                    "chosen": chosen,
-                    "rejected": rejected,
-                    "agreement": round(agg.agreement, 6),
-                    "n_labels": agg.n,
-                    "item_id": item.id,
-                }
-            )
+    labels = [(i, r, c) for i, v in by_item.items() for r, c in v.items()]
+    agg = aggregate_pairs(labels, tie="drop", both_bad="drop", min_labels=min_labels)
+    by_id = {item.id: item for item in items}
+    rows: list[dict[str, Any]] = []
+    for pair in agg.pairs:
+        if not pair.kept or pair.choice not in ("A", "B"):
+            continue
+        item = by_id[pair.item]
+        a, b = item.response_a or "", item.response_b or ""
+        chosen, rejected = (a, b) if pair.choice == "A" else (b, a)
+        rows.append(
+            {
+                "prompt": item.prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "agreement": round(pair.agreement, 6),
+                "n_labels": pair.n_labels,
+                "item_id": item.id,
+            }
+        )
+    rows.sort(key=lambda r: r["item_id"])
+    dropped, alpha, pct = dict(agg.dropped), agg.alpha, agg.percent_agreement
     if not rows:
         raise UserError(
-            f"prefs export: no pair has a majority for A or B with enough labels (dropped: {dict(dropped)}); "
+            f"prefs export: no pair has a majority for A or B with enough labels (dropped: {dropped}); "
             "label more pairs first"
         )
-    alpha, pct = overall_agreement(by_item)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
