@@ -69,7 +69,9 @@ def test_100_raters_double_submit_store_each_label_once(crowd) -> None:
     assert errors == []
     with ws.session() as s:
         labels = s.execute(sa.select(m.Label.item_id, m.Label.rater)).all()
-        assignments = s.execute(sa.select(m.Assignment.item_id, m.Assignment.rater, m.Assignment.done_at)).all()
+        assignments = s.execute(
+            sa.select(m.Assignment.item_id, m.Assignment.rater, m.Assignment.done_at)
+        ).all()
     # demand (100 x 4) exceeds supply (60 x 3): every slot is filled, none twice
     assert len(labels) == N_ITEMS * K
     assert len(set(labels)) == len(labels)
