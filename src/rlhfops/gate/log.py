@@ -175,7 +175,13 @@ def entries(ws: Workspace, verified: bool = True) -> list[LogEntry]:
             )
     out = []
     for i, raw in enumerate(_raw_lines(log_path(ws)), start=1):
-        out.append(LogEntry(i, json.loads(raw.decode("utf-8")), _sha(raw)))
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            data = None
+        if not isinstance(data, dict):  # only reachable unverified: show the line, do not trust it
+            data = {"seq": i, "unparsable": raw.decode("utf-8", errors="replace")}
+        out.append(LogEntry(i, data, _sha(raw)))
     return out
 
 

@@ -1,0 +1,176 @@
+"""Read-only gate pages for the web app: thresholds, evidence, decision history, failing examples.
+
+``router`` is a FastAPI ``APIRouter``; the web app mounts it through ``rlhfops.web.app.EXTRA_ROUTERS``.
+Nothing here writes: decisions are made with ``rlhfops gate sign`` and ``rlhfops promote``.
+
+* ``GET /gate`` -- the deployed model, the spec's gate thresholds, every model with its gate verdict.
+* ``GET /gate/models/{model}`` -- thresholds with the evidence (links into failing examples) and the
+  model's decision history.
+* ``GET /gate/models/{model}/failures/{category}`` -- the red-team failing examples of a category.
+* ``GET /gate/models/{model}/report`` -- the full HTML gate report (rendered, not stored).
+* ``GET /gate/log`` -- the decision log with its verification.
+
+The workspace is :func:`get_workspace` (``$RLHFOPS_WORKSPACE`` or the server's working directory); the
+web app may override it with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from rlhfops.errors import UserError
+
+router = APIRouter(prefix="/gate", tags=["gate"])
+
+
+def get_workspace() -> Iterator[Any]:
+    """The workspace of the server, closed after the request."""
+    from rlhfops.workspace import require_workspace
+
+    try:
+        ws = require_workspace()
+    except UserError as err:
+        raise HTTPException(status_code=503, detail=str(err)) from None
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def _env():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent.parent / "gate" / "templates")),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    from rlhfops.report.render import fmt
+
+    base = str(request.scope.get("root_path", "")).rstrip("/")
+    return HTMLResponse(_env().get_template(template).render(base=base, fmt=fmt, **ctx))
+
+
+def _model_or_404(ws: Any, ref: str):
+    from rlhfops.gate.decide import gate_model
+
+    try:
+        return gate_model(ws, ref)
+    except UserError as err:
+        raise HTTPException(status_code=404, detail=str(err)) from None
+
+
+def _log_entries(ws: Any) -> tuple[list[Any], Any]:
+    from rlhfops.gate import log as dlog
+
+    v = dlog.verify(ws)
+    return dlog.entries(ws, verified=False), v
+
+
+@router.get("", response_class=HTMLResponse)
+def gate_index(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
+    from rlhfops.gate.decide import MODEL_KINDS, gate_evaluate, model_evaluations
+
+    sv = ws.current_spec()
+    entries, v = _log_entries(ws)
+    trusted = entries if v.ok else []
+    promos = [e for e in trusted if e.get("action") == "promote"]
+    deployed = None
+    if promos:
+        e = promos[-1]
+        deployed = {
+            "model": e.get("model"),
+            "model_kind": e.get("model_kind"),
+            "person": e.get("person"),
+            "promoted_at": e.get("logged_at"),
+            "override": e.get("override"),
+        }
+    models = []
+    for m in [a for a in ws.artifacts() if a.kind in MODEL_KINDS]:
+        verdict = gate_evaluate(ws, m.id).verdict if sv.spec is not None else "?"
+        mine = [e for e in trusted if e.get("model") == m.id]
+        models.append(
+            {
+                "id": m.id,
+                "kind": m.kind,
+                "creator": m.creator,
+                "created_at": m.created_at.isoformat(),
+                "n_evals": len(model_evaluations(ws, m)),
+                "verdict": verdict,
+                "decision": mine[-1].get("decision") if mine else None,
+                "override": bool(mine[-1].get("override")) if mine else False,
+            }
+        )
+    return _page(
+        request,
+        "gate_index.html",
+        deployed=deployed,
+        log_problem=None if v.ok else v.problem,
+        spec_hash=sv.hash,
+        spec_signed=sv.is_signed_and_current,
+        gate=sv.spec.gate if sv.spec is not None else None,
+        models=models,
+    )
+
+
+@router.get("/log", response_class=HTMLResponse)
+def gate_log_page(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
+    entries, v = _log_entries(ws)
+    return _page(request, "gate_log.html", entries=entries, verification=v)
+
+
+@router.get("/models/{model}", response_class=HTMLResponse)
+def gate_model_page(model: str, request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
+    from rlhfops.gate.decide import gate_evaluate
+
+    m = _model_or_404(ws, model)
+    try:
+        g = gate_evaluate(ws, m.id)
+    except UserError as err:
+        raise HTTPException(status_code=409, detail=str(err)) from None
+    entries, v = _log_entries(ws)
+    decisions = [e for e in entries if e.get("model") == m.id] if v.ok else []
+    return _page(request, "gate_model.html", model=m, g=g, decisions=decisions)
+
+
+@router.get("/models/{model}/failures/{category}", response_class=HTMLResponse)
+def gate_failures_page(
+    model: str, category: str, request: Request, ws: Any = Depends(get_workspace)
+) -> HTMLResponse:
+    from rlhfops.gate.decide import gate_evaluate
+
+    m = _model_or_404(ws, model)
+    g = gate_evaluate(ws, m.id)
+    row = g.evidence.redteam.get(category)
+    if row is None:
+        raise HTTPException(
+            status_code=404, detail=f"red-team category {category!r} not evaluated for {m.short_id}"
+        )
+    return _page(
+        request,
+        "gate_failures.html",
+        model=m,
+        category=category,
+        row=row,
+        failures=list(row.get("failures") or []),
+        source=g.evidence.sources.get(f"redteam:{category}"),
+    )
+
+
+@router.get("/models/{model}/report", response_class=HTMLResponse)
+def gate_report_page(model: str, ws: Any = Depends(get_workspace)) -> HTMLResponse:
+    from rlhfops.report.data import gate_report_data
+    from rlhfops.report.render import render_html
+
+    m = _model_or_404(ws, model)
+    return HTMLResponse(render_html(gate_report_data(ws, m.id)))

@@ -1,0 +1,72 @@
+"""Read-only gate pages (FastAPI router): thresholds, evidence, decision history, failing examples."""
+
+from __future__ import annotations
+
+import pytest
+from gate_helpers import add_eval, passing_evals, redteam_meta, train_chain
+
+
+@pytest.fixture
+def client(gws, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from rlhfops.web.gate_pages import get_workspace, router
+
+    app = FastAPI()
+    app.include_router(router)
+    app.dependency_overrides[get_workspace] = lambda: gws
+    ids = train_chain(gws, tmp_path / "runs")
+    passing_evals(gws, tmp_path / "ev", ids["ppo"], baseline=ids["sft"])
+    meta = redteam_meta(ids["ppo"], {"harmful_request": (58, 60), "prompt_injection": (30, 30)})
+    meta["redteam"]["harmful_request"]["failures"][0]["response"] = "<img src=x onerror=alert(1)>"
+    add_eval(gws, tmp_path / "ev", meta, [ids["ppo"]])
+    with TestClient(app) as c:
+        yield c, gws, ids
+
+
+def test_gate_pages_show_thresholds_evidence_history(client):
+    from rlhfops.gate.decide import gate_sign, promote
+
+    c, ws, ids = client
+    r = c.get("/gate")
+    assert r.status_code == 200
+    assert "no model promoted yet" in r.text and "&gt;= 0.550" in r.text and "not gated" in r.text
+    assert r.text.count('href="/gate/models/') == 2  # the sft-model and the ppo-model (not the RM)
+    assert 'class="incomplete">incomplete<' in r.text and 'class="fail">fail<' in r.text
+    m = c.get(f"/gate/models/{ids['ppo'][:12]}")
+    assert m.status_code == 200 and 'id="verdict">fail<' in m.text
+    link = f"/gate/models/{ids['ppo']}/failures/harmful_request"
+    assert link in m.text
+    f = c.get(link)
+    assert f.status_code == 200 and "58/60 passed" in f.text
+    assert "<img src=x" not in f.text and "&lt;img src=x onerror=alert(1)&gt;" in f.text
+    assert c.get(f"/gate/models/{ids['ppo']}/failures/nope").status_code == 404
+    assert c.get("/gate/models/ffffffffffff").status_code == 404
+    assert c.get(f"/gate/models/{ids['rm']}").status_code == 404  # a reward model is not gated
+    gate_sign(ws, ids["ppo"], "gina", "approve", "two harmful misses reviewed: both harmless")
+    promote(ws, ids["ppo"], "gina")
+    r = c.get("/gate")
+    assert "promoted by gina" in r.text and "override" in r.text
+    m = c.get(f"/gate/models/{ids['ppo']}")
+    assert "two harmful misses reviewed" in m.text and m.text.count("override") >= 2
+    log = c.get("/gate/log")
+    assert 'id="verify">verified: 2 entries' in log.text
+    rep = c.get(f"/gate/models/{ids['ppo']}/report")
+    assert rep.status_code == 200 and rep.text.count("<svg") == 3
+    assert ws.artifacts("report") == []  # read-only: the page does not store anything
+
+
+def test_gate_pages_show_broken_log(client):
+    from rlhfops.gate import log as dlog
+    from rlhfops.gate.decide import gate_sign
+
+    c, ws, ids = client
+    gate_sign(ws, ids["ppo"], "gina", "reject", "first: not yet")
+    gate_sign(ws, ids["ppo"], "gina", "reject", "second: not yet")
+    p = dlog.log_path(ws)
+    p.write_bytes(p.read_bytes().replace(b"first: not yet", b"first: fine!!"))
+    log = c.get("/gate/log")
+    assert log.status_code == 200 and "entry 1:" in log.text and '<tr class="FAIL"><td>1</td>' in log.text
+    r = c.get("/gate")
+    assert 'id="log-problem"' in r.text
