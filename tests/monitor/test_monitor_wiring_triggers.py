@@ -8,10 +8,13 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from monitor_backends import BOTH_BACKENDS
 from monitor_ws_helpers import add, backdate, drift_report, redteam_meta
 
 from rlhfops.monitor.engine import check_workspace_triggers
 from rlhfops.monitor.facts import deployed_model, rater_turnover
+
+pytestmark = BOTH_BACKENDS
 
 
 def _fired(res):
