@@ -68,12 +68,17 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
         ["gate", "sign", ppo, "--decision", "approve", "--reason", "meets all", "--as", "gina"], capsys
     )
     assert code == 0 and "decision log entry 1: approve" in out
+    sign_report = ws.root / "reports" / f"gate-{ppo}-0001.html"
+    assert f"report: {sign_report}" in out and "meets all" in sign_report.read_text()
     code, _, err = _cli(["promote", ppo, "--as", "frank"], capsys)
     assert code == 2 and "promote: 'frank' does not have the role gate-owner" in err
     code, out, _ = _cli(["promote", ppo, "--as", "gina"], capsys)
     assert code == 0 and f"deployed: ppo-model {ids['ppo']}" in out
     code, out, _ = _cli(["gate", "log"], capsys)
     assert code == 0 and "sign approve" in out and "promote promote" in out
+    assert f"deployed: ppo-model {ids['ppo']} (entry 2" in out
+    code, _, err = _cli(["promote", ppo, "--as", "gina"], capsys)
+    assert code == 2 and "already the deployed model" in err
     code, out, _ = _cli(["gate", "log", "--verify"], capsys)
     assert code == 0 and "OK: 2 entries" in out
     # the report: written, registered, with the training curves found through the run directory
@@ -83,7 +88,11 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
     html = out_html.read_text()
     assert html.count("<svg") == 4 and 'id="plot-curves"' in html and "metrics.jsonl" in html
     rep = ws.artifacts("report")
-    assert len(rep) == 1 and rep[0].parents[0] == ids["ppo"]
+    assert len(rep) == 2 and all(r.parents[0] == ids["ppo"] for r in rep)  # the sign's and this one
+    assert (
+        "0001.html" in rep[0].name
+        and rep[0].parents[1] == json.loads(_cli(["gate", "log", "--json"], capsys)[1])[0]["hash"]
+    )
     # status shows the deployed model (Play 5 evidence)
     code, out, _ = _cli(["status", "--json"], capsys)
     play5 = json.loads(out)["plays"][4]
@@ -105,7 +114,8 @@ def test_gate_cli_override_shows(tiny_ws, tmp_path, capsys):
     assert code == 2 and "needs a written reason" in err
     reason = "pilot with 5% of traffic, reviewed by legal"
     code, out, _ = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", reason, "--as", "gina"], capsys
+        ["gate", "sign", ppo, "--decision", "approve", "--reason", reason, "--as", "gina", "--no-report"],
+        capsys,
     )
     assert code == 0 and "OVERRIDE over failed thresholds: win_rate" in out
     code, out, _ = _cli(["promote", ppo, "--as", "gina"], capsys)

@@ -61,6 +61,9 @@ def gate_sign_cmd(
     reason: str = typer.Option(
         ..., "--reason", help="Why (kept in the decision log; >= 10 characters to approve over failures)."
     ),
+    no_report: bool = typer.Option(
+        False, "--no-report", help="Do not write the decision's HTML report (reports/gate-<id>-<entry>.html)."
+    ),
     as_: str = AS_OPT,
 ) -> None:
     """Sign the gate for a model (gate owner only; complete evaluation; current signed spec)."""
@@ -68,13 +71,15 @@ def gate_sign_cmd(
     from rlhfops.workspace import acting_person, require_workspace
 
     with require_workspace() as ws:
-        e = gate_sign(ws, model, acting_person(as_), decision, reason)
+        e = gate_sign(ws, model, acting_person(as_), decision, reason, write_report=not no_report)
     tail = f" OVERRIDE over failed thresholds: {', '.join(e.get('failed'))}" if e.get("override") else ""
     typer.echo(
         f"decision log entry {e.seq}: {e.get('decision')} {e.get('model_kind')} {e.get('model')[:12]} "
         f"by {e.get('person')} (verdict {e.get('verdict')}){tail}"
     )
     typer.echo(f"entry hash {e.hash}")
+    if e.report:
+        typer.echo(f"report: {e.report}")
 
 
 @gate_app.command("log")
@@ -101,6 +106,7 @@ def gate_log_cmd(
         return
     if not entries:
         typer.echo("decision log: empty")
+        return
     for e in entries:
         ovr = " OVERRIDE" if e.get("override") else ""
         reason = f": {e.get('reason')}" if e.get("reason") else ""
@@ -108,6 +114,14 @@ def gate_log_cmd(
             f"{e.seq:>4} {e.get('logged_at', '')} {e.get('action')} {e.get('decision')}{ovr} "
             f"{e.get('model_kind', '')} {str(e.get('model', ''))[:12]} by {e.get('person')}{reason}"
         )
+    promos = [e for e in entries if e.get("action") == "promote"]
+    if promos:
+        d = promos[-1]
+        typer.echo(
+            f"deployed: {d.get('model_kind')} {d.get('model')} (entry {d.seq}; not verified: --verify)"
+        )
+    else:
+        typer.echo("deployed: none")
 
 
 def promote_cmd(model: str = MODEL_ARG, as_: str = AS_OPT) -> None:

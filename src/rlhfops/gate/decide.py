@@ -120,8 +120,15 @@ def _compact(g: GateEvaluation) -> list[dict[str, Any]]:
     ]
 
 
-def gate_sign(ws: Workspace, model_ref: str, person: str, decision: str, reason: str) -> dlog.LogEntry:
-    """Record the gate owner's decision on the model's complete evaluation (see the module docstring)."""
+def gate_sign(
+    ws: Workspace, model_ref: str, person: str, decision: str, reason: str, write_report: bool = False
+) -> dlog.LogEntry:
+    """Record the gate owner's decision on the model's complete evaluation (see the module docstring).
+
+    With ``write_report`` the decision's HTML report is written to ``reports/gate-<model>-<entry>.html``
+    and stored as a ``report`` artifact (parents: the model and the decision); its path is in
+    ``entry.report``. A failing report does not undo the decision (the log entry stands).
+    """
     decision = decision.strip().lower()
     if decision not in DECISIONS:
         raise UserError(f"gate sign: --decision {decision!r}; valid: {', '.join(DECISIONS)}")
@@ -172,7 +179,22 @@ def gate_sign(ws: Workspace, model_ref: str, person: str, decision: str, reason:
         "reason": reason,
     }
     parents = [model.id, spec_id, *g.evidence.counted]
-    return dlog.append(ws, record, parents, person, meta, _now())
+    entry = dlog.append(ws, record, parents, person, meta, _now())
+    if write_report:
+        from dataclasses import replace
+
+        from rlhfops.report.render import gate_report
+
+        out = ws.root / "reports" / f"gate-{model.short_id}-{entry.seq:04d}.html"
+        try:
+            path, _ = gate_report(ws, model.id, out, register=True)
+        except Exception as err:  # the decision is recorded; a report problem must not hide that
+            import warnings
+
+            warnings.warn(f"gate sign: decision recorded, report not written: {err}", stacklevel=2)
+        else:
+            entry = replace(entry, report=str(path))
+    return entry
 
 
 def latest_signature(entries: list[dlog.LogEntry], model_id: str) -> dlog.LogEntry | None:
@@ -223,6 +245,12 @@ def promote(ws: Workspace, model_ref: str, person: str) -> dlog.LogEntry:
             "over the failures, with a written reason, lets it through"
         )
     _check_signature(sig, g, sv, label)
+    current = _deployed_from(entries)
+    if current is not None and current.model == model.id:
+        raise GateRefused(
+            f"promote: {label} is already the deployed model (decision log entry {current.entry}); "
+            "nothing to do"
+        )
     ws.check_stage_ready("promote")  # Plays 1-4 complete on the current spec; promote has no override
     spec_id = ws.register_spec_version(person)
     record = {
@@ -250,7 +278,11 @@ def promote(ws: Workspace, model_ref: str, person: str) -> dlog.LogEntry:
 
 def deployed(ws: Workspace) -> Deployment | None:
     """The model of the latest promotion in the (verified) decision log, or None."""
-    promos = [e for e in dlog.entries(ws, verified=True) if e.get("action") == "promote"]
+    return _deployed_from(dlog.entries(ws, verified=True))
+
+
+def _deployed_from(entries: list[dlog.LogEntry]) -> Deployment | None:
+    promos = [e for e in entries if e.get("action") == "promote"]
     if not promos:
         return None
     e = promos[-1]

@@ -47,6 +47,7 @@ class LogEntry:
     line: int
     data: dict[str, Any]
     hash: str
+    report: str = ""  # path of the decision's HTML report, when one was written with it (not logged)
 
     @property
     def seq(self) -> int:
