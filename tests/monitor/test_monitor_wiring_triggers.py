@@ -205,3 +205,22 @@ def test_deployed_model_prefers_the_promoted_one(ws, tmp_path):
     assert deployed_model(arts).id == a
     add(ws, tmp_path, "decision", "d2", {"decision": "reject"}, parents=[a])
     assert deployed_model(ws.artifacts()).id == a
+
+
+def test_a_drift_rule_keeps_one_open_trigger_until_it_is_closed(ws, tmp_path):
+    r1 = add(ws, tmp_path, "report", "drift1.json", {"monitor": "drift-report"})
+    first = check_workspace_triggers(ws, "alice", report=drift_report(True, 0.05), report_id=r1)
+    (opened,) = first.opened
+    r2 = add(ws, tmp_path, "report", "drift2.json", {"monitor": "drift-report"})
+    second = check_workspace_triggers(ws, "alice", report=drift_report(True, 0.05), report_id=r2)
+    assert second.opened == [] and second.firings[0].open_trigger == opened.trigger_id
+    assert len(ws.artifacts("prompts")) == 1  # no second comparison batch while the first is open
+    ws.close_trigger(opened.trigger_id, "erin")
+    third = check_workspace_triggers(ws, "alice", report=drift_report(True, 0.05), report_id=r2)
+    assert [f.firing.rule_id for f in third.opened] == ["input_drift"]
+    # edge cases are not state-like: a new failing id opens a new trigger even while one is open
+    model = add(ws, tmp_path, "ppo-model", "ppo", {})
+    add(ws, tmp_path, "evaluation", "e1", redteam_meta(model, ["p1"]), [model])
+    assert len(check_workspace_triggers(ws, "alice").opened) == 1
+    add(ws, tmp_path, "evaluation", "e2", redteam_meta(model, ["p1", "p2"]), [model])
+    assert [f.firing.rule_id for f in check_workspace_triggers(ws, "alice").opened] == ["new_edge_case"]

@@ -264,7 +264,12 @@ def _print_check(res, as_json: bool) -> None:
     if not res.firings:
         typer.echo("no rule fires")
     for f in res.firings:
-        state = f"opened #{f.trigger_id}" if f.trigger_id is not None else "already raised"
+        if f.trigger_id is not None:
+            state = f"opened #{f.trigger_id}"
+        elif f.open_trigger is not None:
+            state = f"still open #{f.open_trigger}"
+        else:
+            state = "already raised"
         typer.echo(f"{state}: -> Play {f.firing.play} [{f.firing.rule_id}] {f.firing.evidence}")
         if f.comparison_batch:
             typer.echo(f"  next comparison batch: prompts artifact {f.comparison_batch[:12]}")

@@ -13,7 +13,10 @@ report's id (drift rules), the failing edge-case ids (edge-case rules), the alar
 hacking), the rater pool (turnover), the reward model's id (age). It is stored in the trigger's
 ``source`` (``monitor:<rule>:<12 hex>``); a firing whose fingerprint any trigger (open or closed)
 already has is not opened again, so closing a trigger is not undone by the next check on the same
-facts, while new facts (a new failure id, a newer drift report) open a new one.
+facts, while new facts (a new failure id, a newer drift report) open a new one. State-like rules (drift,
+new task, rater turnover, reward model age) keep at most one open trigger each: while it is open, a
+newer drift report that still drifts is reported as "still open" instead of opening a second one (and
+writing a second comparison batch); once it is closed, the next firing opens a new one.
 
 **Behaviour drift -> Play 3 with the prompts.** When the ``input_drift`` rule opens a trigger, its
 drifted prompts are written as a ``prompts`` artifact (JSONL ``{"prompt", "id", "source"}``, parent: the
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
     from rlhfops.workspace.store import ArtifactRecord
 
 WORKSPACE_RULES_FILE = "triggers.yaml"
+# state-like conditions: while a rule's trigger is open, the same rule opens no second one
+ONE_OPEN = frozenset({"net_new_task", "input_drift", "output_drift", "rater_turnover", "reward_model_age"})
 REPORT_TAG = "drift-report"
 BATCH_TAG = "comparison-batch"
 SOURCE_PREFIX = "monitor:"
@@ -62,6 +67,7 @@ class OpenedTrigger:
     trigger_id: int | None
     fingerprint: str
     comparison_batch: str | None = None
+    open_trigger: int | None = None  # the rule's trigger that is still open (state-like rules)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +78,7 @@ class OpenedTrigger:
             "trigger_id": self.trigger_id,
             "new": self.trigger_id is not None,
             "comparison_batch": self.comparison_batch,
+            "open_trigger": self.open_trigger,
         }
 
 
@@ -199,12 +206,16 @@ def check_workspace_triggers(
     result = CheckResult(source, facts=facts)
     if facts.turnover is not None:
         result.notes.append(f"rater turnover: {facts.turnover.note}")
-    seen = {t.source for t in ws.triggers(open_only=False)}
+    every = ws.triggers(open_only=False)
+    seen = {t.source for t in every}
+    open_by_rule = {t.rule: t.id for t in every if t.closed_at is None}
     by_id = {r.id: r for r in table}
     for firing in evaluate_triggers(snap, table):
-        fp = fingerprint(by_id[firing.rule_id], firing, facts, report_id)
-        if fp in seen:
-            result.firings.append(OpenedTrigger(firing, None, fp))
+        rule = by_id[firing.rule_id]
+        fp = fingerprint(rule, firing, facts, report_id)
+        still_open = open_by_rule.get(rule.id) if rule.condition in ONE_OPEN else None
+        if fp in seen or still_open is not None:
+            result.firings.append(OpenedTrigger(firing, None, fp, open_trigger=still_open))
             continue
         evidence, batch = firing.evidence, None
         if by_id[firing.rule_id].condition == "input_drift" and firing.payload.get("comparison_batch"):
