@@ -66,14 +66,17 @@ class ScalarHeadModel(nn.Module):
         dtype: str = "float32",
         lora: Any = None,
         attn_implementation: str = "sdpa",
+        gradient_checkpointing: bool = False,
     ) -> ScalarHeadModel:
         """A fresh head on the trunk of a causal LM (bundled name or local directory)."""
-        from rlhfops.models.loading import _adapter_base, resolve_model_dir
+        from rlhfops.models.loading import _adapter_base, enable_gradient_checkpointing, resolve_model_dir
 
         path = resolve_model_dir(name_or_path)
         if _adapter_base(path):
             raise UserError(f"{path}: is a LoRA adapter; start a reward/value model from full weights")
         trunk = _load_trunk(path, dtype, attn_implementation)
+        if gradient_checkpointing:
+            enable_gradient_checkpointing(trunk)
         if lora is not None and lora.enabled:
             from rlhfops.models.loading import add_lora
 

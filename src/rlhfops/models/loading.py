@@ -155,8 +155,7 @@ def load_causal_lm(
         attn_implementation=attn_implementation,
     )
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
+        enable_gradient_checkpointing(model)
     if base:
         from peft import PeftModel
 
@@ -171,6 +170,16 @@ def load_causal_lm(
         for p in model.parameters():
             p.requires_grad_(False)
     return model
+
+
+def enable_gradient_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass (non-reentrant: works with frozen inputs and LoRA)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
 
 
 def add_lora(model: Any, lora: LoraSettings, task_type: str | None = None) -> Any:

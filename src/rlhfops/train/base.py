@@ -212,11 +212,12 @@ class Trainer(abc.ABC):
                 f"{self.stage} step {step}: loss is {loss}; training stopped ({where}). "
                 "Lower learning_rate or check the data."
             )
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step's update uses
         grad_norm = self.apply_update()
         record: dict[str, Any] = {
             "step": step,
             "loss": loss,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": lr,
             "grad_norm": grad_norm,
             self.unit_name: global_units,
             "seconds": time.perf_counter() - t0,

@@ -36,7 +36,11 @@ class RewardTrainer(Trainer):
 
         cfg = self.config
         self.model = RewardModel.from_causal_lm(
-            cfg.model, dtype=cfg.dtype, lora=lora_settings(cfg), attn_implementation=cfg.attn_implementation
+            cfg.model,
+            dtype=cfg.dtype,
+            lora=lora_settings(cfg),
+            attn_implementation=cfg.attn_implementation,
+            gradient_checkpointing=cfg.gradient_checkpointing,
         )
 
     def _batch(self, rows: list[Any]):

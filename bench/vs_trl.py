@@ -1,0 +1,328 @@
+"""Benchmark: rlhfops vs TRL 1.16 on the same CPU, model and data, one JSON line per stage.
+
+Stages ``sft``, ``rm`` and ``dpo`` train the bundled SmolLM2-135M-Instruct (float32, sdpa attention,
+full fine-tuning) for one epoch over the same examples, 4 examples (pairs) per optimizer step. The
+data are the bundled support-replies examples (completion lengths vary from one sentence to a rambling
+paragraph). Every run is a fresh subprocess (so peak RSS is that side's alone), and the two sides are
+interleaved: rlhfops, TRL, rlhfops, TRL, ... The figure is the median over rounds of the per-round ratio.
+
+What is timed, on both sides: everything after the imports -- loading the model and tokenizer,
+tokenising the data, any precomputation (rlhfops' reference log-probs for DPO), and every training
+step. Neither side evaluates or saves a model inside the timed part. TRL runs with its defaults for
+that stage (padding, a second reference model for DPO); rlhfops with its defaults (packing, shared
+prompt for pairs, LM head only on completion positions, reference log-probs precomputed once).
+
+Tokens per second = the same token count on both sides (prompt + completion tokens of every example;
+for pairs prompt + chosen + prompt + rejected, as the examples would be processed one by one) divided
+by that side's time. ``ratio`` = rlhfops tokens/s / TRL tokens/s. ``*_loss`` is the mean training loss
+over the epoch and ``*_first_loss`` the first step's: TRL reads the examples sequentially in the order
+rlhfops' seeded sampler visits them, so both sides train on the same batches, and the reward heads
+start from the same weights. The first-step losses (same weights, same batch) must agree within 2% or
+the script fails. The epoch means are reported, not checked: after the first update TRL's logged DPO
+and reward losses fall much faster than a hand computation from its own updated weights gives (see
+docs/benchmarks.md), so they are not a like-for-like check.
+
+Run: ``.venv/bin/python bench/vs_trl.py [--stages sft,rm,dpo] [--rounds 3] [--steps 8]``
+(append ``--stages generate,online_rl`` for the PPO-issue stages when they exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "src" / "rlhfops" / "examples" / "support_replies"
+PAIRS_PER_STEP = 4
+LR = {"sft": 1e-6, "rm": 1e-6, "dpo": 1e-6}
+MAX_LENGTH = 512
+BETA = 0.1
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+# TRL 1.16 turns gradient checkpointing on by default; both sides use the same setting (--checkpointing).
+CHECKPOINTING = os.environ.get("BENCH_CHECKPOINTING", "1") == "1"
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def write_data(stage: str, n: int, out: Path) -> Path:
+    """The first ``n`` examples of the bundled set for ``stage`` (sft: demos; rm/dpo: prefs)."""
+    src = EXAMPLES / ("demos.jsonl" if stage == "sft" else "prefs.jsonl")
+    rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()][:n]
+    if len(rows) < n:
+        raise SystemExit(f"{src}: only {len(rows)} rows, {n} needed")
+    path = out / f"{stage}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def count_tokens(stage: str, data: Path) -> int:
+    """Prompt + completion tokens of every example, through the model's chat template."""
+    from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer
+
+    tok = load_tokenizer(BUNDLED_NAME)
+    total = 0
+    for line in data.read_text().splitlines():
+        row = json.loads(line)
+        prompt = [{"role": "user", "content": row["prompt"]}]
+        answers = [row["completion"]] if stage == "sft" else [row["chosen"], row["rejected"]]
+        for a in answers:
+            text = tok.apply_chat_template(prompt + [{"role": "assistant", "content": a}], tokenize=False)
+            total += len(tok(text, add_special_tokens=False)["input_ids"])
+    return total
+
+
+def head_init(hidden: int, path: Path) -> None:
+    """One reward-head weight for both sides (TRL's score layer has no bias; ours starts at bias 0)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1234)
+    w = torch.randn(1, hidden, generator=g) / (hidden + 1) ** 0.5
+    torch.save(w, path)
+
+
+# ---- one side, in a fresh process --------------------------------------------------------------------
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
+    import torch
+
+    from rlhfops.train.config import DPOConfig, RewardConfig, SFTConfig
+
+    cls = {"sft": SFTConfig, "rm": RewardConfig, "dpo": DPOConfig}[stage]
+    cfg = cls(
+        data=str(data),
+        eval_fraction=0.0,
+        output_dir=str(work / "run"),
+        batch_size=PAIRS_PER_STEP,
+        max_steps=steps,
+        learning_rate=LR[stage],
+        max_length=MAX_LENGTH,
+        warmup_ratio=0.0,
+        lr_scheduler="linear",
+        save_every=10_000,
+        progress=False,
+        gradient_checkpointing=CHECKPOINTING,
+        **({"beta": BETA} if stage == "dpo" else {}),
+    )
+    from rlhfops.train.runner import trainer_class
+
+    base = trainer_class(stage)
+
+    class Timed(base):  # type: ignore[misc, valid-type]
+        def build_model(self) -> None:
+            super().build_model()
+            if stage == "rm":  # the same starting head as TRL's score layer
+                with torch.no_grad():
+                    self.model.head.weight.copy_(torch.load(head))
+                    self.model.head.bias.zero_()
+
+        def finish(self):  # no evaluation, no final save inside the timed part
+            return None
+
+    t0 = time.perf_counter()
+    trainer = Timed(cfg)
+    trainer.setup()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    records = [r for r in trainer.run.read_metrics() if "loss" in r]
+    losses = [r["loss"] for r in records]
+    return {"seconds": seconds, "losses": losses}
+
+
+def _trl_rows(stage: str, data: Path) -> list[dict]:
+    """The examples in the order rlhfops' first epoch visits them (TRL then samples sequentially), so
+    both sides see the same batches at the same steps and their per-step losses are comparable."""
+    import numpy as np
+
+    lines = data.read_text().splitlines()
+    order = np.random.default_rng(0).permutation(len(lines))  # Trainer.rows_for_step, seed 0, epoch 0
+    rows = []
+    for i in order:
+        r = json.loads(lines[i])
+        prompt = [{"role": "user", "content": r["prompt"]}]
+        if stage == "sft":
+            rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": r["completion"]}]})
+        else:
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                    "rejected": [{"role": "assistant", "content": r["rejected"]}],
+                }
+            )
+    return rows
+
+
+def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer, resolve_model_dir
+
+    t0 = time.perf_counter()
+    model_dir = resolve_model_dir(BUNDLED_NAME)
+    tok = load_tokenizer(BUNDLED_NAME)
+    ds = Dataset.from_list(_trl_rows(stage, data))
+    common = dict(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=PAIRS_PER_STEP,
+        num_train_epochs=1,
+        max_steps=steps,
+        learning_rate=LR[stage],
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        max_length=MAX_LENGTH,
+        disable_tqdm=True,
+        seed=0,
+        train_sampling_strategy="sequential",
+        gradient_checkpointing=CHECKPOINTING,
+    )
+    kw = dict(dtype=torch.float32, attn_implementation="sdpa")
+    if stage == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
+        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=ds, processing_class=tok)
+    elif stage == "rm":
+        from trl import RewardConfig, RewardTrainer
+
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kw)
+        model.config.pad_token_id = tok.pad_token_id
+        with torch.no_grad():
+            model.score.weight.copy_(torch.load(head))
+        args = RewardConfig(**common)
+        trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
+        args = DPOConfig(**common, beta=BETA, loss_type=["sigmoid"])
+        trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    records = [h for h in trainer.state.log_history if "loss" in h]
+    losses = [h["loss"] for h in records]
+    return {"seconds": seconds, "losses": losses}
+
+
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    work = Path(args.work)
+    fn = run_rlhfops if args.side == "rlhfops" else run_trl
+    out = fn(args.stage, Path(args.data), args.steps, work, work.parent / "head.pt")
+    out["peak_rss_mb"] = _peak_rss_mb()
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+# ---- the driver ---------------------------------------------------------------------------------------
+def run_side(side: str, stage: str, data: Path, steps: int, tmp: Path, i: int) -> dict:
+    work = tmp / f"{stage}-{side}-{i}"
+    work.mkdir()
+    cmd = [sys.executable, __file__, "--child", side, "--stage", stage, "--data", str(data)]
+    cmd += ["--steps", str(steps), "--work", str(work)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
+    env["BENCH_CHECKPOINTING"] = "1" if CHECKPOINTING else "0"
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-6000:])
+        raise SystemExit(f"{side} {stage} failed (exit {proc.returncode})")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def bench_stage(stage: str, rounds: int, steps: int, tmp: Path) -> dict:
+    data = write_data(stage, steps * PAIRS_PER_STEP, tmp)
+    tokens = count_tokens(stage, data)
+    ours, theirs, ratios = [], [], []
+    for i in range(rounds):
+        a = run_side("rlhfops", stage, data, steps, tmp, i)
+        b = run_side("trl", stage, data, steps, tmp, i)
+        ours.append(a)
+        theirs.append(b)
+        ratios.append(b["seconds"] / a["seconds"])
+        line = f"# {stage} round {i + 1}: rlhfops {a['seconds']:.1f}s  trl {b['seconds']:.1f}s"
+        print(f"{line}  losses {a['losses']} vs {b['losses']}", file=sys.stderr)
+    med = statistics.median
+    a_s, b_s = med(r["seconds"] for r in ours), med(r["seconds"] for r in theirs)
+    a_loss, b_loss = statistics.fmean(ours[0]["losses"]), statistics.fmean(theirs[0]["losses"])
+    a_first, b_first = ours[0]["losses"][0], theirs[0]["losses"][0]
+    out = {
+        "stage": stage,
+        "rlhfops_tokens_per_s": round(tokens / a_s, 1),
+        "trl_tokens_per_s": round(tokens / b_s, 1),
+        "ratio": round(med(ratios), 3),
+        "rlhfops_peak_rss_mb": round(med(r["peak_rss_mb"] for r in ours), 1),
+        "trl_peak_rss_mb": round(med(r["peak_rss_mb"] for r in theirs), 1),
+        "rlhfops_loss": round(a_loss, 5),
+        "trl_loss": round(b_loss, 5),
+        "rlhfops_first_loss": round(a_first, 5),
+        "trl_first_loss": round(b_first, 5),
+        "tokens": tokens,
+        "examples": steps * PAIRS_PER_STEP,
+        "steps": steps,
+        "rounds": rounds,
+        "ratios": [round(r, 3) for r in ratios],
+        "gradient_checkpointing": CHECKPOINTING,
+    }
+    out["losses_agree"] = abs(a_first - b_first) <= 0.02 * max(abs(b_first), 1e-8)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stages", default="sft,rm,dpo")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument(
+        "--checkpointing",
+        choices=["on", "off"],
+        default="on",
+        help="gradient checkpointing on both sides (TRL 1.16's default is on)",
+    )
+    ap.add_argument("--child", choices=["rlhfops", "trl"], dest="side")
+    ap.add_argument("--stage")
+    ap.add_argument("--data")
+    ap.add_argument("--work")
+    args = ap.parse_args()
+    if args.side:
+        return child(args)
+    global CHECKPOINTING
+    CHECKPOINTING = args.checkpointing == "on"
+    from rlhfops.models.loading import BUNDLED_NAME, resolve_model_dir
+
+    hidden = json.loads((resolve_model_dir(BUNDLED_NAME) / "config.json").read_text())["hidden_size"]
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="bench-vs-trl-") as t:
+        tmp = Path(t)
+        head_init(hidden, tmp / "head.pt")
+        for stage in args.stages.split(","):
+            result = bench_stage(stage.strip(), args.rounds, args.steps, tmp)
+            print(json.dumps(result), flush=True)
+            failed |= not result["losses_agree"]
+    if failed:
+        raise SystemExit("the two sides' losses disagree: the comparison is not like for like")
+
+
+if __name__ == "__main__":
+    main()
