@@ -232,3 +232,20 @@ def _default_rules(tmp_path):
     from rlhfops.monitor.triggers import init_rules_file
 
     return init_rules_file(tmp_path, "default_copy.yaml")
+
+
+def test_triggers_open_by_hand_and_close(ws, capsys):
+    main(["triggers", "open", "--play", "1", "--rule", "net_new_task", "--evidence", "invoice disputes"])
+    out = capsys.readouterr().out
+    assert "-> Play 1 [net_new_task] by alice" in out
+    (t,) = ws.triggers()
+    assert (t.play, t.rule, t.evidence, t.source) == (1, "net_new_task", "invoice disputes", "manual:alice")
+    for argv in (["--play", "6"], ["--play", "1", "--evidence", " "]):
+        with pytest.raises(SystemExit) as ex:
+            main(["triggers", "open", "--rule", "x", "--evidence", "e", *argv])
+        assert ex.value.code == 2
+    main(["triggers", "close", str(t.id)])
+    assert ws.triggers() == []
+    with pytest.raises(SystemExit) as ex:
+        main(["triggers", "close", str(t.id)])
+    assert ex.value.code == 2 and "no open trigger" in capsys.readouterr().err

@@ -277,6 +277,25 @@ def _print_check(res, as_json: bool) -> None:
         typer.echo(f"note: {note}")
 
 
+@triggers_app.command("open")
+def triggers_open(
+    play: int = typer.Option(..., "--play", min=1, max=5, help="The play to re-enter (1-5)."),
+    rule: str = typer.Option(..., "--rule", help="What was seen, e.g. net_new_task."),
+    evidence: str = typer.Option(..., "--evidence", help="One line of evidence (what, where, how much)."),
+    as_: str = AS_OPT,
+) -> None:
+    """Open a trigger by hand (e.g. a net-new task seen by the product team); prints its id."""
+    from rlhfops.errors import UserError
+    from rlhfops.workspace import acting_person, require_workspace
+
+    if not rule.strip() or not evidence.strip():
+        raise UserError("triggers open: --rule and --evidence must not be empty")
+    with require_workspace() as ws:
+        person = acting_person(as_)
+        tid = ws.open_trigger(play, rule.strip(), evidence.strip(), f"manual:{person}")
+    typer.echo(f"trigger {tid} opened: -> Play {play} [{rule.strip()}] by {person}")
+
+
 @triggers_app.command("close")
 def triggers_close(
     trigger_id: int = typer.Argument(..., help="Id of an open trigger (from `rlhfops triggers`)."),
