@@ -43,7 +43,7 @@ from rlhfops.errors import UserError
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
 LEVELS: tuple[str, ...] = ("nominal", "ordinal", "interval", "ratio")
 Weights = Literal["linear", "quadratic"] | None
-_DENSE_TABLE_MAX = 20_000_000  # units x values cells up to which counts use a dense table (no sort)
+_DENSE_TABLE_MAX = 4_000_000  # units x values cells up to which counts use a dense table (no sort)
 
 __all__ = [
     "LEVELS",

@@ -31,14 +31,27 @@ class Label:
     batch: Hashable | None = None
 
 
-def _field(row: Any, *names: str) -> Any:
-    for name in names:
-        if isinstance(row, Mapping):
-            if name in row:
-                return row[name]
-        elif hasattr(row, name):
-            return getattr(row, name)
-    return None
+_MISSING = object()
+
+
+def _from_row(row: Any) -> Label:
+    """A Label from a mapping or an object with item (item_id), rater, choice, at (created_at), batch."""
+    if isinstance(row, Mapping):
+        get = row.get
+    else:
+
+        def get(name: str, default: Any = None) -> Any:
+            return getattr(row, name, default)
+
+    item = get("item", _MISSING)
+    at = get("at", _MISSING)
+    return Label(
+        get("item_id") if item is _MISSING else item,
+        get("rater"),
+        get("choice"),
+        get("created_at") if at is _MISSING else at,
+        get("batch"),
+    )
 
 
 def as_labels(rows: Iterable[Any], keep_skips: bool = False) -> list[Label]:
@@ -48,20 +61,14 @@ def as_labels(rows: Iterable[Any], keep_skips: bool = False) -> list[Label]:
     """
     seen: dict[tuple[Hashable, str], Label] = {}
     for i, row in enumerate(rows):
-        if isinstance(row, Label):
+        if type(row) is Label:
             label = row
         elif isinstance(row, tuple | list):
             if not 3 <= len(row) <= 5:
                 raise UserError(f"label row {i}: expected (item, rater, choice[, at[, batch]]), got {row!r}")
             label = Label(*row)
         else:
-            label = Label(
-                _field(row, "item", "item_id"),
-                _field(row, "rater"),
-                _field(row, "choice"),
-                _field(row, "at", "created_at"),
-                _field(row, "batch"),
-            )
+            label = _from_row(row)
         if label.item is None or label.rater is None:
             raise UserError(f"label row {i}: item and rater are required, got {row!r}")
         if label.choice not in CHOICES + IGNORED:
@@ -69,43 +76,50 @@ def as_labels(rows: Iterable[Any], keep_skips: bool = False) -> list[Label]:
                 f"label row {i} (item {label.item!r}, rater {label.rater!r}): choice {label.choice!r} is not "
                 f"one of {', '.join(CHOICES + IGNORED)}"
             )
-        seen.pop((label.item, label.rater), None)
-        seen[(label.item, label.rater)] = label
+        key = (label.item, label.rater)
+        if key in seen:
+            del seen[key]  # the later label replaces it (and takes its place in the order)
+        seen[key] = label
     return [lab for lab in seen.values() if keep_skips or lab.choice not in IGNORED]
 
 
 @dataclass(frozen=True)
 class LabelTable:
-    """Labels as a one-hot raters x items x choices array."""
+    """Labels as index arrays: label ``l`` is rater ``rater[l]``'s choice ``choice[l]`` on ``item[l]``."""
 
-    raters: list[str]
-    items: list[Hashable]
-    onehot: np.ndarray  # bool [R, U, C] one-hot over CHOICES
+    raters: list[str]  # [R] sorted by name
+    items: list[Hashable]  # [U] in first-seen order
+    rater: np.ndarray  # int64 [N] index into raters
+    item: np.ndarray  # int64 [N] index into items
+    choice: np.ndarray  # int64 [N] index into CHOICES
 
-    @property
-    def present(self) -> np.ndarray:  # bool [R, U]
-        return self.onehot.any(axis=2)
+    def counts(self) -> np.ndarray:
+        """int [U, C]: labels per item and choice."""
+        c = len(CHOICES)
+        return np.bincount(self.item * c + self.choice, minlength=len(self.items) * c).reshape(-1, c)
 
-    def matrix(self) -> list[list[str | None]]:
-        """Raters x items choices (None where missing), the input of the agreement metrics."""
-        code = np.where(self.present, self.onehot.argmax(axis=2), -1)
-        return [[CHOICES[c] if c >= 0 else None for c in row] for row in code.tolist()]
+    def codes(self) -> np.ndarray:
+        """float [R, U]: choice index, NaN where the rater did not label the item.
+
+        The input of the nominal agreement metrics (which only compare codes for equality).
+        """
+        out = np.full((len(self.raters), len(self.items)), np.nan)
+        out[self.rater, self.item] = self.choice
+        return out
 
 
 def label_table(labels: list[Label]) -> LabelTable:
-    """Raters sorted by name, items in first-seen order."""
+    """Raters sorted by name, items in first-seen order (labels as returned by :func:`as_labels`)."""
     raters = sorted({lab.rater for lab in labels})
     items = list(dict.fromkeys(lab.item for lab in labels))
     r_idx = {r: i for i, r in enumerate(raters)}
     u_idx = {u: i for i, u in enumerate(items)}
     c_idx = {c: i for i, c in enumerate(CHOICES)}
-    onehot = np.zeros((len(raters), len(items), len(CHOICES)), dtype=bool)
-    if labels:
-        rr = np.fromiter((r_idx[lab.rater] for lab in labels), dtype=np.int64, count=len(labels))
-        uu = np.fromiter((u_idx[lab.item] for lab in labels), dtype=np.int64, count=len(labels))
-        cc = np.fromiter((c_idx[lab.choice] for lab in labels), dtype=np.int64, count=len(labels))
-        onehot[rr, uu, cc] = True
-    return LabelTable(raters, items, onehot)
+    n = len(labels)
+    rr = np.fromiter((r_idx[lab.rater] for lab in labels), dtype=np.int64, count=n)
+    uu = np.fromiter((u_idx[lab.item] for lab in labels), dtype=np.int64, count=n)
+    cc = np.fromiter((c_idx[lab.choice] for lab in labels), dtype=np.int64, count=n)
+    return LabelTable(raters, items, rr, uu, cc)
 
 
 def safe_metric(fn: Any, *args: Any, **kwargs: Any) -> float | None:

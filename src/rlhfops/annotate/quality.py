@@ -119,9 +119,18 @@ class RaterAgreementReport:
 
 
 def _pairwise(t: LabelTable) -> tuple[np.ndarray, np.ndarray]:
-    m = t.present.astype(np.float64)
-    common = (m @ m.T).astype(np.int64)
-    agree = sum(t.onehot[:, :, c].astype(np.float64) @ t.onehot[:, :, c].T for c in range(len(CHOICES)))
+    """(agreement [R, R], common items [R, R]) from every ordered pair of labels on the same item."""
+    r = len(t.raters)
+    order = np.argsort(t.item, kind="stable")
+    rater, choice, item = t.rater[order], t.choice[order], t.item[order]
+    per_item = np.bincount(item, minlength=len(t.items))
+    start = np.cumsum(per_item) - per_item
+    reps = per_item[item]
+    left = np.repeat(np.arange(len(item)), reps)
+    right = start[item[left]] + (np.arange(len(left)) - np.repeat(np.cumsum(reps) - reps, reps))
+    key = rater[left] * r + rater[right]
+    common = np.bincount(key, minlength=r * r).reshape(r, r)
+    agree = np.bincount(key, weights=choice[left] == choice[right], minlength=r * r).reshape(r, r)
     with np.errstate(invalid="ignore", divide="ignore"):
         pairwise = np.where(common > 0, agree / np.maximum(common, 1), np.nan)
     return pairwise, common
@@ -134,31 +143,31 @@ def rater_agreement(labels: Iterable[Any], min_others: int = 1) -> RaterAgreemen
     ``min_others`` labels and one choice has strictly more of them than any other, the share where the
     rater chose it (ties among the others: the item is not counted). ``pairwise[i, j]``: share of the
     items labelled by both on which they chose the same; ``mean_pairwise`` pools a rater's row.
+    Cost: one pass over the labels plus ``sum_items labels^2`` label pairs.
     """
     t = label_table(as_labels(labels))
     pairwise, common = _pairwise(t)
-    counts = t.onehot.sum(axis=0)  # [U, C]
-    per = []
-    for i, rater in enumerate(t.raters):
-        mine = t.onehot[i]  # [U, C]
-        others = counts - mine
-        top = others.max(axis=1)
-        unique_top = (others == top[:, None]).sum(axis=1) == 1
-        usable = mine.any(axis=1) & unique_top & (others.sum(axis=1) >= max(min_others, 1))
-        hit = (mine & (others == top[:, None])).any(axis=1) & usable
-        n_compared = int(usable.sum())
-        off = np.arange(len(t.raters)) != i
-        pairs = int(common[i, off].sum())
-        agreeing = float(np.nansum(pairwise[i, off] * common[i, off]))
-        per.append(
-            RaterAgreement(
-                rater,
-                int(mine.any(axis=1).sum()),
-                n_compared,
-                float(hit.sum() / n_compared) if n_compared else None,
-                agreeing / pairs if pairs else None,
-            )
+    n_r = len(t.raters)
+    others = t.counts()[t.item] - np.eye(len(CHOICES), dtype=np.int64)[t.choice]  # [N, C] per label
+    top = others.max(axis=1)
+    usable = ((others == top[:, None]).sum(axis=1) == 1) & (others.sum(axis=1) >= max(min_others, 1))
+    hit = usable & (others[np.arange(len(t.choice)), t.choice] == top)
+    n_labels = np.bincount(t.rater, minlength=n_r)
+    n_compared = np.bincount(t.rater, weights=usable, minlength=n_r).astype(np.int64)
+    n_hit = np.bincount(t.rater, weights=hit, minlength=n_r)
+    off = ~np.eye(n_r, dtype=bool)
+    pairs = np.where(off, common, 0).sum(axis=1)
+    agreeing = np.where(off & (common > 0), np.nan_to_num(pairwise) * common, 0).sum(axis=1)
+    per = [
+        RaterAgreement(
+            rater,
+            int(n_labels[i]),
+            int(n_compared[i]),
+            float(n_hit[i] / n_compared[i]) if n_compared[i] else None,
+            float(agreeing[i] / pairs[i]) if pairs[i] else None,
         )
+        for i, rater in enumerate(t.raters)
+    ]
     return RaterAgreementReport(t.raters, per, pairwise, common)
 
 
@@ -182,10 +191,10 @@ def overall_agreement(labels: Iterable[Any], threshold: float = 0.70) -> Overall
     """Percent agreement and alpha over all labels; a warning when agreement is under ``threshold``."""
     labs = as_labels(labels)
     t = label_table(labs)
-    matrix = t.matrix()
+    matrix = t.codes()
     pct = safe_metric(percent_agreement, matrix) if labs else None
     alpha = safe_metric(krippendorff_alpha, matrix) if labs else None
-    n_items = int((t.present.sum(axis=0) >= 2).sum())
+    n_items = int((t.counts().sum(axis=1) >= 2).sum())
     warning = None
     if pct is None:
         warning = "agreement undefined: no pair has two or more labels yet (set overlap k >= 2)"
@@ -262,7 +271,7 @@ def calibration_result(
     labs = [x for x in labs if x.item in wanted]
     rater_list = sorted(set(raters) if raters is not None else {x.rater for x in labs})
     report = rater_agreement(labs)
-    matrix = label_table(labs).matrix()
+    matrix = label_table(labs).codes()
     by_item: dict[Hashable, Counter[str]] = {}
     for lab in labs:
         by_item.setdefault(lab.item, Counter())[lab.choice] += 1
@@ -350,7 +359,7 @@ def aggregate_pairs(
         pairwise = sum(v * (v - 1) for v in c.values()) / (n * (n - 1)) if n >= 2 else None
         agreement = c[choice] / n if choice else 0.0
         pairs.append(AggregatedPair(item, choice, dict(c), n, agreement, pairwise, reason is None, reason))
-    matrix = label_table(labs).matrix()
+    matrix = label_table(labs).codes()
     return Aggregation(
         pairs,
         sum(p.kept for p in pairs),

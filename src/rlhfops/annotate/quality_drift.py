@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -94,6 +95,7 @@ def gold_accuracy(
     """
     from rlhfops.monitor.business import wilson_interval
 
+    wilson = lru_cache(maxsize=None)(wilson_interval)  # few distinct (correct, n) pairs; ppf is slow
     if window not in ("batch", "time", "count"):
         raise UserError(f"gold_accuracy: window={window!r}; use batch, time or count")
     if size < 1 or min_gold < 1 or period <= timedelta(0):
@@ -115,9 +117,12 @@ def gold_accuracy(
         gl = sorted(gl, key=lambda lab: lab.at)  # type: ignore[arg-type, return-value]
     t0 = gl[0].at if gl else None
     shared = _window_keys(gl, window, period, size, t0) if window != "count" else None
+    by_rater: dict[str, list[int]] = {}
+    for i, lab in enumerate(gl):
+        by_rater.setdefault(lab.rater, []).append(i)
     out = []
-    for rater in sorted({lab.rater for lab in gl}):
-        idx = [i for i, lab in enumerate(gl) if lab.rater == rater]
+    for rater in sorted(by_rater):
+        idx = by_rater[rater]
         mine = [gl[i] for i in idx]
         keys = (
             [shared[i] for i in idx] if shared is not None else _window_keys(mine, window, period, size, t0)
@@ -127,7 +132,7 @@ def gold_accuracy(
             tally.setdefault(key, [0, 0])
             tally[key][0] += 1
             tally[key][1] += int(lab.choice == gold[lab.item])
-        wins = [GoldWindow(k, n, c, c / n, wilson_interval(c, n)) for k, (n, c) in tally.items()]
+        wins = [GoldWindow(k, n, c, c / n, wilson(c, n)) for k, (n, c) in tally.items()]
         out.append(_judge_rater(rater, wins, drop, floor, min_gold))
     return GoldReport(out, window, drop, floor, min_gold)
 
@@ -224,12 +229,12 @@ def _buckets(difficulty: Mapping[Hashable, Any], n_buckets: int) -> tuple[dict[H
 
 def _bucket_stats(name: str, labs: list[Label]) -> DifficultyBucket:
     t = label_table(labs)
-    counts = t.onehot.sum(axis=0)  # [U, C]
+    counts = t.counts()  # [U, C]
     m = counts.sum(axis=1)
     pooled = counts[m >= 2].sum(axis=0).astype(np.float64)
     n = pooled.sum()
     chance = float((pooled * (pooled - 1)).sum() / (n * (n - 1))) if n >= 2 else None
-    matrix = t.matrix()
+    matrix = t.codes()
     return DifficultyBucket(
         name,
         len(t.items),
