@@ -109,6 +109,23 @@ def test_rater_agreement_equals_a_loop(rows):
     assert rep.pairwise_dict() == pytest.approx(pairwise)
 
 
+@settings(max_examples=60, deadline=None)
+@given(rows=label_rows)
+def test_rater_agreement_dense_path_equals_label_pairs(rows):
+    from rlhfops.annotate import quality
+
+    sparse = rater_agreement(rows)
+    old = quality._MAX_LABEL_PAIRS
+    quality._MAX_LABEL_PAIRS = -1
+    try:
+        dense = rater_agreement(rows)
+    finally:
+        quality._MAX_LABEL_PAIRS = old
+    np.testing.assert_array_equal(dense.common, sparse.common)
+    np.testing.assert_allclose(dense.pairwise, sparse.pairwise, atol=1e-12)
+    assert dense.per_rater == sparse.per_rater
+
+
 def test_overall_agreement_warns_under_threshold():
     # per pair: p1 1, p2 {A,B,B} 2/6, p3 {tie,tie,both_bad} 2/6, p4 {B,A} 0 -> 5/12
     res = overall_agreement(SMALL)

@@ -86,6 +86,9 @@ __all__ = [
 ]
 
 Policy = Literal["keep", "drop"]
+_MAX_LABEL_PAIRS = (
+    20_000_000  # above this many same-item label pairs, pairwise agreement uses matrix products
+)
 
 # ----------------------------------------------------------------------------------------------------
 # Per rater: agreement with the others, pairwise matrix
@@ -121,9 +124,18 @@ class RaterAgreementReport:
 def _pairwise(t: LabelTable) -> tuple[np.ndarray, np.ndarray]:
     """(agreement [R, R], common items [R, R]) from every ordered pair of labels on the same item."""
     r = len(t.raters)
+    per_item = np.bincount(t.item, minlength=len(t.items))
+    if int((per_item**2).sum()) > _MAX_LABEL_PAIRS:  # dense overlap: raters x items matrix products
+        codes = t.codes()
+        present = (~np.isnan(codes)).astype(np.float64)
+        common = (present @ present.T).round().astype(np.int64)
+        agree = sum(
+            (codes == c).astype(np.float64) @ (codes == c).T.astype(np.float64) for c in range(len(CHOICES))
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(common > 0, agree / np.maximum(common, 1), np.nan), common
     order = np.argsort(t.item, kind="stable")
     rater, choice, item = t.rater[order], t.choice[order], t.item[order]
-    per_item = np.bincount(item, minlength=len(t.items))
     start = np.cumsum(per_item) - per_item
     reps = per_item[item]
     left = np.repeat(np.arange(len(item)), reps)
