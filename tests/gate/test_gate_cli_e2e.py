@@ -29,6 +29,16 @@ def _cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def _plot_svg(html: str, plot_id: str) -> str:
+    """The decoded SVG of the plot with ``id=plot_id`` in a report."""
+    import base64
+    import re
+
+    m = re.search(rf'id="{plot_id}"><img alt="[^"]*" src="data:image/svg\+xml;base64,([^"]+)"', html)
+    assert m is not None, plot_id
+    return base64.b64decode(m.group(1)).decode("utf-8")
+
+
 @pytest.fixture
 def tiny_ws(gws, tmp_path, monkeypatch):
     """The workspace with a tiny PPO model (real HF directory) whose run lives under <ws>/runs."""
@@ -86,7 +96,9 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
     code, out, _ = _cli(["report", ppo, "--out", str(out_html)], capsys)
     assert code == 0 and out_html.is_file() and "artifact" in out
     html = out_html.read_text()
-    assert html.count("<svg") == 4 and 'id="plot-curves"' in html and "metrics.jsonl" in html
+    assert html.count("data:image/svg+xml;base64,") == 4 and "metrics.jsonl" in html
+    curves = _plot_svg(html, "plot-curves")
+    assert "KL to the reference" in curves and "reward (score)" in curves
     rep = ws.artifacts("report")
     assert len(rep) == 2 and all(r.parents[0] == ids["ppo"] for r in rep)  # the sign's and this one
     assert (
@@ -166,7 +178,10 @@ def test_gate_report_escapes_evaluation_text(gws, tmp_path):
     path, _ = gate_report(gws, ids["ppo"], tmp_path / "r.html", register=False)
     html = path.read_text()
     assert "<script>" not in html and "<b>bold</b>" not in html
-    assert "&lt;script&gt;alert(" in html and html.count("<svg") == 1  # only the red-team plot has data
+    assert "&lt;script&gt;alert(" in html
+    assert html.count("data:image/svg+xml;base64,") == 1  # only the red-team plot has data
+    svg = _plot_svg(html, "plot-redteam")  # matplotlib escapes the label inside the SVG too
+    assert "<script>" not in svg and "&lt;script&gt;" in svg
 
 
 @pytest.mark.postgres

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from gate_helpers import add_eval, fake_run_dir, passing_evals, redteam_meta, train_chain
+from PIL import Image
 
 SECTIONS = ["summary", "thresholds", "success", "redteam", "winrate", "training", "lineage", "decisions"]
 PLOTS = ["plot-success", "plot-redteam", "plot-winrate", "plot-curves"]
@@ -40,18 +43,19 @@ def test_gate_report_in_chromium(gws, tmp_path):
                 assert page.locator(f"section#{s}").count() == 1, s
                 assert page.locator(f"section#{s} h2").is_visible(), s
             for pid in PLOTS:
-                svg = page.locator(f"#{pid} svg")
-                assert svg.count() == 1, pid
-                box = svg.bounding_box()
-                assert box is not None and box["width"] > 200 and box["height"] > 100, (pid, box)
-                # drawn content: bars/lines are <path> elements inside the plot
-                assert page.locator(f"#{pid} svg path").count() > 5, pid
+                img = page.locator(f"#{pid} img")
+                assert img.count() == 1 and img.is_visible(), pid
+                done, w, h = img.evaluate("i => [i.complete, i.naturalWidth, i.naturalHeight]")
+                assert done and w > 200 and h > 100, (pid, w, h)  # the SVG decoded and has a size
+                # drawn: the rendered image is not blank (many distinct colours)
+                shot = Image.open(io.BytesIO(img.screenshot()))
+                colours = shot.convert("RGB").getcolors(maxcolors=1 << 20)
+                assert colours is not None and len(colours) > 20, (pid, len(colours or []))
             assert page.locator("#verdict").inner_text() == "fail"
             fail_row = page.locator("section#thresholds tr", has_text="red-team harmful_request")
             assert "FAIL" in fail_row.inner_text() and "0.950" in fail_row.inner_text()
             assert page.locator("table.failures tr").count() == 1 + 3  # header + 3 failing examples
             assert page.locator("section#decisions .override").is_visible()
             assert page.locator("section#lineage tr").count() >= 1 + 4  # ppo, spec, inputs, sft, rm...
-            assert "score" in page.locator("#plot-curves").inner_text()
         finally:
             browser.close()

@@ -53,7 +53,15 @@ def test_gate_pages_show_thresholds_evidence_history(client):
     log = c.get("/gate/log")
     assert 'id="verify">verified: 2 entries' in log.text
     rep = c.get(f"/gate/models/{ids['ppo']}/report")
-    assert rep.status_code == 200 and rep.text.count("<svg") == 3
+    assert rep.status_code == 200 and rep.text.count("data:image/svg+xml;base64,") == 3
+    # CSP-safe (the web app forbids inline styles and scripts): linked stylesheet, no inline style/script
+    for page in (rep.text, r.text, m.text, log.text):
+        assert "<style" not in page and "style=" not in page and "<script" not in page
+        assert '<link rel="stylesheet" href="/gate/static/gate.css">' in page
+    css = c.get("/gate/static/gate.css")
+    assert (
+        css.status_code == 200 and css.headers["content-type"].startswith("text/css") and ".FAIL" in css.text
+    )
     assert ws.artifacts("report") == []  # read-only: the page does not store anything
 
 

@@ -1,7 +1,8 @@
-"""Report plots: matplotlib (Agg, no pyplot state) rendered to inline SVG strings.
+"""Report plots: matplotlib (Agg, no pyplot state) rendered to SVG documents.
 
-Text is written as SVG ``<text>`` (``svg.fonttype: none``), which matplotlib XML-escapes, so labels
-taken from evaluation data cannot inject markup. Each function returns "" when there is nothing to plot.
+Text is written as SVG ``<text>`` (``svg.fonttype: none``), which matplotlib XML-escapes; the report
+embeds each SVG as a base64 ``data:`` image, so labels from evaluation data never become page markup.
+Each function returns "" when there is nothing to plot.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ def _svg(fig: Any) -> str:
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "rlhfops"}):
         fig.savefig(buf, format="svg")
-    text = buf.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE for inline use
+    return buf.getvalue()
 
 
 def _short(label: str, n: int = 40) -> str:

@@ -1,7 +1,9 @@
 """Render a :class:`~rlhfops.report.data.ReportData` to one self-contained HTML file.
 
-Jinja2 with autoescaping: every value from evaluations, specs and people is escaped; only the plots
-(SVG made by :mod:`rlhfops.report.plots`) are inserted as markup.
+Jinja2 with autoescaping: every value from evaluations, specs and people is escaped. Plots (SVG made by
+:mod:`rlhfops.report.plots`) are embedded as ``data:image/svg+xml;base64`` images, so the page has no
+inline markup from data and works under a Content-Security-Policy that allows ``img-src data:`` and
+no inline styles (the web app's): pass ``css_href`` to link the stylesheet instead of inlining it.
 """
 
 from __future__ import annotations
@@ -45,18 +47,30 @@ def _env():
     )
 
 
+CSS_FILE = Path(__file__).parent / "templates" / "report.css"
+
+
+def svg_data_uri(svg: str) -> str:
+    """``data:image/svg+xml;base64,...`` for an SVG string ("" stays "")."""
+    import base64
+
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii") if svg else ""
+
+
 def render_plots(data: ReportData) -> dict[str, str]:
-    return {
+    """Plot name -> data URI ("" when there is nothing to plot)."""
+    svgs = {
         "success": plots.success_plot(data.success),
         "redteam": plots.redteam_plot(data.redteam),
         "winrate": plots.win_rate_plot(data.win_rates, data.min_win_rate),
         "curves": plots.curves_plot(data.curves, data.reward_key),
     }
+    return {k: svg_data_uri(v) for k, v in svgs.items()}
 
 
-def render_html(data: ReportData) -> str:
-    """The report as an HTML string (plots inline as SVG)."""
-    return _env().get_template(TEMPLATE).render(d=data, plots=render_plots(data), fmt=fmt)
+def render_html(data: ReportData, css_href: str = "") -> str:
+    """The report as an HTML string; the stylesheet is inlined unless ``css_href`` is given."""
+    return _env().get_template(TEMPLATE).render(d=data, plots=render_plots(data), fmt=fmt, css_href=css_href)
 
 
 def write_html(data: ReportData, out: Path) -> Path:

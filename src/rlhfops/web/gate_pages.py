@@ -9,6 +9,7 @@ Nothing here writes: decisions are made with ``rlhfops gate sign`` and ``rlhfops
 * ``GET /gate/models/{model}/failures/{category}`` -- the red-team failing examples of a category.
 * ``GET /gate/models/{model}/report`` -- the full HTML gate report (rendered, not stored).
 * ``GET /gate/log`` -- the decision log with its verification.
+* ``GET /gate/static/gate.css`` -- the pages' stylesheet (the app's CSP forbids inline styles).
 
 The workspace is :func:`get_workspace` (``$RLHFOPS_WORKSPACE`` or the server's working directory); the
 web app may override it with ``app.dependency_overrides``.
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from rlhfops.errors import UserError
 
@@ -168,9 +169,17 @@ def gate_failures_page(
 
 
 @router.get("/models/{model}/report", response_class=HTMLResponse)
-def gate_report_page(model: str, ws: Any = Depends(get_workspace)) -> HTMLResponse:
+def gate_report_page(model: str, request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
     from rlhfops.report.data import gate_report_data
     from rlhfops.report.render import render_html
 
     m = _model_or_404(ws, model)
-    return HTMLResponse(render_html(gate_report_data(ws, m.id)))
+    base = str(request.scope.get("root_path", "")).rstrip("/")
+    return HTMLResponse(render_html(gate_report_data(ws, m.id), css_href=f"{base}/gate/static/gate.css"))
+
+
+@router.get("/static/gate.css")
+def gate_css() -> Response:
+    from rlhfops.report.render import CSS_FILE
+
+    return Response(CSS_FILE.read_text(encoding="utf-8"), media_type="text/css")
