@@ -37,3 +37,21 @@ def pairs(n: int, start: int = 0, gold_every: int = 0):
         gold = "A" if gold_every and i % gold_every == 0 else None
         out.append(PairIn(f"prompt {i}", f"good reply {i}", f"bad reply {i}", gold_answer=gold))
     return out
+
+
+def csrf_of(html: str) -> str:
+    import re
+
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, "no CSRF field on the page"
+    return m.group(1)
+
+
+def login(client, name: str, password: str = PASSWORD) -> str:
+    """Sign ``client`` in through the login form; returns the CSRF token of its session."""
+    token = csrf_of(client.get("/login").text)
+    r = client.post(
+        "/login", data={"name": name, "password": password, "csrf": token}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text
+    return token

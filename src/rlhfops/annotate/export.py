@@ -2,7 +2,7 @@
 
 Aggregation rule (:func:`rlhfops.annotate.quality.aggregate_pairs`, per production pair; gold items and
 calibration copies excluded): the plurality choice among its labels ("skip" ignored). A pair is exported
-when it has at least ``min_labels`` labels (the CLI passes the overlap k) and a plurality for A or B: the
+when it has at least ``min_labels`` labels (default: its own overlap k) and a plurality for A or B: the
 winner is ``chosen``. Pairs whose plurality is "tie" or "both_bad" are dropped (the spec's policies keep
 both out of training: ties carry no preference, both-bad pairs go to demonstrations), and so are pairs
 with a tied plurality.
@@ -54,7 +54,7 @@ def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
 
 
 def export_preferences(
-    ws: Any, out: Path, creator: str, min_labels: int = 1, register: bool = True
+    ws: Any, out: Path, creator: str, min_labels: int | None = None, register: bool = True
 ) -> ExportResult:
     """Write the preference JSONL to ``out`` (atomically) and register it as a ``preferences`` artifact."""
     from rlhfops.annotate.quality import aggregate_pairs
@@ -63,13 +63,17 @@ def export_preferences(
     with ws.session() as s:
         items, by_item = production_labels(s)
     labels = [(i, r, c) for i, v in by_item.items() for r, c in v.items()]
-    agg = aggregate_pairs(labels, tie="drop", both_bad="drop", min_labels=min_labels)
+    agg = aggregate_pairs(labels, tie="drop", both_bad="drop", min_labels=min_labels or 1)
     by_id = {item.id: item for item in items}
     rows: list[dict[str, Any]] = []
+    dropped = dict(agg.dropped)
     for pair in agg.pairs:
         if not pair.kept or pair.choice not in ("A", "B"):
             continue
         item = by_id[pair.item]
+        if min_labels is None and pair.n_labels < item.k:  # default: every pair needs its k labels
+            dropped["too_few_labels"] = dropped.get("too_few_labels", 0) + 1
+            continue
         a, b = item.response_a or "", item.response_b or ""
         chosen, rejected = (a, b) if pair.choice == "A" else (b, a)
         rows.append(
@@ -83,7 +87,7 @@ def export_preferences(
             }
         )
     rows.sort(key=lambda r: r["item_id"])
-    dropped, alpha, pct = dict(agg.dropped), agg.alpha, agg.percent_agreement
+    alpha, pct = agg.alpha, agg.percent_agreement
     if not rows:
         raise UserError(
             f"prefs export: no pair has a majority for A or B with enough labels (dropped: {dropped}); "

@@ -370,3 +370,16 @@ def rater_labels(ws: Any, rater: str) -> list[dict[str, Any]]:
                 }
             )
         return out
+
+
+def assigned_items(ws: Any, rater: str, limit: int = 500) -> list[QueuedItem]:
+    """Items assigned to ``rater`` (newest first), as they see them."""
+    with ws.session() as s:
+        rows = s.execute(
+            sa.select(m.Item, m.Assignment.swapped)
+            .join(m.Assignment, m.Assignment.item_id == m.Item.id)
+            .where(m.Assignment.rater == rater)
+            .order_by(m.Assignment.id.desc())
+            .limit(limit)
+        ).all()
+        return [_view(r[0], r[1]) for r in rows]

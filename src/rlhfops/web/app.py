@@ -1,0 +1,189 @@
+"""The web app: ``create_app(workspace_root)`` -> FastAPI.
+
+Server-rendered pages (Jinja2, autoescape on, no inline scripts: a Content-Security-Policy forbids them)
+and a JSON API under ``/api`` (OpenAPI at ``/openapi.json``, docs at ``/docs``).
+
+Extension hook for other parts of rlhfops: :data:`EXTRA_ROUTERS` lists ``"module:attr"`` strings; each
+module that can be imported contributes its ``APIRouter``, mounted behind the login (401 without one).
+A router module may define ``get_workspace`` / ``get_person`` dependencies; the app overrides them with
+its workspace and the signed-in user's name. Pages should extend the base template
+:data:`rlhfops.web.render.BASE_TEMPLATE` (``"base.html"``: blocks ``title`` and ``content``) and render
+with :func:`rlhfops.web.render.render` (which passes ``user``, ``csrf`` and ``project``); a module may
+also ship its own templates by defining ``TEMPLATES_PACKAGE`` (a package with a ``templates`` dir).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from rlhfops.errors import UserError
+
+EXTRA_ROUTERS: list[str] = [
+    "rlhfops.web.monitor_api:router",
+    "rlhfops.web.gate_pages:router",
+    "rlhfops.web.monitor_pages:router",
+    "rlhfops.web.eval_pages:router",
+]
+
+CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+
+
+def _open_workspace(workspace_root: str | Path, database_url: str | None) -> Any:
+    from rlhfops.workspace import Workspace, db
+
+    ws = Workspace.open(Path(workspace_root), check_revision=False)
+    if database_url:
+        ws._engine = db.make_engine(database_url)
+    ws.require_current_schema()
+    return ws
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api") or "application/json" in request.headers.get("accept", "")
+
+
+def _error(request: Request, status: int, detail: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": detail}, status_code=status)
+    from rlhfops.web.render import render
+
+    headers = {}
+    resp = render(
+        request, "error.html", status_code=status, title=f"Error {status}", status=status, detail=detail
+    )
+    resp.headers.update(headers)
+    return resp
+
+
+def _install_handlers(app: FastAPI) -> None:
+    from rlhfops.annotate.queue import NotAssignedError, ProductionBlockedError
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        return _error(request, exc.status_code, str(exc.detail))
+
+    @app.exception_handler(NotAssignedError)
+    async def _not_assigned(request: Request, exc: NotAssignedError) -> Response:
+        return _error(request, 403, str(exc))
+
+    @app.exception_handler(ProductionBlockedError)
+    async def _blocked(request: Request, exc: ProductionBlockedError) -> Response:
+        return _error(request, 409, str(exc))
+
+    @app.exception_handler(UserError)
+    async def _user(request: Request, exc: UserError) -> Response:
+        return _error(request, 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": jsonable(exc.errors())}, status_code=422)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", []))
+        return _error(request, 422, f"{where}: {first.get('msg', 'invalid request')}")
+
+
+def jsonable(errors: Any) -> Any:
+    from fastapi.encoders import jsonable_encoder
+
+    return jsonable_encoder(errors, custom_encoder={BaseException: str, bytes: lambda b: b.decode("latin-1")})
+
+
+def _install_middleware(app: FastAPI) -> None:
+    from rlhfops.web.auth import CSRF_COOKIE
+
+    @app.middleware("http")
+    async def _security(request: Request, call_next):
+        auth = request.app.state.auth
+        token = auth.csrf_from_cookie(request)
+        fresh = token is None
+        if fresh:
+            token = secrets.token_urlsafe(24)
+        request.state.csrf = token
+        response = await call_next(request)
+        if fresh and not request.url.path.startswith("/api"):
+            secure = request.url.scheme == "https"
+            response.set_cookie(
+                CSRF_COOKIE, auth.signer.sign(token), httponly=True, samesite="lax", secure=secure
+            )
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+
+def _mount_extra(app: FastAPI, ws: Any) -> list[str]:
+    from rlhfops.web.auth import current_user
+
+    mounted = []
+    for spec in EXTRA_ROUTERS:
+        module_name, _, attr = spec.partition(":")
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        router = getattr(module, attr or "router")
+        if hasattr(module, "get_workspace"):
+
+            def _ws() -> Any:
+                return ws
+
+            app.dependency_overrides[module.get_workspace] = _ws
+        if hasattr(module, "get_person"):
+
+            def _person(user=Depends(current_user)) -> str:
+                return user.name
+
+            app.dependency_overrides[module.get_person] = _person
+        app.include_router(router, dependencies=[Depends(current_user)])
+        mounted.append(spec)
+    return mounted
+
+
+def create_app(workspace_root: str | Path, database_url: str | None = None) -> FastAPI:
+    """The annotation web app for the workspace at ``workspace_root`` (database from its settings,
+    ``$RLHFOPS_DATABASE_URL``, or ``database_url``)."""
+    from rlhfops.annotate.settings import annotation_settings
+    from rlhfops.web import api, lead, pages
+    from rlhfops.web.auth import Auth
+    from rlhfops.web.guidelines import GuidelinesCache
+    from rlhfops.web.render import make_env
+
+    ws = _open_workspace(workspace_root, database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        ws.close()
+
+    app = FastAPI(
+        title="rlhfops annotation",
+        description="Pairwise preferences, demonstrations, calibration and agreement for a workspace. "
+        "Authenticate with `Authorization: Bearer <token>` (`rlhfops raters token NAME`).",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.ws = ws
+    app.state.auth = Auth(ws)
+    app.state.settings = annotation_settings(ws)
+    app.state.templates = make_env()
+    app.state.guidelines = GuidelinesCache(ws)
+    _install_handlers(app)
+    _install_middleware(app)
+    app.mount("/static", StaticFiles(packages=[("rlhfops.web", "static")]), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.include_router(lead.router)
+    app.state.extra_routers = _mount_extra(app, ws)
+
+    return app

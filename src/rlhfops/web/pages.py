@@ -1,0 +1,217 @@
+"""Server-rendered pages for raters and experts: login, the comparison page, guidelines, demonstrations.
+
+Every form posts a ``csrf`` field (checked against the signed CSRF cookie). Pages without a signed-in
+user answer 401 with a link to the login page.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+
+from rlhfops.web.auth import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    User,
+    auth_of,
+    current_user,
+    optional_user,
+    require,
+)
+from rlhfops.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    user = optional_user(request)
+    if user is None:
+        return _see_other("/login")
+    if user.is_rater:
+        return _see_other("/rate")
+    if user.is_lead:
+        return _see_other("/lead/agreement")
+    if user.is_expert:
+        return _see_other("/demos")
+    return render(request, "home.html", title="Home")
+
+
+@router.get("/login")
+def login_page(request: Request, error: str | None = None) -> Response:
+    return render(request, "login.html", title="Sign in", error=error)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    name: str = Form(..., max_length=200),
+    password: str = Form(..., max_length=1000),
+    csrf: str = Form(""),
+) -> Response:
+    from rlhfops.annotate.accounts import authenticate
+
+    auth = auth_of(request)
+    auth.check_csrf(request, csrf)
+    acc = authenticate(request.app.state.ws, name, password)
+    if acc is None:
+        return render(
+            request, "login.html", status_code=401, title="Sign in", error="Wrong name or password."
+        )
+    resp = _see_other("/")
+    resp.set_cookie(
+        SESSION_COOKIE,
+        auth.signer.sign(acc.name),
+        max_age=SESSION_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form("")) -> Response:
+    auth_of(request).check_csrf(request, csrf)
+    resp = _see_other("/login")
+    resp.delete_cookie(SESSION_COOKIE)
+    return resp
+
+
+@router.get("/rate")
+def rate_page(request: Request, user: User = Depends(current_user)) -> Response:
+    """The comparison page: the rater's next pair, left/right as assigned."""
+    from rlhfops.annotate.queue import ProductionBlockedError, fetch_next, progress
+
+    require(user, user.is_rater, "label pairs (needs the rater role)")
+    ws, blocked, item = request.app.state.ws, None, None
+    try:
+        item = fetch_next(ws, user.name, gold_rate=request.app.state.settings.gold_rate)
+    except ProductionBlockedError as err:
+        blocked = str(err)
+    g = request.app.state.guidelines.get()
+    return render(
+        request,
+        "rate.html",
+        title="Compare",
+        item=item,
+        blocked=blocked,
+        progress=progress(ws, user.name),
+        allowed=g.allowed,
+        criteria=g.criteria,
+        started=int(time.time()),
+    )
+
+
+@router.post("/rate/{item_id}")
+async def rate_submit(item_id: int, request: Request, user: User = Depends(current_user)) -> Response:
+    """Store the label (choice, per-criterion choices, rationale, time taken), then the next pair."""
+    from starlette.concurrency import run_in_threadpool
+
+    from rlhfops.annotate.queue import submit_label
+
+    form = await request.form()
+    auth_of(request).check_csrf(request, _field(form, "csrf"))
+    require(user, user.is_rater, "label pairs (needs the rater role)")
+    g = request.app.state.guidelines.get()
+    choice = _field(form, "choice")
+    if not choice:
+        raise HTTPException(422, "choose left, right" + ("" if len(g.allowed) == 2 else " or another option"))
+    criteria = {name: _field(form, f"criterion_{name}") for name, _d in g.criteria}
+    try:
+        started = float(_field(form, "started") or 0)
+    except ValueError:
+        started = 0.0
+    seconds = time.time() - started if 0 < started <= time.time() else None
+    await run_in_threadpool(
+        submit_label,
+        request.app.state.ws,
+        user.name,
+        item_id,
+        choice,
+        criteria={k: v for k, v in criteria.items() if v},
+        rationale=_field(form, "rationale")[:10_000],
+        seconds=seconds if seconds is None or seconds < 1e6 else None,
+        allowed=g.allowed,
+    )
+    return _see_other("/rate")
+
+
+def _field(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+@router.get("/guidelines")
+def guidelines_page(request: Request, user: User = Depends(current_user)) -> Response:
+    g = request.app.state.guidelines.get()
+    return render(request, "guidelines.html", title="Guidelines", g=g)
+
+
+@router.get("/demos")
+def demos_page(request: Request, user: User = Depends(current_user)) -> Response:
+    from rlhfops.annotate.demos import demo_prompts
+
+    require(user, user.is_expert, "see demonstrations (needs a domain-expert role)")
+    return render(request, "demos.html", title="Demonstrations", prompts=demo_prompts(request.app.state.ws))
+
+
+@router.get("/demos/{item_id}")
+def demo_page(item_id: int, request: Request, user: User = Depends(current_user)) -> Response:
+    from rlhfops.annotate.demos import demos_for
+
+    require(user, user.is_expert, "see demonstrations (needs a domain-expert role)")
+    prompt, demos = demos_for(request.app.state.ws, item_id)
+    mine = next((d for d in demos if d.author == user.name), None)
+    others = [d for d in demos if d.author != user.name and (user.is_demo_lead or user.is_admin)]
+    g = request.app.state.guidelines.get()
+    return render(
+        request,
+        "demo_edit.html",
+        title="Demonstration",
+        item_id=item_id,
+        prompt=prompt,
+        mine=mine,
+        others=others,
+        g=g,
+    )
+
+
+@router.post("/demos/{item_id}")
+def demo_save(
+    item_id: int,
+    request: Request,
+    text: str = Form(..., max_length=100_000),
+    csrf: str = Form(""),
+    user: User = Depends(current_user),
+) -> Response:
+    from rlhfops.annotate.demos import save_demo
+
+    auth_of(request).check_csrf(request, csrf)
+    require(user, user.is_expert, "write demonstrations (needs a domain-expert role)")
+    save_demo(request.app.state.ws, user.name, item_id, text)
+    return _see_other(f"/demos/{item_id}")
+
+
+@router.post("/demos/review/{demo_id}")
+def demo_review(
+    demo_id: int,
+    request: Request,
+    decision: str = Form(..., max_length=10),
+    item_id: int = Form(...),
+    csrf: str = Form(""),
+    user: User = Depends(current_user),
+) -> Response:
+    from rlhfops.annotate.demos import review_demo
+
+    auth_of(request).check_csrf(request, csrf)
+    require(user, user.is_demo_lead, "review demonstrations (needs the domain-expert-lead role)")
+    review_demo(request.app.state.ws, user.name, demo_id, decision == "accept")
+    return _see_other(f"/demos/{item_id}")
