@@ -7,7 +7,7 @@ The HTML renderer (:mod:`rlhfops.report.render`) reads only a :class:`ReportData
 Training curves come from the run's ``metrics.jsonl`` (one JSON object per logged step, see
 :mod:`rlhfops.train.rundir`). The run directory of a model artifact is found, in order, from
 ``meta.run_dir`` / ``meta.metrics_path``, a ``metrics.jsonl`` next to or inside the stored model, or a
-run directory under ``<workspace>/runs/`` whose ``final/`` has the model's content hash.
+run directory under ``<workspace>/runs/`` or ``./runs/`` whose ``final/`` has the model's content hash.
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ def find_metrics(ws: Workspace, model: ArtifactRecord) -> Path | None:
         c = c if c.is_absolute() else ws.root / c
         if c.is_file():
             return c
-    runs = ws.root / "runs"
-    if runs.is_dir():
+    for runs in dict.fromkeys([ws.root / "runs", Path.cwd() / "runs"]):
+        if not runs.is_dir():
+            continue
         for run in sorted(runs.iterdir()):
             final = run / "final"
             if (run / "metrics.jsonl").is_file() and final.is_dir():

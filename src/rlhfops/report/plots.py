@@ -43,7 +43,8 @@ def success_plot(rows: list[dict[str, Any]]) -> str:
     fig = _figure(7.5, 0.8 + 0.7 * len(rows))
     ax = fig.add_subplot()
     ys = list(range(len(rows)))
-    before = [r.get("baseline_rate") or 0.0 for r in rows]
+    # no baseline measured: no bar (NaN), rather than a bar at 0 that reads as "never before"
+    before = [float("nan") if r.get("baseline_rate") is None else r["baseline_rate"] for r in rows]
     after = [r["rate"] for r in rows]
     ax.barh([y + 0.18 for y in ys], before, height=0.35, color=_GREY, label="before (baseline)")
     colours = [_GREEN if r.get("status") == "pass" else _RED for r in rows]
