@@ -14,7 +14,7 @@ from monitor_ws_helpers import add, backdate, drift_report, redteam_meta
 from rlhfops.monitor.engine import check_workspace_triggers
 from rlhfops.monitor.facts import deployed_model, rater_turnover
 
-pytestmark = BOTH_BACKENDS
+# the tests that write and read triggers, people and comparison batches also run on PostgreSQL
 
 
 def _fired(res):
@@ -54,6 +54,7 @@ def test_reward_hacking_from_evaluation_meta(ws, tmp_path):
     assert _opened(check_workspace_triggers(ws, "alice")) == {("reward_hacking", 4)}
 
 
+@BOTH_BACKENDS
 def test_new_edge_case_fires_play_5_once_then_play_3_when_it_recurs(ws, tmp_path):
     model = add(ws, tmp_path, "ppo-model", "ppo", {})
     add(ws, tmp_path, "evaluation", "e1", redteam_meta(model, ["p1"]), [model])
@@ -87,6 +88,7 @@ def _rm_after_raters(ws, tmp_path, before: int, after: int):
         ws.add_person(f"new{i}", "rater", "erin")
 
 
+@BOTH_BACKENDS
 def test_rater_turnover_over_30_percent_fires_play_3(ws, tmp_path):
     _rm_after_raters(ws, tmp_path, before=3, after=2)  # 2 of 5 = 40%
     res = check_workspace_triggers(ws, "alice")
@@ -138,6 +140,7 @@ def test_fresh_reward_model_is_quiet(ws, tmp_path):
     assert check_workspace_triggers(ws, "alice").firings == []
 
 
+@BOTH_BACKENDS
 def test_drift_report_opens_play_1_and_play_3_with_the_comparison_batch(ws, tmp_path):
     report_id = add(ws, tmp_path, "report", "drift.json", {"monitor": "drift-report"})
     res = check_workspace_triggers(ws, "alice", report=drift_report(True, 0.2), report_id=report_id)
@@ -167,6 +170,7 @@ def test_no_drift_and_output_drift(ws):
     assert _opened(res) == {("output_drift", 3)} and "response_length" in res.firings[0].firing.evidence
 
 
+@BOTH_BACKENDS
 def test_closed_trigger_is_not_reopened_on_the_same_facts(ws, tmp_path):
     add(
         ws,
@@ -207,6 +211,7 @@ def test_deployed_model_prefers_the_promoted_one(ws, tmp_path):
     assert deployed_model(ws.artifacts()).id == a
 
 
+@BOTH_BACKENDS
 def test_a_drift_rule_keeps_one_open_trigger_until_it_is_closed(ws, tmp_path):
     r1 = add(ws, tmp_path, "report", "drift1.json", {"monitor": "drift-report"})
     first = check_workspace_triggers(ws, "alice", report=drift_report(True, 0.05), report_id=r1)
