@@ -124,6 +124,16 @@ def recent_rows(records: list[ProductionRecord], s: DriftSettings) -> list[Produ
     return [r for r in records if r.time > start]
 
 
+def _require_drift_extra() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("sklearn") is None:
+        raise UserError(
+            "monitor drift needs scikit-learn (the domain classifier and clustering); "
+            "install the drift extra: pip install 'rlhfops[drift]'"
+        )
+
+
 def _span(s: DriftSettings) -> tuple[int | None, timedelta | None]:
     """How many newest rows (or how long a span) the last ``max_windows`` windows cover."""
     if isinstance(s.window, int):
@@ -244,6 +254,7 @@ def build_report(
     from rlhfops.monitor.logs import production_records
     from rlhfops.monitor.sources import reference_outputs
 
+    _require_drift_extra()
     last_rows, last_span = _span(s)
     records, log_ids, total = production_records(ws, s.since, s.model_id, last_rows, last_span)
     if not records:
