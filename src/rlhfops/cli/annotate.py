@@ -1,9 +1,250 @@
-"""CLI commands for annotate (registered by rlhfops.cli.main)."""
+"""Annotation commands (issue 5): serve, pairs, prefs, raters, calibration, demos.
+
+Thin: each command parses, calls one function of :mod:`rlhfops.annotate` / :mod:`rlhfops.web` and prints.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+
 import typer
+
+from rlhfops.cli.workspace import AS_OPT
+
+pairs_app = typer.Typer(help="Candidate pairs for the comparison queue (Play 3).")
+prefs_app = typer.Typer(help="The preference dataset made from the labels.")
+raters_app = typer.Typer(help="Web accounts: passwords and API tokens for workspace people.")
+calibration_app = typer.Typer(help="Calibration rounds: the same pairs for every rater, then agreement.")
+demos_app = typer.Typer(help="Demonstrations (Play 2): prompts for experts, accepted replies to SFT data.")
+
+
+def _ws():
+    from rlhfops.workspace import require_workspace
+
+    return require_workspace()
+
+
+def _person(as_: str | None) -> str:
+    from rlhfops.workspace import acting_person
+
+    return acting_person(as_)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    db_url: str = typer.Option(
+        None, "--db-url", help="Database URL (default: the workspace's; RLHFOPS_DATABASE_URL also works)."
+    ),
+    workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+) -> None:
+    """Start the annotation web app (pages + JSON API, OpenAPI at /docs) for this workspace."""
+    import os
+
+    import uvicorn
+
+    ws = _ws()
+    root = ws.root
+    ws.close()
+    if db_url:
+        os.environ["RLHFOPS_DATABASE_URL"] = db_url
+    os.environ["RLHFOPS_WORKSPACE"] = str(root)
+    typer.echo(f"serving {root} on http://{host}:{port}")
+    uvicorn.run("rlhfops.web.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+
+
+@pairs_app.command("import")
+def pairs_import(
+    file: Path = typer.Argument(
+        ..., help="JSONL/JSON/Parquet: prompt + response_a + response_b (or chosen + rejected)."
+    ),
+    batch: str = typer.Option(None, "--batch", help="Batch name (default: the file name)."),
+    k: int = typer.Option(None, "--k", help="Raters per pair (default: annotation.overlap)."),
+) -> None:
+    """Queue existing pairs for comparison (rows with "gold" become gold items)."""
+    from rlhfops.annotate.pairs import read_pairs
+    from rlhfops.annotate.queue import queue_pairs
+    from rlhfops.annotate.settings import annotation_settings
+
+    pairs = read_pairs(file)
+    with _ws() as ws:
+        added, skipped = queue_pairs(ws, pairs, batch or file.name, k or annotation_settings(ws).overlap)
+    typer.echo(f"queued {added} pair(s) ({skipped} already queued)")
+
+
+@pairs_app.command("generate")
+def pairs_generate(
+    model: str = typer.Option(..., "--model", help="Model id or directory (e.g. an SFT model)."),
+    prompts: Path = typer.Option(..., "--prompts", help="Prompts file (JSONL with a prompt field)."),
+    n: int = typer.Option(2, "-n", help="Samples per prompt; every two distinct samples make a pair."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Longest response in tokens."),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0)."),
+    top_p: float = typer.Option(1.0, "--top-p", help="Nucleus sampling threshold."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the sampler."),
+    batch: str = typer.Option(None, "--batch", help="Batch name (default: the prompts file name)."),
+    k: int = typer.Option(None, "--k", help="Raters per pair (default: annotation.overlap)."),
+) -> None:
+    """Sample responses from a model and queue them as comparison pairs."""
+    from rlhfops.annotate.pairs import generate_pairs
+    from rlhfops.annotate.queue import queue_pairs
+    from rlhfops.annotate.settings import annotation_settings
+
+    with _ws() as ws:
+        pairs = generate_pairs(
+            model, prompts, n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed
+        )
+        added, skipped = queue_pairs(ws, pairs, batch or prompts.name, k or annotation_settings(ws).overlap)
+    typer.echo(f"sampled {len(pairs)} pair(s); queued {added} ({skipped} already queued)")
+
+
+@prefs_app.command("export")
+def prefs_export(
+    out: Path = typer.Argument(..., help="Output JSONL (prompt, chosen, rejected, agreement, n_labels)."),
+    min_labels: int = typer.Option(
+        None, "--min-labels", help="Labels a pair needs (default: its overlap k)."
+    ),
+    as_: str = AS_OPT,
+) -> None:
+    """Aggregate the labels (plurality; ties and both-bad dropped) and register a preferences artifact."""
+    from rlhfops.annotate.export import export_preferences
+
+    with _ws() as ws:
+        person = _person(as_)
+        ws.require_role(person, "annotation-lead", "prefs export")
+        res = export_preferences(ws, out, person, min_labels)
+    alpha = "undefined" if res.alpha is None else f"{res.alpha:.3f}"
+    typer.echo(f"wrote {res.rows} pair(s) to {res.path}; Krippendorff's alpha {alpha}; dropped {res.dropped}")
+    typer.echo(f"artifact {res.artifact_id}")
+
+
+@raters_app.command("add")
+def raters_add(
+    name: str = typer.Argument(..., help="The person's name (as in `rlhfops people`)."),
+    role: str = typer.Option(
+        "rater", "--role", help="Role to give them if they lack it (rater, annotation-lead, ...)."
+    ),
+    admin: bool = typer.Option(False, "--admin", help="Let this account manage accounts."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from stdin (else asked for twice)."
+    ),
+    as_: str = AS_OPT,
+) -> None:
+    """Give a person a web account (scrypt-hashed password) and the role if they lack it."""
+    from rlhfops.annotate.accounts import set_account
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _ws() as ws:
+        ws.add_person(name, role, _person(as_))
+        created = set_account(ws, name, password, admin)
+    typer.echo(f"account {name} {'created' if created else 'updated'}")
+
+
+@raters_app.command("token")
+def raters_token(
+    name: str = typer.Argument(..., help="Account name."),
+    label: str = typer.Option("script", "--label", help="What the token is for."),
+) -> None:
+    """Create an API token for scripts (printed once; send as `Authorization: Bearer <token>`)."""
+    from rlhfops.annotate.accounts import create_token
+
+    with _ws() as ws:
+        typer.echo(create_token(ws, name, label))
+
+
+@raters_app.command("list")
+def raters_list() -> None:
+    """Accounts and their roles."""
+    from rlhfops.annotate.accounts import accounts
+
+    with _ws() as ws:
+        roles: dict[str, list[str]] = {}
+        for n, r in ws.people():
+            roles.setdefault(n, []).append(r)
+        for a in accounts(ws):
+            typer.echo(
+                f"{a.name}\t{', '.join(roles.get(a.name, [])) or '-'}{' (admin)' if a.is_admin else ''}"
+            )
+
+
+@calibration_app.command("start")
+def calibration_start(
+    n: int = typer.Option(None, "--n", help="Pairs in the round (default: annotation.calibration_size, 50)."),
+    as_: str = AS_OPT,
+) -> None:
+    """Start a calibration round: every rater labels the same N pairs before production continues."""
+    from rlhfops.annotate.calibration import start_round
+    from rlhfops.annotate.settings import annotation_settings
+
+    with _ws() as ws:
+        person = _person(as_)
+        ws.require_role(person, "annotation-lead", "calibration start")
+        st = annotation_settings(ws)
+        rid = start_round(ws, person, n or st.calibration_size, st.calibration_threshold)
+    typer.echo(f"calibration round {rid} started")
+
+
+@calibration_app.command("result")
+def calibration_result(
+    round_: int = typer.Option(None, "--round", help="Round number (default: the latest)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+) -> None:
+    """A round's pairwise and overall agreement and the items raters split on."""
+    from rlhfops.annotate.calibration import round_result
+
+    with _ws() as ws:
+        res = round_result(ws, round_).to_json()
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    typer.echo(f"round {res['round']}: {res['message']}")
+    for pair, value in sorted(res["pairwise"].items()):
+        typer.echo(f"  {pair.replace('|', ' & ')}: {value:.0%}")
+    for item in res["split_items"][:20]:
+        counts = ", ".join(f"{c} {k}" for c, k in sorted(item["counts"].items()))
+        typer.echo(f"  split item {item['item_id']} ({counts}): {item['prompt'][:70]!r}")
+
+
+@demos_app.command("import")
+def demos_import(
+    file: Path = typer.Argument(..., help="Prompts file (JSONL with a prompt field)."),
+    batch: str = typer.Option(None, "--batch", help="Batch name (default: the file name)."),
+) -> None:
+    """Queue prompts for domain experts to write demonstrations."""
+    from rlhfops.annotate.demos import queue_prompts
+    from rlhfops.annotate.pairs import prompt_text
+    from rlhfops.data.schema import load_prompts
+
+    texts = [prompt_text(p.prompt) for p in load_prompts(file)]
+    with _ws() as ws:
+        added, skipped = queue_prompts(ws, texts, batch or file.name)
+    typer.echo(f"queued {added} prompt(s) ({skipped} already queued)")
+
+
+@demos_app.command("export")
+def demos_export(
+    out: Path = typer.Argument(..., help="Output JSONL (prompt, completion)."),
+    as_: str = AS_OPT,
+) -> None:
+    """Write accepted demonstrations as SFT data and register a demonstrations artifact."""
+    from rlhfops.annotate.demos import export_demos
+
+    with _ws() as ws:
+        person = _person(as_)
+        ws.require_role(person, "domain-expert-lead", "demos export")
+        rows, art = export_demos(ws, out, person)
+    typer.echo(f"wrote {rows} demonstration(s) to {out}; artifact {art}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.command("serve")(serve)
+    app.add_typer(pairs_app, name="pairs")
+    app.add_typer(prefs_app, name="prefs")
+    app.add_typer(raters_app, name="raters")
+    app.add_typer(calibration_app, name="calibration")
+    app.add_typer(demos_app, name="demos")

@@ -187,3 +187,13 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
     app.state.extra_routers = _mount_extra(app, ws)
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn (``rlhfops serve``): the workspace in ``$RLHFOPS_WORKSPACE`` (or the cwd's)."""
+    from rlhfops.workspace.core import find_workspace_root
+
+    root = find_workspace_root()
+    if root is None:
+        raise UserError("serve: no workspace (set RLHFOPS_WORKSPACE or run inside one)")
+    return create_app(root)

@@ -1,0 +1,114 @@
+"""The annotation commands end to end: raters add, pairs import / generate, calibration, prefs export,
+demos import / export."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from web_helpers import make_workspace
+
+from rlhfops.annotate.queue import fetch_next, submit_label
+from rlhfops.cli.main import main
+
+
+@pytest.fixture
+def cli_ws(sqlite_backend: str, tmp_path: Path, monkeypatch):
+    ws = make_workspace(tmp_path / "ws", accounts=False)
+    monkeypatch.chdir(ws.root)
+    yield ws
+    ws.close()
+
+
+def _run(capsys, *argv: str) -> str:
+    main(list(argv))
+    return capsys.readouterr().out
+
+
+def _write_pairs(path: Path, n: int, gold: bool = False) -> Path:
+    rows = [{"prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(n)]
+    if gold:
+        rows = [{**r, "gold": "A", "prompt": "gold " + r["prompt"]} for r in rows]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_raters_pairs_calibration_export(cli_ws, capsys, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    assert _run(capsys, "raters", "add", "nina", "--password-stdin") == "account nina created\n"
+    assert ("nina", "rater") in cli_ws.people()
+    token = _run(capsys, "raters", "token", "nina").strip()
+    assert token.startswith("rlh_")
+    f = _write_pairs(tmp_path / "pairs.jsonl", 4)
+    assert _run(capsys, "pairs", "import", str(f), "--k", "2") == "queued 4 pair(s) (0 already queued)\n"
+    assert _run(capsys, "pairs", "import", str(f)) == "queued 0 pair(s) (4 already queued)\n"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x", "response_a": "y"}\n')
+    with pytest.raises(SystemExit) as ex:
+        main(["pairs", "import", str(bad)])
+    assert ex.value.code == 2 and "bad.jsonl:1:response_b" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["calibration", "start", "--n", "2", "--as", "rita"])  # not the annotation lead
+    assert "annotation-lead" in capsys.readouterr().err
+    assert _run(capsys, "calibration", "start", "--n", "2", "--as", "lena") == "calibration round 1 started\n"
+    raters = ["rita", "ravi", "rosa", "nina"]
+    for r in raters:
+        for _ in range(2):
+            item = fetch_next(cli_ws, r)
+            submit_label(cli_ws, r, item.item_id, "left" if item.left.startswith("good") else "right")
+    out = _run(capsys, "calibration", "result")
+    assert out.startswith("round 1: passed: overall agreement 100%")
+    for r in raters[:2]:
+        while (item := fetch_next(cli_ws, r)) is not None:
+            submit_label(cli_ws, r, item.item_id, "left" if item.left.startswith("good") else "right")
+    out = _run(capsys, "prefs", "export", str(tmp_path / "prefs.jsonl"), "--as", "lena")
+    assert out.startswith(f"wrote 4 pair(s) to {tmp_path / 'prefs.jsonl'}")
+    rows = [json.loads(x) for x in (tmp_path / "prefs.jsonl").read_text().splitlines()]
+    assert {r["chosen"][:4] for r in rows} == {"good"}
+
+
+def test_demos_import_and_export(cli_ws, capsys, tmp_path: Path) -> None:
+    from rlhfops.annotate.demos import demo_prompts, review_demo, save_demo
+
+    f = tmp_path / "prompts.jsonl"
+    f.write_text('{"prompt": "How do I return shoes?"}\n{"prompt": "Where is my parcel?"}\n')
+    assert _run(capsys, "demos", "import", str(f)) == "queued 2 prompt(s) (0 already queued)\n"
+    items = demo_prompts(cli_ws)
+    d1 = save_demo(cli_ws, "dora", items[0]["item_id"], "Send them back within 30 days.")
+    save_demo(cli_ws, "dora", items[1]["item_id"], "It is on its way.")
+    review_demo(cli_ws, "dora", d1.id, True)
+    out = _run(capsys, "demos", "export", str(tmp_path / "demos.jsonl"), "--as", "dora")
+    assert out.startswith("wrote 1 demonstration(s)")
+    rows = [json.loads(x) for x in (tmp_path / "demos.jsonl").read_text().splitlines()]
+    assert rows == [{"prompt": "How do I return shoes?", "completion": "Send them back within 30 days."}]
+    from rlhfops.data.schema import load_demos
+
+    assert len(load_demos(tmp_path / "demos.jsonl")) == 1
+
+
+def test_pairs_generate_with_a_tiny_model(cli_ws, capsys, tmp_path: Path) -> None:
+    from rlhfops.models.tiny import make_tiny_model_dir
+
+    model = make_tiny_model_dir(tmp_path / "tiny", seed=1)
+    f = tmp_path / "prompts.jsonl"
+    f.write_text('{"prompt": "hello there"}\n{"prompt": "what is up"}\n')
+    out = _run(
+        capsys,
+        "pairs",
+        "generate",
+        "--model",
+        str(model),
+        "--prompts",
+        str(f),
+        "-n",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--seed",
+        "3",
+    )
+    assert out == "sampled 2 pair(s); queued 2 (0 already queued)\n"
+    item = fetch_next(cli_ws, "rita", gold_rate=0)
+    assert item.prompt in ("hello there", "what is up") and item.left != item.right
