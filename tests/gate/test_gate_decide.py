@@ -186,3 +186,16 @@ def test_gate_log_chain_and_truncation(gws, ready):
     assert dlog.verify(gws).first_bad == 2
     path.write_bytes(good)
     assert dlog.verify(gws).ok
+
+
+def test_gate_append_check_runs_under_lock_and_writes_nothing(gws, ready):
+    e = gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+
+    def refuse(current):
+        assert [x.hash for x in current] == [e.hash]
+        raise GateRefused("changed meanwhile")
+
+    before = dlog.log_path(gws).read_bytes()
+    with pytest.raises(GateRefused, match="changed meanwhile"):
+        dlog.append(gws, {"action": "note"}, [ready["ppo"]], "gina", {"decision": "x"}, "now", check=refuse)
+    assert dlog.log_path(gws).read_bytes() == before and len(gws.artifacts("decision")) == 1

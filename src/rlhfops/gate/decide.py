@@ -273,7 +273,16 @@ def promote(ws: Workspace, model_ref: str, person: str) -> dlog.LogEntry:
         "override": bool(sig.get("override")),
         "spec_hash": sv.hash,
     }
-    return dlog.append(ws, record, [model.id, spec_id, sig.hash], person, meta, _now())
+
+    def still_valid(now: list[dlog.LogEntry]) -> None:  # under the log's lock: no decision in between
+        latest = latest_signature(now, model.id)
+        if latest is None or latest.hash != sig.hash:
+            raise GateRefused(f"promote refused: a newer gate decision on {label} was recorded meanwhile")
+        dep = _deployed_from(now)
+        if dep is not None and dep.model == model.id:
+            raise GateRefused(f"promote: {label} was deployed meanwhile (decision log entry {dep.entry})")
+
+    return dlog.append(ws, record, [model.id, spec_id, sig.hash], person, meta, _now(), check=still_valid)
 
 
 def deployed(ws: Workspace) -> Deployment | None:

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,10 +193,17 @@ def append(
     person: str,
     meta: dict[str, Any],
     now: str,
+    check: Callable[[list[LogEntry]], None] | None = None,
 ) -> LogEntry:
-    """Append ``record`` as the next entry and store it as a ``decision`` artifact; returns the entry."""
+    """Append ``record`` as the next entry and store it as a ``decision`` artifact; returns the entry.
+
+    ``check`` runs under the lock with the current entries (e.g. "the approval is still the latest
+    decision") and raises to refuse; nothing is written then.
+    """
     with _locked(ws):
         current = entries(ws, verified=True)
+        if check is not None:
+            check(current)
         seq = len(current) + 1
         prev = current[-1].hash if current else GENESIS
         data = {**record, "seq": seq, "prev": prev, "logged_at": now}
