@@ -199,3 +199,24 @@ def test_gate_append_check_runs_under_lock_and_writes_nothing(gws, ready):
     with pytest.raises(GateRefused, match="changed meanwhile"):
         dlog.append(gws, {"action": "note"}, [ready["ppo"]], "gina", {"decision": "x"}, "now", check=refuse)
     assert dlog.log_path(gws).read_bytes() == before and len(gws.artifacts("decision")) == 1
+
+
+def test_gate_log_any_byte_edit_names_its_entry(gws, ready):
+    gate_sign(gws, ready["ppo"], "gina", "reject", "first look")
+    gate_sign(gws, ready["ppo"], "gina", "approve", "second look")
+    promote(gws, ready["ppo"], "gina")
+    path = dlog.log_path(gws)
+    good = path.read_bytes()
+    lines = good.split(b"\n")[:3]
+    checked = 0
+    for li, line in enumerate(lines, start=1):
+        for pos in range(0, len(line), 11):
+            new = b"x" if line[pos : pos + 1] != b"x" else b"y"
+            edited = list(lines)
+            edited[li - 1] = line[:pos] + new + line[pos + 1 :]
+            path.write_bytes(b"\n".join(edited) + b"\n")
+            v = dlog.verify(gws)
+            assert v.first_bad == li, (li, pos, v.problem)
+            checked += 1
+    path.write_bytes(good)
+    assert dlog.verify(gws).ok and checked > 100
