@@ -85,7 +85,8 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
     code, out, _ = _cli(["promote", ppo, "--as", "gina"], capsys)
     assert code == 0 and f"deployed: ppo-model {ids['ppo']}" in out
     code, out, _ = _cli(["gate", "log"], capsys)
-    assert code == 0 and "sign approve" in out and "promote promote" in out
+    assert code == 0 and "sign approve by gina" in out.replace(f" ppo-model {ppo}", "")
+    assert "promote ppo-model" in out
     assert f"deployed: ppo-model {ids['ppo']} (entry 2" in out
     code, _, err = _cli(["promote", ppo, "--as", "gina"], capsys)
     assert code == 2 and "already the deployed model" in err

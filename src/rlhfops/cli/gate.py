@@ -111,7 +111,7 @@ def gate_log_cmd(
         ovr = " OVERRIDE" if e.get("override") else ""
         reason = f": {e.get('reason')}" if e.get("reason") else ""
         typer.echo(
-            f"{e.seq:>4} {e.get('logged_at', '')} {e.get('action')} {e.get('decision')}{ovr} "
+            f"{e.seq:>4} {e.get('logged_at', '')} {_what(e.data)}{ovr} "
             f"{e.get('model_kind', '')} {str(e.get('model', ''))[:12]} by {e.get('person')}{reason}"
         )
     promos = [e for e in entries if e.get("action") == "promote"]
@@ -122,6 +122,12 @@ def gate_log_cmd(
         )
     else:
         typer.echo("deployed: none")
+
+
+def _what(entry: dict) -> str:
+    """'sign approve', 'sign reject' or 'promote'."""
+    action = str(entry.get("action", "?"))
+    return f"{action} {entry.get('decision')}" if action == "sign" else action
 
 
 def promote_cmd(model: str = MODEL_ARG, as_: str = AS_OPT) -> None:
