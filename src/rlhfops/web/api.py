@@ -8,13 +8,15 @@ calibration, agreement and export routes are for the annotation lead (or an admi
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from rlhfops.web.auth import User, api_write_guard, current_user, require
+
+IdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A numeric id.")]
 
 router = APIRouter(prefix="/api", tags=["annotation"])
 
@@ -148,7 +150,7 @@ def post_label(body: LabelIn, request: Request, user: User = Depends(current_use
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-def get_item(item_id: int, request: Request, user: User = Depends(current_user)) -> ItemOut:
+def get_item(item_id: IdPath, request: Request, user: User = Depends(current_user)) -> ItemOut:
     """An item assigned to you, as you see it (403 when it is not yours)."""
     from rlhfops.annotate.queue import assigned_item
 
@@ -168,7 +170,9 @@ def get_labels(
 
 
 @router.get("/raters/{name}/items", response_model=list[ItemOut])
-def rater_items(name: str, request: Request, user: User = Depends(current_user)) -> list[ItemOut]:
+def rater_items(
+    name: Annotated[str, Path(max_length=200)], request: Request, user: User = Depends(current_user)
+) -> list[ItemOut]:
     """Items assigned to a rater (yours; anyone's for the annotation lead)."""
     from rlhfops.annotate.queue import assigned_items
 
@@ -247,7 +251,7 @@ def list_demos(request: Request, user: User = Depends(current_user)) -> list[dic
 
 
 @router.get("/demos/{item_id}")
-def get_demos(item_id: int, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
+def get_demos(item_id: IdPath, request: Request, user: User = Depends(current_user)) -> dict[str, Any]:
     """A prompt with its demonstrations (experts see their own; the lead sees all)."""
     from rlhfops.annotate.demos import demos_for
 
@@ -259,7 +263,7 @@ def get_demos(item_id: int, request: Request, user: User = Depends(current_user)
 
 @router.put("/demos/{item_id}")
 def put_demo(
-    item_id: int, body: DemoIn, request: Request, user: User = Depends(current_user)
+    item_id: IdPath, body: DemoIn, request: Request, user: User = Depends(current_user)
 ) -> dict[str, Any]:
     """Write or edit your demonstration for a prompt (back to draft)."""
     from rlhfops.annotate.demos import save_demo
@@ -271,7 +275,7 @@ def put_demo(
 
 @router.post("/demos/review/{demo_id}")
 def review(
-    demo_id: int, body: ReviewIn, request: Request, user: User = Depends(current_user)
+    demo_id: IdPath, body: ReviewIn, request: Request, user: User = Depends(current_user)
 ) -> dict[str, Any]:
     """Accept or reject a demonstration (domain-expert lead)."""
     from rlhfops.annotate.demos import review_demo

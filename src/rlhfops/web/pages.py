@@ -7,9 +7,9 @@ user answer 401 with a link to the login page.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from rlhfops.web.auth import (
@@ -22,6 +22,8 @@ from rlhfops.web.auth import (
     require,
 )
 from rlhfops.web.render import render
+
+IdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A numeric id.")]
 
 router = APIRouter(include_in_schema=False)
 
@@ -111,7 +113,7 @@ def rate_page(request: Request, user: User = Depends(current_user)) -> Response:
 
 
 @router.post("/rate/{item_id}")
-async def rate_submit(item_id: int, request: Request, user: User = Depends(current_user)) -> Response:
+async def rate_submit(item_id: IdPath, request: Request, user: User = Depends(current_user)) -> Response:
     """Store the label (choice, per-criterion choices, rationale, time taken), then the next pair."""
     from starlette.concurrency import run_in_threadpool
 
@@ -164,7 +166,7 @@ def demos_page(request: Request, user: User = Depends(current_user)) -> Response
 
 
 @router.get("/demos/{item_id}")
-def demo_page(item_id: int, request: Request, user: User = Depends(current_user)) -> Response:
+def demo_page(item_id: IdPath, request: Request, user: User = Depends(current_user)) -> Response:
     from rlhfops.annotate.demos import demos_for
 
     require(user, user.is_expert, "see demonstrations (needs a domain-expert role)")
