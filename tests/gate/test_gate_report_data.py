@@ -84,3 +84,18 @@ def test_gate_report_from_hand_made_data():
     assert html.count("data:image/svg+xml;base64,") == 3  # success, win rate, curves
     assert "not measured" in html  # the red-team section
     assert "no gate decision yet" in html
+
+
+def test_gate_find_metrics_any_output_dir_not_the_store(gws, tmp_path, monkeypatch):
+    ids = train_chain(gws, tmp_path / "runs")
+    ppo = gws.artifact(ids["ppo"])
+    run = gws.root / "run"  # output_dir=run
+    fake_model(run / "final", "p")
+    (run / "metrics.jsonl").write_text("{}\n")
+    assert find_metrics(gws, ppo) == run / "metrics.jsonl"
+    (run / "metrics.jsonl").unlink()
+    nested = tmp_path / "elsewhere" / "exp" / "ppo-1"  # two levels under the current directory
+    fake_model(nested / "final", "p")
+    (nested / "metrics.jsonl").write_text("{}\n")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert find_metrics(gws, ppo) == nested / "metrics.jsonl"

@@ -7,7 +7,8 @@ The HTML renderer (:mod:`rlhfops.report.render`) reads only a :class:`ReportData
 Training curves come from the run's ``metrics.jsonl`` (one JSON object per logged step, see
 :mod:`rlhfops.train.rundir`). The run directory of a model artifact is found, in order, from
 ``meta.run_dir`` / ``meta.metrics_path``, a ``metrics.jsonl`` next to or inside the stored model, or a
-run directory under ``<workspace>/runs/`` or ``./runs/`` whose ``final/`` has the model's content hash.
+run directory (up to two levels under the workspace root or the current directory, e.g. ``runs/ppo-...``)
+whose ``final/`` has the model's content hash.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from rlhfops.errors import UserError
 
 if TYPE_CHECKING:
     from rlhfops.gate.evaluate import GateEvaluation
@@ -109,17 +112,17 @@ def find_metrics(ws: Workspace, model: ArtifactRecord) -> Path | None:
         c = c if c.is_absolute() else ws.root / c
         if c.is_file():
             return c
-    for runs in dict.fromkeys([ws.root / "runs", Path.cwd() / "runs"]):
-        if not runs.is_dir():
-            continue
-        for run in sorted(runs.iterdir()):
-            final = run / "final"
-            if (run / "metrics.jsonl").is_file() and final.is_dir():
-                try:
-                    if content_hash(final) == model.id:
-                        return run / "metrics.jsonl"
-                except OSError:
-                    continue
+    store = ws.store_dir.resolve()
+    for root in dict.fromkeys([ws.root, Path.cwd().resolve()]):
+        for metrics in sorted([*root.glob("*/metrics.jsonl"), *root.glob("*/*/metrics.jsonl")]):
+            run = metrics.parent
+            if store in run.resolve().parents or not (run / "final").is_dir():
+                continue
+            try:
+                if content_hash(run / "final") == model.id:
+                    return metrics
+            except (OSError, UserError):
+                continue
     return None
 
 
