@@ -57,6 +57,7 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
     # nothing evaluated yet: incomplete, sign refused (exit 2, one line), promote refused
     code, out, _ = _cli(["gate", "evaluate", ppo], capsys)
     assert code == 0 and "INCOMPLETE" in out and "no red-team evaluation" in out
+    assert _cli(["gate", "evaluate", ppo, "--check"], capsys)[0] == 1
     code, _, err = _cli(
         ["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "gina"], capsys
     )
@@ -67,6 +68,7 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
     code, out, _ = _cli(["gate", "evaluate", ppo, "--json"], capsys)
     g = json.loads(out)
     assert code == 0 and g["verdict"] == "pass" and g["complete"] and len(g["evidence"]["superseded"]) == 1
+    assert _cli(["gate", "evaluate", ppo, "--check"], capsys)[0] == 0
     # the wrong person
     code, _, err = _cli(
         ["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "frank"], capsys

@@ -32,6 +32,7 @@ def _fmt(x: object) -> str:
 def gate_evaluate_cmd(
     model: str = MODEL_ARG,
     as_json: bool = typer.Option(False, "--json", help="Print JSON (results and merged evidence)."),
+    check: bool = typer.Option(False, "--check", help="Exit 1 unless the gate passes (for CI pipelines)."),
 ) -> None:
     """Pass/fail per threshold of the signed spec, from the model's stored evaluations."""
     from rlhfops.gate.decide import gate_evaluate
@@ -41,7 +42,13 @@ def gate_evaluate_cmd(
         g = gate_evaluate(ws, model)
     if as_json:
         typer.echo(json.dumps(g.to_json(), indent=2, sort_keys=True))
-        return
+    else:
+        _print_gate(g)
+    if check and not g.passed:
+        raise SystemExit(1)  # (typer.Exit's code is dropped by main() with standalone_mode=False)
+
+
+def _print_gate(g) -> None:
     typer.echo(f"gate for {g.model[:12]} on spec {g.spec_hash[:12]}: {g.verdict.upper()}")
     for r in g.results:
         src = f" [{r.source[:12]}]" if r.source else ""
