@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate import models as m
+from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -62,9 +63,9 @@ def set_account(ws: Any, name: str, password: str, is_admin: bool = False) -> bo
         raise UserError("account: the name is empty")
     if len(password) < MIN_PASSWORD:
         raise UserError(f"account {name}: the password needs at least {MIN_PASSWORD} characters")
-    hashed = hash_password(password)
+    hashed = hash_password(password)  # before the transaction: scrypt takes ~50 ms
     try:
-        with ws.session() as s:
+        with transaction(ws) as s:
             row = s.scalar(sa.select(m.Account).where(m.Account.name == name))
             if row is not None:
                 row.password_hash = hashed
@@ -78,23 +79,27 @@ def set_account(ws: Any, name: str, password: str, is_admin: bool = False) -> bo
 
 def authenticate(ws: Any, name: str, password: str) -> AccountInfo | None:
     """The account when ``password`` matches, else None (same time spent for unknown names)."""
-    with ws.session() as s:
-        row = s.scalar(sa.select(m.Account).where(m.Account.name == name.strip()))
-        stored = row.password_hash if row is not None else hash_password("x" * MIN_PASSWORD, b"0" * 16)
-        ok = verify_password(password, stored)
-        if row is None or not ok:
-            return None
-        return AccountInfo(row.id, row.name, bool(row.is_admin))
+    with transaction(ws) as s:
+        row = s.execute(
+            sa.select(m.Account.id, m.Account.name, m.Account.is_admin, m.Account.password_hash).where(
+                m.Account.name == name.strip()
+            )
+        ).first()
+    stored = row[3] if row is not None else hash_password("x" * MIN_PASSWORD, b"0" * 16)
+    ok = verify_password(password, stored)  # outside the transaction: scrypt takes ~50 ms
+    if row is None or not ok:
+        return None
+    return AccountInfo(row[0], row[1], bool(row[2]))
 
 
 def account(ws: Any, name: str) -> AccountInfo | None:
-    with ws.session() as s:
+    with transaction(ws) as s:
         row = s.scalar(sa.select(m.Account).where(m.Account.name == name))
         return AccountInfo(row.id, row.name, bool(row.is_admin)) if row is not None else None
 
 
 def accounts(ws: Any) -> list[AccountInfo]:
-    with ws.session() as s:
+    with transaction(ws) as s:
         rows = s.scalars(sa.select(m.Account).order_by(m.Account.name)).all()
         return [AccountInfo(r.id, r.name, bool(r.is_admin)) for r in rows]
 
@@ -102,7 +107,7 @@ def accounts(ws: Any) -> list[AccountInfo]:
 def create_token(ws: Any, name: str, label: str = "script") -> str:
     """A new API token for account ``name`` (shown once; only its hash is stored)."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with ws.session() as s:
+    with transaction(ws) as s:
         acc = s.scalar(sa.select(m.Account).where(m.Account.name == name))
         if acc is None:
             raise UserError(f"token: no account {name!r}; create it first with `rlhfops raters add {name}`")
@@ -113,7 +118,7 @@ def create_token(ws: Any, name: str, label: str = "script") -> str:
 
 
 def account_for_token(ws: Any, token: str) -> AccountInfo | None:
-    with ws.session() as s:
+    with transaction(ws) as s:
         row = s.execute(
             sa.select(m.Account)
             .join(m.ApiToken, m.ApiToken.account_id == m.Account.id)

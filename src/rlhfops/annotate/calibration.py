@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from rlhfops.annotate import models as m
 from rlhfops.annotate.queue import item_key
+from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -66,7 +67,7 @@ def latest_round_id(s) -> int | None:
 
 def start_round(ws: Any, person: str, n: int = 50, threshold: float = 0.65) -> int:
     """Start a calibration round on ``n`` production pairs; returns the round number."""
-    with ws.session() as s:
+    with transaction(ws) as s:
         ids = s.scalars(
             sa.select(m.Item.id)
             .where(m.Item.kind == "pair", m.Item.is_gold.is_(False), m.Item.calibration_round.is_(None))
@@ -122,7 +123,7 @@ def blocking_reason(s, round_id: int) -> str | None:
 
 def round_result(ws: Any, round_id: int | None = None) -> RoundResult:
     """Agreement of a round (default: the latest)."""
-    with ws.session() as s:
+    with transaction(ws) as s:
         rid = round_id if round_id is not None else latest_round_id(s)
         if rid is None or s.get(m.CalibrationRound, rid) is None:
             raise UserError("calibration: no round yet; start one with `rlhfops calibration start`")

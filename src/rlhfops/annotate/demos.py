@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate import models as m
 from rlhfops.annotate.queue import item_key
+from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -45,7 +46,7 @@ def queue_prompts(ws: Any, prompts: list[str], batch: str) -> tuple[int, int]:
     for p in prompts:
         key = item_key("demo", p, None, None)
         try:
-            with ws.session() as s:
+            with transaction(ws) as s:
                 if s.scalar(sa.select(m.Item.id).where(m.Item.key == key)) is not None:
                     skipped += 1
                     continue
@@ -74,7 +75,7 @@ def queue_prompts(ws: Any, prompts: list[str], batch: str) -> tuple[int, int]:
 
 def demo_prompts(ws: Any) -> list[dict[str, Any]]:
     """Every demonstration prompt with its demonstrations' statuses."""
-    with ws.session() as s:
+    with transaction(ws) as s:
         items = s.execute(
             sa.select(m.Item.id, m.Item.prompt).where(m.Item.kind == "demo").order_by(m.Item.id)
         ).all()
@@ -90,7 +91,7 @@ def _view(d: m.Demonstration, prompt: str) -> DemoView:
 
 
 def demos_for(ws: Any, item_id: int) -> tuple[str, list[DemoView]]:
-    with ws.session() as s:
+    with transaction(ws) as s:
         item = s.get(m.Item, item_id)
         if item is None or item.kind != "demo":
             raise UserError(f"demonstration prompt {item_id}: not found")
@@ -109,7 +110,7 @@ def save_demo(ws: Any, author: str, item_id: int, text: str) -> DemoView:
         raise UserError(f"demonstration: the reply has {len(text)} characters; at most {MAX_TEXT}")
     for _ in range(3):
         try:
-            with ws.session() as s:
+            with transaction(ws) as s:
                 item = s.get(m.Item, item_id)
                 if item is None or item.kind != "demo":
                     raise UserError(f"demonstration prompt {item_id}: not found")
@@ -140,7 +141,7 @@ def save_demo(ws: Any, author: str, item_id: int, text: str) -> DemoView:
 
 
 def review_demo(ws: Any, reviewer: str, demo_id: int, accept: bool) -> DemoView:
-    with ws.session() as s:
+    with transaction(ws) as s:
         row = s.get(m.Demonstration, demo_id)
         if row is None:
             raise UserError(f"demonstration {demo_id}: not found")
@@ -152,7 +153,7 @@ def review_demo(ws: Any, reviewer: str, demo_id: int, accept: bool) -> DemoView:
 
 def export_demos(ws: Any, out: Path, creator: str, register: bool = True) -> tuple[int, str | None]:
     """Accepted demonstrations -> SFT JSONL ``{"prompt", "completion"}``; a ``demonstrations`` artifact."""
-    with ws.session() as s:
+    with transaction(ws) as s:
         rows = s.execute(
             sa.select(m.Item.prompt, m.Demonstration.text)
             .join(m.Item, m.Item.id == m.Demonstration.item_id)

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rlhfops.annotate import models as m
+from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 
 
@@ -60,7 +61,7 @@ def export_preferences(
     from rlhfops.annotate.quality import aggregate_pairs
 
     out = Path(out)
-    with ws.session() as s:
+    with transaction(ws) as s:
         items, by_item = production_labels(s)
     labels = [(i, r, c) for i, v in by_item.items() for r, c in v.items()]
     agg = aggregate_pairs(labels, tie="drop", both_bad="drop", min_labels=min_labels or 1)

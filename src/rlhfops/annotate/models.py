@@ -6,7 +6,8 @@
 * ``items`` -- a comparison pair (``kind="pair"``: prompt, response_a, response_b) or a demonstration
   prompt (``kind="demo"``). ``is_gold`` + ``gold_answer`` ("A", "B", "tie", "both_bad") for gold items;
   ``calibration_round`` for the copies made for a calibration round. ``key`` is a content hash that keeps
-  an import idempotent.
+  an import idempotent. ``n_assigned`` / ``is_open`` (production pairs with a free slot) make finding
+  the next item an index range scan; the slot constraint below is what guarantees at most k.
 * ``assignments`` -- (item, rater) once; ``swapped`` records the left/right position shown (True: the
   left response is B). Production items take a ``slot`` in ``0..k-1``, unique per item, so concurrent
   assigners cannot give an item to more than k raters; gold and calibration items have no slot.
@@ -52,7 +53,11 @@ class ApiToken(Base):
 
 class Item(Base):
     __tablename__ = "items"
-    __table_args__ = (sa.UniqueConstraint("key", name="uq_items_key"),)
+    __table_args__ = (
+        sa.UniqueConstraint("key", name="uq_items_key"),
+        sa.Index("ix_items_queue", "is_open", "id"),
+        sa.Index("ix_items_gold", "is_gold", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(sa.String(64))
@@ -62,6 +67,8 @@ class Item(Base):
     response_b: Mapped[str | None] = mapped_column(sa.Text)
     batch: Mapped[str] = mapped_column(sa.String(200), index=True)
     k: Mapped[int]
+    n_assigned: Mapped[int] = mapped_column(default=0)
+    is_open: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     is_gold: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     gold_answer: Mapped[str | None] = mapped_column(sa.String(10))
     calibration_round: Mapped[int | None] = mapped_column(index=True)

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate import models as m
+from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -100,7 +101,7 @@ def queue_pairs(ws: Any, pairs: list[PairIn], batch: str, k: int) -> tuple[int, 
         gold = p.gold_answer is not None
         key = item_key("pair", p.prompt, p.response_a, p.response_b, "gold" if gold else "")
         try:
-            with ws.session() as s:
+            with transaction(ws) as s:
                 if s.scalar(sa.select(m.Item.id).where(m.Item.key == key)) is not None:
                     skipped += 1
                     continue
@@ -126,6 +127,8 @@ def _new_item(
         response_b=b,
         batch=batch,
         k=k,
+        n_assigned=0,
+        is_open=kind == "pair" and gold is None and calibration_round is None,
         is_gold=gold is not None,
         gold_answer=gold,
         calibration_round=calibration_round,
@@ -158,8 +161,11 @@ def _unseen(rater: str):
 
 def _assign(s, item: m.Item, rater: str, slot: int | None) -> QueuedItem:
     swapped = random.random() < 0.5
-    s.add(m.Assignment(item_id=item.id, rater=rater, slot=slot, swapped=swapped, assigned_at=db.utcnow()))
-    s.flush()
+    s.execute(
+        sa.insert(m.Assignment).values(
+            item_id=item.id, rater=rater, slot=slot, swapped=swapped, assigned_at=db.utcnow()
+        )
+    )
     return _view(item, swapped)
 
 
@@ -175,6 +181,11 @@ def _calibration_item(s, rater: str, round_id: int) -> m.Item | None:
 def _gold_item(s, rater: str, gold_rate: float) -> m.Item | None:
     if gold_rate <= 0:
         return None
+    ids = s.scalars(
+        sa.select(m.Item.id).where(m.Item.is_gold.is_(True), m.Item.id.not_in(_unseen(rater))).limit(50)
+    ).all()
+    if not ids:
+        return None
     counts = s.execute(
         sa.select(sa.func.count(m.Assignment.id), sa.func.count(m.Item.gold_answer))
         .join(m.Item, m.Item.id == m.Assignment.item_id)
@@ -183,32 +194,18 @@ def _gold_item(s, rater: str, gold_rate: float) -> m.Item | None:
     total, gold = int(counts[0]), int(counts[1])
     if gold >= gold_rate * (total + 1):
         return None
-    ids = s.scalars(
-        sa.select(m.Item.id)
-        .where(m.Item.is_gold.is_(True), m.Item.calibration_round.is_(None), m.Item.id.not_in(_unseen(rater)))
-        .limit(50)
-    ).all()
-    return s.get(m.Item, random.choice(ids)) if ids else None
+    return s.get(m.Item, random.choice(ids))
 
 
-def _production_candidates(s, rater: str) -> list[tuple[int, int]]:
-    """(item id, slots taken) of production pairs with a free slot that ``rater`` has not seen."""
-    taken = sa.func.count(m.Assignment.id)
+def _production_candidates(s, rater: str) -> list[int]:
+    """Ids of production pairs with a free slot that ``rater`` has not seen (an index range scan)."""
     q = (
-        sa.select(m.Item.id, taken)
-        .outerjoin(m.Assignment, sa.and_(m.Assignment.item_id == m.Item.id, m.Assignment.slot.is_not(None)))
-        .where(
-            m.Item.kind == "pair",
-            m.Item.is_gold.is_(False),
-            m.Item.calibration_round.is_(None),
-            m.Item.id.not_in(_unseen(rater)),
-        )
-        .group_by(m.Item.id, m.Item.k)
-        .having(taken < m.Item.k)
+        sa.select(m.Item.id)
+        .where(m.Item.is_open.is_(True), m.Item.id.not_in(_unseen(rater)))
         .order_by(m.Item.id)
         .limit(_CANDIDATES)
     )
-    return [(int(r[0]), int(r[1])) for r in s.execute(q)]
+    return list(s.scalars(q).all())
 
 
 def _free_slot(s, item_id: int, k: int) -> int | None:
@@ -221,37 +218,64 @@ def fetch_next(ws: Any, rater: str, gold_rate: float = 0.1) -> QueuedItem | None
 
     Raises :class:`ProductionBlockedError` when the latest calibration round has not passed and the
     rater has done all its items."""
-    from rlhfops.annotate.calibration import blocking_reason, latest_round_id
+    item, blocked, _p = fetch_next_with_progress(ws, rater, gold_rate)
+    if blocked is not None:
+        raise ProductionBlockedError(blocked)
+    return item
 
+
+def fetch_next_with_progress(
+    ws: Any, rater: str, gold_rate: float = 0.1
+) -> tuple[QueuedItem | None, str | None, Progress]:
+    """(next item or None, why production is blocked or None, the rater's progress) in one transaction."""
     for _attempt in range(_RETRIES):
         try:
-            with ws.session() as s:
-                current = _open_assignment(s, rater)
-                if current is not None:
-                    return current
-                round_id = latest_round_id(s)
-                if round_id is not None:
-                    item = _calibration_item(s, rater, round_id)
-                    if item is not None:
-                        return _assign(s, item, rater, None)
-                    reason = blocking_reason(s, round_id)
-                    if reason is not None:
-                        raise ProductionBlockedError(reason)
-                item = _gold_item(s, rater, gold_rate)
-                if item is not None:
-                    return _assign(s, item, rater, None)
-                candidates = _production_candidates(s, rater)
-                if not candidates:
-                    return None
-                item_id, _taken = random.choice(candidates)
-                item = s.get_one(m.Item, item_id)
-                slot = _free_slot(s, item.id, item.k)
-                if slot is None:
-                    raise _Retry()
-                return _assign(s, item, rater, slot)
+            with transaction(ws) as s:
+                try:
+                    item, blocked = _next_in(s, rater, gold_rate), None
+                except ProductionBlockedError as err:
+                    item, blocked = None, str(err)
+                return item, blocked, _progress_in(s, rater)
         except (IntegrityError, _Retry):
             continue  # another rater took that slot (or this item) first: look again
     raise UserError(f"fetch next for {rater}: too much contention, try again")
+
+
+def _next_in(s, rater: str, gold_rate: float) -> QueuedItem | None:
+    from rlhfops.annotate.calibration import blocking_reason, latest_round_id
+
+    current = _open_assignment(s, rater)
+    if current is not None:
+        return current
+    round_id = latest_round_id(s)
+    if round_id is not None:
+        item = _calibration_item(s, rater, round_id)
+        if item is not None:
+            return _assign(s, item, rater, None)
+        reason = blocking_reason(s, round_id)
+        if reason is not None:
+            raise ProductionBlockedError(reason)
+    item = _gold_item(s, rater, gold_rate)
+    if item is not None:
+        return _assign(s, item, rater, None)
+    candidates = _production_candidates(s, rater)
+    if not candidates:
+        return None
+    item = s.get_one(m.Item, random.choice(candidates))
+    slot = _free_slot(s, item.id, item.k)
+    if slot is None:
+        raise _Retry()
+    view = _assign(s, item, rater, slot)
+    s.execute(
+        sa.update(m.Item)
+        .where(m.Item.id == item.id)
+        .values(
+            n_assigned=m.Item.n_assigned + 1,
+            is_open=sa.case((m.Item.n_assigned + 1 < m.Item.k, sa.true()), else_=sa.false()),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return view
 
 
 class _Retry(Exception):
@@ -292,56 +316,69 @@ def submit_label(
     if seconds is not None and not (0 <= seconds < 1e7):
         raise UserError(f"seconds {seconds!r}: must be between 0 and 1e7")
     try:
-        with ws.session() as s:
-            asg = s.scalar(
-                sa.select(m.Assignment).where(m.Assignment.item_id == item_id, m.Assignment.rater == rater)
-            )
+        with transaction(ws) as s:
+            asg = s.execute(
+                sa.select(m.Assignment.id, m.Assignment.swapped).where(
+                    m.Assignment.item_id == item_id, m.Assignment.rater == rater
+                )
+            ).first()
             if asg is None:
                 raise NotAssignedError(f"item {item_id} is not assigned to {rater}")
-            existing = s.scalar(sa.select(m.Label).where(m.Label.item_id == item_id, m.Label.rater == rater))
+            existing = _existing_label(s, item_id, rater)
             if existing is not None:
-                return LabelResult(existing.id, item_id, existing.choice, False)
-            canonical = to_canonical(choice, asg.swapped)
-            crit = {k: to_canonical(v, asg.swapped) for k, v in crit_in.items()}
-            label = m.Label(
-                item_id=item_id,
-                rater=rater,
-                choice=canonical,
-                criteria=crit,
-                rationale=rationale[:10_000],
-                swapped=asg.swapped,
-                seconds=seconds,
-                created_at=db.utcnow(),
-            )
-            s.add(label)
-            asg.done_at = label.created_at
-            s.flush()
-            return LabelResult(label.id, item_id, canonical, True)
+                return existing
+            asg_id, swapped = asg
+            canonical = to_canonical(choice, swapped)
+            now = db.utcnow()
+            label_id = s.execute(
+                sa.insert(m.Label)
+                .values(
+                    item_id=item_id,
+                    rater=rater,
+                    choice=canonical,
+                    criteria={k: to_canonical(v, swapped) for k, v in crit_in.items()},
+                    rationale=rationale[:10_000],
+                    swapped=swapped,
+                    seconds=seconds,
+                    created_at=now,
+                )
+                .returning(m.Label.id)
+            ).scalar_one()
+            s.execute(sa.update(m.Assignment).where(m.Assignment.id == asg_id).values(done_at=now))
+            return LabelResult(int(label_id), item_id, canonical, True)
     except IntegrityError:  # the same label was stored by a concurrent submit
-        with ws.session() as s:
-            existing = s.scalar(sa.select(m.Label).where(m.Label.item_id == item_id, m.Label.rater == rater))
+        with transaction(ws) as s:
+            existing = _existing_label(s, item_id, rater)
             if existing is None:
                 raise
-            return LabelResult(existing.id, item_id, existing.choice, False)
+            return existing
+
+
+def _existing_label(s, item_id: int, rater: str) -> LabelResult | None:
+    row = s.execute(
+        sa.select(m.Label.id, m.Label.choice).where(m.Label.item_id == item_id, m.Label.rater == rater)
+    ).first()
+    return LabelResult(int(row[0]), item_id, row[1], False) if row is not None else None
 
 
 def progress(ws: Any, rater: str) -> Progress:
-    with ws.session() as s:
-        done = s.scalar(sa.select(sa.func.count(m.Label.id)).where(m.Label.rater == rater)) or 0
-        open_ = (
-            s.scalar(
-                sa.select(sa.func.count(m.Assignment.id)).where(
-                    m.Assignment.rater == rater, m.Assignment.done_at.is_(None)
-                )
-            )
-            or 0
+    with transaction(ws) as s:
+        return _progress_in(s, rater)
+
+
+def _progress_in(s, rater: str) -> Progress:
+    done = s.scalar(sa.select(sa.func.count(m.Label.id)).where(m.Label.rater == rater)) or 0
+    open_ = s.scalar(
+        sa.select(sa.func.count(m.Assignment.id)).where(
+            m.Assignment.rater == rater, m.Assignment.done_at.is_(None)
         )
-    return Progress(int(done), int(open_))
+    )
+    return Progress(int(done), int(open_ or 0))
 
 
 def assigned_item(ws: Any, rater: str, item_id: int) -> QueuedItem:
     """The item as ``rater`` sees it; :class:`NotAssignedError` if it is not theirs."""
-    with ws.session() as s:
+    with transaction(ws) as s:
         row = s.execute(
             sa.select(m.Item, m.Assignment.swapped)
             .join(m.Assignment, m.Assignment.item_id == m.Item.id)
@@ -354,7 +391,7 @@ def assigned_item(ws: Any, rater: str, item_id: int) -> QueuedItem:
 
 def rater_labels(ws: Any, rater: str) -> list[dict[str, Any]]:
     """The rater's own labels, newest first, as they saw them (left/right)."""
-    with ws.session() as s:
+    with transaction(ws) as s:
         rows = s.scalars(sa.select(m.Label).where(m.Label.rater == rater).order_by(m.Label.id.desc())).all()
         out = []
         for r in rows:
@@ -374,7 +411,7 @@ def rater_labels(ws: Any, rater: str) -> list[dict[str, Any]]:
 
 def assigned_items(ws: Any, rater: str, limit: int = 500) -> list[QueuedItem]:
     """Items assigned to ``rater`` (newest first), as they see them."""
-    with ws.session() as s:
+    with transaction(ws) as s:
         rows = s.execute(
             sa.select(m.Item, m.Assignment.swapped)
             .join(m.Assignment, m.Assignment.item_id == m.Item.id)

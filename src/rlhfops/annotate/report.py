@@ -18,12 +18,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from rlhfops.annotate import models as m
+from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
 
 def _rows(ws: Any) -> tuple[list[tuple], dict[int, str]]:
-    with ws.session() as s:
+    with transaction(ws) as s:
         rows = s.execute(
             sa.select(
                 m.Label.item_id,

@@ -110,16 +110,11 @@ def me(user: User = Depends(current_user)) -> Me:
 @router.get("/next", response_model=NextOut)
 def next_item(request: Request, user: User = Depends(current_user)) -> NextOut:
     """The rater's next comparison (assigned on first request; the same one until it is labelled)."""
-    from rlhfops.annotate.queue import ProductionBlockedError, fetch_next, progress
+    from rlhfops.annotate.queue import fetch_next_with_progress
 
     require(user, user.is_rater, "label pairs (needs the rater role)")
-    ws, blocked, item = _ws(request), None, None
-    try:
-        got = fetch_next(ws, user.name, gold_rate=request.app.state.settings.gold_rate)
-        item = ItemOut(**got.to_json()) if got is not None else None
-    except ProductionBlockedError as err:
-        blocked = str(err)
-    p = progress(ws, user.name)
+    got, blocked, p = fetch_next_with_progress(_ws(request), user.name, request.app.state.settings.gold_rate)
+    item = ItemOut(**got.to_json()) if got is not None else None
     return NextOut(item=item, blocked=blocked, labelled=p.labelled, open=p.open)
 
 

@@ -36,6 +36,12 @@ EXTRA_ROUTERS: list[str] = [
 ]
 
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+SECURITY_HEADERS = (
+    ("content-security-policy", CSP),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "same-origin"),
+)
 
 
 def _open_workspace(workspace_root: str | Path, database_url: str | None) -> Any:
@@ -99,28 +105,50 @@ def jsonable(errors: Any) -> Any:
     return jsonable_encoder(errors, custom_encoder={BaseException: str, bytes: lambda b: b.decode("latin-1")})
 
 
-def _install_middleware(app: FastAPI) -> None:
-    from rlhfops.web.auth import CSRF_COOKIE
+class SecurityMiddleware:
+    """Pure ASGI: security headers on every response; a signed CSRF cookie for browsers without one
+    (its value is ``request.state.csrf`` for the templates)."""
 
-    @app.middleware("http")
-    async def _security(request: Request, call_next):
-        auth = request.app.state.auth
-        token = auth.csrf_from_cookie(request)
+    def __init__(self, app: Any, auth: Any) -> None:
+        self.app, self.auth = app, auth
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        from starlette.datastructures import MutableHeaders
+        from starlette.requests import Request as _Request
+
+        from rlhfops.web.auth import CSRF_COOKIE
+
+        token = self.auth.csrf_from_cookie(_Request(scope))
         fresh = token is None
         if fresh:
             token = secrets.token_urlsafe(24)
-        request.state.csrf = token
-        response = await call_next(request)
-        if fresh and not request.url.path.startswith("/api"):
-            secure = request.url.scheme == "https"
-            response.set_cookie(
-                CSRF_COOKIE, auth.signer.sign(token), httponly=True, samesite="lax", secure=secure
-            )
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+        scope.setdefault("state", {})["csrf"] = token
+        set_cookie = fresh and not scope["path"].startswith("/api")
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    if name == "content-security-policy" and scope["path"] in ("/docs", "/redoc"):
+                        continue  # the OpenAPI pages load their viewer from a CDN
+                    if name not in headers:
+                        headers[name] = value
+                if set_cookie:
+                    cookie = Response()
+                    cookie.set_cookie(
+                        CSRF_COOKIE,
+                        self.auth.signer.sign(token),
+                        httponly=True,
+                        samesite="lax",
+                        secure=scope.get("scheme") == "https",
+                    )
+                    headers.append("set-cookie", cookie.headers["set-cookie"])
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _mount_extra(app: FastAPI, ws: Any) -> list[str]:
@@ -179,7 +207,7 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
     app.state.templates = make_env()
     app.state.guidelines = GuidelinesCache(ws)
     _install_handlers(app)
-    _install_middleware(app)
+    app.add_middleware(SecurityMiddleware, auth=app.state.auth)
     app.mount("/static", StaticFiles(packages=[("rlhfops.web", "static")]), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)

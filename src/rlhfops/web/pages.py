@@ -90,14 +90,12 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 @router.get("/rate")
 def rate_page(request: Request, user: User = Depends(current_user)) -> Response:
     """The comparison page: the rater's next pair, left/right as assigned."""
-    from rlhfops.annotate.queue import ProductionBlockedError, fetch_next, progress
+    from rlhfops.annotate.queue import fetch_next_with_progress
 
     require(user, user.is_rater, "label pairs (needs the rater role)")
-    ws, blocked, item = request.app.state.ws, None, None
-    try:
-        item = fetch_next(ws, user.name, gold_rate=request.app.state.settings.gold_rate)
-    except ProductionBlockedError as err:
-        blocked = str(err)
+    item, blocked, prog = fetch_next_with_progress(
+        request.app.state.ws, user.name, gold_rate=request.app.state.settings.gold_rate
+    )
     g = request.app.state.guidelines.get()
     return render(
         request,
@@ -105,7 +103,7 @@ def rate_page(request: Request, user: User = Depends(current_user)) -> Response:
         title="Compare",
         item=item,
         blocked=blocked,
-        progress=progress(ws, user.name),
+        progress=prog,
         allowed=g.allowed,
         criteria=g.criteria,
         started=int(time.time()),

@@ -46,6 +46,8 @@ def upgrade() -> None:
         sa.Column("response_b", sa.Text(), nullable=True),
         sa.Column("batch", sa.String(200), nullable=False),
         sa.Column("k", sa.Integer(), nullable=False),
+        sa.Column("n_assigned", sa.Integer(), nullable=False),
+        sa.Column("is_open", sa.Boolean(), nullable=False),
         sa.Column("is_gold", sa.Boolean(), nullable=False),
         sa.Column("gold_answer", sa.String(10), nullable=True),
         sa.Column("calibration_round", sa.Integer(), nullable=True),
@@ -57,6 +59,8 @@ def upgrade() -> None:
     op.create_index("ix_items_kind", "items", ["kind"])
     op.create_index("ix_items_batch", "items", ["batch"])
     op.create_index("ix_items_calibration_round", "items", ["calibration_round"])
+    op.create_index("ix_items_queue", "items", ["is_open", "id"])
+    op.create_index("ix_items_gold", "items", ["is_gold", "id"])
     op.create_table(
         "assignments",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),

@@ -1,0 +1,241 @@
+"""Benchmark: the annotation service under 100 concurrent simulated raters on loopback.
+
+The server is ``uvicorn rlhfops.web.app:app_from_env`` in a subprocess (one worker unless ``--workers``)
+on a fresh workspace with ``--items`` queued pairs (k=3) and one API token per rater. The client runs
+``--raters`` asyncio tasks, each looping ``GET /api/next`` then ``POST /api/labels`` for ``--seconds``
+(after a ``--warmup`` whose requests are not counted). Latency is per HTTP request, measured at the
+client. Prints one JSON line per backend:
+
+``{"bench": "annotation_load", "backend": ..., "raters": 100, "seconds": ..., "labels": ...,
+"labels_per_s": ..., "requests": ..., "p50_ms": ..., "p99_ms": ..., "errors": ...}``
+
+Targets (issue 5): p99 < 100 ms and >= 300 labels/s. After the run the database is checked: every
+(item, rater) labelled once and no item with more than k raters.
+
+Run: ``.venv/bin/python bench/annotation_load.py [--backend sqlite postgres] [--seconds 20]``
+(PostgreSQL from ``--postgres-url``, default the test server; a fresh schema is created and dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+PG_DEFAULT = os.environ.get("RLHFOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+K = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def setup_workspace(root: Path, n_raters: int, n_items: int) -> list[str]:
+    """A workspace with raters (accounts + tokens) and queued pairs; returns the tokens."""
+    from rlhfops.annotate import models as m
+    from rlhfops.annotate.accounts import create_token, hash_password
+    from rlhfops.annotate.queue import item_key
+    from rlhfops.workspace import db, init_workspace
+
+    ws = init_workspace(root, "support-replies")
+    shared_hash = hash_password("bench password")  # one scrypt for all: set-up speed only
+    with ws.session() as s:
+        for i in range(n_raters):
+            name = f"r{i:03d}"
+            s.add(db.Person(name=name, role="rater", added_by="bench", added_at=db.utcnow()))
+            s.add(m.Account(name=name, password_hash=shared_hash, is_admin=False, created_at=db.utcnow()))
+        for i in range(n_items):
+            prompt, a, b = (
+                f"prompt {i} " + "x" * 200,
+                f"reply A {i} " + "y" * 400,
+                f"reply B {i} " + "z" * 400,
+            )
+            s.add(
+                m.Item(
+                    key=item_key("pair", prompt, a, b),
+                    kind="pair",
+                    prompt=prompt,
+                    response_a=a,
+                    response_b=b,
+                    batch="bench",
+                    k=K,
+                    n_assigned=0,
+                    is_open=True,
+                    is_gold=False,
+                    gold_answer=None,
+                    calibration_round=None,
+                    source_item_id=None,
+                    meta={},
+                    created_at=db.utcnow(),
+                )
+            )
+    tokens = [create_token(ws, f"r{i:03d}") for i in range(n_raters)]
+    ws.close()
+    return tokens
+
+
+async def rater(client: httpx.AsyncClient, token: str, stop_at: float, count_from: float, out: dict) -> None:
+    h = {"Authorization": f"Bearer {token}"}
+    n = 0
+    while time.perf_counter() < stop_at:
+        t0 = time.perf_counter()
+        r = await client.get("/api/next", headers=h)
+        t1 = time.perf_counter()
+        counted = t0 >= count_from
+        if counted:
+            out["lat"].append(t1 - t0)
+        if r.status_code != 200:
+            out["errors"] += counted
+            continue
+        item = r.json()["item"]
+        if item is None:
+            out["exhausted"] = True
+            return
+        body = {"item_id": item["item_id"], "choice": ("left", "right", "tie")[n % 3], "rationale": ""}
+        t2 = time.perf_counter()
+        r = await client.post("/api/labels", json=body, headers=h)
+        t3 = time.perf_counter()
+        n += 1
+        if t2 >= count_from:
+            out["lat"].append(t3 - t2)
+            if r.status_code == 201:
+                out["labels"] += 1
+            else:
+                out["errors"] += 1
+
+
+async def drive(url: str, tokens: list[str], seconds: float, warmup: float) -> dict:
+    out = {"lat": [], "labels": 0, "errors": 0, "exhausted": False}
+    limits = httpx.Limits(max_connections=len(tokens) + 10, max_keepalive_connections=len(tokens) + 10)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        start = time.perf_counter()
+        count_from, stop_at = start + warmup, start + warmup + seconds
+        await asyncio.gather(*(rater(client, t, stop_at, count_from, out) for t in tokens))
+    out["elapsed"] = seconds
+    return out
+
+
+def check_db(url: str | None, root: Path) -> dict:
+    from rlhfops.annotate import models as m
+    from rlhfops.workspace import Workspace
+
+    if url:
+        os.environ["RLHFOPS_DATABASE_URL"] = url
+    with Workspace.open(root) as ws, ws.session() as s:
+        labels = s.execute(sa.select(m.Label.item_id, m.Label.rater)).all()
+        over = s.execute(
+            sa.select(m.Assignment.item_id).group_by(m.Assignment.item_id).having(sa.func.count() > K)
+        ).all()
+    return {
+        "db_labels": len(labels),
+        "duplicate_labels": len(labels) - len(set(labels)),
+        "over_assigned": len(over),
+    }
+
+
+def run_backend(backend: str, args: argparse.Namespace) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="rlhfops-bench-"))
+    env = dict(os.environ)
+    db_url, admin, schema = None, None, None
+    if backend == "postgres":
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        admin = sa.create_engine(args.postgres_url)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        sep = "&" if "?" in args.postgres_url else "?"
+        db_url = f"{args.postgres_url}{sep}options=-csearch_path%3D{schema}"
+        os.environ["RLHFOPS_DATABASE_URL"] = env["RLHFOPS_DATABASE_URL"] = db_url
+    else:
+        os.environ.pop("RLHFOPS_DATABASE_URL", None)
+        env.pop("RLHFOPS_DATABASE_URL", None)
+    try:
+        tokens = setup_workspace(tmp / "ws", args.raters, args.items)
+        port = _free_port()
+        env["RLHFOPS_WORKSPACE"] = str(tmp / "ws")
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "rlhfops.web.app:app_from_env",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(args.workers),
+        ]
+        server = subprocess.Popen(cmd, env=env)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.time() + 60
+            while True:
+                try:
+                    if httpx.get(f"{url}/login", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("server did not start")
+                time.sleep(0.2)
+            res = asyncio.run(drive(url, tokens, args.seconds, args.warmup))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        lat = sorted(res["lat"])
+        q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) >= 2 else [float("nan")] * 99
+        return {
+            "bench": "annotation_load",
+            "backend": backend,
+            "raters": args.raters,
+            "workers": args.workers,
+            "seconds": args.seconds,
+            "labels": res["labels"],
+            "labels_per_s": round(res["labels"] / args.seconds, 1),
+            "requests": len(lat),
+            "p50_ms": round(1000 * q[49], 1),
+            "p99_ms": round(1000 * q[98], 1),
+            "errors": res["errors"],
+            "queue_exhausted": res["exhausted"],
+            **check_db(db_url, tmp / "ws"),
+        }
+    finally:
+        if admin is not None:
+            with admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            admin.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", nargs="+", default=["sqlite", "postgres"], choices=["sqlite", "postgres"])
+    ap.add_argument("--raters", type=int, default=100)
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--warmup", type=float, default=3.0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--postgres-url", default=PG_DEFAULT)
+    args = ap.parse_args()
+    for backend in args.backend:
+        print(json.dumps(run_backend(backend, args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
