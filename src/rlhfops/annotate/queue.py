@@ -30,7 +30,6 @@ from rlhfops.workspace import db
 
 DISPLAY_CHOICES = ("left", "right", "tie", "both_bad", "skip")
 _RETRIES = 20
-_CANDIDATES = 8
 
 
 class NotAssignedError(UserError):
@@ -197,20 +196,20 @@ def _gold_item(s, rater: str, gold_rate: float) -> m.Item | None:
     return s.get(m.Item, random.choice(ids))
 
 
-def _production_candidates(s, rater: str) -> list[int]:
-    """Ids of production pairs with a free slot that ``rater`` has not seen (an index range scan)."""
+def _production_candidate(s, rater: str) -> m.Item | None:
+    """The oldest production pair with a free slot that ``rater`` has not seen (an index range scan).
+
+    On PostgreSQL the row is locked and rows locked by other assigners are skipped (``FOR UPDATE SKIP
+    LOCKED``), so concurrent raters spread over items instead of colliding on one slot; SQLite runs
+    one writer at a time anyway."""
     q = (
-        sa.select(m.Item.id)
+        sa.select(m.Item)
         .where(m.Item.is_open.is_(True), m.Item.id.not_in(_unseen(rater)))
         .order_by(m.Item.id)
-        .limit(_CANDIDATES)
+        .limit(1)
+        .with_for_update(skip_locked=True)
     )
-    return list(s.scalars(q).all())
-
-
-def _free_slot(s, item_id: int, k: int) -> int | None:
-    used = set(s.scalars(sa.select(m.Assignment.slot).where(m.Assignment.item_id == item_id)).all())
-    return next((i for i in range(k) if i not in used), None)
+    return s.scalar(q)
 
 
 def fetch_next(ws: Any, rater: str, gold_rate: float = 0.1) -> QueuedItem | None:
@@ -258,14 +257,13 @@ def _next_in(s, rater: str, gold_rate: float) -> QueuedItem | None:
     item = _gold_item(s, rater, gold_rate)
     if item is not None:
         return _assign(s, item, rater, None)
-    candidates = _production_candidates(s, rater)
-    if not candidates:
+    item = _production_candidate(s, rater)
+    if item is None:
         return None
-    item = s.get_one(m.Item, random.choice(candidates))
-    slot = _free_slot(s, item.id, item.k)
-    if slot is None:
+    if item.n_assigned >= item.k:  # pragma: no cover - is_open is kept in step with n_assigned
         raise _Retry()
-    view = _assign(s, item, rater, slot)
+    # the slot is the item's count so far; the unique (item, slot) constraint rejects a racing twin
+    view = _assign(s, item, rater, item.n_assigned)
     s.execute(
         sa.update(m.Item)
         .where(m.Item.id == item.id)
@@ -317,17 +315,16 @@ def submit_label(
         raise UserError(f"seconds {seconds!r}: must be between 0 and 1e7")
     try:
         with transaction(ws) as s:
-            asg = s.execute(
-                sa.select(m.Assignment.id, m.Assignment.swapped).where(
-                    m.Assignment.item_id == item_id, m.Assignment.rater == rater
-                )
+            row = s.execute(
+                sa.select(m.Assignment.id, m.Assignment.swapped, m.Label.id, m.Label.choice)
+                .outerjoin(m.Label, sa.and_(m.Label.item_id == m.Assignment.item_id, m.Label.rater == rater))
+                .where(m.Assignment.item_id == item_id, m.Assignment.rater == rater)
             ).first()
-            if asg is None:
+            if row is None:
                 raise NotAssignedError(f"item {item_id} is not assigned to {rater}")
-            existing = _existing_label(s, item_id, rater)
-            if existing is not None:
-                return existing
-            asg_id, swapped = asg
+            asg_id, swapped, existing_id, existing_choice = row
+            if existing_id is not None:
+                return LabelResult(int(existing_id), item_id, existing_choice, False)
             canonical = to_canonical(choice, swapped)
             now = db.utcnow()
             label_id = s.execute(
