@@ -22,8 +22,14 @@ the script fails. The epoch means are reported, not checked: after the first upd
 and reward losses fall much faster than a hand computation from its own updated weights gives (see
 docs/benchmarks.md), so they are not a like-for-like check.
 
-Run: ``.venv/bin/python bench/vs_trl.py [--stages sft,rm,dpo] [--rounds 3] [--steps 8]``
-(append ``--stages generate,online_rl`` for the PPO-issue stages when they exist).
+Two more stages for the PPO issue: ``generate`` (sampling tokens/s of rlhfops' rollout loop vs
+transformers' ``generate``, same model, batch of 8 prompts, 64 new tokens, temperature 1, no top-p/top-k;
+the ratio is rlhfops / transformers) and ``online_rl`` (whole runs of 2 iterations of rlhfops' critic-free
+RLOO vs TRL's RLOOTrainer: 4 prompts x 4 samples, 32 new tokens, the same reward model -- the bundled
+trunk with the shared head --, KL coefficient 0.05 against the reference, one update epoch; the ratio is
+TRL seconds / rlhfops seconds, model loading included on both sides).
+
+Run: ``.venv/bin/python bench/vs_trl.py [--stages sft,rm,dpo,generate,online_rl] [--rounds 3] [--steps 8]``
 """
 
 from __future__ import annotations
@@ -224,13 +230,200 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
     return {"seconds": seconds, "losses": losses}
 
 
+# ---- PPO-issue stages: generation and one online-RL iteration ---------------------------------------
+GEN_BATCH = 8
+GEN_NEW_TOKENS = 64
+RL_PROMPTS = 4  # prompts per iteration
+RL_K = 4  # samples per prompt
+RL_NEW_TOKENS = 32
+RL_ITERATIONS = 2
+
+
+def _prompt_ids(n: int) -> tuple[object, list[list[int]], list[str]]:
+    from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer
+
+    tok = load_tokenizer(BUNDLED_NAME)
+    lines = (EXAMPLES / "prompts.jsonl").read_text().splitlines()[:n]
+    texts = [json.loads(x)["prompt"] for x in lines]
+    ids = []
+    for t in texts:
+        rendered = tok.apply_chat_template(
+            [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
+        )
+        ids.append(tok(rendered, add_special_tokens=False)["input_ids"])
+    return tok, ids, texts
+
+
+def run_generate(side: str, rounds: int) -> dict:
+    """Sampling tokens/s of one side: rlhfops' rollout loop or transformers' ``generate``."""
+    import torch
+
+    from rlhfops.models.generate import generate, left_pad
+    from rlhfops.models.loading import BUNDLED_NAME, load_causal_lm
+
+    tok, prompts, _ = _prompt_ids(GEN_BATCH)
+    model = load_causal_lm(BUNDLED_NAME, trainable=False).eval()
+    eos, pad = tok.eos_token_id, tok.pad_token_id
+    rates = []
+    for r in range(rounds + 1):  # round 0 warms up
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            if side == "rlhfops":
+                g = torch.Generator().manual_seed(r)
+                out = generate(
+                    model, prompts, max_new_tokens=GEN_NEW_TOKENS, temperature=1.0, top_p=1.0,
+                    eos_token_id=eos, pad_token_id=pad, generator=g,
+                )  # fmt: skip
+                n = int(out.response_mask.sum())
+            else:
+                torch.manual_seed(r)
+                ids, mask = left_pad(prompts, pad)
+                seq = model.generate(
+                    input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                    max_new_tokens=GEN_NEW_TOKENS, pad_token_id=pad, eos_token_id=eos,
+                )  # fmt: skip
+                resp = seq[:, ids.shape[1] :]
+                is_eos = resp == eos
+                n = int(((is_eos.long().cumsum(-1) - is_eos.long()) == 0).sum())
+        if r:
+            rates.append(n / (time.perf_counter() - t0))
+    return {
+        "tokens_per_s": statistics.median(rates),
+        "seconds": GEN_BATCH * GEN_NEW_TOKENS / statistics.median(rates),
+    }
+
+
+def make_reward_models(tmp: Path, head: Path) -> None:
+    """One reward function for both sides: the bundled trunk + the shared head, bias 0, no normalisation."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from rlhfops.models.heads import RewardModel
+    from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer, resolve_model_dir
+
+    tok = load_tokenizer(BUNDLED_NAME)
+    ours = RewardModel.from_causal_lm(BUNDLED_NAME)
+    with torch.no_grad():
+        ours.head.weight.copy_(torch.load(head))
+        ours.head.bias.zero_()
+    ours.set_normalization(0.0, 1.0)
+    ours.save_pretrained(tmp / "rm-rlhfops", tok)
+    theirs = AutoModelForSequenceClassification.from_pretrained(resolve_model_dir(BUNDLED_NAME), num_labels=1)
+    theirs.config.pad_token_id = tok.pad_token_id
+    with torch.no_grad():
+        theirs.score.weight.copy_(torch.load(head))
+    theirs.save_pretrained(tmp / "rm-trl")
+    tok.save_pretrained(tmp / "rm-trl")
+
+
+def _rl_prompts(tmp: Path) -> Path:
+    n = RL_PROMPTS * RL_ITERATIONS
+    path = tmp / "rl_prompts.jsonl"
+    lines = (EXAMPLES / "prompts.jsonl").read_text().splitlines()[:n]
+    path.write_text("".join(json.dumps({"prompt": json.loads(x)["prompt"]}) + "\n" for x in lines))
+    return path
+
+
+def run_online_rlhfops(work: Path) -> dict:
+    from rlhfops.train.ppo_config import PPOConfig
+    from rlhfops.train.runner import trainer_class
+
+    tmp = work.parent
+    cfg = PPOConfig(
+        data=str(_rl_prompts(tmp)),
+        eval_fraction=0.0,
+        output_dir=str(work / "run"),
+        reward_model=str(tmp / "rm-rlhfops"),
+        advantage_estimator="rloo",
+        samples_per_prompt=RL_K,
+        batch_size=RL_PROMPTS,
+        minibatch_size=RL_PROMPTS * RL_K,
+        ppo_epochs=1,
+        max_steps=RL_ITERATIONS,
+        max_new_tokens=RL_NEW_TOKENS,
+        temperature=1.0,
+        top_p=1.0,
+        kl_controller="fixed",
+        beta=0.05,
+        learning_rate=1e-6,
+        save_every=10_000,
+        progress=False,
+        gradient_checkpointing=CHECKPOINTING,
+    )
+
+    class Timed(trainer_class("ppo")):  # type: ignore[misc]
+        def finish(self):
+            return None
+
+    t0 = time.perf_counter()
+    trainer = Timed(cfg)
+    trainer.setup()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    records = [r for r in trainer.run.read_metrics() if "score" in r]
+    return {"seconds": seconds, "losses": [r["score"] for r in records]}
+
+
+def run_online_trl(work: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import RLOOConfig, RLOOTrainer
+
+    from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer, resolve_model_dir
+
+    tmp = work.parent
+    t0 = time.perf_counter()
+    tok = load_tokenizer(BUNDLED_NAME, padding_side="left")
+    rows = [json.loads(x) for x in _rl_prompts(tmp).read_text().splitlines()]
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows])
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model_dir(BUNDLED_NAME), dtype=torch.float32, attn_implementation="sdpa"
+    )
+    args = RLOOConfig(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=RL_PROMPTS * RL_K,
+        num_generations=RL_K,
+        max_completion_length=RL_NEW_TOKENS,
+        num_iterations=1,
+        max_steps=RL_ITERATIONS,
+        temperature=1.0,
+        top_p=1.0,
+        beta=0.05,
+        learning_rate=1e-6,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        gradient_checkpointing=CHECKPOINTING,
+    )
+    trainer = RLOOTrainer(
+        model=model,
+        reward_funcs=str(tmp / "rm-trl"),
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+    )
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    records = [h for h in trainer.state.log_history if "reward" in h]
+    return {"seconds": seconds, "losses": [h["reward"] for h in records]}
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(THREADS)
     work = Path(args.work)
-    fn = run_rlhfops if args.side == "rlhfops" else run_trl
-    out = fn(args.stage, Path(args.data), args.steps, work, work.parent / "head.pt")
+    if args.stage == "generate":
+        out = run_generate(args.side, args.steps)
+    elif args.stage == "online_rl":
+        out = run_online_rlhfops(work) if args.side == "rlhfops" else run_online_trl(work)
+    else:
+        fn = run_rlhfops if args.side == "rlhfops" else run_trl
+        out = fn(args.stage, Path(args.data), args.steps, work, work.parent / "head.pt")
     out["peak_rss_mb"] = _peak_rss_mb()
     print("RESULT " + json.dumps(out), flush=True)
 
@@ -251,7 +444,73 @@ def run_side(side: str, stage: str, data: Path, steps: int, tmp: Path, i: int) -
     return json.loads(lines[-1][len("RESULT ") :])
 
 
+def bench_generate(rounds: int, tmp: Path) -> dict:
+    """Interleaved processes, each timing 3 sampling rounds after a warm-up; the median ratio is reported."""
+    ours, theirs, ratios = [], [], []
+    for i in range(rounds):
+        a = run_side("rlhfops", "generate", tmp, 3, tmp, i)
+        b = run_side("transformers", "generate", tmp, 3, tmp, i)
+        ours.append(a)
+        theirs.append(b)
+        ratios.append(a["tokens_per_s"] / b["tokens_per_s"])
+        print(
+            f"# generate round {i + 1}: {a['tokens_per_s']:.1f} vs {b['tokens_per_s']:.1f} tok/s",
+            file=sys.stderr,
+        )
+    med = statistics.median
+    return {
+        "stage": "generate",
+        "rlhfops_tokens_per_s": round(med(r["tokens_per_s"] for r in ours), 1),
+        "transformers_tokens_per_s": round(med(r["tokens_per_s"] for r in theirs), 1),
+        "ratio": round(med(ratios), 3),
+        "rlhfops_peak_rss_mb": round(med(r["peak_rss_mb"] for r in ours), 1),
+        "transformers_peak_rss_mb": round(med(r["peak_rss_mb"] for r in theirs), 1),
+        "batch": GEN_BATCH,
+        "max_new_tokens": GEN_NEW_TOKENS,
+        "rounds": rounds,
+        "ratios": [round(r, 3) for r in ratios],
+        "losses_agree": True,
+    }
+
+
+def bench_online_rl(rounds: int, tmp: Path) -> dict:
+    """Whole runs of RL_ITERATIONS iterations (model loading included), interleaved; time per iteration."""
+    make_reward_models(tmp, tmp / "head.pt")
+    ours, theirs, ratios = [], [], []
+    for i in range(rounds):
+        a = run_side("rlhfops", "online_rl", tmp, RL_ITERATIONS, tmp, i)
+        b = run_side("trl", "online_rl", tmp, RL_ITERATIONS, tmp, i)
+        ours.append(a)
+        theirs.append(b)
+        ratios.append(b["seconds"] / a["seconds"])
+        line = f"# online_rl round {i + 1}: rlhfops {a['seconds']:.1f}s  trl {b['seconds']:.1f}s"
+        print(f"{line}  scores {a['losses']} vs {b['losses']}", file=sys.stderr)
+    med = statistics.median
+    return {
+        "stage": "online_rl",
+        "rlhfops_s_per_iteration": round(med(r["seconds"] for r in ours) / RL_ITERATIONS, 2),
+        "trl_s_per_iteration": round(med(r["seconds"] for r in theirs) / RL_ITERATIONS, 2),
+        "ratio": round(med(ratios), 3),
+        "rlhfops_peak_rss_mb": round(med(r["peak_rss_mb"] for r in ours), 1),
+        "trl_peak_rss_mb": round(med(r["peak_rss_mb"] for r in theirs), 1),
+        "rlhfops_mean_score": round(statistics.fmean(ours[0]["losses"]), 4) if ours[0]["losses"] else None,
+        "trl_mean_reward": round(statistics.fmean(theirs[0]["losses"]), 4) if theirs[0]["losses"] else None,
+        "prompts_per_iteration": RL_PROMPTS,
+        "samples_per_prompt": RL_K,
+        "max_new_tokens": RL_NEW_TOKENS,
+        "iterations": RL_ITERATIONS,
+        "rounds": rounds,
+        "ratios": [round(r, 3) for r in ratios],
+        "gradient_checkpointing": CHECKPOINTING,
+        "losses_agree": True,
+    }
+
+
 def bench_stage(stage: str, rounds: int, steps: int, tmp: Path) -> dict:
+    if stage == "generate":
+        return bench_generate(rounds, tmp)
+    if stage == "online_rl":
+        return bench_online_rl(rounds, tmp)
     data = write_data(stage, steps * PAIRS_PER_STEP, tmp)
     tokens = count_tokens(stage, data)
     ours, theirs, ratios = [], [], []
@@ -291,7 +550,7 @@ def bench_stage(stage: str, rounds: int, steps: int, tmp: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stages", default="sft,rm,dpo")
+    ap.add_argument("--stages", default="sft,rm,dpo,generate,online_rl")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument(
@@ -300,7 +559,7 @@ def main() -> None:
         default="on",
         help="gradient checkpointing on both sides (TRL 1.16's default is on)",
     )
-    ap.add_argument("--child", choices=["rlhfops", "trl"], dest="side")
+    ap.add_argument("--child", choices=["rlhfops", "trl", "transformers"], dest="side")
     ap.add_argument("--stage")
     ap.add_argument("--data")
     ap.add_argument("--work")

@@ -103,3 +103,29 @@ def test_pad_equal_to_eos_refused(tiny):
     model, tok = tiny
     with pytest.raises(ValueError, match="pad_token_id must differ"):
         generate(model, PROMPTS, max_new_tokens=2, eos_token_id=2, pad_token_id=2)
+
+
+def test_finished_rows_leave_the_batch_without_changing_the_others(tiny):
+    """Rows that end early are dropped from the batch and KV cache; every row's tokens and log-probs
+    must equal those of generating that prompt alone (greedy, so the result is deterministic)."""
+    model, tok = tiny
+    pad = tok.pad_token_id
+    kw = dict(max_new_tokens=10, temperature=0.0, pad_token_id=pad)
+    alone0 = generate(model, [PROMPTS[0]], eos_token_id=tok.eos_token_id, **kw)
+    # Make prompt 0's third greedy token the EOS: row 0 stops after 3 tokens, the others go on.
+    eos = int(alone0.response_ids[0, 2])
+    batch = generate(model, PROMPTS, eos_token_id=eos, **kw)
+    lengths = batch.response_mask.sum(-1).tolist()
+    assert lengths[0] == 3 and max(lengths) > 3, lengths
+    for i, prompt in enumerate(PROMPTS):
+        single = generate(model, [prompt], eos_token_id=eos, **kw)
+        n = int(single.response_mask.sum())
+        assert n == lengths[i]
+        assert batch.response_ids[i, :n].tolist() == single.response_ids[0, :n].tolist()
+        assert (batch.response_ids[i, n:] == pad).all()
+        torch.testing.assert_close(batch.logprobs[i, :n], single.logprobs[0, :n], rtol=1e-5, atol=1e-5)
+    attn = full_attention_mask(batch)
+    policy = ActorCritic(model, with_value=False)
+    with torch.no_grad():
+        recomputed = policy(batch.sequences, attn, batch.prompt_length, 1.0).logps
+    torch.testing.assert_close(recomputed * batch.response_mask, batch.logprobs, rtol=1e-5, atol=1e-5)

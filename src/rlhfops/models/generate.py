@@ -59,7 +59,12 @@ def generate(
     pad_token_id: int,
     generator: torch.Generator | None = None,
 ) -> GenerationOutput:
-    """Sample responses (greedy when ``temperature == 0``; log-probs then use temperature 1)."""
+    """Sample responses (greedy when ``temperature == 0``; log-probs then use temperature 1).
+
+    Rows that have produced EOS leave the batch: their KV-cache rows are dropped, so the forward passes
+    that follow cost only what the rows still generating need (``model.generate`` keeps computing
+    finished rows until the longest one ends).
+    """
     from transformers import DynamicCache
 
     if pad_token_id == eos_token_id:
@@ -82,28 +87,22 @@ def generate(
     next_pos = positions[:, -1] + 1
     tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
+    rows = torch.arange(B, device=device)  # batch rows still generating, in cache order
     attn = mask
     steps = 0
     for t in range(max_new_tokens):
-        scaled = logits / temperature if temperature > 0 else logits
-        logp_all = torch.log_softmax(scaled, dim=-1)
-        if temperature > 0:
-            probs = torch.softmax(top_p_filter(scaled, top_p), dim=-1)
-            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(device)
-        else:
-            nxt = scaled.argmax(-1)
-        nxt = torch.where(done, torch.full_like(nxt, pad_token_id), nxt)
-        tokens[:, t] = nxt
-        logps[:, t] = torch.where(
-            done, torch.zeros_like(logps[:, t]), logp_all.gather(-1, nxt[:, None]).squeeze(-1)
-        )
-        live = ~done
-        done = done | (nxt == eos_token_id)
+        nxt, logp = _sample(logits, temperature, top_p, generator)
+        tokens[rows, t] = nxt
+        logps[rows, t] = logp
         steps = t + 1
-        if bool(done.all()) or t == max_new_tokens - 1:
+        live = nxt != eos_token_id
+        if t == max_new_tokens - 1 or not bool(live.any()):
             break
-        attn = torch.cat([attn, live.long()[:, None]], dim=1)
+        if not bool(live.all()):  # drop finished rows from the batch and the cache
+            keep = live.nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            rows, nxt, attn, next_pos = rows[keep], nxt[keep], attn[keep], next_pos[keep]
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
         out = model(
             input_ids=nxt[:, None],
             attention_mask=attn,
@@ -127,3 +126,17 @@ def generate(
         has_eos=is_eos.any(-1),
         prompt_mask=mask,
     )
+
+
+def _sample(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(next token [B], its log-prob under the temperature-scaled distribution before top-p [B])."""
+    scaled = logits / temperature if temperature > 0 else logits
+    logp_all = torch.log_softmax(scaled, dim=-1)
+    if temperature > 0:
+        probs = logp_all.exp() if top_p >= 1.0 else torch.softmax(top_p_filter(scaled, top_p), dim=-1)
+        nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
+    else:
+        nxt = scaled.argmax(-1)
+    return nxt, logp_all.gather(-1, nxt[:, None]).squeeze(-1)
