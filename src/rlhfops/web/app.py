@@ -15,8 +15,8 @@ also ship its own templates by defining ``TEMPLATES_PACKAGE`` (a package with a 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import secrets
+import warnings
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -157,10 +157,17 @@ def _mount_extra(app: FastAPI, ws: Any) -> list[str]:
     mounted = []
     for spec in EXTRA_ROUTERS:
         module_name, _, attr = spec.partition(":")
-        if importlib.util.find_spec(module_name) is None:
+        try:
+            module = importlib.import_module(module_name)
+            router = getattr(module, attr or "router")
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue  # that part of rlhfops is not installed / not written yet
+            warnings.warn(f"web: extra router {spec} not mounted: {err}", stacklevel=2)
             continue
-        module = importlib.import_module(module_name)
-        router = getattr(module, attr or "router")
+        except Exception as err:  # a broken extension must not take the annotation service down
+            warnings.warn(f"web: extra router {spec} not mounted: {type(err).__name__}: {err}", stacklevel=2)
+            continue
         if hasattr(module, "get_workspace"):
 
             def _ws() -> Any:

@@ -1,0 +1,101 @@
+"""Pages beyond the comparison page: demonstrations (expert writes, lead accepts), the calibration page,
+per-criterion choices from the form, and routers mounted through EXTRA_ROUTERS behind the login."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
+from web_helpers import login, pairs
+
+from rlhfops.annotate import models as m
+from rlhfops.annotate.demos import queue_prompts
+from rlhfops.annotate.queue import queue_pairs
+
+
+@pytest.fixture
+def app(sqlite_ws):
+    from rlhfops.web.app import create_app
+
+    return create_app(sqlite_ws.root)
+
+
+def test_demonstration_written_accepted_and_escaped(app, sqlite_ws) -> None:
+    queue_prompts(sqlite_ws, ["Reply to <b>angry</b> customer"], "d1")
+    c = TestClient(app)
+    csrf = login(c, "dora")  # domain-expert lead: writes and reviews
+    listing = c.get("/demos")
+    assert listing.status_code == 200 and "Reply to &lt;b&gt;angry&lt;/b&gt; customer" in listing.text
+    item_id = c.get("/api/demos").json()[0]["item_id"]
+    assert c.post(f"/demos/{item_id}", data={"text": "We are sorry."}).status_code == 403  # no CSRF
+    r = c.post(f"/demos/{item_id}", data={"text": "We are sorry <script>x()</script>", "csrf": csrf})
+    assert r.status_code == 200 and "We are sorry &lt;script&gt;x()&lt;/script&gt;" in r.text
+    demo = c.get(f"/api/demos/{item_id}").json()["demos"][0]
+    assert demo["status"] == "draft"
+    r = c.post(f"/demos/review/{demo['id']}", data={"decision": "accept", "item_id": item_id, "csrf": csrf})
+    assert r.status_code == 200
+    assert c.get(f"/api/demos/{item_id}").json()["demos"][0]["status"] == "accepted"
+    rater = TestClient(app)
+    login(rater, "rita")
+    assert rater.get("/demos").status_code == 403
+    assert rater.get(f"/api/demos/{item_id}").status_code == 403
+
+
+def test_calibration_page_and_criteria_from_the_form(app, sqlite_ws) -> None:
+    queue_pairs(sqlite_ws, pairs(4), "b1", 3)
+    lead = TestClient(app)
+    csrf = login(lead, "lena")
+    assert "no round yet" in lead.get("/lead/calibration").text
+    r = lead.post("/lead/calibration", data={"n": "2", "csrf": csrf})
+    assert r.status_code == 200 and "Round 1" in r.text and "open" in r.text
+    rater = TestClient(app)
+    rcsrf = login(rater, "rita")
+    page = rater.get("/rate").text
+    assert "Calibration item" in page and 'name="criterion_resolution"' in page
+    item_id = int(page.split('data-item="')[1].split('"')[0])
+    form = {
+        "choice": "tie",
+        "criterion_resolution": "left",
+        "criterion_tone": "",
+        "rationale": "same",
+        "csrf": rcsrf,
+    }
+    assert rater.post(f"/rate/{item_id}", data=form, follow_redirects=False).status_code == 303
+    with sqlite_ws.session() as s:
+        label = s.scalars(sa.select(m.Label)).one()
+    assert label.choice == "tie" and label.rationale == "same"
+    assert label.criteria == {"resolution": "B" if label.swapped else "A"}
+    assert rater.post(f"/rate/{item_id}", data={**form, "choice": "sideways"}).status_code == 400
+
+
+def test_extra_routers_are_mounted_behind_the_login(sqlite_ws, monkeypatch) -> None:
+    import sys
+    import types
+
+    from rlhfops.web import app as web_app
+
+    mod = types.ModuleType("fake_gate_pages")
+    router = APIRouter()
+
+    def get_person() -> str:
+        return "nobody"
+
+    @router.get("/gate/hello")
+    def hello(person: str = __import__("fastapi").Depends(get_person)) -> dict:
+        return {"person": person}
+
+    mod.router, mod.get_person = router, get_person
+    monkeypatch.setitem(sys.modules, "fake_gate_pages", mod)
+    monkeypatch.setattr(
+        web_app, "EXTRA_ROUTERS", [*web_app.EXTRA_ROUTERS, "fake_gate_pages:router", "nope.x:router"]
+    )
+    application = web_app.create_app(sqlite_ws.root)
+    assert "fake_gate_pages:router" in application.state.extra_routers
+    c = TestClient(application)
+    assert c.get("/gate/hello").status_code == 401
+    login(c, "lena")
+    assert c.get("/gate/hello").json() == {"person": "lena"}
+    if "rlhfops.web.monitor_api:router" in application.state.extra_routers:
+        assert TestClient(application).get("/api/monitor/triggers").status_code == 401
+        assert c.get("/api/monitor/triggers").status_code == 200
