@@ -2,7 +2,8 @@
 
 The server is ``uvicorn rlhfops.web.app:app_from_env`` in a subprocess (one worker unless ``--workers``)
 on a fresh workspace with ``--items`` queued pairs (k=3) and one API token per rater. The client runs
-``--raters`` asyncio tasks, each looping ``GET /api/next`` then ``POST /api/labels`` for ``--seconds``
+``--raters`` asyncio tasks (one keep-alive connection each, a minimal HTTP/1.1 client), each looping
+``GET /api/next`` then ``POST /api/labels`` for ``--seconds``
 (after a ``--warmup`` whose requests are not counted). Latency is per HTTP request, measured at the
 client. Prints one JSON line per backend:
 
@@ -88,45 +89,83 @@ def setup_workspace(root: Path, n_raters: int, n_items: int) -> list[str]:
     return tokens
 
 
-async def rater(client: httpx.AsyncClient, token: str, stop_at: float, count_from: float, out: dict) -> None:
-    h = {"Authorization": f"Bearer {token}"}
+class Conn:
+    """A minimal keep-alive HTTP/1.1 client on one connection (the load generator must stay cheap:
+    httpx spent more CPU per label than the server on this 2-core machine)."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        self.host, self.port = host, port
+        self.auth = f"Authorization: Bearer {token}\r\nHost: {host}:{port}\r\n"
+
+    async def open(self) -> None:
+        self.r, self.w = await asyncio.open_connection(self.host, self.port)
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\n{self.auth}"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.w.write(head.encode() + b"\r\n" + (body or b""))
+        status = int((await self.r.readline()).split()[1])
+        length = 0
+        while (line := await self.r.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, (await self.r.readexactly(length) if length else b"")
+
+    def close(self) -> None:
+        self.w.close()
+
+
+async def rater(conn: Conn, stop_at: float, count_from: float, out: dict) -> None:
+    await conn.open()
     n = 0
-    while time.perf_counter() < stop_at:
-        t0 = time.perf_counter()
-        r = await client.get("/api/next", headers=h)
-        t1 = time.perf_counter()
-        counted = t0 >= count_from
-        if counted:
-            out["lat"].append(t1 - t0)
-        if r.status_code != 200:
-            out["errors"] += counted
-            continue
-        item = r.json()["item"]
-        if item is None:
-            out["exhausted"] = True
-            return
-        body = {"item_id": item["item_id"], "choice": ("left", "right", "tie")[n % 3], "rationale": ""}
-        t2 = time.perf_counter()
-        r = await client.post("/api/labels", json=body, headers=h)
-        t3 = time.perf_counter()
-        n += 1
-        if t2 >= count_from:
-            out["lat"].append(t3 - t2)
-            if r.status_code == 201:
-                out["labels"] += 1
-            else:
-                out["errors"] += 1
+    try:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            status, data = await conn.request("GET", "/api/next")
+            t1 = time.perf_counter()
+            counted = t0 >= count_from
+            if counted:
+                out["lat"].append(t1 - t0)
+            if status != 200:
+                out["errors"] += counted
+                continue
+            item = json.loads(data)["item"]
+            if item is None:
+                out["exhausted"] = True
+                return
+            body = {"item_id": item["item_id"], "choice": ("left", "right", "tie")[n % 3], "rationale": ""}
+            t2 = time.perf_counter()
+            status, _ = await conn.request("POST", "/api/labels", json.dumps(body).encode())
+            t3 = time.perf_counter()
+            n += 1
+            if t2 >= count_from:
+                out["lat"].append(t3 - t2)
+                if status == 201:
+                    out["labels"] += 1
+                else:
+                    out["errors"] += 1
+    finally:
+        conn.close()
 
 
-async def drive(url: str, tokens: list[str], seconds: float, warmup: float) -> dict:
+async def drive(port: int, tokens: list[str], seconds: float, warmup: float) -> dict:
     out = {"lat": [], "labels": 0, "errors": 0, "exhausted": False}
-    limits = httpx.Limits(max_connections=len(tokens) + 10, max_keepalive_connections=len(tokens) + 10)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        start = time.perf_counter()
-        count_from, stop_at = start + warmup, start + warmup + seconds
-        await asyncio.gather(*(rater(client, t, stop_at, count_from, out) for t in tokens))
-    out["elapsed"] = seconds
+    start = time.perf_counter()
+    count_from, stop_at = start + warmup, start + warmup + seconds
+    conns = [Conn("127.0.0.1", port, t) for t in tokens]
+    await asyncio.gather(*(rater(c, stop_at, count_from, out) for c in conns))
     return out
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process and its children (Linux /proc), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def check_db(url: str | None, root: Path) -> dict:
@@ -145,6 +184,13 @@ def check_db(url: str | None, root: Path) -> dict:
         "duplicate_labels": len(labels) - len(set(labels)),
         "over_assigned": len(over),
     }
+
+
+def _per_label(t0: float | None, t1: float | None, labels: int) -> float | None:
+    """CPU milliseconds per counted label (warm-up CPU included: an upper bound)."""
+    if t0 is None or t1 is None or not labels:
+        return None
+    return round(1000 * (t1 - t0) / labels, 2)
 
 
 def run_backend(backend: str, args: argparse.Namespace) -> dict:
@@ -195,7 +241,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError("server did not start")
                 time.sleep(0.2)
-            res = asyncio.run(drive(url, tokens, args.seconds, args.warmup))
+            cpu0, client0 = _cpu_seconds(server.pid), os.times()
+            res = asyncio.run(drive(port, tokens, args.seconds, args.warmup))
+            cpu1, client1 = _cpu_seconds(server.pid), os.times()
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -213,6 +261,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
             "p50_ms": round(1000 * q[49], 1),
             "p99_ms": round(1000 * q[98], 1),
             "errors": res["errors"],
+            # /proc counts a worker's CPU in its parent only after it exits: one worker only
+            "server_cpu_ms_per_label": _per_label(cpu0, cpu1, res["labels"]) if args.workers == 1 else None,
+            "client_cpu_ms_per_label": _per_label(
+                client0.user + client0.system, client1.user + client1.system, res["labels"]
+            ),
             "queue_exhausted": res["exhausted"],
             **check_db(db_url, tmp / "ws"),
         }
