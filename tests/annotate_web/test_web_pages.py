@@ -99,3 +99,22 @@ def test_extra_routers_are_mounted_behind_the_login(sqlite_ws, monkeypatch) -> N
     if "rlhfops.web.monitor_api:router" in application.state.extra_routers:
         assert TestClient(application).get("/api/monitor/triggers").status_code == 401
         assert c.get("/api/monitor/triggers").status_code == 200
+
+
+def test_agreement_page_shows_gold_drift_and_turnover(app, sqlite_ws) -> None:
+    from rlhfops.annotate.queue import fetch_next, submit_label
+
+    queue_pairs(sqlite_ws, pairs(20, start=1000, gold_every=1), "gold", 1)  # gold answer: A (good reply)
+    for n in range(20):
+        item = fetch_next(sqlite_ws, "rita", gold_rate=1.0)
+        good = "left" if item.left.startswith("good") else "right"
+        bad = "right" if good == "left" else "left"
+        submit_label(sqlite_ws, "rita", item.item_id, good if n < 10 else bad)  # drifts after 10
+    c = TestClient(app)
+    login(c, "lena")
+    report = c.get("/api/agreement").json()
+    (rita,) = report["gold"]["raters"]
+    assert [w["accuracy"] for w in rita["windows"]] == [1.0, 0.0] and rita["flagged"]
+    assert report["turnover"]["joined"] == ["rita"]
+    page = c.get("/lead/agreement").text
+    assert 'class="flagged"' in page and "labels 11-20: 0.0%" in page

@@ -2,8 +2,9 @@
 
 Sections: overall agreement (percent agreement and Krippendorff's alpha, warning under
 ``agreement_warning``); per rater (agreement with the others' majority, pairwise mean, gold accuracy with
-drift flags, windows by batch); item difficulty (easy vs hard, annotation collapse); rater turnover
-(raters active in the last ``period`` vs the period before, flagged over ``turnover_flag``).
+drift flags, over windows of :data:`GOLD_WINDOW` gold labels in time order); item difficulty (easy vs
+hard, annotation collapse); rater turnover (raters active in the last ``period`` vs the period before,
+flagged over ``turnover_flag``).
 Production labels only (calibration copies are reported by the calibration page); gold items count for
 gold accuracy and are left out of the agreement numbers.
 """
@@ -21,6 +22,8 @@ from rlhfops.annotate import models as m
 from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
+
+GOLD_WINDOW = 10  # gold labels per window of a rater's gold accuracy over time
 
 
 def _rows(ws: Any) -> tuple[list[tuple], dict[int, str]]:
@@ -78,7 +81,11 @@ def agreement_report(
     out["overall"] = _plain(overall_agreement(prod, threshold=warning))
     out["raters"] = _plain(rater_agreement(prod).per_rater) if prod else []
     try:
-        out["gold"] = _plain(gold_accuracy(labels, gold, window="batch", min_gold=5)) if gold else None
+        out["gold"] = (
+            _plain(gold_accuracy(labels, gold, window="count", size=GOLD_WINDOW, min_gold=GOLD_WINDOW))
+            if gold
+            else None
+        )
     except UserError as err:
         out["gold"] = {"error": str(err)}
     try:
