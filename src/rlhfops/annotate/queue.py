@@ -137,6 +137,57 @@ def _new_item(
     )
 
 
+# Hot-path statements, built once with bind parameters (building a statement costs more than running
+# it on SQLite; a reused statement also keeps its compiled-cache key).
+_RATER = sa.bindparam("rater")
+_UNSEEN = sa.select(m.Assignment.item_id).where(m.Assignment.rater == _RATER)
+_OPEN = (
+    sa.select(m.Item, m.Assignment.swapped)
+    .join(m.Assignment, m.Assignment.item_id == m.Item.id)
+    .where(m.Assignment.rater == _RATER, m.Assignment.done_at.is_(None))
+    .order_by(m.Assignment.id)
+    .limit(1)
+)
+_GOLD_IDS = sa.select(m.Item.id).where(m.Item.is_gold.is_(True), m.Item.id.not_in(_UNSEEN)).limit(50)
+_GOLD_COUNTS = (
+    sa.select(sa.func.count(m.Assignment.id), sa.func.count(m.Item.gold_answer))
+    .join(m.Item, m.Item.id == m.Assignment.item_id)
+    .where(m.Assignment.rater == _RATER, m.Item.calibration_round.is_(None))
+)
+_CANDIDATE = (
+    sa.select(m.Item)
+    .where(m.Item.is_open.is_(True), m.Item.id.not_in(_UNSEEN))
+    .order_by(m.Item.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_INSERT_ASSIGNMENT = sa.insert(m.Assignment)
+_COUNT_UP = (
+    sa.update(m.Item)
+    .where(m.Item.id == sa.bindparam("item"))
+    .values(
+        n_assigned=m.Item.n_assigned + 1,
+        is_open=sa.case((m.Item.n_assigned + 1 < m.Item.k, sa.true()), else_=sa.false()),
+    )
+    .execution_options(synchronize_session=False)
+)
+_PROGRESS = sa.select(
+    sa.select(sa.func.count(m.Label.id)).where(m.Label.rater == _RATER).scalar_subquery(),
+    sa.select(sa.func.count(m.Assignment.id))
+    .where(m.Assignment.rater == _RATER, m.Assignment.done_at.is_(None))
+    .scalar_subquery(),
+)
+_ASSIGNMENT_AND_LABEL = (
+    sa.select(m.Assignment.id, m.Assignment.swapped, m.Label.id, m.Label.choice)
+    .outerjoin(m.Label, sa.and_(m.Label.item_id == m.Assignment.item_id, m.Label.rater == m.Assignment.rater))
+    .where(m.Assignment.item_id == sa.bindparam("item"), m.Assignment.rater == _RATER)
+)
+_INSERT_LABEL = sa.insert(m.Label).returning(m.Label.id)
+_DONE = (
+    sa.update(m.Assignment).where(m.Assignment.id == sa.bindparam("asg")).values(done_at=sa.bindparam("at"))
+)
+
+
 def _view(item: m.Item, swapped: bool) -> QueuedItem:
     a, b = item.response_a or "", item.response_b or ""
     left, right = (b, a) if swapped else (a, b)
@@ -144,13 +195,7 @@ def _view(item: m.Item, swapped: bool) -> QueuedItem:
 
 
 def _open_assignment(s, rater: str) -> QueuedItem | None:
-    row = s.execute(
-        sa.select(m.Item, m.Assignment.swapped)
-        .join(m.Assignment, m.Assignment.item_id == m.Item.id)
-        .where(m.Assignment.rater == rater, m.Assignment.done_at.is_(None))
-        .order_by(m.Assignment.id)
-        .limit(1)
-    ).first()
+    row = s.execute(_OPEN, {"rater": rater}).first()
     return _view(row[0], row[1]) if row is not None else None
 
 
@@ -161,9 +206,8 @@ def _unseen(rater: str):
 def _assign(s, item: m.Item, rater: str, slot: int | None) -> QueuedItem:
     swapped = random.random() < 0.5
     s.execute(
-        sa.insert(m.Assignment).values(
-            item_id=item.id, rater=rater, slot=slot, swapped=swapped, assigned_at=db.utcnow()
-        )
+        _INSERT_ASSIGNMENT,
+        {"item_id": item.id, "rater": rater, "slot": slot, "swapped": swapped, "assigned_at": db.utcnow()},
     )
     return _view(item, swapped)
 
@@ -180,16 +224,10 @@ def _calibration_item(s, rater: str, round_id: int) -> m.Item | None:
 def _gold_item(s, rater: str, gold_rate: float) -> m.Item | None:
     if gold_rate <= 0:
         return None
-    ids = s.scalars(
-        sa.select(m.Item.id).where(m.Item.is_gold.is_(True), m.Item.id.not_in(_unseen(rater))).limit(50)
-    ).all()
+    ids = s.scalars(_GOLD_IDS, {"rater": rater}).all()
     if not ids:
         return None
-    counts = s.execute(
-        sa.select(sa.func.count(m.Assignment.id), sa.func.count(m.Item.gold_answer))
-        .join(m.Item, m.Item.id == m.Assignment.item_id)
-        .where(m.Assignment.rater == rater, m.Item.calibration_round.is_(None))
-    ).one()
+    counts = s.execute(_GOLD_COUNTS, {"rater": rater}).one()
     total, gold = int(counts[0]), int(counts[1])
     if gold >= gold_rate * (total + 1):
         return None
@@ -202,14 +240,7 @@ def _production_candidate(s, rater: str) -> m.Item | None:
     On PostgreSQL the row is locked and rows locked by other assigners are skipped (``FOR UPDATE SKIP
     LOCKED``), so concurrent raters spread over items instead of colliding on one slot; SQLite runs
     one writer at a time anyway."""
-    q = (
-        sa.select(m.Item)
-        .where(m.Item.is_open.is_(True), m.Item.id.not_in(_unseen(rater)))
-        .order_by(m.Item.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    return s.scalar(q)
+    return s.scalar(_CANDIDATE, {"rater": rater})
 
 
 def fetch_next(ws: Any, rater: str, gold_rate: float = 0.1) -> QueuedItem | None:
@@ -264,15 +295,7 @@ def _next_in(s, rater: str, gold_rate: float) -> QueuedItem | None:
         raise _Retry()
     # the slot is the item's count so far; the unique (item, slot) constraint rejects a racing twin
     view = _assign(s, item, rater, item.n_assigned)
-    s.execute(
-        sa.update(m.Item)
-        .where(m.Item.id == item.id)
-        .values(
-            n_assigned=m.Item.n_assigned + 1,
-            is_open=sa.case((m.Item.n_assigned + 1 < m.Item.k, sa.true()), else_=sa.false()),
-        )
-        .execution_options(synchronize_session=False)
-    )
+    s.execute(_COUNT_UP, {"item": item.id})
     return view
 
 
@@ -315,11 +338,7 @@ def submit_label(
         raise UserError(f"seconds {seconds!r}: must be between 0 and 1e7")
     try:
         with transaction(ws) as s:
-            row = s.execute(
-                sa.select(m.Assignment.id, m.Assignment.swapped, m.Label.id, m.Label.choice)
-                .outerjoin(m.Label, sa.and_(m.Label.item_id == m.Assignment.item_id, m.Label.rater == rater))
-                .where(m.Assignment.item_id == item_id, m.Assignment.rater == rater)
-            ).first()
+            row = s.execute(_ASSIGNMENT_AND_LABEL, {"item": item_id, "rater": rater}).first()
             if row is None:
                 raise NotAssignedError(f"item {item_id} is not assigned to {rater}")
             asg_id, swapped, existing_id, existing_choice = row
@@ -327,21 +346,18 @@ def submit_label(
                 return LabelResult(int(existing_id), item_id, existing_choice, False)
             canonical = to_canonical(choice, swapped)
             now = db.utcnow()
-            label_id = s.execute(
-                sa.insert(m.Label)
-                .values(
-                    item_id=item_id,
-                    rater=rater,
-                    choice=canonical,
-                    criteria={k: to_canonical(v, swapped) for k, v in crit_in.items()},
-                    rationale=rationale[:10_000],
-                    swapped=swapped,
-                    seconds=seconds,
-                    created_at=now,
-                )
-                .returning(m.Label.id)
-            ).scalar_one()
-            s.execute(sa.update(m.Assignment).where(m.Assignment.id == asg_id).values(done_at=now))
+            values = {
+                "item_id": item_id,
+                "rater": rater,
+                "choice": canonical,
+                "criteria": {k: to_canonical(v, swapped) for k, v in crit_in.items()},
+                "rationale": rationale[:10_000],
+                "swapped": swapped,
+                "seconds": seconds,
+                "created_at": now,
+            }
+            label_id = s.execute(_INSERT_LABEL, values).scalar_one()
+            s.execute(_DONE, {"asg": asg_id, "at": now})
             return LabelResult(int(label_id), item_id, canonical, True)
     except IntegrityError:  # the same label was stored by a concurrent submit
         with transaction(ws) as s:
@@ -364,13 +380,8 @@ def progress(ws: Any, rater: str) -> Progress:
 
 
 def _progress_in(s, rater: str) -> Progress:
-    done = s.scalar(sa.select(sa.func.count(m.Label.id)).where(m.Label.rater == rater)) or 0
-    open_ = s.scalar(
-        sa.select(sa.func.count(m.Assignment.id)).where(
-            m.Assignment.rater == rater, m.Assignment.done_at.is_(None)
-        )
-    )
-    return Progress(int(done), int(open_ or 0))
+    row = s.execute(_PROGRESS, {"rater": rater}).one()
+    return Progress(int(row[0] or 0), int(row[1] or 0))
 
 
 def assigned_item(ws: Any, rater: str, item_id: int) -> QueuedItem:
