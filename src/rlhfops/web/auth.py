@@ -179,8 +179,16 @@ def auth_of(request: Request) -> Auth:
     return request.app.state.auth
 
 
-def current_user(request: Request) -> User:
-    """The signed-in user (session cookie or bearer token); 401 without one."""
+async def current_user(request: Request) -> User:
+    """FastAPI dependency: the signed-in user (session cookie or bearer token); 401 without one.
+
+    Async so that it runs on the event loop instead of a thread hop: it reads caches, and the database
+    only on a cache miss (at most every few seconds per account)."""
+    return resolve_user(request)
+
+
+def resolve_user(request: Request) -> User:
+    """:func:`current_user` for plain (sync) code."""
     user = getattr(request.state, "user", None)
     if user is None:
         user = auth_of(request).user_from_request(request)
@@ -192,7 +200,7 @@ def current_user(request: Request) -> User:
 
 def optional_user(request: Request) -> User | None:
     try:
-        return current_user(request)
+        return resolve_user(request)
     except HTTPException:
         return None
 
