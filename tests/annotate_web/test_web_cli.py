@@ -112,3 +112,39 @@ def test_pairs_generate_with_a_tiny_model(cli_ws, capsys, tmp_path: Path) -> Non
     assert out == "sampled 2 pair(s); queued 2 (0 already queued)\n"
     item = fetch_next(cli_ws, "rita", gold_rate=0)
     assert item.prompt in ("hello there", "what is up") and item.left != item.right
+
+
+def test_serve_starts_the_app(cli_ws, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from web_helpers import free_port
+
+    port = free_port()
+    exe = Path(sys.executable).with_name("rlhfops")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--port", str(port)],
+        cwd=cli_ws.root,
+        env={**os.environ, "RLHFOPS_WORKSPACE": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/login", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        assert r.status_code == 200 and "Sign in" in r.text
+        assert httpx.get(f"http://127.0.0.1:{port}/api/next").status_code == 401
+        schema = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
+        assert "/api/labels" in schema["paths"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
