@@ -14,7 +14,7 @@ from web_helpers import pairs  # noqa: E402
 
 from rlhfops.annotate.queue import queue_pairs  # noqa: E402
 
-MAX_EXAMPLES = 12  # per operation
+MAX_EXAMPLES = 30  # per operation
 
 
 def test_api_has_no_server_errors(sqlite_ws) -> None:
