@@ -118,3 +118,28 @@ def test_agreement_page_shows_gold_drift_and_turnover(app, sqlite_ws) -> None:
     assert report["turnover"]["joined"] == ["rita"]
     page = c.get("/lead/agreement").text
     assert 'class="flagged"' in page and "labels 11-20: 0.0%" in page
+
+
+def test_difficulty_from_imported_pairs_flags_annotation_collapse(app, sqlite_ws) -> None:
+    from rlhfops.annotate.queue import PairIn, fetch_next, submit_label
+
+    easy = [PairIn(f"easy {i}", f"good {i}", f"bad {i}", meta={"difficulty": 0.1}) for i in range(12)]
+    hard = [PairIn(f"hard {i}", f"good {i}", f"bad {i}", meta={"difficulty": 0.9}) for i in range(12)]
+    queue_pairs(sqlite_ws, easy + hard, "b1", 3)
+    for n, rater in enumerate(("rita", "ravi", "rosa")):
+        j = 0
+        while (item := fetch_next(sqlite_ws, rater, gold_rate=0)) is not None:
+            good = "left" if item.left.startswith("good") else "right"
+            bad = "right" if good == "left" else "left"
+            j += 1
+            # easy pairs: everyone agrees; hard pairs: choices cycle, agreement at or below chance
+            choice = good if item.prompt.startswith("easy") else (good, bad, "tie")[(n + j) % 3]
+            submit_label(sqlite_ws, rater, item.item_id, choice)
+    c = TestClient(app)
+    login(c, "lena")
+    diff = c.get("/api/agreement").json()["difficulty"]
+    assert diff["method"] == "given"
+    easy_b, hard_b = diff["buckets"][0], diff["buckets"][-1]
+    assert easy_b["percent_agreement"] == pytest.approx(1.0) and hard_b["percent_agreement"] < 0.5
+    assert diff["collapse"] is True
+    assert "annotation collapse" in c.get("/lead/agreement").text

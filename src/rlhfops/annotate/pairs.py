@@ -3,7 +3,9 @@
 File rows (JSONL / JSON / Parquet, read by :func:`rlhfops.data.io.read_rows`): ``{"prompt",
 "response_a", "response_b"}`` or the engine's ``{"prompt", "chosen", "rejected"}`` (chosen becomes
 response A; raters still see the sides at random), with an optional ``"gold"`` (A, B, tie, both_bad)
-that makes the row a gold item. Errors name ``file:line:field``; nothing is queued when any row is bad.
+that makes the row a gold item and an optional numeric ``"difficulty"`` (higher = harder; used by the
+agreement page's easy-vs-hard buckets). Errors name ``file:line:field``; nothing is queued when any
+row is bad.
 
 Sampling (:func:`generate_pairs`): each prompt is sampled ``n`` times with the engine's generation
 (:func:`rlhfops.models.generate.generate`, chat template, temperature / top-p, seeded); every two distinct
@@ -49,7 +51,7 @@ def read_pairs(path: str | Path) -> list[PairIn]:
             if a.strip() == b.strip():
                 errors.append(f"{where}:response_b: identical to response_a; nothing to compare")
                 continue
-            meta = {k: v for k, v in d.items() if k in ("id", "source", "model_a", "model_b")}
+            meta = {k: v for k, v in d.items() if k in ("id", "source", "model_a", "model_b", "difficulty")}
             out.append(PairIn(prompt, a, b, gold, meta))
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""

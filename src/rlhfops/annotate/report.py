@@ -46,6 +46,20 @@ def _rows(ws: Any) -> tuple[list[tuple], dict[int, str]]:
     return labels, gold
 
 
+def _given_difficulty(ws: Any, item_ids: set[int]) -> dict[int, float]:
+    """item -> ``meta.difficulty`` where the imported pair carried a number (higher = harder)."""
+    if not item_ids:
+        return {}
+    with transaction(ws) as s:
+        rows = s.execute(sa.select(m.Item.id, m.Item.meta).where(m.Item.id.in_(sorted(item_ids)))).all()
+    out = {}
+    for item_id, meta in rows:
+        value = (meta or {}).get("difficulty")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[item_id] = float(value)
+    return out
+
+
 def _plain(x: Any) -> Any:
     if is_dataclass(x):
         return {k: _plain(v) for k, v in asdict(x).items()}
@@ -88,10 +102,14 @@ def agreement_report(
         )
     except UserError as err:
         out["gold"] = {"error": str(err)}
+    given = _given_difficulty(ws, {x[0] for x in prod})
     try:
-        out["difficulty"] = _plain(difficulty_report(prod))
+        out["difficulty"] = _plain(difficulty_report(prod, given or None))
     except UserError as err:
-        out["difficulty"] = {"error": str(err)}
+        out["difficulty"] = {
+            "error": f"{err} (item difficulty needs overlap k >= 4 for split-half difficulty, or a numeric "
+            "'difficulty' field on imported pairs, e.g. a rubric-score gap or reward-model margin)"
+        }
     now = db.utcnow()
     period = timedelta(days=period_days)
     if labels:
