@@ -41,6 +41,11 @@ def test_raters_pairs_calibration_export(cli_ws, capsys, monkeypatch, tmp_path: 
     assert ("nina", "rater") in cli_ws.people()
     token = _run(capsys, "raters", "token", "nina").strip()
     assert token.startswith("rlh_")
+    from rlhfops.annotate.accounts import account_for_token
+
+    assert account_for_token(cli_ws, token).name == "nina"
+    assert _run(capsys, "raters", "revoke", "nina") == "revoked 1 token(s) of nina\n"
+    assert account_for_token(cli_ws, token) is None
     f = _write_pairs(tmp_path / "pairs.jsonl", 4)
     assert _run(capsys, "pairs", "import", str(f), "--k", "2") == "queued 4 pair(s) (0 already queued)\n"
     assert _run(capsys, "pairs", "import", str(f)) == "queued 0 pair(s) (4 already queued)\n"

@@ -125,3 +125,13 @@ def account_for_token(ws: Any, token: str) -> AccountInfo | None:
             .where(m.ApiToken.token_hash == token_hash(token))
         ).scalar_one_or_none()
         return AccountInfo(row.id, row.name, bool(row.is_admin)) if row is not None else None
+
+
+def revoke_tokens(ws: Any, name: str) -> int:
+    """Delete every API token of account ``name``; returns how many (a running server honours it within
+    a few seconds: it caches token lookups briefly)."""
+    with transaction(ws) as s:
+        acc_id = s.scalar(sa.select(m.Account.id).where(m.Account.name == name))
+        if acc_id is None:
+            raise UserError(f"token revoke: no account {name!r}")
+        return int(s.execute(sa.delete(m.ApiToken).where(m.ApiToken.account_id == acc_id)).rowcount or 0)

@@ -156,6 +156,15 @@ def raters_token(
         typer.echo(create_token(ws, name, label))
 
 
+@raters_app.command("revoke")
+def raters_revoke(name: str = typer.Argument(..., help="Account name.")) -> None:
+    """Delete all API tokens of an account."""
+    from rlhfops.annotate.accounts import revoke_tokens
+
+    with _ws() as ws:
+        typer.echo(f"revoked {revoke_tokens(ws, name)} token(s) of {name}")
+
+
 @raters_app.command("list")
 def raters_list() -> None:
     """Accounts and their roles."""
