@@ -39,6 +39,7 @@ def serve(
         None, "--db-url", help="Database URL (default: the workspace's; RLHFOPS_DATABASE_URL also works)."
     ),
     workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
+    threads: int = typer.Option(8, "--threads", help="Threads per worker for database work."),
 ) -> None:
     """Start the annotation web app (pages + JSON API, OpenAPI at /docs) for this workspace."""
     import os
@@ -51,6 +52,7 @@ def serve(
     if db_url:
         os.environ["RLHFOPS_DATABASE_URL"] = db_url
     os.environ["RLHFOPS_WORKSPACE"] = str(root)
+    os.environ["RLHFOPS_WEB_THREADS"] = str(threads)
     typer.echo(f"serving {root} on http://{host}:{port}")
     uvicorn.run("rlhfops.web.app:app_from_env", factory=True, host=host, port=port, workers=workers)
 

@@ -15,6 +15,7 @@ also ship its own templates by defining ``TEMPLATES_PACKAGE`` (a package with a 
 from __future__ import annotations
 
 import importlib
+import os
 import secrets
 import warnings
 from contextlib import asynccontextmanager
@@ -36,6 +37,9 @@ EXTRA_ROUTERS: list[str] = [
 ]
 
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+# Threads for the blocking (database) handlers. Few are enough: SQLite runs one writer at a time and
+# PostgreSQL's pool holds 15 connections; anyio's default of 40 only adds GIL and lock contention.
+DEFAULT_THREADS = 8
 SECURITY_HEADERS = (
     ("content-security-policy", CSP),
     ("x-content-type-options", "nosniff"),
@@ -198,6 +202,10 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        import anyio.to_thread
+
+        threads = int(os.environ.get("RLHFOPS_WEB_THREADS") or DEFAULT_THREADS)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = max(1, threads)
         yield
         ws.close()
 
