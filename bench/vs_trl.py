@@ -6,11 +6,14 @@ data are the bundled support-replies examples (completion lengths vary from one 
 paragraph). Every run is a fresh subprocess (so peak RSS is that side's alone), and the two sides are
 interleaved: rlhfops, TRL, rlhfops, TRL, ... The figure is the median over rounds of the per-round ratio.
 
-What is timed, on both sides: everything after the imports -- loading the model and tokenizer,
-tokenising the data, any precomputation (rlhfops' reference log-probs for DPO), and every training
-step. Neither side evaluates or saves a model inside the timed part. TRL runs with its defaults for
-that stage (padding, a second reference model for DPO); rlhfops with its defaults (packing, shared
-prompt for pairs, LM head only on completion positions, reference log-probs precomputed once).
+Time is the child process's CPU time by default (``--clock cpu``; one thread per side, idle OpenMP
+threads passive), because wall time on a shared 2-core machine swung 5x between adjacent runs; ``--clock
+wall`` measures elapsed time instead. What is timed, on both sides: everything after the imports --
+loading the model and tokenizer, tokenising the data, any precomputation (rlhfops' reference log-probs
+for DPO), and every training step. Neither side evaluates or saves a model inside the timed part. TRL
+runs with its defaults for that stage (padding, a second reference model for DPO); rlhfops with its
+defaults (packing, shared prompt for pairs, LM head only on completion positions, reference log-probs
+precomputed once).
 
 Tokens per second = the same token count on both sides (prompt + completion tokens of every example;
 for pairs prompt + chosen + prompt + rejected, as the examples would be processed one by one) divided
@@ -55,7 +58,20 @@ PAIRS_PER_STEP = 4
 LR = {"sft": 1e-6, "rm": 1e-6, "dpo": 1e-6}
 MAX_LENGTH = 512
 BETA = 0.1
-THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))
+# "cpu": the process's CPU time (user + system, all threads); "wall": elapsed time. On a machine shared
+# with other jobs, CPU time of a single-threaded process is the stable figure (wall time swung 5x between
+# adjacent runs here); on a quiet machine the two agree for one thread.
+CLOCK = os.environ.get("BENCH_CLOCK", "cpu")
+
+
+def _now() -> float:
+    if CLOCK == "wall":
+        return time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 # TRL 1.16 turns gradient checkpointing on by default; both sides use the same setting (--checkpointing).
 CHECKPOINTING = os.environ.get("BENCH_CHECKPOINTING", "1") == "1"
 
@@ -138,11 +154,11 @@ def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> d
         def finish(self):  # no evaluation, no final save inside the timed part
             return None
 
-    t0 = time.perf_counter()
+    t0 = _now()
     trainer = Timed(cfg)
     trainer.setup()
     trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds = _now() - t0
     records = [r for r in trainer.run.read_metrics() if "loss" in r]
     losses = [r["loss"] for r in records]
     return {"seconds": seconds, "losses": losses}
@@ -179,7 +195,7 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
 
     from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer, resolve_model_dir
 
-    t0 = time.perf_counter()
+    t0 = _now()
     model_dir = resolve_model_dir(BUNDLED_NAME)
     tok = load_tokenizer(BUNDLED_NAME)
     ds = Dataset.from_list(_trl_rows(stage, data))
@@ -224,7 +240,7 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
         args = DPOConfig(**common, beta=BETA, loss_type=["sigmoid"])
         trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
     trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds = _now() - t0
     records = [h for h in trainer.state.log_history if "loss" in h]
     losses = [h["loss"] for h in records]
     return {"seconds": seconds, "losses": losses}
@@ -266,7 +282,7 @@ def run_generate(side: str, rounds: int) -> dict:
     eos, pad = tok.eos_token_id, tok.pad_token_id
     rates = []
     for r in range(rounds + 1):  # round 0 warms up
-        t0 = time.perf_counter()
+        t0 = _now()
         with torch.inference_mode():
             if side == "rlhfops":
                 g = torch.Generator().manual_seed(r)
@@ -286,7 +302,7 @@ def run_generate(side: str, rounds: int) -> dict:
                 is_eos = resp == eos
                 n = int(((is_eos.long().cumsum(-1) - is_eos.long()) == 0).sum())
         if r:
-            rates.append(n / (time.perf_counter() - t0))
+            rates.append(n / (_now() - t0))
     return {
         "tokens_per_s": statistics.median(rates),
         "seconds": GEN_BATCH * GEN_NEW_TOKENS / statistics.median(rates),
@@ -355,11 +371,11 @@ def run_online_rlhfops(work: Path) -> dict:
         def finish(self):
             return None
 
-    t0 = time.perf_counter()
+    t0 = _now()
     trainer = Timed(cfg)
     trainer.setup()
     trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds = _now() - t0
     records = [r for r in trainer.run.read_metrics() if "score" in r]
     return {"seconds": seconds, "losses": [r["score"] for r in records]}
 
@@ -373,7 +389,7 @@ def run_online_trl(work: Path) -> dict:
     from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer, resolve_model_dir
 
     tmp = work.parent
-    t0 = time.perf_counter()
+    t0 = _now()
     tok = load_tokenizer(BUNDLED_NAME, padding_side="left")
     rows = [json.loads(x) for x in _rl_prompts(tmp).read_text().splitlines()]
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": r["prompt"]}]} for r in rows])
@@ -407,7 +423,7 @@ def run_online_trl(work: Path) -> dict:
         processing_class=tok,
     )
     trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds = _now() - t0
     records = [h for h in trainer.state.log_history if "reward" in h]
     return {"seconds": seconds, "losses": [h["reward"] for h in records]}
 
@@ -436,6 +452,8 @@ def run_side(side: str, stage: str, data: Path, steps: int, tmp: Path, i: int) -
     cmd += ["--steps", str(steps), "--work", str(work)]
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
     env["BENCH_CHECKPOINTING"] = "1" if CHECKPOINTING else "0"
+    env["BENCH_CLOCK"] = CLOCK
+    env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not burn CPU time that gets counted
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -469,6 +487,8 @@ def bench_generate(rounds: int, tmp: Path) -> dict:
         "max_new_tokens": GEN_NEW_TOKENS,
         "rounds": rounds,
         "ratios": [round(r, 3) for r in ratios],
+        "clock": CLOCK,
+        "threads": THREADS,
         "losses_agree": True,
     }
 
@@ -502,6 +522,8 @@ def bench_online_rl(rounds: int, tmp: Path) -> dict:
         "rounds": rounds,
         "ratios": [round(r, 3) for r in ratios],
         "gradient_checkpointing": CHECKPOINTING,
+        "clock": CLOCK,
+        "threads": THREADS,
         "losses_agree": True,
     }
 
@@ -543,6 +565,8 @@ def bench_stage(stage: str, rounds: int, steps: int, tmp: Path) -> dict:
         "rounds": rounds,
         "ratios": [round(r, 3) for r in ratios],
         "gradient_checkpointing": CHECKPOINTING,
+        "clock": CLOCK,
+        "threads": THREADS,
     }
     out["losses_agree"] = abs(a_first - b_first) <= 0.02 * max(abs(b_first), 1e-8)
     return out
@@ -553,6 +577,7 @@ def main() -> None:
     ap.add_argument("--stages", default="sft,rm,dpo,generate,online_rl")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="what a side's time is")
     ap.add_argument(
         "--checkpointing",
         choices=["on", "off"],
@@ -566,8 +591,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.side:
         return child(args)
-    global CHECKPOINTING
+    global CHECKPOINTING, CLOCK
     CHECKPOINTING = args.checkpointing == "on"
+    CLOCK = args.clock
     from rlhfops.models.loading import BUNDLED_NAME, resolve_model_dir
 
     hidden = json.loads((resolve_model_dir(BUNDLED_NAME) / "config.json").read_text())["hidden_size"]

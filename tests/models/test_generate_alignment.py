@@ -129,3 +129,18 @@ def test_finished_rows_leave_the_batch_without_changing_the_others(tiny):
     with torch.no_grad():
         recomputed = policy(batch.sequences, attn, batch.prompt_length, 1.0).logps
     torch.testing.assert_close(recomputed * batch.response_mask, batch.logprobs, rtol=1e-5, atol=1e-5)
+
+
+def test_num_samples_shares_each_prefill_and_equals_expanded_prompts(tiny):
+    """k samples per prompt from one prefill each: same tokens and log-probs as k copies of the prompt."""
+    model, tok = tiny
+    kw = dict(max_new_tokens=8, temperature=1.0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    k = 3
+    expanded = [p for p in PROMPTS for _ in range(k)]
+    a = generate(model, expanded, generator=torch.Generator().manual_seed(5), **kw)
+    b = generate(model, PROMPTS, generator=torch.Generator().manual_seed(5), num_samples=k, **kw)
+    assert b.response_ids.shape[0] == len(expanded)
+    assert torch.equal(a.sequences, b.sequences)
+    assert torch.equal(a.response_mask, b.response_mask)
+    torch.testing.assert_close(b.logprobs, a.logprobs, rtol=1e-5, atol=1e-5)
+    assert len({tuple(r.tolist()) for r in b.response_ids[:k]}) > 1  # the k samples differ

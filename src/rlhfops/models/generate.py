@@ -58,12 +58,15 @@ def generate(
     eos_token_id: int,
     pad_token_id: int,
     generator: torch.Generator | None = None,
+    num_samples: int = 1,
 ) -> GenerationOutput:
     """Sample responses (greedy when ``temperature == 0``; log-probs then use temperature 1).
 
-    Rows that have produced EOS leave the batch: their KV-cache rows are dropped, so the forward passes
-    that follow cost only what the rows still generating need (``model.generate`` keeps computing
-    finished rows until the longest one ends).
+    With ``num_samples = k`` every prompt gets k responses (rows ordered prompt by prompt, as
+    ``[p for p in prompts for _ in range(k)]``); each prompt's prefill is computed once and its KV cache
+    repeated k times, instead of k identical prefills. Rows that have produced EOS leave the batch: their
+    KV-cache rows are dropped, so the forward passes that follow cost only what the rows still
+    generating need (``model.generate`` keeps computing finished rows until the longest one ends).
     """
     from transformers import DynamicCache
 
@@ -84,6 +87,11 @@ def generate(
         logits_to_keep=1,
     )
     logits = out.logits[:, -1].float()
+    if num_samples > 1:  # one prefill per prompt, then k copies of its cache
+        cache.batch_repeat_interleave(num_samples)
+        logits = logits.repeat_interleave(num_samples, dim=0)
+        ids, mask, positions = (x.repeat_interleave(num_samples, dim=0) for x in (ids, mask, positions))
+        B = B * num_samples
     next_pos = positions[:, -1] + 1
     tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)

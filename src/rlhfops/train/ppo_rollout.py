@@ -36,7 +36,9 @@ def full_attention_mask(out: Any) -> torch.Tensor:
     return torch.cat([out.prompt_mask.long(), out.response_mask.long()], dim=1)
 
 
-def _generate(trainer: Any, prompts: list[list[int]], gen: torch.Generator, greedy: bool = False) -> Any:
+def _generate(
+    trainer: Any, prompts: list[list[int]], gen: torch.Generator, greedy: bool = False, num_samples: int = 1
+) -> Any:
     from rlhfops.models.generate import generate
 
     cfg = trainer.config
@@ -52,6 +54,7 @@ def _generate(trainer: Any, prompts: list[list[int]], gen: torch.Generator, gree
         eos_token_id=trainer.tokenizer.eos_token_id,
         pad_token_id=trainer.tokenizer.pad_token_id,
         generator=gen,
+        num_samples=num_samples,
     )
     lm.train(was_training)
     return out
@@ -92,7 +95,7 @@ def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, b
     cfg = trainer.config
     k = cfg.samples_per_prompt
     expanded = [p for p in prompts for _ in range(k)]
-    out = _generate(trainer, expanded, gen)
+    out = _generate(trainer, prompts, gen, num_samples=k)  # rows in the order of `expanded`
     device = trainer.accelerator.device
     seqs = out.sequences.to(device)
     attn = full_attention_mask(out).to(device)
