@@ -67,6 +67,16 @@ def test_calibration_page_and_criteria_from_the_form(app, sqlite_ws) -> None:
     assert label.choice == "tie" and label.rationale == "same"
     assert label.criteria == {"resolution": "B" if label.swapped else "A"}
     assert rater.post(f"/rate/{item_id}", data={**form, "choice": "sideways"}).status_code == 400
+    nxt = rater.get("/api/next").json()  # the round's second item, then production waits for the others
+    rater.post(
+        "/api/labels",
+        json={"item_id": nxt["item"]["item_id"], "choice": "left"},
+        headers={"X-CSRF-Token": rcsrf},
+    )
+    blocked = rater.get("/api/next").json()
+    assert blocked["item"] is None and "calibration round 1 open" in blocked["blocked"]
+    assert blocked["labelled"] == 2 and blocked["open"] == 0
+    assert "Labelling paused" in rater.get("/rate").text
 
 
 def test_extra_routers_are_mounted_behind_the_login(sqlite_ws, monkeypatch) -> None:
