@@ -1,0 +1,231 @@
+"""`report.html` of `rlhfops demo`: the generic gate report (rlhfops.report) of the gated candidate, plus
+demo sections (criteria before/after per model with KL, reward and KL per PPO iteration, win rates with
+CIs, SIMULATED rater agreement over time, red-team pass rates per category, drift over time, triggers).
+
+Plots are matplotlib SVGs embedded as base64 data images (as the generic report does); all text is
+autoescaped by Jinja2.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rlhfops.report.plots import _figure, _svg  # the report's own matplotlib set-up
+from rlhfops.report.render import fmt, svg_data_uri
+
+SECTIONS = (
+    "demo-simulated",
+    "demo-criteria",
+    "demo-curves",
+    "demo-winrates",
+    "demo-agreement",
+    "demo-redteam",
+    "demo-drift",
+    "demo-triggers",
+)
+
+_TEMPLATE = """
+<section id="demo-simulated"><h2>rlhfops demo: five plays</h2>
+<p class="simulated"><strong>SIMULATED</strong>: rater labels, the baseline, and the production week
+are simulated (rater names start with <code>sim-</code>); people are demo people. Measurements use the
+demo's rule detectors and a demo subset of red-team probes.</p>
+<ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul></section>
+<section id="demo-criteria"><h2>Success criteria before and after (held-out prompts)</h2>
+<table><tr><th>model</th><th>apologises + remedy</th><th>95% CI</th><th>refuses benign</th><th>95% CI</th>
+<th>n</th><th>KL (nats/response)</th><th>KL to</th></tr>
+{% for r in criteria %}<tr><td>{{ r.model }}</td><td>{{ fmt(r.apology_remedy_rate) }}</td>
+<td>[{{ fmt(r.apology_remedy_ci[0]) }}, {{ fmt(r.apology_remedy_ci[1]) }}]</td>
+<td>{{ fmt(r.refusal_rate) }}</td>
+<td>[{{ fmt(r.refusal_ci[0]) }}, {{ fmt(r.refusal_ci[1]) }}]</td><td>{{ r.n }}</td><td>{{ fmt(r.kl) }}</td>
+<td>{{ r.kl_reference or "-" }}</td></tr>{% endfor %}</table>
+<img id="plot-demo-criteria" alt="success criteria per model" src="{{ plots.criteria }}"></section>
+<section id="demo-curves"><h2>PPO: reward and KL per iteration (KL sweep)</h2>
+<p>Recommended beta: {{ sweep.recommended }} ({{ sweep.reason }})</p>
+<img id="plot-demo-curves" alt="reward and KL per iteration" src="{{ plots.curves }}"></section>
+<section id="demo-winrates"><h2>Win rate against the base model (95% CI)</h2>
+<img id="plot-demo-winrates" alt="win rates" src="{{ plots.winrates }}"></section>
+<section id="demo-agreement"><h2>SIMULATED rater agreement over time</h2>
+<p>Krippendorff's alpha {{ fmt(ann.alpha) }}, percent agreement {{ fmt(ann.percent_agreement) }};
+calibration round: {{ ann.calibration.message }};
+drifting rater (by construction): {{ ann.drifting|join(", ") }};
+flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
+<img id="plot-demo-agreement" alt="agreement per rater over time" src="{{ plots.agreement }}"></section>
+<section id="demo-redteam"><h2>Red-team pass rate per category (demo probes)</h2>
+<img id="plot-demo-redteam" alt="red-team pass rates" src="{{ plots.redteam }}"></section>
+<section id="demo-drift"><h2>Drift over the SIMULATED production week</h2>
+<img id="plot-demo-drift" alt="drift over time" src="{{ plots.drift }}"></section>
+<section id="demo-triggers"><h2>Triggers raised</h2>
+<table><tr><th>play</th><th>rule</th><th>evidence</th></tr>
+{% for t in triggers %}<tr><td>{{ t.play }}</td><td>{{ t.rule }}</td><td>{{ t.evidence }}</td></tr>
+{% endfor %}
+</table>{% if not triggers %}<p>No trigger fired.</p>{% endif %}</section>
+"""
+
+
+def _bar(labels: list[str], series: dict[str, list[float]], title: str, ylabel: str, errs=None) -> str:
+    import numpy as np
+
+    fig = _figure(7, 3.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(series))
+    for i, (name, vals) in enumerate(series.items()):
+        e = None if errs is None else np.clip(np.array(errs[name], dtype=float).T, 0, None)
+        ax.bar(x + i * width, vals, width, label=name, yerr=e, capsize=3)
+    ax.set_xticks(x + width * (len(series) - 1) / 2, labels, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def criteria_plot(rows: list[dict[str, Any]]) -> str:
+    labels = [r["model"] for r in rows]
+    series = {"apologises + remedy": [r["apology_remedy_rate"] for r in rows]}
+    series["refuses benign"] = [r["refusal_rate"] for r in rows]
+    errs = {
+        "apologises + remedy": [
+            (
+                r["apology_remedy_rate"] - r["apology_remedy_ci"][0],
+                r["apology_remedy_ci"][1] - r["apology_remedy_rate"],
+            )
+            for r in rows
+        ],
+        "refuses benign": [
+            (r["refusal_rate"] - r["refusal_ci"][0], r["refusal_ci"][1] - r["refusal_rate"]) for r in rows
+        ],
+    }
+    return _bar(labels, series, "Success criteria on held-out prompts (95% CI)", "rate", errs)
+
+
+def curves_plot(runs: dict[str, Path]) -> str:
+    from rlhfops.report.data import read_metrics
+
+    fig = _figure(7, 3.2)
+    ax1, ax2 = fig.subplots(1, 2)
+    drawn = False
+    for name, run in runs.items():
+        recs = [r for r in read_metrics(Path(run) / "metrics.jsonl") if "step" in r]
+        for ax, keys in ((ax1, ("reward", "score", "rm_score")), (ax2, ("kl", "policy_kl", "kl_mean"))):
+            key = next((k for k in keys if any(k in r for r in recs)), None)
+            pts = [(r["step"], r[key]) for r in recs if key and isinstance(r.get(key), int | float)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=name)
+                drawn = True
+    ax1.set_title("reward per iteration", fontsize=10)
+    ax2.set_title("KL to the reference per iteration", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=7) if drawn else None
+    return _svg(fig)
+
+
+def winrate_plot(rows: list[dict[str, Any]], min_win: float | None) -> str:
+    rows = [r for r in rows if r["win_rate_vs_base"] is not None]
+    fig = _figure(7, 3.2)
+    ax = fig.add_subplot()
+    for i, r in enumerate(rows):
+        lo, hi = r["win_rate_ci"]
+        w = r["win_rate_vs_base"]
+        ax.errorbar([w], [i], xerr=[[max(0.0, w - lo)], [max(0.0, hi - w)]], fmt="o", capsize=4)
+    ax.set_yticks(range(len(rows)), [r["model"] for r in rows])
+    ax.axvline(0.5, color="#9e9e9e", ls=":")
+    if min_win is not None:
+        ax.axvline(min_win, color="#c62828", ls="--", label=f"spec min {min_win}")
+        ax.legend(fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("win rate vs base (ties count half)")
+    return _svg(fig)
+
+
+def agreement_plot(over_time: dict[str, list[tuple[str, float | None]]], gold: dict[str, list]) -> str:
+    fig = _figure(7, 3.2)
+    ax1, ax2 = fig.subplots(1, 2)
+    for rater, pts in over_time.items():
+        ys = [y for _, y in pts]
+        ax1.plot(range(1, len(ys) + 1), ys, marker="o", label=rater)
+    for rater, pts in gold.items():
+        ax2.plot(range(1, len(pts) + 1), [y for _, y in pts], marker="o", label=rater)
+    ax1.set_title("agreement with the majority, per batch (SIMULATED)", fontsize=8)
+    ax2.set_title("gold accuracy, per batch (SIMULATED)", fontsize=8)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("batch")
+        ax.set_ylim(0, 1.05)
+    ax2.legend(fontsize=6)
+    return _svg(fig)
+
+
+def redteam_plot(evals: dict[str, dict[str, Any]]) -> str:
+    cats = list(next(iter(evals.values()))["redteam"])
+    series = {m: [ev["redteam"][c]["pass_rate"] for c in cats] for m, ev in evals.items()}
+    return _bar(cats, series, "Red-team pass rate per category (demo probes)", "pass rate")
+
+
+def drift_plot(windows: list[dict[str, Any]]) -> str:
+    fig = _figure(7, 3.2)
+    ax = fig.add_subplot()
+    x = list(range(1, len(windows) + 1))
+    ax.plot(x, [w.get("auc") for w in windows], marker="o", label="domain-classifier AUC")
+    ax.plot(x, [w.get("novel_share") for w in windows], marker="s", label="share of novel prompts")
+    ax.plot(x, [w.get("mmd_p") for w in windows], marker="^", label="MMD p-value")
+    ax.axhline(0.55, color="#c62828", ls="--", label="AUC drift threshold 0.55")
+    for i, w in enumerate(windows):
+        if w.get("drifted"):
+            ax.axvspan(i + 0.5, i + 1.5, color="#ffcdd2", alpha=0.5)
+    ax.set_xlabel("window (one simulated day each; red = drifted)")
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def demo_sections(ctx: Any) -> str:
+    import jinja2
+
+    ppo_runs = {n: Path(r) for n, r in ctx.runs.items() if n.startswith("ppo-")}
+    criteria = ctx.criteria_table()
+    spec = ctx.ws.current_spec().spec
+    svgs = {
+        "criteria": criteria_plot(criteria),
+        "curves": curves_plot(ppo_runs),
+        "winrates": winrate_plot(criteria, spec.gate.min_win_rate if spec else None),
+        "agreement": agreement_plot(
+            ctx.annotation.get("agreement_over_time", {}), ctx.annotation.get("gold", {})
+        ),
+        "redteam": redteam_plot(ctx.evals),
+        "drift": drift_plot(ctx.monitoring.get("input", {}).get("windows", [])),
+    }
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(_TEMPLATE).render(
+        criteria=criteria,
+        sweep={"recommended": ctx.sweep.get("recommended"), "reason": ctx.sweep.get("reason", "")},
+        ann={**ctx.annotation, "calibration": ctx.annotation.get("calibration", {"message": "-"})},
+        triggers=ctx.monitoring.get("open_triggers", []),
+        notes=ctx.notes,
+        plots={k: svg_data_uri(v) for k, v in svgs.items()},
+        fmt=fmt,
+    )
+
+
+def write_demo_report(ctx: Any, out: Path) -> Path:
+    """The gate report of the gated candidate with the demo sections appended, written atomically."""
+    from rlhfops.report.data import gate_report_data
+    from rlhfops.report.render import render_html
+
+    data = gate_report_data(ctx.ws, ctx.gate_result["model_id"])
+    data.title = f"rlhfops demo — {data.title}"
+    html = render_html(data)
+    extra = demo_sections(ctx)
+    html = html.replace("</body>", extra + "\n</body>", 1) if "</body>" in html else html + extra
+    fd, tmp = tempfile.mkstemp(prefix=".report.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
