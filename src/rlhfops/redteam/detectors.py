@@ -268,6 +268,7 @@ def behaviour_detector(
         )
     if name not in BEHAVIOUR_DETECTORS:
         raise UserError(
-            f"behaviour {behaviour!r} -> detector {name!r}: unknown; use one of {', '.join(BEHAVIOUR_DETECTORS)}"
+            f"behaviour {behaviour!r} -> detector {name!r}: unknown; "
+            f"use one of {', '.join(BEHAVIOUR_DETECTORS)}"
         )
     return name, BEHAVIOUR_DETECTORS[name]
