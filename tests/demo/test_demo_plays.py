@@ -1,0 +1,162 @@
+"""`rlhfops demo` end to end on a tiny random model: every play's artifacts with lineage, SIMULATED marks,
+the gate decision in the decision log, triggers raised by the drifted week, and the report in Chromium."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlhfops.cli.main import main
+from rlhfops.demo_plays import DemoSettings, run_demo_plays
+from rlhfops.demo_report import SECTIONS
+from rlhfops.errors import UserError
+
+
+def _tiny_settings(tiny) -> DemoSettings:
+    return DemoSettings(
+        model=str(tiny),
+        sft_steps=2,
+        rm_steps=2,
+        dpo_steps=2,
+        ppo_steps=2,
+        batch_size=4,
+        max_length=400,
+        pair_prompts=8,
+        shipped_pairs=12,
+        gold_pairs=8,
+        heldout=6,
+        max_new_tokens=8,
+        per_day=30,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from rlhfops.models.tiny import make_tiny_model_dir
+
+    tmp = tmp_path_factory.mktemp("demo")
+    tiny = make_tiny_model_dir(tmp / "tiny")
+    return run_demo_plays(tmp / "ws", quick=True, settings=_tiny_settings(tiny))
+
+
+def test_demo_every_play_has_artifacts_with_lineage(demo_run):
+    from rlhfops.workspace import Workspace
+
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        spec = ws.current_spec()
+        assert spec.is_signed_and_current
+        assert ws.baseline_values()["task_completion_rate"] == pytest.approx(0.72)
+        kinds = {a.kind for a in ws.artifacts()}
+        for kind in ("sft-model", "preferences", "reward-model", "dpo-model", "ppo-model", "evaluation"):
+            assert kind in kinds, kind
+        ids = demo_run.summary["artifacts"]
+        assert len([n for n in ids if n.startswith("ppo-beta")]) == 2  # the KL sweep: one policy per value
+        lineage = {a.id for a in ws.lineage(ids["dpo"])}
+        assert {ids["sft"], spec.hash} <= lineage or ids["sft"] in lineage
+        assert ids["preferences"] in lineage  # DPO trained on the exported simulated preferences
+        ppo_lineage = {a.id for a in ws.lineage(ids["ppo-beta0.2"])}
+        assert ids["rm"] in ppo_lineage and ids["sft"] in ppo_lineage
+        for name in ("dpo", "ppo-beta0.02", "ppo-beta0.2"):  # every policy evaluated (play 4 rule)
+            assert [c for c in ws.children(ids[name]) if c.kind == "evaluation"], name
+        assert ws.people_with_role("gate-owner") == ["demo-gina"]
+        assert all(name.startswith("demo-") for name, _ in ws.people())
+    finally:
+        ws.close()
+
+
+def test_demo_simulated_marks_everywhere(demo_run):
+    root = demo_run.out_dir
+    prefs = [json.loads(x) for x in (root / "data" / "preferences.jsonl").read_text().splitlines()]
+    labels = [json.loads(x) for x in (root / "data" / "labels.jsonl").read_text().splitlines()]
+    week = [json.loads(x) for x in (root / "data" / "production-week.jsonl").read_text().splitlines()]
+    assert prefs and all(r["simulated"] is True for r in prefs)
+    assert labels and all(r["simulated"] is True and r["rater"].startswith("sim-") for r in labels)
+    assert any("drifting" in r["rater"] for r in labels) and any(r["gold"] for r in labels)
+    assert week and all(r["simulated"] is True for r in week)
+    s = demo_run.summary
+    assert "SIMULATED" in s["annotation"]["note"] and s["monitoring"]["simulated"] is True
+    assert s["annotation"]["calibration"]["status"] in ("passed", "failed")
+    assert "SIMULATED" in (root / "report.html").read_text()
+
+
+def test_demo_gate_decision_recorded_and_triggers_raised(demo_run):
+    from rlhfops.gate import log as dlog
+    from rlhfops.workspace import Workspace
+
+    g = demo_run.summary["gate"]
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        assert dlog.verify(ws).ok
+        entries = dlog.entries(ws)
+        signs = [e for e in entries if e.get("action") == "sign"]
+        assert signs and signs[-1].get("person") == "demo-gina"
+        assert signs[-1].get("decision") == g["decision"]
+        # the decision follows the thresholds: approve only when none failed
+        assert (g["decision"] == "approve") == (not g["failed"])
+        rules = {t.rule for t in ws.triggers()}
+    finally:
+        ws.close()
+    assert "input_drift" in rules  # the drifted week (prompts from another task) was detected
+    windows = demo_run.summary["monitoring"]["triggers"]
+    assert any(t["rule"] == "input_drift" and t["play"] == 3 for t in windows)
+
+
+def test_demo_criteria_for_every_model_with_kl(demo_run):
+    rows = {r["model"]: r for r in demo_run.summary["criteria"]}
+    assert set(rows) == {"base", "sft", "dpo", "ppo-beta0.02", "ppo-beta0.2"}
+    assert rows["base"]["kl"] == 0.0 and rows["base"]["win_rate_vs_base"] is None
+    for name in ("sft", "dpo", "ppo-beta0.2"):
+        r = rows[name]
+        assert r["kl_reference"] in ("base", "sft")
+        assert 0.0 <= r["apology_remedy_ci"][0] <= r["apology_remedy_rate"] <= r["apology_remedy_ci"][1] <= 1
+        assert 0.0 <= r["win_rate_ci"][0] <= r["win_rate_vs_base"] <= r["win_rate_ci"][1] <= 1.0
+
+
+def test_demo_refuses_non_empty_dir(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(UserError, match="not empty"):
+        run_demo_plays(tmp_path, quick=True)
+    assert (tmp_path / "keep.txt").exists()
+
+
+def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
+    """`rlhfops demo --quick --model TINY` prints the summary table (settings shrunk for the test)."""
+    from rlhfops.models.tiny import make_tiny_model_dir
+
+    tiny = make_tiny_model_dir(tmp_path / "tiny")
+    monkeypatch.setattr(
+        DemoSettings, "for_mode", classmethod(lambda cls, q, m=None, p=True: _tiny_settings(m))
+    )
+    monkeypatch.setenv("COLUMNS", "220")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "old").write_text("x")
+    main(["demo", "--quick", "--model", str(tiny), "--dir", str(tmp_path / "ws"), "--force"])
+    out = capsys.readouterr().out
+    assert "apologises + remedy" in out and "ppo-beta0.2" in out and "trigger" in out
+    assert (tmp_path / "ws" / "report.html").exists() and not (tmp_path / "ws" / "old").exists()
+
+
+@pytest.mark.browser
+def test_demo_report_in_chromium(demo_run):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium")
+        try:
+            _check_report(browser.new_page(), demo_run.out_dir / "report.html")
+        finally:
+            browser.close()
+
+
+def _check_report(page, path) -> None:
+    page.goto(path.as_uri())
+    for sec in SECTIONS:
+        assert page.locator(f"section#{sec}").count() == 1, sec
+    for plot in ("criteria", "curves", "winrates", "agreement", "redteam", "drift"):
+        img = page.locator(f"img#plot-demo-{plot}")
+        assert img.count() == 1
+        assert img.evaluate("i => i.complete && i.naturalWidth > 0"), plot
+    assert page.locator("section#demo-triggers td", has_text="input_drift").count() >= 1
