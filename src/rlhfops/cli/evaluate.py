@@ -1,9 +1,178 @@
-"""CLI commands for evaluate (registered by rlhfops.cli.main)."""
+"""CLI commands for evaluation and red-teaming: `rlhfops eval run|compare`, `rlhfops redteam list`.
+
+Thin: parse, call :func:`rlhfops.evaluate.run.run_evaluation` (or the suite loader), print.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+
+eval_app = typer.Typer(help="Evaluate a model on a suite; side-by-side comparisons (Play 5).")
+redteam_app = typer.Typer(help="Red-team suites shipped with rlhfops and your own.")
+
+JUDGE_OPT = typer.Option(
+    None,
+    "--judge",
+    help="Judge for side-by-side: rule, rm:PATH, lm:PATH, openai (judge: section of rlhfops.yaml) or "
+    "openai:MODEL@URL. Default: the judge: section of rlhfops.yaml (kind rule unless set).",
+)
+MAX_NEW_OPT = typer.Option(128, "--max-new-tokens", min=1, help="Longest reply generated per prompt.")
+OUT_OPT = typer.Option(
+    None, "--out", help="Also (outside a workspace: only) write the result JSON to this file."
+)
+
+
+def _ws() -> Any:
+    from rlhfops.workspace import find_workspace
+
+    return find_workspace()
+
+
+def _run(model: str, opts: Any, out: Path | None) -> Any:
+    from rlhfops.evaluate.run import run_evaluation
+
+    ws = _ws()
+    try:
+        return run_evaluation(model, opts, ws=ws, out=out)
+    finally:
+        if ws is not None:
+            ws.close()
+
+
+def _print_summary(res: Any) -> None:
+    m = res.meta
+    typer.echo(f"evaluation of {str(m['model'])[:12]} on {m['suite']} ({m['kind']}, {m['n_items']} items)")
+    for cat, row in (m.get("redteam") or {}).items():
+        typer.echo(f"  {cat:<28} {row['passed']:>3}/{row['total']:<3} pass {row['pass_rate']:.1%}")
+    if m.get("over_refusal_rate") is not None:
+        typer.echo(f"  over-refusal rate: {m['over_refusal_rate']:.1%}")
+    for name, row in (m.get("success_criteria") or {}).items():
+        cmp = ">=" if row["direction"] == "increase" else "<="
+        ok = "met" if row["met"] else "NOT met"
+        typer.echo(f"  {name}: {row['rate']:.1%} ({cmp} {row['target']:.0%}: {ok})")
+    wr = m.get("win_rate")
+    if wr:
+        typer.echo(
+            f"  win rate {wr['rate']:.3f} [{wr['ci_low']:.3f}, {wr['ci_high']:.3f}] "
+            f"(W/T/L {wr['wins']}/{wr['ties']}/{wr['losses']}, judge {wr['judge']}, both orders)"
+        )
+    if m.get("reward"):
+        typer.echo(
+            f"  reward: candidate {m['reward']['candidate']:.3f} vs baseline {m['reward']['baseline']:.3f}"
+        )
+    if m.get("kl") is not None:
+        typer.echo(f"  KL to reference: {m['kl']:.3f} nats/sequence")
+    for a in m.get("alarms") or []:
+        typer.echo(f"  ALARM {a['name']}: {a['evidence']}")
+    for note in res.notes:
+        typer.echo(f"  note: {note}")
+    if not m.get("complete"):
+        typer.echo("  INCOMPLETE: some items failed to run")
+    where = f"artifact {res.artifact_id[:12]} ({res.path})" if res.artifact_id else str(res.path)
+    typer.echo(f"stored: {where}")
+
+
+@eval_app.command("run")
+def eval_run_cmd(
+    model: str = typer.Argument(..., help="Model directory or artifact id."),
+    suite: str = typer.Option(
+        ..., "--suite", help="redteam, a shipped category, support-heldout, or a .jsonl file / directory."
+    ),
+    baseline: str | None = typer.Option(
+        None, "--baseline", help="Baseline model (directory or artifact id): side-by-side, alarms, KL."
+    ),
+    judge: str | None = JUDGE_OPT,
+    reward_model: str | None = typer.Option(
+        None, "--reward-model", help="Reward model directory: mean reward of candidate and baseline."
+    ),
+    reference: str | None = typer.Option(
+        None, "--reference", help="KL reference model (default: the baseline)."
+    ),
+    max_new_tokens: int = MAX_NEW_OPT,
+    kl_prompts: int = typer.Option(16, "--kl-prompts", min=0, help="Held-out prompts used for the KL."),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="Evaluate only the first N items (of each category in a red-team suite)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for the sampled KL replies."),
+    out: Path | None = OUT_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary (meta) as JSON."),
+) -> None:
+    """Generate replies on a suite, measure them, and store the result (an evaluation artifact)."""
+    from rlhfops.evaluate.run import EvalOptions
+
+    opts = EvalOptions(
+        suite=suite,
+        baseline=baseline,
+        judge=judge,
+        reward_model=reward_model,
+        reference=reference,
+        max_new_tokens=max_new_tokens,
+        kl_prompts=kl_prompts,
+        limit=limit,
+        seed=seed,
+    )
+    res = _run(model, opts, out)
+    if as_json:
+        typer.echo(json.dumps({"artifact": res.artifact_id, **res.meta}, indent=2))
+    else:
+        _print_summary(res)
+
+
+@eval_app.command("compare")
+def eval_compare_cmd(
+    candidate: str = typer.Argument(..., help="Candidate model (directory or artifact id)."),
+    baseline: str = typer.Argument(..., help="Baseline model (directory or artifact id)."),
+    prompts: Path = typer.Option(..., "--prompts", help='JSONL of {"prompt": ...} rows (or a suite file).'),
+    judge: str | None = JUDGE_OPT,
+    max_new_tokens: int = MAX_NEW_OPT,
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Compare only the first N prompts."),
+    show: int = typer.Option(3, "--show", min=0, help="Print this many pairs side by side."),
+    out: Path | None = OUT_OPT,
+) -> None:
+    """Side-by-side: both models answer the prompts; a judge picks per pair in both orders."""
+    from rlhfops.evaluate.run import EvalOptions
+
+    opts = EvalOptions(
+        suite=str(prompts),
+        baseline=baseline,
+        judge=judge,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        kind="side_by_side",
+        kl_prompts=0,
+    )
+    res = _run(candidate, opts, out)
+    for row in res.items[:show]:
+        typer.echo(f"--- {row['id']} [{row.get('outcome', '?')}]\nprompt:    {row['prompt'][:200]}")
+        typer.echo(f"candidate: {row['response'][:200]}\nbaseline:  {row.get('baseline_response', '')[:200]}")
+    _print_summary(res)
+
+
+@redteam_app.command("list")
+def redteam_list_cmd() -> None:
+    """Shipped red-team suites with their item counts and expected behaviour."""
+    from rlhfops.redteam.suite import HELDOUT, REDTEAM, load_suite, shipped_suites
+
+    total = 0
+    for name in shipped_suites():
+        suite = load_suite(name)
+        expected = ", ".join(sorted({i.expected or "-" for i in suite.items}))
+        typer.echo(f"{name:<28} {len(suite.items):>4} items  expected: {expected}")
+        total += len(suite.items)
+    typer.echo(f"{REDTEAM:<28} {total:>4} items  (all categories above)")
+    typer.echo(
+        f"{HELDOUT:<28} {len(load_suite(HELDOUT).items):>4} items  (held-out prompts: success criteria)"
+    )
+    typer.echo(
+        "your own: --suite PATH (a .jsonl file or a directory of them; format in rlhfops.redteam.suite)"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.add_typer(eval_app, name="eval")
+    app.add_typer(redteam_app, name="redteam")

@@ -107,6 +107,9 @@ def _item(row: dict[str, Any], where: str, default_id: str) -> SuiteItem:
     if unknown:
         raise DataError(f"{where}: unknown field(s) {unknown}; valid fields: {sorted(ITEM_KEYS)}")
     prompt = row.get("prompt")
+    if isinstance(prompt, list):  # chat messages: evaluate on the last user turn
+        users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+        prompt = users[-1] if users else None
     if not isinstance(prompt, str) or not prompt.strip():
         raise DataError(f"{where}: field 'prompt' must be a non-empty string")
     expected = row.get("expected")

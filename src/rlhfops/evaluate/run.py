@@ -1,0 +1,213 @@
+"""One evaluation: generate on a suite, measure, optionally compare with a baseline, store the result.
+
+The result JSON holds ``meta`` (the summary the gate reads, see ``/work/helpers/eval_contract.md``
+mirrored in docs) and ``items`` (per item: prompt, candidate reply, checks, baseline reply, verdicts,
+rewards). In a workspace it is registered as an ``evaluation`` artifact whose parents are the model
+and the baseline; outside one it is written to ``out``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlhfops.errors import UserError
+
+
+@dataclass
+class EvalOptions:
+    suite: str
+    baseline: str | None = None
+    judge: str | None = None  # default "rule" when there is a baseline
+    reward_model: str | None = None
+    reference: str | None = None  # KL reference; default: the baseline
+    max_new_tokens: int = 128
+    kl_prompts: int = 16
+    limit: int | None = None
+    seed: int = 0
+    kind: str | None = None  # "side_by_side" for eval compare; else from the suite
+    swap: bool = True
+
+
+@dataclass
+class EvalResult:
+    meta: dict[str, Any]
+    items: list[dict[str, Any]]
+    artifact_id: str | None = None
+    path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def limit_items(suite: Any, limit: int | None) -> list[Any]:
+    """The first ``limit`` items (of each category for a red-team suite); all without a limit."""
+    if not limit:
+        return list(suite.items)
+    if not suite.is_redteam:
+        return list(suite.items[:limit])
+    seen: dict[str, int] = {}
+    out = []
+    for it in suite.items:
+        seen[it.category] = seen.get(it.category, 0) + 1
+        if seen[it.category] <= limit:
+            out.append(it)
+    return out
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    path: str
+    artifact_id: str | None
+
+
+def resolve_model(ref: str, ws: Any | None) -> ModelRef:
+    """A model directory and its artifact id (when the workspace knows it) from a path or an id."""
+    p = Path(ref)
+    if p.exists():
+        if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
+            raise UserError(
+                f"{p}: not a model directory (no config.json); give a saved model or an artifact id"
+            )
+        rec = ws.find_by_content(p) if ws is not None else None
+        return ModelRef(str(p), rec.id if rec else None)
+    if ws is None:
+        raise UserError(f"model {ref!r}: no such directory (artifact ids work inside a workspace)")
+    rec = ws.artifact(ref)
+    return ModelRef(str(rec.path), rec.id)
+
+
+def _spec(ws: Any | None) -> Any:
+    if ws is None:
+        return None
+    try:
+        return ws.current_spec().spec
+    except UserError:
+        return None
+
+
+def _compare(
+    opts: EvalOptions, prompts: list[str], cand: list[str], base: list[str], meta: dict, rows: list, ws: Any
+) -> list:
+    """Judge the pairs (both orders), reward model scores, alarms; fills ``meta`` and ``rows``."""
+    from rlhfops.evaluate.hacking import evaluation_alarms, response_stats
+    from rlhfops.evaluate.sbs import judge_pairs
+    from rlhfops.judge import JudgeSettings, make_judge
+    from rlhfops.judge.http import JudgeError
+    from rlhfops.judge.settings import settings_from_workspace
+
+    notes: list[str] = []
+    settings = settings_from_workspace(ws) if ws is not None else JudgeSettings()
+    judge = make_judge(opts.judge or "settings", settings)
+    judge_c = judge_b = None
+    try:
+        verdicts, meta["win_rate"] = judge_pairs(judge, prompts, cand, base, swap=opts.swap)
+        for row, v in zip(rows, verdicts, strict=True):
+            row.update(v)
+        if hasattr(judge, "score"):
+            judge_c = [judge.score(p, r) for p, r in zip(prompts, cand, strict=True)]
+            judge_b = [judge.score(p, r) for p, r in zip(prompts, base, strict=True)]
+    except JudgeError as err:
+        meta["complete"] = False
+        meta["win_rate"] = None
+        notes.append(f"judge failed: {err}")
+    rew_c = rew_b = None
+    if opts.reward_model:
+        from rlhfops.judge.reward_model import RewardModelJudge
+
+        rm = RewardModelJudge(opts.reward_model)
+        rew_c, rew_b = rm.scores(prompts, cand), rm.scores(prompts, base)
+        meta["reward"] = {"candidate": sum(rew_c) / len(rew_c), "baseline": sum(rew_b) / len(rew_b)}
+        for row, a, b in zip(rows, rew_c, rew_b, strict=True):
+            row["reward"], row["baseline_reward"] = a, b
+    meta["alarms"] = evaluation_alarms(
+        response_stats(cand, rew_c, judge_c), response_stats(base, rew_b, judge_b)
+    )
+    return notes
+
+
+def run_evaluation(
+    model: str, opts: EvalOptions, ws: Any | None = None, out: Path | None = None
+) -> EvalResult:
+    """Evaluate ``model`` on ``opts.suite``; store in ``ws`` (an artifact) or write ``out``."""
+    from rlhfops.evaluate.generation import LoadedModel, mean_kl
+    from rlhfops.evaluate.measure import over_refusal_rate, redteam_summary, score_items, success_criteria
+    from rlhfops.redteam.suite import load_suite
+
+    if ws is None and out is None:
+        raise UserError("not in a workspace: give --out FILE for the result JSON")
+    suite = load_suite(opts.suite)
+    items = limit_items(suite, opts.limit)
+    cand_ref = resolve_model(model, ws)
+    base_ref = resolve_model(opts.baseline, ws) if opts.baseline else None
+    if ws is not None and cand_ref.artifact_id is None:
+        raise UserError(
+            f"{model}: not a registered model artifact; register it (rlhfops artifact add) or use its id"
+        )
+    kind = opts.kind or ("redteam" if suite.is_redteam else "success")
+    prompts = [it.prompt for it in items]
+    cand_model = LoadedModel.load(cand_ref.path)
+    cand = cand_model.respond(prompts, opts.max_new_tokens, seed=opts.seed)
+    meta: dict[str, Any] = {
+        "model": cand_ref.artifact_id or cand_ref.path,
+        "baseline": (base_ref.artifact_id or base_ref.path) if base_ref else None,
+        "suite": suite.name,
+        "kind": kind,
+        "complete": True,
+        "n_items": len(items),
+        "max_new_tokens": opts.max_new_tokens,
+    }
+    rows = score_items(items, cand)
+    if kind == "redteam":
+        meta["redteam"] = redteam_summary(rows)
+        meta["over_refusal_rate"] = over_refusal_rate(rows)
+    base = None
+    if base_ref is not None:
+        base_model = LoadedModel.load(base_ref.path)
+        base = base_model.respond(prompts, opts.max_new_tokens, seed=opts.seed)
+        for row, b in zip(rows, base, strict=True):
+            row["baseline_response"] = b
+    spec = _spec(ws)
+    if kind == "success" and spec is not None:
+        meta["success_criteria"] = success_criteria(spec, cand, suite.behaviours, base)
+    notes: list[str] = []
+    if base is not None:
+        notes += _compare(opts, prompts, cand, base, meta, rows, ws)
+    ref_path = opts.reference or (base_ref.path if base_ref else None)
+    if ref_path and opts.kl_prompts > 0:
+        ref = (
+            base_model
+            if base_ref and ref_path == base_ref.path
+            else LoadedModel.load(resolve_model(ref_path, ws).path)
+        )
+        meta["kl"] = mean_kl(cand_model, ref, prompts[: opts.kl_prompts], opts.max_new_tokens, seed=opts.seed)
+    result = EvalResult(meta=meta, items=rows, notes=notes)
+    _store(result, ws, out, [cand_ref.artifact_id, base_ref.artifact_id if base_ref else None])
+    return result
+
+
+def _store(result: EvalResult, ws: Any | None, out: Path | None, parents: list[str | None]) -> None:
+    payload = json.dumps({"meta": result.meta, "items": result.items, "notes": result.notes}, indent=1)
+    if ws is None:
+        assert out is not None
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(payload, encoding="utf-8")
+        os.replace(tmp, out)
+        result.path = out
+        return
+    from rlhfops.workspace.identity import acting_person
+
+    with tempfile.TemporaryDirectory() as d:
+        name = f"evaluation-{result.meta['kind']}-{result.meta['suite']}.json".replace("/", "_")
+        f = Path(d) / name
+        f.write_text(payload, encoding="utf-8")
+        result.artifact_id = ws.register_artifact(
+            "evaluation", f, [p for p in parents if p], acting_person(), result.meta
+        )
+    result.path = ws.artifact(result.artifact_id).path
+    if out is not None:
+        Path(out).write_text(payload, encoding="utf-8")

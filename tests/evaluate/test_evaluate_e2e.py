@@ -1,0 +1,212 @@
+"""End to end on tiny random models: eval run / compare / redteam list, in and out of a workspace;
+the stored evaluation feeds the gate; KL is zero to itself and matches the sampling log-probs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlhfops.cli.main import main
+
+SUITE_LIMIT = "4"
+
+
+def _cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as ex:
+        code = ex.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from rlhfops.models.heads import RewardModel
+    from rlhfops.models.tiny import make_tiny_model_dir, tiny_tokenizer
+
+    base = tmp_path_factory.mktemp("tiny")
+    cand = make_tiny_model_dir(base / "cand", seed=1)
+    ref = make_tiny_model_dir(base / "base", seed=2)
+    rm = RewardModel.from_causal_lm(str(cand))
+    rm.save_pretrained(base / "rm", tokenizer=tiny_tokenizer())
+    return {"cand": cand, "base": ref, "rm": base / "rm"}
+
+
+@pytest.fixture
+def no_ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("RLHFOPS_WORKSPACE", raising=False)
+    monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_redteam_list(capsys, no_ws):
+    code, out, _ = _cli(["redteam", "list"], capsys)
+    assert code == 0
+    assert "harmful_requests" in out and "192 items" in out and "prompt_injection" in out
+
+
+def test_eval_run_redteam_outside_a_workspace_writes_the_result_json(tiny, capsys, no_ws: Path):
+    out_file = no_ws / "res.json"
+    args = ["eval", "run", str(tiny["cand"]), "--suite", "harmful_requests", "--max-new-tokens", "6"]
+    code, _, err = _cli(args, capsys)
+    assert code == 2 and "--out" in err
+    code, out, err = _cli([*args, "--limit", SUITE_LIMIT, "--out", str(out_file)], capsys)
+    assert code == 0, err
+    res = json.loads(out_file.read_text())
+    meta = res["meta"]
+    assert meta["kind"] == "redteam" and meta["complete"] is True and meta["suite"] == "harmful_requests"
+    row = meta["redteam"]["harmful_requests"]
+    assert row["total"] == 4 and row["passed"] + len(row["failures"]) == 4  # random model: at most 5 failures
+    assert len(res["items"]) == 4 and all("response" in i and i["checks"] for i in res["items"])
+    assert "harmful_requests" in out
+
+
+def test_eval_run_with_baseline_judge_reward_and_kl(tiny, capsys, no_ws: Path):
+    out_file = no_ws / "sbs.json"
+    suite = no_ws / "mine.jsonl"
+    suite.write_text(
+        '{"suite": "mine", "behaviours": {"x": "refusal"}}\n'
+        + "".join(json.dumps({"id": f"m{i}", "prompt": f"Where is order JL-{i}?"}) + "\n" for i in range(4))
+    )
+    args = ["eval", "run", str(tiny["cand"]), "--suite", str(suite), "--baseline", str(tiny["base"])]
+    args += [
+        "--reward-model",
+        str(tiny["rm"]),
+        "--max-new-tokens",
+        "5",
+        "--kl-prompts",
+        "2",
+        "--out",
+        str(out_file),
+    ]
+    code, out, err = _cli(args, capsys)
+    assert code == 0, err
+    meta = json.loads(out_file.read_text())["meta"]
+    wr = meta["win_rate"]
+    assert wr["n"] == 4 and wr["wins"] + wr["ties"] + wr["losses"] == 4 and wr["judge"] == "rule"
+    assert 0.0 <= wr["ci_low"] <= wr["rate"] <= wr["ci_high"] <= 1.0
+    assert set(meta["reward"]) == {"candidate", "baseline"} and isinstance(meta["alarms"], list)
+    assert meta["kl"] is not None and meta["kl"] == meta["kl"]  # finite
+    assert meta["kind"] == "success" and "success_criteria" not in meta  # no spec outside a workspace
+
+
+def test_kl_is_zero_to_itself_and_logprobs_match_generation(tiny):
+    import torch
+
+    from rlhfops.evaluate.generation import LoadedModel, mean_kl, sequence_logprobs
+
+    m = LoadedModel.load(str(tiny["cand"]))
+    assert mean_kl(m, m, ["hello", "where is my parcel"], max_new_tokens=6) == 0.0
+    out = m._run(m.prompt_ids(["hi there", "refund?"]), 6, 1.0, 3)
+    attn = torch.cat([out.prompt_mask.long(), out.response_mask.long()], dim=1)
+    lp = sequence_logprobs(m.model, out.sequences, attn, out.prompt_length)
+    mask = out.response_mask.bool()
+    torch.testing.assert_close(lp[mask], out.logprobs[mask], rtol=1e-4, atol=1e-4)
+    other = LoadedModel.load(str(tiny["base"]))
+    assert mean_kl(m, other, ["hello", "where is my parcel"], max_new_tokens=6) > 0.0
+
+
+def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsys, tmp_path, monkeypatch):
+    from rlhfops.workspace import init_workspace
+
+    monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("RLHFOPS_USER", "quinn")
+    root = tmp_path / "ws"
+    w = init_workspace(root, "support-replies")
+    w.add_person("bob", "business-owner", "bob")
+    w.add_person("carol", "technical-lead", "bob")
+    w.sign_spec("business-owner", "bob")
+    w.sign_spec("technical-lead", "carol")
+    cand_id = w.register_artifact("sft-model", tiny["cand"], [], "test", {})
+    base_id = w.register_artifact("base-model", tiny["base"], [], "test", {})
+    w.close()
+    monkeypatch.chdir(root)
+    code, _, err = _cli(["eval", "run", str(tmp_path / "nope"), "--suite", "redteam"], capsys)
+    assert code == 2 and "no such directory" not in err and "artifact" in err
+    code, out, err = _cli(
+        [
+            "eval",
+            "run",
+            cand_id[:10],
+            "--suite",
+            "redteam",
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    summary = json.loads(out)
+    code, out, err = _cli(
+        [
+            "eval",
+            "run",
+            cand_id[:10],
+            "--suite",
+            "support-heldout",
+            "--limit",
+            "4",
+            "--baseline",
+            base_id[:10],
+            "--max-new-tokens",
+            "4",
+            "--kl-prompts",
+            "2",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "win rate" in out and "KL to reference" in out
+    code, out, err = _cli(
+        ["eval", "compare", cand_id[:10], base_id[:10], "--prompts", str(tmp_path / "p.jsonl")], capsys
+    )
+    assert code == 2 and "p.jsonl" in err
+    (tmp_path / "p.jsonl").write_text('{"prompt": "My parcel is late"}\n{"prompt": "Refund please"}\n')
+    code, out, err = _cli(
+        [
+            "eval",
+            "compare",
+            cand_id[:10],
+            base_id[:10],
+            "--prompts",
+            str(tmp_path / "p.jsonl"),
+            "--max-new-tokens",
+            "4",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "candidate:" in out and "baseline:" in out and "win rate" in out
+
+    from rlhfops.gate.decide import gate_evaluate
+    from rlhfops.redteam.suite import list_suites
+    from rlhfops.workspace import Workspace
+
+    with Workspace.open(root) as w:
+        evals = w.artifacts("evaluation")
+        assert [e.meta["kind"] for e in evals] == ["redteam", "success", "side_by_side"]
+        rt, success, sbs = evals
+        assert rt.id == summary["artifact"] and rt.parents == (cand_id,)
+        assert success.parents == (cand_id, base_id) and sbs.parents == (cand_id, base_id)
+        assert {c: r["total"] for c, r in rt.meta["redteam"].items()} == dict.fromkeys(list_suites(), 1)
+        assert rt.meta["over_refusal_rate"] in (0.0, 1.0)
+        sc = success.meta["success_criteria"]
+        assert set(sc) == {
+            "apologises and offers a remedy when the shop is at fault",
+            "refuses a benign request",
+        }
+        assert all(r["baseline_rate"] is not None for r in sc.values())
+        stored = json.loads(Path(success.path).read_text())
+        assert len(stored["items"]) == 4 and all("baseline_response" in i for i in stored["items"])
+        g = gate_evaluate(w, cand_id)
+        assert g.evidence.kl == success.meta["kl"] and g.evidence.kl > 0
+        assert g.evidence.redteam == rt.meta["redteam"] and g.evidence.alarms is not None
+        assert g.evidence.win_rate is not None and g.evidence.win_rate["n"] == 2  # latest side_by_side
