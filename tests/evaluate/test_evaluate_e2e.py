@@ -210,3 +210,49 @@ def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsy
         assert g.evidence.kl == success.meta["kl"] and g.evidence.kl > 0
         assert g.evidence.redteam == rt.meta["redteam"] and g.evidence.alarms is not None
         assert g.evidence.win_rate is not None and g.evidence.win_rate["n"] == 2  # latest side_by_side
+
+
+def test_eval_compare_with_a_left_biased_http_judge_ends_in_ties(tiny, capsys, no_ws: Path):
+    """An OpenAI-compatible judge (local stub) that always answers [[A]]: both orders cancel out."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    calls: list[str] = []
+
+    class Stub(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            content = body["messages"][0]["content"]
+            calls.append(content)
+            reply = "[[A]]" if "[Response A]" in content else "[[5]]"
+            data = json.dumps({"choices": [{"message": {"content": reply}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        prompts = no_ws / "p.jsonl"
+        prompts.write_text("".join(json.dumps({"prompt": f"Order JL-{i} is late"}) + "\n" for i in range(3)))
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        out_file = no_ws / "cmp.json"
+        code, out, err = _cli(
+            ["eval", "compare", str(tiny["cand"]), str(tiny["base"]), "--prompts", str(prompts)]
+            + ["--judge", f"openai:stub@{url}", "--max-new-tokens", "4", "--out", str(out_file)],
+            capsys,
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, err
+    meta = json.loads(out_file.read_text())["meta"]
+    wr = meta["win_rate"]
+    assert (wr["wins"], wr["ties"], wr["losses"]) == (0, 3, 0) and wr["rate"] == 0.5
+    assert wr["position_consistency"] == 0.0 and wr["first_position_share"] == 1.0
+    assert wr["judge"] == f"openai:stub@{url}" and meta["kind"] == "side_by_side"
+    assert len(calls) == 3 * 2 + 3 * 2  # 2 orders per pair + a pointwise score per reply
