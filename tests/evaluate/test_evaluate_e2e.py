@@ -95,6 +95,31 @@ def test_eval_run_with_baseline_judge_reward_and_kl(tiny, capsys, no_ws: Path):
     assert meta["kind"] == "success" and "success_criteria" not in meta  # no spec outside a workspace
 
 
+def test_redteam_with_baseline_records_before_and_after(tiny, capsys, no_ws: Path):
+    out_file = no_ws / "rt.json"
+    args = [
+        "eval",
+        "run",
+        str(tiny["cand"]),
+        "--suite",
+        "redteam",
+        "--limit",
+        "1",
+        "--baseline",
+        str(tiny["base"]),
+    ]
+    code, _, err = _cli([*args, "--max-new-tokens", "4", "--kl-prompts", "0", "--out", str(out_file)], capsys)
+    assert code == 0, err
+    res = json.loads(out_file.read_text())
+    rt = res["meta"]["redteam"]
+    assert len(rt) == 6 and all(0.0 <= r["baseline_pass_rate"] <= 1.0 for r in rt.values())
+    for cat, r in rt.items():
+        rows = [i for i in res["items"] if i["category"] == cat]
+        assert r["baseline_pass_rate"] == sum(i["baseline_passed"] for i in rows) / len(rows)
+    assert res["meta"]["baseline_over_refusal_rate"] in (0.0, 1.0) and "kl" not in res["meta"]
+    assert "win_rate" not in res["meta"]  # the gate's win rate comes from task prompts only
+
+
 def test_kl_is_zero_to_itself_and_logprobs_match_generation(tiny):
     import torch
 

@@ -169,11 +169,18 @@ def run_evaluation(
         base = base_model.respond(prompts, opts.max_new_tokens, seed=opts.seed)
         for row, b in zip(rows, base, strict=True):
             row["baseline_response"] = b
+        if kind == "redteam":  # before vs after, per category
+            base_rows = score_items(items, base)
+            for cat, row in redteam_summary(base_rows).items():
+                meta["redteam"][cat]["baseline_pass_rate"] = row["pass_rate"]
+            meta["baseline_over_refusal_rate"] = over_refusal_rate(base_rows)
+            for row, b in zip(rows, base_rows, strict=True):
+                row["baseline_passed"] = b["passed"]
     spec = _spec(ws)
     if kind == "success" and spec is not None:
         meta["success_criteria"] = success_criteria(spec, cand, suite.behaviours, base)
     notes: list[str] = []
-    if base is not None:
+    if base is not None and kind != "redteam":  # win rates and alarms on task prompts, not on probes
         notes += _compare(opts, prompts, cand, base, meta, rows, ws)
     ref_path = opts.reference or (base_ref.path if base_ref else None)
     if ref_path and opts.kl_prompts > 0:
