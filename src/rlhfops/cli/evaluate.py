@@ -83,7 +83,10 @@ def eval_run_cmd(
         ..., "--suite", help="redteam, a shipped category, support-heldout, or a .jsonl file / directory."
     ),
     baseline: str | None = typer.Option(
-        None, "--baseline", help="Baseline model (directory or artifact id): side-by-side, alarms, KL."
+        None,
+        "--baseline",
+        help="Baseline model (directory or artifact id): before/after rates; on task-prompt suites also the "
+        "side-by-side win rate and reward-hacking alarms; the default KL reference.",
     ),
     judge: str | None = JUDGE_OPT,
     reward_model: str | None = typer.Option(
