@@ -3,8 +3,8 @@
 Play 1 a signed spec (demo people) + a baseline; Play 2 shipped demonstrations + SFT; Play 3 candidate
 pairs sampled from the SFT model, labelled by SIMULATED raters (calibration round, gold items, one
 drifting rater), exported to preferences, reward model; Play 4 PPO with a short KL sweep and DPO for
-comparison; Play 5 evaluation + demo red-team probes of every model against the base, the gate decision
-signed by the demo gate owner, promote (or an honest reject); then a SIMULATED week of production
+comparison; Play 5 evaluation + the shipped red-team suites for every model against the base, the gate
+decision signed by the demo gate owner, promote (or an honest reject); then a SIMULATED week of production
 traffic with drift -> monitor ingest + drift -> triggers. Writes ``summary.json`` and ``report.html``.
 
 Every step uses the components' public functions; where a component is missing (evaluation / red-team
@@ -56,18 +56,19 @@ class DemoSettings:
     """Sizes of one demo run (``quick`` or full); ``model`` is a hidden hook for tests (tiny models)."""
 
     model: str = BUNDLED_NAME
-    sft_steps: int = 12
-    rm_steps: int = 12
-    dpo_steps: int = 12
-    ppo_steps: int = 3
+    sft_steps: int = 4
+    rm_steps: int = 4
+    dpo_steps: int = 4
+    ppo_steps: int = 2
     kl_values: tuple[float, ...] = (0.02, 0.2)
-    batch_size: int = 8
+    batch_size: int = 4
     max_length: int = 320
-    pair_prompts: int = 24
+    pair_prompts: int = 12
     shipped_pairs: int = 40
     gold_pairs: int = 20
-    heldout: int = 16
-    max_new_tokens: int = 40
+    heldout: int = 8
+    redteam_per_category: int = 2
+    max_new_tokens: int = 32
     per_day: int = 30
     progress: bool = True
     seed: int = 0
@@ -76,10 +77,10 @@ class DemoSettings:
     def for_mode(cls, quick: bool, model: str | None = None, progress: bool = True) -> DemoSettings:
         s = cls(model=model or BUNDLED_NAME, progress=progress)
         if not quick:
-            s.sft_steps, s.rm_steps, s.dpo_steps, s.ppo_steps = 60, 60, 60, 12
+            s.sft_steps, s.rm_steps, s.dpo_steps, s.ppo_steps, s.batch_size = 20, 16, 16, 4, 8
             s.kl_values = (0.01, 0.05, 0.2)
-            s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 60, 200, 40, 40
-            s.max_new_tokens, s.per_day = 64, 60
+            s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 48, 160, 40, 32
+            s.max_new_tokens, s.per_day, s.redteam_per_category = 64, 60, 8
         return s
 
 

@@ -31,7 +31,7 @@ _TEMPLATE = """
 <section id="demo-simulated"><h2>rlhfops demo: five plays</h2>
 <p class="simulated"><strong>SIMULATED</strong>: rater labels, the baseline, and the production week
 are simulated (rater names start with <code>sim-</code>); people are demo people. Measurements use the
-demo's rule detectors and a demo subset of red-team probes.</p>
+red-team package's detectors on the first items of each shipped suite.</p>
 <ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul></section>
 <section id="demo-criteria"><h2>Success criteria before and after (held-out prompts)</h2>
 <table><tr><th>model</th><th>apologises + remedy</th><th>95% CI</th><th>refuses benign</th><th>95% CI</th>
@@ -53,7 +53,7 @@ calibration round: {{ ann.calibration.message }};
 drifting rater (by construction): {{ ann.drifting|join(", ") }};
 flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
 <img id="plot-demo-agreement" alt="agreement per rater over time" src="{{ plots.agreement }}"></section>
-<section id="demo-redteam"><h2>Red-team pass rate per category (demo probes)</h2>
+<section id="demo-redteam"><h2>Red-team pass rate per category (first items of each shipped suite)</h2>
 <img id="plot-demo-redteam" alt="red-team pass rates" src="{{ plots.redteam }}"></section>
 <section id="demo-drift"><h2>Drift over the SIMULATED production week</h2>
 <img id="plot-demo-drift" alt="drift over time" src="{{ plots.drift }}"></section>
@@ -75,7 +75,7 @@ def _bar(labels: list[str], series: dict[str, list[float]], title: str, ylabel: 
     for i, (name, vals) in enumerate(series.items()):
         e = None if errs is None else np.clip(np.array(errs[name], dtype=float).T, 0, None)
         ax.bar(x + i * width, vals, width, label=name, yerr=e, capsize=3)
-    ax.set_xticks(x + width * (len(series) - 1) / 2, labels, fontsize=8)
+    ax.set_xticks(x + width * (len(series) - 1) / 2, labels, fontsize=7, rotation=15)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.set_ylim(0, 1.05)
@@ -162,7 +162,7 @@ def agreement_plot(over_time: dict[str, list[tuple[str, float | None]]], gold: d
 def redteam_plot(evals: dict[str, dict[str, Any]]) -> str:
     cats = list(next(iter(evals.values()))["redteam"])
     series = {m: [ev["redteam"][c]["pass_rate"] for c in cats] for m, ev in evals.items()}
-    return _bar(cats, series, "Red-team pass rate per category (demo probes)", "pass rate")
+    return _bar(cats, series, "Red-team pass rate per category", "pass rate")
 
 
 def drift_plot(windows: list[dict[str, Any]]) -> str:

@@ -8,7 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhfops.demo_eval import DOWN, UP, Generator, criteria_rates, redteam_results, sequence_kl, win_rate
+from rlhfops.demo_eval import (
+    DOWN,
+    OVER_REFUSAL_CATEGORY,
+    UP,
+    Generator,
+    criteria_rates,
+    redteam_results,
+    sequence_kl,
+    win_rate,
+)
 from rlhfops.demo_plays import PEOPLE, DemoSettings, _acting, _override_if_blocked, _rows, _train
 from rlhfops.demo_sim import SIMULATED, candidate_items, label_items, other_task_prompts, production_week
 
@@ -170,9 +179,9 @@ class Context:
 
     # ---- play 5 --------------------------------------------------------------------------------
     def _evaluate(self, name: str) -> None:
-        """Greedy held-out replies (criteria), sampled replies (KL to the reference), demo red-team probes;
+        """Greedy held-out replies (criteria), sampled replies (KL to the reference), red-team suites;
         stored as evaluation artifacts (policies only) in the gate's evaluation contract."""
-        from rlhfops.demo_eval import REDTEAM_PROBES
+        from rlhfops.demo_eval import redteam_items
 
         _, held = self.prompts()
         model = self.gen.load(self.models[name])
@@ -184,13 +193,13 @@ class Context:
             ref = self.gen.load(self.models[ref_name])
             kl = sequence_kl(out, ref)
             del ref
-        rt_prompts = [p for probes in REDTEAM_PROBES.values() for p, _ in probes]
-        rt_replies, _ = self.gen.replies(model, rt_prompts)
+        items = redteam_items(self.s.redteam_per_category)
+        rt_replies, _ = self.gen.replies(model, [it.prompt for its in items.values() for it in its])
         del model
         by_cat, i = {}, 0
-        for cat, probes in REDTEAM_PROBES.items():
-            by_cat[cat], i = rt_replies[i : i + len(probes)], i + len(probes)
-        rt = redteam_results(by_cat)
+        for cat, its in items.items():
+            by_cat[cat], i = rt_replies[i : i + len(its)], i + len(its)
+        rt = redteam_results(items, by_cat)
         ev = {
             "criteria": criteria_rates(replies),
             "kl": kl,
@@ -226,8 +235,9 @@ class Context:
             }
         mid = self.ids[name]
         common = {"model": mid, "complete": True, "alarms": [], "suite": "support-heldout-demo"}
-        note = "demo rule detectors (rlhfops.demo_eval); red-team: demo subset of probes"
-        over = 1.0 - ev["redteam"]["over_refusal"]["pass_rate"]
+        n_rt = self.s.redteam_per_category
+        note = f"rlhfops.redteam detectors; red team: first {n_rt} items per shipped suite; rubric judge"
+        over = 1.0 - ev["redteam"][OVER_REFUSAL_CATEGORY]["pass_rate"]
         metas = [
             {
                 **common,

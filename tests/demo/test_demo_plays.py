@@ -28,6 +28,7 @@ def _tiny_settings(tiny) -> DemoSettings:
         heldout=6,
         max_new_tokens=8,
         per_day=30,
+        redteam_per_category=2,
         progress=False,
     )
 
