@@ -185,15 +185,21 @@ def production_week(
     start: datetime | None = None,
 ) -> Path:
     """SIMULATED production log (JSONL): ``per_day`` requests a day for ``days`` days; from
-    ``drift_from_day`` on, ``drift_share`` of the prompts come from another task (``other``).
+    ``drift_from_day`` on, ``drift_share`` of the prompts come from another task (``other``). Rows use
+    each (prompt, response) once before any repeats.
     Business fields are simulated too: task completion and review minutes worse on drifted prompts."""
     rng = random.Random(seed)
+    queues = {False: list(support), True: list(other)}
+    for q in queues.values():
+        rng.shuffle(q)
     start = start or datetime.now(UTC).replace(microsecond=0) - timedelta(days=days)
     rows = []
     for d in range(days):
         for i in range(per_day):
             drifted = d + 1 >= drift_from_day and rng.random() < drift_share
-            prompt, response = rng.choice(other if drifted else support)
+            q = queues[drifted] or list(other if drifted else support)  # each row once, then repeat
+            queues[drifted] = q
+            prompt, response = q.pop()
             rows.append(
                 {
                     "id": f"sim-{d}-{i}",

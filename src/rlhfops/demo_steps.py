@@ -95,7 +95,9 @@ class Context:
         gold = shipped[: self.s.gold_pairs]
         extra = shipped[self.s.gold_pairs : self.s.gold_pairs + self.s.shipped_pairs]
         items = candidate_items(self._pair_prompts, self._samples, extra, seed=self.s.seed)
-        out = label_items(items, gold, self.root / "data" / "preferences.jsonl", seed=self.s.seed)
+        out = label_items(
+            items, gold, self.root / "data" / "preferences.jsonl", batch_size=10, seed=self.s.seed
+        )
         meta = {
             "agreement": out.alpha,
             "agreement_metric": "krippendorff_alpha (nominal)",
@@ -308,14 +310,25 @@ class Context:
 
         prod = self.gate_result.get("promoted") or "base"
         model_id = self.ids.get(prod) or f"base:{self.s.model}"
-        support = [(r["prompt"], r["reply"]) for r in self.evals[prod]["replies"]]
-        others = other_task_prompts(max(8, self.s.heldout // 2), seed=self.s.seed)
+        # unique prompts (a repeated handful would look drifted by itself): the training side of the drift
+        # test is the PPO prompts + half the demonstrations; production draws from the other support prompts
+        pair_prompts, _ = self.prompts()
+        demo_prompts = self._demo_prompts()
+        train_side = [*pair_prompts, *demo_prompts[::2]]
+        seen = set(train_side)
+        pool = [p for p in [*demo_prompts[1::2], *_all_prompts(self)] if p not in seen]
+        pool = list(dict.fromkeys(pool))[: self.s.per_day * 7]
+        others = other_task_prompts(int(self.s.per_day * 4 * 0.6) + 8, seed=self.s.seed)
         model = self.gen.load(self.models[prod])
-        other_replies, _ = self.gen.replies(model, others)
+        short = Generator(self.s.model, min(24, self.s.max_new_tokens))
+        short.tok = self.gen.tok
+        replies = []
+        for lo in range(0, len(pool) + len(others), 32):
+            replies += short.replies(model, [*pool, *others][lo : lo + 32])[0]
         del model
         log = production_week(
-            support,
-            list(zip(others, other_replies, strict=True)),
+            list(zip(pool, replies[: len(pool)], strict=True)),
+            list(zip(others, replies[len(pool) :], strict=True)),
             model_id,
             self.root / "data" / "production-week.jsonl",
             per_day=self.s.per_day,
@@ -324,10 +337,8 @@ class Context:
         person = PEOPLE["ml-engineer"]
         ing = ingest_to_workspace(self.ws, log, person, source_name="production-week (SIMULATED)")
         train_prompts = self.root / "data" / "train_prompts.jsonl"
-        pair_prompts, _ = self.prompts()
         train_prompts.write_text(
-            "".join(json.dumps({"prompt": p}) + "\n" for p in [*pair_prompts, *self._demo_prompts()]),
-            encoding="utf-8",
+            "".join(json.dumps({"prompt": p}) + "\n" for p in train_side), encoding="utf-8"
         )
         with _acting(self.root, person):
             run = run_drift(
@@ -402,3 +413,7 @@ class Context:
             "notes": self.notes,
             "report": str(self.report_path) if self.report_path else None,
         }
+
+
+def _all_prompts(ctx: Context) -> list[str]:
+    return [r["prompt"] for r in _rows(ctx.data("prompts.jsonl"))]
