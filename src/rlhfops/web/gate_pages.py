@@ -17,7 +17,6 @@ web app may override it with ``app.dependency_overrides``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +24,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from rlhfops.errors import UserError
+from rlhfops.web.deps import get_workspace  # create_app overrides it
 
 router = APIRouter(prefix="/gate", tags=["gate"])
-
-
-def get_workspace() -> Iterator[Any]:
-    """The workspace of the server, closed after the request."""
-    from rlhfops.workspace import require_workspace
-
-    try:
-        ws = require_workspace()
-    except UserError as err:
-        raise HTTPException(status_code=503, detail=str(err)) from None
-    try:
-        yield ws
-    finally:
-        ws.close()
 
 
 def _env():

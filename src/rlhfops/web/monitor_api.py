@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,22 +27,9 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException
 
 from rlhfops.errors import UserError
+from rlhfops.web.deps import get_workspace  # create_app overrides it
 
 router = APIRouter(prefix="/api/monitor", tags=["monitor"])
-
-
-def get_workspace() -> Iterator[Any]:
-    """The workspace of the server (``$RLHFOPS_WORKSPACE`` or the working directory), closed after use."""
-    from rlhfops.workspace import require_workspace
-
-    try:
-        ws = require_workspace()
-    except UserError as err:
-        raise HTTPException(status_code=503, detail=str(err)) from None
-    try:
-        yield ws
-    finally:
-        ws.close()
 
 
 def get_person() -> str:

@@ -11,13 +11,12 @@ output metrics, business metrics vs the baseline). Nothing here writes: triggers
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from rlhfops.errors import UserError
+from rlhfops.web.deps import get_workspace  # create_app overrides it
 
 router = APIRouter(tags=["monitor"])
 
@@ -77,20 +76,6 @@ PAGE = """{% extends "base.html" %}
 {% endif %}
 {% endblock %}
 """
-
-
-def get_workspace() -> Iterator[Any]:
-    """The workspace of the server, closed after the request (the web app overrides it)."""
-    from rlhfops.workspace import require_workspace
-
-    try:
-        ws = require_workspace()
-    except UserError as err:
-        raise HTTPException(status_code=503, detail=str(err)) from None
-    try:
-        yield ws
-    finally:
-        ws.close()
 
 
 @router.get("/monitor", response_class=HTMLResponse)
