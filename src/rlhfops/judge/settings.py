@@ -1,6 +1,6 @@
 """Judge settings (the ``judge:`` section of ``rlhfops.yaml``) and :func:`make_judge`.
 
-CLI spelling (``--judge``): ``rule``, ``rm:PATH`` (reward model directory), ``lm:PATH`` (causal LM
+CLI spelling (``--judge``): ``rule``, ``rm:PATH`` or ``reward-model:PATH`` (reward model directory), ``lm:PATH`` (causal LM
 directory), ``openai`` (url / model / api_key_env from the settings) or ``openai:MODEL@URL``.
 """
 
@@ -68,8 +68,9 @@ def make_judge(spec: str = "rule", settings: JudgeSettings | None = None) -> Any
     base = settings or JudgeSettings()
     if spec == "rule":
         return build_judge(base.model_copy(update={"kind": "rule"}))
-    if spec.startswith("rm:"):
-        return build_judge(base.model_copy(update={"kind": "reward-model", "path": spec[3:]}))
+    if spec.startswith(("rm:", "reward-model:")):
+        path = spec.split(":", 1)[1]
+        return build_judge(base.model_copy(update={"kind": "reward-model", "path": path}))
     if spec.startswith("lm:"):
         return build_judge(base.model_copy(update={"kind": "local-lm", "path": spec[3:]}))
     if spec == "openai":

@@ -237,6 +237,11 @@ def check_item(item: Any, response: str) -> list[Check]:
     return checks + rule_checks(item, response)
 
 
+def judge_item(item: Any, response: str) -> bool:
+    """True when every check of :func:`check_item` passes (the item's expected behaviour and rules)."""
+    return all(c.passed for c in check_item(item, response))
+
+
 BEHAVIOUR_DETECTORS: dict[str, Callable[[str], bool]] = {
     "refusal": is_refusal,
     "apology_remedy": apologises_with_remedy,
