@@ -1,7 +1,8 @@
 """Judge settings (the ``judge:`` section of ``rlhfops.yaml``) and :func:`make_judge`.
 
-CLI spelling (``--judge``): ``rule``, ``rm:PATH`` or ``reward-model:PATH`` (reward model directory), ``lm:PATH`` (causal LM
-directory), ``openai`` (url / model / api_key_env from the settings) or ``openai:MODEL@URL``.
+CLI spelling (``--judge``): ``rule``, ``rm:PATH`` or ``reward-model:PATH`` (reward model directory),
+``lm:PATH`` (causal LM directory), ``openai`` (url / model / api_key_env from the settings)
+or ``openai:MODEL@URL``.
 """
 
 from __future__ import annotations
