@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Literal, Protocol, runtime_checkable
 
 Verdict = Literal["A", "B", "tie"]
@@ -24,14 +25,15 @@ class Judge(Protocol):
         ...
 
 
-class PointwiseJudge:
+class PointwiseJudge(abc.ABC):
     """A judge whose verdict compares two scores: tie when they differ by at most ``tie_margin``."""
 
     name = "pointwise"
     tie_margin = 0.0
 
+    @abc.abstractmethod
     def score(self, prompt: str, response: str, criterion: str = DEFAULT_CRITERION) -> float:
-        raise NotImplementedError
+        """How well ``response`` meets ``criterion`` (higher is better)."""
 
     def judge(self, prompt: str, response_a: str, response_b: str) -> Verdict:
         return compare_scores(self.score(prompt, response_a), self.score(prompt, response_b), self.tie_margin)
