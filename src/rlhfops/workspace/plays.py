@@ -330,7 +330,10 @@ def _play4(f: _Facts) -> PlayState:
 
 def _play5(f: _Facts) -> PlayState:
     missing, evidence = [], []
-    redteam = f.current("redteam")
+    # Red-team runs: `redteam` artifacts, or `evaluation` artifacts of kind redteam (what `eval run` stores).
+    redteam = f.current("redteam") + [
+        a for a in f.current("evaluation") if (a.meta or {}).get("kind") == "redteam"
+    ]
     decisions = f.current("decision")
     if redteam:
         evidence.append(f"red team {_h(redteam[-1].id)}")
