@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rlhfops demo
+	$(VENV)/bin/rlhfops demo --force  # the demo's own directory (rlhfops-demo) is replaced
 
 demo-quick: $(STAMP)
-	$(VENV)/bin/rlhfops demo --quick
+	$(VENV)/bin/rlhfops demo --quick --force
 
 test: $(STAMP)
 	$(PY) -m pytest
