@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from helpers_train import write_demos
 
@@ -57,6 +59,8 @@ def test_sft_in_signed_workspace_records_lineage(tmp_path, workspace, capsys):
     assert code == 0, err
     models = workspace.artifacts("sft-model")
     assert models, "the trained model was registered"
+    run_dir = Path(models[-1].meta["run_dir"])  # where the report finds metrics.jsonl
+    assert (run_dir / "metrics.jsonl").exists() and (run_dir / "summary.json").exists()
     chain = workspace.lineage(models[-1].id)
     spec_hash = workspace.current_spec().hash
     kinds = {r.kind for r in chain}

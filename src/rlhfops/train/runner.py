@@ -70,9 +70,8 @@ def run_stage(
     if ws is not None and result.summary:
         from rlhfops.workspace.identity import acting_person
 
-        model_id = ws.record_training_run(
-            stage, inputs, result.run_dir / "final", acting_person(), {"eval": result.summary.get("eval", {})}
-        )
+        meta = {"eval": result.summary.get("eval", {}), "run_dir": str(Path(result.run_dir).resolve())}
+        model_id = ws.record_training_run(stage, inputs, result.run_dir / "final", acting_person(), meta)
         result.summary["artifact_id"] = model_id
     return result
 
