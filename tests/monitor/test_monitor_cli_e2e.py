@@ -114,6 +114,9 @@ def test_ingest_drift_triggers_status_close(ws, deployed, tmp_path, capsys):
     assert "-> Play 1 (task spec)" in text and "comparison batch: prompts artifact" in text
     status = _run_json(capsys, ["status", "--json"])
     assert {(t["rule"], t["play"]) for t in status["triggers"]} >= set(fired)
+    main(["status"])
+    plain = capsys.readouterr().out
+    assert all(f"#{t['id']} Play {t['play']} ({t['rule']})" in plain for t in listed), plain
 
     first = listed[0]["id"]
     main(["triggers", "close", str(first), "--as", "alice"])

@@ -98,9 +98,12 @@ def status(
     if st.triggers:
         console.print("[bold]open triggers[/bold]")
         for t in st.triggers:
-            console.print(f"  -> Play {t['play']} ({t['rule']}): {t['evidence']}")
+            tid = f"#{t['id']} " if t.get("id") is not None else ""  # computed rows have no id
+            console.print(f"  -> {tid}Play {t['play']} ({t['rule']}): {t['evidence']}")
     else:
         console.print("open triggers: none")
+    if any(t.get("id") is not None for t in st.triggers):
+        console.print("close one with `rlhfops triggers close ID`")
 
 
 def lineage(
