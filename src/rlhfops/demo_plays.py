@@ -107,17 +107,28 @@ def _acting(ws_root: Path, person: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+DEMO_MARKER = ".rlhfops-demo"  # written into every demo directory; --force replaces only such a directory
+
+
 def prepare_dir(directory: Path, force: bool) -> Path:
+    """An empty directory for the demo. ``force`` replaces an earlier demo's directory, never anything else
+    (a directory without the demo's marker file is refused, so ``--dir . --force`` cannot delete work)."""
     directory = Path(directory).resolve()
     if directory.exists() and any(directory.iterdir()):
         if not force:
             raise UserError(
                 f"demo: {directory} is not empty; choose another --dir or pass --force to replace it"
             )
+        if not (directory / DEMO_MARKER).is_file():
+            raise UserError(
+                f"demo: {directory} is not empty and was not made by `rlhfops demo` (no {DEMO_MARKER}); "
+                "--force replaces only an earlier demo's directory: choose another --dir"
+            )
         import shutil
 
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / DEMO_MARKER).write_text("made by `rlhfops demo`; `rlhfops demo --force` may replace it\n")
     return directory
 
 

@@ -121,6 +121,9 @@ def test_demo_refuses_non_empty_dir(tmp_path):
     with pytest.raises(UserError, match="not empty"):
         run_demo_plays(tmp_path, quick=True)
     assert (tmp_path / "keep.txt").exists()
+    with pytest.raises(UserError, match="not made by `rlhfops demo`"):  # --force never deletes other work
+        run_demo_plays(tmp_path, quick=True, force=True)
+    assert (tmp_path / "keep.txt").exists()
 
 
 def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
@@ -134,6 +137,7 @@ def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "220")
     (tmp_path / "ws").mkdir()
     (tmp_path / "ws" / "old").write_text("x")
+    (tmp_path / "ws" / ".rlhfops-demo").write_text("an earlier demo\n")
     main(["demo", "--quick", "--model", str(tiny), "--dir", str(tmp_path / "ws"), "--force"])
     out = capsys.readouterr().out
     assert "apologises + remedy" in out and "ppo-beta0.2" in out and "trigger" in out
