@@ -118,6 +118,17 @@ def test_cli_artifact_add_and_list(ws, tmp_path: Path, capsys, monkeypatch) -> N
     assert capsys.readouterr().out.startswith(f"{aid[:12]}  preferences")
 
 
+def test_cli_artifact_add_refuses_decisions(ws, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Only the gate writes decisions: a hand-made 'promoted' decision would fake a deployment."""
+    monkeypatch.chdir(ws.root)
+    f = write_file(tmp_path / "d.json", "{}\n")
+    with pytest.raises(SystemExit) as ex:
+        main(["artifact", "add", "decision", str(f), "--meta", "decision=promoted", "--as", "erin"])
+    assert ex.value.code == 2
+    assert "written only by the gate" in capsys.readouterr().err
+    assert ws.artifacts("decision") == []
+
+
 def test_rm_refuses_preference_data_below_the_agreement_threshold(ws, tmp_path: Path) -> None:
     ready_play1(ws)
     demos = write_file(tmp_path / "demos.jsonl", '{"prompt": "p", "completion": "c"}\n')

@@ -169,8 +169,13 @@ def artifact_add(
 ) -> None:
     """Store a file or directory under its content hash, with its parents; prints its id."""
     from rlhfops.config import parse_overrides
+    from rlhfops.errors import UserError
     from rlhfops.workspace import acting_person, require_workspace
 
+    if kind == "decision":  # only the gate writes decisions: a hand-made one could fake a deployment
+        raise UserError(
+            "decision artifacts are written only by the gate (`rlhfops gate sign`, `rlhfops promote`)"
+        )
     with require_workspace() as ws:
         aid = ws.register_artifact(kind, path, parent or [], acting_person(as_), parse_overrides(meta))
     typer.echo(aid)
