@@ -1,11 +1,11 @@
 """Export labels to the engine's preference format and register them in the lineage.
 
-Aggregation rule (:func:`rlhfops.annotate.quality.aggregate_pairs`, per production pair; gold items and
-calibration copies excluded): the plurality choice among its labels ("skip" ignored). A pair is exported
-when it has at least ``min_labels`` labels (default: its own overlap k) and a plurality for A or B: the
-winner is ``chosen``. Pairs whose plurality is "tie" or "both_bad" are dropped (the spec's policies keep
-both out of training: ties carry no preference, both-bad pairs go to demonstrations), and so are pairs
-with a tied plurality.
+Aggregation rule (:func:`rlhfops.annotate.quality.aggregate_pairs`, per production pair; gold items,
+calibration copies and side-by-side evaluation pairs excluded): the plurality choice among its labels
+("skip" ignored). A pair is exported when it has at least ``min_labels`` labels (default: its own
+overlap k) and a plurality for A or B: the winner is ``chosen``. Pairs whose plurality is "tie" or
+"both_bad" are dropped (the spec's policies keep both out of training: ties carry no preference,
+both-bad pairs go to demonstrations), and so are pairs with a tied plurality.
 
 Each row: ``{"prompt", "chosen", "rejected", "agreement", "n_labels", "item_id"}`` where ``agreement`` is
 the share of the pair's labels that chose the winner. The file is registered as a ``preferences``
@@ -51,7 +51,10 @@ def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
     for item_id, rater, choice in labels:
         by_item.setdefault(item_id, {})[rater] = choice
     items = list(s.scalars(sa.select(m.Item).where(m.Item.id.in_(list(by_item))).order_by(m.Item.id)).all())
-    return items, by_item
+    # Side-by-side evaluation pairs (``eval compare --judge human``) never become training data.
+    evaluation = {it.id for it in items if (it.meta or {}).get("side_by_side")}
+    items = [it for it in items if it.id not in evaluation]
+    return items, {i: v for i, v in by_item.items() if i not in evaluation}
 
 
 def export_preferences(

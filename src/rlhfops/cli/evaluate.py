@@ -17,8 +17,9 @@ redteam_app = typer.Typer(help="Red-team suites shipped with rlhfops and your ow
 JUDGE_OPT = typer.Option(
     None,
     "--judge",
-    help="Judge for side-by-side: rule, rm:PATH, lm:PATH, openai (judge: section of rlhfops.yaml) or "
-    "openai:MODEL@URL. Default: the judge: section of rlhfops.yaml (kind rule unless set).",
+    help="Judge for side-by-side: rule, rm:PATH, lm:PATH, openai (judge: section of rlhfops.yaml), "
+    "openai:MODEL@URL, or human (eval compare only: the raters, through the annotation queue). "
+    "Default: the judge: section of rlhfops.yaml (kind rule unless set).",
 )
 MAX_NEW_OPT = typer.Option(128, "--max-new-tokens", min=1, help="Longest reply generated per prompt.")
 OUT_OPT = typer.Option(
@@ -135,9 +136,29 @@ def eval_compare_cmd(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Compare only the first N prompts."),
     show: int = typer.Option(3, "--show", min=0, help="Print this many pairs side by side."),
     out: Path | None = OUT_OPT,
+    k: int | None = typer.Option(
+        None, "--k", min=1, help="--judge human: raters per pair (default: annotation.overlap)."
+    ),
+    batch: str | None = typer.Option(
+        None, "--batch", help="--judge human: batch name (default: sbs-<candidate>-vs-<baseline>)."
+    ),
+    reward_model: str | None = typer.Option(
+        None,
+        "--reward-model",
+        help="--judge human: reward model directory; its scores are stored so the result can raise the "
+        "reward-up-while-people-disagree alarm.",
+    ),
 ) -> None:
-    """Side-by-side: both models answer the prompts; a judge picks per pair in both orders."""
+    """Side-by-side: both models answer the prompts; a judge picks per pair in both orders.
+
+    With --judge human the pairs go to the raters instead (the annotation queue, left/right randomised
+    per rater); `rlhfops eval collect BATCH` turns their labels into the win rate the gate reads.
+    """
     from rlhfops.evaluate.run import EvalOptions
+
+    if judge == "human":
+        _queue_human(candidate, baseline, prompts, max_new_tokens, limit, k, batch, reward_model)
+        return
 
     opts = EvalOptions(
         suite=str(prompts),
@@ -152,6 +173,76 @@ def eval_compare_cmd(
     for row in res.items[:show]:
         typer.echo(f"--- {row['id']} [{row.get('outcome', '?')}]\nprompt:    {row['prompt'][:200]}")
         typer.echo(f"candidate: {row['response'][:200]}\nbaseline:  {row.get('baseline_response', '')[:200]}")
+    _print_summary(res)
+
+
+def _queue_human(
+    candidate: str,
+    baseline: str,
+    prompts: Path,
+    max_new_tokens: int,
+    limit: int | None,
+    k: int | None,
+    batch: str | None,
+    reward_model: str | None,
+) -> None:
+    from rlhfops.errors import UserError
+    from rlhfops.evaluate.human import queue_side_by_side
+
+    ws = _ws()
+    if ws is None:
+        raise UserError(
+            "eval compare --judge human: run it inside a workspace (the raters' queue lives there)"
+        )
+    try:
+        q = queue_side_by_side(
+            ws,
+            candidate,
+            baseline,
+            str(prompts),
+            k=k,
+            batch=batch,
+            reward_model=reward_model,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+        )
+    finally:
+        ws.close()
+    typer.echo(
+        f"queued {q.queued} pair(s) for {q.k} rater(s) each in batch {q.batch} "
+        f"({q.already_queued} already queued; {q.identical} prompt(s) with identical replies count as ties)"
+    )
+    typer.echo(f"when the raters are done: rlhfops eval collect {q.batch}")
+
+
+@eval_app.command("collect")
+def eval_collect_cmd(
+    batch: str = typer.Argument(..., help="The batch `eval compare --judge human` queued."),
+    partial: bool = typer.Option(
+        False, "--partial", help="Store a result although some pairs lack labels (marked incomplete)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary (meta) as JSON."),
+) -> None:
+    """Win rates from the raters' labels on a human side-by-side batch, stored as an evaluation."""
+    from rlhfops.errors import UserError
+    from rlhfops.evaluate.human import collect_side_by_side
+
+    ws = _ws()
+    if ws is None:
+        raise UserError("eval collect: run it inside a workspace")
+    try:
+        res = collect_side_by_side(ws, batch, partial=partial)
+    finally:
+        ws.close()
+    if as_json:
+        typer.echo(json.dumps({"artifact": res.artifact_id, **res.meta}, indent=2))
+        return
+    wr = res.meta["win_rate"]
+    share = wr.get("first_position_share")
+    typer.echo(
+        f"raters: {', '.join(wr['raters'])} ({wr['n_labels']} labels); left-side share of decided labels: "
+        + (f"{share:.2f}" if share is not None else "-")
+    )
     _print_summary(res)
 
 
