@@ -26,8 +26,9 @@ META_FILE = "reward_model.json"
 def _load_trunk(path: Path, dtype: str, attn_implementation: str) -> nn.Module:
     from transformers import AutoModel
 
-    from rlhfops.models.loading import _torch_dtype
+    from rlhfops.models.loading import _quiet_transformers, _torch_dtype
 
+    _quiet_transformers()
     return AutoModel.from_pretrained(path, dtype=_torch_dtype(dtype), attn_implementation=attn_implementation)
 
 

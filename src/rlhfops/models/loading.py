@@ -133,6 +133,13 @@ def _torch_dtype(dtype: str) -> Any:
     return getattr(torch, dtype)
 
 
+def _quiet_transformers() -> None:
+    """No per-file "Loading weights" / "Writing model shards" bars: rlhfops shows its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def load_causal_lm(
     name_or_path: str,
     *,
@@ -145,6 +152,7 @@ def load_causal_lm(
     """A causal LM (peft-wrapped when ``lora.enabled`` or when the path is a saved adapter)."""
     from transformers import AutoModelForCausalLM
 
+    _quiet_transformers()
     path = resolve_model_dir(name_or_path)
     base = _adapter_base(path)
     if not base and not (path / "config.json").exists():
@@ -215,6 +223,7 @@ def atomic_dir(out_dir: str | Path):
 
 def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
     """Save full weights (safetensors) or the LoRA adapter, plus the tokenizer, atomically."""
+    _quiet_transformers()
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
