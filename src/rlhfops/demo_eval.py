@@ -1,7 +1,9 @@
 """Demo evaluation (Play 5 of `rlhfops demo`): generation, the rubric judge, KL, red team.
 
-``rlhfops.evaluate`` (issue 6) is still empty, so the demo measures here and stores the results as
-``evaluation`` artifacts in the gate's evaluation contract (``kind`` success / side_by_side / redteam).
+The demo measures here, with one loaded model at a time and one tokenizer, and stores the results as
+``evaluation`` artifacts in the gate's evaluation contract (``kind`` success / side_by_side / redteam),
+the same contract ``rlhfops eval run`` (:mod:`rlhfops.evaluate.run`) writes; the demo's side-by-side
+judge is its stated rubric (below) because the simulated raters follow the same rubric.
 Detectors come from :mod:`rlhfops.redteam.detectors` (refusal, apology with remedy, each red-team item's
 checks) and the red-team items are the first N of each shipped suite (:mod:`rlhfops.redteam.suite`).
 
