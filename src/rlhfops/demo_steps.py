@@ -412,7 +412,19 @@ class Context:
             },
             "notes": self.notes,
             "report": str(self.report_path) if self.report_path else None,
+            "examples": self.examples(),
         }
+
+    def examples(self, n: int = 3) -> list[dict[str, str]]:
+        """The first ``n`` held-out prompts with the base model's and the gate candidate's replies."""
+        after = self.gate_result.get("candidate")
+        if "base" not in self.evals or after not in self.evals:
+            return []
+        pairs = zip(self.evals["base"]["replies"], self.evals[after]["replies"], strict=True)
+        return [
+            {"prompt": b["prompt"], "before": b["reply"], "after": a["reply"], "after_model": after}
+            for b, a in list(pairs)[:n]
+        ]
 
 
 def _all_prompts(ctx: Context) -> list[str]:

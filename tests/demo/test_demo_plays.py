@@ -142,6 +142,9 @@ def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "apologises + remedy" in out and "ppo-beta0.2" in out and "trigger" in out
     assert (tmp_path / "ws" / "report.html").exists() and not (tmp_path / "ws" / "old").exists()
+    # it ends with where the runs are and held-out replies before and after
+    assert f"runs: {tmp_path / 'ws' / 'runs'}" in out
+    assert out.count("held-out prompt: ") == 3 and out.count("before (base): ") == 3 and "after (" in out
 
 
 @pytest.mark.browser

@@ -81,4 +81,9 @@ def demo(
         console.print(f"[bold]trigger[/bold] -> play {t['play']}: {t['rule']}", highlight=False)
     for note in s["notes"]:
         console.print(f"note: {note}", markup=False, highlight=False)
+    for ex in s.get("examples") or []:
+        console.print(f"\nheld-out prompt: {ex['prompt']}", markup=False, highlight=False)
+        console.print(f"  before (base): {ex['before'][:300]}", markup=False, highlight=False)
+        console.print(f"  after ({ex['after_model']}): {ex['after'][:300]}", markup=False, highlight=False)
+    console.print(f"\nruns: {run.out_dir / 'runs'}", highlight=False)
     console.print(f"report: {run.report}\nworkspace: {run.out_dir} (cd there and try `rlhfops status`)")
