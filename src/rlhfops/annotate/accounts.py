@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate import models as m
-from rlhfops.annotate.tx import transaction
+from rlhfops.annotate.tx import read_transaction, transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -92,10 +92,19 @@ def authenticate(ws: Any, name: str, password: str) -> AccountInfo | None:
     return AccountInfo(row[0], row[1], bool(row[2]))
 
 
+_ACC, _TOK = m.Account.__table__, m.ApiToken.__table__
+_ACCOUNT_COLS = sa.select(_ACC.c.id, _ACC.c.name, _ACC.c.is_admin)
+_ACCOUNT_BY_NAME = _ACCOUNT_COLS.where(_ACC.c.name == sa.bindparam("name"))
+_ACCOUNT_BY_TOKEN = _ACCOUNT_COLS.join(_TOK, _TOK.c.account_id == _ACC.c.id).where(
+    _TOK.c.token_hash == sa.bindparam("hash")
+)
+
+
 def account(ws: Any, name: str) -> AccountInfo | None:
-    with transaction(ws) as s:
-        row = s.scalar(sa.select(m.Account).where(m.Account.name == name))
-        return AccountInfo(row.id, row.name, bool(row.is_admin)) if row is not None else None
+    """The account ``name`` (a read: on SQLite it takes no write lock)."""
+    with read_transaction(ws) as c:
+        row = c.execute(_ACCOUNT_BY_NAME, {"name": name}).first()
+    return AccountInfo(row[0], row[1], bool(row[2])) if row is not None else None
 
 
 def accounts(ws: Any) -> list[AccountInfo]:
@@ -118,13 +127,10 @@ def create_token(ws: Any, name: str, label: str = "script") -> str:
 
 
 def account_for_token(ws: Any, token: str) -> AccountInfo | None:
-    with transaction(ws) as s:
-        row = s.execute(
-            sa.select(m.Account)
-            .join(m.ApiToken, m.ApiToken.account_id == m.Account.id)
-            .where(m.ApiToken.token_hash == token_hash(token))
-        ).scalar_one_or_none()
-        return AccountInfo(row.id, row.name, bool(row.is_admin)) if row is not None else None
+    """The account a token belongs to (a read: on SQLite it takes no write lock)."""
+    with read_transaction(ws) as c:
+        row = c.execute(_ACCOUNT_BY_TOKEN, {"hash": token_hash(token)}).first()
+    return AccountInfo(row[0], row[1], bool(row[2])) if row is not None else None
 
 
 def revoke_tokens(ws: Any, name: str) -> int:

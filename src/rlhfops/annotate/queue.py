@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate import models as m
-from rlhfops.annotate.tx import transaction
+from rlhfops.annotate.tx import core_transaction, read_transaction, transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -138,109 +138,122 @@ def _new_item(
 
 
 # Hot-path statements, built once with bind parameters (building a statement costs more than running
-# it on SQLite; a reused statement also keeps its compiled-cache key).
+# it on SQLite; a reused statement also keeps its compiled-cache key). They are Core statements on the
+# tables, run on a Core connection (:func:`core_transaction`): no ORM entity loading, no unit of work.
+_ITEMS, _ASG, _LABELS = m.Item.__table__, m.Assignment.__table__, m.Label.__table__
+# the columns of an item a rater's view and the assigner need (never meta, key or the gold answer)
+_ITEM_COLS = (
+    _ITEMS.c.id,
+    _ITEMS.c.kind,
+    _ITEMS.c.prompt,
+    _ITEMS.c.response_a,
+    _ITEMS.c.response_b,
+    _ITEMS.c.calibration_round,
+    _ITEMS.c.n_assigned,
+    _ITEMS.c.k,
+)
 _RATER = sa.bindparam("rater")
-_UNSEEN = sa.select(m.Assignment.item_id).where(m.Assignment.rater == _RATER)
+_UNSEEN = sa.select(_ASG.c.item_id).where(_ASG.c.rater == _RATER)
 _OPEN = (
-    sa.select(m.Item, m.Assignment.swapped)
-    .join(m.Assignment, m.Assignment.item_id == m.Item.id)
-    .where(m.Assignment.rater == _RATER, m.Assignment.done_at.is_(None))
-    .order_by(m.Assignment.id)
+    sa.select(*_ITEM_COLS, _ASG.c.swapped)
+    .join(_ASG, _ASG.c.item_id == _ITEMS.c.id)
+    .where(_ASG.c.rater == _RATER, _ASG.c.done_at.is_(None))
+    .order_by(_ASG.c.id)
     .limit(1)
 )
-_GOLD_IDS = sa.select(m.Item.id).where(m.Item.is_gold.is_(True), m.Item.id.not_in(_UNSEEN)).limit(50)
-_GOLD_COUNTS = (
-    sa.select(sa.func.count(m.Assignment.id), sa.func.count(m.Item.gold_answer))
-    .join(m.Item, m.Item.id == m.Assignment.item_id)
-    .where(m.Assignment.rater == _RATER, m.Item.calibration_round.is_(None))
+_LATEST_ROUND = sa.select(sa.func.max(m.CalibrationRound.__table__.c.id))
+_CALIBRATION_ITEM = (
+    sa.select(*_ITEM_COLS)
+    .where(_ITEMS.c.calibration_round == sa.bindparam("round"), _ITEMS.c.id.not_in(_UNSEEN))
+    .order_by(_ITEMS.c.id)
+    .limit(1)
 )
+_GOLD_IDS = sa.select(_ITEMS.c.id).where(_ITEMS.c.is_gold.is_(True), _ITEMS.c.id.not_in(_UNSEEN)).limit(50)
+_GOLD_COUNTS = (
+    sa.select(sa.func.count(_ASG.c.id), sa.func.count(_ITEMS.c.gold_answer))
+    .join(_ITEMS, _ITEMS.c.id == _ASG.c.item_id)
+    .where(_ASG.c.rater == _RATER, _ITEMS.c.calibration_round.is_(None))
+)
+_ITEM_BY_ID = sa.select(*_ITEM_COLS).where(_ITEMS.c.id == sa.bindparam("item"))
 _CANDIDATE = (
-    sa.select(m.Item)
-    .where(m.Item.is_open.is_(True), m.Item.id.not_in(_UNSEEN))
-    .order_by(m.Item.id)
+    sa.select(*_ITEM_COLS)
+    .where(_ITEMS.c.is_open.is_(True), _ITEMS.c.id.not_in(_UNSEEN))
+    .order_by(_ITEMS.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
 )
-_INSERT_ASSIGNMENT = sa.insert(m.Assignment)
+_INSERT_ASSIGNMENT = _ASG.insert()
 _COUNT_UP = (
-    sa.update(m.Item)
-    .where(m.Item.id == sa.bindparam("item"))
+    _ITEMS.update()
+    .where(_ITEMS.c.id == sa.bindparam("item"))
     .values(
-        n_assigned=m.Item.n_assigned + 1,
-        is_open=sa.case((m.Item.n_assigned + 1 < m.Item.k, sa.true()), else_=sa.false()),
+        n_assigned=_ITEMS.c.n_assigned + 1,
+        is_open=sa.case((_ITEMS.c.n_assigned + 1 < _ITEMS.c.k, sa.true()), else_=sa.false()),
     )
-    .execution_options(synchronize_session=False)
 )
-_PROGRESS = sa.select(
-    sa.select(sa.func.count(m.Label.id)).where(m.Label.rater == _RATER).scalar_subquery(),
-    sa.select(sa.func.count(m.Assignment.id))
-    .where(m.Assignment.rater == _RATER, m.Assignment.done_at.is_(None))
-    .scalar_subquery(),
+_LABELLED = sa.select(sa.func.count(_LABELS.c.id)).where(_LABELS.c.rater == _RATER).scalar_subquery()
+_N_OPEN = (
+    sa.select(sa.func.count(_ASG.c.id))
+    .where(_ASG.c.rater == _RATER, _ASG.c.done_at.is_(None))
+    .scalar_subquery()
 )
+_PROGRESS = sa.select(_LABELLED, _N_OPEN)
+# Everything a fetch needs to know before it assigns, in one statement: the rater's progress, the latest
+# calibration round, and their unfinished assignment if any (a one-row state outer-joined to it).
+_STATE = sa.select(
+    _LABELLED.label("labelled"), _N_OPEN.label("n_open"), _LATEST_ROUND.scalar_subquery().label("round_id")
+).subquery()
+_OPEN_SUB = _OPEN.subquery()
+_FETCH_STATE = sa.select(_STATE, _OPEN_SUB).select_from(_STATE.outerjoin(_OPEN_SUB, sa.true()))
 _ASSIGNMENT_AND_LABEL = (
-    sa.select(m.Assignment.id, m.Assignment.swapped, m.Label.id, m.Label.choice)
-    .outerjoin(m.Label, sa.and_(m.Label.item_id == m.Assignment.item_id, m.Label.rater == m.Assignment.rater))
-    .where(m.Assignment.item_id == sa.bindparam("item"), m.Assignment.rater == _RATER)
+    sa.select(_ASG.c.id, _ASG.c.swapped, _LABELS.c.id, _LABELS.c.choice)
+    .outerjoin(_LABELS, sa.and_(_LABELS.c.item_id == _ASG.c.item_id, _LABELS.c.rater == _ASG.c.rater))
+    .where(_ASG.c.item_id == sa.bindparam("item"), _ASG.c.rater == _RATER)
 )
-_INSERT_LABEL = sa.insert(m.Label).returning(m.Label.id)
-_DONE = (
-    sa.update(m.Assignment).where(m.Assignment.id == sa.bindparam("asg")).values(done_at=sa.bindparam("at"))
-)
+_INSERT_LABEL = _LABELS.insert().returning(_LABELS.c.id)
+_DONE = _ASG.update().where(_ASG.c.id == sa.bindparam("asg")).values(done_at=sa.bindparam("at"))
 
 
-def _view(item: m.Item, swapped: bool) -> QueuedItem:
+def _view(item: Any, swapped: bool) -> QueuedItem:
+    """A rater's view of an item (an ORM ``Item`` or a row with the :data:`_ITEM_COLS` columns)."""
     a, b = item.response_a or "", item.response_b or ""
     left, right = (b, a) if swapped else (a, b)
     return QueuedItem(item.id, item.kind, item.prompt, left, right, item.calibration_round is not None)
 
 
-def _open_assignment(s, rater: str) -> QueuedItem | None:
-    row = s.execute(_OPEN, {"rater": rater}).first()
-    return _view(row[0], row[1]) if row is not None else None
-
-
-def _unseen(rater: str):
-    return sa.select(m.Assignment.item_id).where(m.Assignment.rater == rater)
-
-
-def _assign(s, item: m.Item, rater: str, slot: int | None) -> QueuedItem:
+def _assign(c, item: Any, rater: str, slot: int | None) -> QueuedItem:
     swapped = random.random() < 0.5
-    s.execute(
+    c.execute(
         _INSERT_ASSIGNMENT,
         {"item_id": item.id, "rater": rater, "slot": slot, "swapped": swapped, "assigned_at": db.utcnow()},
     )
     return _view(item, swapped)
 
 
-def _calibration_item(s, rater: str, round_id: int) -> m.Item | None:
-    return s.scalar(
-        sa.select(m.Item)
-        .where(m.Item.calibration_round == round_id, m.Item.id.not_in(_unseen(rater)))
-        .order_by(m.Item.id)
-        .limit(1)
-    )
+def _calibration_item(c, rater: str, round_id: int) -> Any | None:
+    return c.execute(_CALIBRATION_ITEM, {"round": round_id, "rater": rater}).first()
 
 
-def _gold_item(s, rater: str, gold_rate: float) -> m.Item | None:
+def _gold_item(c, rater: str, gold_rate: float) -> Any | None:
     if gold_rate <= 0:
         return None
-    ids = s.scalars(_GOLD_IDS, {"rater": rater}).all()
+    ids = c.execute(_GOLD_IDS, {"rater": rater}).scalars().all()
     if not ids:
         return None
-    counts = s.execute(_GOLD_COUNTS, {"rater": rater}).one()
+    counts = c.execute(_GOLD_COUNTS, {"rater": rater}).one()
     total, gold = int(counts[0]), int(counts[1])
     if gold >= gold_rate * (total + 1):
         return None
-    return s.get(m.Item, random.choice(ids))
+    return c.execute(_ITEM_BY_ID, {"item": random.choice(ids)}).one()
 
 
-def _production_candidate(s, rater: str) -> m.Item | None:
+def _production_candidate(c, rater: str) -> Any | None:
     """The oldest production pair with a free slot that ``rater`` has not seen (an index range scan).
 
     On PostgreSQL the row is locked and rows locked by other assigners are skipped (``FOR UPDATE SKIP
     LOCKED``), so concurrent raters spread over items instead of colliding on one slot; SQLite runs
     one writer at a time anyway."""
-    return s.scalar(_CANDIDATE, {"rater": rater})
+    return c.execute(_CANDIDATE, {"rater": rater}).first()
 
 
 def fetch_next(ws: Any, rater: str, gold_rate: float = 0.1) -> QueuedItem | None:
@@ -260,43 +273,54 @@ def fetch_next_with_progress(
     """(next item or None, why production is blocked or None, the rater's progress) in one transaction."""
     for _attempt in range(_RETRIES):
         try:
-            with transaction(ws) as s:
+            with core_transaction(ws) as c:
+                state = c.execute(_FETCH_STATE, {"rater": rater}).one()
+                labelled, n_open = int(state.labelled or 0), int(state.n_open or 0)
+                if state.id is not None:  # an unfinished assignment: the same item again
+                    return _view(state, state.swapped), None, Progress(labelled, n_open)
                 try:
-                    item, blocked = _next_in(s, rater, gold_rate), None
+                    item, blocked = _next_in(c, rater, gold_rate, state.round_id), None
                 except ProductionBlockedError as err:
                     item, blocked = None, str(err)
-                return item, blocked, _progress_in(s, rater)
+                # progress as of the start of this transaction, plus the assignment it made
+                return item, blocked, Progress(labelled, n_open + (item is not None))
         except (IntegrityError, _Retry):
             continue  # another rater took that slot (or this item) first: look again
     raise UserError(f"fetch next for {rater}: too much contention, try again")
 
 
-def _next_in(s, rater: str, gold_rate: float) -> QueuedItem | None:
-    from rlhfops.annotate.calibration import blocking_reason, latest_round_id
-
-    current = _open_assignment(s, rater)
-    if current is not None:
-        return current
-    round_id = latest_round_id(s)
+def _next_in(c, rater: str, gold_rate: float, round_id: int | None) -> QueuedItem | None:
+    """A new assignment for a rater without an unfinished one (``round_id``: the latest calibration
+    round, None if there is none)."""
     if round_id is not None:
-        item = _calibration_item(s, rater, round_id)
+        item = _calibration_item(c, rater, round_id)
         if item is not None:
-            return _assign(s, item, rater, None)
-        reason = blocking_reason(s, round_id)
+            return _assign(c, item, rater, None)
+        reason = _blocking_reason(c, round_id)
         if reason is not None:
             raise ProductionBlockedError(reason)
-    item = _gold_item(s, rater, gold_rate)
+    item = _gold_item(c, rater, gold_rate)
     if item is not None:
-        return _assign(s, item, rater, None)
-    item = _production_candidate(s, rater)
+        return _assign(c, item, rater, None)
+    item = _production_candidate(c, rater)
     if item is None:
         return None
     if item.n_assigned >= item.k:  # pragma: no cover - is_open is kept in step with n_assigned
         raise _Retry()
     # the slot is the item's count so far; the unique (item, slot) constraint rejects a racing twin
-    view = _assign(s, item, rater, item.n_assigned)
-    s.execute(_COUNT_UP, {"item": item.id})
+    view = _assign(c, item, rater, item.n_assigned)
+    c.execute(_COUNT_UP, {"item": item.id})
     return view
+
+
+def _blocking_reason(c, round_id: int) -> str | None:
+    """:func:`rlhfops.annotate.calibration.blocking_reason` in the connection's transaction."""
+    from sqlalchemy.orm import Session
+
+    from rlhfops.annotate.calibration import blocking_reason
+
+    with Session(bind=c) as s:  # joins the connection's transaction; reads only
+        return blocking_reason(s, round_id)
 
 
 class _Retry(Exception):
@@ -337,8 +361,8 @@ def submit_label(
     if seconds is not None and not (0 <= seconds < 1e7):
         raise UserError(f"seconds {seconds!r}: must be between 0 and 1e7")
     try:
-        with transaction(ws) as s:
-            row = s.execute(_ASSIGNMENT_AND_LABEL, {"item": item_id, "rater": rater}).first()
+        with core_transaction(ws) as c:
+            row = c.execute(_ASSIGNMENT_AND_LABEL, {"item": item_id, "rater": rater}).first()
             if row is None:
                 raise NotAssignedError(f"item {item_id} is not assigned to {rater}")
             asg_id, swapped, existing_id, existing_choice = row
@@ -356,8 +380,8 @@ def submit_label(
                 "seconds": seconds,
                 "created_at": now,
             }
-            label_id = s.execute(_INSERT_LABEL, values).scalar_one()
-            s.execute(_DONE, {"asg": asg_id, "at": now})
+            label_id = c.execute(_INSERT_LABEL, values).scalar_one()
+            c.execute(_DONE, {"asg": asg_id, "at": now})
             return LabelResult(int(label_id), item_id, canonical, True)
     except IntegrityError:  # the same label was stored by a concurrent submit
         with transaction(ws) as s:
@@ -375,12 +399,12 @@ def _existing_label(s, item_id: int, rater: str) -> LabelResult | None:
 
 
 def progress(ws: Any, rater: str) -> Progress:
-    with transaction(ws) as s:
-        return _progress_in(s, rater)
+    with read_transaction(ws) as c:
+        return _progress_in(c, rater)
 
 
-def _progress_in(s, rater: str) -> Progress:
-    row = s.execute(_PROGRESS, {"rater": rater}).one()
+def _progress_in(c, rater: str) -> Progress:
+    row = c.execute(_PROGRESS, {"rater": rater}).one()
     return Progress(int(row[0] or 0), int(row[1] or 0))
 
 

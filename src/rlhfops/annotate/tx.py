@@ -5,6 +5,11 @@ threads of one server contend for it, SQLite's busy handler makes the losers sle
 wrecks latency; a process-wide lock per engine queues them instead and wakes the next at once.
 Other processes still meet SQLite's ``busy_timeout``. PostgreSQL needs no lock (row locks and the
 unique constraints do the work).
+
+:func:`transaction` yields an ORM session; :func:`core_transaction` a Core connection (the hot paths of
+the annotation service: no session, no unit of work); :func:`read_transaction` a Core connection for
+reads only, which on SQLite begins deferred and takes neither lock (WAL readers see a consistent
+snapshot while a writer works).
 """
 
 from __future__ import annotations
@@ -14,15 +19,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+from rlhfops.workspace.db import READ_ONLY
 
 _LOCKS: dict[int, threading.Lock] = {}
 _GUARD = threading.Lock()
 
 
 def _lock_for(engine: Any) -> threading.Lock:
-    with _GUARD:
-        return _LOCKS.setdefault(id(engine), threading.Lock())
+    lock = _LOCKS.get(id(engine))
+    if lock is None:
+        with _GUARD:
+            lock = _LOCKS.setdefault(id(engine), threading.Lock())
+    return lock
 
 
 @contextmanager
@@ -35,3 +46,24 @@ def transaction(ws: Any) -> Iterator[Session]:
         return
     with _lock_for(engine), ws.session() as s:
         yield s
+
+
+@contextmanager
+def core_transaction(ws: Any) -> Iterator[Connection]:
+    """A Core connection in one transaction (committed on success), serialised like :func:`transaction`."""
+    engine = ws.engine
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with _lock_for(engine), engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def read_transaction(ws: Any) -> Iterator[Connection]:
+    """A Core connection for reads only (no lock taken on SQLite; do not write through it)."""
+    with ws.engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        with conn.begin():
+            yield conn

@@ -41,7 +41,10 @@ def serve(
     workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
     threads: int = typer.Option(8, "--threads", help="Threads per worker for database work."),
 ) -> None:
-    """Start the annotation web app (pages + JSON API, OpenAPI at /docs) for this workspace."""
+    """Start the annotation web app (pages + JSON API, OpenAPI at /docs) for this workspace.
+
+    uvicorn with its compiled HTTP parser (httptools) and event loop (uvloop), both dependencies of
+    rlhfops; uvicorn falls back to h11 / asyncio where they are missing."""
     import os
 
     import uvicorn

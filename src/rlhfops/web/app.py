@@ -6,10 +6,12 @@ and a JSON API under ``/api`` (OpenAPI at ``/openapi.json``, docs at ``/docs``).
 Extension hook for other parts of rlhfops: :data:`EXTRA_ROUTERS` lists ``"module:attr"`` strings; each
 module that can be imported contributes its ``APIRouter``, mounted behind the login (401 without one).
 A router module may define ``get_workspace`` / ``get_person`` dependencies; the app overrides them with
-its workspace and the signed-in user's name. Pages should extend the base template
-:data:`rlhfops.web.render.BASE_TEMPLATE` (``"base.html"``: blocks ``title`` and ``content``) and render
-with :func:`rlhfops.web.render.render` (which passes ``user``, ``csrf`` and ``project``); a module may
-also ship its own templates by defining ``TEMPLATES_PACKAGE`` (a package with a ``templates`` dir).
+its workspace and the signed-in user's name (unless they are marked ``app_aware``, as the shared
+:func:`rlhfops.web.deps.get_workspace` is: they find both on the request themselves). Pages should
+extend the base template :data:`rlhfops.web.render.BASE_TEMPLATE` (``"base.html"``: blocks ``title``
+and ``content``) and render with :func:`rlhfops.web.render.render` (which passes ``user``, ``csrf`` and
+``project``); a module may also ship its own templates by defining ``TEMPLATES_PACKAGE`` (a package
+with a ``templates`` dir).
 """
 
 from __future__ import annotations
@@ -125,12 +127,13 @@ class SecurityMiddleware:
 
         from rlhfops.web.auth import CSRF_COOKIE
 
+        api = scope["path"].startswith("/api")
         token = self.auth.csrf_from_cookie(_Request(scope))
         fresh = token is None
-        if fresh:
-            token = secrets.token_urlsafe(24)
+        if fresh:  # a browser's first page gets one; the JSON API renders no form and sets no cookie
+            token = "" if api else secrets.token_urlsafe(24)
         scope.setdefault("state", {})["csrf"] = token
-        set_cookie = fresh and not scope["path"].startswith("/api")
+        set_cookie = fresh and not api
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
@@ -172,13 +175,16 @@ def _mount_extra(app: FastAPI, ws: Any) -> list[str]:
         except Exception as err:  # a broken extension must not take the annotation service down
             warnings.warn(f"web: extra router {spec} not mounted: {type(err).__name__}: {err}", stacklevel=2)
             continue
-        if hasattr(module, "get_workspace"):
+        # Overrides only for a module's own dependencies: the shared ones (rlhfops.web.deps) already use
+        # the app's workspace and user, and any override makes FastAPI re-inspect every dependency's
+        # signature on every request of every route.
+        if hasattr(module, "get_workspace") and not getattr(module.get_workspace, "app_aware", False):
 
             def _ws() -> Any:
                 return ws
 
             app.dependency_overrides[module.get_workspace] = _ws
-        if hasattr(module, "get_person"):
+        if hasattr(module, "get_person") and not getattr(module.get_person, "app_aware", False):
 
             def _person(user=Depends(current_user)) -> str:
                 return user.name

@@ -131,9 +131,16 @@ class Auth:
 
     def roles(self, name: str) -> frozenset[str]:
         def load() -> dict[str, frozenset[str]]:
+            import sqlalchemy as sa
+
+            from rlhfops.annotate.tx import read_transaction
+            from rlhfops.workspace.db import Person
+
+            people = Person.__table__
             out: dict[str, set[str]] = {}
-            for person, role in self.ws.people():
-                out.setdefault(person, set()).add(role)
+            with read_transaction(self.ws) as c:  # no write lock: this runs on the event loop
+                for person, role in c.execute(sa.select(people.c.name, people.c.role)):
+                    out.setdefault(person, set()).add(role)
             return {k: frozenset(v) for k, v in out.items()}
 
         return self._people.get("all", load).get(name, frozenset())

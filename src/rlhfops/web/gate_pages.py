@@ -11,8 +11,8 @@ Nothing here writes: decisions are made with ``rlhfops gate sign`` and ``rlhfops
 * ``GET /gate/log`` -- the decision log with its verification.
 * ``GET /gate/static/gate.css`` -- the pages' stylesheet (the app's CSP forbids inline styles).
 
-The workspace is :func:`get_workspace` (``$RLHFOPS_WORKSPACE`` or the server's working directory); the
-web app may override it with ``app.dependency_overrides``.
+The workspace is :func:`get_workspace` (``$RLHFOPS_WORKSPACE`` or the server's working directory; inside
+the web app, its configured workspace).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from rlhfops.errors import UserError
-from rlhfops.web.deps import get_workspace  # create_app overrides it
+from rlhfops.web.deps import get_workspace  # the app's own workspace inside create_app
 
 router = APIRouter(prefix="/gate", tags=["gate"])
 

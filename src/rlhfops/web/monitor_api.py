@@ -12,8 +12,8 @@
 * ``GET /api/monitor/triggers`` -- the open triggers (id, play, play name, rule, evidence, opened_at).
 
 The workspace is :func:`get_workspace` (``$RLHFOPS_WORKSPACE`` or the server's working directory) and the
-acting person :func:`get_person` (``$RLHFOPS_USER``, else the OS user); the web app overrides both with
-``app.dependency_overrides`` when it has its own (signed-in user, configured workspace).
+acting person :func:`get_person` (``$RLHFOPS_USER``, else the OS user); inside the web app they are its
+configured workspace and the signed-in user.
 """
 
 from __future__ import annotations
@@ -24,18 +24,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
 
 from rlhfops.errors import UserError
-from rlhfops.web.deps import get_workspace  # create_app overrides it
+from rlhfops.web.deps import get_workspace  # the app's own workspace inside create_app
 
 router = APIRouter(prefix="/api/monitor", tags=["monitor"])
 
 
-def get_person() -> str:
+def get_person(request: Request) -> str:
+    """The signed-in user inside the web app; ``$RLHFOPS_USER`` (else the OS user) on a bare app."""
+    if getattr(request.app.state, "auth", None) is not None:
+        from rlhfops.web.auth import resolve_user
+
+        return resolve_user(request).name
     from rlhfops.workspace import acting_person
 
     return acting_person()
+
+
+get_person.app_aware = True  # type: ignore[attr-defined]  # create_app need not override it
 
 
 def _rows(body: Any) -> list[Any]:

@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from rlhfops.web.deps import get_workspace  # create_app overrides it
+from rlhfops.web.deps import get_workspace  # the app's own workspace inside create_app
 
 router = APIRouter(tags=["monitor"])
 

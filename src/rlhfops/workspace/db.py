@@ -22,6 +22,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option of a connection that only reads (SQLite: a deferred BEGIN instead of BEGIN IMMEDIATE).
+READ_ONLY = "rlhfops_read_only"
 
 
 def utcnow() -> datetime:
@@ -147,8 +149,13 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # take the write lock up front: a deferred transaction that later writes can fail at once
-        # with SQLITE_BUSY in WAL mode instead of waiting for busy_timeout
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # with SQLITE_BUSY in WAL mode instead of waiting for busy_timeout. A connection marked
+        # read-only (:data:`READ_ONLY`) begins deferred: in WAL mode it reads a snapshot while a
+        # writer works, and never waits for the write lock.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
