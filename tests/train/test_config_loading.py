@@ -49,6 +49,17 @@ def test_cross_field_check_includes_values():
         load_config(SFTConfig, None, ["data=d", "batch_size=6", "gradient_accumulation_steps=4"])
 
 
+def test_adaptive_kl_horizon_too_small_for_the_rollout_is_refused():
+    from rlhfops.train.ppo_config import PPOConfig
+
+    base = ["data=d", "reward_fn=length", "batch_size=4", "samples_per_prompt=4", "minibatch_size=4"]
+    with pytest.raises(ConfigError, match=r"kl_horizon=3 is too small .* 16 responses"):
+        load_config(PPOConfig, None, [*base, "kl_horizon=3"])
+    assert load_config(PPOConfig, None, [*base, "kl_horizon=4"]).kl_horizon == 4
+    # a fixed controller never uses the horizon
+    assert load_config(PPOConfig, None, [*base, "kl_horizon=3", "kl_controller=fixed"]).kl_horizon == 3
+
+
 def test_override_parsing_types():
     out = parse_overrides(["a=1e-5", "b=true", "c=hello", "d.e=3"])
     assert out == {"a": 1e-5, "b": True, "c": "hello", "d": {"e": 3}}

@@ -122,3 +122,16 @@ def test_controller_state_round_trip():
 def test_adaptive_controller_rejects_bad_settings(args, field):
     with pytest.raises(ConfigError, match=field):
         AdaptiveKLController(*args)
+
+
+def test_adaptive_controller_refuses_a_horizon_that_could_make_beta_negative():
+    # 16 samples per update, horizon 3: a KL far below target gives 1 - 0.2 * 16 / 3 < 0
+    ctl = AdaptiveKLController(init_beta=0.1, target=1.0, horizon=3.0)
+    with pytest.raises(ConfigError, match="too small for 16 samples"):
+        ctl.update(0.0, 16)
+    assert ctl.value == 0.1
+    # horizon exactly 0.2 n would zero beta: refused too; just above it beta stays positive
+    with pytest.raises(ConfigError, match="horizon"):
+        AdaptiveKLController(0.1, 1.0, 3.2).update(0.0, 16)
+    ok = AdaptiveKLController(0.1, 1.0, 4.0)
+    assert ok.update(0.0, 16) == pytest.approx(0.1 * (1 - 0.2 * 4), rel=1e-12) and ok.value > 0

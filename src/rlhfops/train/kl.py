@@ -115,7 +115,17 @@ class AdaptiveKLController:
         self.horizon = float(horizon)
 
     def update(self, current_kl: float, n_steps: int) -> float:
-        """Update beta from the KL measured on the last batch; returns the new beta."""
+        """Update beta from the KL measured on the last batch; returns the new beta.
+
+        ConfigError when ``n_steps`` is 5 x ``horizon`` or more: a KL far below target would then
+        multiply beta by ``1 - 0.2 n_steps / horizon <= 0``, and a negative beta rewards divergence.
+        """
+        if n_steps * 0.2 >= self.horizon:
+            raise ConfigError(
+                f"adaptive KL horizon {self.horizon:g} is too small for {n_steps} samples per update: "
+                f"beta would shrink by a factor 1 - 0.2 * {n_steps} / {self.horizon:g} <= 0 "
+                f"(a negative KL penalty); use a horizon above {0.2 * n_steps:g}"
+            )
         error = min(max(float(current_kl) / self.target - 1.0, -0.2), 0.2)
         self.value *= 1.0 + error * n_steps / self.horizon
         return self.value

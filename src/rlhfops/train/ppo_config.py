@@ -97,6 +97,13 @@ class PPOConfig(TrainConfig):
                 f"(got {self.samples_per_prompt})"
             )
         rollout = self.batch_size * self.samples_per_prompt
+        if self.kl_controller == "adaptive" and self.kl_horizon <= 0.2 * rollout:
+            raise ConfigError(
+                f"kl_horizon={self.kl_horizon:g} is too small for batch_size * samples_per_prompt = "
+                f"{rollout} responses per iteration: the adaptive controller could multiply beta by "
+                f"1 - 0.2 * {rollout} / {self.kl_horizon:g} <= 0 (a negative KL penalty); "
+                f"set kl_horizon above {0.2 * rollout:g}"
+            )
         if rollout % self.minibatch_size:
             raise ConfigError(
                 f"batch_size * samples_per_prompt = {rollout} responses is not divisible by "
