@@ -4,8 +4,10 @@ The server is ``uvicorn rlhfops.web.app:app_from_env`` in a subprocess (one work
 on a fresh workspace with ``--items`` queued pairs (k=3) and one API token per rater. The client runs
 ``--raters`` asyncio tasks (one keep-alive connection each, a minimal HTTP/1.1 client), each looping
 ``GET /api/next`` then ``POST /api/labels`` for ``--seconds``
-(after a ``--warmup`` whose requests are not counted). Latency is per HTTP request, measured at the
-client. Prints one JSON line per backend:
+(after a ``--warmup`` whose requests are not counted), with no pause unless ``--think-ms`` (the mean
+pause after each label, as a rater reading the next pair). Latency is per HTTP request, measured at the
+client. The server is uvicorn with its defaults: httptools and uvloop when installed (they are
+dependencies of rlhfops), which the output names. Prints one JSON line per backend:
 
 ``{"bench": "annotation_load", "backend": ..., "raters": 100, "seconds": ..., "labels": ...,
 "labels_per_s": ..., "requests": ..., "p50_ms": ..., "p99_ms": ..., "errors": ...}``
@@ -23,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -117,9 +120,12 @@ class Conn:
         self.w.close()
 
 
-async def rater(conn: Conn, stop_at: float, count_from: float, out: dict) -> None:
+async def rater(conn: Conn, stop_at: float, count_from: float, out: dict, think: float = 0.0) -> None:
     await conn.open()
     n = 0
+    rng = random.Random(conn.auth)  # seeded by the rater's token
+    if think:
+        await asyncio.sleep(rng.uniform(0, think))  # raters do not start in lockstep
     try:
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
@@ -146,17 +152,31 @@ async def rater(conn: Conn, stop_at: float, count_from: float, out: dict) -> Non
                     out["labels"] += 1
                 else:
                     out["errors"] += 1
+            if think:  # a rater reading the pair: uniform in [0.5, 1.5] x the mean think time
+                await asyncio.sleep(think * rng.uniform(0.5, 1.5))
     finally:
         conn.close()
 
 
-async def drive(port: int, tokens: list[str], seconds: float, warmup: float) -> dict:
+async def drive(port: int, tokens: list[str], seconds: float, warmup: float, think: float = 0.0) -> dict:
     out = {"lat": [], "labels": 0, "errors": 0, "exhausted": False}
     start = time.perf_counter()
     count_from, stop_at = start + warmup, start + warmup + seconds
     conns = [Conn("127.0.0.1", port, t) for t in tokens]
-    await asyncio.gather(*(rater(c, stop_at, count_from, out) for c in conns))
+    await asyncio.gather(*(rater(c, stop_at, count_from, out, think) for c in conns))
     return out
+
+
+def _server_stack(http: str, loop: str) -> dict:
+    """The HTTP parser and event loop uvicorn runs with ("auto": httptools / uvloop when installed)."""
+    import importlib.util
+
+    have = {m: importlib.util.find_spec(m) is not None for m in ("httptools", "uvloop")}
+    if http == "auto":
+        http = "httptools" if have["httptools"] else "h11"
+    if loop == "auto":
+        loop = "uvloop" if have["uvloop"] else "asyncio"
+    return {"http": http, "loop": loop}
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -227,6 +247,10 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
             "--no-access-log",
             "--workers",
             str(args.workers),
+            "--http",
+            args.http,
+            "--loop",
+            args.loop,
         ]
         server = subprocess.Popen(cmd, env=env)
         try:
@@ -241,9 +265,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
                 if time.time() > deadline or server.poll() is not None:
                     raise RuntimeError("server did not start")
                 time.sleep(0.2)
+            load0 = os.getloadavg()[0]
             cpu0, client0 = _cpu_seconds(server.pid), os.times()
-            res = asyncio.run(drive(port, tokens, args.seconds, args.warmup))
+            res = asyncio.run(drive(port, tokens, args.seconds, args.warmup, args.think_ms / 1000))
             cpu1, client1 = _cpu_seconds(server.pid), os.times()
+            load1 = os.getloadavg()[0]
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -254,6 +280,9 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
             "backend": backend,
             "raters": args.raters,
             "workers": args.workers,
+            "threads": int(env.get("RLHFOPS_WEB_THREADS") or (8 if backend == "sqlite" else 16)),
+            **_server_stack(args.http, args.loop),
+            "think_ms": args.think_ms,
             "seconds": args.seconds,
             "labels": res["labels"],
             "labels_per_s": round(res["labels"] / args.seconds, 1),
@@ -267,6 +296,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict:
                 client0.user + client0.system, client1.user + client1.system, res["labels"]
             ),
             "queue_exhausted": res["exhausted"],
+            "load_avg_1min": [round(load0, 2), round(load1, 2)],  # at the start and end of the run
             **check_db(db_url, tmp / "ws"),
         }
     finally:
@@ -284,6 +314,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"], help="uvicorn --http")
+    ap.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"], help="uvicorn --loop")
+    ap.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="Mean pause of a rater after each label (0: closed loop, every rater back at once).",
+    )
     ap.add_argument("--postgres-url", default=PG_DEFAULT)
     args = ap.parse_args()
     for backend in args.backend:

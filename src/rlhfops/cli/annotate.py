@@ -39,7 +39,11 @@ def serve(
         None, "--db-url", help="Database URL (default: the workspace's; RLHFOPS_DATABASE_URL also works)."
     ),
     workers: int = typer.Option(1, "--workers", help="uvicorn worker processes."),
-    threads: int = typer.Option(8, "--threads", help="Threads per worker for database work."),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        help="Database threads per worker (default: 8 on SQLite, 16 on PostgreSQL).",
+    ),
 ) -> None:
     """Start the annotation web app (pages + JSON API, OpenAPI at /docs) for this workspace.
 
@@ -55,7 +59,8 @@ def serve(
     if db_url:
         os.environ["RLHFOPS_DATABASE_URL"] = db_url
     os.environ["RLHFOPS_WORKSPACE"] = str(root)
-    os.environ["RLHFOPS_WEB_THREADS"] = str(threads)
+    if threads is not None:
+        os.environ["RLHFOPS_WEB_THREADS"] = str(threads)
     typer.echo(f"serving {root} on http://{host}:{port}")
     uvicorn.run("rlhfops.web.app:app_from_env", factory=True, host=host, port=port, workers=workers)
 

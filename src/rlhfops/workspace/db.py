@@ -164,7 +164,8 @@ def make_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_setup(engine)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    # up to 20 connections (opened on demand): the web app runs 16 database threads per worker
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
 # The annotation tables (migration 0002) live with the annotation service; importing them here puts them

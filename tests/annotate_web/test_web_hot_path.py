@@ -1,0 +1,74 @@
+"""The fetch / submit hot path (issue 5, annotation load): what it was made cheaper by must stay true.
+
+- The progress a fetch returns (computed from one statement at the start of its transaction) equals a
+  fresh count, whatever the fetch did (assigned, same item again, nothing left).
+- Authentication reads never wait for the SQLite writer: a token / account / roles lookup runs on the
+  event loop, so it must not queue behind a write transaction.
+- The app sets no ``dependency_overrides`` (with any, FastAPI re-inspects every dependency on every
+  request), and the shared dependencies still see the app's workspace and the signed-in user.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from web_helpers import login, pairs
+
+from rlhfops.annotate.queue import fetch_next_with_progress, progress, queue_pairs, submit_label
+
+
+def test_fetch_progress_equals_a_fresh_count(ws) -> None:
+    queue_pairs(ws, pairs(3), "b1", 1)
+    seen = []
+    for _ in range(4):
+        item, blocked, p = fetch_next_with_progress(ws, "rita", 0.0)
+        assert blocked is None
+        assert p == progress(ws, "rita")
+        again, _b, p2 = fetch_next_with_progress(ws, "rita", 0.0)  # the unfinished one again
+        assert (again is None) == (item is None) and p2 == p
+        if item is None:
+            break
+        assert again.item_id == item.item_id
+        seen.append(item.item_id)
+        submit_label(ws, "rita", item.item_id, "left")
+        assert progress(ws, "rita").labelled == len(seen)
+    assert len(seen) == 3 and progress(ws, "rita").open == 0
+
+
+def test_auth_reads_do_not_wait_for_the_sqlite_writer(sqlite_ws) -> None:
+    from rlhfops.annotate.accounts import account, account_for_token, create_token
+    from rlhfops.annotate.tx import core_transaction
+    from rlhfops.web.auth import Auth
+
+    ws = sqlite_ws
+    token = create_token(ws, "rita")
+    auth = Auth(ws)
+    got: dict[str, object] = {}
+
+    def read() -> None:
+        got["token"] = account_for_token(ws, token)
+        got["account"] = account(ws, "rita")
+        got["roles"] = auth.roles("rita")
+
+    with core_transaction(ws) as c:  # holds SQLite's write lock and the in-process writer lock
+        c.exec_driver_sql("UPDATE accounts SET is_admin = is_admin")
+        t = threading.Thread(target=read)
+        t.start()
+        t.join(timeout=10)  # a reader queued behind the writer would wait here until the commit
+        assert not t.is_alive(), "an auth read waited for the writer"
+    assert got["token"].name == "rita" and got["account"].name == "rita"
+    assert "rater" in got["roles"]
+
+
+def test_app_sets_no_dependency_overrides_and_deps_see_the_app(sqlite_ws) -> None:
+    from fastapi.testclient import TestClient
+
+    from rlhfops.web.app import create_app
+
+    app = create_app(sqlite_ws.root)
+    assert app.dependency_overrides == {}
+    c = TestClient(app)
+    login(c, "lena")
+    if "rlhfops.web.monitor_api:router" in app.state.extra_routers:
+        r = c.get("/api/monitor/triggers")  # deps.get_workspace: the app's workspace, behind the login
+        assert r.status_code == 200, r.text
