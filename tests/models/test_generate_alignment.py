@@ -144,3 +144,39 @@ def test_num_samples_shares_each_prefill_and_equals_expanded_prompts(tiny):
     assert torch.equal(a.response_mask, b.response_mask)
     torch.testing.assert_close(b.logprobs, a.logprobs, rtol=1e-5, atol=1e-5)
     assert len({tuple(r.tolist()) for r in b.response_ids[:k]}) > 1  # the k samples differ
+
+
+def test_shared_prompt_prefix_computed_once_changes_nothing(tiny, monkeypatch):
+    """Prompts sharing a long prefix (a chat template's system prompt): the prefix is prefilled once
+    (cache layout [prefix][padding][rest]); tokens equal the unshared path (greedy) and the log-probs
+    equal the training forward on the returned left-padded sequences."""
+    import rlhfops.models.generate as g
+
+    model, tok = tiny
+    prefix = [1] + list(range(10, 30))
+    prompts = [prefix + [60, 61, 62, 63], prefix + [70], prefix + [80, 81]]
+    assert g._shared_prefix_length(prompts) == len(prefix)
+    kw = dict(max_new_tokens=8, temperature=0.0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    shared = generate(model, prompts, **kw)
+    monkeypatch.setattr(g, "SHARED_PREFIX_MIN_SAVING", 10**9)
+    assert g._shared_prefix_length(prompts) == 0
+    plain = generate(model, prompts, **kw)
+    assert torch.equal(shared.sequences, plain.sequences)
+    torch.testing.assert_close(shared.logprobs, plain.logprobs, rtol=1e-5, atol=1e-5)
+    attn = full_attention_mask(shared)
+    with torch.no_grad():
+        recomputed = ActorCritic(model, with_value=False)(shared.sequences, attn, shared.prompt_length).logps
+    torch.testing.assert_close(recomputed * shared.response_mask, shared.logprobs, rtol=1e-5, atol=1e-5)
+
+
+def test_inverse_cdf_sampling_draws_the_distribution():
+    from rlhfops.models.generate import _sample
+
+    probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
+    logits = torch.log(probs).expand(20000, 4).clone()
+    nxt, logp = _sample(logits, 1.0, 1.0, torch.Generator().manual_seed(0))
+    freq = torch.bincount(nxt, minlength=4).float() / len(nxt)
+    torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
+    torch.testing.assert_close(logp, torch.log(probs)[nxt])
+    nxt, _ = _sample(logits, 1.0, 0.6, torch.Generator().manual_seed(0))  # top-p keeps tokens 0 and 1
+    assert set(nxt.tolist()) == {0, 1}

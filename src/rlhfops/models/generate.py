@@ -4,11 +4,23 @@ Differences from ``model.generate`` that matter for RL: the log-prob of every sa
 (from the temperature-scaled distribution, before top-p filtering, as TRL and OpenRLHF compute them);
 the pad token is distinct from EOS and fills everything after EOS; the prompt prefill computes the LM
 head at the last position only; the loop stops as soon as every row has produced EOS.
+
+CPU costs addressed (measured on SmolLM2-135M, batch 8, one thread): (1) a decode step (one token for
+each of a few rows) is bound by reading the weight matrices, and ``F.linear`` (MKL) does that poorly at
+8 rows; the decode loop runs every float32 ``nn.Linear`` on a copy of its weight reordered once per call
+into oneDNN's blocked layout (``mkldnn._linear_pointwise``: 52 ms vs 79 ms per step of matmuls; same
+values to rounding; the copy lives only during the call). (2) Sampling is by inverse CDF (one uniform
+per row and a cumulative sum) instead of ``torch.multinomial``, which draws one exponential per
+vocabulary entry (10 ms per step at 8 x 49k). The distribution is the same, the random stream is not:
+a seed gives other samples than before. (3) A prefix every prompt shares (the chat template's system
+prompt) is prefilled once, not once per row.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import contextlib
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import torch
 
@@ -47,6 +59,63 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
 
 
+def _packable(module: torch.nn.Module) -> bool:
+    w = getattr(module, "weight", None)
+    return (
+        type(module) is torch.nn.Linear
+        and isinstance(w, torch.Tensor)
+        and w.device.type == "cpu"
+        and w.dtype == torch.float32
+    )
+
+
+@contextlib.contextmanager
+def _packed_linears(model: torch.nn.Module, rows: int) -> Iterator[None]:
+    """Inside: every float32 CPU ``nn.Linear`` of ``model`` runs on a oneDNN-reordered copy of its weight
+    (made here, freed on exit; the weights must not change in between). No-op without oneDNN."""
+    if not torch.backends.mkldnn.is_available():
+        yield
+        return
+    op = torch.ops.mkldnn._linear_pointwise
+    patched: list[torch.nn.Module] = []
+    packs: dict[int, torch.Tensor] = {}  # tied weights (LM head = embeddings) are reordered once
+
+    def make_forward(packed: torch.Tensor, bias: torch.Tensor | None) -> Any:
+        return lambda x: op(x, packed, bias, "none", [], "")
+
+    try:
+        for m in model.modules():
+            if not _packable(m) or "forward" in vars(m):
+                continue
+            w = m.weight.detach()
+            key = id(m.weight)
+            if key not in packs:
+                packs[key] = torch.ops.mkldnn._reorder_linear_weight(w, rows)
+            bias = m.bias.detach() if m.bias is not None else None
+            m.forward = make_forward(packs[key], bias)
+            patched.append(m)
+        yield
+    finally:
+        for m in patched:
+            del m.forward
+
+
+SHARED_PREFIX_MIN_SAVING = 32  # token positions; below it the extra batch-1 forward costs more than it saves
+
+
+def _shared_prefix_length(prompts: list[list[int]]) -> int:
+    """Length of the prefix every prompt shares (a chat template's system prompt), computed once in the
+    prefill when that saves at least ``SHARED_PREFIX_MIN_SAVING`` token positions, else 0. At least one
+    token of every prompt is left to the batched prefill (it gives the first logits)."""
+    if len(prompts) < 2:
+        return 0
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n if (len(prompts) - 1) * n >= SHARED_PREFIX_MIN_SAVING else 0
+
+
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
@@ -76,12 +145,23 @@ def generate(
     ids, mask = left_pad(prompts, pad_token_id)
     ids, mask = ids.to(device), mask.to(device)
     B, P = ids.shape
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
+    # The cache's own layout: [shared prefix][left padding][rest of each prompt]. The mask and positions
+    # make it equivalent to the returned left-padded layout (pads attend nowhere, positions count tokens).
+    shared = _shared_prefix_length(prompts)
+    if shared:
+        prefix = ids.new_tensor([prompts[0][:shared]])
+        model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(B)
+        rest, rest_mask = (x.to(device) for x in left_pad([p[shared:] for p in prompts], pad_token_id))
+        attn = torch.cat([torch.ones_like(rest_mask[:, :1]).expand(B, shared), rest_mask], dim=1)
+    else:
+        rest, attn = ids, mask
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)
     out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=positions,
+        input_ids=rest,
+        attention_mask=attn,
+        position_ids=positions[:, shared:],
         past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
@@ -90,13 +170,51 @@ def generate(
     if num_samples > 1:  # one prefill per prompt, then k copies of its cache
         cache.batch_repeat_interleave(num_samples)
         logits = logits.repeat_interleave(num_samples, dim=0)
-        ids, mask, positions = (x.repeat_interleave(num_samples, dim=0) for x in (ids, mask, positions))
+        ids, mask, attn, positions = (
+            x.repeat_interleave(num_samples, dim=0) for x in (ids, mask, attn, positions)
+        )
         B = B * num_samples
     next_pos = positions[:, -1] + 1
     tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
     rows = torch.arange(B, device=device)  # batch rows still generating, in cache order
-    attn = mask
+    with _packed_linears(model, B):
+        steps = _decode(
+            model, cache, logits, rows, attn, next_pos, tokens, logps,
+            temperature, top_p, eos_token_id, generator,
+        )  # fmt: skip
+    tokens, logps = tokens[:, :steps], logps[:, :steps]
+    is_eos = tokens == eos_token_id
+    # 1 up to and including the first EOS
+    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
+    resp_mask = (~after_eos).long()
+    return GenerationOutput(
+        sequences=torch.cat([ids, tokens], dim=1),
+        prompt_length=P,
+        response_ids=tokens,
+        response_mask=resp_mask,
+        logprobs=logps * resp_mask,
+        has_eos=is_eos.any(-1),
+        prompt_mask=mask,
+    )
+
+
+def _decode(
+    model: torch.nn.Module,
+    cache: Any,
+    logits: torch.Tensor,
+    rows: torch.Tensor,
+    attn: torch.Tensor,
+    next_pos: torch.Tensor,
+    tokens: torch.Tensor,
+    logps: torch.Tensor,
+    temperature: float,
+    top_p: float,
+    eos_token_id: int,
+    generator: torch.Generator | None,
+) -> int:
+    """The token loop: fills ``tokens``/``logps`` in place, returns the number of steps taken."""
+    max_new_tokens = tokens.shape[1]
     steps = 0
     for t in range(max_new_tokens):
         nxt, logp = _sample(logits, temperature, top_p, generator)
@@ -120,31 +238,25 @@ def generate(
         )
         logits = out.logits[:, -1].float()
         next_pos = next_pos + 1
-    tokens, logps = tokens[:, :steps], logps[:, :steps]
-    is_eos = tokens == eos_token_id
-    # 1 up to and including the first EOS
-    after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
-    resp_mask = (~after_eos).long()
-    return GenerationOutput(
-        sequences=torch.cat([ids, tokens], dim=1),
-        prompt_length=P,
-        response_ids=tokens,
-        response_mask=resp_mask,
-        logprobs=logps * resp_mask,
-        has_eos=is_eos.any(-1),
-        prompt_mask=mask,
-    )
+    return steps
 
 
 def _sample(
     logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(next token [B], its log-prob under the temperature-scaled distribution before top-p [B])."""
+    """(next token [B], its log-prob under the temperature-scaled distribution before top-p [B]).
+
+    Sampling is by inverse CDF: one uniform u per row, the first token whose cumulative probability
+    exceeds u times the total (float64 sums; tokens of probability 0 are never chosen).
+    """
     scaled = logits / temperature if temperature > 0 else logits
     logp_all = torch.log_softmax(scaled, dim=-1)
     if temperature > 0:
         probs = logp_all.exp() if top_p >= 1.0 else torch.softmax(top_p_filter(scaled, top_p), dim=-1)
-        nxt = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
+        cdf = probs.cpu().double().cumsum(-1)
+        u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64) * cdf[:, -1:]
+        nxt = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
+        nxt = nxt.to(logits.device)
     else:
         nxt = scaled.argmax(-1)
     return nxt, logp_all.gather(-1, nxt[:, None]).squeeze(-1)
