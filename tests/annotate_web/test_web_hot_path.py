@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from web_helpers import login, pairs
 
 from rlhfops.annotate.queue import fetch_next_with_progress, progress, queue_pairs, submit_label
@@ -72,3 +73,27 @@ def test_app_sets_no_dependency_overrides_and_deps_see_the_app(sqlite_ws) -> Non
     if "rlhfops.web.monitor_api:router" in app.state.extra_routers:
         r = c.get("/api/monitor/triggers")  # deps.get_workspace: the app's workspace, behind the login
         assert r.status_code == 200, r.text
+
+
+@pytest.mark.postgres
+def test_a_stale_pooled_connection_is_replaced_after_idle(postgres_url: str, monkeypatch) -> None:
+    """No ping on every checkout, but a connection idle in the pool is pinged and, when the server
+    dropped it, replaced: the caller never sees the dead connection."""
+    import sqlalchemy as sa
+
+    from rlhfops.workspace import db
+
+    engine = db.make_engine(postgres_url)
+    admin = sa.create_engine(postgres_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as c:
+            pid = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with admin.begin() as a:  # the server drops the pooled connection while it is idle
+            a.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)
+        with engine.connect() as c:
+            assert c.exec_driver_sql("SELECT 1").scalar() == 1
+            assert c.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    finally:
+        engine.dispose()
+        admin.dispose()
