@@ -169,11 +169,6 @@ _CALIBRATION_ITEM = (
     .limit(1)
 )
 _GOLD_IDS = sa.select(_ITEMS.c.id).where(_ITEMS.c.is_gold.is_(True), _ITEMS.c.id.not_in(_UNSEEN)).limit(50)
-_GOLD_COUNTS = (
-    sa.select(sa.func.count(_ASG.c.id), sa.func.count(_ITEMS.c.gold_answer))
-    .join(_ITEMS, _ITEMS.c.id == _ASG.c.item_id)
-    .where(_ASG.c.rater == _RATER, _ITEMS.c.calibration_round.is_(None))
-)
 _ITEM_BY_ID = sa.select(*_ITEM_COLS).where(_ITEMS.c.id == sa.bindparam("item"))
 _CANDIDATE = (
     sa.select(*_ITEM_COLS)
@@ -200,8 +195,35 @@ _N_OPEN = (
 _PROGRESS = sa.select(_LABELLED, _N_OPEN)
 # Everything a fetch needs to know before it assigns, in one statement: the rater's progress, the latest
 # calibration round, and their unfinished assignment if any (a one-row state outer-joined to it).
+# Gold mixing needs the rater's counts only when a gold item they have not seen exists (NULL otherwise).
+_GOLD_UNSEEN = sa.exists(_GOLD_IDS)
+_GOLD_JOIN = _ASG.join(_ITEMS, _ITEMS.c.id == _ASG.c.item_id)
+_GOLD_TOTAL = sa.case(
+    (
+        _GOLD_UNSEEN,
+        sa.select(sa.func.count(_ASG.c.id))
+        .select_from(_GOLD_JOIN)
+        .where(_ASG.c.rater == _RATER, _ITEMS.c.calibration_round.is_(None))
+        .scalar_subquery(),
+    ),
+    else_=sa.null(),
+)
+_GOLD_SEEN = sa.case(
+    (
+        _GOLD_UNSEEN,
+        sa.select(sa.func.count(_ITEMS.c.gold_answer))
+        .select_from(_GOLD_JOIN)
+        .where(_ASG.c.rater == _RATER, _ITEMS.c.calibration_round.is_(None))
+        .scalar_subquery(),
+    ),
+    else_=sa.null(),
+)
 _STATE = sa.select(
-    _LABELLED.label("labelled"), _N_OPEN.label("n_open"), _LATEST_ROUND.scalar_subquery().label("round_id")
+    _LABELLED.label("labelled"),
+    _N_OPEN.label("n_open"),
+    _LATEST_ROUND.scalar_subquery().label("round_id"),
+    _GOLD_TOTAL.label("gold_total"),
+    _GOLD_SEEN.label("gold_seen"),
 ).subquery()
 _OPEN_SUB = _OPEN.subquery()
 _FETCH_STATE = sa.select(_STATE, _OPEN_SUB).select_from(_STATE.outerjoin(_OPEN_SUB, sa.true()))
@@ -234,15 +256,16 @@ def _calibration_item(c, rater: str, round_id: int) -> Any | None:
     return c.execute(_CALIBRATION_ITEM, {"round": round_id, "rater": rater}).first()
 
 
-def _gold_item(c, rater: str, gold_rate: float) -> Any | None:
-    if gold_rate <= 0:
+def _gold_item(c, rater: str, gold_rate: float, state: Any) -> Any | None:
+    """A gold item the rater has not seen, when their share of gold is under ``gold_rate`` (``state``:
+    the fetch's first row; its gold counts are NULL when no unseen gold item exists)."""
+    if gold_rate <= 0 or state.gold_total is None:
+        return None
+    total, gold = int(state.gold_total), int(state.gold_seen)
+    if gold >= gold_rate * (total + 1):
         return None
     ids = c.execute(_GOLD_IDS, {"rater": rater}).scalars().all()
-    if not ids:
-        return None
-    counts = c.execute(_GOLD_COUNTS, {"rater": rater}).one()
-    total, gold = int(counts[0]), int(counts[1])
-    if gold >= gold_rate * (total + 1):
+    if not ids:  # pragma: no cover - the state said one exists (this transaction's snapshot)
         return None
     return c.execute(_ITEM_BY_ID, {"item": random.choice(ids)}).one()
 
@@ -279,7 +302,7 @@ def fetch_next_with_progress(
                 if state.id is not None:  # an unfinished assignment: the same item again
                     return _view(state, state.swapped), None, Progress(labelled, n_open)
                 try:
-                    item, blocked = _next_in(c, rater, gold_rate, state.round_id), None
+                    item, blocked = _next_in(c, rater, gold_rate, state), None
                 except ProductionBlockedError as err:
                     item, blocked = None, str(err)
                 # progress as of the start of this transaction, plus the assignment it made
@@ -289,9 +312,10 @@ def fetch_next_with_progress(
     raise UserError(f"fetch next for {rater}: too much contention, try again")
 
 
-def _next_in(c, rater: str, gold_rate: float, round_id: int | None) -> QueuedItem | None:
-    """A new assignment for a rater without an unfinished one (``round_id``: the latest calibration
-    round, None if there is none)."""
+def _next_in(c, rater: str, gold_rate: float, state: Any) -> QueuedItem | None:
+    """A new assignment for a rater without an unfinished one (``state``: the fetch's first row, with the
+    latest calibration round and the rater's gold counts)."""
+    round_id = state.round_id
     if round_id is not None:
         item = _calibration_item(c, rater, round_id)
         if item is not None:
@@ -299,7 +323,7 @@ def _next_in(c, rater: str, gold_rate: float, round_id: int | None) -> QueuedIte
         reason = _blocking_reason(c, round_id)
         if reason is not None:
             raise ProductionBlockedError(reason)
-    item = _gold_item(c, rater, gold_rate)
+    item = _gold_item(c, rater, gold_rate, state)
     if item is not None:
         return _assign(c, item, rater, None)
     item = _production_candidate(c, rater)
