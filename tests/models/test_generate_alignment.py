@@ -38,9 +38,11 @@ def test_generation_logprobs_match_training_forward(tiny, temperature):
     attn = full_attention_mask(out)
     policy = ActorCritic(model, with_value=False)
     with torch.no_grad():
-        recomputed = policy(out.sequences, attn, out.prompt_length, temperature).logps
+        pol = policy(out.sequences, attn, out.prompt_length, temperature, with_entropy=True)
     mask = out.response_mask.float()
-    torch.testing.assert_close(recomputed * mask, out.logprobs, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(pol.logps * mask, out.logprobs, rtol=1e-5, atol=1e-5)
+    # the rollout uses the sampler's log-probs and entropies instead of a second forward pass
+    torch.testing.assert_close(pol.entropy * mask, out.entropy, rtol=1e-5, atol=1e-5)
     ref = Reference(model, uses_lora=False).logps(out.sequences, attn, out.prompt_length, temperature)
     torch.testing.assert_close(ref * mask, out.logprobs, rtol=1e-5, atol=1e-5)
 
@@ -174,9 +176,10 @@ def test_inverse_cdf_sampling_draws_the_distribution():
 
     probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
     logits = torch.log(probs).expand(20000, 4).clone()
-    nxt, logp = _sample(logits, 1.0, 1.0, torch.Generator().manual_seed(0))
+    nxt, logp, ent = _sample(logits, 1.0, 1.0, torch.Generator().manual_seed(0))
     freq = torch.bincount(nxt, minlength=4).float() / len(nxt)
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
     torch.testing.assert_close(logp, torch.log(probs)[nxt])
-    nxt, _ = _sample(logits, 1.0, 0.6, torch.Generator().manual_seed(0))  # top-p keeps tokens 0 and 1
+    torch.testing.assert_close(ent, torch.full_like(ent, -sum(p * p.log() for p in probs[:3]).item()))
+    nxt, _, _ = _sample(logits, 1.0, 0.6, torch.Generator().manual_seed(0))  # top-p keeps tokens 0 and 1
     assert set(nxt.tolist()) == {0, 1}

@@ -33,6 +33,7 @@ class GenerationOutput(NamedTuple):
     logprobs: torch.Tensor  # [B, N] 0 where response_mask is 0
     has_eos: torch.Tensor  # [B] bool
     prompt_mask: torch.Tensor  # [B, P] 1 on real prompt tokens
+    entropy: torch.Tensor | None = None  # [B, N] entropy of the distribution each token was drawn from
 
 
 def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,13 +178,14 @@ def generate(
     next_pos = positions[:, -1] + 1
     tokens = torch.full((B, max_new_tokens), pad_token_id, dtype=torch.long, device=device)
     logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
+    entropy = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
     rows = torch.arange(B, device=device)  # batch rows still generating, in cache order
     with _packed_linears(model, B):
         steps = _decode(
-            model, cache, logits, rows, attn, next_pos, tokens, logps,
+            model, cache, logits, rows, attn, next_pos, tokens, logps, entropy,
             temperature, top_p, eos_token_id, generator,
         )  # fmt: skip
-    tokens, logps = tokens[:, :steps], logps[:, :steps]
+    tokens, logps, entropy = tokens[:, :steps], logps[:, :steps], entropy[:, :steps]
     is_eos = tokens == eos_token_id
     # 1 up to and including the first EOS
     after_eos = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
@@ -196,6 +198,7 @@ def generate(
         logprobs=logps * resp_mask,
         has_eos=is_eos.any(-1),
         prompt_mask=mask,
+        entropy=entropy * resp_mask,
     )
 
 
@@ -208,18 +211,20 @@ def _decode(
     next_pos: torch.Tensor,
     tokens: torch.Tensor,
     logps: torch.Tensor,
+    entropy: torch.Tensor,
     temperature: float,
     top_p: float,
     eos_token_id: int,
     generator: torch.Generator | None,
 ) -> int:
-    """The token loop: fills ``tokens``/``logps`` in place, returns the number of steps taken."""
+    """The token loop: fills ``tokens``/``logps``/``entropy`` in place, returns the steps taken."""
     max_new_tokens = tokens.shape[1]
     steps = 0
     for t in range(max_new_tokens):
-        nxt, logp = _sample(logits, temperature, top_p, generator)
+        nxt, logp, ent = _sample(logits, temperature, top_p, generator)
         tokens[rows, t] = nxt
         logps[rows, t] = logp
+        entropy[rows, t] = ent
         steps = t + 1
         live = nxt != eos_token_id
         if t == max_new_tokens - 1 or not bool(live.any()):
@@ -243,20 +248,23 @@ def _decode(
 
 def _sample(
     logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(next token [B], its log-prob under the temperature-scaled distribution before top-p [B]).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(next token [B], its log-prob under the temperature-scaled distribution before top-p [B], that
+    distribution's entropy [B]).
 
     Sampling is by inverse CDF: one uniform u per row, the first token whose cumulative probability
     exceeds u times the total (float64 sums; tokens of probability 0 are never chosen).
     """
     scaled = logits / temperature if temperature > 0 else logits
     logp_all = torch.log_softmax(scaled, dim=-1)
+    p_all = logp_all.exp()
+    ent = -(p_all * logp_all.clamp(min=torch.finfo(logp_all.dtype).min)).sum(-1)  # 0 * -inf = 0
     if temperature > 0:
-        probs = logp_all.exp() if top_p >= 1.0 else torch.softmax(top_p_filter(scaled, top_p), dim=-1)
+        probs = p_all if top_p >= 1.0 else torch.softmax(top_p_filter(scaled, top_p), dim=-1)
         cdf = probs.cpu().double().cumsum(-1)
         u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64) * cdf[:, -1:]
         nxt = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
         nxt = nxt.to(logits.device)
     else:
         nxt = scaled.argmax(-1)
-    return nxt, logp_all.gather(-1, nxt[:, None]).squeeze(-1)
+    return nxt, logp_all.gather(-1, nxt[:, None]).squeeze(-1), ent

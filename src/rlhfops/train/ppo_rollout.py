@@ -106,15 +106,22 @@ def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, b
     scores = raw_scores
     if cfg.no_eos_penalty is not None:
         scores = apply_no_eos_penalty(raw_scores, out.has_eos.to(device).bool(), cfg.no_eos_penalty)
-    trainer.model.eval()
-    pol = trainer.model(seqs, attn, P, cfg.temperature or 1.0, with_entropy=True)
-    trainer.model.train()
-    old_logps = pol.logps * mask
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    if unwrapped.value_head is None and unwrapped.value_model is None:
+        # Critic-free: the sampler's log-probs and entropies are the policy's (same weights, eval mode; equal
+        # to the training forward to 1e-5, tests/models/test_generate_alignment.py): no second forward pass.
+        old_logps = out.logprobs.to(device).float() * mask
+        entropy, values = out.entropy.to(device).float(), None
+    else:
+        trainer.model.eval()
+        pol = trainer.model(seqs, attn, P, cfg.temperature or 1.0, with_entropy=True)
+        trainer.model.train()
+        old_logps, entropy = pol.logps * mask, pol.entropy
+        values = pol.values * mask if pol.values is not None else None
     ref_logps = trainer.reference.logps(seqs, attn, P, cfg.temperature or 1.0) * mask
     kl = get_kl_estimator(cfg.kl_estimator)(old_logps, ref_logps) * mask
     kl_beta = beta if cfg.kl_mode == "reward" else 0.0
     returns = None
-    values = pol.values * mask if pol.values is not None else None
     if cfg.advantage_estimator == "gae":
         rewards = assemble_token_rewards(scores, kl, kl_beta, mask)
         if cfg.whiten_rewards:
@@ -126,7 +133,7 @@ def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, b
         fn = rloo_advantages if cfg.advantage_estimator == "rloo" else group_normalized_advantages
         advantages = fn(seq_scores, k)[:, None] * mask
     metrics = _behaviour_metrics(out, responses, raw_scores)
-    metrics["entropy"] = float((pol.entropy * mask).sum() / mask.sum().clamp(min=1))
+    metrics["entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
     if trainer.judge is not None:
         metrics["judge_score"] = float(trainer.judge.score(responses).mean())
     return Rollout(
