@@ -48,7 +48,7 @@ def minibatch_loss(trainer: Any, mb: dict[str, Any], P: int, token_share: float)
     if out.values is not None:
         val = ppo_value_loss(out.values, mb["values"], mb["returns"], mask, cfg.value_clip)
         loss = loss + cfg.vf_coef * val.loss
-        stats["value_loss"] = float(val.loss)
+        stats["value_loss"] = float(val.loss.detach())
         stats["value_clip_fraction"] = float(val.clip_fraction)
     return loss * token_share, stats
 
