@@ -11,9 +11,10 @@ threads passive), because wall time on a shared 2-core machine swung 5x between 
 wall`` measures elapsed time instead. What is timed, on both sides: everything after the imports --
 loading the model and tokenizer, tokenising the data, any precomputation (rlhfops' reference log-probs
 for DPO), and every training step. Neither side evaluates or saves a model inside the timed part. TRL
-runs with its defaults for that stage (padding, a second reference model for DPO); rlhfops with its
-defaults (packing, shared prompt for pairs, LM head only on completion positions, reference log-probs
-precomputed once).
+runs with its defaults for that stage (padding, a second reference model for DPO, gradient checkpointing
+on); rlhfops with its defaults (packing, shared prompt for pairs, LM head only on completion positions,
+reference log-probs precomputed once, no gradient checkpointing). ``--checkpointing on|off`` forces the
+same setting on both sides; the JSON line reports what each side ran with.
 
 Tokens per second = the same token count on both sides (prompt + completion tokens of every example;
 for pairs prompt + chosen + prompt + rejected, as the examples would be processed one by one) divided
@@ -33,7 +34,8 @@ RLOO vs TRL's RLOOTrainer: 4 prompts x 4 samples, 32 new tokens, the same reward
 trunk with the shared head --, KL coefficient 0.05 against the reference, one update epoch; the ratio is
 TRL seconds / rlhfops seconds, model loading included on both sides).
 
-Run: ``.venv/bin/python bench/vs_trl.py [--stages sft,rm,dpo,generate,online_rl] [--rounds 3] [--steps 8]``
+Run: ``.venv/bin/python bench/vs_trl.py [--stages sft,rm,dpo,generate,online_rl] [--rounds 3] [--steps 8]
+[--checkpointing default|on|off]``
 """
 
 from __future__ import annotations
@@ -73,8 +75,14 @@ def _now() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# TRL 1.16 turns gradient checkpointing on by default; both sides use the same setting (--checkpointing).
-CHECKPOINTING = os.environ.get("BENCH_CHECKPOINTING", "1") == "1"
+# "default": each side runs with its own default (TRL 1.16: gradient checkpointing on; rlhfops: off);
+# "on" / "off": both sides forced to the same setting (--checkpointing).
+CHECKPOINTING = os.environ.get("BENCH_CHECKPOINTING", "default")
+
+
+def _ckpt_kw() -> dict:
+    """The gradient_checkpointing argument for either side's config: none with the sides' defaults."""
+    return {} if CHECKPOINTING == "default" else {"gradient_checkpointing": CHECKPOINTING == "on"}
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -137,7 +145,7 @@ def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> d
         lr_scheduler="linear",
         save_every=10_000,
         progress=False,
-        gradient_checkpointing=CHECKPOINTING,
+        **_ckpt_kw(),
         **({"beta": BETA} if stage == "dpo" else {}),
     )
     from rlhfops.train.runner import trainer_class
@@ -162,7 +170,7 @@ def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> d
     seconds = _now() - t0
     records = [r for r in trainer.run.read_metrics() if "loss" in r]
     losses = [r["loss"] for r in records]
-    return {"seconds": seconds, "losses": losses}
+    return {"seconds": seconds, "losses": losses, "checkpointing": cfg.gradient_checkpointing}
 
 
 def _trl_rows(stage: str, data: Path) -> list[dict]:
@@ -217,7 +225,7 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
         disable_tqdm=True,
         seed=0,
         train_sampling_strategy="sequential",
-        gradient_checkpointing=CHECKPOINTING,
+        **_ckpt_kw(),
         bf16=False,  # TRL 1.16 defaults to bf16 autocast, even on CPU; both sides compute in float32
     )
     kw = dict(dtype=torch.float32, attn_implementation="sdpa")
@@ -245,7 +253,7 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
     seconds = _now() - t0
     records = [h for h in trainer.state.log_history if "loss" in h]
     losses = [h["loss"] for h in records]
-    return {"seconds": seconds, "losses": losses}
+    return {"seconds": seconds, "losses": losses, "checkpointing": trainer.args.gradient_checkpointing}
 
 
 # ---- PPO-issue stages: generation and one online-RL iteration ---------------------------------------
@@ -366,7 +374,7 @@ def run_online_rlhfops(work: Path) -> dict:
         learning_rate=1e-6,
         save_every=10_000,
         progress=False,
-        gradient_checkpointing=CHECKPOINTING,
+        **_ckpt_kw(),
     )
 
     class Timed(trainer_class("ppo")):  # type: ignore[misc]
@@ -379,7 +387,12 @@ def run_online_rlhfops(work: Path) -> dict:
     trainer.train()
     seconds = _now() - t0
     records = [r for r in trainer.run.read_metrics() if "score" in r]
-    return {"seconds": seconds, "losses": [r["score"] for r in records]}
+    return {
+        "seconds": seconds,
+        "losses": [r["score"] for r in records],
+        "mean_length": [r["response_length"] for r in records],
+        "checkpointing": cfg.gradient_checkpointing,
+    }
 
 
 def run_online_trl(work: Path) -> dict:
@@ -415,7 +428,7 @@ def run_online_trl(work: Path) -> dict:
         use_cpu=True,
         disable_tqdm=True,
         seed=0,
-        gradient_checkpointing=CHECKPOINTING,
+        **_ckpt_kw(),
         bf16=False,
     )
     trainer = RLOOTrainer(
@@ -428,7 +441,12 @@ def run_online_trl(work: Path) -> dict:
     trainer.train()
     seconds = _now() - t0
     records = [h for h in trainer.state.log_history if "reward" in h]
-    return {"seconds": seconds, "losses": [h["reward"] for h in records]}
+    return {
+        "seconds": seconds,
+        "losses": [h["reward"] for h in records],
+        "mean_length": [h.get("completions/mean_length") for h in records],
+        "checkpointing": args.gradient_checkpointing,
+    }
 
 
 def child(args: argparse.Namespace) -> None:
@@ -454,7 +472,7 @@ def run_side(side: str, stage: str, data: Path, steps: int, tmp: Path, i: int) -
     cmd = [sys.executable, __file__, "--child", side, "--stage", stage, "--data", str(data)]
     cmd += ["--steps", str(steps), "--work", str(work)]
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
-    env["BENCH_CHECKPOINTING"] = "1" if CHECKPOINTING else "0"
+    env["BENCH_CHECKPOINTING"] = CHECKPOINTING
     env["BENCH_CLOCK"] = CLOCK
     env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not burn CPU time that gets counted
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -508,6 +526,7 @@ def bench_online_rl(rounds: int, tmp: Path) -> dict:
         ratios.append(b["seconds"] / a["seconds"])
         line = f"# online_rl round {i + 1}: rlhfops {a['seconds']:.1f}s  trl {b['seconds']:.1f}s"
         print(f"{line}  scores {a['losses']} vs {b['losses']}", file=sys.stderr)
+        print(f"#   mean completion lengths {a['mean_length']} vs {b['mean_length']}", file=sys.stderr)
     med = statistics.median
     return {
         "stage": "online_rl",
@@ -518,13 +537,15 @@ def bench_online_rl(rounds: int, tmp: Path) -> dict:
         "trl_peak_rss_mb": round(med(r["peak_rss_mb"] for r in theirs), 1),
         "rlhfops_mean_score": round(statistics.fmean(ours[0]["losses"]), 4) if ours[0]["losses"] else None,
         "trl_mean_reward": round(statistics.fmean(theirs[0]["losses"]), 4) if theirs[0]["losses"] else None,
+        "rlhfops_mean_length": round(statistics.fmean(x for r in ours for x in r["mean_length"]), 2),
+        "trl_mean_length": round(statistics.fmean(x for r in theirs for x in r["mean_length"] if x), 2),
         "prompts_per_iteration": RL_PROMPTS,
         "samples_per_prompt": RL_K,
         "max_new_tokens": RL_NEW_TOKENS,
         "iterations": RL_ITERATIONS,
         "rounds": rounds,
         "ratios": [round(r, 3) for r in ratios],
-        "gradient_checkpointing": CHECKPOINTING,
+        "gradient_checkpointing": {"rlhfops": ours[0]["checkpointing"], "trl": theirs[0]["checkpointing"]},
         "clock": CLOCK,
         "threads": THREADS,
         "losses_agree": True,
@@ -567,7 +588,7 @@ def bench_stage(stage: str, rounds: int, steps: int, tmp: Path) -> dict:
         "steps": steps,
         "rounds": rounds,
         "ratios": [round(r, 3) for r in ratios],
-        "gradient_checkpointing": CHECKPOINTING,
+        "gradient_checkpointing": {"rlhfops": ours[0]["checkpointing"], "trl": theirs[0]["checkpointing"]},
         "clock": CLOCK,
         "threads": THREADS,
     }
@@ -583,9 +604,9 @@ def main() -> None:
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="what a side's time is")
     ap.add_argument(
         "--checkpointing",
-        choices=["on", "off"],
-        default="on",
-        help="gradient checkpointing on both sides (TRL 1.16's default is on)",
+        choices=["default", "on", "off"],
+        default="default",
+        help="gradient checkpointing: each side's own default (TRL 1.16: on, rlhfops: off), or both on/off",
     )
     ap.add_argument("--child", choices=["rlhfops", "trl", "transformers"], dest="side")
     ap.add_argument("--stage")
@@ -595,7 +616,7 @@ def main() -> None:
     if args.side:
         return child(args)
     global CHECKPOINTING, CLOCK
-    CHECKPOINTING = args.checkpointing == "on"
+    CHECKPOINTING = args.checkpointing
     CLOCK = args.clock
     from rlhfops.models.loading import BUNDLED_NAME, resolve_model_dir
 
