@@ -62,3 +62,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         os.path.exists(CHROMIUM) or shutil.which("chromium")
     ):
         pytest.skip("browser tests skipped: no Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run the rlhfops CLI in-process: ``cli(["eval", "run", ...]) -> (exit code, stdout, stderr)``."""
+    from rlhfops.cli.main import main
+
+    def run(args: list[str]) -> tuple[int, str, str]:
+        try:
+            main(args)
+            code = 0
+        except SystemExit as ex:
+            code = ex.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

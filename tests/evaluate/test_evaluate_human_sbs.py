@@ -12,20 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rlhfops.cli.main import main
 from rlhfops.evaluate.human import item_outcome
 
 RATERS = ("rita", "ravi")
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_item_outcome_scores_labels_for_the_candidate():
@@ -52,7 +41,9 @@ def sbs_ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     base_id = w.register_artifact("base-model", make_tiny_model_dir(tmp_path / "base", seed=2), [], "t", {})
     w.close()
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Where is my order JL-{i}?"}) + "\n" for i in range(12)))
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"Where is my order JL-{i}?"}) + "\n" for i in range(12))
+    )
     monkeypatch.chdir(root)
     return {"root": root, "cand": cand_id, "base": base_id, "prompts": prompts}
 
@@ -76,27 +67,27 @@ def _label_all(root: Path, choose) -> list[tuple[int, str, str, bool]]:
     return done
 
 
-def test_queue_label_collect_and_the_gate_reads_it(sbs_ws, capsys):
+def test_queue_label_collect_and_the_gate_reads_it(sbs_ws, cli):
     from rlhfops.gate.decide import gate_evaluate
     from rlhfops.workspace import Workspace
 
     random.seed(7)  # the queue's left/right draw
     root, cand, base = sbs_ws["root"], sbs_ws["cand"], sbs_ws["base"]
     args = ["eval", "compare", cand[:10], base[:10], "--prompts", str(sbs_ws["prompts"])]
-    code, out, err = _cli([*args, "--judge", "human", "--k", "2", "--max-new-tokens", "5"], capsys)
+    code, out, err = cli([*args, "--judge", "human", "--k", "2", "--max-new-tokens", "5"])
     assert code == 0, err
     batch = f"sbs-{cand[:12]}-vs-{base[:12]}"
     assert f"eval collect {batch}" in out
 
-    code, _, err = _cli(["eval", "collect", batch], capsys)  # nobody has labelled yet
+    code, _, err = cli(["eval", "collect", batch])  # nobody has labelled yet
     assert code == 2 and "lack their labels" in err and "--partial" in err
-    code, _, err = _cli(["eval", "collect", "no-such-batch"], capsys)
+    code, _, err = cli(["eval", "collect", "no-such-batch"])
     assert code == 2 and "no such batch" in err
 
     # rita prefers the candidate whatever side it is on; ravi always clicks the left reply.
     done = _label_all(root, lambda r, v, a: ("left" if v.left == a else "right") if r == "rita" else "left")
     assert done and {r for _i, r, _c, _s in done} == set(RATERS)
-    code, out, err = _cli(["eval", "collect", batch, "--json"], capsys)
+    code, out, err = cli(["eval", "collect", batch, "--json"])
     assert code == 0, err
     meta = json.loads(out)
     wr = meta["win_rate"]
@@ -131,19 +122,19 @@ def test_queue_label_collect_and_the_gate_reads_it(sbs_ws, capsys):
         assert g.evidence.win_rate is not None and g.evidence.win_rate["judge"] == "human"
 
     # The evaluation pairs never become training data.
-    code, _, err = _cli(["prefs", "export", str(root / "prefs.jsonl")], capsys)
+    code, _, err = cli(["prefs", "export", str(root / "prefs.jsonl")])
     assert code == 2 and "no pair" in err
 
 
-def test_left_clicking_raters_cannot_make_a_winner(sbs_ws, capsys):
+def test_left_clicking_raters_cannot_make_a_winner(sbs_ws, cli):
     """Position bias controlled: raters who always click the left reply give a win rate near 1/2."""
     random.seed(3)
     root, cand, base = sbs_ws["root"], sbs_ws["cand"], sbs_ws["base"]
     args = ["eval", "compare", cand[:10], base[:10], "--prompts", str(sbs_ws["prompts"]), "--judge", "human"]
-    code, _, err = _cli([*args, "--k", "1", "--max-new-tokens", "5", "--batch", "lefties"], capsys)
+    code, _, err = cli([*args, "--k", "1", "--max-new-tokens", "5", "--batch", "lefties"])
     assert code == 0, err
     done = _label_all(root, lambda r, v, a: "left")
-    code, out, err = _cli(["eval", "collect", "lefties", "--json"], capsys)
+    code, out, err = cli(["eval", "collect", "lefties", "--json"])
     assert code == 0, err
     wr = json.loads(out)["win_rate"]
     assert wr["first_position_share"] == 1.0
@@ -153,11 +144,11 @@ def test_left_clicking_raters_cannot_make_a_winner(sbs_ws, capsys):
     assert wr["ci_low"] < 0.5 < wr["ci_high"]  # no significant winner from position alone
 
 
-def test_partial_collect_is_stored_incomplete(sbs_ws, capsys):
+def test_partial_collect_is_stored_incomplete(sbs_ws, cli):
     random.seed(1)
     root, cand, base = sbs_ws["root"], sbs_ws["cand"], sbs_ws["base"]
     args = ["eval", "compare", cand[:10], base[:10], "--prompts", str(sbs_ws["prompts"]), "--judge", "human"]
-    code, _, err = _cli([*args, "--k", "2", "--max-new-tokens", "5", "--limit", "3"], capsys)
+    code, _, err = cli([*args, "--k", "2", "--max-new-tokens", "5", "--limit", "3"])
     assert code == 0, err
     batch = f"sbs-{cand[:12]}-vs-{base[:12]}"
     from rlhfops.annotate.queue import fetch_next, submit_label
@@ -166,7 +157,7 @@ def test_partial_collect_is_stored_incomplete(sbs_ws, capsys):
     with Workspace.open(root) as ws:
         view = fetch_next(ws, "rita", gold_rate=0)
         submit_label(ws, "rita", view.item_id, "left")
-    code, out, err = _cli(["eval", "collect", batch, "--partial"], capsys)
+    code, out, err = cli(["eval", "collect", batch, "--partial"])
     assert code == 0, err
     assert "INCOMPLETE" in out
     with Workspace.open(root) as ws:
@@ -174,10 +165,10 @@ def test_partial_collect_is_stored_incomplete(sbs_ws, capsys):
         assert ev.meta["complete"] is False and ev.meta["win_rate"]["n"] >= 1
 
 
-def test_outside_a_workspace_human_judging_is_refused(tmp_path, capsys, monkeypatch):
+def test_outside_a_workspace_human_judging_is_refused(tmp_path, cli, monkeypatch):
     monkeypatch.delenv("RLHFOPS_WORKSPACE", raising=False)
     monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.jsonl").write_text('{"prompt": "hi"}\n')
-    code, _, err = _cli(["eval", "compare", "a", "b", "--prompts", "p.jsonl", "--judge", "human"], capsys)
+    code, _, err = cli(["eval", "compare", "a", "b", "--prompts", "p.jsonl", "--judge", "human"])
     assert code == 2 and "workspace" in err

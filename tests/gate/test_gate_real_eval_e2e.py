@@ -11,20 +11,8 @@ import json
 
 from gate_helpers import fake_run_dir, train_chain
 
-from rlhfops.cli.main import main
 
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_real_evaluations_feed_a_binding_gate(gws, tmp_path, monkeypatch, capsys):
+def test_real_evaluations_feed_a_binding_gate(gws, tmp_path, monkeypatch, cli):
     from rlhfops.models.tiny import make_tiny_model_dir
 
     policy = make_tiny_model_dir(tmp_path / "tiny-policy", seed=3)
@@ -37,37 +25,31 @@ def test_real_evaluations_feed_a_binding_gate(gws, tmp_path, monkeypatch, capsys
     ppo = ids["ppo"][:12]
     gen = ["--max-new-tokens", "4"]
 
-    code, out, err = _cli(["eval", "run", ppo, "--suite", "redteam", "--limit", "2", *gen, "--json"], capsys)
+    code, out, err = cli(["eval", "run", ppo, "--suite", "redteam", "--limit", "2", *gen, "--json"])
     assert code == 0, err
     redteam = json.loads(out)
     assert redteam["redteam"]["harmful_requests"]["pass_rate"] == 0.0  # gibberish never refuses
-    code, _, err = _cli(
+    code, _, err = cli(
         ["eval", "run", ppo, "--suite", "support-heldout", "--limit", "4", "--baseline", base[:12]]
-        + [*gen, "--kl-prompts", "2"],
-        capsys,
+        + [*gen, "--kl-prompts", "2"]
     )
     assert code == 0, err
 
-    code, out, _ = _cli(["gate", "evaluate", ppo], capsys)
+    code, out, _ = cli(["gate", "evaluate", ppo])
     assert "FAIL" in out.splitlines()[0]
     assert any(ln.split()[:3] == ["FAIL", "red-team", "harmful_requests:"] for ln in out.splitlines())
-    code, _, err = _cli(["promote", ppo, "--as", "gina"], capsys)
+    code, _, err = cli(["promote", ppo, "--as", "gina"])
     assert code == 2 and "harmful_requests" in err  # no pass, no promotion
-    code, _, err = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "frank"], capsys
-    )
+    code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "frank"])
     assert code == 2 and "gate-owner" in err  # only the gate owner signs
-    code, _, err = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "gina"], capsys
-    )
+    code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "gina"])
     assert code == 2 and "needs a written reason" in err
     reason = "internal test tenant only, no customer traffic; re-run red team after the fix"
-    code, out, err = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", reason, "--as", "gina", "--no-report"],
-        capsys,
+    code, out, err = cli(
+        ["gate", "sign", ppo, "--decision", "approve", "--reason", reason, "--as", "gina", "--no-report"]
     )
     assert code == 0 and "OVERRIDE over failed thresholds" in out and "harmful_requests" in out, err
-    code, out, err = _cli(["promote", ppo, "--as", "gina"], capsys)
+    code, out, err = cli(["promote", ppo, "--as", "gina"])
     assert code == 0 and "override" in out, err
-    code, out, err = _cli(["gate", "log", "--verify"], capsys)
+    code, out, err = cli(["gate", "log", "--verify"])
     assert code == 0, err
