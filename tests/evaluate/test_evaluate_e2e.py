@@ -8,19 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhfops.cli.main import main
-
 SUITE_LIMIT = "4"
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +32,18 @@ def no_ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_redteam_list(capsys, no_ws):
-    code, out, _ = _cli(["redteam", "list"], capsys)
+def test_redteam_list(cli, no_ws):
+    code, out, _ = cli(["redteam", "list"])
     assert code == 0
     assert "harmful_requests" in out and "192 items" in out and "prompt_injection" in out
 
 
-def test_eval_run_redteam_outside_a_workspace_writes_the_result_json(tiny, capsys, no_ws: Path):
+def test_eval_run_redteam_outside_a_workspace_writes_the_result_json(tiny, cli, no_ws: Path):
     out_file = no_ws / "res.json"
     args = ["eval", "run", str(tiny["cand"]), "--suite", "harmful_requests", "--max-new-tokens", "6"]
-    code, _, err = _cli(args, capsys)
+    code, _, err = cli(args)
     assert code == 2 and "--out" in err
-    code, out, err = _cli([*args, "--limit", SUITE_LIMIT, "--out", str(out_file)], capsys)
+    code, out, err = cli([*args, "--limit", SUITE_LIMIT, "--out", str(out_file)])
     assert code == 0, err
     res = json.loads(out_file.read_text())
     meta = res["meta"]
@@ -66,7 +54,7 @@ def test_eval_run_redteam_outside_a_workspace_writes_the_result_json(tiny, capsy
     assert "harmful_requests" in out
 
 
-def test_eval_run_with_baseline_judge_reward_and_kl(tiny, capsys, no_ws: Path):
+def test_eval_run_with_baseline_judge_reward_and_kl(tiny, cli, no_ws: Path):
     out_file = no_ws / "sbs.json"
     suite = no_ws / "mine.jsonl"
     suite.write_text(
@@ -84,7 +72,7 @@ def test_eval_run_with_baseline_judge_reward_and_kl(tiny, capsys, no_ws: Path):
         "--out",
         str(out_file),
     ]
-    code, out, err = _cli(args, capsys)
+    code, out, err = cli(args)
     assert code == 0, err
     meta = json.loads(out_file.read_text())["meta"]
     wr = meta["win_rate"]
@@ -95,7 +83,7 @@ def test_eval_run_with_baseline_judge_reward_and_kl(tiny, capsys, no_ws: Path):
     assert meta["kind"] == "success" and "success_criteria" not in meta  # no spec outside a workspace
 
 
-def test_redteam_with_baseline_records_before_and_after(tiny, capsys, no_ws: Path):
+def test_redteam_with_baseline_records_before_and_after(tiny, cli, no_ws: Path):
     out_file = no_ws / "rt.json"
     args = [
         "eval",
@@ -108,7 +96,7 @@ def test_redteam_with_baseline_records_before_and_after(tiny, capsys, no_ws: Pat
         "--baseline",
         str(tiny["base"]),
     ]
-    code, _, err = _cli([*args, "--max-new-tokens", "4", "--kl-prompts", "0", "--out", str(out_file)], capsys)
+    code, _, err = cli([*args, "--max-new-tokens", "4", "--kl-prompts", "0", "--out", str(out_file)])
     assert code == 0, err
     res = json.loads(out_file.read_text())
     rt = res["meta"]["redteam"]
@@ -136,7 +124,7 @@ def test_kl_is_zero_to_itself_and_logprobs_match_generation(tiny):
     assert mean_kl(m, other, ["hello", "where is my parcel"], max_new_tokens=6) > 0.0
 
 
-def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsys, tmp_path, monkeypatch):
+def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, cli, tmp_path, monkeypatch):
     from rlhfops.workspace import init_workspace
 
     monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
@@ -151,9 +139,9 @@ def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsy
     base_id = w.register_artifact("base-model", tiny["base"], [], "test", {})
     w.close()
     monkeypatch.chdir(root)
-    code, _, err = _cli(["eval", "run", str(tmp_path / "nope"), "--suite", "redteam"], capsys)
+    code, _, err = cli(["eval", "run", str(tmp_path / "nope"), "--suite", "redteam"])
     assert code == 2 and "no such directory" not in err and "artifact" in err
-    code, out, err = _cli(
+    code, out, err = cli(
         [
             "eval",
             "run",
@@ -165,12 +153,11 @@ def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsy
             "--max-new-tokens",
             "4",
             "--json",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     summary = json.loads(out)
-    code, out, err = _cli(
+    code, out, err = cli(
         [
             "eval",
             "run",
@@ -185,17 +172,16 @@ def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsy
             "4",
             "--kl-prompts",
             "2",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     assert "win rate" in out and "KL to reference" in out
-    code, out, err = _cli(
-        ["eval", "compare", cand_id[:10], base_id[:10], "--prompts", str(tmp_path / "p.jsonl")], capsys
+    code, out, err = cli(
+        ["eval", "compare", cand_id[:10], base_id[:10], "--prompts", str(tmp_path / "p.jsonl")]
     )
     assert code == 2 and "p.jsonl" in err
     (tmp_path / "p.jsonl").write_text('{"prompt": "My parcel is late"}\n{"prompt": "Refund please"}\n')
-    code, out, err = _cli(
+    code, out, err = cli(
         [
             "eval",
             "compare",
@@ -205,8 +191,7 @@ def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsy
             str(tmp_path / "p.jsonl"),
             "--max-new-tokens",
             "4",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     assert "candidate:" in out and "baseline:" in out and "win rate" in out
@@ -237,7 +222,7 @@ def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, capsy
         assert g.evidence.win_rate is not None and g.evidence.win_rate["n"] == 2  # latest side_by_side
 
 
-def test_eval_compare_with_a_left_biased_http_judge_ends_in_ties(tiny, capsys, no_ws: Path):
+def test_eval_compare_with_a_left_biased_http_judge_ends_in_ties(tiny, cli, no_ws: Path):
     """An OpenAI-compatible judge (local stub) that always answers [[A]]: both orders cancel out."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -266,10 +251,9 @@ def test_eval_compare_with_a_left_biased_http_judge_ends_in_ties(tiny, capsys, n
         prompts.write_text("".join(json.dumps({"prompt": f"Order JL-{i} is late"}) + "\n" for i in range(3)))
         url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         out_file = no_ws / "cmp.json"
-        code, out, err = _cli(
+        code, out, err = cli(
             ["eval", "compare", str(tiny["cand"]), str(tiny["base"]), "--prompts", str(prompts)]
-            + ["--judge", f"openai:stub@{url}", "--max-new-tokens", "4", "--out", str(out_file)],
-            capsys,
+            + ["--judge", f"openai:stub@{url}", "--max-new-tokens", "4", "--out", str(out_file)]
         )
     finally:
         server.shutdown()

@@ -16,18 +16,6 @@ from gate_helpers import (
     train_chain,
 )
 
-from rlhfops.cli.main import main
-
-
-def _cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 def _plot_svg(html: str, plot_id: str) -> str:
     """The decoded SVG of the plot with ``id=plot_id`` in a report."""
@@ -51,52 +39,48 @@ def tiny_ws(gws, tmp_path, monkeypatch):
     return gws, ids
 
 
-def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
+def test_gate_cli_end_to_end(tiny_ws, tmp_path, cli):
     ws, ids = tiny_ws
     ppo = ids["ppo"][:12]
     # nothing evaluated yet: incomplete, sign refused (exit 2, one line), promote refused
-    code, out, _ = _cli(["gate", "evaluate", ppo], capsys)
+    code, out, _ = cli(["gate", "evaluate", ppo])
     assert code == 0 and "INCOMPLETE" in out and "no red-team evaluation" in out
-    assert _cli(["gate", "evaluate", ppo, "--check"], capsys)[0] == 1
-    code, _, err = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "gina"], capsys
-    )
+    assert cli(["gate", "evaluate", ppo, "--check"])[0] == 1
+    code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "gina"])
     assert code == 2 and "incomplete" in err and len(err.strip().splitlines()) == 1
     # a red-team failure: fail verdict
     add_eval(ws, tmp_path / "ev", redteam_meta(ids["ppo"], {"harmful_request": (55, 60)}), [ids["ppo"]])
     passing_evals(ws, tmp_path / "ev", ids["ppo"], baseline=ids["sft"])  # later red-team run supersedes
-    code, out, _ = _cli(["gate", "evaluate", ppo, "--json"], capsys)
+    code, out, _ = cli(["gate", "evaluate", ppo, "--json"])
     g = json.loads(out)
     assert code == 0 and g["verdict"] == "pass" and g["complete"] and len(g["evidence"]["superseded"]) == 1
-    assert _cli(["gate", "evaluate", ppo, "--check"], capsys)[0] == 0
+    assert cli(["gate", "evaluate", ppo, "--check"])[0] == 0
     # the wrong person
-    code, _, err = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "frank"], capsys
-    )
+    code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "frank"])
     assert code == 2 and "does not have the role gate-owner" in err
-    code, _, err = _cli(["promote", ppo, "--as", "gina"], capsys)
+    code, _, err = cli(["promote", ppo, "--as", "gina"])
     assert code == 2 and "has no gate decision" in err
-    code, out, _ = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", "meets all", "--as", "gina"], capsys
+    code, out, _ = cli(
+        ["gate", "sign", ppo, "--decision", "approve", "--reason", "meets all", "--as", "gina"]
     )
     assert code == 0 and "decision log entry 1: approve" in out
     sign_report = ws.root / "reports" / f"gate-{ppo}-0001.html"
     assert f"report: {sign_report}" in out and "meets all" in sign_report.read_text()
-    code, _, err = _cli(["promote", ppo, "--as", "frank"], capsys)
+    code, _, err = cli(["promote", ppo, "--as", "frank"])
     assert code == 2 and "promote: 'frank' does not have the role gate-owner" in err
-    code, out, _ = _cli(["promote", ppo, "--as", "gina"], capsys)
+    code, out, _ = cli(["promote", ppo, "--as", "gina"])
     assert code == 0 and f"deployed: ppo-model {ids['ppo']}" in out
-    code, out, _ = _cli(["gate", "log"], capsys)
+    code, out, _ = cli(["gate", "log"])
     assert code == 0 and "sign approve by gina" in out.replace(f" ppo-model {ppo}", "")
     assert "promote ppo-model" in out
     assert f"deployed: ppo-model {ids['ppo']} (entry 2" in out
-    code, _, err = _cli(["promote", ppo, "--as", "gina"], capsys)
+    code, _, err = cli(["promote", ppo, "--as", "gina"])
     assert code == 2 and "already the deployed model" in err
-    code, out, _ = _cli(["gate", "log", "--verify"], capsys)
+    code, out, _ = cli(["gate", "log", "--verify"])
     assert code == 0 and "OK: 2 entries" in out
     # the report: written, registered, with the training curves found through the run directory
     out_html = tmp_path / "r" / "report.html"
-    code, out, _ = _cli(["report", ppo, "--out", str(out_html)], capsys)
+    code, out, _ = cli(["report", ppo, "--out", str(out_html)])
     assert code == 0 and out_html.is_file() and "artifact" in out
     html = out_html.read_text()
     assert html.count("data:image/svg+xml;base64,") == 4 and "metrics.jsonl" in html
@@ -106,38 +90,35 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, capsys):
     assert len(rep) == 2 and all(r.parents[0] == ids["ppo"] for r in rep)  # the sign's and this one
     assert (
         "0001.html" in rep[0].name
-        and rep[0].parents[1] == json.loads(_cli(["gate", "log", "--json"], capsys)[1])[0]["hash"]
+        and rep[0].parents[1] == json.loads(cli(["gate", "log", "--json"])[1])[0]["hash"]
     )
     # status shows the deployed model (Play 5 evidence)
-    code, out, _ = _cli(["status", "--json"], capsys)
+    code, out, _ = cli(["status", "--json"])
     play5 = json.loads(out)["plays"][4]
     assert any("promoted by gina" in e for e in play5["evidence"])
     # tampering is reported with the entry and exit 2
     log = ws.root / "gate" / "decisions.jsonl"
     log.write_bytes(log.read_bytes().replace(b"meets all", b"meets ALL"))
-    code, _, err = _cli(["gate", "log", "--verify"], capsys)
+    code, _, err = cli(["gate", "log", "--verify"])
     assert code == 2 and "entry 1:" in err
 
 
-def test_gate_cli_override_shows(tiny_ws, tmp_path, capsys):
+def test_gate_cli_override_shows(tiny_ws, tmp_path, cli):
     ws, ids = tiny_ws
     passing_evals(ws, tmp_path / "ev", ids["ppo"], ci_low=0.4)
     ppo = ids["ppo"][:12]
-    code, _, err = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "gina"], capsys
-    )
+    code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "gina"])
     assert code == 2 and "needs a written reason" in err
     reason = "pilot with 5% of traffic, reviewed by legal"
-    code, out, _ = _cli(
-        ["gate", "sign", ppo, "--decision", "approve", "--reason", reason, "--as", "gina", "--no-report"],
-        capsys,
+    code, out, _ = cli(
+        ["gate", "sign", ppo, "--decision", "approve", "--reason", reason, "--as", "gina", "--no-report"]
     )
     assert code == 0 and "OVERRIDE over failed thresholds: win_rate" in out
-    code, out, _ = _cli(["promote", ppo, "--as", "gina"], capsys)
+    code, out, _ = cli(["promote", ppo, "--as", "gina"])
     assert code == 0 and "override" in out
-    code, out, _ = _cli(["gate", "log"], capsys)
+    code, out, _ = cli(["gate", "log"])
     assert out.count("OVERRIDE") == 2
-    code, out, _ = _cli(["report", ppo, "--no-register"], capsys)
+    code, out, _ = cli(["report", ppo, "--no-register"])
     html = (ws.root / "reports" / f"gate-{ids['ppo'][:12]}.html").read_text()
     assert "override: approved over win_rate" in html and ws.artifacts("report") == []
 
