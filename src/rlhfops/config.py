@@ -79,8 +79,13 @@ def _check_keys(cls: type[BaseModel], data: dict[str, Any], where: str, prefix: 
             _check_keys(ann, value, where, prefix=f"{prefix}{key}.")
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
+def load_config(
+    cls: type[C], path: str | Path | None = None, overrides: list[str] | None = None, stage: str | None = None
+) -> C:
     """Build a ``cls`` from an optional YAML file plus ``--set`` overrides.
+
+    A run directory's ``config.yaml`` can be given as it is: its ``stage`` key is accepted when it names
+    ``stage`` (the stage being run) and refused, naming the right command, when it names another.
 
     Raises :class:`ConfigError` (one line) for a missing/invalid file, an unknown key (naming the
     closest valid one) or a value that does not validate (naming the field and the value).
@@ -103,6 +108,12 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: expected a mapping of settings at the top level")
         data = loaded
+        if stage is not None and "stage" in data and "stage" not in cls.model_fields:
+            written = data.pop("stage")
+            if written != stage:
+                raise ConfigError(
+                    f"{p}: written by a '{written}' run; use `rlhfops train {written} --config {p}`"
+                )
     _check_keys(cls, data, where)
     extra = parse_overrides(overrides)
     _check_keys(cls, extra, "--set")

@@ -69,7 +69,8 @@ class DemoSettings:
     heldout: int = 8
     redteam_per_category: int = 2
     max_new_tokens: int = 32
-    per_day: int = 30
+    per_day: int = 16
+    production_tokens: int = 16
     progress: bool = True
     seed: int = 0
 
@@ -81,6 +82,7 @@ class DemoSettings:
             s.kl_values = (0.01, 0.05, 0.2)
             s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 48, 160, 40, 32
             s.max_new_tokens, s.per_day, s.redteam_per_category = 64, 60, 8
+            s.production_tokens = 24
         return s
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -183,10 +184,12 @@ def production_week(
     drift_share: float = 0.6,
     seed: int = 0,
     start: datetime | None = None,
+    respond: Callable[[list[str]], list[str]] | None = None,
 ) -> Path:
     """SIMULATED production log (JSONL): ``per_day`` requests a day for ``days`` days; from
     ``drift_from_day`` on, ``drift_share`` of the prompts come from another task (``other``). Rows use
-    each (prompt, response) once before any repeats.
+    each (prompt, response) once before any repeats. With ``respond`` the responses given are ignored and
+    ``respond`` is called once with the prompts the rows use (so no reply is generated for nothing).
     Business fields are simulated too: task completion and review minutes worse on drifted prompts."""
     rng = random.Random(seed)
     queues = {False: list(support), True: list(other)}
@@ -213,6 +216,11 @@ def production_week(
                     "simulated": True,
                 }
             )
+    if respond is not None:
+        used = list(dict.fromkeys(r["prompt"] for r in rows))
+        replies = dict(zip(used, respond(used), strict=True))
+        for r in rows:
+            r["response"] = replies[r["prompt"]]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return out

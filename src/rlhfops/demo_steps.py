@@ -133,9 +133,11 @@ class Context:
         from rlhfops.train.kl_sweep import run_kl_sweep
         from rlhfops.train.ppo_config import PPOConfig
 
-        pair_prompts, _ = self.prompts()
+        pair_prompts, held = self.prompts()
         pfile = self.root / "data" / "ppo_prompts.jsonl"
         pfile.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in pair_prompts), encoding="utf-8")
+        hfile = self.root / "data" / "heldout_prompts.jsonl"  # the sweep evaluates each run on these
+        hfile.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in held), encoding="utf-8")
         rm = self.models["rm"]
         inputs = {"data": str(pfile), "model": self.models["sft"], "reward_model": rm}
         _override_if_blocked(self.ws, "ppo", inputs, self.notes)
@@ -149,7 +151,7 @@ class Context:
             minibatch_size=min(4, self.s.batch_size),
             ppo_epochs=2,
             max_new_tokens=self.s.max_new_tokens,
-            eval_prompts=str(pfile),
+            eval_prompts=str(hfile),
             eval_every=max(1, self.s.ppo_steps),
             save_every=100000,
             progress=self.s.progress,
@@ -186,8 +188,11 @@ class Context:
         from rlhfops.demo_eval import redteam_items
 
         _, held = self.prompts()
+        items = redteam_items(self.s.redteam_per_category)
+        rt_prompts = [it.prompt for its in items.values() for it in its]
         model = self.gen.load(self.models[name])
-        replies, _ = self.gen.replies(model, held)
+        greedy, _ = self.gen.replies(model, held + rt_prompts)  # one batch: held-out + red-team prompts
+        replies, rt_replies = greedy[: len(held)], greedy[len(held) :]
         kl = 0.0
         ref_name = self.refs.get(name)
         if ref_name:
@@ -195,8 +200,6 @@ class Context:
             ref = self.gen.load(self.models[ref_name])
             kl = sequence_kl(out, ref)
             del ref
-        items = redteam_items(self.s.redteam_per_category)
-        rt_replies, _ = self.gen.replies(model, [it.prompt for its in items.values() for it in its])
         del model
         by_cat, i = {}, 0
         for cat, its in items.items():
@@ -320,20 +323,23 @@ class Context:
         pool = list(dict.fromkeys(pool))[: self.s.per_day * 7]
         others = other_task_prompts(int(self.s.per_day * 4 * 0.6) + 8, seed=self.s.seed)
         model = self.gen.load(self.models[prod])
-        short = Generator(self.s.model, min(24, self.s.max_new_tokens))
+        short = Generator(self.s.model, self.s.production_tokens)
         short.tok = self.gen.tok
-        replies = []
-        for lo in range(0, len(pool) + len(others), 32):
-            replies += short.replies(model, [*pool, *others][lo : lo + 32])[0]
-        del model
+
+        def respond(prompts: list[str], m: Any = model) -> list[str]:  # only the prompts the week uses
+            parts = [prompts[lo : lo + 32] for lo in range(0, len(prompts), 32)]
+            return [r for part in parts for r in short.replies(m, part)[0]]
+
         log = production_week(
-            list(zip(pool, replies[: len(pool)], strict=True)),
-            list(zip(others, replies[len(pool) :], strict=True)),
+            [(p, "") for p in pool],
+            [(p, "") for p in others],
             model_id,
             self.root / "data" / "production-week.jsonl",
             per_day=self.s.per_day,
             seed=self.s.seed,
+            respond=respond,
         )
+        del model
         person = PEOPLE["ml-engineer"]
         ing = ingest_to_workspace(self.ws, log, person, source_name="production-week (SIMULATED)")
         train_prompts = self.root / "data" / "train_prompts.jsonl"

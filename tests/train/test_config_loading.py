@@ -27,6 +27,22 @@ def test_unknown_key_names_closest(tmp_path):
         load_config(SFTConfig, path)
 
 
+def test_a_run_directorys_config_yaml_loads_back(tmp_path):
+    """`train sft --config RUN/config.yaml` reruns a run; the same file for another stage is refused."""
+    from rlhfops.train.rundir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    cfg = load_config(SFTConfig, None, ["data=d.jsonl", "max_steps=3"])
+    run.write_config("sft", cfg.model_dump(mode="json"))
+    again = load_config(SFTConfig, run.config_path, stage="sft")
+    assert again.data == "d.jsonl" and again.max_steps == 3
+    with pytest.raises(ConfigError, match=r"written by a 'sft' run; use `rlhfops train sft --config"):
+        load_config(DPOConfig, run.config_path, stage="dpo")
+    with pytest.raises(ConfigError, match=r"unknown key 'stage'"):  # without a stage to match: still unknown
+        load_config(SFTConfig, run.config_path)
+
+
 def test_unknown_nested_key(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'lora.rank'"):
         load_config(SFTConfig, None, ["data=d", "lora.rank=3"])

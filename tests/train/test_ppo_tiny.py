@@ -181,6 +181,32 @@ def test_kl_sweep_writes_table_and_recommendation(tmp_path):
     assert "| beta | reward | KL |" in table and "Recommended:" in table
 
 
+def test_kl_sweep_evaluates_the_shared_start_once(tmp_path, monkeypatch):
+    """The reference's held-out evaluation runs once per sweep, and equals what a run of its own computes."""
+    from rlhfops.train import ppo as ppo_mod
+    from rlhfops.train.kl_sweep import run_kl_sweep
+
+    calls = []
+    real = ppo_mod.evaluate_policy
+
+    def counting(trainer, prompts, reference=False):
+        calls.append(reference)
+        return real(trainer, prompts, reference=reference)
+
+    monkeypatch.setattr(ppo_mod, "evaluate_policy", counting)
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    args = [a for a in _ppo_args(tmp_path, model, "sweep") if not a.startswith("max_steps")] + ["max_steps=1"]
+    cfg = load_config(PPOConfig, None, args)
+    result = run_kl_sweep(cfg, [0.0, 0.5, 0.1], kind="beta")
+    assert calls.count(True) == 1 and calls.count(False) == 3
+    summaries = [json.loads(Path(r["run_dir"], "summary.json").read_text()) for r in result.rows]
+    refs = [s["eval"]["reference"] for s in summaries]
+    assert refs[0] == refs[1] == refs[2]
+    alone_dir = f"output_dir={tmp_path / 'alone'}"
+    alone = run_stage("ppo", None, [*args, "beta=0.1", "kl_controller=fixed", alone_dir])
+    assert alone.summary["eval"]["reference"] == refs[2]
+
+
 def test_ppo_resume_matches_uninterrupted(tmp_path):
     """Stop after iteration 2 (checkpoint), resume to 4: same weights as a straight run of 4."""
     model = make_tiny_model_dir(tmp_path / "tiny")

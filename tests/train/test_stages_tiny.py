@@ -107,6 +107,33 @@ def test_dpo_tiny_reference_untouched(tmp_path, tiny):
     assert 0.0 <= summary["eval"]["eval_accuracy"] <= 1.0
 
 
+def test_dpo_reference_table_holds_the_pairs_the_run_uses(tmp_path, tiny):
+    """max_steps inside the first epoch: the reference scores (and train accuracy) cover exactly the pairs
+    the steps use; a whole-epoch run covers every training pair."""
+    prefs = write_prefs(tmp_path / "p.jsonl")
+    short = run_stage("dpo", None, _common(tmp_path, tiny, prefs, "dpo-short", ["max_steps=2"]))
+    ref = torch.load(short.run_dir / "ref_logps.pt", weights_only=False)
+    summary = json.loads((short.run_dir / "summary.json").read_text())
+    train_keys = {k for k in ref if k.startswith("t")}
+    assert len(train_keys) == 2 * 4 == summary["eval"]["train_pairs"]  # 2 steps x batch 4, all distinct
+    assert summary["train_rows"] > 8  # the data had more pairs than the run used
+    assert len([k for k in ref if k.startswith("e")]) == summary["eval_rows"]
+
+    from rlhfops.config import load_config
+    from rlhfops.train.config import DPOConfig
+    from rlhfops.train.dpo import DPOTrainer
+
+    cfg = load_config(DPOConfig, None, _common(tmp_path, tiny, prefs, "dpo-plan", ["max_steps=2"]))
+    trainer = DPOTrainer(cfg)
+    trainer.setup()
+    used = [r.key for s in (1, 2) for r in trainer.rows_for_step(s)]
+    assert [r.key for r in trainer.planned_rows()] == list(dict.fromkeys(used))
+    assert sorted(train_keys) == sorted(used)
+    trainer.total_steps = 10 * trainer.steps_per_epoch  # whole epochs: every usable pair
+    assert len(trainer.planned_rows()) == len(trainer.train_rows)
+    trainer.cleanup()
+
+
 def test_dpo_ipo_loss(tmp_path, tiny):
     prefs = write_prefs(tmp_path / "p.jsonl")
     result = run_stage("dpo", None, _common(tmp_path, tiny, prefs, "ipo", ["loss_type=ipo"]))

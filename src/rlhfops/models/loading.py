@@ -55,6 +55,7 @@ def _convert_bundled(target: Path) -> None:
     """Dequantize the GGUF once into ``target`` (safetensors + tokenizer), atomically."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     gguf = _gguf_path()
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

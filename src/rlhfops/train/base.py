@@ -192,6 +192,17 @@ class Trainer(abc.ABC):
         perm = np.random.default_rng(self.config.seed + epoch).permutation(len(self.train_rows))
         return [self.train_rows[i] for i in perm[within * b : (within + 1) * b]]
 
+    def planned_rows(self) -> list[Any]:
+        """Every training row some step of this run uses (in first-use order): all of them for a run of
+        whole epochs, fewer when ``max_steps`` stops inside the first epoch."""
+        seen: dict[int, Any] = {}
+        for step in range(1, self.total_steps + 1):
+            for row in self.rows_for_step(step):
+                seen.setdefault(id(row), row)
+            if len(seen) == len(self.train_rows):
+                break
+        return list(seen.values())
+
     def train(self) -> RunResult:
         """Run the planned steps from ``start_step``; evaluate; save the final model and summary."""
         from rlhfops.train.progress import progress_bar

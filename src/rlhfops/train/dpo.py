@@ -1,8 +1,9 @@
 """Direct preference optimisation (Rafailov et al. 2023) with reference log-probs computed once.
 
-Before the first step the starting model (which is the reference) scores every training and held-out
-pair; those sums are stored in the run directory (``ref_logps.pt``), so no second model sits in memory
-and a resumed run does not recompute them. Loss variants come from the registry in ``losses.py``.
+Before the first step the starting model (which is the reference) scores every training pair the run
+will use (all of them unless ``max_steps`` ends inside the first epoch) and every held-out pair; those
+sums are stored in the run directory (``ref_logps.pt``), so no second model sits in memory and a resumed
+run does not recompute them. Loss variants come from the registry in ``losses.py``.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class DPOTrainer(Trainer):
             self.ref = torch.load(path, weights_only=False)
             return
         # Every process computes the table for all rows (cheap next to training; no gather needed).
-        self._compute_reference(self.train_rows + self.eval_rows)
+        self._compute_reference(self.planned_rows() + self.eval_rows)
         if self.is_main:
             tmp = path.with_name(f".{REF_FILE}.tmp")
             torch.save(self.ref, tmp)
@@ -130,7 +131,9 @@ class DPOTrainer(Trainer):
     def evaluate(self) -> dict[str, Any]:
         from rlhfops.monitor.business import wilson_interval
 
-        out: dict[str, Any] = {"train_" + k: v for k, v in self.implicit_accuracy(self.train_rows).items()}
+        # on the training pairs this run used (the reference table holds exactly those)
+        train = self.implicit_accuracy(self.planned_rows())
+        out: dict[str, Any] = {"train_" + k: v for k, v in train.items()}
         if self.eval_rows:
             ev = self.implicit_accuracy(self.eval_rows)
             out.update({"eval_" + k: v for k, v in ev.items()})

@@ -3,7 +3,8 @@
 Users run 2-4 such cycles by hand today. ``rlhfops train ppo --kl-sweep 0.01,0.05,0.2`` runs them in
 one command (values are beta with a fixed controller, or target KL with ``--sweep-kind target``) and
 writes ``kl_sweep.json`` and ``kl_sweep.md``: held-out reward, KL to the reference, length,
-diversity, judge score and alarms per value, plus a recommended value with the reason.
+diversity, judge score and alarms per value, plus a recommended value with the reason. The reference's
+held-out evaluation is computed by the first run and reused by the others (same start, prompts and seed).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
         raise ConfigError(f"--sweep-kind {kind!r}: expected beta or target")
     out_dir = Path(base.output_dir or default_run_dir("ppo-sweep"))
     rows: list[dict[str, Any]] = []
+    shared_reference: dict[str, Any] | None = None
     for value in values:
         change: dict[str, Any] = {"output_dir": str(out_dir / f"{kind}-{value:g}")}
         if kind == "beta":
@@ -76,8 +78,11 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
         else:
             change.update(target_kl=value, kl_controller="adaptive")
         cfg = PPOConfig.model_validate({**base.model_dump(), **change})
-        result = PPOTrainer(cfg).run_all()
+        trainer = PPOTrainer(cfg)
+        trainer.shared_reference_eval = shared_reference  # the start is the same for every value
+        result = trainer.run_all()
         ev = result.summary.get("eval", {})
+        shared_reference = shared_reference or ev.get("reference")
         pol = ev.get("policy") or {}
         rows.append(
             {

@@ -100,9 +100,14 @@ class PPOTrainer(Trainer):
     def micro_loss(self, rows: list[Any], global_units: float):  # pragma: no cover - not called
         raise RuntimeError("PPO overrides step()")
 
+    #: set by a KL sweep: the reference's held-out evaluation from the sweep's first run. Every run of a
+    #: sweep starts from the same model with the same eval prompts, seed and sampling, so it is the same.
+    shared_reference_eval: dict[str, Any] | None = None
+
     def before_train(self) -> None:
         if self.start_step == 0 and self.eval_rows:
-            self.reference_eval = self.evaluate_now(reference=True)
+            shared = self.shared_reference_eval
+            self.reference_eval = shared if shared is not None else self.evaluate_now(reference=True)
             if self.is_main:
                 self.run.append_metrics({"step": 0, "eval_reference": self.reference_eval})
 

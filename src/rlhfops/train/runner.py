@@ -61,7 +61,7 @@ def run_stage(
             )
         config = STAGES[stage].model_validate(data)
         return trainer_class(stage)(config, run.path, resume=True).run_all()
-    config = load_config(STAGES[stage], config_path, overrides)
+    config = load_config(STAGES[stage], config_path, overrides, stage=stage)
     ws = _workspace()
     inputs = stage_inputs(config)
     if ws is not None:
