@@ -15,13 +15,22 @@ def progress_bar(
     if not enabled:
         yield lambda record: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),  # elapsed, then the estimate of what is left
+        TextColumn("left"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as progress:
