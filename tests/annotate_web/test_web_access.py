@@ -60,6 +60,47 @@ def test_bad_password_and_bad_token_are_401(app, ws) -> None:
     assert stored.startswith("scrypt$") and PASSWORD not in stored
 
 
+def test_repeated_failed_sign_ins_are_throttled(app, ws) -> None:
+    """5 wrong passwords for one name from one client: the 6th attempt is 429 with Retry-After, even
+    with the right password; another name is unaffected; the block lifts once the window has passed."""
+    clock = [1000.0]
+    app.state.auth.throttle.clock = lambda: clock[0]
+    c = client(app)
+    token = csrf_of(c.get("/login").text)
+
+    def attempt(name: str, password: str) -> int:
+        data = {"name": name, "password": password, "csrf": token}
+        return c.post("/login", data=data, follow_redirects=False).status_code
+
+    assert [attempt("rita", f"wrong {i}") for i in range(5)] == [401] * 5
+    r = c.post("/login", data={"name": "rita", "password": PASSWORD, "csrf": token}, follow_redirects=False)
+    assert r.status_code == 429 and "Too many failed sign-ins for rita" in r.text
+    assert 0 < int(r.headers["retry-after"]) <= 15 * 60
+    assert attempt("ravi", PASSWORD) == 303  # another account signs in
+    clock[0] += 15 * 60 + 1
+    assert attempt("rita", PASSWORD) == 303
+    assert attempt("rita", "wrong again") == 401  # the success cleared the count: one failure is not a block
+    assert attempt("rita", PASSWORD) == 303
+
+
+def test_login_throttle_window_is_sliding() -> None:
+    from rlhfops.web.auth import LoginThrottle
+
+    now = [0.0]
+    t = LoginThrottle(limit=3, window=100, clock=lambda: now[0])
+    for at in (0, 10, 20):
+        now[0] = at
+        assert t.retry_after("a", "h") is None
+        t.failed("a", "h")
+    now[0] = 30
+    assert t.retry_after("a", "h") == 70  # until the first failure (t=0) is 100 s old
+    assert t.retry_after("a", "other-host") is None
+    now[0] = 100.5
+    assert t.retry_after("a", "h") is None  # only 2 failures in the last 100 s
+    t.failed("a", "h")
+    assert t.retry_after("a", "h") == pytest.approx(9.5)  # blocked until t=10's failure ages out
+
+
 def test_rater_gets_403_for_other_raters_admin_and_export(app, ws) -> None:
     other = fetch_next(ws, "ravi", gold_rate=0)
     c = client(app)

@@ -45,7 +45,7 @@ def gate_evaluate_cmd(
     else:
         _print_gate(g)
     if check and not g.passed:
-        raise SystemExit(1)  # (typer.Exit's code is dropped by main() with standalone_mode=False)
+        raise SystemExit(1)
 
 
 def _print_gate(g) -> None:

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # without standalone mode click returns (does not raise) a typer.Exit's code: pass it on
+        code = app(args=argv, standalone_mode=False)
     except UserError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(err.exit_code)
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> None:
             err.show()
             sys.exit(err.exit_code)
         raise
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        sys.exit(code)
 
 
 def _click_exceptions() -> tuple[type[BaseException], ...]:

@@ -2,6 +2,9 @@
 
 * Session: ``rlhfops_session`` = ``name.issued.signature`` (HMAC-SHA256 with the workspace's secret,
   :func:`load_secret`), HttpOnly, SameSite=Lax, valid :data:`SESSION_MAX_AGE` seconds.
+* Sign-in: 5 failed attempts for one account name from one client address within 15 minutes refuse
+  further attempts from there (429 with Retry-After) until the oldest is 15 minutes old
+  (:class:`LoginThrottle`).
 * Scripts: ``Authorization: Bearer <token>`` (tokens from ``rlhfops raters token``; only hashes stored).
 * CSRF: double submit. Every page sets a signed random ``rlhfops_csrf`` cookie; every form carries the
   same value in a hidden ``csrf`` field, and API writes authenticated by the session cookie carry it in
@@ -119,10 +122,53 @@ class _Cache:
         return value
 
 
+class LoginThrottle:
+    """Failed sign-ins per (account name, client address): after :attr:`limit` failures within
+    :attr:`window` seconds that pair is refused (429) until the oldest of them is :attr:`window` old.
+    Per pair, not per account, so a stranger cannot lock a rater out from elsewhere. In memory (one
+    process; a restart clears it); a success clears the pair's failures."""
+
+    def __init__(self, limit: int = 5, window: float = 15 * 60, clock=time.monotonic) -> None:
+        self.limit, self.window, self.clock = limit, window, clock
+        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if kept:
+            self._failures[key] = kept
+        else:
+            self._failures.pop(key, None)
+        return kept
+
+    def retry_after(self, name: str, client: str) -> float | None:
+        """Seconds until this pair may try again, or None when it may try now."""
+        now = self.clock()
+        with self._lock:
+            recent = self._recent((name, client), now)
+            if len(recent) < self.limit:
+                return None
+            return max(1.0, self.window - (now - recent[-self.limit]))
+
+    def failed(self, name: str, client: str) -> None:
+        with self._lock:
+            now = self.clock()
+            if len(self._failures) > 10_000:  # many names tried: drop every pair with nothing recent
+                for key in list(self._failures):
+                    self._recent(key, now)
+            self._recent((name, client), now)
+            self._failures.setdefault((name, client), []).append(now)
+
+    def succeeded(self, name: str, client: str) -> None:
+        with self._lock:
+            self._failures.pop((name, client), None)
+
+
 class Auth:
     """Per-app authentication state: the signer and caches over the workspace's accounts and people."""
 
     def __init__(self, ws: Any) -> None:
+        self.throttle = LoginThrottle()
         self.ws = ws
         self.signer = Signer(load_secret(ws.root))
         self._people = _Cache()

@@ -62,11 +62,20 @@ def login(
 
     auth = auth_of(request)
     auth.check_csrf(request, csrf)
+    where = request.client.host if request.client else "-"
+    wait = auth.throttle.retry_after(name, where)
+    if wait is not None:
+        error = f"Too many failed sign-ins for {name}; try again in {int(wait // 60) + 1} min."
+        resp = render(request, "login.html", status_code=429, title="Sign in", error=error)
+        resp.headers["Retry-After"] = str(int(wait))
+        return resp
     acc = authenticate(request.app.state.ws, name, password)
     if acc is None:
+        auth.throttle.failed(name, where)
         return render(
             request, "login.html", status_code=401, title="Sign in", error="Wrong name or password."
         )
+    auth.throttle.succeeded(name, where)
     resp = _see_other("/")
     resp.set_cookie(
         SESSION_COOKIE,
