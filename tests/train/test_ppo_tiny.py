@@ -229,3 +229,34 @@ def test_ppo_resume_matches_uninterrupted(tmp_path):
     a, b = _weights(straight.run_dir / "final"), _weights(resumed.run_dir / "final")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("value_model", ["shared", "separate"])
+def test_ppo_honours_gradient_checkpointing(tmp_path, value_model):
+    """gradient_checkpointing=true: the policy (and a separate value model) recompute activations in the
+    update, and the run ends with the weights of the same run without it; the saved model keeps its KV
+    cache on for inference."""
+    from rlhfops.train.ppo import PPOTrainer
+
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    finals = {}
+    for flag in (False, True):
+        extra = [
+            "max_steps=2",
+            "eval_fraction=0",
+            f"value_model={value_model}",
+            f"gradient_checkpointing={flag}",
+        ]
+        cfg = load_config(PPOConfig, None, _ppo_args(tmp_path, model, f"gc-{value_model}-{flag}", extra))
+        trainer = PPOTrainer(cfg)
+        result = trainer.run_all()
+        lm = trainer.model.lm
+        assert lm.is_activation_checkpointing is flag
+        if value_model == "separate":
+            assert trainer.model.value_model.trunk.is_activation_checkpointing is flag
+        finals[flag] = _weights(result.run_dir / "final")
+        saved = json.loads((result.run_dir / "final" / "config.json").read_text())
+        assert saved.get("use_cache", True) is True
+    assert finals[True].keys() == finals[False].keys()
+    for key in finals[False]:
+        torch.testing.assert_close(finals[True][key], finals[False][key], rtol=1e-5, atol=1e-6)

@@ -162,9 +162,16 @@ class ValueModel(ScalarHeadModel):
     kind = "value"
 
     @classmethod
-    def from_pretrained_any(cls, path: str, dtype: str = "float32") -> ValueModel:
+    def from_pretrained_any(
+        cls, path: str, dtype: str = "float32", gradient_checkpointing: bool = False
+    ) -> ValueModel:
         """From a reward/value model directory (trunk and head) or a causal LM (fresh head)."""
         p = Path(path)
         if p.is_dir() and (p / META_FILE).exists():
-            return cls.from_pretrained(p, dtype=dtype)
-        return cls.from_causal_lm(path, dtype=dtype)
+            model = cls.from_pretrained(p, dtype=dtype)
+            if gradient_checkpointing:
+                from rlhfops.models.loading import enable_gradient_checkpointing
+
+                enable_gradient_checkpointing(model.trunk)
+            return model
+        return cls.from_causal_lm(path, dtype=dtype, gradient_checkpointing=gradient_checkpointing)

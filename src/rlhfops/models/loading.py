@@ -225,8 +225,16 @@ def atomic_dir(out_dir: str | Path):
 def save_model(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
     """Save full weights (safetensors) or the LoRA adapter, plus the tokenizer, atomically."""
     _quiet_transformers()
+    config = getattr(model, "config", None)
+    trained_without_cache = config is not None and getattr(config, "use_cache", True) is False
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if trained_without_cache:  # gradient checkpointing turned the KV cache off for training only
+            config.use_cache = True
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+        finally:
+            if trained_without_cache:
+                config.use_cache = False
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         cfg = tmp / "adapter_config.json"

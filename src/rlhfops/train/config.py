@@ -75,7 +75,8 @@ class TrainConfig(StageConfig):
             "Recompute activations in the backward pass instead of keeping them: lower peak memory for "
             "about one extra forward pass per step. Off by default (TRL turns it on): with the bundled "
             "model and 4 pairs of ~200 tokens the kept activations add ~1 GB; turn it on for long "
-            "sequences, large batches or a tight memory budget. The RL stage ignores it."
+            "sequences, large batches or a tight memory budget. In the RL stage it applies to the "
+            "update's forward and backward (generation and scoring run without gradients)."
         ),
     )
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")

@@ -77,7 +77,11 @@ class PPOTrainer(Trainer):
         cfg = self.config
         lora = lora_settings(cfg)
         lm = load_causal_lm(
-            cfg.model, dtype=cfg.dtype, attn_implementation=cfg.attn_implementation, lora=lora
+            cfg.model,
+            dtype=cfg.dtype,
+            attn_implementation=cfg.attn_implementation,
+            lora=lora,
+            gradient_checkpointing=cfg.gradient_checkpointing,  # active in the update only (train mode)
         )
         value_model = None
         critic = cfg.advantage_estimator == "gae"
@@ -85,7 +89,9 @@ class PPOTrainer(Trainer):
             from rlhfops.models.heads import ValueModel
 
             start = cfg.value_model_path or cfg.reward_model or cfg.model
-            value_model = ValueModel.from_pretrained_any(start, dtype=cfg.dtype)
+            value_model = ValueModel.from_pretrained_any(
+                start, dtype=cfg.dtype, gradient_checkpointing=cfg.gradient_checkpointing
+            )
         self.model = ActorCritic(lm, value_model, with_value=critic)
         self.reference = Reference(lm, uses_lora=lora.enabled)
         device = self.accelerator.device
