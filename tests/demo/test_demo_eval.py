@@ -52,3 +52,19 @@ def test_demo_production_week_drifts_from_the_given_day(tmp_path):
     assert 0.45 < share < 0.75
     prompts = [r["prompt"] for r in rows]
     assert len(set(prompts)) == len(prompts)  # pools large enough: no repeats
+
+
+def test_demo_production_week_generates_only_the_replies_it_logs(tmp_path):
+    support = [(f"order {i} late", "unused") for i in range(500)]
+    other = [(f"poem {i}", "unused") for i in range(500)]
+    calls = []
+
+    def respond(prompts):
+        calls.append(list(prompts))
+        return [f"reply to {p}" for p in prompts]
+
+    path = production_week(support, other, "m1", tmp_path / "w.jsonl", per_day=10, seed=2, respond=respond)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(calls) == 1 and sorted(calls[0]) == sorted({r["prompt"] for r in rows})
+    assert len(calls[0]) == len(rows) == 70  # 70 rows, not the 1,000 prompts offered
+    assert all(r["response"] == f"reply to {r['prompt']}" for r in rows)
