@@ -198,26 +198,22 @@ _PROGRESS = sa.select(_LABELLED, _N_OPEN)
 # Gold mixing needs the rater's counts only when a gold item they have not seen exists (NULL otherwise).
 _GOLD_UNSEEN = sa.exists(_GOLD_IDS)
 _GOLD_JOIN = _ASG.join(_ITEMS, _ITEMS.c.id == _ASG.c.item_id)
-_GOLD_TOTAL = sa.case(
-    (
-        _GOLD_UNSEEN,
-        sa.select(sa.func.count(_ASG.c.id))
+
+
+def _outside_calibration_count(counted: Any) -> Any:
+    """count(counted) over the rater's assignments outside calibration rounds; NULL (not computed) when no
+    unseen gold item exists."""
+    count = (
+        sa.select(sa.func.count(counted))
         .select_from(_GOLD_JOIN)
         .where(_ASG.c.rater == _RATER, _ITEMS.c.calibration_round.is_(None))
-        .scalar_subquery(),
-    ),
-    else_=sa.null(),
-)
-_GOLD_SEEN = sa.case(
-    (
-        _GOLD_UNSEEN,
-        sa.select(sa.func.count(_ITEMS.c.gold_answer))
-        .select_from(_GOLD_JOIN)
-        .where(_ASG.c.rater == _RATER, _ITEMS.c.calibration_round.is_(None))
-        .scalar_subquery(),
-    ),
-    else_=sa.null(),
-)
+        .scalar_subquery()
+    )
+    return sa.case((_GOLD_UNSEEN, count), else_=sa.null())
+
+
+_GOLD_TOTAL = _outside_calibration_count(_ASG.c.id)  # assignments
+_GOLD_SEEN = _outside_calibration_count(_ITEMS.c.gold_answer)  # of which gold (gold_answer not NULL)
 _STATE = sa.select(
     _LABELLED.label("labelled"),
     _N_OPEN.label("n_open"),
