@@ -157,6 +157,19 @@ def test_sweep_recommendation_prefers_clean_runs():
     assert value == 0.05 and "judge score" in reason and "without reward-hacking alarms" in reason
 
 
+def test_sweep_recommendation_says_when_nothing_moved():
+    common = {"judge_score": None, "alarms": 0, "reference_score": 0.086}
+    rows = [
+        {"value": 0.01, "score": 0.084, "kl": 0.6, **common},
+        {"value": 0.2, "score": -0.01, "kl": 0.3, **common},
+    ]
+    value, reason = recommend(rows)
+    assert value == 0.01 and "no run raised the held-out reward above the start's (0.086)" in reason
+    rows[1]["score"] = 0.09  # one run above the start: nothing to add
+    value, reason = recommend(rows)
+    assert value == 0.2 and "no run raised" not in reason
+
+
 def test_separate_value_model(tmp_path):
     model = make_tiny_model_dir(tmp_path / "tiny")
     result = run_stage("ppo", None, _ppo_args(tmp_path, model, "sep", ["value_model=separate"]))

@@ -43,7 +43,8 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
     """The value with the best held-out judge score (else reward) among runs with no alarm.
 
     Ties go to the larger KL penalty (the more conservative run). With every run alarmed, the one with
-    the fewest alarms is named, and the reason says so.
+    the fewest alarms is named, and the reason says so. When no run's held-out reward is above the
+    starting model's, the reason says that too: such runs did not move enough to choose a penalty from.
     """
     if not rows:
         return None, "no runs"
@@ -59,6 +60,12 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
     else:
         reason = (
             f"every run raised alarms; this one raised the fewest ({best['alarms']}): raise the KL penalty"
+        )
+    start = rows[0].get("reference_score")
+    if start is not None and all(r["score"] <= start for r in rows):
+        reason += (
+            f"; but no run raised the held-out reward above the start's ({start:.3f}): the cycles were too "
+            "short (or the learning rate too low) to tell the penalties apart -- run more iterations"
         )
     return best["value"], reason
 
