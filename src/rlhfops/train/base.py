@@ -185,23 +185,27 @@ class Trainer(abc.ABC):
         np.random.seed(seed % (2**32))
         torch.manual_seed(seed)
 
+    def _epoch_order(self, epoch: int) -> np.ndarray:
+        """The order in which epoch ``epoch`` (0-based) visits the training rows: a pure function of seed."""
+        return np.random.default_rng(self.config.seed + epoch).permutation(len(self.train_rows))
+
     def rows_for_step(self, step: int) -> list[Any]:
         """The global batch of optimizer step ``step`` (1-based), a pure function of (seed, step)."""
         b = self.config.batch_size
         epoch, within = divmod(step - 1, self.steps_per_epoch)
-        perm = np.random.default_rng(self.config.seed + epoch).permutation(len(self.train_rows))
-        return [self.train_rows[i] for i in perm[within * b : (within + 1) * b]]
+        return [self.train_rows[i] for i in self._epoch_order(epoch)[within * b : (within + 1) * b]]
 
     def planned_rows(self) -> list[Any]:
         """Every training row some step of this run uses (in first-use order): all of them for a run of
-        whole epochs, fewer when ``max_steps`` stops inside the first epoch."""
-        seen: dict[int, Any] = {}
-        for step in range(1, self.total_steps + 1):
-            for row in self.rows_for_step(step):
-                seen.setdefault(id(row), row)
+        whole epochs, fewer when ``max_steps`` stops inside the first epoch. One permutation per epoch."""
+        b, per_epoch = self.config.batch_size, self.steps_per_epoch
+        seen: dict[int, None] = {}
+        for epoch in range(math.ceil(self.total_steps / per_epoch)):
+            steps = min(per_epoch, self.total_steps - epoch * per_epoch)
+            seen.update(dict.fromkeys(self._epoch_order(epoch)[: steps * b].tolist()))
             if len(seen) == len(self.train_rows):
                 break
-        return list(seen.values())
+        return [self.train_rows[i] for i in seen]
 
     def train(self) -> RunResult:
         """Run the planned steps from ``start_step``; evaluate; save the final model and summary."""

@@ -124,9 +124,11 @@ class _Cache:
 
 class LoginThrottle:
     """Failed sign-ins per (account name, client address): after :attr:`limit` failures within
-    :attr:`window` seconds that pair is refused (429) until the oldest of them is :attr:`window` old.
-    Per pair, not per account, so a stranger cannot lock a rater out from elsewhere. In memory (one
-    process; a restart clears it); a success clears the pair's failures."""
+    :attr:`window` seconds that pair is refused (429) until fewer than :attr:`limit` of its failures
+    are younger than :attr:`window`. Per pair, not per account, so a stranger cannot lock a rater out
+    from elsewhere. In memory (one process; a restart clears it); a success clears the pair's failures.
+    The check and the recording are separate steps, so a burst of simultaneous attempts can get a few
+    past the limit (each still costs a ~50 ms scrypt)."""
 
     def __init__(self, limit: int = 5, window: float = 15 * 60, clock=time.monotonic) -> None:
         self.limit, self.window, self.clock = limit, window, clock
