@@ -40,3 +40,15 @@ def test_causal_lm_checkpointing_with_lora_still_trains_the_adapter(tmp_path):
     lora_grads = [g for n, g in grads.items() if "lora_" in n]
     assert lora_grads and all(torch.isfinite(g).all() for g in lora_grads)
     assert any(g.abs().sum() > 0 for g in lora_grads)  # non-reentrant checkpointing reaches the adapter
+
+
+def test_value_model_from_a_reward_model_dir_honours_checkpointing(tmp_path):
+    """PPO's separate value model starts from the reward model's directory: the flag reaches its trunk."""
+    from rlhfops.models.heads import ValueModel
+    from rlhfops.models.loading import load_tokenizer
+
+    path = make_tiny_model_dir(tmp_path / "tiny")
+    RewardModel.from_causal_lm(str(path)).save_pretrained(tmp_path / "rm", load_tokenizer(str(path)))
+    for flag in (False, True):
+        value = ValueModel.from_pretrained_any(str(tmp_path / "rm"), gradient_checkpointing=flag)
+        assert value.trunk.is_activation_checkpointing is flag

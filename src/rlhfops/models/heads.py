@@ -112,8 +112,16 @@ class ScalarHeadModel(nn.Module):
         return Path(out_dir)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, dtype: str = "float32", attn_implementation: str = "sdpa"):
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        dtype: str = "float32",
+        attn_implementation: str = "sdpa",
+        gradient_checkpointing: bool = False,
+    ):
         from safetensors.torch import load_file
+
+        from rlhfops.models.loading import enable_gradient_checkpointing
 
         path = Path(path)
         if not (path / META_FILE).exists():
@@ -122,6 +130,8 @@ class ScalarHeadModel(nn.Module):
             )
         meta = json.loads((path / META_FILE).read_text())
         trunk = _load_trunk(path, dtype, attn_implementation)
+        if gradient_checkpointing:
+            enable_gradient_checkpointing(trunk)
         head = nn.Linear(trunk.config.hidden_size, 1)
         head.load_state_dict(load_file(str(path / HEAD_FILE)))
         model = cls(trunk, head)
@@ -168,10 +178,5 @@ class ValueModel(ScalarHeadModel):
         """From a reward/value model directory (trunk and head) or a causal LM (fresh head)."""
         p = Path(path)
         if p.is_dir() and (p / META_FILE).exists():
-            model = cls.from_pretrained(p, dtype=dtype)
-            if gradient_checkpointing:
-                from rlhfops.models.loading import enable_gradient_checkpointing
-
-                enable_gradient_checkpointing(model.trunk)
-            return model
+            return cls.from_pretrained(p, dtype=dtype, gradient_checkpointing=gradient_checkpointing)
         return cls.from_causal_lm(path, dtype=dtype, gradient_checkpointing=gradient_checkpointing)

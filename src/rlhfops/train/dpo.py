@@ -80,7 +80,7 @@ class DPOTrainer(Trainer):
         if path.exists():
             self.ref = torch.load(path, weights_only=False)
             return
-        # Every process computes the table for all rows (cheap next to training; no gather needed).
+        # Every process computes the whole table (cheap next to training; no gather needed).
         self._compute_reference(self.planned_rows() + self.eval_rows)
         if self.is_main:
             tmp = path.with_name(f".{REF_FILE}.tmp")
