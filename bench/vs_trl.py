@@ -35,7 +35,7 @@ trunk with the shared head --, KL coefficient 0.05 against the reference, one up
 TRL seconds / rlhfops seconds, model loading included on both sides).
 
 Run: ``.venv/bin/python bench/vs_trl.py [--stages sft,rm,dpo,generate,online_rl] [--rounds 3] [--steps 8]
-[--checkpointing default|on|off]``
+[--checkpointing default|on|off|selective]``
 """
 
 from __future__ import annotations
@@ -76,13 +76,19 @@ def _now() -> float:
 
 
 # "default": each side runs with its own default (TRL 1.16: gradient checkpointing on; rlhfops: off);
-# "on" / "off": both sides forced to the same setting (--checkpointing).
+# "on" / "off": both sides forced to the same setting (--checkpointing); "selective": rlhfops with
+# gradient_checkpointing: selective (matmul outputs kept, a third of the layers rerun whole), TRL with its
+# default (on).
 CHECKPOINTING = os.environ.get("BENCH_CHECKPOINTING", "default")
 
 
-def _ckpt_kw() -> dict:
-    """The gradient_checkpointing argument for either side's config: none with the sides' defaults."""
-    return {} if CHECKPOINTING == "default" else {"gradient_checkpointing": CHECKPOINTING == "on"}
+def _ckpt_kw(side: str) -> dict:
+    """The gradient_checkpointing argument for ``side``'s config: none where that side keeps its default."""
+    if CHECKPOINTING == "default" or (CHECKPOINTING == "selective" and side == "trl"):
+        return {}
+    if CHECKPOINTING == "selective":
+        return {"gradient_checkpointing": "selective"}
+    return {"gradient_checkpointing": CHECKPOINTING == "on"}
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -145,7 +151,7 @@ def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> d
         lr_scheduler="linear",
         save_every=10_000,
         progress=False,
-        **_ckpt_kw(),
+        **_ckpt_kw("rlhfops"),
         **({"beta": BETA} if stage == "dpo" else {}),
     )
     from rlhfops.train.runner import trainer_class
@@ -225,7 +231,7 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
         disable_tqdm=True,
         seed=0,
         train_sampling_strategy="sequential",
-        **_ckpt_kw(),
+        **_ckpt_kw("trl"),
         bf16=False,  # TRL 1.16 defaults to bf16 autocast, even on CPU; both sides compute in float32
     )
     kw = dict(dtype=torch.float32, attn_implementation="sdpa")
@@ -374,7 +380,7 @@ def run_online_rlhfops(work: Path) -> dict:
         learning_rate=1e-6,
         save_every=10_000,
         progress=False,
-        **_ckpt_kw(),
+        **_ckpt_kw("rlhfops"),
     )
 
     class Timed(trainer_class("ppo")):  # type: ignore[misc]
@@ -428,7 +434,7 @@ def run_online_trl(work: Path) -> dict:
         use_cpu=True,
         disable_tqdm=True,
         seed=0,
-        **_ckpt_kw(),
+        **_ckpt_kw("trl"),
         bf16=False,
     )
     trainer = RLOOTrainer(
@@ -604,9 +610,10 @@ def main() -> None:
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="what a side's time is")
     ap.add_argument(
         "--checkpointing",
-        choices=["default", "on", "off"],
+        choices=["default", "on", "off", "selective"],
         default="default",
-        help="gradient checkpointing: each side's own default (TRL 1.16: on, rlhfops: off), or both on/off",
+        help="gradient checkpointing: each side's own default (TRL 1.16: on, rlhfops: off), both on/off, "
+        "or rlhfops selective vs TRL's default",
     )
     ap.add_argument("--child", choices=["rlhfops", "trl", "transformers"], dest="side")
     ap.add_argument("--stage")

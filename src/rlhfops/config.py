@@ -121,10 +121,25 @@ def load_config(
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"]) or "(config)"
-        value = first.get("input")
-        raise ConfigError(f"{where}: {loc}={value!r}: {first['msg']}") from None
+        errors = err.errors()
+        loc = _field_path(cls, errors[0]["loc"])
+        value = errors[0].get("input")
+        # A union field fails once per member (loc ends in the member's type): say all of them in one line.
+        msgs = list(dict.fromkeys(e["msg"] for e in errors if _field_path(cls, e["loc"]) == loc))
+        raise ConfigError(f"{where}: {'.'.join(loc) or '(config)'}={value!r}: {'; or '.join(msgs)}") from None
+
+
+def _field_path(cls: type[BaseModel], loc: tuple) -> tuple[str, ...]:
+    """The part of a pydantic error location that names config fields (no union-member tags)."""
+    out: list[str] = []
+    model: Any = cls
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            break
+        out.append(str(part))
+        model = fields[part].annotation
+    return tuple(out)
 
 
 def describe_fields(cls: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:

@@ -129,7 +129,12 @@ def test_calibration_blocks_until_a_round_passes(ws) -> None:
 
 def test_export_writes_engine_format_and_registers_alpha(ws, tmp_path: Path) -> None:
     queue_pairs(ws, pairs(6), "b1", 3)
-    plans = {"rita": _pick_good, "ravi": _pick_good, "rosa": lambda it: "left"}
+
+    def rosa(item) -> str:  # picks the bad reply on prompts 0 and 3 only: never unanimous, whatever the sides
+        good = _pick_good(item)
+        return ("right" if good == "left" else "left") if item.prompt in ("prompt 0", "prompt 3") else good
+
+    plans = {"rita": _pick_good, "ravi": _pick_good, "rosa": rosa}
     for r, fn in plans.items():
         _label_all(ws, r, fn)
     res = export_preferences(ws, tmp_path / "prefs.jsonl", "lena", min_labels=3)

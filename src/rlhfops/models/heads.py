@@ -54,9 +54,10 @@ class ScalarHeadModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        out = self.trunk(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        )
+        from rlhfops.train.forward import attention_bias
+
+        mask = attention_bias(attention_mask, self.trunk.dtype)
+        out = self.trunk(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
         return self.head(out.last_hidden_state.float()).squeeze(-1)
 
     @classmethod
@@ -67,7 +68,7 @@ class ScalarHeadModel(nn.Module):
         dtype: str = "float32",
         lora: Any = None,
         attn_implementation: str = "sdpa",
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: Any = False,
     ) -> ScalarHeadModel:
         """A fresh head on the trunk of a causal LM (bundled name or local directory)."""
         from rlhfops.models.loading import _adapter_base, enable_gradient_checkpointing, resolve_model_dir
@@ -77,7 +78,7 @@ class ScalarHeadModel(nn.Module):
             raise UserError(f"{path}: is a LoRA adapter; start a reward/value model from full weights")
         trunk = _load_trunk(path, dtype, attn_implementation)
         if gradient_checkpointing:
-            enable_gradient_checkpointing(trunk)
+            enable_gradient_checkpointing(trunk, gradient_checkpointing)
         if lora is not None and lora.enabled:
             from rlhfops.models.loading import add_lora
 
@@ -117,7 +118,7 @@ class ScalarHeadModel(nn.Module):
         path: str | Path,
         dtype: str = "float32",
         attn_implementation: str = "sdpa",
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: Any = False,
     ):
         from safetensors.torch import load_file
 
@@ -131,7 +132,7 @@ class ScalarHeadModel(nn.Module):
         meta = json.loads((path / META_FILE).read_text())
         trunk = _load_trunk(path, dtype, attn_implementation)
         if gradient_checkpointing:
-            enable_gradient_checkpointing(trunk)
+            enable_gradient_checkpointing(trunk, gradient_checkpointing)
         head = nn.Linear(trunk.config.hidden_size, 1)
         head.load_state_dict(load_file(str(path / HEAD_FILE)))
         model = cls(trunk, head)
@@ -173,7 +174,7 @@ class ValueModel(ScalarHeadModel):
 
     @classmethod
     def from_pretrained_any(
-        cls, path: str, dtype: str = "float32", gradient_checkpointing: bool = False
+        cls, path: str, dtype: str = "float32", gradient_checkpointing: Any = False
     ) -> ValueModel:
         """From a reward/value model directory (trunk and head) or a causal LM (fresh head)."""
         p = Path(path)

@@ -147,7 +147,7 @@ def load_causal_lm(
     dtype: str = "float32",
     attn_implementation: str = "sdpa",
     lora: LoraSettings | None = None,
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: Any = False,
     trainable: bool = True,
 ) -> Any:
     """A causal LM (peft-wrapped when ``lora.enabled`` or when the path is a saved adapter)."""
@@ -164,7 +164,7 @@ def load_causal_lm(
         attn_implementation=attn_implementation,
     )
     if gradient_checkpointing:
-        enable_gradient_checkpointing(model)
+        enable_gradient_checkpointing(model, gradient_checkpointing)
     if base:
         from peft import PeftModel
 
@@ -181,14 +181,12 @@ def load_causal_lm(
     return model
 
 
-def enable_gradient_checkpointing(model: Any) -> None:
-    """Recompute activations in the backward pass (non-reentrant: works with frozen inputs and LoRA)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers 5 name
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    model.config.use_cache = False
+def enable_gradient_checkpointing(model: Any, how: Any = True) -> None:
+    """Recompute activations in the backward pass: whole layers (``True``) or selectively (see
+    :mod:`rlhfops.models.checkpointing`)."""
+    from rlhfops.models.checkpointing import enable
+
+    enable(model, how)
 
 
 def add_lora(model: Any, lora: LoraSettings, task_type: str | None = None) -> Any:

@@ -69,14 +69,26 @@ class TrainConfig(StageConfig):
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
         "sdpa", description="Attention kernel (flash_attention_2 needs a GPU and the flash-attn package)."
     )
-    gradient_checkpointing: bool = Field(
+    gradient_checkpointing: bool | Literal["selective"] = Field(
         False,
         description=(
-            "Recompute activations in the backward pass instead of keeping them: lower peak memory for "
-            "about one extra forward pass per step. Off by default (TRL turns it on): with the bundled "
-            "model and 4 pairs of ~200 tokens the kept activations add ~1 GB; turn it on for long "
-            "sequences, large batches or a tight memory budget. In the RL stage it applies to the "
-            "update's forward and backward (generation and scoring run without gradients)."
+            "Recompute activations in the backward pass instead of keeping them. true: every decoder "
+            "layer is rerun (least memory, about one extra forward pass per step). selective: every layer "
+            "keeps its matmul and attention outputs and recomputes only the cheap elementwise ops "
+            "(norms, activation, rotary), and checkpoint_full_share of the layers are rerun whole -- about "
+            "half the activation memory of false for a few percent more time. false (the default; TRL "
+            "turns it on): with the bundled model and 4 pairs of ~200 tokens the kept activations add "
+            "~1 GB. In the RL stage it applies to the update's forward and backward (generation and "
+            "scoring run without gradients). The numbers are the same in every mode."
+        ),
+    )
+    checkpoint_full_share: float = Field(
+        1 / 3,
+        ge=0,
+        le=1,
+        description=(
+            "With gradient_checkpointing: selective, the share of decoder layers (evenly spaced) rerun "
+            "whole in the backward pass; 0 keeps every layer's matmul outputs, 1 is the same as true."
         ),
     )
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA settings.")
@@ -96,6 +108,14 @@ class TrainConfig(StageConfig):
                 f"gradient_accumulation_steps={self.gradient_accumulation_steps}"
             )
         return self
+
+    def checkpointing(self):
+        """What the model loaders take: ``False``, ``True`` or the selective settings."""
+        if self.gradient_checkpointing == "selective":
+            from rlhfops.models.checkpointing import SelectiveCheckpointing
+
+            return SelectiveCheckpointing(self.checkpoint_full_share)
+        return self.gradient_checkpointing
 
 
 class SFTConfig(TrainConfig):

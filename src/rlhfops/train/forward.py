@@ -44,6 +44,18 @@ class PackedCompletions:
         return PackedCompletions(**fields)
 
 
+def attention_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """A 4D boolean mask as an additive bias (0 where attended, the dtype's minimum elsewhere), made once
+    per forward pass: given the boolean mask, sdpa converts it in every layer and keeps each copy for the
+    backward pass (~2 MB per layer for a 2 x 505-token micro-batch, growing with length squared). Other
+    masks (none, 2D padding masks, biases already) pass through."""
+    if mask is None or mask.dtype != torch.bool or mask.dim() != 4:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+        ~mask, torch.finfo(dtype).min
+    )
+
+
 def place_sequences(
     lengths: list[int], row_len: int, packing: bool = True
 ) -> tuple[list[tuple[int, int]], int]:
@@ -193,7 +205,7 @@ class CompletionLogProbs(nn.Module):
         hidden = decoder(
             input_ids=batch.input_ids,
             position_ids=batch.position_ids,
-            attention_mask=batch.attention_mask,
+            attention_mask=attention_bias(batch.attention_mask, head.weight.dtype),
             use_cache=False,
         )
         hidden = hidden.last_hidden_state if hasattr(hidden, "last_hidden_state") else hidden[0]

@@ -81,7 +81,7 @@ class PPOTrainer(Trainer):
             dtype=cfg.dtype,
             attn_implementation=cfg.attn_implementation,
             lora=lora,
-            gradient_checkpointing=cfg.gradient_checkpointing,  # active in the update only (train mode)
+            gradient_checkpointing=cfg.checkpointing(),  # active in the update only (train mode)
         )
         value_model = None
         critic = cfg.advantage_estimator == "gae"
@@ -90,7 +90,7 @@ class PPOTrainer(Trainer):
 
             start = cfg.value_model_path or cfg.reward_model or cfg.model
             value_model = ValueModel.from_pretrained_any(
-                start, dtype=cfg.dtype, gradient_checkpointing=cfg.gradient_checkpointing
+                start, dtype=cfg.dtype, gradient_checkpointing=cfg.checkpointing()
             )
         self.model = ActorCritic(lm, value_model, with_value=critic)
         self.reference = Reference(lm, uses_lora=lora.enabled)

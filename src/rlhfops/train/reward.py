@@ -40,7 +40,7 @@ class RewardTrainer(Trainer):
             dtype=cfg.dtype,
             lora=lora_settings(cfg),
             attn_implementation=cfg.attn_implementation,
-            gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing=cfg.checkpointing(),
         )
 
     def _batch(self, rows: list[Any]):

@@ -113,7 +113,7 @@ def load_policy(cfg) -> torch.nn.Module:
         dtype=cfg.dtype,
         attn_implementation=cfg.attn_implementation,
         lora=lora_settings(cfg),
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing=cfg.checkpointing(),
     )
 
 
