@@ -13,8 +13,8 @@ loading the model and tokenizer, tokenising the data, any precomputation (rlhfop
 for DPO), and every training step. Neither side evaluates or saves a model inside the timed part. TRL
 runs with its defaults for that stage (padding, a second reference model for DPO, gradient checkpointing
 on); rlhfops with its defaults (packing, shared prompt for pairs, LM head only on completion positions,
-reference log-probs precomputed once, no gradient checkpointing). ``--checkpointing on|off`` forces the
-same setting on both sides; the JSON line reports what each side ran with.
+reference log-probs precomputed once, selective activation checkpointing). ``--checkpointing on|off``
+forces whole-layer checkpointing or none on both sides; the JSON line reports what each side ran with.
 
 Tokens per second = the same token count on both sides (prompt + completion tokens of every example;
 for pairs prompt + chosen + prompt + rejected, as the examples would be processed one by one) divided
@@ -35,7 +35,7 @@ trunk with the shared head --, KL coefficient 0.05 against the reference, one up
 TRL seconds / rlhfops seconds, model loading included on both sides).
 
 Run: ``.venv/bin/python bench/vs_trl.py [--stages sft,rm,dpo,generate,online_rl] [--rounds 3] [--steps 8]
-[--checkpointing default|on|off|selective]``
+[--checkpointing default|on|off]``
 """
 
 from __future__ import annotations
@@ -75,19 +75,16 @@ def _now() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# "default": each side runs with its own default (TRL 1.16: gradient checkpointing on; rlhfops: off);
-# "on" / "off": both sides forced to the same setting (--checkpointing); "selective": rlhfops with
-# gradient_checkpointing: selective (matmul outputs kept, a third of the layers rerun whole), TRL with its
-# default (on).
+# "default": each side runs with its own default (TRL 1.16: gradient checkpointing on, whole layers;
+# rlhfops: selective -- matmul and attention outputs kept, elementwise ops recomputed); "on" / "off": both
+# sides forced to whole-layer checkpointing or none (--checkpointing).
 CHECKPOINTING = os.environ.get("BENCH_CHECKPOINTING", "default")
 
 
 def _ckpt_kw(side: str) -> dict:
     """The gradient_checkpointing argument for ``side``'s config: none where that side keeps its default."""
-    if CHECKPOINTING == "default" or (CHECKPOINTING == "selective" and side == "trl"):
+    if CHECKPOINTING == "default":
         return {}
-    if CHECKPOINTING == "selective":
-        return {"gradient_checkpointing": "selective"}
     return {"gradient_checkpointing": CHECKPOINTING == "on"}
 
 
@@ -610,10 +607,9 @@ def main() -> None:
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="what a side's time is")
     ap.add_argument(
         "--checkpointing",
-        choices=["default", "on", "off", "selective"],
+        choices=["default", "on", "off"],
         default="default",
-        help="gradient checkpointing: each side's own default (TRL 1.16: on, rlhfops: off), both on/off, "
-        "or rlhfops selective vs TRL's default",
+        help="gradient checkpointing: each side's own default (TRL: on, rlhfops: selective), or both on/off",
     )
     ap.add_argument("--child", choices=["rlhfops", "trl", "transformers"], dest="side")
     ap.add_argument("--stage")

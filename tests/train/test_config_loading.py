@@ -92,14 +92,14 @@ def test_every_field_documented():
 def test_gradient_checkpointing_modes_from_set():
     from rlhfops.models.checkpointing import SelectiveCheckpointing
 
-    assert load_config(SFTConfig, None, ["data=d"]).checkpointing() is False
+    assert load_config(SFTConfig, None, ["data=d", "gradient_checkpointing=false"]).checkpointing() is False
     assert load_config(SFTConfig, None, ["data=d", "gradient_checkpointing=true"]).checkpointing() is True
     cfg = load_config(
         SFTConfig, None, ["data=d", "gradient_checkpointing=selective", "checkpoint_full_share=0.5"]
     )
     assert cfg.checkpointing() == SelectiveCheckpointing(0.5)
     assert load_config(SFTConfig, None, ["data=d", "gradient_checkpointing=selective"]).checkpointing() == (
-        SelectiveCheckpointing(1 / 3)
+        SelectiveCheckpointing(0.0)
     )
     with pytest.raises(
         ConfigError, match=r"gradient_checkpointing='sometimes': .*valid boolean.*; or .*'selective'"

@@ -8,8 +8,8 @@ Models", arXiv:2205.05198, section 4.3; PyTorch's selective activation checkpoin
 expensive to recompute -- the outputs of matrix multiplications and of the attention kernel -- and
 recomputes what is cheap: normalisations, the MLP's activation and gating product, rotary embeddings,
 the repeated key/value heads. That is about half of a layer's saved activations at a small fraction of a
-forward pass. ``full_share`` of the layers (evenly spaced) are checkpointed whole on top of that, a knob
-between the two: each such layer gives up the rest of its activations for one more forward of that layer.
+forward pass. ``full_share`` of the layers (evenly spaced) can be checkpointed whole on top of that, a
+knob between the two: each such layer gives up the rest of its activations for one more forward of it.
 
 Both use non-reentrant checkpointing (works with frozen inputs and LoRA) and leave the numbers unchanged:
 the recomputation runs the same ops on the same inputs.
@@ -55,15 +55,33 @@ def _saved_ops() -> frozenset:
 _SAVED = _saved_ops()
 
 
-def keep_matmuls_policy(ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
-    """Save the outputs of matmuls and attention kernels (any custom attention op too); recompute the rest."""
-    if op in _SAVED or "attn" in str(op) or "attention" in str(op):
-        return CheckpointPolicy.MUST_SAVE
-    return CheckpointPolicy.PREFER_RECOMPUTE
+class _KeepMatmuls:
+    """Policy for one decoder layer: save the outputs of matmuls and attention kernels, recompute the rest.
+
+    Except the layer's last ``nn.Linear`` (the MLP's output projection in Llama-style layers): its output
+    only feeds the residual sum that is the next layer's input, which is kept anyway, so caching it would
+    hold ~2 MB per layer (2 x 505 tokens) that the backward pass never reads. Where a layer does need it
+    (a norm after the MLP), it is recomputed: correct either way.
+    """
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        self.in_last = False
+        linears = [m for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+        if linears:
+            linears[-1].register_forward_pre_hook(lambda *_: setattr(self, "in_last", True))
+            linears[-1].register_forward_hook(lambda *_: setattr(self, "in_last", False))
+
+    def __call__(self, ctx: Any, op: Any, *args: Any, **kwargs: Any) -> CheckpointPolicy:
+        if not self.in_last and (op in _SAVED or _is_attention(op)):
+            return CheckpointPolicy.MUST_SAVE
+        return CheckpointPolicy.PREFER_RECOMPUTE
 
 
-def _selective_context():
-    return create_selective_checkpoint_contexts(keep_matmuls_policy)
+@functools.cache
+def _is_attention(op: Any) -> bool:
+    """Attention kernels outside aten (flash-attn's custom ops) are kept too."""
+    name = str(op)
+    return "attn" in name or "attention" in name
 
 
 def enable(model: Any, how: bool | SelectiveCheckpointing = True) -> None:
@@ -79,6 +97,9 @@ def enable(model: Any, how: bool | SelectiveCheckpointing = True) -> None:
         whole = how.full_layers(len(layers))
         for i, layer in enumerate(layers):
             if i not in whole:  # the layer calls this in place of torch's checkpoint (transformers' hook)
+                policy = _KeepMatmuls(layer)
                 layer._gradient_checkpointing_func = functools.partial(
-                    checkpoint, use_reentrant=False, context_fn=_selective_context
+                    checkpoint,
+                    use_reentrant=False,
+                    context_fn=functools.partial(create_selective_checkpoint_contexts, policy),
                 )
