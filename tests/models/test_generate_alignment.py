@@ -183,3 +183,87 @@ def test_inverse_cdf_sampling_draws_the_distribution():
     torch.testing.assert_close(ent, torch.full_like(ent, -sum(p * p.log() for p in probs[:3]).item()))
     nxt, _, _ = _sample(logits, 1.0, 0.6, torch.Generator().manual_seed(0))  # top-p keeps tokens 0 and 1
     assert set(nxt.tolist()) == {0, 1}
+
+
+def _k_samples(tiny, k: int = 3):
+    model, tok = tiny
+    kw = dict(
+        max_new_tokens=10, temperature=1.0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
+    return generate(model, PROMPTS, generator=torch.Generator().manual_seed(7), num_samples=k, **kw)
+
+
+def test_reference_computes_each_shared_prompt_once_with_the_same_logprobs(tiny, monkeypatch):
+    """Reference log-probs of k samples per prompt: each prompt computed once (fewer tokens through the
+    model, counted), the same log-probs as one forward over every row (1e-5)."""
+    from rlhfops.train import forward
+
+    model, _tok = tiny
+    k = 3
+    out = _k_samples(tiny, k)
+    attn = full_attention_mask(out)
+    ref = Reference(model, uses_lora=False)
+    seen = []
+    real = forward.hidden_after_prompts
+
+    def spy(trunk, ids, mask, prompt_width, group=1):
+        calls = []
+        hook = trunk.register_forward_pre_hook(
+            lambda _m, _a, kw: calls.append(kw["input_ids"].numel()), with_kwargs=True
+        )
+        try:
+            return real(trunk, ids, mask, prompt_width, group)
+        finally:
+            hook.remove()
+            seen.append(sum(calls))
+
+    monkeypatch.setattr(forward, "hidden_after_prompts", spy)
+    plain = ref.logps(out.sequences, attn, out.prompt_length, 1.0)
+    shared = ref.logps(out.sequences, attn, out.prompt_length, 1.0, group=k)
+    mask = out.response_mask.float()
+    torch.testing.assert_close(shared * mask, plain * mask, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared * mask, out.logprobs, rtol=1e-5, atol=1e-5)
+    P, W = out.prompt_length, out.sequences.shape[1]
+    assert seen == [k * len(PROMPTS) * W, len(PROMPTS) * (P - 1) + k * len(PROMPTS) * (W - P + 1)]
+    # rows that do not repeat in groups of k: one plain forward, same numbers
+    shuffled = torch.randperm(out.sequences.shape[0], generator=torch.Generator().manual_seed(0))
+    again = ref.logps(out.sequences[shuffled], attn[shuffled], P, 1.0, group=k)
+    torch.testing.assert_close(again * mask[shuffled], plain[shuffled] * mask[shuffled], rtol=1e-5, atol=1e-5)
+    assert seen[-1] == k * len(PROMPTS) * W
+
+
+def test_lora_reference_shares_prompts_in_eval_mode_and_restores_training_mode(tmp_path):
+    from rlhfops.models.loading import LoraSettings
+
+    path = make_tiny_model_dir(tmp_path / "tiny", seed=3)
+    lm = load_causal_lm(str(path), lora=LoraSettings(enabled=True, r=4), gradient_checkpointing=True)
+    tok = load_tokenizer(str(path), padding_side="left")
+    out = _k_samples((lm.eval(), tok), 2)
+    attn = full_attention_mask(out)
+    lm.train()  # as in a run: the policy is in training mode between updates
+    ref = Reference(lm, uses_lora=True)
+    shared = ref.logps(out.sequences, attn, out.prompt_length, 1.0, group=2)
+    assert lm.training  # restored
+    lm.eval()
+    with lm.disable_adapter(), torch.no_grad():
+        plain = ActorCritic(lm, with_value=False)(out.sequences, attn, out.prompt_length, 1.0).logps
+    mask = out.response_mask.float()
+    torch.testing.assert_close(shared * mask, plain * mask, rtol=1e-5, atol=1e-5)
+
+
+def test_reward_model_scores_shared_prompts_once_with_the_same_scores(tmp_path):
+    from rlhfops.models.heads import RewardModel
+    from rlhfops.train.reward_sources import ModelReward, Responses
+
+    path = make_tiny_model_dir(tmp_path / "tiny", seed=3)
+    torch.manual_seed(0)
+    RewardModel.from_causal_lm(str(path)).save_pretrained(tmp_path / "rm", load_tokenizer(str(path)))
+    scorer = ModelReward(str(tmp_path / "rm"), pad_id=0)
+    responses = [[90, 91, 92], [93], [94, 95], [96, 97, 98, 99], [], [100]]
+    prompts = [PROMPTS[0]] * 2 + [PROMPTS[1]] * 2 + [PROMPTS[2]] * 2  # k = 2 samples per prompt
+    together = scorer.score(Responses(prompts, responses, [""] * 6))
+    alone = torch.cat(
+        [scorer.score(Responses([p], [r], [""])) for p, r in zip(prompts, responses, strict=True)]
+    )
+    torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
+    assert together.std() > 0

@@ -45,10 +45,14 @@ def _response_logps(
         use_cache=False,
     )
     hidden = out.last_hidden_state[:, prompt_length - 1 : -1]
+    return _logits(lm, hidden, temperature), hidden
+
+
+def _logits(lm: nn.Module, hidden: torch.Tensor, temperature: float) -> torch.Tensor:
     logits = lm.get_output_embeddings()(hidden).float()
     if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
-    return logits, hidden
+    return logits
 
 
 def _gather(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -112,10 +116,27 @@ class Reference:
 
     @torch.no_grad()
     def logps(
-        self, sequences: torch.Tensor, attention_mask: torch.Tensor, prompt_length: int, temperature: float
+        self,
+        sequences: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_length: int,
+        temperature: float,
+        group: int = 1,
     ) -> torch.Tensor:
+        """Response-token log-probs [B, N]; with ``group`` = k samples per prompt (consecutive rows), each
+        prompt is computed once (:func:`rlhfops.train.forward.hidden_after_prompts`)."""
+        from rlhfops.train.forward import hidden_after_prompts
+
         model = self.copy if self.copy is not None else self.lm
         ctx = self.lm.disable_adapter() if self.copy is None else nullcontext()
-        with ctx:
-            logits, _ = _response_logps(model, sequences, attention_mask, prompt_length, temperature)
+        was_training = model.training
+        model.eval()  # the shared-prompt cache needs eval mode (no checkpointing); dropout is off either way
+        try:
+            with ctx:
+                hidden = hidden_after_prompts(
+                    model.get_decoder(), sequences, attention_mask, prompt_length, group
+                )[:, :-1]
+                logits = _logits(model, hidden, temperature)
+        finally:
+            model.train(was_training)
         return _gather(logits, sequences[:, prompt_length:])

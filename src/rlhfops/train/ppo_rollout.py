@@ -118,7 +118,7 @@ def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, b
         trainer.model.train()
         old_logps, entropy = pol.logps * mask, pol.entropy
         values = pol.values * mask if pol.values is not None else None
-    ref_logps = trainer.reference.logps(seqs, attn, P, cfg.temperature or 1.0) * mask
+    ref_logps = trainer.reference.logps(seqs, attn, P, cfg.temperature or 1.0, group=k) * mask
     kl = get_kl_estimator(cfg.kl_estimator)(old_logps, ref_logps) * mask
     kl_beta = beta if cfg.kl_mode == "reward" else 0.0
     returns = None

@@ -71,17 +71,26 @@ class ModelReward:
 
     @torch.no_grad()
     def score(self, batch: Responses) -> torch.Tensor:
-        seqs = [p + r for p, r in zip(batch.prompt_ids, batch.response_ids, strict=True)]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
-        values = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
-        last = torch.tensor([len(s) - 1 for s in seqs], device=values.device)
-        raw = values[torch.arange(len(seqs), device=values.device), last].float()
-        return self.model.normalize(raw).cpu()
+        """Normalised scores [B]. Rows are laid out as left-padded prompt + right-padded response; when
+        consecutive rows share a prompt (k samples per prompt), it is computed once per group."""
+        from rlhfops.models.generate import left_pad
+        from rlhfops.train.forward import hidden_after_prompts
+
+        prompts, responses = batch.prompt_ids, batch.response_ids
+        p_ids, p_mask = left_pad(prompts, self.pad_id)
+        width = max(len(r) for r in responses)
+        r_ids = torch.full((len(responses), width), self.pad_id, dtype=torch.long)
+        r_mask = torch.zeros((len(responses), width), dtype=torch.long)
+        for i, r in enumerate(responses):
+            r_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+            r_mask[i, : len(r)] = 1
+        ids = torch.cat([p_ids, r_ids], dim=1).to(self.device)
+        mask = torch.cat([p_mask.long(), r_mask], dim=1).to(self.device)
+        group = next((i for i, p in enumerate(prompts) if p != prompts[0]), len(prompts))
+        hidden = hidden_after_prompts(self.model.trunk, ids, mask, p_ids.shape[1], group)
+        last = torch.tensor([len(r) for r in responses], device=hidden.device)  # column P-1 is index 0
+        raw = self.model.head(hidden[torch.arange(len(responses), device=hidden.device), last].float())
+        return self.model.normalize(raw.squeeze(-1)).cpu()
 
 
 def build_scorer(spec: str, device: torch.device | str = "cpu", pad_id: int = 0) -> RuleReward | ModelReward:
