@@ -59,12 +59,28 @@ def attention_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tenso
 def place_sequences(
     lengths: list[int], row_len: int, packing: bool = True
 ) -> tuple[list[tuple[int, int]], int]:
-    """First-fit-decreasing placement of sequences into rows of ``row_len`` tokens (never split).
+    """First-fit-decreasing placement of sequences into rows of at most ``row_len`` tokens (never split).
 
     Returns ``(placement, rows)`` with ``placement[i] = (row, start)``. Without packing, one per row.
+    The rows of a batch are one tensor, as wide as its fullest row: after finding how many rows
+    ``row_len`` needs, the narrowest capacity that still fits that many rows is used (binary search), so
+    the rows come out balanced. E.g. 4 pairs of 150-200 tokens in rows of 512: 2 rows of 380 instead of
+    505 + 215 padded to 505 -- a quarter fewer positions through every matmul, and shorter attention rows.
     """
     if not packing:
         return [(i, 0) for i in range(len(lengths))], len(lengths)
+    placement, rows = _first_fit_decreasing(lengths, row_len)
+    lo, hi = max(max(lengths), -(-sum(lengths) // rows)), row_len
+    while lo < hi:  # narrowest capacity with the same number of rows
+        mid = (lo + hi) // 2
+        if _first_fit_decreasing(lengths, mid)[1] <= rows:
+            hi = mid
+        else:
+            lo = mid + 1
+    return _first_fit_decreasing(lengths, lo) if lo < row_len else (placement, rows)
+
+
+def _first_fit_decreasing(lengths: list[int], row_len: int) -> tuple[list[tuple[int, int]], int]:
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     free: list[int] = []  # tokens used per row
     placement: list[tuple[int, int]] = [(0, 0)] * len(lengths)
