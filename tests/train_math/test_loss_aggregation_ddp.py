@@ -38,6 +38,7 @@ WORKER = textwrap.dedent(
     loss.backward()
     if rank == 0:
         torch.save({k: p.grad for k, p in model.named_parameters()}, out)
+    dist.barrier()  # neither rank tears gloo down while the other still talks to it (it aborted, rarely)
     dist.destroy_process_group()
     """
 )
