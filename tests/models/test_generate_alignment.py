@@ -193,6 +193,15 @@ def _k_samples(tiny, k: int = 3):
     return generate(model, PROMPTS, generator=torch.Generator().manual_seed(7), num_samples=k, **kw)
 
 
+def _count_tokens(module: torch.nn.Module) -> tuple[list[int], object]:
+    """Token positions fed to ``module``'s forward, per call (to tell the shared path from the plain one)."""
+    calls: list[int] = []
+    hook = module.register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append(kw["input_ids"].numel()), with_kwargs=True
+    )
+    return calls, hook
+
+
 def test_reference_computes_each_shared_prompt_once_with_the_same_logprobs(tiny, monkeypatch):
     """Reference log-probs of k samples per prompt: each prompt computed once (fewer tokens through the
     model, counted), the same log-probs as one forward over every row (1e-5)."""
@@ -242,7 +251,10 @@ def test_lora_reference_shares_prompts_in_eval_mode_and_restores_training_mode(t
     attn = full_attention_mask(out)
     lm.train()  # as in a run: the policy is in training mode between updates
     ref = Reference(lm, uses_lora=True)
+    calls, hook = _count_tokens(lm.get_decoder())
     shared = ref.logps(out.sequences, attn, out.prompt_length, 1.0, group=2)
+    hook.remove()
+    assert len(calls) == 2  # prefill of the prompts + the continuation: the shared path ran, in eval mode
     assert lm.training  # restored
     lm.eval()
     with lm.disable_adapter(), torch.no_grad():
@@ -261,7 +273,10 @@ def test_reward_model_scores_shared_prompts_once_with_the_same_scores(tmp_path):
     scorer = ModelReward(str(tmp_path / "rm"), pad_id=0)
     responses = [[90, 91, 92], [93], [94, 95], [96, 97, 98, 99], [], [100]]
     prompts = [PROMPTS[0]] * 2 + [PROMPTS[1]] * 2 + [PROMPTS[2]] * 2  # k = 2 samples per prompt
+    calls, hook = _count_tokens(scorer.model.trunk)
     together = scorer.score(Responses(prompts, responses, [""] * 6))
+    hook.remove()
+    assert len(calls) == 2 and calls[0] == 3 * (len(PROMPTS[0]) - 1)  # each of the 3 prompts once
     alone = torch.cat(
         [scorer.score(Responses([p], [r], [""])) for p, r in zip(prompts, responses, strict=True)]
     )
