@@ -87,6 +87,7 @@ def setup_workspace(root: Path, n_raters: int, n_items: int) -> list[str]:
                     created_at=db.utcnow(),
                 )
             )
+    db.refresh_planner_stats(ws.engine, "items")  # as queue_pairs does after queueing (PostgreSQL)
     tokens = [create_token(ws, f"r{i:03d}") for i in range(n_raters)]
     ws.close()
     return tokens

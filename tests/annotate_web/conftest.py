@@ -67,6 +67,19 @@ def ws(backend: str, tmp_path: Path):
 
 
 @pytest.fixture
+def postgres_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """PostgreSQL only (mark the test ``postgres`` so that it skips without a server)."""
+    yield from _backend(request, monkeypatch, "postgres")
+
+
+@pytest.fixture
+def postgres_ws(postgres_backend: str, tmp_path: Path):
+    w = _make_ws(tmp_path)
+    yield w
+    w.close()
+
+
+@pytest.fixture
 def sqlite_ws(sqlite_backend: str, tmp_path: Path):
     w = _make_ws(tmp_path)
     yield w

@@ -70,6 +70,8 @@ def queue_prompts(ws: Any, prompts: list[str], batch: str) -> tuple[int, int]:
             added += 1
         except IntegrityError:
             skipped += 1
+    if added:
+        db.refresh_planner_stats(ws.engine, "items")
     return added, skipped
 
 

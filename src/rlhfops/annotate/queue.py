@@ -112,6 +112,8 @@ def queue_pairs(ws: Any, pairs: list[PairIn], batch: str, k: int) -> tuple[int, 
             added += 1
         except IntegrityError:  # queued by someone else at the same moment
             skipped += 1
+    if added:
+        db.refresh_planner_stats(ws.engine, "items")
     return added, skipped
 
 
