@@ -110,7 +110,6 @@ def test_queueing_leaves_postgres_planning_fetches_with_indexes(postgres_ws) -> 
     engine = postgres_ws.engine
     compiled = q._FETCH_STATE.compile(dialect=engine.dialect)
     with engine.connect() as conn:
-        plan = "\n".join(
-            r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.construct_params({"rater": "rita"}))
-        )
+        params = compiled.construct_params({"rater": "rita"})
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}", params))
     assert "Seq Scan on items" not in plan, plan
