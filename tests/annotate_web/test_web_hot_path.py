@@ -113,3 +113,78 @@ def test_queueing_leaves_postgres_planning_fetches_with_indexes(postgres_ws) -> 
         params = compiled.construct_params({"rater": "rita"})
         plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {compiled}", params))
     assert "Seq Scan on items" not in plan, plan
+
+
+def _statements(engine):
+    """Record (SQL's first word, the DBAPI connection's autocommit) for every statement sent."""
+    import sqlalchemy as sa
+
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn, _cursor, statement, _params, _context, _many) -> None:
+        seen.append((statement.split()[0].upper(), bool(conn.connection.dbapi_connection.autocommit)))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    return seen, lambda: sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.postgres
+def test_postgres_fetch_is_two_statements_and_submit_one(postgres_ws) -> None:
+    import sqlalchemy as sa
+
+    from rlhfops.annotate import models as m
+
+    ws = postgres_ws
+    queue_pairs(ws, pairs(4), "b1", 2)
+    seen, stop = _statements(ws.engine)
+    try:
+        item, _b, _p = fetch_next_with_progress(ws, "rita", 0.0)
+        n_fetch = len(seen)
+        res = submit_label(
+            ws, "rita", item.item_id, "left", criteria={"accuracy": "right"}, rationale="why", seconds=2.5
+        )
+    finally:
+        stop()
+    # each statement its own transaction (autocommit: psycopg sends no BEGIN / COMMIT)
+    assert n_fetch == 2 and len(seen) == 3 and all(auto for _w, auto in seen), seen
+    assert [w for w, _a in seen] == ["SELECT", "WITH", "WITH"]
+    with ws.session() as s:
+        label = s.execute(sa.select(m.Label)).scalar_one()
+        asg = s.execute(sa.select(m.Assignment)).scalar_one()
+        item_row = s.get(m.Item, item.item_id)
+    # what was shown on the left is response_a unless the pair was swapped; criteria map the same way
+    shown_a = item.left == item_row.response_a
+    assert asg.swapped == (not shown_a) and label.swapped == asg.swapped
+    assert (label.choice, label.criteria) == (
+        ("A", {"accuracy": "B"}) if shown_a else ("B", {"accuracy": "A"})
+    )
+    assert (label.rationale, label.seconds, res.label_id, res.created) == ("why", 2.5, label.id, True)
+    assert asg.done_at is not None and asg.slot == 0 and item_row.n_assigned == 1 and item_row.is_open
+
+
+@pytest.mark.postgres
+def test_postgres_single_statement_submit_refuses_and_repeats_cleanly(postgres_ws) -> None:
+    import sqlalchemy as sa
+
+    from rlhfops.annotate import models as m
+    from rlhfops.annotate.queue import NotAssignedError
+
+    ws = postgres_ws
+    queue_pairs(ws, pairs(2), "b1", 1)
+    item, _b, _p = fetch_next_with_progress(ws, "rita", 0.0)
+    with pytest.raises(NotAssignedError):  # not ravi's: nothing written, rita's assignment untouched
+        submit_label(ws, "ravi", item.item_id, "left")
+    with ws.session() as s:
+        assert s.execute(sa.select(sa.func.count(m.Label.id))).scalar_one() == 0
+        assert s.execute(sa.select(m.Assignment.rater, m.Assignment.done_at)).one() == ("rita", None)
+    first = submit_label(ws, "rita", item.item_id, "tie")
+    with ws.session() as s:
+        done_at = s.execute(sa.select(m.Assignment.done_at)).scalar_one()
+    again = submit_label(ws, "rita", item.item_id, "left")  # a double submit: the stored label back
+    assert first.created and not again.created and (again.label_id, again.choice) == (first.label_id, "tie")
+    with ws.session() as s:
+        assert s.execute(sa.select(m.Assignment.done_at)).scalar_one() == done_at  # not closed again
+        assert s.execute(sa.select(sa.func.count(m.Label.id))).scalar_one() == 1
+    # k = 1: ravi gets the other pair, and then nothing is left for rita
+    assert fetch_next_with_progress(ws, "ravi", 0.0)[0].item_id != item.item_id
+    assert fetch_next_with_progress(ws, "rita", 0.0)[0] is None

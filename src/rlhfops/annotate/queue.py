@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate import models as m
-from rlhfops.annotate.tx import core_transaction, read_transaction, transaction
+from rlhfops.annotate import pg_statements as pg
+from rlhfops.annotate.tx import core_transaction, read_transaction, statement_connection, transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -294,7 +295,9 @@ def fetch_next_with_progress(
     """(next item or None, why production is blocked or None, the rater's progress) in one transaction."""
     for _attempt in range(_RETRIES):
         try:
-            with core_transaction(ws) as c:
+            # one transaction on SQLite; on PostgreSQL each statement is its own (every write of a fetch
+            # is one atomic statement, and READ COMMITTED gives each statement its own snapshot anyway)
+            with statement_connection(ws) as c:
                 state = c.execute(_FETCH_STATE, {"rater": rater}).one()
                 labelled, n_open = int(state.labelled or 0), int(state.n_open or 0)
                 if state.id is not None:  # an unfinished assignment: the same item again
@@ -324,6 +327,10 @@ def _next_in(c, rater: str, gold_rate: float, state: Any) -> QueuedItem | None:
     item = _gold_item(c, rater, gold_rate, state)
     if item is not None:
         return _assign(c, item, rater, None)
+    if c.dialect.name == "postgresql":  # lock, assign and count in one statement
+        swapped = random.random() < 0.5
+        row = c.execute(pg.ASSIGN, {"v_rater": rater, "v_swapped": swapped, "v_at": db.utcnow()}).first()
+        return _view(row, swapped) if row is not None else None
     item = _production_candidate(c, rater)
     if item is None:
         return None
@@ -382,6 +389,8 @@ def submit_label(
             raise UserError(f"criterion {name!r}: choice {value!r}; use left, right or tie")
     if seconds is not None and not (0 <= seconds < 1e7):
         raise UserError(f"seconds {seconds!r}: must be between 0 and 1e7")
+    if ws.engine.dialect.name == "postgresql":
+        return _submit_one_statement(ws, rater, item_id, choice, crit_in, rationale, seconds)
     try:
         with core_transaction(ws) as c:
             row = c.execute(_ASSIGNMENT_AND_LABEL, {"item": item_id, "rater": rater}).first()
@@ -411,6 +420,29 @@ def submit_label(
             if existing is None:
                 raise
             return existing
+
+
+def _submit_one_statement(
+    ws: Any, rater: str, item_id: int, choice: str, crit_in: dict[str, str], rationale: str, seconds
+) -> LabelResult:
+    """:func:`submit_label` on PostgreSQL: :data:`pg_statements.SUBMIT`, one round trip."""
+    params = {"v_item": item_id, "v_rater": rater, "v_rationale": rationale[:10_000], "v_seconds": seconds}
+    for swapped, suffix in ((False, "plain"), (True, "swapped")):
+        params[f"v_choice_{suffix}"] = to_canonical(choice, swapped)
+        params[f"v_criteria_{suffix}"] = {k: to_canonical(v, swapped) for k, v in crit_in.items()}
+    params["v_at"] = db.utcnow()
+    with statement_connection(ws) as c:
+        row = c.execute(pg.SUBMIT, params).first()
+    if row is None:
+        raise NotAssignedError(f"item {item_id} is not assigned to {rater}")
+    _asg_id, _swapped, label_id, stored_choice = row
+    if label_id is not None:
+        return LabelResult(int(label_id), item_id, stored_choice, True)
+    with transaction(ws) as s:  # a double submit: the label that is there
+        existing = _existing_label(s, item_id, rater)
+    if existing is None:  # pragma: no cover - the conflict that skipped the insert was a stored label
+        raise UserError(f"label for item {item_id} by {rater}: conflict without a stored label, try again")
+    return existing
 
 
 def _existing_label(s, item_id: int, rater: str) -> LabelResult | None:

@@ -9,7 +9,9 @@ unique constraints do the work).
 :func:`transaction` yields an ORM session; :func:`core_transaction` a Core connection (the hot paths of
 the annotation service: no session, no unit of work); :func:`read_transaction` a Core connection for
 reads only, which on SQLite begins deferred and takes neither lock (WAL readers see a consistent
-snapshot while a writer works).
+snapshot while a writer works); :func:`statement_connection` a connection whose every statement is its
+own transaction on PostgreSQL (no BEGIN / COMMIT round trips), for code written as single atomic
+statements, and :func:`core_transaction` on SQLite.
 """
 
 from __future__ import annotations
@@ -67,3 +69,18 @@ def read_transaction(ws: Any) -> Iterator[Connection]:
         conn.execution_options(**{READ_ONLY: True})
         with conn.begin():
             yield conn
+
+
+@contextmanager
+def statement_connection(ws: Any) -> Iterator[Connection]:
+    """On PostgreSQL, a Core connection in autocommit: each statement commits on its own (for callers
+    whose every write is one atomic statement, :mod:`rlhfops.annotate.pg_statements`); elsewhere
+    :func:`core_transaction`."""
+    engine = ws.engine
+    if engine.dialect.name != "postgresql":
+        with core_transaction(ws) as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
