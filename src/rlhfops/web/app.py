@@ -41,7 +41,7 @@ EXTRA_ROUTERS: list[str] = [
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 # Threads for the blocking (database) handlers. Few are enough on SQLite, which runs one writer at a
 # time; on PostgreSQL a thread mostly waits for round trips, and 16 gave ~10% more labels/s than 8 on
-# the load benchmark (the pool holds up to 20 connections: rlhfops.workspace.db.make_engine). anyio's
+# the load benchmark (the pool keeps 20 connections: rlhfops.workspace.db.make_engine). anyio's
 # default of 40 only adds GIL and lock contention.
 DEFAULT_THREADS = 8
 DEFAULT_THREADS_SERVER_DB = 16
