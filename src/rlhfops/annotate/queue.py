@@ -10,6 +10,10 @@ Concurrency: a production assignment takes a ``slot`` (0..k-1) that is unique pe
 fails on the constraint, its transaction rolls back and it tries again. A label is unique per
 (item, rater): a double submit stores one row and the second call returns it (``created=False``).
 This holds on SQLite (WAL, ``BEGIN IMMEDIATE``) and on PostgreSQL (READ COMMITTED + constraints).
+
+On PostgreSQL a submit and a production assignment are each one atomic statement
+(:mod:`rlhfops.annotate.pg_statements`), run in autocommit: a production fetch is two round trips and a
+submit one, instead of eleven for both through separate statements and transactions.
 """
 
 from __future__ import annotations
@@ -272,9 +276,9 @@ def _gold_item(c, rater: str, gold_rate: float, state: Any) -> Any | None:
 def _production_candidate(c, rater: str) -> Any | None:
     """The oldest production pair with a free slot that ``rater`` has not seen (an index range scan).
 
-    On PostgreSQL the row is locked and rows locked by other assigners are skipped (``FOR UPDATE SKIP
-    LOCKED``), so concurrent raters spread over items instead of colliding on one slot; SQLite runs
-    one writer at a time anyway."""
+    The portable path (SQLite, which runs one writer at a time); PostgreSQL assigns with
+    :data:`rlhfops.annotate.pg_statements.ASSIGN`, which locks the row and skips rows locked by other
+    assigners (``FOR UPDATE SKIP LOCKED``) so that concurrent raters spread over items."""
     return c.execute(_CANDIDATE, {"rater": rater}).first()
 
 
@@ -292,7 +296,8 @@ def fetch_next(ws: Any, rater: str, gold_rate: float = 0.1) -> QueuedItem | None
 def fetch_next_with_progress(
     ws: Any, rater: str, gold_rate: float = 0.1
 ) -> tuple[QueuedItem | None, str | None, Progress]:
-    """(next item or None, why production is blocked or None, the rater's progress) in one transaction."""
+    """(next item or None, why production is blocked or None, the rater's progress), in one transaction
+    on SQLite and statement by statement on PostgreSQL (each write there is a single statement)."""
     for _attempt in range(_RETRIES):
         try:
             # one transaction on SQLite; on PostgreSQL each statement is its own (every write of a fetch
