@@ -13,10 +13,13 @@ constant learning rate. Two runs from the same seed, prompts, learning rate and 
   - the measured KL over the last 3 iterations is within [0.5, 2] x target;
 - beta = 0 (fixed controller): the KL grows faster, i.e. the penalty does something.
 
-The runs are deterministic given the seed (generation draws from a seeded generator). Measured on
-2026-11-23 (docs/benchmarks.md): scores 0.31 -> 0.69 (effect 1.76), beta 1.0 -> 0.21 while the KL was
-below target then 0.25, late KL 2.37 (1.18 x target); beta = 0: late KL 7.49, slope 1.04 vs 0.29 nats
-per iteration. The margins asserted below are well inside those numbers.
+The runs are deterministic given the seed (generation draws from a seeded generator) on one machine
+and set of packages. Measured on 2026-11-23 (docs/benchmarks.md): scores 0.31 -> 0.69 (effect 1.76),
+beta 1.0 -> 0.21 while the KL was below target then 0.25, late KL 2.37 (1.18 x target); beta = 0: late
+KL 7.49, slope 1.04 vs 0.29 nats per iteration. On 2026-11-24 (same code, a fresh install) the adaptive
+run went KL 0.0 ... 0.76, 2.08, 1.30, 3.16 with beta 1.0 -> 0.21, up to 0.22, down to 0.17 (scores
+0.31 -> 0.58, effect 1.7, late KL 2.18): beta fell again after the KL dipped under the target, which
+the controller should do; the assertions below state the adaptation that way.
 """
 
 from __future__ import annotations
@@ -124,11 +127,12 @@ def test_rl_learns_required_phrase_with_adaptive_kl_in_band(adaptive):
         error = min(max(kl[i - 1] / TARGET_KL - 1.0, -0.2), 0.2)
         expected = beta[i - 1] * (1.0 + error * RESPONSES_PER_ITERATION / HORIZON)
         assert beta[i] == pytest.approx(expected, rel=1e-9), (i, beta, kl)
-    # beta visibly adapted: fell while the KL was below target, rose once it was above
-    low = beta.index(min(beta))
-    assert min(beta) < 0.8 * INIT_BETA, beta
-    assert all(k < TARGET_KL for k in kl[:low]), (kl, beta)
-    assert max(beta[low:]) > 1.1 * min(beta), beta
+    # beta visibly adapted: it fell while the KL was below the target, and rose after every iteration
+    # above it (the KL may dip below again, and beta with it: the lowest beta need not come first)
+    above = [i for i, k in enumerate(kl) if k > TARGET_KL]
+    assert above and above[0] < len(rows) - 1, kl  # the KL reached the target before the last iteration
+    assert beta[above[0]] < 0.8 * INIT_BETA, (kl, beta)  # every iteration before it was below target
+    assert all(beta[i + 1] > beta[i] for i in above if i + 1 < len(rows)), (kl, beta)
     # the KL ends in the band
     assert 0.5 * TARGET_KL <= late_kl <= 2 * TARGET_KL, late_kl
 
