@@ -131,3 +131,11 @@ class CalibrationRound(Base):
     threshold: Mapped[float] = mapped_column(sa.Float)
     started_by: Mapped[str] = mapped_column(sa.String(200))
     started_at: Mapped[datetime]
+
+
+# The columns of an item that a rater's view and the assigner need (never meta, key or the gold answer):
+# what the hot path's Core statements select (rlhfops.annotate.queue, rlhfops.annotate.pg_statements).
+ITEM_VIEW_COLUMNS = tuple(
+    Item.__table__.c[name]
+    for name in ("id", "kind", "prompt", "response_a", "response_b", "calibration_round", "n_assigned", "k")
+)

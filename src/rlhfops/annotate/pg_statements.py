@@ -84,16 +84,7 @@ SUBMIT = (
 )
 
 # ---- production assignment ------------------------------------------------------------------------
-_ITEM_COLS = (
-    _ITEMS.c.id,
-    _ITEMS.c.kind,
-    _ITEMS.c.prompt,
-    _ITEMS.c.response_a,
-    _ITEMS.c.response_b,
-    _ITEMS.c.calibration_round,
-    _ITEMS.c.n_assigned,
-    _ITEMS.c.k,
-)
+_ITEM_COLS = m.ITEM_VIEW_COLUMNS
 _candidate = (
     sa.select(*_ITEM_COLS)
     .where(

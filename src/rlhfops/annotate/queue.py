@@ -148,17 +148,7 @@ def _new_item(
 # it on SQLite; a reused statement also keeps its compiled-cache key). They are Core statements on the
 # tables, run on a Core connection (:func:`core_transaction`): no ORM entity loading, no unit of work.
 _ITEMS, _ASG, _LABELS = m.Item.__table__, m.Assignment.__table__, m.Label.__table__
-# the columns of an item a rater's view and the assigner need (never meta, key or the gold answer)
-_ITEM_COLS = (
-    _ITEMS.c.id,
-    _ITEMS.c.kind,
-    _ITEMS.c.prompt,
-    _ITEMS.c.response_a,
-    _ITEMS.c.response_b,
-    _ITEMS.c.calibration_round,
-    _ITEMS.c.n_assigned,
-    _ITEMS.c.k,
-)
+_ITEM_COLS = m.ITEM_VIEW_COLUMNS
 _RATER = sa.bindparam("rater")
 _UNSEEN = sa.select(_ASG.c.item_id).where(_ASG.c.rater == _RATER)
 _OPEN = (

@@ -183,7 +183,7 @@ def refresh_planner_stats(engine: Engine, *tables: str) -> None:
     PostgreSQL plans from sampled statistics that autovacuum refreshes only after a while (a minute or
     more). Until then a freshly loaded table has none, and the planner guesses: the annotation fetch's
     "is there a gold item this rater has not seen" became a sequential scan of every item on every
-    fetch (8.5 ms of PostgreSQL CPU per label instead of 1.8 ms on 20,000 queued pairs). PostgreSQL's
+    fetch (8.5 ms of PostgreSQL CPU per label instead of 1.2-1.8 ms on 20,000 queued pairs). PostgreSQL's
     manual advises the same ("Populating a Database": run ANALYZE after loading)."""
     if engine.dialect.name != "postgresql":
         return  # SQLite's planner does not need statistics for these index lookups
