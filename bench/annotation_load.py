@@ -199,28 +199,31 @@ def _server_stack(http: str, loop: str) -> dict:
     return {"http": http, "loop": loop}
 
 
+def _stat_seconds(stat_text: str, children: bool) -> float:
+    """utime + stime (and the waited-for children's, if ``children``) from a /proc/<pid>/stat line."""
+    fields = stat_text.rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11 : 15 if children else 13]) / os.sysconf("SC_CLK_TCK")
+
+
 def _cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process and its children (Linux /proc), else None."""
+    """CPU seconds of a process and its children (Linux /proc), else None."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        return _stat_seconds(Path(f"/proc/{pid}/stat").read_text(), children=True)
     except (OSError, ValueError, IndexError):
         return None
 
 
 def _postgres_cpu_seconds() -> float | None:
-    """utime + stime of every local process named ``postgres`` (backends, WAL writer, autovacuum...),
-    else None (no local server, or /proc unreadable)."""
-    total, found = 0.0, False
+    """CPU seconds of every local process named ``postgres`` (backends, WAL writer, autovacuum...), else
+    None (no local server, or /proc unreadable)."""
+    texts = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
+            texts.append(stat.read_text())
         except OSError:
-            continue
-        if "(postgres)" in text:
-            total += sum(int(x) for x in text.rsplit(")", 1)[1].split()[11:13])
-            found = True
-    return total / os.sysconf("SC_CLK_TCK") if found else None
+            continue  # the process ended meanwhile
+    texts = [t for t in texts if "(postgres)" in t]
+    return sum(_stat_seconds(t, children=False) for t in texts) if texts else None
 
 
 def check_db(url: str | None, root: Path) -> dict:

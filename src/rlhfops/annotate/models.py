@@ -133,9 +133,30 @@ class CalibrationRound(Base):
     started_at: Mapped[datetime]
 
 
-# The columns of an item that a rater's view and the assigner need (never meta, key or the gold answer):
-# what the hot path's Core statements select (rlhfops.annotate.queue, rlhfops.annotate.pg_statements).
+# Pieces of the assignment statements shared by the portable path (rlhfops.annotate.queue) and the
+# PostgreSQL one (rlhfops.annotate.pg_statements).
+_ITEMS, _ASSIGNMENTS = Item.__table__, Assignment.__table__
+# the columns of an item that a rater's view and the assigner need (never meta, key or the gold answer)
 ITEM_VIEW_COLUMNS = tuple(
-    Item.__table__.c[name]
+    _ITEMS.c[name]
     for name in ("id", "kind", "prompt", "response_a", "response_b", "calibration_round", "n_assigned", "k")
 )
+# an item's count after one more assignment: closed to assigners once it has its k raters
+ONE_MORE_ASSIGNED = {
+    "n_assigned": _ITEMS.c.n_assigned + 1,
+    "is_open": sa.case((_ITEMS.c.n_assigned + 1 < _ITEMS.c.k, sa.true()), else_=sa.false()),
+}
+
+
+def unseen_open_item(rater: sa.BindParameter) -> sa.Select:
+    """The oldest open production item not yet assigned to ``rater`` (an index range scan), locked for
+    the assigner: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent assigners spread over items
+    instead of waiting on one (SQLite has one writer at a time and renders no lock)."""
+    seen = sa.select(_ASSIGNMENTS.c.item_id).where(_ASSIGNMENTS.c.rater == rater)
+    return (
+        sa.select(*ITEM_VIEW_COLUMNS)
+        .where(_ITEMS.c.is_open.is_(True), _ITEMS.c.id.not_in(seen))
+        .order_by(_ITEMS.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )

@@ -75,27 +75,16 @@ _close = (
     .values(done_at=_AT)
     .cte("close")
 )
-# one row (assignment id, swapped, new label id or NULL, its choice) when the item is assigned to the
-# rater; no row when it is not. A NULL label id: the label was already there (a double submit).
+# one row (assignment id, new label id or NULL, its choice) when the item is assigned to the rater; no
+# row when it is not. A NULL label id: the label was already there (a double submit).
 SUBMIT = (
-    sa.select(_asg.c.id, _asg.c.swapped, _new_label.c.id, _new_label.c.choice)
+    sa.select(_asg.c.id, _new_label.c.id, _new_label.c.choice)
     .select_from(_asg.outerjoin(_new_label, sa.true()))
     .add_cte(_close)
 )
 
 # ---- production assignment ------------------------------------------------------------------------
-_ITEM_COLS = m.ITEM_VIEW_COLUMNS
-_candidate = (
-    sa.select(*_ITEM_COLS)
-    .where(
-        _ITEMS.c.is_open.is_(True),
-        _ITEMS.c.id.not_in(sa.select(_ASG.c.item_id).where(_ASG.c.rater == _RATER)),
-    )
-    .order_by(_ITEMS.c.id)
-    .limit(1)
-    .with_for_update(skip_locked=True)
-    .cte("candidate")
-)
+_candidate = m.unseen_open_item(_RATER).cte("candidate")
 _new_assignment = (
     _ASG.insert()
     .from_select(
@@ -114,10 +103,7 @@ _new_assignment = (
 _count_up = (
     _ITEMS.update()
     .where(_ITEMS.c.id == sa.select(_new_assignment.c.item_id).scalar_subquery())
-    .values(
-        n_assigned=_ITEMS.c.n_assigned + 1,
-        is_open=sa.case((_ITEMS.c.n_assigned + 1 < _ITEMS.c.k, sa.true()), else_=sa.false()),
-    )
+    .values(m.ONE_MORE_ASSIGNED)
     .cte("count_up")
 )
 # the assigned item (its columns as before the count went up), or no row when none is left

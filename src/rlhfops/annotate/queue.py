@@ -167,22 +167,9 @@ _CALIBRATION_ITEM = (
 )
 _GOLD_IDS = sa.select(_ITEMS.c.id).where(_ITEMS.c.is_gold.is_(True), _ITEMS.c.id.not_in(_UNSEEN)).limit(50)
 _ITEM_BY_ID = sa.select(*_ITEM_COLS).where(_ITEMS.c.id == sa.bindparam("item"))
-_CANDIDATE = (
-    sa.select(*_ITEM_COLS)
-    .where(_ITEMS.c.is_open.is_(True), _ITEMS.c.id.not_in(_UNSEEN))
-    .order_by(_ITEMS.c.id)
-    .limit(1)
-    .with_for_update(skip_locked=True)
-)
+_CANDIDATE = m.unseen_open_item(_RATER)
 _INSERT_ASSIGNMENT = _ASG.insert()
-_COUNT_UP = (
-    _ITEMS.update()
-    .where(_ITEMS.c.id == sa.bindparam("item"))
-    .values(
-        n_assigned=_ITEMS.c.n_assigned + 1,
-        is_open=sa.case((_ITEMS.c.n_assigned + 1 < _ITEMS.c.k, sa.true()), else_=sa.false()),
-    )
-)
+_COUNT_UP = _ITEMS.update().where(_ITEMS.c.id == sa.bindparam("item")).values(m.ONE_MORE_ASSIGNED)
 _LABELLED = sa.select(sa.func.count(_LABELS.c.id)).where(_LABELS.c.rater == _RATER).scalar_subquery()
 _N_OPEN = (
     sa.select(sa.func.count(_ASG.c.id))
@@ -264,11 +251,8 @@ def _gold_item(c, rater: str, gold_rate: float, state: Any) -> Any | None:
 
 
 def _production_candidate(c, rater: str) -> Any | None:
-    """The oldest production pair with a free slot that ``rater`` has not seen (an index range scan).
-
-    The portable path (SQLite, which runs one writer at a time); PostgreSQL assigns with
-    :data:`rlhfops.annotate.pg_statements.ASSIGN`, which locks the row and skips rows locked by other
-    assigners (``FOR UPDATE SKIP LOCKED``) so that concurrent raters spread over items."""
+    """:func:`models.unseen_open_item` on the portable path (SQLite); PostgreSQL assigns with
+    :data:`rlhfops.annotate.pg_statements.ASSIGN` (the same candidate, assigned in one statement)."""
     return c.execute(_CANDIDATE, {"rater": rater}).first()
 
 
@@ -430,11 +414,11 @@ def _submit_one_statement(
         row = c.execute(pg.SUBMIT, params).first()
     if row is None:
         raise NotAssignedError(f"item {item_id} is not assigned to {rater}")
-    _asg_id, _swapped, label_id, stored_choice = row
+    _asg_id, label_id, stored_choice = row
     if label_id is not None:
         return LabelResult(int(label_id), item_id, stored_choice, True)
-    with transaction(ws) as s:  # a double submit: the label that is there
-        existing = _existing_label(s, item_id, rater)
+    with read_transaction(ws) as c:  # a double submit: the label that is there
+        existing = _existing_label(c, item_id, rater)
     if existing is None:  # pragma: no cover - the conflict that skipped the insert was a stored label
         raise UserError(f"label for item {item_id} by {rater}: conflict without a stored label, try again")
     return existing
