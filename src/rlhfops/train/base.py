@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
+from rlhfops.train.checkpoint_manifest import MANIFEST, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
 
@@ -100,6 +102,7 @@ class Trainer(abc.ABC):
         self.start_step = 0
         self.total_steps = 0
         self._last_saved = 0
+        self.damaged_checkpoints: list[dict[str, str]] = []  # set by a resume that skipped some
 
     # ---- hooks for stages ---------------------------------------------------------------------
     @abc.abstractmethod
@@ -307,7 +310,8 @@ class Trainer(abc.ABC):
         return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
     def save_checkpoint(self, step: int) -> None:
-        """Write model, optimizer, scheduler, RNG and stage state atomically (temp dir + rename)."""
+        """Write model, optimizer, scheduler, RNG and stage state atomically (temp dir + rename), with a
+        manifest holding every file's SHA-256 (checked on resume)."""
         import torch
         from safetensors.torch import save_file
 
@@ -326,38 +330,96 @@ class Trainer(abc.ABC):
                 },
                 tmp / "state.pt",
             )
-            atomic_write_text(tmp / "trainer_state.json", json.dumps({"step": step, "stage": self.stage}))
+            state = {"step": step, "stage": self.stage, "manifest": MANIFEST}
+            atomic_write_text(tmp / "trainer_state.json", json.dumps(state))
+            write_manifest(tmp, step, self.stage)  # last: hashes every file above
             self.run.commit_checkpoint(tmp, step, self.config.keep_last)
         self.accelerator.wait_for_everyone()
 
     def _restore(self) -> None:
+        """Resume from the newest checkpoint whose files match its manifest and load.
+
+        A damaged checkpoint (a file missing, cut short or changed) is named in one line on stderr and
+        the next older one is tried; the damaged ones are then moved aside (``damaged-step-NNNNNN``) so
+        pruning never deletes the good checkpoint in their favour. No intact checkpoint: DataError,
+        and nothing in the run directory is changed.
+        """
+        found = self.run.list_checkpoints()
+        damaged: list[tuple[Path, str]] = []
+        chosen: tuple[int, Path] | None = None
+        for step, path in reversed(found):
+            verdict = verify_checkpoint(path, step)
+            problem = verdict.problem
+            if problem is None and not verdict.verified:
+                self._say(
+                    f"warning: checkpoint {path}: no {MANIFEST} (written by an earlier rlhfops); its files "
+                    "cannot be checked against hashes, only that they load"
+                )
+            if problem is None:
+                problem = self._load_checkpoint(path)
+            if problem is None:
+                chosen = (step, path)
+                break
+            self._say(f"warning: checkpoint {path} is damaged: {problem}; not used")
+            damaged.append((path, problem))
+        if found and chosen is None:
+            listed = "; ".join(f"{p.name}: {why}" for p, why in damaged)
+            raise DataError(
+                f"{self.run.checkpoints_dir}: no intact checkpoint to resume from ({listed}); nothing was "
+                f"changed. Restore the files, or move {self.run.checkpoints_dir} away to restart from step 0"
+            )
+        self.accelerator.wait_for_everyone()  # every process has read its checkpoint before any move
+        step = chosen[0] if chosen else 0
+        self.start_step = step
+        self.damaged_checkpoints = [{"checkpoint": p.name, "problem": why} for p, why in damaged]
+        if not self.is_main:
+            return
+        self.run.clean_stale_tmp()
+        moved = [self.run.set_aside(p) for p, _ in damaged]
+        if chosen and moved:
+            self._say(
+                f"warning: resuming from {chosen[1].name}, the newest intact checkpoint; "
+                f"damaged ones moved to {', '.join(str(m) for m in moved)}"
+            )
+        self.run.truncate_metrics_after(step)
+
+    def _load_checkpoint(self, path: Path) -> str | None:
+        """Load weights, optimizer, scheduler, RNG and stage state from ``path``; a line naming the file
+        that does not load, or None. A failure half-way is harmless: the next checkpoint tried (or the
+        error) replaces everything set here."""
         import torch
         from safetensors.torch import load_file
 
-        self.run.clean_stale_tmp() if self.is_main else None
-        latest = self.run.latest_checkpoint()
-        if latest is None:
-            self.start_step = 0
-            if self.is_main:
-                self.run.truncate_metrics_after(0)
-            return
-        step, path = latest
         model = self.accelerator.unwrap_model(self.model)
-        weights = load_file(str(path / "trainable.safetensors"))
-        params = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in weights.items():
-                params[name].copy_(value)
-        state = torch.load(path / "state.pt", weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        self.load_extra_state(state.get("extra", {}))
-        self.start_step = step
+        params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        name = "trainable.safetensors"
+        try:
+            weights = load_file(str(path / name))
+            wrong = sorted(set(weights) ^ set(params)) + sorted(
+                k for k in weights.keys() & params.keys() if weights[k].shape != params[k].shape
+            )
+            if wrong:
+                return f"{name} does not fit the model ({len(wrong)} tensors differ, e.g. {wrong[0]})"
+            with torch.no_grad():
+                for key, value in weights.items():
+                    params[key].copy_(value)
+            name = "state.pt"
+            state = torch.load(path / name, weights_only=False)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+            self.load_extra_state(state.get("extra", {}))
+        except Exception as err:  # noqa: BLE001 - any failure to load means this checkpoint is not usable
+            detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+            return f"{name} does not load ({type(err).__name__}{': ' + detail if detail else ''})"
+        return None
+
+    def _say(self, line: str) -> None:
+        """One line on stderr from the main process (resume warnings)."""
         if self.is_main:
-            self.run.truncate_metrics_after(step)
+            print(line, file=sys.stderr, flush=True)
 
     # ---- the end ---------------------------------------------------------------------------------
     def finish(self) -> RunResult:
@@ -378,6 +440,8 @@ class Trainer(abc.ABC):
                 "eval": metrics,
                 "world_size": self.world,
             }
+            if self.damaged_checkpoints:
+                summary["damaged_checkpoints"] = self.damaged_checkpoints
             atomic_write_text(self.run.summary_path, json.dumps(summary, indent=2, sort_keys=True))
         self.accelerator.wait_for_everyone()
         return RunResult(self.run.path, self.total_steps, summary)

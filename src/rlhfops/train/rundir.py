@@ -5,7 +5,9 @@ Layout::
     RUN_DIR/
       config.yaml          the resolved config (with the stage name), written once at the start
       metrics.jsonl        one JSON object per logged step
-      checkpoints/step-000050/   written to a temp dir, then renamed: never half-written
+      checkpoints/step-000050/   written to a temp dir, then renamed: never half-written; its
+                                 manifest.json holds every file's SHA-256, checked on resume
+      checkpoints/damaged-step-000060/   a checkpoint a resume found damaged, moved aside
       final/               the trained model (full weights or adapter)
       summary.json         written last; its presence means the run finished
 """
@@ -24,6 +26,7 @@ import yaml
 
 CHECKPOINTS = "checkpoints"
 STEP_PREFIX = "step-"
+DAMAGED_PREFIX = "damaged-"
 
 
 def default_run_dir(stage: str) -> Path:
@@ -110,8 +113,14 @@ class RunDir:
             return []
         found = []
         for p in self.checkpoints_dir.iterdir():
-            if p.is_dir() and p.name.startswith(STEP_PREFIX) and (p / "trainer_state.json").exists():
-                found.append((int(p.name[len(STEP_PREFIX) :]), p))
+            number = p.name[len(STEP_PREFIX) :]
+            if (
+                p.is_dir()
+                and p.name.startswith(STEP_PREFIX)
+                and number.isdigit()
+                and ((p / "trainer_state.json").exists() or (p / "manifest.json").exists())
+            ):
+                found.append((int(number), p))
         return sorted(found)
 
     def latest_checkpoint(self) -> tuple[int, Path] | None:
@@ -134,6 +143,16 @@ class RunDir:
         for _, old in self.list_checkpoints()[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
         return final
+
+    def set_aside(self, ckpt: Path) -> Path:
+        """Move a damaged checkpoint out of the way (``damaged-step-NNNNNN``, kept for inspection)."""
+        target = ckpt.with_name(f"{DAMAGED_PREFIX}{ckpt.name}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = ckpt.with_name(f"{DAMAGED_PREFIX}{ckpt.name}-{n}")
+        os.replace(ckpt, target)
+        return target
 
     def clean_stale_tmp(self) -> None:
         if self.checkpoints_dir.is_dir():
