@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,68 @@ def test_sft_in_signed_workspace_records_lineage(tmp_path, workspace, capsys):
         [r.id for r in chain],
     )
     assert len(kinds) >= 2, kinds
+
+
+def _sign(workspace) -> None:
+    for name, role in (("bob", "business-owner"), ("carol", "technical-lead"), ("erin", "ml-engineer")):
+        workspace.add_person(name, role, added_by="test")
+    workspace.sign_spec("business-owner", "bob")
+    workspace.sign_spec("technical-lead", "carol")
+    workspace.record_baseline({"task_completion_rate": 0.7, "client_flag_rate": 0.05}, "test", "bob", n=100)
+
+
+def _interrupted_run(tmp_path) -> Path:
+    """An SFT run in ./run stopped after step 2 of 4 (checkpoint at 2, no summary), as a kill leaves it."""
+    from rlhfops.config import load_config
+    from rlhfops.train.config import SFTConfig
+    from rlhfops.train.sft import SFTTrainer
+
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    data = write_demos(tmp_path / "demos.jsonl")
+    sets = [f"model={model}", f"data={data}", "max_steps=4", "save_every=2", "batch_size=4"]
+    trainer = SFTTrainer(load_config(SFTConfig, None, [*sets, "progress=false", "output_dir=run"]))
+    trainer.setup()
+    trainer.before_train()
+    for step in (1, 2):
+        trainer.run.append_metrics(trainer.step(step))
+    trainer.save_checkpoint(2)
+    trainer.cleanup()
+    assert not Path("run/summary.json").exists()
+    return Path("run")
+
+
+def _resume(capsys) -> tuple[int, str]:
+    capsys.readouterr()
+    try:
+        main(["train", "sft", "--resume", "run"])
+    except SystemExit as ex:
+        return int(ex.code or 0), capsys.readouterr().err
+    return 0, capsys.readouterr().err
+
+
+def test_resumed_run_is_recorded_with_its_lineage(tmp_path, workspace, capsys):
+    _sign(workspace)
+    run_dir = _interrupted_run(tmp_path)
+    assert not workspace.artifacts("sft-model")
+    code, err = _resume(capsys)
+    assert code == 0, err
+    models = workspace.artifacts("sft-model")
+    assert len(models) == 1, "the resumed run's model was registered"
+    assert Path(models[0].meta["run_dir"]) == run_dir.resolve()
+    assert models[0].meta["eval"] == json.loads((run_dir / "summary.json").read_text())["eval"]
+    chain = workspace.lineage(models[0].id)
+    spec_hash = workspace.current_spec().hash
+    assert any(r.id == spec_hash or r.id.startswith(spec_hash) for r in chain)
+    assert {"spec", "base-model", "demonstrations", "sft-model"} <= {r.kind for r in chain}
+
+
+def test_resume_checks_play_order(tmp_path, workspace, capsys):
+    _sign(workspace)
+    _interrupted_run(tmp_path)
+    spec = workspace.spec_path  # edited after the run started: its sign-offs no longer hold
+    spec.write_text(spec.read_text() + "\n# edited after the run started\n")
+    code, err = _resume(capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert not Path("run/summary.json").exists(), "nothing trained"
+    assert not workspace.artifacts("sft-model")

@@ -45,28 +45,23 @@ def run_stage(
     overrides: list[str] | None = None,
     resume: str | Path | None = None,
 ) -> RunResult:
-    """Train one stage; with ``resume``, continue the run in that directory from its last checkpoint."""
+    """Train one stage; with ``resume``, continue the run in that directory from its last checkpoint.
+
+    Inside a workspace, a fresh and a resumed run alike are checked against the play order before
+    training and recorded with their lineage after it.
+    """
     if stage not in STAGES:
         raise ConfigError(f"unknown stage '{stage}'; valid: {', '.join(STAGES)}")
+    run_dir: Path | None = None
     if resume is not None:
-        run = RunDir(resume)
-        if not run.config_path.exists():
-            raise ConfigError(f"{run.path}: not a run directory (no config.yaml); cannot resume")
-        saved_stage, data = run.read_config()
-        if saved_stage != stage:
-            raise ConfigError(f"{run.path}: is a '{saved_stage}' run, not '{stage}'")
-        if run.summary_path.exists():
-            raise ConfigError(
-                f"{run.path}: this run already finished (summary.json exists); nothing to resume"
-            )
-        config = STAGES[stage].model_validate(data)
-        return trainer_class(stage)(config, run.path, resume=True).run_all()
-    config = load_config(STAGES[stage], config_path, overrides, stage=stage)
+        config, run_dir = _resumed_config(stage, resume)
+    else:
+        config = load_config(STAGES[stage], config_path, overrides, stage=stage)
     ws = _workspace()
     inputs = stage_inputs(config)
     if ws is not None:
         ws.check_stage_ready(stage, inputs)  # play order: refuses with one line naming what is missing
-    result = trainer_class(stage)(config).run_all()
+    result = trainer_class(stage)(config, run_dir, resume=resume is not None).run_all()
     if ws is not None and result.summary:
         from rlhfops.workspace.identity import acting_person
 
@@ -74,6 +69,20 @@ def run_stage(
         model_id = ws.record_training_run(stage, inputs, result.run_dir / "final", acting_person(), meta)
         result.summary["artifact_id"] = model_id
     return result
+
+
+def _resumed_config(stage: str, resume: str | Path) -> tuple[TrainConfig, Path]:
+    """The config saved in the unfinished run directory ``resume`` (refused: not a run, another stage's
+    run, or a finished one)."""
+    run = RunDir(resume)
+    if not run.config_path.exists():
+        raise ConfigError(f"{run.path}: not a run directory (no config.yaml); cannot resume")
+    saved_stage, data = run.read_config()
+    if saved_stage != stage:
+        raise ConfigError(f"{run.path}: is a '{saved_stage}' run, not '{stage}'")
+    if run.summary_path.exists():
+        raise ConfigError(f"{run.path}: this run already finished (summary.json exists); nothing to resume")
+    return STAGES[stage].model_validate(data), run.path
 
 
 def stage_inputs(config: TrainConfig) -> dict[str, str]:
