@@ -19,7 +19,10 @@ SET_OPT = typer.Option(
     None, "--set", help="Override a setting: key=value (repeatable; nested keys with dots)."
 )
 RESUME_OPT = typer.Option(
-    None, "--resume", help="Continue the run in this directory from its last checkpoint."
+    None,
+    "--resume",
+    help="Continue the run in this directory from its newest intact checkpoint (files checked against "
+    "its manifest).",
 )
 
 

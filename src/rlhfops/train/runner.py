@@ -45,7 +45,7 @@ def run_stage(
     overrides: list[str] | None = None,
     resume: str | Path | None = None,
 ) -> RunResult:
-    """Train one stage; with ``resume``, continue the run in that directory from its last checkpoint.
+    """Train one stage; with ``resume``, continue the run in that directory from its newest intact checkpoint.
 
     Inside a workspace, a fresh and a resumed run alike are checked against the play order before
     training and recorded with their lineage after it.
