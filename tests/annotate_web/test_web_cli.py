@@ -44,7 +44,7 @@ def test_raters_pairs_calibration_export(cli_ws, capsys, monkeypatch, tmp_path: 
     from rlhfops.annotate.accounts import account_for_token
 
     assert account_for_token(cli_ws, token).name == "nina"
-    assert _run(capsys, "raters", "revoke", "nina") == "revoked 1 token(s) of nina\n"
+    assert _run(capsys, "raters", "revoke", "nina") == "revoked 1 token(s) and 0 web session(s) of nina\n"
     assert account_for_token(cli_ws, token) is None
     f = _write_pairs(tmp_path / "pairs.jsonl", 4)
     assert _run(capsys, "pairs", "import", str(f), "--k", "2") == "queued 4 pair(s) (0 already queued)\n"

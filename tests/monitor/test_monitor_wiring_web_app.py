@@ -17,6 +17,7 @@ def app_client(ws):
 
     from rlhfops.web.app import create_app
 
+    ws.add_person("mona", "ml-engineer", "alice")  # reads monitoring and posts production logs
     accounts.set_account(ws, "mona", "correct horse battery")
     token = accounts.create_token(ws, "mona")
     with TestClient(create_app(ws.root)) as client:

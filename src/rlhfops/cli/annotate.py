@@ -176,11 +176,14 @@ def raters_token(
 
 @raters_app.command("revoke")
 def raters_revoke(name: str = typer.Argument(..., help="Account name.")) -> None:
-    """Delete all API tokens of an account."""
+    """Delete all API tokens of an account and end its web sessions (signed out everywhere at once)."""
     from rlhfops.annotate.accounts import revoke_tokens
+    from rlhfops.web.sessions import revoke_sessions
 
     with _ws() as ws:
-        typer.echo(f"revoked {revoke_tokens(ws, name)} token(s) of {name}")
+        tokens = revoke_tokens(ws, name)
+        sessions = revoke_sessions(ws, name) or 0
+        typer.echo(f"revoked {tokens} token(s) and {sessions} web session(s) of {name}")
 
 
 @raters_app.command("list")

@@ -214,19 +214,25 @@ class BodyLimitMiddleware:
                 if too_big:
                     await self._refuse(send)
                     return
-        seen, started = 0, False
+        seen, started, over = 0, False, False
 
         async def counting_receive() -> Any:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Any) -> None:
             nonlocal started
+            if over:  # the app turned the interrupted read into its own error: answer 413 instead
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
