@@ -39,7 +39,7 @@ IN_APP_BASE = """{% extends "base.html" %}
 {% block content %}
 <nav class="gate-nav"><a href="{{ base }}/gate">Gate</a> <a href="{{ base }}/gate/log">Decision log</a></nav>
 <p class="muted">read-only: decisions are made with <code>rlhfops gate sign</code> and <code>rlhfops promote</code></p>
-{% block body %}{% endblock %}
+<div class="scroll-x">{% block body %}{% endblock %}</div>
 {% endblock %}
 """
 

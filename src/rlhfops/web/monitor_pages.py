@@ -22,6 +22,7 @@ router = APIRouter(tags=["monitor"])
 
 PAGE = """{% extends "base.html" %}
 {% block content %}
+<div class="scroll-x">
 <h1>Monitoring</h1>
 <h2>Open triggers</h2>
 {% if triggers %}
@@ -74,6 +75,7 @@ PAGE = """{% extends "base.html" %}
 {% else %}
 <p>No drift report yet: <code>rlhfops monitor ingest FILE</code>, then <code>rlhfops monitor drift</code>.</p>
 {% endif %}
+</div>
 {% endblock %}
 """
 
