@@ -187,7 +187,9 @@ def test_forwarded_for_is_read_from_a_configured_proxy(ws) -> None:
 
     def attempt(c: TestClient, token: str, xff: str, password: str) -> int:
         data = {"name": "rita", "password": password, "csrf": token}
-        return c.post("/login", data=data, headers={"X-Forwarded-For": xff}, follow_redirects=False).status_code
+        return c.post(
+            "/login", data=data, headers={"X-Forwarded-For": xff}, follow_redirects=False
+        ).status_code
 
     assert [attempt(proxied, tp, "198.51.100.1", "wrong") for _ in range(5)] == [401] * 5
     assert attempt(proxied, tp, "198.51.100.1", PASSWORD) == 429  # that client is blocked
@@ -203,7 +205,9 @@ def test_client_address_rule() -> None:
     assert client_address("127.0.0.1", "1.2.3.4", []) == "127.0.0.1"
     assert client_address("127.0.0.1", "1.2.3.4", proxies) == "127.0.0.1"  # peer not trusted
     assert client_address("10.0.0.5", "1.2.3.4", proxies) == "1.2.3.4"
-    assert client_address("10.0.0.5", "6.6.6.6, 1.2.3.4, 10.1.2.3", proxies) == "1.2.3.4"  # right-most untrusted
+    assert (
+        client_address("10.0.0.5", "6.6.6.6, 1.2.3.4, 10.1.2.3", proxies) == "1.2.3.4"
+    )  # right-most untrusted
     assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
     with pytest.raises(ValueError, match="'nope' is not an IP"):
         parse_proxies(["nope"])
@@ -263,7 +267,9 @@ def test_body_limit_setting_and_chunked_uploads(ws) -> None:
 
     assert c.post("/api/labels", content=chunks(), headers=headers).status_code == 413
     anon = TestClient(create_app(ws.root))
-    r = anon.post("/login", content=b"x" * 4000, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = anon.post(
+        "/login", content=b"x" * 4000, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert r.status_code == 413
 
 

@@ -112,8 +112,14 @@ def app_clients(gws):
 
 
 @pytest.mark.parametrize(
-    "name,role", [("gina", "gate-owner"), ("rex", "red-team-lead"), ("frank", "ml-engineer"),
-                  ("carol", "technical-lead"), ("root", "admin")]
+    "name,role",
+    [
+        ("gina", "gate-owner"),
+        ("rex", "red-team-lead"),
+        ("frank", "ml-engineer"),
+        ("carol", "technical-lead"),
+        ("root", "admin"),
+    ],
 )
 def test_gate_readers_may_read(app_clients, name: str, role: str) -> None:
     c = app_clients(name)
@@ -126,8 +132,14 @@ def test_gate_readers_may_read(app_clients, name: str, role: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name,role", [("rita", "rater"), ("erin", "annotation-lead"), ("dave", "domain-expert-lead"),
-                  ("alice", "task-spec-owner"), ("bob", "business-owner")]
+    "name,role",
+    [
+        ("rita", "rater"),
+        ("erin", "annotation-lead"),
+        ("dave", "domain-expert-lead"),
+        ("alice", "task-spec-owner"),
+        ("bob", "business-owner"),
+    ],
 )
 def test_others_get_403_on_every_gate_page(app_clients, name: str, role: str) -> None:
     c = app_clients(name)

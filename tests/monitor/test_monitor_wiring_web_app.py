@@ -125,7 +125,9 @@ def test_monitor_readers_may_read(signed_in, name: str) -> None:
 def test_others_get_403_on_monitoring(signed_in, name: str) -> None:
     c, csrf = signed_in(name)
     page = c.get("/monitor")
-    assert page.status_code == 403 and "may not read monitoring" in page.text and 'action="/logout"' in page.text
+    assert (
+        page.status_code == 403 and "may not read monitoring" in page.text and 'action="/logout"' in page.text
+    )
     assert c.get("/api/monitor/triggers").status_code == 403
     r = c.post("/api/monitor/events", json=[EVENT], headers={"X-CSRF-Token": csrf})
     assert r.status_code == 403

@@ -133,7 +133,6 @@ class CalibrationRound(Base):
     started_at: Mapped[datetime]
 
 
-
 class WebSession(Base):
     """A signed-in browser (migration ``0003c``): the cookie holds a random token, only its SHA-256 is
     stored. ``password_stamp`` is a digest of the account's password hash when the session began: a
@@ -160,6 +159,7 @@ class LoginFailure(Base):
     name_key: Mapped[str] = mapped_column(sa.String(200))
     client: Mapped[str] = mapped_column(sa.String(100))
     at: Mapped[float] = mapped_column(sa.Float, index=True)
+
 
 # Pieces of the assignment statements shared by the portable path (rlhfops.annotate.queue) and the
 # PostgreSQL one (rlhfops.annotate.pg_statements).

@@ -19,6 +19,7 @@ with a ``templates`` dir).
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import secrets
 import warnings
@@ -190,12 +191,16 @@ class BodyLimitMiddleware:
         self.app, self.limit = app, limit
 
     async def _refuse(self, send: Any) -> None:
-        body = ('{"detail":"request body larger than %d bytes (web.max_body_bytes)"}' % self.limit).encode()
+        detail = f"request body larger than {self.limit} bytes (web.max_body_bytes)"
+        body = json.dumps({"detail": detail}).encode()
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
                 + [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS],
             }
         )

@@ -38,7 +38,8 @@ IN_APP_BASE = """{% extends "base.html" %}
 {% block head %}<link rel="stylesheet" href="{{ base }}/gate/static/gate.css">{% endblock %}
 {% block content %}
 <nav class="gate-nav"><a href="{{ base }}/gate">Gate</a> <a href="{{ base }}/gate/log">Decision log</a></nav>
-<p class="muted">read-only: decisions are made with <code>rlhfops gate sign</code> and <code>rlhfops promote</code></p>
+<p class="muted">read-only: decisions are made with <code>rlhfops gate sign</code> and
+<code>rlhfops promote</code></p>
 <div class="scroll-x">{% block body %}{% endblock %}</div>
 {% endblock %}
 """

@@ -1,11 +1,11 @@
 """Read-only monitoring page for the web app: open triggers and the latest drift report.
 
 ``router`` is a FastAPI ``APIRouter``; the web app mounts it through ``rlhfops.web.app.EXTRA_ROUTERS``
-(behind the login; readers: :data:`rlhfops.web.auth.MONITOR_READERS`, others get 403). ``GET /monitor`` shows the open triggers (the play to re-enter, rule, evidence,
-when) and a summary of the latest drift report (input drift per window, new clusters with examples,
-output metrics, business metrics vs the baseline). Nothing here writes: triggers are closed with
-``rlhfops triggers close ID``. The page extends the app's ``base.html``; every value is autoescaped
-(prompts are production text).
+(behind the login; readers: :data:`rlhfops.web.auth.MONITOR_READERS`, others get 403). ``GET /monitor``
+shows the open triggers (the play to re-enter, rule, evidence, when) and a summary of the latest drift
+report (input drift per window, new clusters with examples, output metrics, business metrics vs the
+baseline). Nothing here writes: triggers are closed with ``rlhfops triggers close ID``. The page extends
+the app's ``base.html``; every value is autoescaped (prompts are production text).
 """
 
 from __future__ import annotations

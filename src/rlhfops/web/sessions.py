@@ -165,12 +165,18 @@ class LoginThrottle:
         """Seconds until this pair may try again, or None when it may try now."""
         now = self.clock()
         with read_transaction(self.ws) as c:
-            times = c.execute(
-                sa.select(_F.c.at)
-                .where(_F.c.name_key == login_key(name), _F.c.client == client, _F.c.at > now - self.window)
-                .order_by(_F.c.at.desc())
-                .limit(self.limit)
-            ).scalars().all()
+            times = (
+                c.execute(
+                    sa.select(_F.c.at)
+                    .where(
+                        _F.c.name_key == login_key(name), _F.c.client == client, _F.c.at > now - self.window
+                    )
+                    .order_by(_F.c.at.desc())
+                    .limit(self.limit)
+                )
+                .scalars()
+                .all()
+            )
         if len(times) < self.limit:
             return None
         return max(1.0, self.window - (now - times[-1]))
