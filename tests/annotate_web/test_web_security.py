@@ -342,3 +342,30 @@ def test_sqlite_database_file_is_created_0600(sqlite_backend, tmp_path) -> None:
                 assert oct(p.stat().st_mode & 0o777) == oct(0o600), name
     finally:
         w.close()
+
+
+def test_a_number_the_database_cannot_hold_is_422_not_500(app) -> None:
+    """The safety net for a route without a bound: OverflowError (SQLite's 'Python int too large')."""
+
+    def boom() -> None:
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+
+    app.add_api_route("/api/boom", boom)
+    r = TestClient(app, raise_server_exceptions=False).get("/api/boom")
+    assert r.status_code == 422 and "out of range" in r.json()["detail"]
+
+
+def test_migration_0003c_downgrades_and_upgrades(sqlite_backend, tmp_path) -> None:
+    import sqlalchemy as sa
+
+    from rlhfops.workspace import init_workspace, migrate
+
+    w = init_workspace(tmp_path / "w")
+    try:
+        assert {"web_sessions", "login_failures"} <= set(sa.inspect(w.engine).get_table_names())
+        migrate.downgrade(w.engine, "0002")
+        assert not {"web_sessions", "login_failures"} & set(sa.inspect(w.engine).get_table_names())
+        migrate.upgrade(w.engine)
+        assert {"web_sessions", "login_failures"} <= set(sa.inspect(w.engine).get_table_names())
+    finally:
+        w.close()
