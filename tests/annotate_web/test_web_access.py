@@ -83,11 +83,11 @@ def test_repeated_failed_sign_ins_are_throttled(app, ws) -> None:
     assert attempt("rita", PASSWORD) == 303
 
 
-def test_login_throttle_window_is_sliding() -> None:
-    from rlhfops.web.auth import LoginThrottle
+def test_login_throttle_window_is_sliding(ws) -> None:
+    from rlhfops.web.sessions import LoginThrottle
 
     now = [0.0]
-    t = LoginThrottle(limit=3, window=100, clock=lambda: now[0])
+    t = LoginThrottle(ws, limit=3, window=100, clock=lambda: now[0])
     for at in (0, 10, 20):
         now[0] = at
         assert t.retry_after("a", "h") is None

@@ -44,7 +44,7 @@ def test_raters_pairs_calibration_export(cli_ws, capsys, monkeypatch, tmp_path: 
     from rlhfops.annotate.accounts import account_for_token
 
     assert account_for_token(cli_ws, token).name == "nina"
-    assert _run(capsys, "raters", "revoke", "nina") == "revoked 1 token(s) of nina\n"
+    assert _run(capsys, "raters", "revoke", "nina") == "revoked 1 token(s) and 0 web session(s) of nina\n"
     assert account_for_token(cli_ws, token) is None
     f = _write_pairs(tmp_path / "pairs.jsonl", 4)
     assert _run(capsys, "pairs", "import", str(f), "--k", "2") == "queued 4 pair(s) (0 already queued)\n"
@@ -128,6 +128,10 @@ def test_serve_starts_the_app(cli_ws, tmp_path: Path) -> None:
     import httpx
     from web_helpers import free_port
 
+    from rlhfops.annotate.accounts import create_token, set_account
+
+    set_account(cli_ws, "root", "a long password", is_admin=True)
+    token = create_token(cli_ws, "root")
     port = free_port()
     exe = Path(sys.executable).with_name("rlhfops")
     proc = subprocess.Popen(
@@ -148,7 +152,9 @@ def test_serve_starts_the_app(cli_ws, tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert r.status_code == 200 and "Sign in" in r.text
         assert httpx.get(f"http://127.0.0.1:{port}/api/next").status_code == 401
-        schema = httpx.get(f"http://127.0.0.1:{port}/openapi.json").json()
+        assert httpx.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 401  # admins only
+        admin = {"Authorization": f"Bearer {token}"}
+        schema = httpx.get(f"http://127.0.0.1:{port}/openapi.json", headers=admin).json()
         assert "/api/labels" in schema["paths"]
     finally:
         proc.terminate()

@@ -48,13 +48,16 @@ def csrf_of(html: str) -> str:
 
 
 def login(client, name: str, password: str = PASSWORD) -> str:
-    """Sign ``client`` in through the login form; returns the CSRF token of its session."""
+    """Sign ``client`` in through the login form; returns the CSRF token of its session (bound to the
+    session: not the token of the sign-in form)."""
     token = csrf_of(client.get("/login").text)
     r = client.post(
         "/login", data={"name": name, "password": password, "csrf": token}, follow_redirects=False
     )
     assert r.status_code == 303, r.text
-    return token
+    bound = csrf_of(client.get("/login").text)
+    assert bound != token
+    return bound
 
 
 def free_port() -> int:

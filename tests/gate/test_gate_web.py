@@ -78,3 +78,73 @@ def test_gate_pages_show_broken_log(client):
     assert log.status_code == 200 and "entry 1:" in log.text and '<tr class="FAIL"><td>1</td>' in log.text
     r = c.get("/gate")
     assert 'id="log-problem"' in r.text
+
+
+# ---- inside the web app: who may read the gate (issue 16, finding 4) ----------------------------------
+GATE_PATHS = ["/gate", "/gate/log", "/gate/models/ffffffffffff", "/gate/models/ffffffffffff/report"]
+
+
+@pytest.fixture
+def app_clients(gws):
+    """The web app on the gate workspace; a signed-in client per person (password sign-in)."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from rlhfops.annotate.accounts import set_account
+    from rlhfops.web.app import create_app
+
+    for name, role in [("rita", "rater"), ("rex", "red-team-lead")]:
+        gws.add_person(name, role, "alice")
+    for name in ("alice", "bob", "carol", "dave", "erin", "frank", "gina", "rita", "rex"):
+        set_account(gws, name, "correct horse battery")
+    set_account(gws, "root", "correct horse battery", is_admin=True)
+    app = create_app(gws.root)
+
+    def signed_in(name: str) -> TestClient:
+        c = TestClient(app)
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/login").text).group(1)
+        r = c.post("/login", data={"name": name, "password": "correct horse battery", "csrf": token})
+        assert r.status_code == 200, r.text
+        return c
+
+    return signed_in
+
+
+@pytest.mark.parametrize(
+    "name,role",
+    [
+        ("gina", "gate-owner"),
+        ("rex", "red-team-lead"),
+        ("frank", "ml-engineer"),
+        ("carol", "technical-lead"),
+        ("root", "admin"),
+    ],
+)
+def test_gate_readers_may_read(app_clients, name: str, role: str) -> None:
+    c = app_clients(name)
+    for path in GATE_PATHS[:2]:
+        r = c.get(path)
+        assert r.status_code == 200, (role, path, r.text[:200])
+        # the app's header with the sign-out form is on the gate pages
+        assert 'action="/logout"' in r.text and f"Sign out {name}" in r.text and "gate.css" in r.text
+    assert c.get(GATE_PATHS[2]).status_code == 404  # past the role check: no such model
+
+
+@pytest.mark.parametrize(
+    "name,role",
+    [
+        ("rita", "rater"),
+        ("erin", "annotation-lead"),
+        ("dave", "domain-expert-lead"),
+        ("alice", "task-spec-owner"),
+        ("bob", "business-owner"),
+    ],
+)
+def test_others_get_403_on_every_gate_page(app_clients, name: str, role: str) -> None:
+    c = app_clients(name)
+    for path in GATE_PATHS:
+        r = c.get(path)
+        assert r.status_code == 403, (role, path, r.status_code)
+        assert "may not read the deployment gate" in r.text
+        assert 'action="/logout"' in r.text  # the 403 page is the app's, with its header

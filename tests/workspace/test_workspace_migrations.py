@@ -16,6 +16,7 @@ from rlhfops.workspace.db import Base
 TABLES = {"people", "artifacts", "artifact_parents", "signatures", "baselines", "overrides", "triggers"}
 # annotation service (migration 0002)
 TABLES |= {"accounts", "api_tokens", "items", "assignments", "labels", "demonstrations", "calibration_rounds"}
+TABLES |= {"web_sessions", "login_failures"}  # web sessions and the sign-in throttle (migration 0003c)
 HEAD = migrate.head_revision()
 
 

@@ -133,6 +133,34 @@ class CalibrationRound(Base):
     started_at: Mapped[datetime]
 
 
+class WebSession(Base):
+    """A signed-in browser (migration ``0003c``): the cookie holds a random token, only its SHA-256 is
+    stored. ``password_stamp`` is a digest of the account's password hash when the session began: a
+    password change (any path) makes every older session invalid at once. Times are Unix seconds."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(sa.ForeignKey("accounts.id"), index=True)
+    password_stamp: Mapped[str] = mapped_column(sa.String(64))
+    created: Mapped[float] = mapped_column(sa.Float)
+    expires: Mapped[float] = mapped_column(sa.Float, index=True)
+
+
+class LoginFailure(Base):
+    """A failed sign-in (migration ``0003c``), shared by every server process: the normalised account
+    name, the client address, when (Unix seconds)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.Index("ix_login_failures_key", "name_key", "client", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name_key: Mapped[str] = mapped_column(sa.String(200))
+    client: Mapped[str] = mapped_column(sa.String(100))
+    at: Mapped[float] = mapped_column(sa.Float, index=True)
+
+
 # Pieces of the assignment statements shared by the portable path (rlhfops.annotate.queue) and the
 # PostgreSQL one (rlhfops.annotate.pg_statements).
 _ITEMS, _ASSIGNMENTS = Item.__table__, Assignment.__table__

@@ -45,7 +45,7 @@ def serve(
         help="Database threads per worker (default: 8 on SQLite, 16 on PostgreSQL).",
     ),
 ) -> None:
-    """Start the annotation web app (pages + JSON API, OpenAPI at /docs) for this workspace.
+    """Start the annotation web app (pages + JSON API; OpenAPI at /docs for admins) for this workspace.
 
     uvicorn with its compiled HTTP parser (httptools) and event loop (uvloop), both dependencies of
     rlhfops; uvicorn falls back to h11 / asyncio where they are missing."""
@@ -62,7 +62,15 @@ def serve(
     if threads is not None:
         os.environ["RLHFOPS_WEB_THREADS"] = str(threads)
     typer.echo(f"serving {root} on http://{host}:{port}")
-    uvicorn.run("rlhfops.web.app:app_from_env", factory=True, host=host, port=port, workers=workers)
+    # proxy_headers=False: the app reads X-Forwarded-For itself, only from web.trusted_proxies
+    uvicorn.run(
+        "rlhfops.web.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+    )
 
 
 @pairs_app.command("import")
@@ -168,11 +176,14 @@ def raters_token(
 
 @raters_app.command("revoke")
 def raters_revoke(name: str = typer.Argument(..., help="Account name.")) -> None:
-    """Delete all API tokens of an account."""
+    """Delete all API tokens of an account and end its web sessions (signed out everywhere at once)."""
     from rlhfops.annotate.accounts import revoke_tokens
+    from rlhfops.web.sessions import revoke_sessions
 
     with _ws() as ws:
-        typer.echo(f"revoked {revoke_tokens(ws, name)} token(s) of {name}")
+        tokens = revoke_tokens(ws, name)
+        sessions = revoke_sessions(ws, name) or 0
+        typer.echo(f"revoked {tokens} token(s) and {sessions} web session(s) of {name}")
 
 
 @raters_app.command("list")

@@ -1,7 +1,9 @@
 """The web app: ``create_app(workspace_root)`` -> FastAPI.
 
 Server-rendered pages (Jinja2, autoescape on, no inline scripts: a Content-Security-Policy forbids them)
-and a JSON API under ``/api`` (OpenAPI at ``/openapi.json``, docs at ``/docs``).
+and a JSON API under ``/api`` (OpenAPI at ``/openapi.json``, docs at ``/docs`` and ``/redoc``: signed-in
+admins only, 401 / 403 for anyone else). Request bodies larger than ``web.max_body_bytes`` (default
+10 MiB) get 413 (:class:`BodyLimitMiddleware`); a number too large for the database gets 422.
 
 Extension hook for other parts of rlhfops: :data:`EXTRA_ROUTERS` lists ``"module:attr"`` strings; each
 module that can be imported contributes its ``APIRouter``, mounted behind the login (401 without one).
@@ -17,6 +19,7 @@ with a ``templates`` dir).
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import secrets
 import warnings
@@ -109,6 +112,11 @@ def _install_handlers(app: FastAPI) -> None:
     async def _user(request: Request, exc: UserError) -> Response:
         return _error(request, 400, str(exc))
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        # a number the database cannot hold (a route without a bound): the request is wrong, not the server
+        return _error(request, 422, "a number in the request is out of range")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         if _wants_json(request):
@@ -171,6 +179,98 @@ class SecurityMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Pure ASGI: a request body over ``limit`` bytes is refused with 413, by its Content-Length before
+    anything is read, or (chunked uploads) as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _refuse(self, send: Any) -> None:
+        detail = f"request body larger than {self.limit} bytes (web.max_body_bytes)"
+        body = json.dumps({"detail": detail}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+                + [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    await self._refuse(send)
+                    return
+        seen, started, over = 0, False, False
+
+        async def counting_receive() -> Any:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    over = True
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if over:  # the app turned the interrupted read into its own error: answer 413 instead
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._refuse(send)
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+
+def _install_docs(app: FastAPI) -> None:
+    """``/openapi.json``, ``/docs`` and ``/redoc`` for signed-in admins only (401 / 403 otherwise)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    from rlhfops.web.auth import current_user, require
+
+    def admin(user=Depends(current_user)) -> None:
+        require(user, False, "read the API documentation (admin only)")
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(admin)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(admin)])
+    async def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[Depends(admin)])
+    async def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - API")
+
+
 def _mount_extra(app: FastAPI, ws: Any) -> list[str]:
     from rlhfops.web.auth import current_user
 
@@ -216,8 +316,10 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
     from rlhfops.web.auth import Auth
     from rlhfops.web.guidelines import GuidelinesCache
     from rlhfops.web.render import make_env
+    from rlhfops.web.settings import web_settings
 
     ws = _open_workspace(workspace_root, database_url)
+    web = web_settings(ws)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -233,19 +335,25 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
         "Authenticate with `Authorization: Bearer <token>` (`rlhfops raters token NAME`).",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served by _install_docs, for admins only
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.ws = ws
-    app.state.auth = Auth(ws)
+    app.state.web_settings = web
+    app.state.auth = Auth(ws, web.trusted_proxies)
     app.state.settings = annotation_settings(ws)
     app.state.templates = make_env()
     app.state.guidelines = GuidelinesCache(ws)
     _install_handlers(app)
     app.add_middleware(SecurityMiddleware, auth=app.state.auth)
+    app.add_middleware(BodyLimitMiddleware, limit=web.max_body_bytes)  # outermost: before anything reads
     app.mount("/static", StaticFiles(packages=[("rlhfops.web", "static")]), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(lead.router)
     app.state.extra_routers = _mount_extra(app, ws)
+    _install_docs(app)
 
     return app
 

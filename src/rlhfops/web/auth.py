@@ -1,16 +1,21 @@
-"""Authentication for the web app: signed session cookies, API tokens, CSRF, roles.
+"""Authentication for the web app: server-side sessions, API tokens, CSRF, roles.
 
-* Session: ``rlhfops_session`` = ``name.issued.signature`` (HMAC-SHA256 with the workspace's secret,
-  :func:`load_secret`), HttpOnly, SameSite=Lax, valid :data:`SESSION_MAX_AGE` seconds.
-* Sign-in: 5 failed attempts for one account name from one client address within 15 minutes refuse
-  further attempts from there (429 with Retry-After) until the oldest is 15 minutes old
-  (:class:`LoginThrottle`).
+* Session: ``rlhfops_session`` = a random token; the workspace database keeps its hash, the account and
+  the expiry (:mod:`rlhfops.web.sessions`), and every request looks it up, so signing out, an admin's
+  revoke (the accounts page) and a password change end it at once. HttpOnly, SameSite=Lax, valid
+  :data:`SESSION_MAX_AGE` seconds.
+* Sign-in: 5 failed attempts for one account name (normalised as sign-in does) from one client address
+  within 15 minutes refuse further attempts from there (429 with Retry-After) until the oldest is 15
+  minutes old (:class:`rlhfops.web.sessions.LoginThrottle`, in the database: every worker shares it).
+  The client address is the TCP peer; ``X-Forwarded-For`` counts only from ``web.trusted_proxies``.
 * Scripts: ``Authorization: Bearer <token>`` (tokens from ``rlhfops raters token``; only hashes stored).
-* CSRF: double submit. Every page sets a signed random ``rlhfops_csrf`` cookie; every form carries the
-  same value in a hidden ``csrf`` field, and API writes authenticated by the session cookie carry it in
-  ``X-CSRF-Token``. A write without it is refused (403). Bearer-token requests need no CSRF token.
-* Roles come from the workspace people table (``rater``, ``annotation-lead``, ``domain-expert-lead``,
-  and ``domain-expert`` where the workspace defines it); ``admin`` is an account flag.
+* CSRF: before sign-in a signed random ``rlhfops_csrf`` cookie (double submit, for the login form);
+  once signed in the token is an HMAC of the session token, so it is bound to that session. Every form
+  carries it in a hidden ``csrf`` field and API writes authenticated by the session cookie carry it in
+  ``X-CSRF-Token``; a write without it is refused (403). Bearer-token requests need no CSRF token (a
+  browser never sends one on its own).
+* Roles come from the workspace people table; ``admin`` is an account flag. Who may read what:
+  :data:`GATE_READERS`, :data:`MONITOR_READERS`, :data:`MONITOR_WRITERS` (admins always may).
 """
 
 from __future__ import annotations
@@ -32,12 +37,27 @@ SESSION_COOKIE = "rlhfops_session"
 CSRF_COOKIE = "rlhfops_csrf"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
-SESSION_MAX_AGE = 12 * 3600
+SESSION_MAX_AGE = 12 * 3600  # the same as rlhfops.web.sessions.SESSION_MAX_AGE
 SECRET_FILE = ".rlhfops-web-secret"
 CACHE_SECONDS = 5.0
 
 LEAD_ROLES = ("annotation-lead",)
 EXPERT_ROLES = ("domain-expert-lead", "domain-expert")
+# The gate pages show red-team failing outputs and every model's evidence: the people of Play 4 and 5
+# and the technical lead who signs the spec.
+GATE_READERS = ("gate-owner", "red-team-lead", "ml-engineer", "technical-lead")
+# The monitoring page and triggers show production prompts: the owners of the plays a trigger re-enters
+# (1 task spec, 3 annotation, 4 RL, 5 gate), the red-team lead and the technical lead.
+MONITOR_READERS = (
+    "task-spec-owner",
+    "annotation-lead",
+    "ml-engineer",
+    "red-team-lead",
+    "gate-owner",
+    "technical-lead",
+)
+# Production logs posted to /api/monitor/events: the ML engineer (or a service account given that role).
+MONITOR_WRITERS = ("ml-engineer",)
 
 
 def load_secret(root: Path) -> bytes:
@@ -103,6 +123,18 @@ class User:
     def is_demo_lead(self) -> bool:
         return "domain-expert-lead" in self.roles
 
+    @property
+    def reads_gate(self) -> bool:
+        return self.is_admin or any(r in self.roles for r in GATE_READERS)
+
+    @property
+    def reads_monitor(self) -> bool:
+        return self.is_admin or any(r in self.roles for r in MONITOR_READERS)
+
+    @property
+    def writes_monitor(self) -> bool:
+        return self.is_admin or any(r in self.roles for r in MONITOR_WRITERS)
+
 
 class _Cache:
     """name -> value for a few seconds (roles and accounts change rarely; this keeps requests cheap)."""
@@ -122,60 +154,27 @@ class _Cache:
         return value
 
 
-class LoginThrottle:
-    """Failed sign-ins per (account name, client address): after :attr:`limit` failures within
-    :attr:`window` seconds that pair is refused (429) until fewer than :attr:`limit` of its failures
-    are younger than :attr:`window`. Per pair, not per account, so a stranger cannot lock a rater out
-    from elsewhere. In memory (one process; a restart clears it); a success clears the pair's failures.
-    The check and the recording are separate steps, so a burst of simultaneous attempts can get a few
-    past the limit (each still costs a ~50 ms scrypt)."""
-
-    def __init__(self, limit: int = 5, window: float = 15 * 60, clock=time.monotonic) -> None:
-        self.limit, self.window, self.clock = limit, window, clock
-        self._failures: dict[tuple[str, str], list[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
-        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if kept:
-            self._failures[key] = kept
-        else:
-            self._failures.pop(key, None)
-        return kept
-
-    def retry_after(self, name: str, client: str) -> float | None:
-        """Seconds until this pair may try again, or None when it may try now."""
-        now = self.clock()
-        with self._lock:
-            recent = self._recent((name, client), now)
-            if len(recent) < self.limit:
-                return None
-            return max(1.0, self.window - (now - recent[-self.limit]))
-
-    def failed(self, name: str, client: str) -> None:
-        with self._lock:
-            now = self.clock()
-            if len(self._failures) > 10_000:  # many names tried: drop every pair with nothing recent
-                for key in list(self._failures):
-                    self._recent(key, now)
-            self._recent((name, client), now)
-            self._failures.setdefault((name, client), []).append(now)
-
-    def succeeded(self, name: str, client: str) -> None:
-        with self._lock:
-            self._failures.pop((name, client), None)
-
-
 class Auth:
     """Per-app authentication state: the signer and caches over the workspace's accounts and people."""
 
-    def __init__(self, ws: Any) -> None:
-        self.throttle = LoginThrottle()
+    def __init__(self, ws: Any, trusted_proxies: list[str] | None = None) -> None:
+        from rlhfops.web.sessions import LoginThrottle, parse_proxies
+
+        self.throttle = LoginThrottle(ws)
         self.ws = ws
-        self.signer = Signer(load_secret(ws.root))
+        self.secret = load_secret(ws.root)
+        self.signer = Signer(self.secret)
+        self._csrf_key = hashlib.sha256(b"rlhfops-csrf:" + self.secret).digest()
+        self.proxies = parse_proxies(trusted_proxies or [])
         self._people = _Cache()
-        self._accounts = _Cache()
         self._tokens = _Cache()
+
+    def client_address(self, request: Request) -> str:
+        """The client's address (``X-Forwarded-For`` only from a trusted proxy)."""
+        from rlhfops.web.sessions import client_address
+
+        peer = request.client.host if request.client else "-"
+        return client_address(peer, request.headers.get("x-forwarded-for"), self.proxies)
 
     def roles(self, name: str) -> frozenset[str]:
         def load() -> dict[str, frozenset[str]]:
@@ -193,11 +192,6 @@ class Auth:
 
         return self._people.get("all", load).get(name, frozenset())
 
-    def _account(self, name: str):
-        from rlhfops.annotate.accounts import account
-
-        return self._accounts.get(name, lambda: account(self.ws, name))
-
     def user_from_request(self, request: Request) -> User | None:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
@@ -210,21 +204,36 @@ class Auth:
             if acc is None:
                 return None
             return User(acc.name, self.roles(acc.name), acc.is_admin, "token")
-        name = self.signer.unsign(request.cookies.get(SESSION_COOKIE), SESSION_MAX_AGE)
-        if name is None:
-            return None
-        acc = self._account(name)
+        from rlhfops.web.sessions import session_account
+
+        token = request.cookies.get(SESSION_COOKIE)
+        acc = session_account(self.ws, token)  # every request: a revoked session ends at once
         if acc is None:
             return None
+        request.state.session_token = token
         return User(acc.name, self.roles(acc.name), acc.is_admin, "session")
 
     # ---- CSRF ----------------------------------------------------------------------------------
     def csrf_from_cookie(self, request: Request) -> str | None:
+        """The anonymous (pre-sign-in) token of the signed ``rlhfops_csrf`` cookie."""
         return self.signer.unsign(request.cookies.get(CSRF_COOKIE))
 
-    def check_csrf(self, request: Request, submitted: str | None) -> None:
-        expected = self.csrf_from_cookie(request)
-        if not expected or not submitted or not hmac.compare_digest(expected, submitted):
+    def csrf_token(self, request: Request) -> str:
+        """The token forms and ``X-CSRF-Token`` must carry: bound to the session once signed in."""
+        from rlhfops.web.sessions import csrf_for_session
+
+        user = optional_user(request)
+        if user is not None and user.via == "session":
+            return csrf_for_session(self._csrf_key, request.state.session_token)
+        return getattr(request.state, "csrf", "") or ""
+
+    def check_csrf(self, request: Request, submitted: str | None, anonymous_ok: bool = False) -> None:
+        """403 unless ``submitted`` is the request's CSRF token (:meth:`csrf_token`); ``anonymous_ok``
+        (the sign-in form only) also accepts the pre-sign-in cookie's token."""
+        expected = [self.csrf_token(request)]
+        if anonymous_ok:
+            expected.append(self.csrf_from_cookie(request) or "")
+        if not submitted or not any(e and hmac.compare_digest(e, submitted) for e in expected):
             raise HTTPException(
                 status_code=403, detail="CSRF token missing or wrong: reload the page and retry"
             )
@@ -237,8 +246,9 @@ def auth_of(request: Request) -> Auth:
 async def current_user(request: Request) -> User:
     """FastAPI dependency: the signed-in user (session cookie or bearer token); 401 without one.
 
-    Async so that it runs on the event loop instead of a thread hop: it reads caches, and the database
-    only on a cache miss (at most every few seconds per account)."""
+    Async so that it runs on the event loop instead of a thread hop: a bearer token reads caches (the
+    database only on a miss, at most every few seconds per token); a session cookie costs one indexed
+    read of its row per request (no cache: a revoked session must end at once)."""
     return resolve_user(request)
 
 
@@ -261,6 +271,7 @@ def optional_user(request: Request) -> User | None:
 
 
 def require(user: User, allowed: bool, what: str) -> None:
+    """403 unless ``allowed`` (admins always are)."""
     if not (allowed or user.is_admin):
         raise HTTPException(status_code=403, detail=f"{user.name} may not {what}")
 

@@ -36,3 +36,52 @@ def get_workspace(request: Request) -> Iterator[Any]:
 
 
 get_workspace.app_aware = True  # type: ignore[attr-defined]  # create_app need not override it
+
+
+def _signed_in(request: Request) -> Any:
+    """The signed-in user inside the web app (401 without one); None on a bare app without accounts."""
+    if getattr(request.app.state, "auth", None) is None:
+        return None  # a router mounted on its own: no accounts, the deployer's own access control
+    from rlhfops.web.auth import resolve_user
+
+    return resolve_user(request)
+
+
+async def gate_reader(request: Request) -> None:
+    """403 unless the signed-in user may read the gate pages (:data:`rlhfops.web.auth.GATE_READERS`)."""
+    from rlhfops.web.auth import GATE_READERS
+
+    user = _signed_in(request)
+    if user is not None and not user.reads_gate:
+        raise HTTPException(
+            status_code=403,
+            detail=f"{user.name} may not read the deployment gate (needs one of: {', '.join(GATE_READERS)})",
+        )
+
+
+async def monitor_reader(request: Request) -> None:
+    """403 unless the signed-in user may read monitoring (:data:`rlhfops.web.auth.MONITOR_READERS`)."""
+    from rlhfops.web.auth import MONITOR_READERS
+
+    user = _signed_in(request)
+    if user is not None and not user.reads_monitor:
+        raise HTTPException(
+            status_code=403,
+            detail=f"{user.name} may not read monitoring (needs one of: {', '.join(MONITOR_READERS)})",
+        )
+
+
+async def monitor_writer(request: Request) -> None:
+    """403 unless the signed-in user may post production logs (:data:`rlhfops.web.auth.MONITOR_WRITERS`);
+    a session-cookie request also needs its ``X-CSRF-Token`` (bearer tokens do not)."""
+    from rlhfops.web.auth import MONITOR_WRITERS, api_write_guard
+
+    user = _signed_in(request)
+    if user is None:
+        return
+    if not user.writes_monitor:
+        raise HTTPException(
+            status_code=403,
+            detail=f"{user.name} may not post production logs (needs one of: {', '.join(MONITOR_WRITERS)})",
+        )
+    api_write_guard(request, user)

@@ -24,16 +24,37 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from rlhfops.errors import UserError
-from rlhfops.web.deps import get_workspace  # the app's own workspace inside create_app
+from rlhfops.web.deps import gate_reader, get_workspace  # the app's own workspace inside create_app
 
+# Inside the web app every page needs a signed-in user who may read the gate (403 for a rater):
+# rlhfops.web.auth.GATE_READERS (the stylesheet: any signed-in user).
 router = APIRouter(prefix="/gate", tags=["gate"])
+_READ = [Depends(gate_reader)]
 
 
-def _env():
+# Inside the web app the gate pages carry the app's header (navigation, sign-out): the gate templates'
+# base is replaced by this one, which extends the app's base.html.
+IN_APP_BASE = """{% extends "base.html" %}
+{% block head %}<link rel="stylesheet" href="{{ base }}/gate/static/gate.css">{% endblock %}
+{% block content %}
+<nav class="gate-nav"><a href="{{ base }}/gate">Gate</a> <a href="{{ base }}/gate/log">Decision log</a></nav>
+<p class="muted">read-only: decisions are made with <code>rlhfops gate sign</code> and
+<code>rlhfops promote</code></p>
+<div class="scroll-x">{% block body %}{% endblock %}</div>
+{% endblock %}
+"""
+
+
+def _env(in_app: bool = False):
     import jinja2
 
+    gate = jinja2.FileSystemLoader(str(Path(__file__).parent.parent / "gate" / "templates"))
+    loader: jinja2.BaseLoader = gate
+    if in_app:
+        web = jinja2.PackageLoader("rlhfops.web", "templates")
+        loader = jinja2.ChoiceLoader([jinja2.DictLoader({"gate_base.html": IN_APP_BASE}), gate, web])
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).parent.parent / "gate" / "templates")),
+        loader=loader,
         autoescape=jinja2.select_autoescape(["html"], default=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -45,7 +66,20 @@ def _page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     from rlhfops.report.render import fmt
 
     base = str(request.scope.get("root_path", "")).rstrip("/")
-    return HTMLResponse(_env().get_template(template).render(base=base, fmt=fmt, **ctx))
+    auth = getattr(request.app.state, "auth", None)
+    if auth is None:  # the router on its own: the gate templates' own base
+        return HTMLResponse(_env().get_template(template).render(base=base, fmt=fmt, **ctx))
+    from rlhfops.web.auth import optional_user
+    from rlhfops.web.render import csrf_token
+
+    app_ctx = {
+        "user": optional_user(request),
+        "csrf": csrf_token(request),
+        "project": request.app.state.ws.settings.name,
+        "title": "Gate",
+    }
+    html = _env(in_app=True).get_template(template).render(base=base, fmt=fmt, **app_ctx, **ctx)
+    return HTMLResponse(html)
 
 
 def _model_or_404(ws: Any, ref: str):
@@ -64,7 +98,7 @@ def _log_entries(ws: Any) -> tuple[list[Any], Any]:
     return dlog.entries(ws, verified=False), v
 
 
-@router.get("", response_class=HTMLResponse)
+@router.get("", response_class=HTMLResponse, dependencies=_READ)
 def gate_index(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
     from rlhfops.gate.decide import MODEL_KINDS, gate_evaluate, model_evaluations
 
@@ -110,13 +144,13 @@ def gate_index(request: Request, ws: Any = Depends(get_workspace)) -> HTMLRespon
     )
 
 
-@router.get("/log", response_class=HTMLResponse)
+@router.get("/log", response_class=HTMLResponse, dependencies=_READ)
 def gate_log_page(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
     entries, v = _log_entries(ws)
     return _page(request, "gate_log.html", entries=entries, verification=v)
 
 
-@router.get("/models/{model}", response_class=HTMLResponse)
+@router.get("/models/{model}", response_class=HTMLResponse, dependencies=_READ)
 def gate_model_page(model: str, request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
     from rlhfops.gate.decide import gate_evaluate
 
@@ -130,7 +164,7 @@ def gate_model_page(model: str, request: Request, ws: Any = Depends(get_workspac
     return _page(request, "gate_model.html", model=m, g=g, decisions=decisions)
 
 
-@router.get("/models/{model}/failures/{category}", response_class=HTMLResponse)
+@router.get("/models/{model}/failures/{category}", response_class=HTMLResponse, dependencies=_READ)
 def gate_failures_page(
     model: str, category: str, request: Request, ws: Any = Depends(get_workspace)
 ) -> HTMLResponse:
@@ -154,7 +188,7 @@ def gate_failures_page(
     )
 
 
-@router.get("/models/{model}/report", response_class=HTMLResponse)
+@router.get("/models/{model}/report", response_class=HTMLResponse, dependencies=_READ)
 def gate_report_page(model: str, request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
     from rlhfops.report.data import gate_report_data
     from rlhfops.report.render import render_html

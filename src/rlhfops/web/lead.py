@@ -1,4 +1,5 @@
-"""Pages for the annotation lead (calibration result, agreement, export) and the admin (accounts)."""
+"""Pages for the annotation lead (calibration result, agreement, export) and the admin (accounts: add,
+set a password, revoke: sign out everywhere)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from rlhfops.errors import UserError
 from rlhfops.web.auth import User, auth_of, current_user, require
+from rlhfops.web.pages import MAX_ID
 from rlhfops.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -16,7 +18,7 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/lead/calibration")
 def calibration_page(
-    request: Request, round: int | None = Query(None, ge=1), user: User = Depends(current_user)
+    request: Request, round: int | None = Query(None, ge=1, le=MAX_ID), user: User = Depends(current_user)
 ) -> Response:
     from rlhfops.annotate.calibration import round_result
 
@@ -81,7 +83,15 @@ def accounts_page(request: Request, user: User = Depends(current_user)) -> Respo
 
     require(user, False, "manage accounts (admin only)")
     ws = request.app.state.ws
-    return render(request, "accounts.html", title="Accounts", accounts=accounts(ws), people=ws.people())
+    return render(
+        request, "accounts.html", title="Accounts", accounts=accounts(ws), people=ws.people(), revoked=None
+    )
+
+
+def _accounts(ws):
+    from rlhfops.annotate.accounts import accounts
+
+    return accounts(ws)
 
 
 @router.post("/admin/accounts")
@@ -98,3 +108,32 @@ def accounts_add(
     require(user, False, "manage accounts (admin only)")
     set_account(request.app.state.ws, name, password)
     return RedirectResponse("/admin/accounts", status_code=303)
+
+
+@router.post("/admin/accounts/revoke")
+def accounts_revoke(
+    request: Request,
+    name: str = Form(..., max_length=200),
+    csrf: str = Form(""),
+    user: User = Depends(current_user),
+) -> Response:
+    """Sign an account out everywhere: every session ends at once, every API token is deleted (a running
+    server honours a deleted token within a few seconds: it caches token lookups briefly)."""
+    from rlhfops.annotate.accounts import revoke_tokens
+    from rlhfops.web.sessions import revoke_sessions
+
+    auth_of(request).check_csrf(request, csrf)
+    require(user, False, "manage accounts (admin only)")
+    ws = request.app.state.ws
+    sessions = revoke_sessions(ws, name.strip())
+    if sessions is None:
+        raise UserError(f"revoke: no account {name.strip()!r}")
+    tokens = revoke_tokens(ws, name.strip())
+    return render(
+        request,
+        "accounts.html",
+        title="Accounts",
+        accounts=_accounts(ws),
+        people=ws.people(),
+        revoked=f"{name.strip()}: {sessions} session(s) ended, {tokens} API token(s) revoked.",
+    )

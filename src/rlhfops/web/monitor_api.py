@@ -11,6 +11,11 @@
   held in memory).
 * ``GET /api/monitor/triggers`` -- the open triggers (id, play, play name, rule, evidence, opened_at).
 
+Inside the web app: reading needs a role of :data:`rlhfops.web.auth.MONITOR_READERS`, posting one of
+:data:`rlhfops.web.auth.MONITOR_WRITERS` (admins may both; others get 403), and a post signed in with
+the session cookie needs ``X-CSRF-Token`` (bearer tokens are exempt). The body limit of the app
+(``web.max_body_bytes``, default 10 MiB) applies: a larger post gets 413.
+
 The workspace is :func:`get_workspace` (``$RLHFOPS_WORKSPACE`` or the server's working directory) and the
 acting person :func:`get_person` (``$RLHFOPS_USER``, else the OS user); inside the web app they are its
 configured workspace and the signed-in user.
@@ -27,7 +32,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 
 from rlhfops.errors import UserError
-from rlhfops.web.deps import get_workspace  # the app's own workspace inside create_app
+from rlhfops.web.deps import get_workspace, monitor_reader, monitor_writer
 
 router = APIRouter(prefix="/api/monitor", tags=["monitor"])
 
@@ -54,7 +59,7 @@ def _rows(body: Any) -> list[Any]:
     raise HTTPException(status_code=422, detail='expected a JSON list of records or {"events": [...]}')
 
 
-@router.post("/events", status_code=201)
+@router.post("/events", status_code=201, dependencies=[Depends(monitor_writer)])
 def post_events(
     body: Any = Body(..., description='A list of production records, or {"events": [...]}.'),
     ws: Any = Depends(get_workspace),
@@ -84,7 +89,7 @@ def post_events(
     return res.to_json()
 
 
-@router.get("/triggers")
+@router.get("/triggers", dependencies=[Depends(monitor_reader)])
 def get_triggers(ws: Any = Depends(get_workspace)) -> list[dict[str, Any]]:
     """The open triggers: which play to re-enter, the rule and its evidence."""
     from rlhfops.monitor.engine import open_triggers

@@ -1,11 +1,11 @@
 """Read-only monitoring page for the web app: open triggers and the latest drift report.
 
 ``router`` is a FastAPI ``APIRouter``; the web app mounts it through ``rlhfops.web.app.EXTRA_ROUTERS``
-(behind the login). ``GET /monitor`` shows the open triggers (the play to re-enter, rule, evidence,
-when) and a summary of the latest drift report (input drift per window, new clusters with examples,
-output metrics, business metrics vs the baseline). Nothing here writes: triggers are closed with
-``rlhfops triggers close ID``. The page extends the app's ``base.html``; every value is autoescaped
-(prompts are production text).
+(behind the login; readers: :data:`rlhfops.web.auth.MONITOR_READERS`, others get 403). ``GET /monitor``
+shows the open triggers (the play to re-enter, rule, evidence, when) and a summary of the latest drift
+report (input drift per window, new clusters with examples, output metrics, business metrics vs the
+baseline). Nothing here writes: triggers are closed with ``rlhfops triggers close ID``. The page extends
+the app's ``base.html``; every value is autoescaped (prompts are production text).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from rlhfops.web.deps import get_workspace  # the app's own workspace inside create_app
+from rlhfops.web.deps import get_workspace, monitor_reader
 
 router = APIRouter(tags=["monitor"])
 
 PAGE = """{% extends "base.html" %}
 {% block content %}
+<div class="scroll-x">
 <h1>Monitoring</h1>
 <h2>Open triggers</h2>
 {% if triggers %}
@@ -74,15 +75,17 @@ PAGE = """{% extends "base.html" %}
 {% else %}
 <p>No drift report yet: <code>rlhfops monitor ingest FILE</code>, then <code>rlhfops monitor drift</code>.</p>
 {% endif %}
+</div>
 {% endblock %}
 """
 
 
-@router.get("/monitor", response_class=HTMLResponse)
+@router.get("/monitor", response_class=HTMLResponse, dependencies=[Depends(monitor_reader)])
 def monitor_page(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
     """Open triggers and the latest drift report."""
     from rlhfops.monitor.engine import latest_drift_report, open_triggers
     from rlhfops.web.auth import optional_user
+    from rlhfops.web.render import csrf_token
 
     art = latest_drift_report(ws)
     report = json.loads(art.path.read_text(encoding="utf-8")) if art is not None else None
@@ -90,7 +93,7 @@ def monitor_page(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResp
     template = request.app.state.templates.from_string(PAGE)
     html = template.render(
         user=optional_user(request),
-        csrf=getattr(request.state, "csrf", ""),
+        csrf=csrf_token(request),
         project=ws.settings.name,
         title="Monitoring",
         triggers=open_triggers(ws),

@@ -23,7 +23,8 @@ from rlhfops.web.auth import (
 )
 from rlhfops.web.render import render
 
-IdPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="A numeric id.")]
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: a larger one cannot exist (422, not a database error)
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="A numeric id.")]
 
 router = APIRouter(include_in_schema=False)
 
@@ -59,13 +60,15 @@ def login(
     csrf: str = Form(""),
 ) -> Response:
     from rlhfops.annotate.accounts import authenticate
+    from rlhfops.web.sessions import create_session, end_session, login_key
 
     auth = auth_of(request)
-    auth.check_csrf(request, csrf)
-    where = request.client.host if request.client else "-"
+    auth.check_csrf(request, csrf, anonymous_ok=True)
+    where = auth.client_address(request)
+    shown = login_key(name)
     wait = auth.throttle.retry_after(name, where)
     if wait is not None:
-        error = f"Too many failed sign-ins for {name}; try again in {int(wait // 60) + 1} min."
+        error = f"Too many failed sign-ins for {shown}; try again in {int(wait // 60) + 1} min."
         resp = render(request, "login.html", status_code=429, title="Sign in", error=error)
         resp.headers["Retry-After"] = str(int(wait))
         return resp
@@ -76,10 +79,11 @@ def login(
             request, "login.html", status_code=401, title="Sign in", error="Wrong name or password."
         )
     auth.throttle.succeeded(name, where)
+    end_session(request.app.state.ws, request.cookies.get(SESSION_COOKIE))  # a new sign-in: a new session
     resp = _see_other("/")
     resp.set_cookie(
         SESSION_COOKIE,
-        auth.signer.sign(acc.name),
+        create_session(request.app.state.ws, acc.name),
         max_age=SESSION_MAX_AGE,
         httponly=True,
         samesite="lax",
@@ -90,7 +94,12 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form("")) -> Response:
-    auth_of(request).check_csrf(request, csrf)
+    """End the session on the server (a copy of the cookie is worthless from now on)."""
+    from rlhfops.web.sessions import end_session
+
+    auth = auth_of(request)
+    auth.check_csrf(request, csrf)
+    end_session(request.app.state.ws, request.cookies.get(SESSION_COOKIE))
     resp = _see_other("/login")
     resp.delete_cookie(SESSION_COOKIE)
     return resp
@@ -195,7 +204,7 @@ def demo_page(item_id: IdPath, request: Request, user: User = Depends(current_us
 
 @router.post("/demos/{item_id}")
 def demo_save(
-    item_id: int,
+    item_id: IdPath,
     request: Request,
     text: str = Form(..., max_length=100_000),
     csrf: str = Form(""),
@@ -211,10 +220,10 @@ def demo_save(
 
 @router.post("/demos/review/{demo_id}")
 def demo_review(
-    demo_id: int,
+    demo_id: IdPath,
     request: Request,
     decision: str = Form(..., max_length=10),
-    item_id: int = Form(...),
+    item_id: int = Form(..., ge=1, le=MAX_ID),
     csrf: str = Form(""),
     user: User = Depends(current_user),
 ) -> Response:

@@ -32,9 +32,15 @@ def render(request: Request, template: str, status_code: int = 200, **ctx: Any) 
 
     base = {
         "user": optional_user(request),
-        "csrf": getattr(request.state, "csrf", ""),
+        "csrf": csrf_token(request),
         "project": request.app.state.ws.settings.name,
         "title": ctx.pop("title", ""),
     }
     html = env.get_template(template).render(**base, **ctx)
     return HTMLResponse(html, status_code=status_code)
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token for this request's forms (bound to the session once signed in)."""
+    auth = getattr(request.app.state, "auth", None)
+    return auth.csrf_token(request) if auth is not None else getattr(request.state, "csrf", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -45,6 +46,7 @@ def init_workspace(directory: str | Path, template: str = "blank", name: str | N
         if ws.database_url.startswith("sqlite"):
             created.append(root / DEFAULT_DB_FILE)
             created += [root / f"{DEFAULT_DB_FILE}-wal", root / f"{DEFAULT_DB_FILE}-shm"]
+            _create_private(root / DEFAULT_DB_FILE)
         ws.upgrade_db()
         return ws
     except BaseException:
@@ -56,3 +58,10 @@ def init_workspace(directory: str | Path, template: str = "blank", name: str | N
         if made_root:
             shutil.rmtree(root, ignore_errors=True)
         raise
+
+
+def _create_private(path: Path) -> None:
+    """Create the empty SQLite file 0600 (it holds password hashes); SQLite gives its -wal and -shm
+    files the database file's permissions."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
