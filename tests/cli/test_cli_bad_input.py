@@ -218,6 +218,48 @@ def test_known_sections_are_accepted(ws_root: Path, capsys) -> None:
     assert _run(["people", "list"], capsys)[0] == 0
 
 
+@pytest.mark.parametrize(
+    ("section", "argv", "expected"),
+    [
+        (
+            "annotation:\n  overlapp: 2\n",
+            ["pairs", "import", "PAIRS"],
+            "'annotation.overlapp'; did you mean 'overlap'?",
+        ),
+        (
+            "monitor:\n  trigers_file: t.yaml\n",
+            ["triggers", "rules"],
+            "'monitor.trigers_file'; did you mean 'triggers_file'?",
+        ),
+    ],
+)
+def test_unknown_key_inside_a_section_names_the_closest(
+    ws_root: Path, tmp_path: Path, capsys, section: str, argv: list[str], expected: str
+) -> None:
+    settings = ws_root / "rlhfops.yaml"
+    settings.write_text(settings.read_text(encoding="utf-8") + section, encoding="utf-8")
+    pairs = str(_write_pairs(tmp_path / "p.jsonl", 2))
+    code, _, err = _run([pairs if a == "PAIRS" else a for a in argv], capsys)
+    assert code == 2
+    assert _one_error_line(err).endswith(f": unknown key {expected}")
+    assert _stored_k(ws_root) == []
+
+
+def test_unknown_judge_key_names_the_closest(ws_root: Path) -> None:
+    from rlhfops.errors import ConfigError
+    from rlhfops.judge.settings import settings_from_workspace
+
+    settings = ws_root / "rlhfops.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text + "judge:\n  kind: rule\n  tie_margn: 0.1\n", encoding="utf-8")
+    with _open(ws_root) as ws, pytest.raises(ConfigError) as info:
+        settings_from_workspace(ws)
+    assert str(info.value) == "rlhfops.yaml: unknown key 'judge.tie_margn'; did you mean 'tie_margin'?"
+    settings.write_text(text + "judge:\n  kind: rule\n  tie_margin: 0.1\n", encoding="utf-8")
+    with _open(ws_root) as ws:
+        assert settings_from_workspace(ws).tie_margin == 0.1
+
+
 def test_non_utf8_settings_file(ws_root: Path, capsys) -> None:
     settings = ws_root / "rlhfops.yaml"
     raw = settings.read_bytes()
