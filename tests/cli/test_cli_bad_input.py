@@ -156,6 +156,17 @@ def test_pairs_import_k_out_of_range(ws_root: Path, tmp_path: Path, capsys, k: s
     assert _stored_k(ws_root) == []  # nothing queued
 
 
+def test_pairs_generate_k_is_checked_before_sampling(ws_root: Path, tmp_path: Path, capsys) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "q"}\n', encoding="utf-8")
+    argv = ["pairs", "generate", "--model", str(tmp_path / "no-model"), "--prompts", str(prompts), "--k", "0"]
+    code, _, err = _run(argv, capsys)
+    assert code == 2  # refused before any model is looked for
+    assert _one_error_line(err) == (
+        "error: pairs generate: --k 0: must be between 1 and 50 (the range of annotation.overlap)"
+    )
+
+
 @pytest.mark.parametrize("k", ["1", "50"])
 def test_pairs_import_k_at_the_edges_is_stored(ws_root: Path, tmp_path: Path, capsys, k: str) -> None:
     code, out, _ = _run(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 2)), "--k", k], capsys)
