@@ -27,7 +27,8 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
 
-def _closest(name: str, valid: list[str]) -> str:
+def closest_key(name: str, valid: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``valid`` to ``name``, else the list of valid keys."""
     match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
     return f"; did you mean '{match[0]}'?" if match else f"; valid keys: {', '.join(sorted(valid))}"
 
@@ -69,14 +70,18 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_keys(cls: type[BaseModel], data: dict[str, Any], where: str, prefix: str = "") -> None:
+def check_keys(cls: type[BaseModel], data: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Refuse a key of ``data`` (nested sections too) that ``cls`` lacks: one ConfigError naming the closest.
+
+    ``where`` starts the message (a file name or ``--set``); ``prefix`` is the dotted path of ``data``.
+    """
     valid = list(cls.model_fields)
     for key, value in data.items():
         if key not in cls.model_fields:
-            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{_closest(key, valid)}")
+            raise ConfigError(f"{where}: unknown key '{prefix}{key}'{closest_key(key, valid)}")
         ann = cls.model_fields[key].annotation
         if isinstance(value, dict) and isinstance(ann, type) and issubclass(ann, BaseModel):
-            _check_keys(ann, value, where, prefix=f"{prefix}{key}.")
+            check_keys(ann, value, where, prefix=f"{prefix}{key}.")
 
 
 def load_config(
@@ -114,9 +119,9 @@ def load_config(
                 raise ConfigError(
                     f"{p}: written by a '{written}' run; use `rlhfops train {written} --config {p}`"
                 )
-    _check_keys(cls, data, where)
+    check_keys(cls, data, where)
     extra = parse_overrides(overrides)
-    _check_keys(cls, extra, "--set")
+    check_keys(cls, extra, "--set")
     data = _merge(data, extra)
     try:
         return cls.model_validate(data)

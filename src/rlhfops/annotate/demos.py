@@ -8,8 +8,6 @@ One demonstration per (prompt, author). Editing an accepted or rejected demonstr
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from rlhfops.annotate import models as m
 from rlhfops.annotate.queue import item_key
 from rlhfops.annotate.tx import transaction
+from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
 from rlhfops.workspace import db
 
@@ -167,16 +166,10 @@ def export_demos(ws: Any, out: Path, creator: str, register: bool = True) -> tup
             "demos export: no accepted demonstration yet; a domain-expert lead accepts them first"
         )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for prompt, text in rows:
-                fh.write(json.dumps({"prompt": prompt, "completion": text}, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    lines = (
+        json.dumps({"prompt": prompt, "completion": text}, ensure_ascii=False) + "\n" for prompt, text in rows
+    )
+    atomic_write_text(out, "".join(lines))
     art = None
     if register:
         art = ws.register_artifact(

@@ -16,8 +16,6 @@ artifact whose ``meta.agreement`` is Krippendorff's alpha (nominal) over all lab
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import sqlalchemy as sa
 
 from rlhfops.annotate import models as m
 from rlhfops.annotate.tx import transaction
+from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
 
 
@@ -97,16 +96,7 @@ def export_preferences(
             f"prefs export: no pair has a majority for A or B with enough labels (dropped: {dropped}); "
             "label more pairs first"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     artifact_id = None
     if register:
         meta = {

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rlhfops.config import check_keys
 from rlhfops.errors import ConfigError
 
 
@@ -38,6 +39,8 @@ def annotation_settings(ws: Any) -> AnnotationSettings:
     """The workspace's ``annotation:`` settings (defaults when the section is absent)."""
     extra = getattr(ws.settings, "model_extra", None) or {}
     raw = extra.get("annotation") or {}
+    if isinstance(raw, dict):  # an unknown key names the closest valid one
+        check_keys(AnnotationSettings, raw, "rlhfops.yaml", prefix="annotation.")
     try:
         return AnnotationSettings.model_validate(raw)
     except ValidationError as err:

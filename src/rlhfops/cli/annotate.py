@@ -32,6 +32,27 @@ def _person(as_: str | None) -> str:
     return acting_person(as_)
 
 
+def _check_range(command: str, option: str, value: int, setting: str) -> int:
+    """``value`` if it lies in the bounds of the annotation setting ``setting``, else a one-line UserError."""
+    from rlhfops.annotate.settings import AnnotationSettings
+    from rlhfops.errors import UserError
+
+    info = AnnotationSettings.model_fields[setting]
+    lo = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), None)
+    hi = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise UserError(f"{command}: {option} {value}: must be {bounds} (the range of annotation.{setting})")
+    return value
+
+
+def _overlap(command: str, k: int | None, ws) -> int:
+    """Raters per pair: ``--k`` when given (checked against annotation.overlap's range), else the setting."""
+    from rlhfops.annotate.settings import annotation_settings
+
+    return annotation_settings(ws).overlap if k is None else _check_range(command, "--k", k, "overlap")
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
@@ -84,11 +105,12 @@ def pairs_import(
     """Queue existing pairs for comparison (rows with "gold" become gold items)."""
     from rlhfops.annotate.pairs import read_pairs
     from rlhfops.annotate.queue import queue_pairs
-    from rlhfops.annotate.settings import annotation_settings
 
+    if k is not None:
+        _check_range("pairs import", "--k", k, "overlap")  # before reading anything
     pairs = read_pairs(file)
     with _ws() as ws:
-        added, skipped = queue_pairs(ws, pairs, batch or file.name, k or annotation_settings(ws).overlap)
+        added, skipped = queue_pairs(ws, pairs, batch or file.name, _overlap("pairs import", k, ws))
     typer.echo(f"queued {added} pair(s) ({skipped} already queued)")
 
 
@@ -107,13 +129,13 @@ def pairs_generate(
     """Sample responses from a model and queue them as comparison pairs."""
     from rlhfops.annotate.pairs import generate_pairs
     from rlhfops.annotate.queue import queue_pairs
-    from rlhfops.annotate.settings import annotation_settings
 
     with _ws() as ws:
+        k = _overlap("pairs generate", k, ws)  # checked before the (slow) sampling
         pairs = generate_pairs(
             model, prompts, n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed
         )
-        added, skipped = queue_pairs(ws, pairs, batch or prompts.name, k or annotation_settings(ws).overlap)
+        added, skipped = queue_pairs(ws, pairs, batch or prompts.name, k)
     typer.echo(f"sampled {len(pairs)} pair(s); queued {added} ({skipped} already queued)")
 
 
@@ -150,12 +172,19 @@ def raters_add(
     as_: str = AS_OPT,
 ) -> None:
     """Give a person a web account (scrypt-hashed password) and the role if they lack it."""
-    from rlhfops.annotate.accounts import set_account
+    from rlhfops.annotate.accounts import MIN_PASSWORD, set_account
+    from rlhfops.errors import UserError
+    from rlhfops.workspace.identity import check_role
 
+    if not name.strip():
+        raise UserError("raters add: the name is empty")
+    check_role(role)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_PASSWORD:  # checked before anything is written (no person without an account)
+        raise UserError(f"raters add {name.strip()}: the password needs at least {MIN_PASSWORD} characters")
     with _ws() as ws:
         ws.add_person(name, role, _person(as_))
         created = set_account(ws, name, password, admin)
@@ -210,11 +239,13 @@ def calibration_start(
     from rlhfops.annotate.calibration import start_round
     from rlhfops.annotate.settings import annotation_settings
 
+    if n is not None:
+        _check_range("calibration start", "--n", n, "calibration_size")
     with _ws() as ws:
         person = _person(as_)
         ws.require_role(person, "annotation-lead", "calibration start")
         st = annotation_settings(ws)
-        rid = start_round(ws, person, n or st.calibration_size, st.calibration_threshold)
+        rid = start_round(ws, person, st.calibration_size if n is None else n, st.calibration_threshold)
     typer.echo(f"calibration round {rid} started")
 
 

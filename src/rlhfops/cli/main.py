@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(err, _click_exceptions()):
             err.show()
             sys.exit(err.exit_code)
+        from rlhfops.data.files import is_write_failure, output_error
+
+        if is_write_failure(err):  # read-only directory, disk full... where no writer named it: one line
+            out = output_error(None, err, atomic=False)  # type: ignore[arg-type]  # is an OSError
+            typer.echo(f"error: {out}", err=True)
+            sys.exit(out.exit_code)
         raise
     if isinstance(code, int) and not isinstance(code, bool) and code != 0:
         sys.exit(code)

@@ -29,6 +29,8 @@ def spec_check(
         with require_workspace() as ws:
             file = ws.spec_path
     result = check_spec_file(file)
+    if len(result.problems) == 1 and result.spec is None:  # one problem: one line
+        raise SpecError(str(result.problems[0]))
     if not result.ok:
         for problem in result.problems:
             typer.echo(str(problem), err=True)

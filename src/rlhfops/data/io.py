@@ -7,25 +7,28 @@ say ``file:line:field: what is wrong``. Where a row "is" depends on the format:
   blank lines are skipped.
 * ``.json`` (one JSON list of objects) and ``.parquet``: ``line`` is the 1-based row number.
 
-Writing is atomic: the rows go to a temporary file in the target directory, which then replaces the
-target with :func:`os.replace`; on any error nothing is left behind.
+Writing is atomic (:func:`rlhfops.data.files.atomic_output`): the rows go to a temporary file in the
+target directory, which then replaces the target with :func:`os.replace`; on any error nothing is left
+behind, and a refused write (read-only, disk full) is one line naming the file and the errno.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhfops.data.files import atomic_output
 from rlhfops.errors import DataError
 
 FORMATS = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".parquet")
+# The longest line of a JSONL file, newline included: a longer one is refused while reading, before it
+# is held in memory whole. Far above any valid row (a text field holds at most 100,000 characters).
+MAX_LINE_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +96,19 @@ def _json_type(value: Any) -> str:
 
 
 def _lines(p: Path, source: str) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw line) pairs; a line over :data:`MAX_LINE_BYTES` is a DataError."""
     opener = gzip.open if source.lower().endswith(".gz") else open
     try:
         with opener(p, "rb") as fh:
-            yield from enumerate(fh, start=1)
+            line_no = 0
+            while raw := fh.readline(MAX_LINE_BYTES + 1):
+                line_no += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    raise DataError(
+                        f"{source}:{line_no}: line longer than {MAX_LINE_BYTES:,} bytes; shorten or split"
+                        " that row (a row this long cannot be valid)"
+                    )
+                yield line_no, raw
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{source}: cannot read the file ({err})") from err
 
@@ -159,15 +171,13 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """Write ``rows`` to ``path`` atomically, in the format given by its extension; returns the path.
 
     The parent directory is created if needed. Raises DataError (one line) when the rows do not fit the
-    format (for Parquet: a column whose values mix types); the target is then left untouched.
+    format (for Parquet: a column whose values mix types), and :class:`~rlhfops.data.files.OutputError`
+    (one line, with the errno name) when the system refuses the write (read-only, disk full); the
+    target is then left untouched (see :func:`~rlhfops.data.files.atomic_output`).
     """
     fmt = file_format(path)
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        os.close(fd)
+    with atomic_output(target) as tmp:
         if fmt == ".parquet":
             _write_parquet(tmp, rows, str(path))
         elif fmt == ".json":
@@ -179,10 +189,6 @@ def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
             with opener(tmp, "wt", encoding="utf-8") as fh:
                 for row in rows:
                     fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
 
 

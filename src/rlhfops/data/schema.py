@@ -16,6 +16,12 @@ plus an optional numeric ``"margin"`` (how much better ``chosen`` is; used by th
 Prompts (PPO rollouts, evaluation): ``{"prompt": str | [messages]}``; other fields are ignored, so
 demonstration and preference files also serve as prompt files.
 
+Length rule: every text field (a string prompt, a reply, a message's ``content``) may hold at most
+:data:`MAX_FIELD_CHARS` (100,000) characters; a longer one is an error ``file:line:field: too long``,
+found before tokenizing (the token limit ``max_length`` then cuts replies, see
+:mod:`rlhfops.data.encode`). A line of a JSONL file may be at most
+:data:`rlhfops.data.io.MAX_LINE_BYTES` (64 MiB); a longer one stops the read at that line.
+
 Other fields (ids, metadata) are ignored. A message is ``{"role": ..., "content": str}`` with role one
 of system, user, assistant, tool; only role and content are kept. A string prompt becomes
 ``[{"role": "user", "content": s}]``. A prompt must end with a user (or tool) message.
@@ -37,6 +43,10 @@ from rlhfops.data.io import Row, read_rows
 from rlhfops.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
+# The longest text field (a prompt, a reply, a message's content) in characters. Rows over it are refused
+# here, while reading and before any tokenizer sees them: tokenizing one 30 MB reply took 6.6 GB. 100,000
+# characters is ~25,000 tokens, three times the bundled model's context (8,192), so no usable row is lost.
+MAX_FIELD_CHARS = 100_000
 PROMPT_END_ROLES = ("user", "tool")
 Kind = Literal["demos", "prefs", "prompts"]
 
@@ -101,6 +111,12 @@ def _text(r: _Row, field: str, value: Any) -> str | None:
         r.err(field, "missing field")
     elif not isinstance(value, str):
         r.err(field, f"must be a string, got {_type_name(value)}")
+    elif len(value) > MAX_FIELD_CHARS:
+        r.err(
+            field,
+            f"too long: {len(value):,} characters; a text field may hold at most {MAX_FIELD_CHARS:,}"
+            " (split or shorten it)",
+        )
     elif not value.strip():
         r.err(field, "empty string")
     else:

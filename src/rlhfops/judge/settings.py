@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rlhfops.config import check_keys
 from rlhfops.errors import ConfigError, UserError
 
 
@@ -34,6 +35,8 @@ class JudgeSettings(BaseModel):
 
 def settings_from_workspace(ws: Any) -> JudgeSettings:
     raw = (getattr(ws.settings, "model_extra", None) or {}).get("judge") or {}
+    if isinstance(raw, dict):  # an unknown key names the closest valid one
+        check_keys(JudgeSettings, raw, "rlhfops.yaml", prefix="judge.")
     try:
         return JudgeSettings.model_validate(raw)
     except ValidationError as err:

@@ -36,7 +36,7 @@ import numpy as np
 
 from rlhfops.errors import ConfigError, UserError
 from rlhfops.monitor.drift import DriftConfig, WindowDrift, windowed_drift
-from rlhfops.monitor.engine import REPORT_TAG, CheckResult, check_workspace_triggers
+from rlhfops.monitor.engine import REPORT_TAG, CheckResult, check_workspace_triggers, monitor_section
 from rlhfops.monitor.ingest import ProductionRecord
 
 if TYPE_CHECKING:
@@ -92,8 +92,7 @@ def drift_config(ws: Workspace, overrides: dict[str, Any] | None = None) -> Drif
     """DriftConfig from ``monitor.drift`` in rlhfops.yaml, then ``--set`` overrides."""
     from pydantic import ValidationError
 
-    section = (ws.settings.model_extra or {}).get("monitor") or {}
-    data = dict(section.get("drift") or {}) if isinstance(section, dict) else {}
+    data = dict(monitor_section(ws).get("drift") or {})
     data.update(overrides or {})
     try:
         return DriftConfig.model_validate(data)

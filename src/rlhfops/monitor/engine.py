@@ -96,12 +96,33 @@ class CheckResult:
         return [f for f in self.firings if f.trigger_id is not None]
 
 
+MONITOR_KEYS = ("triggers_file", "drift")  # the keys of the monitor: section of rlhfops.yaml
+
+
+def monitor_section(ws: Workspace) -> dict[str, Any]:
+    """The ``monitor:`` section of ``rlhfops.yaml`` ({} when absent); an unknown key names the closest."""
+    from rlhfops.config import closest_key
+
+    section = (ws.settings.model_extra or {}).get("monitor") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"{ws.root / 'rlhfops.yaml'}: monitor: expected a mapping ({', '.join(MONITOR_KEYS)})"
+        )
+    for key in section:
+        if key not in MONITOR_KEYS:
+            valid = list(MONITOR_KEYS)
+            raise ConfigError(
+                f"{ws.root / 'rlhfops.yaml'}: unknown key 'monitor.{key}'{closest_key(str(key), valid)}"
+            )
+    return section
+
+
 def rules_path(ws: Workspace, explicit: str | Path | None = None) -> Path | None:
     """The trigger table for ``ws`` (see module doc); None = the bundled default."""
     if explicit is not None:
         return Path(explicit)
-    section = (ws.settings.model_extra or {}).get("monitor")
-    if isinstance(section, dict) and section.get("triggers_file"):
+    section = monitor_section(ws)
+    if section.get("triggers_file"):
         p = ws.root / str(section["triggers_file"])
         if not p.is_file():
             raise ConfigError(f"{ws.root / 'rlhfops.yaml'}: monitor.triggers_file={p.name!r} not found")

@@ -30,19 +30,22 @@ and move it into place only when the whole file went through, so nothing is ever
 from __future__ import annotations
 
 import abc
+import codecs
+import contextlib
 import csv
 import gzip
-import io
 import json
 import math
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from rlhfops.data.files import OutputError, is_write_failure, output_error
 from rlhfops.errors import DataError
 
 FORMATS = (".jsonl", ".jsonl.gz", ".ndjson", ".csv")
@@ -117,19 +120,39 @@ def _fmt(path: str) -> str:
     raise DataError(f"{path}: unknown extension; production logs are .jsonl, .jsonl.gz, .ndjson or .csv")
 
 
-def _open(path: str) -> TextIO:
+def _text_lines(path: str) -> Iterator[str]:
+    """The file's lines as text (line endings kept), decoded as UTF-8 one line at a time.
+
+    A spreadsheet's byte-order mark is dropped. Bytes that are not UTF-8 raise one DataError line
+    ``file:line: not valid UTF-8 (byte N of the line)``; an unreadable (e.g. corrupt gzip) file raises
+    ``file: cannot read the file (...)``.
+    """
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{path}: file not found")
-    if path.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8-sig", newline="")
-    return open(p, encoding="utf-8-sig", newline="")  # -sig: a spreadsheet's byte-order mark is dropped
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    try:
+        with opener(p, "rb") as fh:
+            for line_no, raw in enumerate(fh, start=1):
+                if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DataError(
+                        f"{path}:{line_no}: not valid UTF-8 (byte {err.start + 1} of the line); "
+                        "save the file as UTF-8, nothing was imported"
+                    ) from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path}: cannot read the file ({err})") from None
 
 
 def _raw_rows(path: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line, raw dict) per row, or (line, error message) for a row that cannot be parsed at all."""
     fmt = _fmt(path)
-    with _open(path) as fh:
+    lines = _text_lines(path)
+    with contextlib.closing(lines):
+        fh: Iterator[str] = lines
         if fmt == ".csv":
             reader = csv.DictReader(fh)
             if not reader.fieldnames:
@@ -346,34 +369,53 @@ class _AtomicFileSink(abc.ABC):
 
     def __init__(self, target: str | Path) -> None:
         self.target = Path(target)
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=self.suffix, dir=self.target.parent)
-        os.close(fd)
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                prefix=f".{self.target.name}.", suffix=self.suffix, dir=self.target.parent
+            )
+            os.close(fd)
+        except OSError as err:
+            raise _write_error(self.target, err) from None
         self.tmp = Path(tmp)
         self.rows = 0
 
     def __enter__(self) -> _AtomicFileSink:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
             self.close()
-        else:
+            return
+        try:
             self.abort()
+        except OSError:
+            pass  # the first error is the one to report; the temporary file is gone either way
+        if is_write_failure(exc):  # a full disk or a read-only directory: one line, not a traceback
+            raise output_error(self.target, exc) from None  # type: ignore[arg-type]  # is an OSError
 
     @abc.abstractmethod
     def _finish(self) -> None:
         """Flush and close the writer."""
 
     def close(self) -> None:
-        self._finish()
-        os.replace(self.tmp, self.target)
+        try:
+            self._finish()
+            os.replace(self.tmp, self.target)
+        except OSError as err:
+            self.tmp.unlink(missing_ok=True)
+            raise _write_error(self.target, err) from None
 
     def abort(self) -> None:
         try:
             self._finish()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def _write_error(target: Path, err: OSError) -> OSError | OutputError:
+    """The one-line OutputError for a refused write (read-only, disk full), else ``err`` unchanged."""
+    return output_error(target, err) if is_write_failure(err) else err
 
 
 class JsonlSink(_AtomicFileSink):

@@ -8,11 +8,10 @@ no inline styles (the web app's): pass ``css_href`` to link the stylesheet inste
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlhfops.data.files import atomic_write_text
 from rlhfops.report import plots
 from rlhfops.report.data import ReportData
 
@@ -76,17 +75,7 @@ def render_html(data: ReportData, css_href: str = "") -> str:
 def write_html(data: ReportData, out: Path) -> Path:
     """Write the report atomically (temp file + rename)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    html = render_html(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write_text(out, render_html(data))
 
 
 def gate_report(

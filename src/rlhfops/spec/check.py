@@ -163,8 +163,17 @@ def check_spec_file(path: str | Path) -> SpecCheck:
         raise SpecError(f"{p}: spec file not found; create it with `rlhfops init` or point spec_file at it")
     # hash the bytes exactly as stored (text decoding must not hide a change)
     raw = p.read_bytes()
-    check = check_spec_text(raw.decode("utf-8", errors="replace"), p)
-    check.sha256 = hashlib.sha256(raw).hexdigest()
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:  # one problem: the file is not text we can read, nothing else is known
+        line = raw.count(b"\n", 0, err.start) + 1
+        problem = SpecProblem(
+            f"{p}:{line}", "(spec)", f"not valid UTF-8 (byte offset {err.start}); save the file as UTF-8"
+        )
+        return SpecCheck(p, sha, None, [problem])
+    check = check_spec_text(text, p)
+    check.sha256 = sha
     return check
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from rlhfops.workspace.settings import (
 from rlhfops.workspace.store import KINDS, ArtifactRecord, content_hash, store_copy
 
 SIGNING_ROLES = ("business-owner", "technical-lead")
+_ARTIFACT_REF = re.compile(r"[0-9a-f]{4,64}")  # a SHA-256 hex digest or a prefix of one
 
 
 class WorkspaceError(UserError):
@@ -333,10 +335,19 @@ class Workspace:
         )
 
     def resolve_id(self, ref: str) -> str:
-        """The full id of an artifact given its id or a unique prefix (at least 4 characters)."""
+        """The full id of an artifact given its id or a unique prefix (at least 4 hex characters).
+
+        Only hex digits are accepted: the prefix goes into a LIKE pattern, where ``%`` and ``_`` would be
+        wildcards (``d9f%`` must not stand for any id starting with ``d9f``).
+        """
         ref = ref.strip().lower()
         if len(ref) < 4:
             raise UserError(f"artifact id {ref!r}: give at least 4 characters")
+        if not _ARTIFACT_REF.fullmatch(ref):
+            raise UserError(
+                f"artifact id {ref!r}: an id is hex digits (0-9, a-f), up to 64; "
+                "give the id or a prefix of it (list them with `rlhfops artifact list`)"
+            )
         with self.session() as s:
             ids = s.scalars(sa.select(db.Artifact.id).where(db.Artifact.id.like(f"{ref}%")).limit(3)).all()
         if not ids:

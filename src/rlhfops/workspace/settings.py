@@ -1,7 +1,9 @@
 """Workspace settings: ``rlhfops.yaml`` at the workspace root.
 
-Other parts of rlhfops may keep their own sections in the same file (e.g. ``monitor:``); unknown
-top-level sections are kept as they are.
+Other parts of rlhfops keep their own sections in the same file (:data:`SECTIONS`: ``annotation:``,
+``judge:``, ``monitor:``, ``web:``); each part checks its own section when it reads it. Any other
+top-level key is refused when the file is read, naming the closest valid key (a misspelt
+``databse_url:`` must not silently fall back to the default).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from rlhfops.errors import ConfigError
 
 SETTINGS_FILE = "rlhfops.yaml"
 DEFAULT_DB_FILE = "rlhfops.db"
+# Sections read by other parts of rlhfops (each validates its own contents): add a section here when a
+# new part of rlhfops reads one.
+SECTIONS = ("annotation", "judge", "monitor", "web")
 
 
 class WorkspaceSettings(BaseModel):
@@ -37,21 +42,53 @@ def load_settings(root: Path) -> WorkspaceSettings:
     """Read ``root/rlhfops.yaml`` with one-line errors."""
     path = root / SETTINGS_FILE
     try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+        data: Any = yaml.safe_load(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found; create a workspace with `rlhfops init DIR`") from None
+    except UnicodeDecodeError as err:
+        text_line = err.object.count(b"\n", 0, err.start) + 1
+        raise ConfigError(
+            f"{path}:{text_line}: not valid UTF-8 (byte offset {err.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(err, 'problem', err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings (name:, spec_file:, ...)")
+    _check_top_level_keys(path, text, data)
     try:
         return WorkspaceSettings.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
         raise ConfigError(f"{path}: {loc}={first.get('input')!r}: {first['msg']}") from None
+
+
+def _check_top_level_keys(path: Path, text: str, data: dict[Any, Any]) -> None:
+    """Refuse a top-level key that is neither a setting nor a known section, naming the closest valid one."""
+    from rlhfops.config import closest_key
+
+    valid = [*WorkspaceSettings.model_fields, *SECTIONS]
+    unknown = [k for k in data if k not in valid]
+    if not unknown:
+        return
+    key = unknown[0]
+    line = _key_line(text, key)
+    raise ConfigError(f"{path}{line}: unknown key '{key}'{closest_key(str(key), valid)}")
+
+
+def _key_line(text: str, key: Any) -> str:
+    """``:N`` (1-based line of the top-level ``key``) or "" when the document cannot be composed."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return ""
+    for k, _ in getattr(node, "value", []) if isinstance(node, yaml.MappingNode) else []:
+        if k.value == str(key):
+            return f":{k.start_mark.line + 1}"
+    return ""
 
 
 def write_settings(root: Path, settings: WorkspaceSettings) -> Path:
