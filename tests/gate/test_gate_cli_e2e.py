@@ -190,9 +190,9 @@ def test_gate_on_postgres(postgres_url, tmp_path, monkeypatch):
         ids = train_chain(ws, tmp_path / "runs")
         passing_evals(ws, tmp_path / "ev", ids["ppo"], ci_low=0.5)
         with pytest.raises(Exception, match="does not pass the gate"):
-            promote(ws, ids["ppo"], "gina")
-        gate_sign(ws, ids["ppo"], "gina", "approve", "accepted risk: pilot only, n=100")
-        promote(ws, ids["ppo"], "gina")
+            promote(ws, ids["ppo"], who(ws, "gina"))
+        gate_sign(ws, ids["ppo"], who(ws, "gina"), "approve", "accepted risk: pilot only, n=100")
+        promote(ws, ids["ppo"], who(ws, "gina"))
         assert deployed(ws).model == ids["ppo"] and deployed(ws).override
         assert dlog.verify(ws).ok
         path = dlog.log_path(ws)

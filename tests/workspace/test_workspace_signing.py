@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ws_helpers import ready_play1, sign_all
+from ws_helpers import ready_play1, sign_all, who
 
 from rlhfops.cli.main import main
 from rlhfops.errors import PlayOrderError, UserError
@@ -29,12 +29,12 @@ def _edit_spec(ws) -> None:
 
 
 def test_signature_records_who_when_and_hash(ws) -> None:
-    sig = ws.sign_spec("business-owner", "bob")
+    sig = ws.sign_spec("business-owner", who(ws, "bob"))
     assert (sig.role, sig.person, sig.spec_hash) == ("business-owner", "bob", file_sha256(ws.spec_path))
     v = ws.current_spec()
     assert [(s.role, s.person) for s in v.signatures] == [("business-owner", "bob")]
     assert v.missing_roles == ["technical-lead"] and not v.is_signed_and_current
-    ws.sign_spec("technical-lead", "carol")
+    ws.sign_spec("technical-lead", who(ws, "carol"))
     assert ws.current_spec().is_signed_and_current
     # the signed version is stored in the artifact store under that same hash
     assert ws.artifact(sig.spec_hash).kind == "spec"
@@ -42,15 +42,15 @@ def test_signature_records_who_when_and_hash(ws) -> None:
 
 def test_signing_needs_the_role(ws) -> None:
     with pytest.raises(UserError, match="'alice' does not have the role business-owner .*held by: bob"):
-        ws.sign_spec("business-owner", "alice")
+        ws.sign_spec("business-owner", who(ws, "alice"))
     with pytest.raises(UserError, match="signed by business-owner or technical-lead"):
-        ws.sign_spec("gate-owner", "bob")
+        ws.sign_spec("gate-owner", who(ws, "bob"))
 
 
 def test_invalid_spec_cannot_be_signed(ws) -> None:
     ws.spec_path.write_text(ws.spec_path.read_text().replace("audience:", "audiences:"))
     with pytest.raises(UserError, match="does not pass `rlhfops spec check`"):
-        ws.sign_spec("business-owner", "bob")
+        ws.sign_spec("business-owner", who(ws, "bob"))
 
 
 def test_edit_makes_signatures_stale_and_status_says_so(ws) -> None:
@@ -90,7 +90,7 @@ def test_sft_refused_on_a_stale_spec_exit_2_names_the_signature(ws, capsys, monk
 
 def test_unsigned_spec_refused_names_the_missing_signature(ws) -> None:
     ws.record_baseline({"task_completion_rate": 0.7}, "t", "alice")
-    ws.sign_spec("business-owner", "bob")
+    ws.sign_spec("business-owner", who(ws, "bob"))
     with pytest.raises(PlayOrderError, match=r"is not signed by the technical-lead; run `rlhfops spec sign"):
         ws.check_stage_ready("sft", {})
 
@@ -105,10 +105,10 @@ def test_override_by_the_owner_of_the_blocked_play(ws, capsys, monkeypatch) -> N
     ready_play1(ws)
     _edit_spec(ws)
     with pytest.raises(UserError, match="'frank' does not have the role domain-expert-lead"):
-        ws.record_override("sft", "typo fix in the spec, content unchanged", "frank")
+        ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "frank"))
     with pytest.raises(UserError, match="too short"):
-        ws.record_override("sft", "because", "dave")
-    o = ws.record_override("sft", "typo fix in the spec, content unchanged", "dave")
+        ws.record_override("sft", "because", who(ws, "dave"))
+    o = ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "dave"))
     assert (o.stage, o.play, o.person) == ("sft", 2, "dave")
     assert o.spec_hash == ws.current_spec().hash and "not signed by the business-owner" in o.blocker
     ws.check_stage_ready("sft", {})  # honoured
@@ -131,7 +131,7 @@ def test_promote_has_no_override(ws) -> None:
     ready_play1(ws)
     ws.add_person("gina", "gate-owner", "alice")
     with pytest.raises(PlayOrderError, match="the deployment gate has no override"):
-        ws.record_override("promote", "we are in a hurry this week", "gina")
+        ws.record_override("promote", "we are in a hurry this week", who(ws, "gina"))
     with pytest.raises(PlayOrderError, match="promote refused: .*the deployment gate has no override"):
         ws.check_stage_ready("promote", {})
 

@@ -36,6 +36,7 @@ from rlhfops.workspace.store import ArtifactRecord, content_hash
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import OverrideRecord, SpecVersion, Workspace
+    from rlhfops.workspace.signing import Signer
 
 PLAYS = {
     1: "task spec",
@@ -484,9 +485,14 @@ def check_stage_ready(ws: Workspace, stage: str, inputs: dict[str, Path | str]) 
     )
 
 
-def record_override(ws: Workspace, stage: str, reason: str, person: str) -> OverrideRecord:
-    """Record that ``person`` (an owner of the blocked play) lets ``stage`` start on the current spec."""
+def record_override(ws: Workspace, stage: str, reason: str, signer: Signer) -> OverrideRecord:
+    """Record that the authenticated ``signer`` (an owner of the blocked play) lets ``stage`` start on the
+    current spec; the override is signed with their key."""
     from rlhfops.workspace import db
+    from rlhfops.workspace.signing import override_payload, require_registered
+
+    require_registered(ws, signer, f"override {stage}")
+    person = signer.name
 
     if stage == "promote":
         raise PlayOrderError("override promote: the deployment gate has no override; meet its thresholds")
@@ -505,6 +511,7 @@ def record_override(ws: Workspace, stage: str, reason: str, person: str) -> Over
     found = blockers(ws, stage, {})
     blocker = found[0][1] if found else "(nothing blocked when recorded)"
     spec_hash = ws.current_spec().hash
+    now = db.utcnow().replace(microsecond=0)
     with ws.session() as s:
         row = db.Override(
             stage=stage,
@@ -513,7 +520,9 @@ def record_override(ws: Workspace, stage: str, reason: str, person: str) -> Over
             blocker=blocker,
             reason=reason,
             person=person,
-            created_at=db.utcnow(),
+            created_at=now,
+            public_key=signer.public_key,
+            signature=signer.sign(override_payload(stage, play, spec_hash, blocker, reason, person, now)),
         )
         s.add(row)
         s.flush()
