@@ -234,3 +234,17 @@ def who(w, name: str):
         except Exception:
             _SIGNERS[key] = enrol(w, name, password_of(name))
     return _SIGNERS[key]
+
+
+_TOKENS: dict = {}
+
+
+def token_of(w, name: str) -> str:
+    """A personal API token of ``name`` (account created on first use), for the CLI's $RLHFOPS_TOKEN."""
+    from rlhfops.annotate.accounts import create_token
+
+    key = (str(w.root), w.database_url, name)
+    if key not in _TOKENS:
+        who(w, name)
+        _TOKENS[key] = create_token(w, name, "test")
+    return _TOKENS[key]
