@@ -16,6 +16,8 @@ from rlhfops.workspace.db import Base
 TABLES = {"people", "artifacts", "artifact_parents", "signatures", "baselines", "overrides", "triggers"}
 # annotation service (migration 0002)
 TABLES |= {"accounts", "api_tokens", "items", "assignments", "labels", "demonstrations", "calibration_rounds"}
+# signed decisions (migration 0003b)
+TABLES |= {"person_keys", "decision_log_heads"}
 HEAD = migrate.head_revision()
 
 
