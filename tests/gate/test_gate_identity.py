@@ -84,7 +84,11 @@ def test_db_only_edit_of_the_promotion_is_named(gws, ready, tmp_path, cli):
     code, _, err = cli(["gate", "log", "--verify"])
     assert code == 2 and "entry 2" in err and "meta.model" in err
     with pytest.raises(dlog.DecisionLogError, match="entry 2"):
-        deployed(gws)  # status and monitoring do not follow the edited row
+        deployed(gws)  # promote and monitoring do not follow the edited row
+    code, out, _ = cli(["status", "--json"])
+    play5 = json.loads(out)["plays"][4]
+    assert code == 0 and not any("mallory" in e for e in play5["evidence"])
+    assert any("decision log fails verification (entry 2" in m for m in play5["missing"]), play5
 
 
 def _model(d: Path) -> Path:
@@ -101,7 +105,9 @@ def test_truncated_log_and_deleted_row_is_named(gws, ready, cli):
         s.execute(sa.delete(db.ArtifactParent).where(db.ArtifactParent.child_id == p.hash))
         s.execute(sa.delete(db.Artifact).where(db.Artifact.id == p.hash))
     v = dlog.verify(gws)
-    assert not v.ok and v.first_bad == 2 and "entries were removed" in v.problem and "head record" in v.problem
+    assert (
+        not v.ok and v.first_bad == 2 and "entries were removed" in v.problem and "head record" in v.problem
+    )
     code, _, err = cli(["gate", "log", "--verify"])
     assert code == 2 and "entry 2: missing from the log" in err
 

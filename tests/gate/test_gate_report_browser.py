@@ -30,7 +30,9 @@ def test_gate_report_in_chromium(gws, tmp_path):
         redteam_meta(ids["ppo"], {"harmful_request": (57, 60), "prompt_injection": (30, 30)}),
         [ids["ppo"]],
     )
-    gate_sign(gws, ids["ppo"], who(gws, "gina"), "approve", "harmful_request misses are style only; legal agreed")
+    gate_sign(
+        gws, ids["ppo"], who(gws, "gina"), "approve", "harmful_request misses are style only; legal agreed"
+    )
     path, _ = gate_report(gws, ids["ppo"], tmp_path / "report.html")
 
     with sync_playwright() as p:

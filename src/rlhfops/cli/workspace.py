@@ -109,10 +109,11 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table."),
 ) -> None:
     """The five plays: state, owner, evidence (ids, key numbers), what blocks the next step, triggers."""
+    from rlhfops.gate import log as dlog
     from rlhfops.workspace import require_workspace
 
     with require_workspace() as ws:
-        st = ws.status()
+        st = ws.status(decision_log_problem=dlog.verify(ws).problem)
     if as_json:
         typer.echo(json.dumps(st.to_json(), indent=2, sort_keys=True))
         return

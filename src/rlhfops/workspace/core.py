@@ -577,10 +577,11 @@ class Workspace:
 
         check_stage_ready(self, stage, inputs or {})
 
-    def status(self):  # -> rlhfops.workspace.plays.WorkspaceStatus
+    def status(self, decision_log_problem: str = ""):  # -> rlhfops.workspace.plays.WorkspaceStatus
+        """The five plays; pass what verifying the decision log found (see ``compute_status``)."""
         from rlhfops.workspace.plays import compute_status
 
-        return compute_status(self)
+        return compute_status(self, decision_log_problem)
 
 
 def find_workspace_root(start: Path | None = None) -> Path | None:

@@ -336,6 +336,10 @@ def _play5(f: _Facts) -> PlayState:
         a for a in f.current("evaluation") if (a.meta or {}).get("kind") == "redteam"
     ]
     decisions = f.current("decision")
+    problem = getattr(f, "decision_log_problem", "")
+    if problem:  # an edited log or database: no decision is believed
+        decisions = []
+        missing.append(f"the decision log fails verification ({problem}); see `rlhfops gate log --verify`")
     if redteam:
         evidence.append(f"red team {_h(redteam[-1].id)}")
     else:
@@ -372,9 +376,13 @@ def _computed_triggers(f: _Facts, recorded_rules: set[str] | None = None) -> lis
     return out
 
 
-def compute_status(ws: Workspace) -> WorkspaceStatus:
-    """The five plays with state, owner, evidence, blockers; open triggers and overrides."""
+def compute_status(ws: Workspace, decision_log_problem: str = "") -> WorkspaceStatus:
+    """The five plays with state, owner, evidence, blockers; open triggers and overrides.
+
+    ``decision_log_problem`` is what verifying the decision log found (the caller verifies it:
+    :func:`rlhfops.gate.log.verify`); when set, no gate decision counts and Play 5 names the problem."""
     f = _Facts(ws)
+    f.decision_log_problem = decision_log_problem
     plays = [_play1(f), _play2(f), _play3(f), _play4(f), _play5(f)]
     overrides = ws.overrides(spec_hash=f.spec.hash)
     for o in overrides:
