@@ -187,3 +187,36 @@ def test_an_edited_signed_entry_is_named_even_with_the_database_matching(gws, re
     v = dlog.verify(gws)
     assert not v.ok and v.first_bad == 1 and "does not verify under gina's key" in v.problem
     assert json.loads(raw)["decision"] == "approve"
+
+
+def test_a_workspace_member_cannot_mint_a_token_or_reset_a_password_for_someone_else(
+    gws, ready, cli, monkeypatch
+):
+    """A token or a new password is a credential that signs: getting one for another account needs
+    that account's current password."""
+    from rlhfops.annotate.accounts import authenticate
+
+    who(gws, "gina")
+
+    def tokens() -> int:
+        from rlhfops.annotate import models as m
+
+        with gws.session() as s:
+            return len(s.scalars(sa.select(m.ApiToken)).all())
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("guessed-password\n"))
+    code, out, err = cli(["raters", "token", "gina", "--password-stdin"])
+    assert code == 2 and "wrong current password" in err and "rlh_" not in out and tokens() == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("guessed-password\nmallory-chose-this\n"))
+    code, _, err = cli(["raters", "add", "gina", "--role", "gate-owner", "--password-stdin"])
+    assert code == 2 and "wrong current password" in err
+    assert authenticate(gws, "gina", "mallory-chose-this") is None
+    assert authenticate(gws, "gina", password_of("gina")) is not None
+    # her own current password: both work
+    monkeypatch.setattr("sys.stdin", io.StringIO(password_of("gina") + "\n"))
+    code, out, err = cli(["raters", "token", "gina", "--password-stdin"])
+    assert code == 0 and out.startswith("rlh_") and tokens() == 1, err
+    monkeypatch.setattr("sys.stdin", io.StringIO(password_of("gina") + "\nher-new-password\n"))
+    code, out, err = cli(["raters", "add", "gina", "--role", "gate-owner", "--password-stdin"])
+    assert code == 0 and "updated" in out, err
+    assert authenticate(gws, "gina", "her-new-password") is not None
