@@ -329,7 +329,7 @@ def verify(ws: Workspace, head: str | None = None) -> Verification:
             )
     if head is not None:
         h = head.strip().lower()
-        if h not in hashes and not (h == GENESIS and n >= 0):
+        if h != GENESIS and h not in hashes:
             v.first_bad = n + 1 if n else 1
             v.problem = (
                 f"the anchored head {h[:12]}... is not an entry of the log (the log was rewritten or cut); "
