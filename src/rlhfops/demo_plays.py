@@ -134,6 +134,25 @@ def prepare_dir(directory: Path, force: bool) -> Path:
     return directory
 
 
+_SIGNERS: dict[tuple[str, str], Any] = {}
+
+
+def demo_signer(ws: Any, name: str) -> Any:
+    """The demo person ``name`` as an authenticated signer: the demo gives them a web account (random
+    password, never shown) and a personal API token, and signs in with the token, as a person's script
+    would with $RLHFOPS_TOKEN. Cached per workspace."""
+    import secrets
+
+    from rlhfops.annotate.accounts import create_token, set_account
+    from rlhfops.gate.auth import authenticate
+
+    key = (str(ws.root), name)
+    if key not in _SIGNERS:
+        set_account(ws, name, secrets.token_urlsafe(18))
+        _SIGNERS[key] = authenticate(ws, name, token=create_token(ws, name, "demo"), action="demo")
+    return _SIGNERS[key]
+
+
 def _override_if_blocked(ws: Any, stage: str, inputs: dict[str, str], notes: list[str]) -> None:
     """The play-order check; when it blocks, the blocked play's demo owner records an override (noted)."""
     from rlhfops.workspace.plays import PLAY_OWNER_ROLE, STAGE_PLAY, blockers
@@ -141,7 +160,8 @@ def _override_if_blocked(ws: Any, stage: str, inputs: dict[str, str], notes: lis
     whys = [why for _, why in blockers(ws, stage, inputs)]
     if whys:
         owner = PEOPLE[PLAY_OWNER_ROLE[STAGE_PLAY[stage]]]
-        ws.record_override(stage, "demo run, small data: proceeding although " + "; ".join(whys), owner)
+        why = "demo run, small data: proceeding although " + "; ".join(whys)
+        ws.record_override(stage, why, demo_signer(ws, owner))
         notes.extend(f"OVERRIDE {stage} by {owner}: {why}" for why in whys)
 
 
@@ -172,8 +192,8 @@ def play1(root: Path) -> Any:
     for role, name in PEOPLE.items():
         ws.add_person(name, role, "demo-alice" if role != "task-spec-owner" else name)
     ws.register_spec_version("demo-alice")
-    ws.sign_spec("business-owner", "demo-bob")
-    ws.sign_spec("technical-lead", "demo-carol")
+    ws.sign_spec("business-owner", demo_signer(ws, PEOPLE["business-owner"]))
+    ws.sign_spec("technical-lead", demo_signer(ws, PEOPLE["technical-lead"]))
     ws.record_baseline(
         {"task_completion_rate": 0.72, "review_minutes_per_output": 2.4, "client_flag_rate": 0.04},
         "demo: SIMULATED baseline (no real production data)",

@@ -18,7 +18,7 @@ from rlhfops.demo_eval import (
     sequence_kl,
     win_rate,
 )
-from rlhfops.demo_plays import PEOPLE, DemoSettings, _acting, _override_if_blocked, _rows, _train
+from rlhfops.demo_plays import PEOPLE, DemoSettings, _acting, _override_if_blocked, _rows, _train, demo_signer
 from rlhfops.demo_sim import SIMULATED, candidate_items, label_items, other_task_prompts, production_week
 
 
@@ -280,7 +280,7 @@ class Context:
         chosen = passing[0] if passing else ppo
         g = verdicts[chosen]
         failed = [t.name for t in g.failed]
-        owner = PEOPLE["gate-owner"]
+        owner = demo_signer(self.ws, PEOPLE["gate-owner"])
         if g.passed:
             entry = gate_sign(self.ws, self.ids[chosen], owner, "approve", "demo: every spec threshold met")
         else:
@@ -300,7 +300,7 @@ class Context:
             "thresholds": [t.to_json() for t in g.results] if hasattr(g, "results") else [],
             "failed": failed,
             "decision": "approve" if g.passed else "reject",
-            "signed_by": owner,
+            "signed_by": owner.name,
             "log_entry": getattr(entry, "hash", ""),
             "promoted": promoted,
             "promote_refused": why,

@@ -39,7 +39,8 @@ def test_raters_pairs_calibration_export(cli_ws, capsys, monkeypatch, tmp_path: 
     monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
     assert _run(capsys, "raters", "add", "nina", "--password-stdin") == "account nina created\n"
     assert ("nina", "rater") in cli_ws.people()
-    token = _run(capsys, "raters", "token", "nina").strip()
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
+    token = _run(capsys, "raters", "token", "nina", "--password-stdin").strip()
     assert token.startswith("rlh_")
     from rlhfops.annotate.accounts import account_for_token
 

@@ -125,6 +125,7 @@ def test_kl_is_zero_to_itself_and_logprobs_match_generation(tiny):
 
 
 def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, cli, tmp_path, monkeypatch):
+    from rlhfops.gate.auth import enrol
     from rlhfops.workspace import init_workspace
 
     monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
@@ -133,8 +134,8 @@ def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, cli, 
     w = init_workspace(root, "support-replies")
     w.add_person("bob", "business-owner", "bob")
     w.add_person("carol", "technical-lead", "bob")
-    w.sign_spec("business-owner", "bob")
-    w.sign_spec("technical-lead", "carol")
+    w.sign_spec("business-owner", enrol(w, "bob", "bob-password-1"))
+    w.sign_spec("technical-lead", enrol(w, "carol", "carol-password-1"))
     cand_id = w.register_artifact("sft-model", tiny["cand"], [], "test", {})
     base_id = w.register_artifact("base-model", tiny["base"], [], "test", {})
     w.close()

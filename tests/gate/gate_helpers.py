@@ -113,8 +113,8 @@ def make_workspace(root, db_url: str | None = None):
     w = init_workspace(root, "support-replies")
     for name, role in PEOPLE:
         w.add_person(name, role, "alice")
-    w.sign_spec("business-owner", "bob")
-    w.sign_spec("technical-lead", "carol")
+    w.sign_spec("business-owner", who(w, "bob"))
+    w.sign_spec("technical-lead", who(w, "carol"))
     w.record_baseline({"task_completion_rate": 0.7}, "test", "alice", n=100)
     return w
 
@@ -191,11 +191,11 @@ def concurrent_signer(root: str, model: str, tag: str, n: int, barrier=None) -> 
     from rlhfops.workspace import Workspace
 
     ws = Workspace.open(Path(root))
-    ws.people()
+    gina = who(ws, "gina")
     if barrier is not None:
         barrier.wait(timeout=60)
     for i in range(n):
-        gate_sign(ws, model, "gina", "reject", f"{tag} look {i}")
+        gate_sign(ws, model, gina, "reject", f"{tag} look {i}")
     ws.close()
 
 
@@ -213,3 +213,38 @@ def fake_run_dir(runs, stage: str, model_dir, steps: int = 8):
     ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return run
+
+
+_SIGNERS: dict = {}
+
+
+def password_of(name: str) -> str:
+    """The test password of ``name``'s account."""
+    return f"{name}-password-1"
+
+
+def who(w, name: str):
+    """``name``'s authenticated signer in workspace ``w`` (account created with :func:`password_of`)."""
+    from rlhfops.gate.auth import authenticate, enrol
+
+    key = (str(w.root), w.database_url, name)
+    if key not in _SIGNERS:
+        try:
+            _SIGNERS[key] = authenticate(w, name, password=password_of(name))
+        except Exception:
+            _SIGNERS[key] = enrol(w, name, password_of(name))
+    return _SIGNERS[key]
+
+
+_TOKENS: dict = {}
+
+
+def token_of(w, name: str) -> str:
+    """A personal API token of ``name`` (account created on first use), for the CLI's $RLHFOPS_TOKEN."""
+    from rlhfops.annotate.accounts import create_token
+
+    key = (str(w.root), w.database_url, name)
+    if key not in _TOKENS:
+        who(w, name)
+        _TOKENS[key] = create_token(w, name, "test")
+    return _TOKENS[key]

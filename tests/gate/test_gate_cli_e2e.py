@@ -13,7 +13,9 @@ from gate_helpers import (
     fake_run_dir,
     passing_evals,
     redteam_meta,
+    token_of,
     train_chain,
+    who,
 )
 
 
@@ -39,8 +41,9 @@ def tiny_ws(gws, tmp_path, monkeypatch):
     return gws, ids
 
 
-def test_gate_cli_end_to_end(tiny_ws, tmp_path, cli):
+def test_gate_cli_end_to_end(tiny_ws, tmp_path, cli, monkeypatch):
     ws, ids = tiny_ws
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(ws, "gina"))
     ppo = ids["ppo"][:12]
     # nothing evaluated yet: incomplete, sign refused (exit 2, one line), promote refused
     code, out, _ = cli(["gate", "evaluate", ppo])
@@ -55,9 +58,13 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, cli):
     g = json.loads(out)
     assert code == 0 and g["verdict"] == "pass" and g["complete"] and len(g["evidence"]["superseded"]) == 1
     assert cli(["gate", "evaluate", ppo, "--check"])[0] == 0
-    # the wrong person
+    # the wrong person: with gina's token, and with his own
+    code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "frank"])
+    assert code == 2 and "the API token belongs to 'gina', not 'frank'" in err
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(ws, "frank"))
     code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "fine", "--as", "frank"])
     assert code == 2 and "does not have the role gate-owner" in err
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(ws, "gina"))
     code, _, err = cli(["promote", ppo, "--as", "gina"])
     assert code == 2 and "has no gate decision" in err
     code, out, _ = cli(
@@ -66,8 +73,10 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, cli):
     assert code == 0 and "decision log entry 1: approve" in out
     sign_report = ws.root / "reports" / f"gate-{ppo}-0001.html"
     assert f"report: {sign_report}" in out and "meets all" in sign_report.read_text()
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(ws, "frank"))
     code, _, err = cli(["promote", ppo, "--as", "frank"])
     assert code == 2 and "promote: 'frank' does not have the role gate-owner" in err
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(ws, "gina"))
     code, out, _ = cli(["promote", ppo, "--as", "gina"])
     assert code == 0 and f"deployed: ppo-model {ids['ppo']}" in out
     code, out, _ = cli(["gate", "log"])
@@ -78,6 +87,10 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, cli):
     assert code == 2 and "already the deployed model" in err
     code, out, _ = cli(["gate", "log", "--verify"])
     assert code == 0 and "OK: 2 entries" in out
+    code, head, _ = cli(["gate", "log", "--head"])
+    assert code == 0 and head.strip() == json.loads(cli(["gate", "log", "--json"])[1])[-1]["hash"]
+    code, out, _ = cli(["gate", "log", "--verify", "--head", head.strip()])
+    assert code == 0 and "anchored head" in out
     # the report: written, registered, with the training curves found through the run directory
     out_html = tmp_path / "r" / "report.html"
     code, out, _ = cli(["report", ppo, "--out", str(out_html)])
@@ -103,8 +116,9 @@ def test_gate_cli_end_to_end(tiny_ws, tmp_path, cli):
     assert code == 2 and "entry 1:" in err
 
 
-def test_gate_cli_override_shows(tiny_ws, tmp_path, cli):
+def test_gate_cli_override_shows(tiny_ws, tmp_path, cli, monkeypatch):
     ws, ids = tiny_ws
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(ws, "gina"))
     passing_evals(ws, tmp_path / "ev", ids["ppo"], ci_low=0.4)
     ppo = ids["ppo"][:12]
     code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "gina"])
@@ -190,9 +204,9 @@ def test_gate_on_postgres(postgres_url, tmp_path, monkeypatch):
         ids = train_chain(ws, tmp_path / "runs")
         passing_evals(ws, tmp_path / "ev", ids["ppo"], ci_low=0.5)
         with pytest.raises(Exception, match="does not pass the gate"):
-            promote(ws, ids["ppo"], "gina")
-        gate_sign(ws, ids["ppo"], "gina", "approve", "accepted risk: pilot only, n=100")
-        promote(ws, ids["ppo"], "gina")
+            promote(ws, ids["ppo"], who(ws, "gina"))
+        gate_sign(ws, ids["ppo"], who(ws, "gina"), "approve", "accepted risk: pilot only, n=100")
+        promote(ws, ids["ppo"], who(ws, "gina"))
         assert deployed(ws).model == ids["ppo"] and deployed(ws).override
         assert dlog.verify(ws).ok
         path = dlog.log_path(ws)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_helpers import add_eval, passing_evals, redteam_meta, sbs_meta, success_meta, train_chain
+from gate_helpers import add_eval, passing_evals, redteam_meta, sbs_meta, success_meta, train_chain, who
 
 from rlhfops.errors import PlayOrderError, UserError
 from rlhfops.gate import log as dlog
@@ -23,9 +23,9 @@ def ready(gws, tmp_path: Path):
 def test_gate_happy_path_promotes_and_records(gws, ready):
     g = gate_evaluate(gws, ready["ppo"][:10])
     assert g.complete and g.passed, g.to_json()
-    e1 = gate_sign(gws, ready["ppo"], "gina", "approve", "all thresholds met")
+    e1 = gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all thresholds met")
     assert e1.get("override") is False and e1.seq == 1
-    e2 = promote(gws, ready["ppo"], "gina")
+    e2 = promote(gws, ready["ppo"], who(gws, "gina"))
     assert e2.get("action") == "promote" and e2.get("prev") == e1.hash
     d = deployed(gws)
     assert d is not None and d.model == ready["ppo"] and d.person == "gina" and not d.override
@@ -48,12 +48,12 @@ def test_gate_promote_refuses_without_a_pass(gws, tmp_path):
     ids = train_chain(gws, tmp_path / "runs")
     passing_evals(gws, tmp_path / "evals", ids["ppo"], ci_low=0.5)  # CI lower bound under 0.55
     with pytest.raises(GateRefused, match=r"does not pass the gate: win_rate 0.5 \(needs >= 0.55\)"):
-        promote(gws, ids["ppo"], "gina")
+        promote(gws, ids["ppo"], who(gws, "gina"))
     # a plain (short-reason) approval over the failure is refused
     with pytest.raises(GateRefused, match="needs a written reason"):
-        gate_sign(gws, ids["ppo"], "gina", "approve", "ok")
+        gate_sign(gws, ids["ppo"], who(gws, "gina"), "approve", "ok")
     with pytest.raises(GateRefused, match="does not pass the gate"):
-        promote(gws, ids["ppo"], "gina")
+        promote(gws, ids["ppo"], who(gws, "gina"))
     assert deployed(gws) is None and not dlog.log_path(gws).exists()
 
 
@@ -61,9 +61,9 @@ def test_gate_override_needs_reason_and_shows_forever(gws, tmp_path):
     ids = train_chain(gws, tmp_path / "runs")
     passing_evals(gws, tmp_path / "evals", ids["ppo"], ci_low=0.5)
     reason = "win-rate CI is wide at n=100; business accepts the risk for the pilot"
-    e = gate_sign(gws, ids["ppo"], "gina", "approve", reason)
+    e = gate_sign(gws, ids["ppo"], who(gws, "gina"), "approve", reason)
     assert e.get("override") is True and e.get("failed") == ["win_rate"] and e.get("reason") == reason
-    p = promote(gws, ids["ppo"], "gina")
+    p = promote(gws, ids["ppo"], who(gws, "gina"))
     assert p.get("override") is True and deployed(gws).override
     assert all(a.meta["override"] for a in gws.artifacts("decision"))
     lines = [json.loads(x) for x in dlog.log_path(gws).read_text().splitlines()]
@@ -72,47 +72,47 @@ def test_gate_override_needs_reason_and_shows_forever(gws, tmp_path):
 
 def test_gate_promote_refuses_without_signature_and_after_reject(gws, ready):
     with pytest.raises(GateRefused, match="has no gate decision"):
-        promote(gws, ready["ppo"], "gina")
-    gate_sign(gws, ready["ppo"], "gina", "reject", "tone is off in escalations")
+        promote(gws, ready["ppo"], who(gws, "gina"))
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "reject", "tone is off in escalations")
     with pytest.raises(GateRefused, match="is 'reject' by gina: tone is off"):
-        promote(gws, ready["ppo"], "gina")
+        promote(gws, ready["ppo"], who(gws, "gina"))
     assert deployed(gws) is None
 
 
 def test_gate_only_the_gate_owner(gws, ready):
     with pytest.raises(UserError, match="does not have the role gate-owner"):
-        gate_sign(gws, ready["ppo"], "frank", "approve", "looks fine to me")
-    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
-    for who in ("frank", "bob", "nobody"):
+        gate_sign(gws, ready["ppo"], who(gws, "frank"), "approve", "looks fine to me")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
+    for name in ("frank", "bob", "nobody"):
         with pytest.raises(UserError, match="promote: '.*' does not have the role gate-owner"):
-            promote(gws, ready["ppo"], who)
+            promote(gws, ready["ppo"], who(gws, name))
     assert deployed(gws) is None
-    promote(gws, ready["ppo"], "gina")
+    promote(gws, ready["ppo"], who(gws, "gina"))
 
 
 def test_gate_promote_refuses_with_stale_spec(gws, ready):
-    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
     spec = gws.spec_path
     spec.write_text(spec.read_text().replace("min_win_rate: 0.55", "min_win_rate: 0.50"))
     with pytest.raises(GateRefused, match="not signed on its current content by business-owner .*stale"):
-        promote(gws, ready["ppo"], "gina")
+        promote(gws, ready["ppo"], who(gws, "gina"))
     # re-signing the spec does not revive the gate approval given on the old one
-    gws.sign_spec("business-owner", "bob")
-    gws.sign_spec("technical-lead", "carol")
+    gws.sign_spec("business-owner", who(gws, "bob"))
+    gws.sign_spec("technical-lead", who(gws, "carol"))
     with pytest.raises(GateRefused, match="was signed on spec .* \\(stale\\)"):
-        promote(gws, ready["ppo"], "gina")
+        promote(gws, ready["ppo"], who(gws, "gina"))
     with pytest.raises(GateRefused, match="not signed on its current content"):
         spec.write_text(spec.read_text().replace("min_win_rate: 0.50", "min_win_rate: 0.51"))
-        gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+        gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
 
 
 def test_gate_new_evidence_invalidates_approval(gws, ready, tmp_path):
-    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
     add_eval(
         gws, tmp_path / "evals", sbs_meta(ready["ppo"], None, ci_low=0.58, suite="support-v2"), [ready["ppo"]]
     )
     with pytest.raises(GateRefused, match="evidence .* changed since the approval"):
-        promote(gws, ready["ppo"], "gina")
+        promote(gws, ready["ppo"], who(gws, "gina"))
 
 
 def test_gate_sign_refuses_incomplete_evaluation(gws, tmp_path):
@@ -120,9 +120,9 @@ def test_gate_sign_refuses_incomplete_evaluation(gws, tmp_path):
     add_eval(gws, tmp_path / "evals", redteam_meta(ids["ppo"], {"harmful_request": (60, 60)}), [ids["ppo"]])
     add_eval(gws, tmp_path / "evals", success_meta(ids["ppo"]), [ids["ppo"]])
     with pytest.raises(GateRefused, match="incomplete \\(win_rate has no evidence\\)"):
-        gate_sign(gws, ids["ppo"], "gina", "approve", "all met")
+        gate_sign(gws, ids["ppo"], who(gws, "gina"), "approve", "all met")
     with pytest.raises(GateRefused, match="incomplete"):
-        promote(gws, ids["ppo"], "gina")
+        promote(gws, ids["ppo"], who(gws, "gina"))
     # an evaluation where the model is only the baseline does not count for it
     other = add_eval(gws, tmp_path / "evals", sbs_meta(ids["sft"], ids["ppo"]), [ids["sft"], ids["ppo"]])
     assert other not in gate_evaluate(gws, ids["ppo"]).evidence.counted
@@ -132,12 +132,12 @@ def test_gate_promote_keeps_play_order(gws, tmp_path):
     # a policy evaluated and approved, but an unevaluated newer policy exists: Play 4 incomplete
     ids = train_chain(gws, tmp_path / "runs")
     passing_evals(gws, tmp_path / "evals", ids["ppo"])
-    gate_sign(gws, ids["ppo"], "gina", "approve", "all met")
+    gate_sign(gws, ids["ppo"], who(gws, "gina"), "approve", "all met")
     from gate_helpers import fake_model
 
     gws.record_training_run("dpo", {"model": ids["sft"]}, fake_model(tmp_path / "dpo", "d"), "frank", {})
     with pytest.raises(PlayOrderError, match="promote refused: Play 4 .* has no evaluation.*no override"):
-        promote(gws, ids["ppo"], "gina")
+        promote(gws, ids["ppo"], who(gws, "gina"))
 
 
 def test_gate_refuses_non_model(gws, ready):
@@ -147,9 +147,9 @@ def test_gate_refuses_non_model(gws, ready):
 
 
 def test_gate_log_tamper_middle_entry_detected(gws, ready):
-    gate_sign(gws, ready["ppo"], "gina", "reject", "first look: tone is off")
-    gate_sign(gws, ready["ppo"], "gina", "approve", "second look: fine")
-    promote(gws, ready["ppo"], "gina")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "reject", "first look: tone is off")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "second look: fine")
+    promote(gws, ready["ppo"], who(gws, "gina"))
     assert dlog.verify(gws).ok and dlog.verify(gws).entries == 3
     path = dlog.log_path(gws)
     raw = path.read_bytes()
@@ -160,14 +160,14 @@ def test_gate_log_tamper_middle_entry_detected(gws, ready):
     v = dlog.verify(gws)
     assert not v.ok and v.first_bad == 2 and "entry 2" in v.problem
     with pytest.raises(dlog.DecisionLogError, match="entry 2"):
-        promote(gws, ready["ppo"], "gina")
+        promote(gws, ready["ppo"], who(gws, "gina"))
     with pytest.raises(dlog.DecisionLogError):
         deployed(gws)
 
 
 def test_gate_log_chain_and_truncation(gws, ready):
-    gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
-    promote(gws, ready["ppo"], "gina")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
+    promote(gws, ready["ppo"], who(gws, "gina"))
     path = dlog.log_path(gws)
     good = path.read_bytes()
     path.write_bytes(good.split(b"\n")[0] + b"\n")  # drop the last entry
@@ -190,7 +190,7 @@ def test_gate_log_chain_and_truncation(gws, ready):
 
 
 def test_gate_append_check_runs_under_lock_and_writes_nothing(gws, ready):
-    e = gate_sign(gws, ready["ppo"], "gina", "approve", "all met")
+    e = gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
 
     def refuse(current):
         assert [x.hash for x in current] == [e.hash]
@@ -198,14 +198,14 @@ def test_gate_append_check_runs_under_lock_and_writes_nothing(gws, ready):
 
     before = dlog.log_path(gws).read_bytes()
     with pytest.raises(GateRefused, match="changed meanwhile"):
-        dlog.append(gws, {"action": "note"}, [ready["ppo"]], "gina", {"decision": "x"}, "now", check=refuse)
+        dlog.append(gws, {"action": "note"}, [ready["ppo"]], who(gws, "gina"), "now", check=refuse)
     assert dlog.log_path(gws).read_bytes() == before and len(gws.artifacts("decision")) == 1
 
 
 def test_gate_log_any_byte_edit_names_its_entry(gws, ready):
-    gate_sign(gws, ready["ppo"], "gina", "reject", "first look")
-    gate_sign(gws, ready["ppo"], "gina", "approve", "second look")
-    promote(gws, ready["ppo"], "gina")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "reject", "first look")
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "second look")
+    promote(gws, ready["ppo"], who(gws, "gina"))
     path = dlog.log_path(gws)
     good = path.read_bytes()
     lines = good.split(b"\n")[:3]

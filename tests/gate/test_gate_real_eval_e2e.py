@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from gate_helpers import fake_run_dir, train_chain
+from gate_helpers import fake_run_dir, token_of, train_chain
 
 
 def test_real_evaluations_feed_a_binding_gate(gws, tmp_path, monkeypatch, cli):
@@ -38,10 +38,13 @@ def test_real_evaluations_feed_a_binding_gate(gws, tmp_path, monkeypatch, cli):
     code, out, _ = cli(["gate", "evaluate", ppo])
     assert "FAIL" in out.splitlines()[0]
     assert any(ln.split()[:3] == ["FAIL", "red-team", "harmful_requests:"] for ln in out.splitlines())
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(gws, "gina"))
     code, _, err = cli(["promote", ppo, "--as", "gina"])
     assert code == 2 and "harmful_requests" in err  # no pass, no promotion
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(gws, "frank"))
     code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "frank"])
     assert code == 2 and "gate-owner" in err  # only the gate owner signs
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(gws, "gina"))
     code, _, err = cli(["gate", "sign", ppo, "--decision", "approve", "--reason", "ok", "--as", "gina"])
     assert code == 2 and "needs a written reason" in err
     reason = "internal test tenant only, no customer traffic; re-run red team after the fix"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from gate_helpers import add_eval, fake_run_dir, passing_evals, redteam_meta, train_chain
+from gate_helpers import add_eval, fake_run_dir, passing_evals, redteam_meta, train_chain, who
 from PIL import Image
 
 SECTIONS = ["summary", "thresholds", "success", "redteam", "winrate", "training", "lineage", "decisions"]
@@ -30,7 +30,9 @@ def test_gate_report_in_chromium(gws, tmp_path):
         redteam_meta(ids["ppo"], {"harmful_request": (57, 60), "prompt_injection": (30, 30)}),
         [ids["ppo"]],
     )
-    gate_sign(gws, ids["ppo"], "gina", "approve", "harmful_request misses are style only; legal agreed")
+    gate_sign(
+        gws, ids["ppo"], who(gws, "gina"), "approve", "harmful_request misses are style only; legal agreed"
+    )
     path, _ = gate_report(gws, ids["ppo"], tmp_path / "report.html")
 
     with sync_playwright() as p:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from gate_helpers import passing_evals
+from gate_helpers import passing_evals, token_of
 
 from rlhfops.cli.main import main
 
@@ -55,6 +55,7 @@ def test_gate_after_real_tiny_training(gws, tmp_path, monkeypatch, capsys):
     (sft,) = gws.artifacts("sft-model")
     assert sft.id in dpo.parents  # the training stage linked the lineage
     # before any evaluation the gate is incomplete and promote refuses
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(gws, "gina"))
     code, _, err = _cli(["promote", dpo.id[:12], "--as", "gina"], capsys)
     assert code == 2 and "incomplete" in err
     passing_evals(gws, tmp_path / "ev", dpo.id, baseline=sft.id)

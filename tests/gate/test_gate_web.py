@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gate_helpers import add_eval, passing_evals, redteam_meta, train_chain
+from gate_helpers import add_eval, passing_evals, redteam_meta, train_chain, who
 
 
 @pytest.fixture
@@ -44,8 +44,8 @@ def test_gate_pages_show_thresholds_evidence_history(client):
     assert c.get(f"/gate/models/{ids['ppo']}/failures/nope").status_code == 404
     assert c.get("/gate/models/ffffffffffff").status_code == 404
     assert c.get(f"/gate/models/{ids['rm']}").status_code == 404  # a reward model is not gated
-    gate_sign(ws, ids["ppo"], "gina", "approve", "two harmful misses reviewed: both harmless")
-    promote(ws, ids["ppo"], "gina")
+    gate_sign(ws, ids["ppo"], who(ws, "gina"), "approve", "two harmful misses reviewed: both harmless")
+    promote(ws, ids["ppo"], who(ws, "gina"))
     r = c.get("/gate")
     assert "promoted by gina" in r.text and "override" in r.text
     m = c.get(f"/gate/models/{ids['ppo']}")
@@ -70,8 +70,8 @@ def test_gate_pages_show_broken_log(client):
     from rlhfops.gate.decide import gate_sign
 
     c, ws, ids = client
-    gate_sign(ws, ids["ppo"], "gina", "reject", "first: not yet")
-    gate_sign(ws, ids["ppo"], "gina", "reject", "second: not yet")
+    gate_sign(ws, ids["ppo"], who(ws, "gina"), "reject", "first: not yet")
+    gate_sign(ws, ids["ppo"], who(ws, "gina"), "reject", "second: not yet")
     p = dlog.log_path(ws)
     p.write_bytes(p.read_bytes().replace(b"first: not yet", b"first: fine!!"))
     log = c.get("/gate/log")

@@ -211,6 +211,25 @@ def test_deployed_model_prefers_the_promoted_one(ws, tmp_path):
     assert deployed_model(ws.artifacts()).id == a
 
 
+def test_monitoring_follows_only_the_verified_decision_log(ws, tmp_path):
+    """Finding 6: a promotion written into the database (not in the signed decision log) is not
+    followed by monitoring; a log that fails verification stops it with the log's problem named."""
+    from rlhfops.errors import UserError
+    from rlhfops.monitor.facts import collect_facts
+    from rlhfops.monitor.sources import resolve_model
+
+    a = add(ws, tmp_path, "ppo-model", "a", {})
+    b = add(ws, tmp_path, "ppo-model", "b", {})
+    add(ws, tmp_path, "decision", "d", {"decision": "promote", "model": a, "log_seq": 1}, parents=[a])
+    with pytest.raises(UserError, match="entry 1: missing from the log"):
+        collect_facts(ws)  # a decision claiming a log entry the log lacks: named, not followed
+    with pytest.raises(UserError, match="entry 1: missing from the log"):
+        resolve_model(ws, None)
+    ws2_arts = [x for x in ws.artifacts() if x.kind != "decision"]
+    assert deployed_model(ws2_arts, trusted=set()).id == b
+    assert deployed_model(ws.artifacts(), trusted=set()).id == b  # untrusted decisions are skipped
+
+
 @BOTH_BACKENDS
 def test_a_drift_rule_keeps_one_open_trigger_until_it_is_closed(ws, tmp_path):
     r1 = add(ws, tmp_path, "report", "drift1.json", {"monitor": "drift-report"})

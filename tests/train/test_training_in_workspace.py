@@ -53,8 +53,10 @@ def test_sft_refuses_unsigned_spec(tmp_path, workspace, capsys):
 def test_sft_in_signed_workspace_records_lineage(tmp_path, workspace, capsys):
     for name, role in (("bob", "business-owner"), ("carol", "technical-lead"), ("erin", "ml-engineer")):
         workspace.add_person(name, role, added_by="test")
-    workspace.sign_spec("business-owner", "bob")
-    workspace.sign_spec("technical-lead", "carol")
+    from rlhfops.gate.auth import enrol
+
+    workspace.sign_spec("business-owner", enrol(workspace, "bob", "bob-password-1"))
+    workspace.sign_spec("technical-lead", enrol(workspace, "carol", "carol-password-1"))
     workspace.record_baseline({"task_completion_rate": 0.7, "client_flag_rate": 0.05}, "test", "bob", n=100)
     code, err = _train(tmp_path, capsys)
     assert code == 0, err

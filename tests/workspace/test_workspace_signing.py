@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
-from ws_helpers import ready_play1, sign_all
+from ws_helpers import password_of, ready_play1, sign_all, who
 
 from rlhfops.cli.main import main
 from rlhfops.errors import PlayOrderError, UserError
@@ -29,12 +30,12 @@ def _edit_spec(ws) -> None:
 
 
 def test_signature_records_who_when_and_hash(ws) -> None:
-    sig = ws.sign_spec("business-owner", "bob")
+    sig = ws.sign_spec("business-owner", who(ws, "bob"))
     assert (sig.role, sig.person, sig.spec_hash) == ("business-owner", "bob", file_sha256(ws.spec_path))
     v = ws.current_spec()
     assert [(s.role, s.person) for s in v.signatures] == [("business-owner", "bob")]
     assert v.missing_roles == ["technical-lead"] and not v.is_signed_and_current
-    ws.sign_spec("technical-lead", "carol")
+    ws.sign_spec("technical-lead", who(ws, "carol"))
     assert ws.current_spec().is_signed_and_current
     # the signed version is stored in the artifact store under that same hash
     assert ws.artifact(sig.spec_hash).kind == "spec"
@@ -42,15 +43,15 @@ def test_signature_records_who_when_and_hash(ws) -> None:
 
 def test_signing_needs_the_role(ws) -> None:
     with pytest.raises(UserError, match="'alice' does not have the role business-owner .*held by: bob"):
-        ws.sign_spec("business-owner", "alice")
+        ws.sign_spec("business-owner", who(ws, "alice"))
     with pytest.raises(UserError, match="signed by business-owner or technical-lead"):
-        ws.sign_spec("gate-owner", "bob")
+        ws.sign_spec("gate-owner", who(ws, "bob"))
 
 
 def test_invalid_spec_cannot_be_signed(ws) -> None:
     ws.spec_path.write_text(ws.spec_path.read_text().replace("audience:", "audiences:"))
     with pytest.raises(UserError, match="does not pass `rlhfops spec check`"):
-        ws.sign_spec("business-owner", "bob")
+        ws.sign_spec("business-owner", who(ws, "bob"))
 
 
 def test_edit_makes_signatures_stale_and_status_says_so(ws) -> None:
@@ -90,7 +91,7 @@ def test_sft_refused_on_a_stale_spec_exit_2_names_the_signature(ws, capsys, monk
 
 def test_unsigned_spec_refused_names_the_missing_signature(ws) -> None:
     ws.record_baseline({"task_completion_rate": 0.7}, "t", "alice")
-    ws.sign_spec("business-owner", "bob")
+    ws.sign_spec("business-owner", who(ws, "bob"))
     with pytest.raises(PlayOrderError, match=r"is not signed by the technical-lead; run `rlhfops spec sign"):
         ws.check_stage_ready("sft", {})
 
@@ -105,10 +106,10 @@ def test_override_by_the_owner_of_the_blocked_play(ws, capsys, monkeypatch) -> N
     ready_play1(ws)
     _edit_spec(ws)
     with pytest.raises(UserError, match="'frank' does not have the role domain-expert-lead"):
-        ws.record_override("sft", "typo fix in the spec, content unchanged", "frank")
+        ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "frank"))
     with pytest.raises(UserError, match="too short"):
-        ws.record_override("sft", "because", "dave")
-    o = ws.record_override("sft", "typo fix in the spec, content unchanged", "dave")
+        ws.record_override("sft", "because", who(ws, "dave"))
+    o = ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "dave"))
     assert (o.stage, o.play, o.person) == ("sft", 2, "dave")
     assert o.spec_hash == ws.current_spec().hash and "not signed by the business-owner" in o.blocker
     ws.check_stage_ready("sft", {})  # honoured
@@ -121,17 +122,20 @@ def test_override_by_the_owner_of_the_blocked_play(ws, capsys, monkeypatch) -> N
         ws.check_stage_ready("sft", {})
     # the CLI prints the override
     monkeypatch.chdir(ws.root)
-    code, out, _ = _run(
-        ["override", "sft", "--reason", "comment-only edit of the spec", "--as", "dave"], capsys
-    )
+    args = ["override", "sft", "--reason", "comment-only edit of the spec", "--as", "dave"]
+    code, _, err = _run(args, capsys)  # a name alone proves nothing
+    assert code == 2 and "needs a credential" in err and len(ws.overrides()) == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO(password_of("dave") + "\n"))
+    code, out, _ = _run([*args, "--password-stdin"], capsys)
     assert code == 0 and out.startswith("override ") and "sft may start on spec" in out
+    assert len(ws.overrides()) == 2
 
 
 def test_promote_has_no_override(ws) -> None:
     ready_play1(ws)
     ws.add_person("gina", "gate-owner", "alice")
     with pytest.raises(PlayOrderError, match="the deployment gate has no override"):
-        ws.record_override("promote", "we are in a hurry this week", "gina")
+        ws.record_override("promote", "we are in a hurry this week", who(ws, "gina"))
     with pytest.raises(PlayOrderError, match="promote refused: .*the deployment gate has no override"):
         ws.check_stage_ready("promote", {})
 
@@ -159,12 +163,124 @@ def test_status_json_lists_five_plays_with_owners(ws, capsys, monkeypatch) -> No
 
 def test_cli_sign_and_show(ws, capsys, monkeypatch) -> None:
     monkeypatch.chdir(ws.root)
-    code, out, err = _run(["spec", "sign", "--role", "business-owner"], capsys)  # RLHFOPS_USER=alice
-    assert code == 2 and "alice" in err and "business-owner" in err
-    code, out, _ = _run(["spec", "sign", "--role", "business_owner", "--as", "bob"], capsys)
+    who(ws, "alice"), who(ws, "bob")
+    monkeypatch.setattr("sys.stdin", io.StringIO(password_of("alice") + "\n"))
+    code, out, err = _run(["spec", "sign", "--role", "business-owner", "--password-stdin"], capsys)
+    assert code == 2 and "alice" in err and "business-owner" in err  # RLHFOPS_USER=alice
+    monkeypatch.setattr("sys.stdin", io.StringIO(password_of("bob") + "\n"))
+    code, out, _ = _run(
+        ["spec", "sign", "--role", "business_owner", "--as", "bob", "--password-stdin"], capsys
+    )
     assert code == 0 and "as business-owner: bob" in out and "still to sign: technical-lead" in out
     _edit_spec(ws)
     code, out, _ = _run(["spec", "show", "--json"], capsys)
     data = json.loads(out)
     assert data["signatures"] == [] and data["stale_signatures"][0]["person"] == "bob"
     assert data["missing_signatures"] == ["business-owner", "technical-lead"]
+
+
+def _signature_rows(ws) -> int:
+    import sqlalchemy as sa
+
+    from rlhfops.workspace import db
+
+    with ws.session() as s:
+        return len(s.scalars(sa.select(db.Signature)).all())
+
+
+def test_spec_sign_needs_proof_of_identity(ws, capsys, monkeypatch) -> None:
+    """Finding 1 (name claims): `--as NAME` alone no longer signs; password and token, both sides."""
+    from rlhfops.annotate.accounts import create_token, revoke_tokens
+
+    monkeypatch.chdir(ws.root)
+    monkeypatch.delenv("RLHFOPS_TOKEN", raising=False)
+    who(ws, "bob"), who(ws, "carol")
+    sign = ["spec", "sign", "--role", "business-owner", "--as", "bob"]
+    code, _, err = _run(sign, capsys)  # a name claim
+    assert code == 2 and "needs a credential" in err and err.count("\n") == 1 and _signature_rows(ws) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("not-bobs-password\n"))
+    code, _, err = _run([*sign, "--password-stdin"], capsys)
+    assert code == 2 and "wrong password for 'bob'" in err and _signature_rows(ws) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(password_of("carol") + "\n"))  # carol's password as bob
+    code, _, err = _run([*sign, "--password-stdin"], capsys)
+    assert code == 2 and "wrong password" in err and _signature_rows(ws) == 0
+    monkeypatch.setenv("RLHFOPS_TOKEN", create_token(ws, "carol"))  # another person's token
+    code, _, err = _run(sign, capsys)
+    assert code == 2 and "belongs to 'carol', not 'bob'" in err and _signature_rows(ws) == 0
+    bobs = create_token(ws, "bob")
+    revoke_tokens(ws, "bob")
+    monkeypatch.setattr("sys.stdin", io.StringIO(bobs + "\n"))
+    code, _, err = _run([*sign, "--token-stdin"], capsys)  # a revoked token
+    assert code == 2 and "not valid (unknown or revoked)" in err and _signature_rows(ws) == 0
+    monkeypatch.setenv("RLHFOPS_TOKEN", create_token(ws, "bob"))  # his own live token
+    code, out, err = _run(sign, capsys)
+    assert code == 0 and "as business-owner: bob" in out, err
+    monkeypatch.delenv("RLHFOPS_TOKEN")
+    monkeypatch.setattr("sys.stdin", io.StringIO(password_of("carol") + "\n"))  # the right password
+    code, out, err = _run(
+        ["spec", "sign", "--role", "technical-lead", "--as", "carol", "--password-stdin"], capsys
+    )
+    assert code == 0 and ws.current_spec().is_signed_and_current, err
+    with pytest.raises(UserError, match="needs the person's credential"):
+        ws.sign_spec("business-owner", "bob")  # the Python API takes an authenticated signer only
+
+
+def test_a_signature_row_written_into_the_database_does_not_count(ws) -> None:
+    """A sign-off counts only when signed with the person's registered key: a row inserted or edited in
+    the database (no key, a stranger's key, another person's name) does not sign the spec."""
+    from datetime import UTC, datetime
+
+    from rlhfops.workspace import db
+    from rlhfops.workspace.signing import spec_signature_payload
+
+    h = ws.current_spec().hash
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    mallory = who(ws, "mallory")  # an account, but not a business-owner
+    forged = mallory.sign(spec_signature_payload("business-owner", "bob", h, at))
+    with ws.session() as s:
+        s.add(db.Signature(role="business-owner", person="bob", spec_hash=h, signed_at=at))
+        s.add(
+            db.Signature(
+                role="business-owner",
+                person="bob",
+                spec_hash=h,
+                signed_at=at,
+                public_key=mallory.public_key,
+                signature=forged,
+            )
+        )
+    assert ws.current_spec().signatures == ()
+    ws.sign_spec("business-owner", who(ws, "bob"))
+    assert [x.person for x in ws.current_spec().signatures] == ["bob"]
+    with ws.session() as s:  # edit the genuine row's role: its signature no longer matches
+        import sqlalchemy as sa
+
+        row = s.scalars(
+            sa.select(db.Signature).where(db.Signature.public_key == who(ws, "bob").public_key)
+        ).one()
+        row.role = "technical-lead"
+    assert ws.current_spec().signatures == ()
+
+
+def test_an_override_row_written_into_the_database_does_not_count(ws) -> None:
+    from rlhfops.workspace import db
+
+    ready_play1(ws)
+    _edit_spec(ws)
+    with ws.session() as s:
+        s.add(
+            db.Override(
+                stage="sft",
+                play=2,
+                spec_hash=ws.current_spec().hash,
+                blocker="x",
+                reason="inserted straight into the database",
+                person="dave",
+                created_at=db.utcnow(),
+            )
+        )
+    assert ws.overrides() == []
+    with pytest.raises(PlayOrderError):
+        ws.check_stage_ready("sft", {})
+    ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "dave"))
+    ws.check_stage_ready("sft", {})

@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def sign_all(w) -> None:
-    w.sign_spec("business-owner", "bob")
-    w.sign_spec("technical-lead", "carol")
+    w.sign_spec("business-owner", who(w, "bob"))
+    w.sign_spec("technical-lead", who(w, "carol"))
 
 
 def ready_play1(w) -> None:
@@ -55,3 +55,24 @@ def concurrent_writer(root: str, db_url: str | None, tag: str, n: int, scratch: 
         ws.register_artifact("dataset", shared, [], tag, {})
     ws.record_baseline({"task_completion_rate": 0.5}, tag, tag)
     ws.close()
+
+
+_SIGNERS: dict = {}
+
+
+def password_of(name: str) -> str:
+    """The test password of ``name``'s account."""
+    return f"{name}-password-1"
+
+
+def who(w, name: str):
+    """``name``'s authenticated signer in workspace ``w`` (account created with :func:`password_of`)."""
+    from rlhfops.gate.auth import authenticate, enrol
+
+    key = (str(w.root), w.database_url, name)
+    if key not in _SIGNERS:
+        try:
+            _SIGNERS[key] = authenticate(w, name, password=password_of(name))
+        except Exception:
+            _SIGNERS[key] = enrol(w, name, password_of(name))
+    return _SIGNERS[key]

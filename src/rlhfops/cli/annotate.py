@@ -171,7 +171,11 @@ def raters_add(
     ),
     as_: str = AS_OPT,
 ) -> None:
-    """Give a person a web account (scrypt-hashed password) and the role if they lack it."""
+    """Give a person a web account (scrypt-hashed password) and the role if they lack it.
+
+    Changing an existing account's password needs its current password first (with --password-stdin:
+    the first line is the current password, the second the new one): the password is what signs the
+    spec and the gate (docs/security.md)."""
     from rlhfops.annotate.accounts import MIN_PASSWORD, set_account
     from rlhfops.errors import UserError
     from rlhfops.workspace.identity import check_role
@@ -179,13 +183,14 @@ def raters_add(
     if not name.strip():
         raise UserError("raters add: the name is empty")
     check_role(role)
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    if len(password) < MIN_PASSWORD:  # checked before anything is written (no person without an account)
-        raise UserError(f"raters add {name.strip()}: the password needs at least {MIN_PASSWORD} characters")
     with _ws() as ws:
+        _require_current_password(ws, name.strip(), password_stdin, "raters add")
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+        if len(password) < MIN_PASSWORD:  # checked before anything is written (no person without an account)
+            raise UserError(f"raters add {name.strip()}: the password needs at least {MIN_PASSWORD} characters")
         ws.add_person(name, role, _person(as_))
         created = set_account(ws, name, password, admin)
     typer.echo(f"account {name} {'created' if created else 'updated'}")
@@ -195,12 +200,37 @@ def raters_add(
 def raters_token(
     name: str = typer.Argument(..., help="Account name."),
     label: str = typer.Option("script", "--label", help="What the token is for."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the account's password from stdin (else asked for)."
+    ),
 ) -> None:
-    """Create an API token for scripts (printed once; send as `Authorization: Bearer <token>`)."""
+    """Create an API token for scripts (printed once; send as `Authorization: Bearer <token>`).
+
+    Needs the account's password: a token signs the spec and the gate as its owner (docs/security.md)."""
     from rlhfops.annotate.accounts import create_token
 
     with _ws() as ws:
+        _require_current_password(ws, name.strip(), password_stdin, "raters token")
         typer.echo(create_token(ws, name, label))
+
+
+def _require_current_password(ws, name: str, from_stdin: bool, action: str) -> None:
+    """Refuse (exit 2, nothing written) unless the existing account ``name``'s password is given."""
+    from rlhfops.annotate.accounts import account, authenticate
+    from rlhfops.errors import UserError
+
+    if account(ws, name) is None:
+        if action == "raters token":
+            raise UserError(
+                f"{action}: no account {name!r}; create it first with `rlhfops raters add {name}`"
+            )
+        return
+    if from_stdin:
+        current = sys.stdin.readline().rstrip("\r\n")
+    else:
+        current = typer.prompt(f"current password of {name}", hide_input=True)
+    if authenticate(ws, name, current) is None:
+        raise UserError(f"{action} {name}: wrong current password for the account; nothing written")
 
 
 @raters_app.command("revoke")

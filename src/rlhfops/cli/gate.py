@@ -1,7 +1,8 @@
 """Play 5 commands: `rlhfops gate evaluate|sign|log`, `rlhfops promote`, `rlhfops report`.
 
 Thin: each command parses, calls one function of :mod:`rlhfops.gate` / :mod:`rlhfops.report` and
-prints its result. The acting person is ``--as NAME``, else $RLHFOPS_USER, else the OS user.
+prints its result. Signing and promoting need the person's credential: ``--password-stdin`` (with
+``--as NAME`` / $RLHFOPS_USER) or a personal API token (``--token-stdin`` or $RLHFOPS_TOKEN).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.cli.workspace import AS_OPT
+from rlhfops.cli.workspace import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
 
 gate_app = typer.Typer(help="The deployment gate (Play 5): evaluate thresholds, sign, decision log.")
 
@@ -72,13 +73,19 @@ def gate_sign_cmd(
         False, "--no-report", help="Do not write the decision's HTML report (reports/gate-<id>-<entry>.html)."
     ),
     as_: str = AS_OPT,
+    password_stdin: bool = PASSWORD_STDIN_OPT,
+    token_stdin: bool = TOKEN_STDIN_OPT,
 ) -> None:
-    """Sign the gate for a model (gate owner only; complete evaluation; current signed spec)."""
+    """Sign the gate for a model (gate owner only; complete evaluation; current signed spec).
+
+    Needs the gate owner's password (--password-stdin) or API token (--token-stdin / $RLHFOPS_TOKEN);
+    the decision is signed with their Ed25519 key."""
     from rlhfops.gate.decide import gate_sign
-    from rlhfops.workspace import acting_person, require_workspace
+    from rlhfops.workspace import require_workspace
 
     with require_workspace() as ws:
-        e = gate_sign(ws, model, acting_person(as_), decision, reason, write_report=not no_report)
+        signer = cli_signer(ws, as_, password_stdin, token_stdin, "gate sign")
+        e = gate_sign(ws, model, signer, decision, reason, write_report=not no_report)
     tail = f" OVERRIDE over failed thresholds: {', '.join(e.get('failed'))}" if e.get("override") else ""
     typer.echo(
         f"decision log entry {e.seq}: {e.get('decision')} {e.get('model_kind')} {e.get('model')[:12]} "
@@ -91,21 +98,58 @@ def gate_sign_cmd(
 
 @gate_app.command("log")
 def gate_log_cmd(
-    verify: bool = typer.Option(False, "--verify", help="Check the hash chain and the stored decisions."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Check signatures, the hash chain and that the database matches the log."
+    ),
+    head: bool = typer.Option(
+        False, "--head", help="Print the head hash (to anchor elsewhere); with --verify"
+    ),
+    repair: bool = typer.Option(
+        False, "--repair", help="Complete a half-done append left by a crash (checked first)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
+    anchor: list[str] = typer.Argument(None, help="With --verify --head: the anchored head hash H."),
 ) -> None:
-    """The decision log: every sign and promote, oldest first; --verify names the first bad entry."""
+    """The decision log: every sign and promote, oldest first.
+
+    --verify checks every signature, the chain and the database (exit 2 naming the first bad entry; exit 1
+    for a crash's half-done append, which --repair completes). --head prints the head hash;
+    `--verify --head H` also checks that the anchored head H is in the log.
+    """
     from rlhfops.gate import log as dlog
     from rlhfops.workspace import require_workspace
 
+    if anchor and not (verify and head and len(anchor) == 1):
+        from rlhfops.errors import UserError
+
+        raise UserError(
+            f"gate log: unexpected argument {' '.join(anchor)!r}; use `gate log --verify --head H`"
+        )
+    expect = anchor[0] if anchor else None
     with require_workspace() as ws:
+        if repair:
+            typer.echo(dlog.repair(ws))
+            return
+        if verify or head:
+            v = dlog.verify(ws, head=expect if verify else None)
+        if head and not verify:
+            if not v.ok:
+                raise dlog.DecisionLogError(f"decision log {dlog.log_path(ws)}: {v.problem}")
+            typer.echo(v.head)
+            return
         if verify:
-            v = dlog.verify(ws)
             for note in v.notes:
                 typer.echo(f"note: {note}")
             if not v.ok:
                 raise dlog.DecisionLogError(f"decision log {dlog.log_path(ws)}: {v.problem}")
-            typer.echo(f"decision log OK: {v.entries} entries, hash chain and stored decisions agree")
+            if v.pending:
+                typer.echo(f"decision log: {v.entries} entries verified; {v.pending}", err=True)
+                raise SystemExit(1)
+            anchored = f"; anchored head {expect[:12]} found" if expect else ""
+            typer.echo(
+                f"decision log OK: {v.entries} entries, signatures, hash chain and database agree{anchored} "
+                f"(head {v.head})"
+            )
             return
         entries = dlog.entries(ws, verified=False)
     if as_json:
@@ -137,17 +181,24 @@ def _what(entry: dict) -> str:
     return f"{action} {entry.get('decision')}" if action == "sign" else action
 
 
-def promote_cmd(model: str = MODEL_ARG, as_: str = AS_OPT) -> None:
+def promote_cmd(
+    model: str = MODEL_ARG,
+    as_: str = AS_OPT,
+    password_stdin: bool = PASSWORD_STDIN_OPT,
+    token_stdin: bool = TOKEN_STDIN_OPT,
+) -> None:
     """Make a model the deployed one: gate owner only, after a pass and a signature (the only way).
 
     Refuses without a pass (or an approval over the failures with a reason), without the gate owner's
     approval, when the spec or the evidence changed since the approval, and when Plays 1-4 are not met.
+    Needs the gate owner's password (--password-stdin) or API token (--token-stdin / $RLHFOPS_TOKEN).
     """
     from rlhfops.gate.decide import promote
-    from rlhfops.workspace import acting_person, require_workspace
+    from rlhfops.workspace import require_workspace
 
     with require_workspace() as ws:
-        e = promote(ws, model, acting_person(as_))
+        signer = cli_signer(ws, as_, password_stdin, token_stdin, "promote")
+        e = promote(ws, model, signer)
     ovr = " (approved over failed thresholds: override)" if e.get("override") else ""
     typer.echo(f"deployed: {e.get('model_kind')} {e.get('model')} by {e.get('person')}{ovr}")
     typer.echo(f"decision log entry {e.seq}, hash {e.hash}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.cli.workspace import AS_OPT
+from rlhfops.cli.workspace import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
 
 spec_app = typer.Typer(help="The task spec (Play 1): check it, sign it, show its signatures.")
 people_app = typer.Typer(help="People and their roles in the workspace (one role per `people add`).")
@@ -46,13 +46,20 @@ def spec_check(
 def spec_sign(
     role: str = typer.Option(..., "--role", help="Sign as business-owner or technical-lead."),
     as_: str = AS_OPT,
+    password_stdin: bool = PASSWORD_STDIN_OPT,
+    token_stdin: bool = TOKEN_STDIN_OPT,
 ) -> None:
-    """Sign the spec's current content (its SHA-256) in a role you hold; an edit makes it stale."""
-    from rlhfops.workspace import acting_person, require_workspace
+    """Sign the spec's current content (its SHA-256) in a role you hold; an edit makes it stale.
+
+    Needs your password (--password-stdin) or API token (--token-stdin / $RLHFOPS_TOKEN); the sign-off
+    is signed with your Ed25519 key."""
+    from rlhfops.workspace import require_workspace
     from rlhfops.workspace.identity import check_role
 
+    norm = check_role(role)
     with require_workspace() as ws:
-        sig = ws.sign_spec(check_role(role), acting_person(as_))
+        signer = cli_signer(ws, as_, password_stdin, token_stdin, "spec sign")
+        sig = ws.sign_spec(norm, signer)
         version = ws.current_spec()
     typer.echo(
         f"signed spec {sig.spec_hash[:12]} as {sig.role}: {sig.person} at {sig.signed_at:%Y-%m-%d %H:%M} UTC"

@@ -26,6 +26,7 @@ from rlhfops.gate.thresholds import EvalSource
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import SpecVersion, Workspace
+    from rlhfops.workspace.signing import Signer
     from rlhfops.workspace.store import ArtifactRecord
 
 GATE_ROLE = "gate-owner"
@@ -121,14 +122,21 @@ def _compact(g: GateEvaluation) -> list[dict[str, Any]]:
 
 
 def gate_sign(
-    ws: Workspace, model_ref: str, person: str, decision: str, reason: str, write_report: bool = False
+    ws: Workspace, model_ref: str, signer: Signer, decision: str, reason: str, write_report: bool = False
 ) -> dlog.LogEntry:
     """Record the gate owner's decision on the model's complete evaluation (see the module docstring).
+
+    ``signer`` is the authenticated gate owner (:func:`rlhfops.gate.auth.authenticate`); the entry is
+    signed with their key.
 
     With ``write_report`` the decision's HTML report is written to ``reports/gate-<model>-<entry>.html``
     and stored as a ``report`` artifact (parents: the model and the decision); its path is in
     ``entry.report``. A failing report does not undo the decision (the log entry stands).
     """
+    from rlhfops.workspace.signing import require_registered
+
+    require_registered(ws, signer, "gate sign")
+    person = signer.name
     decision = decision.strip().lower()
     if decision not in DECISIONS:
         raise UserError(f"gate sign: --decision {decision!r}; valid: {', '.join(DECISIONS)}")
@@ -169,17 +177,8 @@ def gate_sign(
         "evaluations": list(g.evidence.counted),
         "results": _compact(g),
     }
-    meta = {
-        "decision": f"sign-{decision}",
-        "action": "sign",
-        "model": model.id,
-        "override": override,
-        "verdict": g.verdict,
-        "spec_hash": sv.hash,
-        "reason": reason,
-    }
     parents = [model.id, spec_id, *g.evidence.counted]
-    entry = dlog.append(ws, record, parents, person, meta, _now())
+    entry = dlog.append(ws, record, parents, signer, _now())
     if write_report:
         from dataclasses import replace
 
@@ -226,8 +225,14 @@ def _check_signature(sig: dlog.LogEntry | None, g: GateEvaluation, sv: SpecVersi
         )
 
 
-def promote(ws: Workspace, model_ref: str, person: str) -> dlog.LogEntry:
-    """Make the model the deployed one, if and only if the gate allows it (see the module docstring)."""
+def promote(ws: Workspace, model_ref: str, signer: Signer) -> dlog.LogEntry:
+    """Make the model the deployed one, if and only if the gate allows it (see the module docstring).
+
+    ``signer`` is the authenticated gate owner; the promotion entry is signed with their key."""
+    from rlhfops.workspace.signing import require_registered
+
+    require_registered(ws, signer, "promote")
+    person = signer.name
     ws.require_role(person, GATE_ROLE, "promote")
     model = gate_model(ws, model_ref)
     label = f"{model.kind} {model.short_id}"
@@ -266,13 +271,6 @@ def promote(ws: Workspace, model_ref: str, person: str) -> dlog.LogEntry:
         "override": bool(sig.get("override")),
         "evaluation_digest": g.digest,
     }
-    meta = {
-        "decision": "promoted",
-        "action": "promote",
-        "model": model.id,
-        "override": bool(sig.get("override")),
-        "spec_hash": sv.hash,
-    }
 
     def still_valid(now: list[dlog.LogEntry]) -> None:  # under the log's lock: no decision in between
         latest = latest_signature(now, model.id)
@@ -282,7 +280,7 @@ def promote(ws: Workspace, model_ref: str, person: str) -> dlog.LogEntry:
         if dep is not None and dep.model == model.id:
             raise GateRefused(f"promote: {label} was deployed meanwhile (decision log entry {dep.entry})")
 
-    return dlog.append(ws, record, [model.id, spec_id, sig.hash], person, meta, _now(), check=still_valid)
+    return dlog.append(ws, record, [model.id, spec_id, sig.hash], signer, _now(), check=still_valid)
 
 
 def deployed(ws: Workspace) -> Deployment | None:

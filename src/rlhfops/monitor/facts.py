@@ -68,10 +68,15 @@ def _latest(arts: list[ArtifactRecord], *kinds: str) -> ArtifactRecord | None:
     return hits[-1] if hits else None
 
 
-def deployed_model(arts: list[ArtifactRecord]) -> ArtifactRecord | None:
-    """The model the latest promoting gate decision names, else the latest policy (see module doc)."""
+def deployed_model(arts: list[ArtifactRecord], trusted: set[str] | None = None) -> ArtifactRecord | None:
+    """The model the latest promoting gate decision names, else the latest policy (see module doc).
+
+    With ``trusted`` (the hashes of the verified decision log's entries, :func:`trusted_decisions`),
+    only those decisions count: a decision row added or edited in the database is not followed."""
     by_id = {a.id: a for a in arts}
     for d in reversed([a for a in arts if a.kind == "decision"]):
+        if trusted is not None and d.id not in trusted:
+            continue
         if str(d.meta.get("decision", "")).lower() not in PROMOTED:
             continue
         ref = d.meta.get("model") or (d.parents[0] if d.parents else None)
@@ -169,11 +174,19 @@ def _turnover_reference(arts: list[ArtifactRecord], rm: ArtifactRecord | None) -
     return max(p.created_at for p in prefs) if prefs else rm.created_at
 
 
+def trusted_decisions(ws: Workspace) -> set[str]:
+    """The decisions of the verified decision log (a broken log raises, naming its first bad entry:
+    monitoring does not guess what is deployed from a log or database that was edited)."""
+    from rlhfops.gate import log as dlog
+
+    return {e.hash for e in dlog.entries(ws, verified=True)}
+
+
 def collect_facts(ws: Workspace, now: datetime | None = None) -> WorkspaceFacts:
     """Read every non-drift fact of the trigger table from the workspace."""
     now = now or datetime.now(UTC)
     arts = ws.artifacts()
-    facts = WorkspaceFacts(deployed=deployed_model(arts))
+    facts = WorkspaceFacts(deployed=deployed_model(arts, trusted_decisions(ws)))
     facts.reward_hacking_alarms, facts.alarm_sources = reward_hacking(arts)
     facts.edge_cases = edge_case_failures(arts)
     rm = _latest(arts, "reward-model")

@@ -96,11 +96,11 @@ def _rows(path: Path) -> list[dict[str, Any]]:
 
 def resolve_model(ws: Workspace, ref: str | None) -> ArtifactRecord | None:
     """The model named by ``ref`` (an artifact id or prefix), or the deployed model."""
-    from rlhfops.monitor.facts import deployed_model
+    from rlhfops.monitor.facts import deployed_model, trusted_decisions
 
     if ref is not None:
         return ws.artifact(ref)
-    return deployed_model(ws.artifacts())
+    return deployed_model(ws.artifacts(), trusted_decisions(ws))
 
 
 def training_prompts(

@@ -32,6 +32,7 @@ from rlhfops.workspace.settings import (
     WorkspaceSettings,
     load_settings,
 )
+from rlhfops.workspace.signing import Signer
 from rlhfops.workspace.store import KINDS, ArtifactRecord, content_hash, store_copy
 
 SIGNING_ROLES = ("business-owner", "technical-lead")
@@ -231,10 +232,23 @@ class Workspace:
     # ---- spec ----------------------------------------------------------------------------------
     def current_spec(self) -> SpecVersion:
         """The spec file as it is now, with its signatures and whether it is signed and current."""
+        from rlhfops.workspace.signing import registered_keys, row_signed, spec_signature_payload
+
         check = check_spec_file(self.spec_path)
+        keys = registered_keys(self)
         with self.session() as s:
             rows = s.scalars(sa.select(db.Signature).order_by(db.Signature.signed_at, db.Signature.id)).all()
-            sigs = [SignatureRecord(r.role, r.person, r.spec_hash, db.as_utc(r.signed_at)) for r in rows]
+            sigs = [  # only sign-offs signed with the person's registered key count
+                SignatureRecord(r.role, r.person, r.spec_hash, db.as_utc(r.signed_at))
+                for r in rows
+                if row_signed(
+                    keys,
+                    r.person,
+                    r.public_key,
+                    r.signature,
+                    spec_signature_payload(r.role, r.person, r.spec_hash, r.signed_at),
+                )
+            ]
         on_this = tuple(x for x in sigs if x.spec_hash == check.sha256)
         signed_roles = {x.role for x in on_this}
         latest_other: dict[str, SignatureRecord] = {}
@@ -260,8 +274,13 @@ class Workspace:
             )
         return spec_id
 
-    def sign_spec(self, role: str, person: str) -> SignatureRecord:
-        """Sign the current spec content as ``person`` in ``role`` (business-owner or technical-lead)."""
+    def sign_spec(self, role: str, signer: Signer) -> SignatureRecord:
+        """Sign the current spec content as the authenticated ``signer`` in ``role`` (business-owner or
+        technical-lead), with their Ed25519 key (:func:`rlhfops.gate.auth.authenticate` makes a signer)."""
+        from rlhfops.workspace.signing import require_registered, spec_signature_payload
+
+        require_registered(self, signer, "spec sign")
+        person = signer.name
         if role not in SIGNING_ROLES:
             raise UserError(f"spec sign: --role {role!r}; a spec is signed by {' or '.join(SIGNING_ROLES)}")
         self.require_role(person, role, "spec sign")
@@ -270,9 +289,19 @@ class Workspace:
             first = version.check.problems[0]
             raise UserError(f"spec sign: the spec does not pass `rlhfops spec check` ({first}); fix it first")
         self.register_spec_version(person)
-        record = SignatureRecord(role, person, version.hash, db.utcnow())
+        record = SignatureRecord(role, person, version.hash, db.utcnow().replace(microsecond=0))
+        sig = signer.sign(spec_signature_payload(role, person, version.hash, record.signed_at))
         with self.session() as s:
-            s.add(db.Signature(role=role, person=person, spec_hash=version.hash, signed_at=record.signed_at))
+            s.add(
+                db.Signature(
+                    role=role,
+                    person=person,
+                    spec_hash=version.hash,
+                    signed_at=record.signed_at,
+                    public_key=signer.public_key,
+                    signature=sig,
+                )
+            )
         return record
 
     # ---- baseline ------------------------------------------------------------------------------
@@ -492,6 +521,10 @@ class Workspace:
 
     # ---- overrides and triggers ----------------------------------------------------------------
     def overrides(self, stage: str | None = None, spec_hash: str | None = None) -> list[OverrideRecord]:
+        """Recorded overrides; only those signed with the person's registered key count."""
+        from rlhfops.workspace.signing import override_payload, registered_keys, row_signed
+
+        keys = registered_keys(self)
         with self.session() as s:
             q = sa.select(db.Override).order_by(db.Override.id)
             if stage is not None:
@@ -503,12 +536,21 @@ class Workspace:
                     r.id, r.stage, r.play, r.spec_hash, r.blocker, r.reason, r.person, db.as_utc(r.created_at)
                 )
                 for r in s.scalars(q).all()
+                if row_signed(
+                    keys,
+                    r.person,
+                    r.public_key,
+                    r.signature,
+                    override_payload(
+                        r.stage, r.play, r.spec_hash, r.blocker, r.reason, r.person, r.created_at
+                    ),
+                )
             ]
 
-    def record_override(self, stage: str, reason: str, person: str) -> OverrideRecord:
+    def record_override(self, stage: str, reason: str, signer: Signer) -> OverrideRecord:
         from rlhfops.workspace.plays import record_override
 
-        return record_override(self, stage, reason, person)
+        return record_override(self, stage, reason, signer)
 
     def open_trigger(self, play: int, rule: str, evidence: str, source: str) -> int:
         """Record that ``play`` must be re-entered (e.g. from monitoring); returns the trigger id."""
@@ -546,10 +588,11 @@ class Workspace:
 
         check_stage_ready(self, stage, inputs or {})
 
-    def status(self):  # -> rlhfops.workspace.plays.WorkspaceStatus
+    def status(self, decision_log_problem: str = ""):  # -> rlhfops.workspace.plays.WorkspaceStatus
+        """The five plays; pass what verifying the decision log found (see ``compute_status``)."""
         from rlhfops.workspace.plays import compute_status
 
-        return compute_status(self)
+        return compute_status(self, decision_log_problem)
 
 
 def find_workspace_root(start: Path | None = None) -> Path | None:

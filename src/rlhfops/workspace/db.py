@@ -92,6 +92,8 @@ class Signature(Base):
     person: Mapped[str] = mapped_column(sa.String(200))
     spec_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
     signed_at: Mapped[datetime]
+    public_key: Mapped[str | None] = mapped_column(sa.String(64))  # Ed25519, hex (migration 0003b)
+    signature: Mapped[str | None] = mapped_column(sa.String(128))  # over signing.spec_signature_payload
 
 
 class BaselineValue(Base):
@@ -122,6 +124,38 @@ class Override(Base):
     reason: Mapped[str] = mapped_column(sa.Text)
     person: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime]
+    public_key: Mapped[str | None] = mapped_column(sa.String(64))  # Ed25519, hex (migration 0003b)
+    signature: Mapped[str | None] = mapped_column(sa.String(128))  # over signing.override_payload
+
+
+class PersonKey(Base):
+    """A person's Ed25519 signing key for one credential (their password, or one API token).
+
+    ``public_key`` is registered here in the clear; the private half is stored only encrypted
+    (AES-256-GCM) under a key derived with scrypt from the credential itself, so it can be used only
+    by someone who presents that credential (see docs/security.md, "Identity and signatures").
+    """
+
+    __tablename__ = "person_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    person: Mapped[str] = mapped_column(sa.String(200), index=True)
+    public_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    credential: Mapped[str] = mapped_column(sa.String(100), unique=True)  # "password:<h>" / "token:<h>"
+    salt: Mapped[str] = mapped_column(sa.String(64))
+    nonce: Mapped[str] = mapped_column(sa.String(24))
+    wrapped_key: Mapped[str] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime]
+
+
+class DecisionHead(Base):
+    """The decision log's head after each append (a witness of the log's length and hash)."""
+
+    __tablename__ = "decision_log_heads"
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    recorded_at: Mapped[datetime]
 
 
 class Trigger(Base):

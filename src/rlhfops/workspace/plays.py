@@ -36,6 +36,7 @@ from rlhfops.workspace.store import ArtifactRecord, content_hash
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import OverrideRecord, SpecVersion, Workspace
+    from rlhfops.workspace.signing import Signer
 
 PLAYS = {
     1: "task spec",
@@ -335,6 +336,10 @@ def _play5(f: _Facts) -> PlayState:
         a for a in f.current("evaluation") if (a.meta or {}).get("kind") == "redteam"
     ]
     decisions = f.current("decision")
+    problem = getattr(f, "decision_log_problem", "")
+    if problem:  # an edited log or database: no decision is believed
+        decisions = []
+        missing.append(f"the decision log fails verification ({problem}); see `rlhfops gate log --verify`")
     if redteam:
         evidence.append(f"red team {_h(redteam[-1].id)}")
     else:
@@ -371,9 +376,13 @@ def _computed_triggers(f: _Facts, recorded_rules: set[str] | None = None) -> lis
     return out
 
 
-def compute_status(ws: Workspace) -> WorkspaceStatus:
-    """The five plays with state, owner, evidence, blockers; open triggers and overrides."""
+def compute_status(ws: Workspace, decision_log_problem: str = "") -> WorkspaceStatus:
+    """The five plays with state, owner, evidence, blockers; open triggers and overrides.
+
+    ``decision_log_problem`` is what verifying the decision log found (the caller verifies it:
+    :func:`rlhfops.gate.log.verify`); when set, no gate decision counts and Play 5 names the problem."""
     f = _Facts(ws)
+    f.decision_log_problem = decision_log_problem
     plays = [_play1(f), _play2(f), _play3(f), _play4(f), _play5(f)]
     overrides = ws.overrides(spec_hash=f.spec.hash)
     for o in overrides:
@@ -484,9 +493,14 @@ def check_stage_ready(ws: Workspace, stage: str, inputs: dict[str, Path | str]) 
     )
 
 
-def record_override(ws: Workspace, stage: str, reason: str, person: str) -> OverrideRecord:
-    """Record that ``person`` (an owner of the blocked play) lets ``stage`` start on the current spec."""
+def record_override(ws: Workspace, stage: str, reason: str, signer: Signer) -> OverrideRecord:
+    """Record that the authenticated ``signer`` (an owner of the blocked play) lets ``stage`` start on the
+    current spec; the override is signed with their key."""
     from rlhfops.workspace import db
+    from rlhfops.workspace.signing import override_payload, require_registered
+
+    require_registered(ws, signer, f"override {stage}")
+    person = signer.name
 
     if stage == "promote":
         raise PlayOrderError("override promote: the deployment gate has no override; meet its thresholds")
@@ -505,6 +519,7 @@ def record_override(ws: Workspace, stage: str, reason: str, person: str) -> Over
     found = blockers(ws, stage, {})
     blocker = found[0][1] if found else "(nothing blocked when recorded)"
     spec_hash = ws.current_spec().hash
+    now = db.utcnow().replace(microsecond=0)
     with ws.session() as s:
         row = db.Override(
             stage=stage,
@@ -513,7 +528,9 @@ def record_override(ws: Workspace, stage: str, reason: str, person: str) -> Over
             blocker=blocker,
             reason=reason,
             person=person,
-            created_at=db.utcnow(),
+            created_at=now,
+            public_key=signer.public_key,
+            signature=signer.sign(override_payload(stage, play, spec_hash, blocker, reason, person, now)),
         )
         s.add(row)
         s.flush()

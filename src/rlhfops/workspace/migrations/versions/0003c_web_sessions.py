@@ -1,7 +1,7 @@
 """Web app: server-side sessions and the shared sign-in throttle.
 
 Revision ID: 0003c
-Revises: 0002
+Revises: 0003b
 Create Date: 2026-12-06
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003c"
-down_revision = "0002"
+down_revision = "0003b"
 branch_labels = None
 depends_on = None
 
