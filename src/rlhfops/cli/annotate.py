@@ -190,7 +190,9 @@ def raters_add(
         else:
             password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
         if len(password) < MIN_PASSWORD:  # checked before anything is written (no person without an account)
-            raise UserError(f"raters add {name.strip()}: the password needs at least {MIN_PASSWORD} characters")
+            raise UserError(
+                f"raters add {name.strip()}: the password needs at least {MIN_PASSWORD} characters"
+            )
         ws.add_person(name, role, _person(as_))
         created = set_account(ws, name, password, admin)
     typer.echo(f"account {name} {'created' if created else 'updated'}")
