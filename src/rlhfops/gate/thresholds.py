@@ -12,6 +12,11 @@ later wins; alarms are the union of the counted evaluations' open alarms.
 
 Thresholds come from the spec (``gate:`` and ``success_criteria:``), never from the evaluation: an
 evaluation's own ``target`` is ignored, so a target cannot be loosened after the results are known.
+
+Required evidence: the red-team categories of ``redteam_min_pass_rate`` (else the shipped suite's,
+passed in by the caller), every success criterion, the win rate's CI lower bound. What a counted
+evaluation of that kind lacks is a FAIL naming it; what no evaluation measured has no evidence.
+The evaluations passed in are the ones :mod:`rlhfops.gate.provenance` verified (or external ones).
 """
 
 from __future__ import annotations
