@@ -168,7 +168,7 @@ def import_external(
             raise UserError(
                 "artifact import --external: an evaluation needs the model it evaluated (--parent MODEL_ID)"
             )
-        full["model"] = ws.resolve_id(str(full.get("model") or parents[0]))
+        full["model"] = ws.resolve_id(str(parents[0]))  # the first --parent is the model evaluated
     full[EXTERNAL] = {
         "reason": reason,
         "imported_by": person,
