@@ -353,3 +353,12 @@ def test_external_model_import_is_a_named_failure(gws, tmp_path, cli, monkeypatc
     g = gate_evaluate(gws, model)
     assert g.complete and [r.name for r in g.failed] == ["provenance:model"]
     assert "external import by frank (vendor fine-tune v3)" in g.failed[0].detail
+
+
+def test_edited_training_metrics_of_the_model_fail_its_provenance(gws, ready):
+    meta = gws.artifact(ready["ppo"]).meta
+    assert _row(gate_evaluate(gws, ready["ppo"]), "provenance:model").passed is True
+    meta["eval"] = {"alarm": 0, "beats_base": True}
+    _set_meta(gws, ready["ppo"], meta)
+    detail = _prov_failures(gate_evaluate(gws, ready["ppo"]))["provenance:model"]
+    assert "training metrics differ from the signed ones" in detail

@@ -81,6 +81,9 @@ def check_model(ws: Workspace, model: ArtifactRecord, pub: Any) -> ThresholdResu
         stmt = _verified(pub, model, attest.TRAINING)
         if attest.subject_digest(stmt, "model") != model.id:
             raise attest.AttestationError("the training statement names another model")
+        signed_eval = (stmt.get("predicate") or {}).get("eval", {})
+        if attest.canonical_json(signed_eval) != attest.canonical_json(model.meta.get("eval", {})):
+            raise attest.AttestationError("its stored training metrics differ from the signed ones (edited)")
         if _stored_digest(model) != model.id:
             raise attest.AttestationError("the stored model files no longer hash to its id (changed)")
     except attest.AttestationError as err:
