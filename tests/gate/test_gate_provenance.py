@@ -119,6 +119,15 @@ def test_hand_registered_model_and_evaluations_fail_the_gate_named(gws, tmp_path
     code, out, _ = cli(["gate", "evaluate", model[:12]])
     assert code == 0 and "FAIL" in out and "unsigned: not written by rlhfops" in out
     assert "not a model rlhfops trained" in out
+    # and nothing of it is deployed: sign and promote are refused (finding 1 ended in "deployed")
+    sign = ["gate", "sign", model[:12], "--decision", "approve", "--reason", "fine", "--as", "gina"]
+    code, _, err = cli(sign)
+    assert code == 2, err
+    code, _, err = cli(["promote", model[:12], "--as", "gina"])
+    assert code == 2, err
+    from rlhfops.gate.decide import deployed
+
+    assert deployed(gws) is None
 
 
 def test_misspelt_redteam_category_alone_fails_and_names_the_required_ones(gws, tmp_path):
