@@ -201,6 +201,7 @@ def test_workspace_key_is_created_at_init_with_0600(gws):
     assert priv.is_file() and pub.is_file()
     assert stat.S_IMODE(priv.stat().st_mode) == 0o600
     assert stat.S_IMODE(priv.parent.stat().st_mode) == 0o700
+    assert (priv.parent / ".gitignore").read_text() == "*\n"  # never committed by accident
 
 
 def test_key_is_created_lazily_when_missing(tmp_path):

@@ -10,7 +10,8 @@ The shape follows in-toto's Statement v1 inside a DSSE envelope (as SLSA provena
   encoding (:func:`pae`) of the payload type and payload.
 
 The workspace key is an Ed25519 key in ``<workspace>/keys/attestation.key`` (PKCS#8 PEM, mode 0600,
-directory 0700) created at ``init`` or on first use; its public half is ``keys/attestation.pub``.
+directory 0700, with a ``.gitignore`` of ``*``) created at ``init`` or on first use; its public half
+is ``keys/attestation.pub``.
 Only the signing and verifying functions live here (no database): the writers are in
 :mod:`rlhfops.workspace.provenance`, the checks the gate runs in :mod:`rlhfops.gate.provenance`.
 """
@@ -142,6 +143,9 @@ def ensure_key(root: Path) -> Any:
     priv, pub = key_paths(root)
     if not priv.exists():
         priv.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ignore = priv.parent / ".gitignore"
+        if not ignore.exists():  # the key never goes into a repository by accident
+            ignore.write_text("*\n", encoding="utf-8")
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
