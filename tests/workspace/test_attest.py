@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 
@@ -54,3 +55,22 @@ def test_a_signed_payload_that_is_not_a_statement_is_refused(tmp_path):
     env = attest.sign_statement(key, {"_type": "something else"})
     with pytest.raises(attest.AttestationError, match="not an in-toto statement"):
         attest.verify_envelope(key.public_key(), env)
+
+
+def test_a_key_made_by_another_process_meanwhile_wins(tmp_path, monkeypatch):
+    """Two processes creating the key at once: the one that links second uses the first one's key."""
+    other = tmp_path / "other"
+    theirs = attest.ensure_key(other)
+    real_link = os.link
+
+    def link_after_the_other_process(src, dst):
+        real_link(attest.key_paths(other)[0], dst)  # the other process got there first
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", link_after_the_other_process)
+    mine = attest.ensure_key(tmp_path / "ws")
+    assert attest.key_id(mine.public_key()) == attest.key_id(theirs.public_key())
+    assert sorted(p.name for p in (tmp_path / "ws" / attest.KEY_DIR).iterdir()) == [
+        ".gitignore",
+        attest.KEY_FILE,
+    ]

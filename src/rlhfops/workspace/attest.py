@@ -150,12 +150,16 @@ def ensure_key(root: Path) -> Any:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        try:
-            fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            return ensure_key(root)
+        tmp_key = priv.with_name(f".{priv.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp_key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(pem)
+        try:
+            os.link(tmp_key, priv)  # complete or absent; fails when another process made one first
+        except FileExistsError:
+            return ensure_key(root)
+        finally:
+            tmp_key.unlink()
         tmp = pub.with_name(pub.name + f".{os.getpid()}.tmp")
         tmp.write_bytes(
             key.public_key().public_bytes(
