@@ -220,8 +220,6 @@ class Context:
         self._store_evals(name, ev)
 
     def _store_evals(self, name: str, ev: dict[str, Any]) -> None:
-        import tempfile
-
         spec = self.ws.current_spec().spec
         targets = {t.behaviour: t.at_least for t in spec.success_criteria.increase}
         targets.update({t.behaviour: t.at_most for t in spec.success_criteria.decrease})
@@ -263,11 +261,22 @@ class Context:
                 "note": note,
             },
         ]
-        with tempfile.TemporaryDirectory() as tmp:
-            for m in metas:
-                f = Path(tmp) / f"eval-{name}-{m['kind']}.json"
-                f.write_text(json.dumps({"items": ev["replies"], "meta": m}), encoding="utf-8")
-                self.ws.register_artifact("evaluation", f, [mid], PEOPLE["red-team-lead"], m)
+        from rlhfops.evaluate.run import prompt_set_digest
+        from rlhfops.workspace.provenance import record_evaluation
+
+        digest = prompt_set_digest([r["prompt"] for r in ev["replies"]])
+        judges = {"success": "demo detectors", "side_by_side": "demo rubric", "redteam": "demo detectors"}
+        for m in metas:  # the same signed writer `eval run` uses
+            record_evaluation(
+                self.ws,
+                m,
+                ev["replies"],
+                [note],
+                [mid],
+                PEOPLE["red-team-lead"],
+                suite_digest=digest,
+                judge=judges[m["kind"]],
+            )
 
     def gate(self) -> None:
         from rlhfops.gate.decide import gate_evaluate, gate_sign, promote

@@ -1,4 +1,4 @@
-"""Hand-made evaluation metas (the evaluation contract) for the gate tests."""
+"""Evaluation metas (the evaluation contract) for the gate tests, stored through the signed writer."""
 
 from __future__ import annotations
 
@@ -160,7 +160,21 @@ def train_chain(w, tmp, policy_dir=None) -> dict[str, str]:
 
 
 def add_eval(w, tmp, meta: dict[str, Any], parents: list[str], creator: str = "frank") -> str:
-    """Store an evaluation artifact (the full result JSON file) with ``meta``."""
+    """Store an evaluation through the product's signed writer (what `eval run` uses) with ``meta``.
+
+    ``tmp`` is unused (kept so call sites read as before); the items are empty.
+    """
+    import uuid
+
+    from rlhfops.workspace.provenance import record_evaluation
+
+    return record_evaluation(
+        w, meta, [], [uuid.uuid4().hex], parents, creator, suite_digest="0" * 64, judge="test"
+    )
+
+
+def add_unsigned_eval(w, tmp, meta: dict[str, Any], parents: list[str], creator: str = "frank") -> str:
+    """An evaluation registered by hand (no attestation), as `artifact add evaluation` did before."""
     import json
     import uuid
 
@@ -170,12 +184,21 @@ def add_eval(w, tmp, meta: dict[str, Any], parents: list[str], creator: str = "f
     return w.register_artifact("evaluation", f, parents, creator, meta)
 
 
+def shipped_categories() -> tuple[str, ...]:
+    """The shipped red-team categories: required by the gate when the spec lists none."""
+    from rlhfops.redteam.suite import shipped_suites
+
+    return tuple(shipped_suites())
+
+
+def all_categories(passed: int = 30, total: int = 30) -> dict[str, tuple[int, int]]:
+    return {c: (passed, total) for c in shipped_categories()}
+
+
 def passing_evals(w, tmp, model: str, baseline: str | None = None, ci_low: float = 0.6) -> list[str]:
     parents = [model] + ([baseline] if baseline else [])
     return [
-        add_eval(
-            w, tmp, redteam_meta(model, {"harmful_request": (60, 60), "prompt_injection": (30, 30)}), [model]
-        ),
+        add_eval(w, tmp, redteam_meta(model, all_categories()), [model]),
         add_eval(w, tmp, success_meta(model), [model]),
         add_eval(w, tmp, sbs_meta(model, baseline, ci_low=ci_low), parents),
     ]

@@ -35,6 +35,23 @@ def test_real_evaluations_feed_a_binding_gate(gws, tmp_path, monkeypatch, cli):
     )
     assert code == 0, err
 
+    # both results were stored by `eval run` with a statement signed by the workspace key (issue 16)
+    from rlhfops.workspace import attest
+
+    evals = gws.artifacts("evaluation")
+    assert len(evals) == 2
+    for ev in evals:
+        stmt = attest.verify_envelope(attest.public_key(gws.root), ev.meta["attestation"])
+        assert attest.subject_digest(stmt, "model") == ids["ppo"]
+        assert attest.subject_digest(stmt, "evaluation") == ev.id
+        pred = stmt["predicate"]
+        assert len(pred["suite_digest"]) == 64 and pred["rlhfops_version"] and pred["judge"]
+        assert pred["results"] == {k: v for k, v in ev.meta.items() if k != "attestation"}
+    code, out, _ = cli(["gate", "evaluate", ppo, "--json"])
+    g = json.loads(out)
+    prov = {r["name"]: r["status"] for r in g["results"] if r["name"].startswith("provenance:")}
+    assert prov == {"provenance:model": "pass"} and len(g["evidence"]["counted"]) == 2
+
     code, out, _ = cli(["gate", "evaluate", ppo])
     assert "FAIL" in out.splitlines()[0]
     assert any(ln.split()[:3] == ["FAIL", "red-team", "harmful_requests:"] for ln in out.splitlines())

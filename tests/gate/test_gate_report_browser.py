@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from gate_helpers import add_eval, fake_run_dir, passing_evals, redteam_meta, train_chain, who
+from gate_helpers import add_eval, all_categories, fake_run_dir, passing_evals, redteam_meta, train_chain, who
 from PIL import Image
 
 SECTIONS = ["summary", "thresholds", "success", "redteam", "winrate", "training", "lineage", "decisions"]
@@ -27,11 +27,11 @@ def test_gate_report_in_chromium(gws, tmp_path):
     add_eval(
         gws,
         tmp_path / "ev",
-        redteam_meta(ids["ppo"], {"harmful_request": (57, 60), "prompt_injection": (30, 30)}),
+        redteam_meta(ids["ppo"], {**all_categories(), "harmful_requests": (57, 60)}),
         [ids["ppo"]],
     )
     gate_sign(
-        gws, ids["ppo"], who(gws, "gina"), "approve", "harmful_request misses are style only; legal agreed"
+        gws, ids["ppo"], who(gws, "gina"), "approve", "harmful_requests misses are style only; legal agreed"
     )
     path, _ = gate_report(gws, ids["ppo"], tmp_path / "report.html")
 
@@ -54,7 +54,7 @@ def test_gate_report_in_chromium(gws, tmp_path):
                 colours = shot.convert("RGB").getcolors(maxcolors=1 << 20)
                 assert colours is not None and len(colours) > 20, (pid, len(colours or []))
             assert page.locator("#verdict").inner_text() == "fail"
-            fail_row = page.locator("section#thresholds tr", has_text="red-team harmful_request")
+            fail_row = page.locator("section#thresholds tr", has_text="red-team harmful_requests")
             assert "FAIL" in fail_row.inner_text() and "0.950" in fail_row.inner_text()
             assert page.locator("table.failures tr").count() == 1 + 3  # header + 3 failing examples
             assert page.locator("section#decisions .override").is_visible()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gate_helpers import add_eval, passing_evals, redteam_meta, train_chain, who
+from gate_helpers import add_eval, all_categories, passing_evals, redteam_meta, train_chain, who
 
 
 @pytest.fixture
@@ -18,8 +18,8 @@ def client(gws, tmp_path):
     app.dependency_overrides[get_workspace] = lambda: gws
     ids = train_chain(gws, tmp_path / "runs")
     passing_evals(gws, tmp_path / "ev", ids["ppo"], baseline=ids["sft"])
-    meta = redteam_meta(ids["ppo"], {"harmful_request": (58, 60), "prompt_injection": (30, 30)})
-    meta["redteam"]["harmful_request"]["failures"][0]["response"] = "<img src=x onerror=alert(1)>"
+    meta = redteam_meta(ids["ppo"], {**all_categories(), "harmful_requests": (58, 60)})
+    meta["redteam"]["harmful_requests"]["failures"][0]["response"] = "<img src=x onerror=alert(1)>"
     add_eval(gws, tmp_path / "ev", meta, [ids["ppo"]])
     with TestClient(app) as c:
         yield c, gws, ids
@@ -36,7 +36,7 @@ def test_gate_pages_show_thresholds_evidence_history(client):
     assert 'class="incomplete">incomplete<' in r.text and 'class="fail">fail<' in r.text
     m = c.get(f"/gate/models/{ids['ppo'][:12]}")
     assert m.status_code == 200 and 'id="verdict">fail<' in m.text
-    link = f"/gate/models/{ids['ppo']}/failures/harmful_request"
+    link = f"/gate/models/{ids['ppo']}/failures/harmful_requests"
     assert link in m.text
     f = c.get(link)
     assert f.status_code == 200 and "58/60 passed" in f.text

@@ -75,10 +75,12 @@ def test_sft_in_signed_workspace_records_lineage(tmp_path, workspace, capsys):
 
 
 def _sign(workspace) -> None:
+    from rlhfops.gate.auth import enrol
+
     for name, role in (("bob", "business-owner"), ("carol", "technical-lead"), ("erin", "ml-engineer")):
         workspace.add_person(name, role, added_by="test")
-    workspace.sign_spec("business-owner", "bob")
-    workspace.sign_spec("technical-lead", "carol")
+    workspace.sign_spec("business-owner", enrol(workspace, "bob", "bob-password-1"))
+    workspace.sign_spec("technical-lead", enrol(workspace, "carol", "carol-password-1"))
     workspace.record_baseline({"task_completion_rate": 0.7, "client_flag_rate": 0.05}, "test", "bob", n=100)
 
 

@@ -182,7 +182,9 @@ def test_ppo_needs_an_accurate_reward_model_and_evaluated_policies(ws, tmp_path:
     )
     with pytest.raises(PlayOrderError, match=rf"ppo-model {policy[:12]} has no evaluation"):
         ws.check_stage_ready("ppo", {"reward_model": good})
-    report = write_file(tmp_path / "eval.json", '{"win_rate": 0.6}')
-    ws.register_artifact("evaluation", report, [policy], "frank", {"win_rate": 0.6})
+    from rlhfops.workspace.provenance import record_evaluation  # the writer `eval run` uses
+
+    meta = {"model": policy, "kind": "side_by_side", "suite": "s", "win_rate": {"rate": 0.6}}
+    record_evaluation(ws, meta, [], [], [policy], "frank", suite_digest="0" * 64, judge="rule")
     ws.check_stage_ready("ppo", {"reward_model": good})
     assert ws.status().plays[3].state == "complete"

@@ -210,17 +210,61 @@ def artifact_add(
     ),
     as_: str = AS_OPT,
 ) -> None:
-    """Store a file or directory under its content hash, with its parents; prints its id."""
+    """Store a file or directory under its content hash, with its parents; prints its id.
+
+    Not for the kinds the gate reads (models, evaluations, decisions): rlhfops writes those itself,
+    signed; an outside one comes in with `rlhfops artifact import --external`.
+    """
     from rlhfops.config import parse_overrides
     from rlhfops.errors import UserError
     from rlhfops.workspace import acting_person, require_workspace
+    from rlhfops.workspace.provenance import GATE_KINDS, add_command_hint
 
-    if kind == "decision":  # only the gate writes decisions: a hand-made one could fake a deployment
-        raise UserError(
-            "decision artifacts are written only by the gate (`rlhfops gate sign`, `rlhfops promote`)"
-        )
+    if kind in GATE_KINDS:  # hand-made evidence must not reach the gate as if rlhfops had made it
+        raise UserError(add_command_hint(kind))
     with require_workspace() as ws:
         aid = ws.register_artifact(kind, path, parent or [], acting_person(as_), parse_overrides(meta))
+    typer.echo(aid)
+
+
+@artifact_app.command("import")
+def artifact_import(
+    kind: str = typer.Argument(
+        ..., help="Kind: sft-model, dpo-model, ppo-model, reward-model, evaluation or redteam."
+    ),
+    path: Path = typer.Argument(..., help="File or directory to store (copied, read-only)."),
+    external: bool = typer.Option(
+        False, "--external", help="Required: says the artifact was made outside rlhfops (unverified)."
+    ),
+    reason: str = typer.Option(
+        ..., "--reason", help="Where it comes from and why it is imported (>= 10 characters; kept)."
+    ),
+    parent: list[str] = typer.Option(
+        None, "--parent", help="Id of an artifact it was made from; for an evaluation, the model."
+    ),
+    meta: list[str] = typer.Option(
+        None, "--meta", help="key=value kept with it (repeatable; YAML values); a result JSON's meta is read."
+    ),
+    as_: str = AS_OPT,
+) -> None:
+    """Bring in an outside model or evaluation, marked external and unverified; prints its id.
+
+    The gate counts an external model or evaluation as a failure: only the gate owner's approval over
+    it, with a written reason (`rlhfops gate sign --decision approve --reason ...`), lets it through.
+    """
+    from rlhfops.config import parse_overrides
+    from rlhfops.errors import UserError
+    from rlhfops.workspace import acting_person, require_workspace
+    from rlhfops.workspace.provenance import import_external
+
+    if not external:
+        raise UserError(
+            "artifact import: pass --external to confirm the artifact was made outside rlhfops "
+            "(it is marked unverified and the gate counts it as a failure)"
+        )
+    overrides = parse_overrides(meta)
+    with require_workspace() as ws:
+        aid = import_external(ws, kind, path, parent or [], acting_person(as_), reason, overrides)
     typer.echo(aid)
 
 

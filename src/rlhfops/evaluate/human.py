@@ -75,7 +75,8 @@ def queue_side_by_side(
     for ref, given in ((cand_ref, candidate), (base_ref, baseline)):
         if ref.artifact_id is None:
             raise UserError(
-                f"{given}: not a registered model artifact; register it (rlhfops artifact add) or use its id"
+                f"{given}: not a registered model artifact; give its id (`rlhfops train` registers the "
+                "models it trains, `rlhfops artifact add base-model` a starting model)"
             )
     suite = load_suite(prompts)
     items = limit_items(suite, limit)
@@ -146,7 +147,7 @@ def collect_side_by_side(ws: Any, batch: str, partial: bool = False) -> Any:
     from rlhfops.annotate import models as m
     from rlhfops.annotate.tx import transaction
     from rlhfops.evaluate.hacking import evaluation_alarms, response_stats
-    from rlhfops.evaluate.run import EvalResult, _store
+    from rlhfops.evaluate.run import EvalResult, _store, prompt_set_digest
     from rlhfops.evaluate.stats import count_outcomes, win_rate_summary
 
     with transaction(ws) as s:
@@ -240,5 +241,6 @@ def collect_side_by_side(ws: Any, batch: str, partial: bool = False) -> Any:
     )
     notes = [f"{len(missing)} pair(s) without all their labels (stored as incomplete)"] if missing else []
     result = EvalResult(meta=meta, items=rows, notes=notes)
-    _store(result, ws, None, [first["candidate"], first["baseline"]])
+    digest = prompt_set_digest([[r["id"], r["prompt"], r["response"], r["baseline_response"]] for r in rows])
+    _store(result, ws, None, [first["candidate"], first["baseline"]], suite_digest=digest, judge="human")
     return result

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +143,8 @@ def run_evaluation(
     base_ref = resolve_model(opts.baseline, ws) if opts.baseline else None
     if ws is not None and cand_ref.artifact_id is None:
         raise UserError(
-            f"{model}: not a registered model artifact; register it (rlhfops artifact add) or use its id"
+            f"{model}: not a registered model artifact; give its id (`rlhfops train` registers the models it "
+            "trains, `rlhfops artifact add base-model` a starting model)"
         )
     kind = opts.kind or ("redteam" if suite.is_redteam else "success")
     prompts = [it.prompt for it in items]
@@ -191,14 +191,39 @@ def run_evaluation(
         )
         meta["kl"] = mean_kl(cand_model, ref, prompts[: opts.kl_prompts], opts.max_new_tokens, seed=opts.seed)
     result = EvalResult(meta=meta, items=rows, notes=notes)
-    _store(result, ws, out, [cand_ref.artifact_id, base_ref.artifact_id if base_ref else None])
+    judge = (meta.get("win_rate") or {}).get("judge") or opts.judge or "rlhfops.redteam.detectors"
+    _store(
+        result,
+        ws,
+        out,
+        [cand_ref.artifact_id, base_ref.artifact_id if base_ref else None],
+        suite_digest=prompt_set_digest([(it.id, it.prompt) for it in items]),
+        judge=str(judge),
+    )
     return result
 
 
-def _store(result: EvalResult, ws: Any | None, out: Path | None, parents: list[str | None]) -> None:
+def prompt_set_digest(items: list[Any]) -> str:
+    """SHA-256 of the canonical JSON of the prompt set evaluated (what the attestation binds)."""
+    from rlhfops.workspace.attest import sha256_json
+
+    return sha256_json([list(x) if isinstance(x, tuple) else x for x in items])
+
+
+def _store(
+    result: EvalResult,
+    ws: Any | None,
+    out: Path | None,
+    parents: list[str | None],
+    *,
+    suite_digest: str,
+    judge: str,
+) -> None:
+    """Write the result to ``out`` and, in a workspace, record it with its signed attestation."""
     payload = json.dumps({"meta": result.meta, "items": result.items, "notes": result.notes}, indent=1)
     if ws is None:
-        assert out is not None
+        if out is None:
+            raise UserError("not in a workspace: give --out FILE for the result JSON")
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
@@ -207,14 +232,18 @@ def _store(result: EvalResult, ws: Any | None, out: Path | None, parents: list[s
         result.path = out
         return
     from rlhfops.workspace.identity import acting_person
+    from rlhfops.workspace.provenance import record_evaluation
 
-    with tempfile.TemporaryDirectory() as d:
-        name = f"evaluation-{result.meta['kind']}-{result.meta['suite']}.json".replace("/", "_")
-        f = Path(d) / name
-        f.write_text(payload, encoding="utf-8")
-        result.artifact_id = ws.register_artifact(
-            "evaluation", f, [p for p in parents if p], acting_person(), result.meta
-        )
+    result.artifact_id = record_evaluation(
+        ws,
+        result.meta,
+        result.items,
+        result.notes,
+        [p for p in parents if p],
+        acting_person(),
+        suite_digest=suite_digest,
+        judge=judge,
+    )
     result.path = ws.artifact(result.artifact_id).path
     if out is not None:
         Path(out).write_text(payload, encoding="utf-8")

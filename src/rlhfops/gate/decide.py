@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
 from rlhfops.gate.evaluate import GateEvaluation, evaluate_gate
-from rlhfops.gate.thresholds import EvalSource
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import SpecVersion, Workspace
@@ -101,11 +100,26 @@ def _require_signed_spec(sv: SpecVersion, action: str) -> None:
 
 
 def gate_evaluate(ws: Workspace, model_ref: str) -> GateEvaluation:
-    """Pass/fail per threshold of the current spec for the model, from its stored evaluations."""
+    """Pass/fail per threshold of the current spec for the model, from its stored evaluations.
+
+    Only evidence rlhfops wrote and signed counts (:mod:`rlhfops.gate.provenance`); a model or an
+    evaluation that is unsigned, tampered with or imported as external is a named failure.
+    """
+    from rlhfops.gate.provenance import checked_evidence
+    from rlhfops.redteam.suite import shipped_suites
+
     model = gate_model(ws, model_ref)
     sv = _spec(ws, "gate evaluate")
-    sources = [EvalSource(a.id, a.meta, a.created_at.isoformat()) for a in model_evaluations(ws, model)]
-    return evaluate_gate(model.id, sv.hash, sv.spec.gate, sv.spec.success_criteria, sources)
+    checked = checked_evidence(ws, model, model_evaluations(ws, model))  # only signed results count
+    return evaluate_gate(
+        model.id,
+        sv.hash,
+        sv.spec.gate,
+        sv.spec.success_criteria,
+        checked.sources,
+        provenance=checked.rows,
+        redteam_categories=tuple(shipped_suites()),
+    )
 
 
 def _compact(g: GateEvaluation) -> list[dict[str, Any]]:

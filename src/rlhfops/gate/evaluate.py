@@ -103,7 +103,15 @@ def evaluate_gate(
     gate: GateThresholds,
     success: SuccessCriteria | None,
     evals: list[EvalSource],
+    provenance: tuple[ThresholdResult, ...] | list[ThresholdResult] = (),
+    redteam_categories: tuple[str, ...] = (),
 ) -> GateEvaluation:
-    """Merge ``evals`` (oldest first) and check every threshold of the spec."""
+    """Merge ``evals`` (oldest first) and check every threshold of the spec.
+
+    ``provenance``: rows from :mod:`rlhfops.gate.provenance` (the model's and each rejected or external
+    evaluation's), appended to the results so a failing one fails the gate, named.
+    ``redteam_categories``: the red-team categories required when the spec lists none.
+    """
     evidence = merge_evidence(evals)
-    return GateEvaluation(model, spec_hash, tuple(threshold_results(gate, success, evidence)), evidence)
+    results = [*threshold_results(gate, success, evidence, redteam_categories), *provenance]
+    return GateEvaluation(model, spec_hash, tuple(results), evidence)

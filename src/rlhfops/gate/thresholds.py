@@ -12,6 +12,11 @@ later wins; alarms are the union of the counted evaluations' open alarms.
 
 Thresholds come from the spec (``gate:`` and ``success_criteria:``), never from the evaluation: an
 evaluation's own ``target`` is ignored, so a target cannot be loosened after the results are known.
+
+Required evidence: the red-team categories of ``redteam_min_pass_rate`` (else the shipped suite's,
+passed in by the caller), every success criterion, the win rate's CI lower bound. What a counted
+evaluation of that kind lacks is a FAIL naming it; what no evaluation measured has no evidence.
+The evaluations passed in are the ones :mod:`rlhfops.gate.provenance` verified (or external ones).
 """
 
 from __future__ import annotations
@@ -146,10 +151,22 @@ def _cmp(observed: float | None, comparator: str, required: float) -> bool | Non
     return observed >= required - _EPS if comparator == ">=" else observed <= required + _EPS
 
 
-def redteam_results(gate: GateThresholds, ev: Evidence) -> list[ThresholdResult]:
-    """One row per red-team category (evaluated ones, plus those the spec names); a row 'redteam'
-    without evidence when nothing red-team was evaluated."""
+def required_categories(gate: GateThresholds, default: tuple[str, ...] = ()) -> list[str]:
+    """The red-team categories the evidence must cover: those the spec lists in
+    ``redteam_min_pass_rate``, else ``default`` (the shipped suite's categories)."""
+    return list(gate.redteam_min_pass_rate) or list(default)
+
+
+def redteam_results(
+    gate: GateThresholds, ev: Evidence, default_categories: tuple[str, ...] = ()
+) -> list[ThresholdResult]:
+    """One row per red-team category (evaluated ones, plus the required ones); a row 'redteam'
+    without evidence when nothing red-team was evaluated. A required category the red-team evidence
+    lacks is a FAIL (a misspelt or partial suite must not pass)."""
+    required = required_categories(gate, default_categories)
     cats = list(ev.redteam) + [c for c in gate.redteam_min_pass_rate if c not in ev.redteam]
+    if ev.redteam:
+        cats += [c for c in required if c not in cats]
     if not cats:
         need = 1.0 - gate.max_redteam_failure_rate
         return [
@@ -165,17 +182,14 @@ def redteam_results(gate: GateThresholds, ev: Evidence) -> list[ThresholdResult]
         if row and rate is None and _num(row.get("total")):
             rate = float(row.get("passed", 0)) / float(row["total"])
         detail = f"{row.get('passed', '?')}/{row.get('total', '?')} passed" if row else "not evaluated"
+        passed = _cmp(rate, ">=", need)
+        if passed is None and ev.redteam:  # red-team evidence, but not for this category: a failure
+            passed = False
+            detail = f"{detail}; no pass rate" if row else "required, but not in the red-team evidence"
         src = ev.sources.get(f"redteam:{cat}")
         out.append(
             ThresholdResult(
-                f"redteam:{cat}",
-                f"red-team {cat}: pass rate",
-                ">=",
-                need,
-                rate,
-                _cmp(rate, ">=", need),
-                src,
-                detail,
+                f"redteam:{cat}", f"red-team {cat}: pass rate", ">=", need, rate, passed, src, detail
             )
         )
     return out
@@ -194,6 +208,10 @@ def success_results(success: SuccessCriteria | None, ev: Evidence) -> list[Thres
         rate = _num(got.get("rate")) if got else None
         base = _num(got.get("baseline_rate")) if got else None
         detail = "not evaluated" if got is None else ("" if base is None else f"baseline {base:.3f}")
+        passed = _cmp(rate, comparator, target)
+        if passed is None and ev.success_criteria:  # measured others, not this one: a failure, named
+            passed = False
+            detail = "required by the spec, but not in the success evidence (no rate)"
         out.append(
             ThresholdResult(
                 f"success:{key}",
@@ -201,7 +219,7 @@ def success_results(success: SuccessCriteria | None, ev: Evidence) -> list[Thres
                 comparator,
                 target,
                 rate,
-                _cmp(rate, comparator, target),
+                passed,
                 ev.sources.get(f"success:{key}"),
                 detail,
             )
@@ -210,12 +228,21 @@ def success_results(success: SuccessCriteria | None, ev: Evidence) -> list[Thres
 
 
 def threshold_results(
-    gate: GateThresholds, success: SuccessCriteria | None, ev: Evidence
+    gate: GateThresholds,
+    success: SuccessCriteria | None,
+    ev: Evidence,
+    redteam_categories: tuple[str, ...] = (),
 ) -> list[ThresholdResult]:
-    """Every deployment threshold the spec sets, checked against the evidence."""
-    out = redteam_results(gate, ev)
+    """Every deployment threshold the spec sets, checked against the evidence.
+
+    ``redteam_categories``: the categories required when the spec lists none (the shipped suite's).
+    """
+    out = redteam_results(gate, ev, redteam_categories)
     wr = ev.win_rate
     ci_low = _num(wr.get("ci_low")) if wr else None
+    wr_passed = _cmp(ci_low, ">=", gate.min_win_rate)
+    if wr and wr_passed is None:  # a comparison without its interval: a failure, named
+        wr_passed = False
     detail = ""
     if wr:
         detail = (
@@ -230,7 +257,7 @@ def threshold_results(
             ">=",
             gate.min_win_rate,
             ci_low,
-            _cmp(ci_low, ">=", gate.min_win_rate),
+            wr_passed,
             ev.sources.get("win_rate"),
             detail or "no side-by-side evaluation",
         )

@@ -491,7 +491,8 @@ class Workspace:
 
         Inputs that are artifact ids are linked; existing paths are registered (kind from the input
         name and stage); other strings (e.g. the bundled model's name) are kept in the meta.
-        Returns the output model's id; its parents are the spec version and the inputs.
+        Returns the output model's id; its parents are the spec version and the inputs. Its meta holds
+        ``attestation``: the signed statement that rlhfops trained it (:mod:`rlhfops.workspace.provenance`).
         """
         from rlhfops.workspace.plays import STAGE_OUTPUT_KIND, input_kind
 
@@ -509,7 +510,11 @@ class Workspace:
                 parents.append(self.resolve_id(value))
             else:
                 named[name] = str(value)
+        from rlhfops.workspace.provenance import ATTESTATION, training_envelope
+
         full_meta = {**meta, "stage": stage, "named_inputs": named}
+        digest = content_hash(Path(output))  # the signed statement binds the model's content
+        full_meta[ATTESTATION] = training_envelope(self, digest, stage, parents, full_meta, creator)
         return self.register_artifact(STAGE_OUTPUT_KIND[stage], Path(output), parents, creator, full_meta)
 
     def _is_id(self, ref: str) -> bool:

@@ -48,6 +48,11 @@ def init_workspace(directory: str | Path, template: str = "blank", name: str | N
             created += [root / f"{DEFAULT_DB_FILE}-wal", root / f"{DEFAULT_DB_FILE}-shm"]
             _create_private(root / DEFAULT_DB_FILE)
         ws.upgrade_db()
+        from rlhfops.workspace.attest import KEY_DIR, ensure_key
+
+        if not (root / KEY_DIR).exists():
+            created.append(root / KEY_DIR)
+        ensure_key(root)  # the key that signs the evidence the gate reads (keys/, 0600)
         return ws
     except BaseException:
         for p in reversed(created):
