@@ -169,3 +169,26 @@ def test_limits_off_or_without_evidence():
         "success:offers a remedy": None,
         "success:refuses a benign request": None,
     }
+
+
+def test_behaviour_key_collapses_whitespace_and_case():
+    from rlhfops.gate.thresholds import behaviour_key
+
+    assert behaviour_key("  Offers   a\tremedy\n") == "offers a remedy"
+    res = threshold_results(
+        _gate(),
+        SuccessCriteria(
+            increase=[{"behaviour": "Offers  a REMEDY", "at_least": 0.8}],
+            decrease=[{"behaviour": "refuses a benign request", "at_most": 0.05}],
+        ),
+        _evidence(),
+    )
+    assert _row(res, "success:offers a remedy").passed is True
+
+
+def test_status_words():
+    res = {r.name: r for r in threshold_results(_gate(), SUCCESS, _evidence(kl=5.0, over_refusal_rate=None))}
+    assert res["win_rate"].status == "pass"
+    assert res["kl"].status == "FAIL"
+    assert res["over_refusal"].status == "no evidence"
+    assert res["kl"].to_json()["status"] == "FAIL"

@@ -117,3 +117,33 @@ def test_get_workspace_yields_the_apps_own_workspace():
     assert next(gen) is ws
     with pytest.raises(StopIteration):
         next(gen)
+
+
+def test_retry_after_is_at_least_one_second():
+    now = [0.0]
+    t = LoginThrottle(limit=1, window=60.0, clock=lambda: now[0])
+    t.failed("ann", "c")
+    now[0] = 59.5
+    assert t.retry_after("ann", "c") == 1.0  # 0.5 s left, reported as the 1 s floor
+    now[0] = 30.0
+    assert t.retry_after("ann", "c") == 30.0
+
+
+def test_sessions_last_twelve_hours():
+    assert auth.SESSION_MAX_AGE == 12 * 60 * 60  # the documented session lifetime
+
+
+def test_role_cache_expires_after_its_ttl(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    cache, loads = auth._Cache(ttl=5.0), []
+
+    def load():
+        loads.append(now[0])
+        return len(loads)
+
+    assert cache.get("k", load) == 1
+    now[0] = 104.999
+    assert cache.get("k", load) == 1  # within the TTL: cached
+    now[0] = 105.0
+    assert cache.get("k", load) == 2  # exactly TTL old: reloaded
