@@ -147,3 +147,27 @@ def test_role_cache_expires_after_its_ttl(monkeypatch):
     assert cache.get("k", load) == 1  # within the TTL: cached
     now[0] = 105.0
     assert cache.get("k", load) == 2  # exactly TTL old: reloaded
+
+
+def test_get_workspace_outside_the_app_opens_and_closes_one(monkeypatch):
+    import rlhfops.workspace as workspace
+    from rlhfops.errors import UserError
+
+    closed = []
+    fake = SimpleNamespace(close=lambda: closed.append(True))
+    monkeypatch.setattr(workspace, "require_workspace", lambda: fake)
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))
+    gen = get_workspace(request)
+    assert next(gen) is fake and closed == []
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert closed == [True]  # closed after the request
+
+    def missing():
+        raise UserError("no workspace here")
+
+    monkeypatch.setattr(workspace, "require_workspace", missing)
+    with pytest.raises(HTTPException) as err:
+        next(get_workspace(request))
+    assert err.value.status_code == 503 and "no workspace here" in err.value.detail
+    assert get_workspace.app_aware is True  # create_app relies on it to skip a dependency override
