@@ -192,3 +192,12 @@ def test_status_words():
     assert res["kl"].status == "FAIL"
     assert res["over_refusal"].status == "no evidence"
     assert res["kl"].to_json()["status"] == "FAIL"
+
+
+def test_a_boolean_is_not_a_measured_value():
+    from rlhfops.gate.thresholds import EvalSource, merge_evidence
+
+    ev = merge_evidence([EvalSource("e1", {"kind": "kl", "kl": True, "over_refusal_rate": False})])
+    assert ev.kl is None and ev.over_refusal_rate is None
+    ev = merge_evidence([EvalSource("e1", {"kind": "kl", "kl": 1, "over_refusal_rate": "0.05"})])
+    assert ev.kl == 1.0 and ev.over_refusal_rate == 0.05

@@ -76,3 +76,20 @@ def test_verdict_needs_the_whole_interval_strictly_past_the_baseline():
     assert verdict(lo) is None and verdict(hi) is None  # the baseline on an interval end: undecided
     assert verdict(lo - 1e-9) is False  # production takes longer than the baseline
     assert verdict(hi + 1e-9) is True
+
+
+def test_two_values_are_enough_for_an_interval_one_is_not():
+    for fn in (bootstrap_interval, t_interval):
+        lo, hi = fn(np.array([1.0, 3.0]))
+        assert np.isfinite(lo) and np.isfinite(hi) and lo <= 2.0 <= hi
+        assert all(np.isnan(v) for v in fn(np.array([1.0])))
+
+
+def test_records_may_be_objects_as_well_as_dicts():
+    from types import SimpleNamespace
+
+    objs = [SimpleNamespace(review_minutes=m, task_completed=True, client_flag=False) for m in X]
+    assert compare_to_baseline({}, objs) == compare_to_baseline({}, _records(X))
+    rows = compare_to_baseline({}, [SimpleNamespace()])
+    (row,) = [m for m in rows if m.name == "review_minutes_per_output"]
+    assert row.n == 0  # a record without the field is not counted
