@@ -64,7 +64,10 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/monitor/test_monitor_business.py",
         "tests/monitor/test_monitor_business_edges.py",
     ],
-    "evaluate/stats.py": ["tests/evaluate/test_evaluate_stats.py"],
+    "evaluate/stats.py": [
+        "tests/evaluate/test_evaluate_stats.py",
+        "tests/evaluate/test_evaluate_stats_edges.py",
+    ],
     "train/kl.py": ["tests/train_math/test_kl.py"],
     "monitor/drift.py": [
         "tests/monitor/test_monitor_drift_math.py",
