@@ -201,3 +201,13 @@ def test_a_boolean_is_not_a_measured_value():
     assert ev.kl is None and ev.over_refusal_rate is None
     ev = merge_evidence([EvalSource("e1", {"kind": "kl", "kl": 1, "over_refusal_rate": "0.05"})])
     assert ev.kl == 1.0 and ev.over_refusal_rate == 0.05
+
+
+def test_rows_without_evidence_say_why():
+    none = {r.name: r for r in threshold_results(_gate(), SUCCESS, Evidence())}
+    assert none["kl"].detail == "no evaluation measured KL"
+    assert none["over_refusal"].detail == "no evaluation measured over-refusal"
+    assert none["win_rate"].detail == "no side-by-side evaluation"
+    assert none["alarms"].detail == "no evaluation reported alarms"
+    some = {r.name: r for r in threshold_results(_gate(), SUCCESS, _evidence())}
+    assert some["kl"].detail == "" and some["over_refusal"].detail == "" and some["alarms"].detail == ""
