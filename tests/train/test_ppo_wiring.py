@@ -15,7 +15,7 @@ import pytest
 import torch
 from helpers_train import write_prompts
 from transformers import AutoModelForCausalLM
-from wiring_helpers import completion_logps, make_trainer, perturb
+from wiring_helpers import assert_grads_close, completion_logps, make_trainer, perturb
 
 from rlhfops.models.tiny import make_tiny_model_dir
 from rlhfops.train.ppo import PPOTrainer
@@ -225,3 +225,45 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         assert 0 < stats["clip_fraction"] or eps > 0.2  # the small clip ranges are really active
     finally:
         trainer.model.load_state_dict(saved)
+
+
+def _recorded_update(trainer, roll, accum: int):
+    """ppo_update with the optimizer's step replaced by a recorder of the gradients it would apply."""
+    from rlhfops.train.ppo_update import ppo_update
+
+    cfg = dict(
+        GAE_CASES[0], gradient_accumulation_steps=accum, minibatch_size=2, ppo_epochs=2, max_grad_norm=0
+    )
+    trainer.config = trainer.config.model_copy(update=cfg)
+    seen = []
+    params = dict(trainer.model.named_parameters())
+    trainer.optimizer.step = lambda *a, **k: seen.append(
+        {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
+    )
+    try:
+        torch.manual_seed(123)  # the minibatch order is drawn from torch's generator
+        stats = ppo_update(trainer, roll)
+    finally:
+        del trainer.optimizer.step
+    return seen, stats
+
+
+def test_update_steps_once_per_minibatch_and_accumulation_does_not_change_the_gradient(gae_trainer):
+    trainer = gae_trainer
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    roll = _rollout(trainer, 0.3, seed=7)
+    saved = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    perturb(trainer.model, scale=0.03, seed=11)
+    try:
+        one, stats = _recorded_update(trainer, roll, 1)
+        two, _ = _recorded_update(trainer, roll, 2)
+    finally:
+        trainer.model.load_state_dict(saved)
+    assert len(one) == len(two) == 2 * (4 // 2)  # ppo_epochs x minibatches per epoch
+    for a, b in zip(one, two, strict=True):
+        assert_grads_close(b, a)
+    m = roll.mask.bool()
+    g, v = roll.returns[m].double(), roll.values[m].double()
+    ev = 1 - ((g - v) - (g - v).mean()).pow(2).mean() / (g - g.mean()).pow(2).mean()
+    assert stats["explained_variance"] == pytest.approx(float(ev), rel=1e-6)
+    assert {"policy_loss", "value_loss", "clip_fraction", "approx_kl", "loss"} <= stats.keys()
