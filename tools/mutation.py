@@ -365,7 +365,13 @@ def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[set[int], 
 
 
 def run_module(
-    copy_root: Path, module: str, tests: list[str], sample: int | None, seed: int, save=lambda r: None
+    copy_root: Path,
+    module: str,
+    tests: list[str],
+    sample: int | None,
+    seed: int,
+    save=lambda r: None,
+    only: set[int] | None = None,
 ) -> ModuleResult:
     path = copy_root / PKG / module
     text = path.read_text()
@@ -381,7 +387,9 @@ def run_module(
         return res
     mutants = enumerate_mutants(module, text)
     res.total = len(mutants)
-    if sample is not None and len(mutants) > sample:
+    if only is not None:
+        mutants = [m for m in mutants if m.index in only]
+    elif sample is not None and len(mutants) > sample:
         mutants = sorted(random.Random(f"{seed}:{module}").sample(mutants, sample), key=lambda m: m.index)
     res.sampled = len(mutants)
     timeout = max(3 * res.baseline_seconds, res.baseline_seconds + 30)
@@ -447,9 +455,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--report", metavar="JSON", help="print the report of a saved (possibly partial) run")
     ap.add_argument(
+        "--survivors-of", metavar="JSON", help="run again only the survivors of a saved run (same source)"
+    )
+    ap.add_argument(
         "--no-fork", action="store_true", help="a fresh interpreter per mutant (slower; no shared imports)"
     )
     args = ap.parse_args(argv)
+    only_idx: dict[str, set[int]] = {}
+    if args.survivors_of:
+        for r in json.loads(Path(args.survivors_of).read_text()):
+            idx = {m["index"] for m in r["mutants"] if m["status"] in ("survived", "not covered")}
+            if idx:
+                only_idx[r["module"]] = idx
+        args.only = [m for m in TARGETS if m in only_idx]
+        if not args.only:
+            print("no survivors to run again")
+            return 0
     targets = {m: t for m, t in TARGETS.items() if not args.only or m in args.only}
     if args.only and len(targets) != len(args.only):
         ap.error(f"unknown module in --only; targets: {', '.join(TARGETS)}")
@@ -485,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps([asdict(r) for r in done], indent=1))
 
         for module, tests in targets.items():
-            results.append(run_module(copy_root, module, tests, args.sample, args.seed, save))
+            only = only_idx.get(module) if args.survivors_of else None
+            results.append(run_module(copy_root, module, tests, args.sample, args.seed, save, only))
             save(results[-1])
     print(report(results))
     return 0
