@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo demo-quick test test-fast lint bench clean
+.PHONY: install demo demo-quick test test-fast lint bench mutation clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/vs_trl.py
+
+# Mutation testing (docs/mutation.md): run by hand, never by `make test`. Hours for every mutant on 2 cores;
+# sample with e.g. `make mutation MUTATION_ARGS="--sample 12"` or pick modules with `--only train/dpo.py`.
+MUTATION_ARGS ?=
+mutation: $(STAMP)
+	$(PY) tools/mutation.py $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -9,6 +9,7 @@ import sys
 
 import torch
 
+import rlhfops
 from rlhfops.config import load_config
 from rlhfops.train.runner import STAGES, trainer_class
 
@@ -31,4 +32,4 @@ if __name__ == "__main__":
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        torch.save({"loss": loss, "grads": grads}, out)
+        torch.save({"loss": loss, "grads": grads, "rlhfops_file": rlhfops.__file__}, out)

@@ -59,7 +59,12 @@ def test_train_command_runs_unchanged_under_accelerate_launch(tmp_path, stage):
     data = (
         write_demos(tmp_path / "d.jsonl", n=40) if stage == "sft" else write_prefs(tmp_path / "p.jsonl", n=40)
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # PYTHONPATH extended with the source this test imports, so the console scripts run the code under test
+    import rlhfops as pkg
+
+    src = str(Path(pkg.__file__).resolve().parents[1])
+    old = os.environ.get("PYTHONPATH", "")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(p for p in [src, old] if p)}
 
     single = tmp_path / "single"
     proc = subprocess.run(

@@ -16,6 +16,7 @@ import torch
 from dp_worker import gradients
 from helpers_train import write_demos, write_prefs
 
+import rlhfops
 from rlhfops.models.tiny import make_tiny_model_dir
 
 
@@ -57,6 +58,21 @@ def test_gradient_accumulation_invariance(tmp_path, stage):
     _assert_same(one, four)
 
 
+def worker_pythonpath(helpers: Path) -> str:
+    """The helpers' directory, then the directory this process imports rlhfops from, then whatever
+    PYTHONPATH already held: EXTENDED, so a worker imports the code under test (a worktree's src/), never
+    an installed copy that a replaced PYTHONPATH would fall back to."""
+    src = str(Path(rlhfops.__file__).resolve().parents[1])
+    old = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join(p for p in [str(helpers), src, *old.split(os.pathsep)] if p)
+
+
+def test_worker_pythonpath_extends_instead_of_replacing(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/a", "/b"]))
+    parts = worker_pythonpath(tmp_path).split(os.pathsep)
+    assert parts == [str(tmp_path), str(Path(rlhfops.__file__).resolve().parents[1]), "/a", "/b"]
+
+
 @pytest.mark.parametrize("stage", ["sft", "dpo"])
 def test_two_process_data_parallel_invariance(tmp_path, stage):
     model = make_tiny_model_dir(tmp_path / "tiny")
@@ -64,7 +80,7 @@ def test_two_process_data_parallel_invariance(tmp_path, stage):
     single = gradients(stage, _overrides(model, data, tmp_path / "single", 1))
     out = tmp_path / "dp.pt"
     worker = Path(__file__).with_name("dp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(worker.parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(worker.parent)}
     cmd = [
         sys.executable,
         "-m",
@@ -79,4 +95,5 @@ def test_two_process_data_parallel_invariance(tmp_path, stage):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = torch.load(out)
+    assert saved["rlhfops_file"] == rlhfops.__file__  # the workers ran the code under test
     _assert_same(single, (saved["loss"], saved["grads"]))

@@ -81,6 +81,17 @@ def test_ppo_full_finetune_tiny(tmp_path):
     assert (result.run_dir / "final" / "value_head.safetensors").exists()
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert "alarm" in summary["eval"] and isinstance(summary["eval"]["alarms"], list)
+    # numbers, not just finiteness: the first rollout's policy is the reference (KL 0, up to the sampler's
+    # float rounding), and the adaptive controller moves beta by Ziegler et al.'s rule from the logged KL
+    # (4 responses per iteration, the default target 6 and horizon 10000)
+    assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-4)
+    assert rows[0]["beta"] == 0.05
+    for prev, cur in zip(rows, rows[1:], strict=False):
+        err = min(max(prev["kl"] / 6.0 - 1.0, -0.2), 0.2)
+        assert cur["beta"] == pytest.approx(prev["beta"] * (1 + err * 4 / 10000), rel=1e-12)
+    assert rows[1]["beta"] < rows[0]["beta"]  # KL far below target: beta shrinks
+    # the rate each iteration used: the default linear decay over 3 iterations, no warm-up
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3, 1e-3 * 2 / 3, 1e-3 / 3], rel=1e-9)
 
 
 def test_ppo_lora_reference_is_adapter_disabled(tmp_path):

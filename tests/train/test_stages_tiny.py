@@ -84,7 +84,7 @@ def test_reward_model_tiny(tmp_path, tiny):
     result = run_stage("rm", None, _common(tmp_path, tiny, prefs, "rm"))
     summary = _check_run(result.run_dir, 3)
     ev = summary["eval"]
-    assert 0.0 <= ev["eval_accuracy"] <= 1.0
+    assert ev["eval_accuracy"] == pytest.approx(_rm_eval_accuracy(result.run_dir / "final", prefs), abs=1e-9)
     assert ev["reward_std_raw"] > 0
     assert ev["reward_length_correlation"] is None or -1.0 <= ev["reward_length_correlation"] <= 1.0
     from rlhfops.models.heads import RewardModel
@@ -99,12 +99,17 @@ def test_dpo_tiny_reference_untouched(tmp_path, tiny):
     result = run_stage("dpo", None, _common(tmp_path, tiny, prefs, "dpo", ["beta=0.5"]))
     summary = _check_run(result.run_dir, 3)
     metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert math.isclose(metrics[0]["loss"], math.log(2), rel_tol=1e-4)  # policy == reference at step 1
+    # policy == reference at step 1, so the loss is ln 2 whatever beta and the pair order; those are checked
+    # against an independent computation in test_dpo_wiring.py
+    assert math.isclose(metrics[0]["loss"], math.log(2), rel_tol=1e-4)
+    assert not math.isclose(metrics[2]["loss"], math.log(2), rel_tol=1e-4)  # the policy moved
     after = _weights(result.run_dir / "final")
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert all(torch.equal(before[k], v) for k, v in _weights(tiny).items())
     assert (result.run_dir / "ref_logps.pt").exists()
-    assert 0.0 <= summary["eval"]["eval_accuracy"] <= 1.0
+    ev = summary["eval"]
+    expected = _dpo_eval_accuracy(result.run_dir / "final", tiny, prefs, beta=0.5)
+    assert ev["eval_accuracy"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_dpo_reference_table_holds_the_pairs_the_run_uses(tmp_path, tiny):
@@ -136,5 +141,55 @@ def test_dpo_reference_table_holds_the_pairs_the_run_uses(tmp_path, tiny):
 
 def test_dpo_ipo_loss(tmp_path, tiny):
     prefs = write_prefs(tmp_path / "p.jsonl")
-    result = run_stage("dpo", None, _common(tmp_path, tiny, prefs, "ipo", ["loss_type=ipo"]))
+    result = run_stage("dpo", None, _common(tmp_path, tiny, prefs, "ipo", ["loss_type=ipo", "beta=0.25"]))
     _check_run(result.run_dir, 3)
+    metrics = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    # policy == reference at step 1: IPO's (0 - 1 / (2 beta))^2 = 1 / (4 beta^2) = 4 (sigmoid DPO: ln 2)
+    assert math.isclose(metrics[0]["loss"], 1 / (4 * 0.25**2), rel_tol=1e-5)
+    assert (
+        metrics[2]["loss"] < metrics[0]["loss"]
+    )  # the squared loss falls as the gap grows toward 1/(2 beta)
+
+
+def _eval_pairs(model_dir: Path, prefs: Path) -> list:
+    """The held-out pairs of a run with _common's settings (same split, same encoding)."""
+    from rlhfops.config import load_config
+    from rlhfops.train.config import DPOConfig
+    from rlhfops.train.prefs import load_pref_rows
+
+    cfg = load_config(
+        DPOConfig, None, [f"model={model_dir}", f"data={prefs}", "max_length=128", "eval_fraction=0.2"]
+    )
+    _tok, _train, held = load_pref_rows(cfg)
+    assert held
+    return held
+
+
+def _rm_eval_accuracy(final: Path, prefs: Path) -> float:
+    """Share of held-out pairs whose chosen reply the saved reward model scores above the rejected one,
+    scored one unpadded sequence at a time."""
+    from wiring_helpers import last_token_reward
+
+    from rlhfops.models.heads import RewardModel
+
+    rm = RewardModel.from_pretrained(final).eval()
+    held = _eval_pairs(final, prefs)
+    with torch.no_grad():
+        right = [
+            float(last_token_reward(rm, p.prompt_ids + p.chosen_ids))
+            > float(last_token_reward(rm, p.prompt_ids + p.rejected_ids))
+            for p in held
+        ]
+    return sum(right) / len(right)
+
+
+def _dpo_eval_accuracy(final: Path, reference: Path, prefs: Path, beta: float) -> float:
+    """Share of held-out pairs whose implicit reward beta * log(pi / pi_ref) ranks chosen first."""
+    from transformers import AutoModelForCausalLM
+    from wiring_helpers import pair_logps
+
+    held = _eval_pairs(reference, prefs)
+    with torch.no_grad():
+        pc, pr = pair_logps(AutoModelForCausalLM.from_pretrained(final).eval(), held)
+        rc, rr = pair_logps(AutoModelForCausalLM.from_pretrained(reference).eval(), held)
+    return float((beta * ((pc - rc) - (pr - rr)) > 0).float().mean())

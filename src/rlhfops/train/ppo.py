@@ -140,6 +140,7 @@ class PPOTrainer(Trainer):
         )
         mean_kl /= self.config.samples_per_prompt
         beta_used = self.kl_ctl.value
+        lr_used = self.scheduler.get_last_lr()[0]  # the rate this iteration's updates used
         self.kl_ctl.update(mean_kl, self.config.batch_size * self.config.samples_per_prompt)
         self.scheduler.step()
         record = {
@@ -147,7 +148,7 @@ class PPOTrainer(Trainer):
             "loss": stats["loss"],
             "beta": beta_used,
             "kl": mean_kl,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": lr_used,
             "seconds": time.perf_counter() - t0,
             **roll.metrics,
             **{k: v for k, v in stats.items() if k != "loss"},

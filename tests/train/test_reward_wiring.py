@@ -1,0 +1,76 @@
+"""Reward-model wiring: the first step's Bradley-Terry loss and gradient equal values computed in the test
+from the same trunk and head, one unpadded sequence at a time (chosen first, rejected second, the row's
+margin subtracted only when use_margin is on) (issue 17)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers_train import write_prefs
+from wiring_helpers import assert_grads_close, grads, last_token_reward, make_trainer, stage_args
+
+from rlhfops.models.tiny import make_tiny_model_dir
+from rlhfops.train.config import RewardConfig
+from rlhfops.train.reward import RewardTrainer
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("rm-wiring")
+    model = make_tiny_model_dir(tmp / "tiny")
+    return tmp, model, write_prefs(tmp / "p.jsonl", n=12, margin=True)
+
+
+def _rewards(model, pairs):
+    chosen = torch.stack([last_token_reward(model, p.prompt_ids + p.chosen_ids) for p in pairs])
+    rejected = torch.stack([last_token_reward(model, p.prompt_ids + p.rejected_ids) for p in pairs])
+    return chosen, rejected
+
+
+@pytest.mark.parametrize("use_margin", [True, False])
+def test_first_step_loss_and_gradient_match_an_independent_computation(setup, use_margin):
+    tmp, model, prefs = setup
+    trainer = make_trainer(
+        RewardTrainer,
+        RewardConfig,
+        stage_args(tmp, model, prefs, f"rm-{use_margin}", [f"use_margin={use_margin}"]),
+    )
+    rows = trainer.rows_for_step(1)
+    margins = torch.tensor([r.margin for r in rows])
+    assert margins.abs().sum() > 0  # the batch has non-zero margins, so use_margin changes the loss
+
+    loss, sums, units = trainer.accumulate_gradients(1)
+    got = grads(trainer.model)
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+    rc, rr = _rewards(trainer.model, rows)
+    logits = rc - rr - (margins if use_margin else 0.0)
+    expected = -F.logsigmoid(logits).mean()
+    expected.backward()
+    assert units == 4
+    assert math.isclose(loss, float(expected), rel_tol=1e-5), (loss, float(expected))
+    assert_grads_close(got, grads(trainer.model))
+    assert sums["accuracy"] == pytest.approx(float((rc > rr).sum()), abs=1e-9)
+    assert sums["reward_margin"] / units == pytest.approx(float((rc - rr).mean()), rel=1e-4, abs=1e-6)
+    trainer.cleanup()
+
+
+def test_eval_accuracy_counts_chosen_above_rejected(setup):
+    tmp, model, prefs = setup
+    trainer = make_trainer(RewardTrainer, RewardConfig, stage_args(tmp, model, prefs, "rm-eval"))
+    with torch.no_grad():  # a head that ranks by a fixed direction: some pairs right, some wrong
+        trainer.model.head.weight.normal_(generator=torch.Generator().manual_seed(5))
+    ev = trainer.evaluate()
+    with torch.no_grad():
+        rc, rr = _rewards(trainer.model, trainer.eval_rows)
+        tc, tr = _rewards(trainer.model, trainer.train_rows)
+    assert ev["eval_pairs"] == len(trainer.eval_rows) == 3
+    assert ev["eval_accuracy"] == pytest.approx(float((rc > rr).float().mean()), abs=1e-9)
+    assert ev["train_accuracy"] == pytest.approx(float((tc > tr).float().mean()), abs=1e-9)
+    both = torch.cat([tc, tr])
+    assert ev["reward_mean_raw"] == pytest.approx(float(both.mean()), rel=1e-4, abs=1e-5)
+    assert ev["reward_std_raw"] == pytest.approx(float(both.std(unbiased=False)), rel=1e-4)
+    trainer.cleanup()

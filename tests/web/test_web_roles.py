@@ -1,0 +1,173 @@
+"""Every role predicate with a user who has the role and with users who lack it; the 403 rule, the CSRF
+guard's session/token split, the sign-in throttle and session expiry at their edges (issue 17)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from fastapi import HTTPException
+
+from rlhfops.web import auth
+from rlhfops.web.auth import LoginThrottle, Signer, User, api_write_guard, require
+from rlhfops.web.deps import get_workspace
+
+ROLES = ["rater", "annotation-lead", "domain-expert-lead", "domain-expert", "task-spec-owner", "gate-owner"]
+
+# predicate -> the roles that grant it (every other role must not)
+PREDICATES = {
+    "is_rater": {"rater"},
+    "is_lead": {"annotation-lead"},
+    "is_expert": {"domain-expert-lead", "domain-expert"},
+    "is_demo_lead": {"domain-expert-lead"},
+}
+
+
+def _user(*roles: str, admin: bool = False, via: str = "session") -> User:
+    return User("ann", frozenset(roles), admin, via)
+
+
+@pytest.mark.parametrize("predicate", PREDICATES)
+@pytest.mark.parametrize("role", ROLES)
+def test_each_predicate_holds_for_its_roles_only(predicate, role):
+    assert getattr(_user(role), predicate) is (role in PREDICATES[predicate])
+
+
+@pytest.mark.parametrize("predicate", PREDICATES)
+def test_no_role_and_admin_flag_grant_no_predicate(predicate):
+    assert getattr(_user(), predicate) is False
+    assert getattr(_user(admin=True), predicate) is False  # admin is checked by require(), not here
+    others = [r for r in ROLES if r not in PREDICATES[predicate]]
+    assert getattr(_user(*others), predicate) is False
+    assert getattr(_user(*others, *PREDICATES[predicate]), predicate) is True
+
+
+def test_require_refuses_unless_allowed_or_admin():
+    require(_user("rater"), True, "label")
+    require(_user(admin=True), False, "promote")
+    with pytest.raises(HTTPException) as err:
+        require(_user("rater"), False, "promote")
+    assert err.value.status_code == 403 and "ann may not promote" in err.value.detail
+
+
+def _request(headers: dict[str, str], cookies: dict[str, str], signer: Signer):
+    fake_auth = SimpleNamespace(check_csrf=None)
+    real = auth.Auth.__new__(auth.Auth)
+    real.signer = signer
+    fake_auth.check_csrf = real.check_csrf
+    return SimpleNamespace(
+        headers=headers, cookies=cookies, app=SimpleNamespace(state=SimpleNamespace(auth=fake_auth))
+    )
+
+
+def test_api_write_guard_needs_csrf_for_session_writes_only():
+    signer = Signer(b"k" * 32)
+    token = signer.sign("nonce-1")
+    ok = _request({auth.CSRF_HEADER: "nonce-1"}, {auth.CSRF_COOKIE: token}, signer)
+    api_write_guard(ok, _user("rater"))
+    for headers in ({}, {auth.CSRF_HEADER: "nonce-2"}):
+        bad = _request(headers, {auth.CSRF_COOKIE: token}, signer)
+        with pytest.raises(HTTPException) as err:
+            api_write_guard(bad, _user("rater"))
+        assert err.value.status_code == 403
+        api_write_guard(bad, _user("rater", via="token"))  # bearer tokens carry no CSRF token
+    no_cookie = _request({auth.CSRF_HEADER: "nonce-1"}, {}, signer)
+    with pytest.raises(HTTPException):
+        api_write_guard(no_cookie, _user("rater"))
+
+
+def test_session_token_expires_after_max_age(monkeypatch):
+    signer = Signer(b"s" * 32)
+    monkeypatch.setattr(auth.time, "time", lambda: 1_000_000.0)
+    token = signer.sign("ann")
+    assert signer.unsign(token) == "ann"
+    monkeypatch.setattr(auth.time, "time", lambda: 1_000_000.0 + 100)
+    assert signer.unsign(token, max_age=100) == "ann"  # exactly max_age old: still valid
+    assert signer.unsign(token, max_age=99) is None
+    assert Signer(b"t" * 32).unsign(token) is None  # another secret
+    enc, issued, mac = token.split(".")
+    assert signer.unsign(f"{enc}.{int(issued) + 1}.{mac}") is None  # tampered
+    assert signer.unsign(None) is None and signer.unsign("a.b") is None
+
+
+def test_login_throttle_limit_and_window_edges():
+    now = [0.0]
+    t = LoginThrottle(limit=3, window=60.0, clock=lambda: now[0])
+    for _i in range(2):
+        t.failed("ann", "1.2.3.4")
+        now[0] += 1
+    assert t.retry_after("ann", "1.2.3.4") is None  # limit - 1 failures: may try
+    t.failed("ann", "1.2.3.4")
+    assert t.retry_after("ann", "1.2.3.4") == pytest.approx(60.0 - 2.0)  # until the oldest is 60 s old
+    assert t.retry_after("ann", "5.6.7.8") is None and t.retry_after("bob", "1.2.3.4") is None
+    now[0] = 59.999
+    assert t.retry_after("ann", "1.2.3.4") is not None
+    now[0] = 60.0  # the first failure is exactly `window` old: no longer counted
+    assert t.retry_after("ann", "1.2.3.4") is None
+    t.failed("ann", "1.2.3.4")
+    assert t.retry_after("ann", "1.2.3.4") is not None
+    t.succeeded("ann", "1.2.3.4")
+    assert t.retry_after("ann", "1.2.3.4") is None
+
+
+def test_get_workspace_yields_the_apps_own_workspace():
+    ws = object()
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(ws=ws)))
+    gen = get_workspace(request)
+    assert next(gen) is ws
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+def test_retry_after_is_at_least_one_second():
+    now = [0.0]
+    t = LoginThrottle(limit=1, window=60.0, clock=lambda: now[0])
+    t.failed("ann", "c")
+    now[0] = 59.5
+    assert t.retry_after("ann", "c") == 1.0  # 0.5 s left, reported as the 1 s floor
+    now[0] = 30.0
+    assert t.retry_after("ann", "c") == 30.0
+
+
+def test_sessions_last_twelve_hours():
+    assert auth.SESSION_MAX_AGE == 12 * 60 * 60  # the documented session lifetime
+
+
+def test_role_cache_expires_after_its_ttl(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    cache, loads = auth._Cache(ttl=5.0), []
+
+    def load():
+        loads.append(now[0])
+        return len(loads)
+
+    assert cache.get("k", load) == 1
+    now[0] = 104.999
+    assert cache.get("k", load) == 1  # within the TTL: cached
+    now[0] = 105.0
+    assert cache.get("k", load) == 2  # exactly TTL old: reloaded
+
+
+def test_get_workspace_outside_the_app_opens_and_closes_one(monkeypatch):
+    import rlhfops.workspace as workspace
+    from rlhfops.errors import UserError
+
+    closed = []
+    fake = SimpleNamespace(close=lambda: closed.append(True))
+    monkeypatch.setattr(workspace, "require_workspace", lambda: fake)
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))
+    gen = get_workspace(request)
+    assert next(gen) is fake and closed == []
+    with pytest.raises(StopIteration):
+        next(gen)
+    assert closed == [True]  # closed after the request
+
+    def missing():
+        raise UserError("no workspace here")
+
+    monkeypatch.setattr(workspace, "require_workspace", missing)
+    with pytest.raises(HTTPException) as err:
+        next(get_workspace(request))
+    assert err.value.status_code == 503 and "no workspace here" in err.value.detail
+    assert get_workspace.app_aware is True  # create_app relies on it to skip a dependency override
