@@ -76,13 +76,15 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
     "annotate/agreement.py": [
         "tests/annotate/test_annotate_agreement.py",
         "tests/annotate/test_annotate_agreement_reference.py",
+        "tests/annotate/test_annotate_agreement_edges.py",
     ],
     "train/losses.py": [
         "tests/train_math/test_preference_losses.py",
         "tests/train_math/test_token_losses.py",
         "tests/train_math/test_packing_placement.py",
+        "tests/train_math/test_math_edges.py",
     ],
-    "train/rl_math.py": ["tests/train_math/test_rl_math.py"],
+    "train/rl_math.py": ["tests/train_math/test_rl_math.py", "tests/train_math/test_math_edges.py"],
     "gate/decide.py": ["tests/gate/test_gate_decide.py", "tests/gate/test_gate_limit_edges.py"],
     "train/reward.py": ["tests/train/test_reward_wiring.py"],
     "train/dpo.py": ["tests/train/test_dpo_wiring.py"],
