@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -73,4 +74,8 @@ def test_eval_accuracy_counts_chosen_above_rejected(setup):
     both = torch.cat([tc, tr])
     assert ev["reward_mean_raw"] == pytest.approx(float(both.mean()), rel=1e-4, abs=1e-5)
     assert ev["reward_std_raw"] == pytest.approx(float(both.std(unbiased=False)), rel=1e-4)
+    held = trainer.eval_rows
+    lengths = [len(r.chosen_ids) for r in held] + [len(r.rejected_ids) for r in held]
+    r = np.corrcoef(torch.cat([rc, rr]).numpy(), np.array(lengths, float))[0, 1]
+    assert ev["reward_length_correlation"] == pytest.approx(float(r), rel=1e-4, abs=1e-6)
     trainer.cleanup()
