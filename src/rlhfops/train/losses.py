@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlhfops.errors import ConfigError
+from rlhfops.train.loss_registry import DPO_VARIANTS, dpo_variant
 
 IGNORE_INDEX = -100
 
@@ -346,13 +347,10 @@ def ipo_loss(
 
 DPOLossFn = Callable[..., DPOLossOutput]
 
-DPO_LOSSES: dict[str, DPOLossFn] = {"sigmoid": dpo_sigmoid_loss, "ipo": ipo_loss}
+#: name -> loss function of every variant in ``rlhfops.train.loss_registry`` (which owns the variants)
+DPO_LOSSES: dict[str, DPOLossFn] = {name: v.loss for name, v in DPO_VARIANTS.items()}
 
 
 def get_dpo_loss(name: str) -> DPOLossFn:
     """The DPO-family loss registered under ``name``; ConfigError naming the valid options otherwise."""
-    try:
-        return DPO_LOSSES[name]
-    except KeyError:
-        valid = ", ".join(sorted(DPO_LOSSES))
-        raise ConfigError(f"unknown DPO loss_type {name!r}; valid options: {valid}") from None
+    return dpo_variant(name).loss
