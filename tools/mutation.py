@@ -87,9 +87,9 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
     "train/rl_math.py": ["tests/train_math/test_rl_math.py", "tests/train_math/test_math_edges.py"],
     "gate/decide.py": ["tests/gate/test_gate_decide.py", "tests/gate/test_gate_limit_edges.py"],
     "train/reward.py": ["tests/train/test_reward_wiring.py"],
-    "train/dpo.py": ["tests/train/test_dpo_wiring.py"],
+    "train/dpo.py": ["tests/train/test_dpo_wiring.py", "tests/train/test_dpo_loss_registry.py"],
     "train/ppo_rollout.py": ["tests/train/test_ppo_wiring.py"],
-    "train/ppo_update.py": ["tests/train/test_ppo_wiring.py"],
+    "train/ppo_update.py": ["tests/train/test_ppo_wiring.py", "tests/train/test_ppo_data_parallel.py"],
 }
 
 CMP_SWAP = {

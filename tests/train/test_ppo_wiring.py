@@ -197,7 +197,8 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         mb = _slice(roll, torch.arange(roll.sequences.shape[0]))
         P, m = roll.prompt_length, mb["mask"]
         with torch.no_grad():
-            loss, stats = minibatch_loss(trainer, mb, P, token_share=0.5)
+            # as if another micro-batch (or process) held as many tokens again: half the token mean
+            loss, stats = minibatch_loss(trainer, mb, P, num_tokens_global=2 * float(m.sum()))
             out = trainer.model(mb["sequences"], mb["attention_mask"], P)
         n = m.sum()
         ratio = torch.exp(out.logps - mb["old_logps"])

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from rlhfops.config import StageConfig
 from rlhfops.errors import ConfigError
+from rlhfops.train.loss_registry import dpo_variant_names
 
 
 class LoraConfig(StageConfig):
@@ -142,7 +144,7 @@ class DPOConfig(TrainConfig):
 
     learning_rate: float = Field(5e-6, gt=0, description="Peak learning rate (AdamW).")
     beta: float = Field(0.1, gt=0, description="Strength of the implicit KL constraint.")
-    loss_type: Literal["sigmoid", "ipo"] = Field("sigmoid", description="DPO loss variant.")
+    loss_type: str = Field("sigmoid", description="DPO loss variant.")
     share_prompt: bool = Field(
         True,
         description="Compute each pair's prompt once ([prompt][chosen][rejected] with a custom mask; "
@@ -154,3 +156,14 @@ class DPOConfig(TrainConfig):
         lt=0.5,
         description="Conservative DPO: assumed share of flipped labels (sigmoid loss only).",
     )
+
+    @field_validator("loss_type", mode="before")
+    @classmethod
+    def _registered_loss(cls, value: object) -> object:
+        """A variant of ``rlhfops.train.loss_registry``; the error lists them (as for a Literal)."""
+        names = dpo_variant_names()
+        if value not in names:
+            listed = [repr(n) for n in names]
+            expected = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} or {listed[-1]}"
+            raise PydanticCustomError("dpo_loss_type", "Input should be {expected}", {"expected": expected})
+        return value

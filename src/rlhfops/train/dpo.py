@@ -3,7 +3,8 @@
 Before the first step the starting model (which is the reference) scores every training pair the run
 will use (all of them unless ``max_steps`` ends inside the first epoch) and every held-out pair; those
 sums are stored in the run directory (``ref_logps.pt``), so no second model sits in memory and a resumed
-run does not recompute them. Loss variants come from the registry in ``losses.py``.
+run does not recompute them. Loss variants (their functions, options and log-prob convention) come from
+the registry in ``loss_registry.py``; the trainer has no per-variant branch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import DPOConfig
 from rlhfops.train.forward import CompletionLogProbs, sequence_sums
+from rlhfops.train.loss_registry import DPOVariant, dpo_variant
 from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
 from rlhfops.train.sft import _zero_with_grad, load_policy
 
@@ -42,14 +44,19 @@ class DPOTrainer(Trainer):
         self.eval_rows = [IndexedPair(f"e{i}", p) for i, p in enumerate(held)]
         self.ref: dict[str, tuple[float, float]] = {}
 
+    @property
+    def variant(self) -> DPOVariant:
+        """The configured loss variant: its loss function, options and log-prob convention."""
+        return dpo_variant(self.config.loss_type)
+
     def build_model(self) -> None:
         self.model = CompletionLogProbs(load_policy(self.config))
 
     def pair_logps(self, rows: list[IndexedPair]) -> tuple[torch.Tensor, torch.Tensor]:
         """Policy log-probs of chosen and rejected responses, each [len(rows)].
 
-        Sums over completion tokens for the sigmoid loss; means per token for IPO (as in Azar et al.
-        2023's implementation and TRL).
+        Sums over completion tokens, or means per completion token when the configured loss variant
+        asks for them (``DPOVariant.per_token_logps``: IPO, as in Azar et al. 2023's code and TRL).
         """
         pairs = [r.pair for r in rows]
         batch = pack_pair_batch(
@@ -60,7 +67,7 @@ class DPOTrainer(Trainer):
             [p.rejected_ids for p in pairs],
         ).to(self.accelerator.device)
         sums = sequence_sums(self.model(batch), batch)
-        if self.config.loss_type == "ipo":
+        if self.variant.per_token_logps:
             sums = sums / batch.lengths.to(sums.dtype)
         n = len(rows)
         return sums[:n], sums[n:]
@@ -92,15 +99,12 @@ class DPOTrainer(Trainer):
         return vals[:, 0], vals[:, 1]
 
     def micro_loss(self, rows: list[IndexedPair], global_units: float) -> StepStats:
-        from rlhfops.train.losses import get_dpo_loss
-
         if not rows:
             return StepStats(loss=_zero_with_grad(self.model))
         pc, pr = self.pair_logps(rows)
         rc, rr = self._ref_tensors(rows, pc)
-        cfg = self.config
-        kwargs = {"label_smoothing": cfg.label_smoothing} if cfg.loss_type == "sigmoid" else {}
-        out = get_dpo_loss(cfg.loss_type)(pc, pr, rc, rr, cfg.beta, **kwargs)
+        variant = self.variant
+        out = variant.loss(pc, pr, rc, rr, self.config.beta, **variant.option_values(self.config))
         n = len(rows)
         return StepStats(
             loss=out.loss * (n / global_units),

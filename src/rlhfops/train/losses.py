@@ -5,12 +5,20 @@ tested against numbers worked out by hand in ``tests/train_math``.
 
 Loss aggregation convention
 ---------------------------
-Token-level losses (SFT, PPO) are **token means over the whole global batch**: the sum of the
-per-token losses of every micro-batch on every process, divided by the number of valid tokens in
-the whole optimiser step. ``token_mean_loss`` takes that global token count, so that a step split into
-gradient-accumulation micro-batches (or across data-parallel ranks) produces the same gradient as one
-big batch. Sequence-level losses (Bradley-Terry, DPO) are means over pairs; the trainer scales them by
-``pairs_in_micro_batch / pairs_in_step`` for the same reason.
+Token-level losses (SFT, PPO) are **token means over everything one optimiser step sees**: the sum of
+the per-token losses of every micro-batch on every process, divided by the number of valid tokens of
+the step on all processes (all-reduced), so that a step split into gradient-accumulation micro-batches
+or across data-parallel processes produces the same loss and gradient as one big batch. DDP averages
+gradients over processes, so each process backpropagates its part times the world size.
+
+- SFT (``sft.py``): the micro-batch's token mean times ``tokens_in_micro_batch / tokens_in_step``.
+- PPO (``ppo_update.py``): an optimiser step is one minibatch; its all-reduced token count is passed as
+  ``num_tokens_global`` to ``ppo_policy_loss``, ``ppo_value_loss`` and ``token_mean_loss`` (KL term).
+
+Sequence-level losses (Bradley-Terry, DPO) are means over pairs; the trainer scales them by
+``pairs_in_micro_batch / pairs_in_step`` for the same reason. Tests: ``tests/train/test_invariance.py``
+(accumulation: SFT, reward model, DPO; two processes: SFT, DPO) and ``tests/train/test_ppo_data_parallel.py``
+(PPO, two processes with uneven token counts).
 
 Shapes use B = batch, T = time (tokens), V = vocabulary, N = packed tokens.
 """
@@ -25,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlhfops.errors import ConfigError
+from rlhfops.train.loss_registry import DPO_VARIANTS, dpo_variant
 
 IGNORE_INDEX = -100
 
@@ -338,13 +347,10 @@ def ipo_loss(
 
 DPOLossFn = Callable[..., DPOLossOutput]
 
-DPO_LOSSES: dict[str, DPOLossFn] = {"sigmoid": dpo_sigmoid_loss, "ipo": ipo_loss}
+#: name -> loss function of every variant in ``rlhfops.train.loss_registry`` (which owns the variants)
+DPO_LOSSES: dict[str, DPOLossFn] = {name: v.loss for name, v in DPO_VARIANTS.items()}
 
 
 def get_dpo_loss(name: str) -> DPOLossFn:
     """The DPO-family loss registered under ``name``; ConfigError naming the valid options otherwise."""
-    try:
-        return DPO_LOSSES[name]
-    except KeyError:
-        valid = ", ".join(sorted(DPO_LOSSES))
-        raise ConfigError(f"unknown DPO loss_type {name!r}; valid options: {valid}") from None
+    return dpo_variant(name).loss

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from rlhfops.train.ppo_parts import RolloutParts
 from rlhfops.train.reward_sources import Responses
+
+if TYPE_CHECKING:
+    from rlhfops.models.generate import GenerationOutput
 
 
 @dataclass
@@ -37,8 +41,12 @@ def full_attention_mask(out: Any) -> torch.Tensor:
 
 
 def _generate(
-    trainer: Any, prompts: list[list[int]], gen: torch.Generator, greedy: bool = False, num_samples: int = 1
-) -> Any:
+    trainer: RolloutParts,
+    prompts: list[list[int]],
+    gen: torch.Generator,
+    greedy: bool = False,
+    num_samples: int = 1,
+) -> GenerationOutput:
     from rlhfops.models.generate import generate
 
     cfg = trainer.config
@@ -60,7 +68,7 @@ def _generate(
     return out
 
 
-def _responses(trainer: Any, prompts: list[list[int]], out: Any) -> Responses:
+def _responses(trainer: RolloutParts, prompts: list[list[int]], out: GenerationOutput) -> Responses:
     mask = out.response_mask.bool()
     resp = [out.response_ids[i][mask[i]].tolist() for i in range(len(prompts))]
     texts = trainer.tokenizer.batch_decode(resp, skip_special_tokens=True)
@@ -81,7 +89,9 @@ def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, beta: float) -> Rollout:
+def make_rollout(
+    trainer: RolloutParts, prompts: list[list[int]], gen: torch.Generator, beta: float
+) -> Rollout:
     from rlhfops.train.kl import get_kl_estimator
     from rlhfops.train.rl_math import (
         apply_no_eos_penalty,
@@ -154,7 +164,9 @@ def make_rollout(trainer: Any, prompts: list[list[int]], gen: torch.Generator, b
 
 
 @torch.no_grad()
-def evaluate_policy(trainer: Any, prompts: list[list[int]], reference: bool = False) -> dict[str, Any]:
+def evaluate_policy(
+    trainer: RolloutParts, prompts: list[list[int]], reference: bool = False
+) -> dict[str, Any]:
     """Held-out behaviour of the policy (or of the reference): score, KL, length, diversity, judge.
 
     Sampled with the training temperature and a fixed seed, so two evaluations see the same noise.

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlhfops.train.ppo_parts import UpdateParts
 from rlhfops.train.ppo_rollout import Rollout
 
 
@@ -26,35 +27,64 @@ def _slice(roll: Rollout, idx: torch.Tensor) -> dict[str, Any]:
     return out
 
 
-def minibatch_loss(trainer: Any, mb: dict[str, Any], P: int, token_share: float) -> tuple[torch.Tensor, dict]:
-    """Loss of one micro-batch, weighted by its share of the minibatch's response tokens."""
+def minibatch_loss(
+    trainer: UpdateParts, mb: dict[str, Any], P: int, num_tokens_global: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """This micro-batch's part of the loss: its per-token terms summed, over ``num_tokens_global``.
+
+    ``num_tokens_global`` is the number of response tokens of the whole minibatch on every process, so
+    the micro-batch losses of all processes add up to the token mean over the minibatch (policy, KL and
+    value terms alike). The statistics are this micro-batch's own token means.
+    """
     from rlhfops.train.kl import get_kl_estimator
-    from rlhfops.train.losses import masked_mean
+    from rlhfops.train.losses import token_mean_loss
     from rlhfops.train.rl_math import ppo_policy_loss, ppo_value_loss
 
     cfg = trainer.config
     out = trainer.model(mb["sequences"], mb["attention_mask"], P, cfg.temperature or 1.0)
     mask = mb["mask"]
-    pol = ppo_policy_loss(out.logps, mb["old_logps"], mb["advantages"], mask, cfg.clip_eps)
+    # from a share of the global token mean back to this micro-batch's token mean, for the statistics
+    to_local_mean = num_tokens_global / max(float(mask.sum()), 1.0)
+    pol = ppo_policy_loss(out.logps, mb["old_logps"], mb["advantages"], mask, cfg.clip_eps, num_tokens_global)
     loss = pol.loss
     stats = {
-        "policy_loss": float(pol.loss.detach()),
+        "policy_loss": float(pol.loss.detach()) * to_local_mean,
         "clip_fraction": float(pol.clip_fraction),
         "approx_kl": float(pol.approx_kl),
     }
     if cfg.kl_mode == "loss":
-        kl = masked_mean(get_kl_estimator(cfg.kl_estimator)(out.logps, mb["ref_logps"]), mask)
+        kl = token_mean_loss(
+            get_kl_estimator(cfg.kl_estimator)(out.logps, mb["ref_logps"]), mask, num_tokens_global
+        )
         loss = loss + trainer.kl_ctl.value * kl
     if out.values is not None:
-        val = ppo_value_loss(out.values, mb["values"], mb["returns"], mask, cfg.value_clip)
+        val = ppo_value_loss(
+            out.values, mb["values"], mb["returns"], mask, cfg.value_clip, num_tokens_global=num_tokens_global
+        )
         loss = loss + cfg.vf_coef * val.loss
-        stats["value_loss"] = float(val.loss.detach())
+        stats["value_loss"] = float(val.loss.detach()) * to_local_mean
         stats["value_clip_fraction"] = float(val.clip_fraction)
-    return loss * token_share, stats
+    return loss, stats
 
 
-def ppo_update(trainer: Any, roll: Rollout) -> dict[str, float]:
-    """Run ``ppo_epochs`` epochs; returns the mean of each statistic over all minibatches."""
+def _global_sum(trainer: UpdateParts, value: float) -> float:
+    """``value`` summed over every process (all-reduce; the value itself with one process)."""
+    if trainer.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=trainer.accelerator.device)
+    return float(trainer.accelerator.reduce(t, reduction="sum").item())
+
+
+def ppo_update(trainer: UpdateParts, roll: Rollout) -> dict[str, float]:
+    """Run ``ppo_epochs`` epochs; returns the mean of each statistic over all minibatches.
+
+    Each minibatch's loss is the token mean over the response tokens of that minibatch on **every**
+    process: the token count is all-reduced before the forward passes, each process backpropagates
+    ``world * sum(its per-token losses) / global_tokens`` and DDP averages the gradients over processes,
+    so loss and gradient equal those of one process holding the whole minibatch, however unevenly the
+    tokens are spread. ``loss`` is that global minibatch loss (the same on every process); the other
+    statistics are means over this process's micro-batches.
+    """
     from rlhfops.train.rl_math import explained_variance
 
     cfg = trainer.config
@@ -68,22 +98,22 @@ def ppo_update(trainer: Any, roll: Rollout) -> dict[str, float]:
         perm = torch.as_tensor(rng.permutation(n))
         for start in range(0, n, mb_size):
             idx = perm[start : start + mb_size]
-            mb_tokens = float(roll.mask[idx].sum().clamp(min=1))
+            # an empty minibatch everywhere gives loss 0 (and no gradient), as a masked mean does
+            global_tokens = max(_global_sum(trainer, float(roll.mask[idx].sum())), 1.0)
             loss_total = 0.0
             for j, part in enumerate(torch.tensor_split(idx, accum)):
                 if len(part) == 0:
                     continue
                 mb = _slice(roll, part)
-                share = float(mb["mask"].sum()) / mb_tokens
                 last = j == accum - 1
                 ctx = trainer.accelerator.no_sync(trainer.model) if not last else contextlib.nullcontext()
                 with ctx:
-                    loss, stats = minibatch_loss(trainer, mb, roll.prompt_length, share)
-                    trainer.accelerator.backward(loss)
+                    loss, stats = minibatch_loss(trainer, mb, roll.prompt_length, global_tokens)
+                    trainer.accelerator.backward(loss * trainer.world)  # DDP averages over processes
                 loss_total += float(loss.detach())
                 for key, v in stats.items():
                     totals.setdefault(key, []).append(v)
-            totals.setdefault("loss", []).append(loss_total)
+            totals.setdefault("loss", []).append(_global_sum(trainer, loss_total))
             if cfg.max_grad_norm > 0:
                 gn = trainer.accelerator.clip_grad_norm_(trainer.model.parameters(), cfg.max_grad_norm)
                 totals.setdefault("grad_norm", []).append(float(gn))
