@@ -25,7 +25,7 @@ import time
 import krippendorff
 import numpy as np
 
-from rlhfops.agreement import krippendorff_alpha
+from rlhfops.annotate.agreement import krippendorff_alpha
 
 
 def make_data(raters: int, items: int, missing: float, seed: int = 0) -> np.ndarray:

@@ -55,9 +55,9 @@ def _free_port() -> int:
 
 def setup_workspace(root: Path, n_raters: int, n_items: int) -> list[str]:
     """A workspace with raters (accounts + tokens) and queued pairs; returns the tokens."""
-    from rlhfops.annotate import models as m
     from rlhfops.annotate.accounts import create_token, hash_password
     from rlhfops.annotate.queue import item_key
+    from rlhfops.workspace import annotation_tables as m
     from rlhfops.workspace import db, init_workspace
 
     ws = init_workspace(root, "support-replies")
@@ -227,8 +227,8 @@ def _postgres_cpu_seconds() -> float | None:
 
 
 def check_db(url: str | None, root: Path) -> dict:
-    from rlhfops.annotate import models as m
     from rlhfops.workspace import Workspace
+    from rlhfops.workspace import annotation_tables as m
 
     if url:
         os.environ["RLHFOPS_DATABASE_URL"] = url

@@ -7,7 +7,7 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
-from rlhfops.agreement import (
+from rlhfops.annotate.agreement import (
     category_counts,
     cohen_kappa,
     coincidence_matrix,

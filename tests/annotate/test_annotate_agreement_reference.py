@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from rlhfops.agreement import cohen_kappa, fleiss_kappa, krippendorff_alpha, percent_agreement
 from rlhfops.annotate import agreement as agreement_module
+from rlhfops.annotate.agreement import cohen_kappa, fleiss_kappa, krippendorff_alpha, percent_agreement
 from rlhfops.errors import UserError
 
 TOL = 1e-9

@@ -8,9 +8,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from web_helpers import PASSWORD, csrf_of, login, pairs
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.accounts import create_token
 from rlhfops.annotate.queue import PairIn, fetch_next, queue_pairs
+from rlhfops.workspace import annotation_tables as m
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 from web_helpers import PASSWORD, ServerThread, pairs
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.queue import PairIn, queue_pairs
+from rlhfops.workspace import annotation_tables as m
 
 CHROMIUM = "/usr/bin/chromium"
 EVIL = "<script>window.pwned = 1</script><b>bold?</b>"

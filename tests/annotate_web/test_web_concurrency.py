@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from web_helpers import pairs
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.queue import fetch_next, queue_pairs, submit_label
+from rlhfops.workspace import annotation_tables as m
 
 N_RATERS, N_ITEMS, K, PER_RATER = 100, 60, 3, 4
 

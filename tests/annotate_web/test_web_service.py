@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 from web_helpers import pairs
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.calibration import round_result, start_round
 from rlhfops.annotate.export import export_preferences
 from rlhfops.annotate.queue import (
@@ -22,6 +21,7 @@ from rlhfops.annotate.queue import (
     to_canonical,
 )
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 
 
 def _label_all(ws, rater: str, choose, gold_rate: float = 0.0) -> list[int]:
@@ -143,7 +143,7 @@ def test_export_writes_engine_format_and_registers_alpha(ws, tmp_path: Path) -> 
     for row in rows:
         assert row["chosen"].startswith("good") and row["rejected"].startswith("bad")
         assert row["agreement"] in (pytest.approx(2 / 3), 1.0) and row["n_labels"] == 3
-    from rlhfops.agreement import krippendorff_alpha
+    from rlhfops.annotate.agreement import krippendorff_alpha
 
     art = ws.artifact(res.artifact_id)
     assert art.kind == "preferences"

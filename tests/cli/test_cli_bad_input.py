@@ -114,8 +114,8 @@ def test_artifact_ref_hex_prefix_still_works(ws_root: Path, tmp_path: Path, caps
 
 
 def _rounds(root: Path) -> int:
-    from rlhfops.annotate import models as m
     from rlhfops.annotate.tx import transaction
+    from rlhfops.workspace import annotation_tables as m
 
     with _open(root) as ws, transaction(ws) as s:
         return int(s.scalar(sa.select(sa.func.count()).select_from(m.CalibrationRound)))
@@ -140,8 +140,8 @@ def test_calibration_size_at_the_edge_starts(ws_root: Path, tmp_path: Path, caps
 
 
 def _stored_k(root: Path) -> list[int]:
-    from rlhfops.annotate import models as m
     from rlhfops.annotate.tx import transaction
+    from rlhfops.workspace import annotation_tables as m
 
     with _open(root) as ws, transaction(ws) as s:
         return sorted(int(k) for k in s.scalars(sa.select(m.Item.k)).all())

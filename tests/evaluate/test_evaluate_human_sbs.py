@@ -50,9 +50,9 @@ def sbs_ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
 def _label_all(root: Path, choose) -> list[tuple[int, str, str, bool]]:
     """Each rater labels everything assigned to them; ``choose(rater, view, item)`` -> left|right|tie."""
-    from rlhfops.annotate import models as m
     from rlhfops.annotate.queue import fetch_next, submit_label
     from rlhfops.workspace import Workspace
+    from rlhfops.workspace import annotation_tables as m
 
     done = []
     with Workspace.open(root) as ws:
@@ -99,7 +99,7 @@ def test_queue_label_collect_and_the_gate_reads_it(sbs_ws, cli):
     means = [sum(v) / len(v) for v in per_item.values()]
     wins, losses = sum(x > 0.5 for x in means), sum(x < 0.5 for x in means)
     with Workspace.open(root) as ws:
-        from rlhfops.annotate import models as m
+        from rlhfops.workspace import annotation_tables as m
 
         with ws.session() as s:
             identical = sum(

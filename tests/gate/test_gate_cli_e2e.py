@@ -137,6 +137,39 @@ def test_gate_cli_override_shows(tiny_ws, tmp_path, cli, monkeypatch):
     assert "override: approved over win_rate" in html and ws.artifacts("report") == []
 
 
+def test_gate_sign_cli_writes_the_report_and_a_report_failure_keeps_the_decision(
+    gws, tmp_path, cli, monkeypatch
+):
+    """gate_sign only decides; the command writes the report. A failing report warns and the entry stands."""
+    import rlhfops.report.render as render
+    from rlhfops.gate import log as dlog
+
+    ids = train_chain(gws, tmp_path / "runs")
+    passing_evals(gws, tmp_path / "ev", ids["ppo"], baseline=ids["sft"])
+    monkeypatch.setenv("RLHFOPS_WORKSPACE", str(gws.root))
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(gws, "gina"))
+    ppo = ids["ppo"][:12]
+    sign = ["gate", "sign", ppo, "--decision", "reject", "--as", "gina", "--reason"]
+
+    def broken(*_a, **_k):
+        raise RuntimeError("plotting backend missing")
+
+    monkeypatch.setattr(render, "gate_report", broken)
+    with pytest.warns(UserWarning, match="decision recorded, report not written: plotting backend missing"):
+        code, out, _ = cli([*sign, "first look"])
+    assert code == 0 and "decision log entry 1: reject" in out and "report:" not in out
+    assert [e.get("reason") for e in dlog.entries(gws)] == ["first look"]
+    monkeypatch.undo()
+    monkeypatch.setenv("RLHFOPS_WORKSPACE", str(gws.root))
+    monkeypatch.setenv("RLHFOPS_TOKEN", token_of(gws, "gina"))
+    code, out, _ = cli([*sign, "second look", "--no-report"])
+    assert code == 0 and "report:" not in out and gws.artifacts("report") == []
+    code, out, _ = cli([*sign, "third look"])
+    path = gws.root / "reports" / f"gate-{ppo}-0003.html"
+    assert code == 0 and f"report: {path}" in out and "third look" in path.read_text()
+    assert len(gws.artifacts("report")) == 1
+
+
 def test_gate_log_concurrent_appends(gws, tmp_path):
     ids = train_chain(gws, tmp_path / "runs")
     passing_evals(gws, tmp_path / "ev", ids["ppo"])

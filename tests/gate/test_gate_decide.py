@@ -11,6 +11,7 @@ from gate_helpers import add_eval, passing_evals, redteam_meta, sbs_meta, succes
 from rlhfops.errors import PlayOrderError, UserError
 from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import GateRefused, deployed, gate_evaluate, gate_sign, promote
+from rlhfops.workspace.plays import compute_status
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_gate_happy_path_promotes_and_records(gws, ready):
     arts = {a.id: a for a in gws.artifacts("decision")}
     assert arts[e1.hash].meta["decision"] == "sign-approve" and arts[e2.hash].meta["decision"] == "promoted"
     assert ready["ppo"] in arts[e2.hash].parents
-    st = gws.status().plays[4]
+    st = compute_status(gws).plays[4]
     assert any("promoted by gina" in x for x in st.evidence), st
     # the red-team evaluation (an `evaluation` artifact of kind redteam) counts: Play 5 is complete
     assert any(x.startswith("red team ") for x in st.evidence), st
@@ -177,7 +178,7 @@ def test_gate_log_chain_and_truncation(gws, ready):
     a, b = good.split(b"\n")[:2]
     d = json.loads(b)
     d["prev"] = "f" * 64
-    from rlhfops.gate.evaluate import canonical_json
+    from rlhfops.gate.verdict import canonical_json
 
     path.write_bytes(a + b"\n" + canonical_json(d) + b"\n")
     v = dlog.verify(gws)

@@ -134,7 +134,7 @@ def test_head_anchor_catches_a_consistent_rewrite(gws, ready, cli):
 def _forge(gws, model: str, signer, person: str) -> None:
     """A writer of the log and the database appends a promotion in ``person``'s name, signed with
     ``signer``'s key, with every database witness made to match."""
-    from rlhfops.gate.evaluate import canonical_json
+    from rlhfops.gate.verdict import canonical_json
 
     entries = dlog.entries(gws)
     data = {
@@ -170,7 +170,7 @@ def test_a_forged_entry_without_the_persons_key_is_named(gws, ready):
 
 def test_an_edited_signed_entry_is_named_even_with_the_database_matching(gws, ready):
     """Re-hashing the chain and rewriting the database after an edit does not help: the signature."""
-    from rlhfops.gate.evaluate import canonical_json
+    from rlhfops.gate.verdict import canonical_json
 
     e = gate_sign(gws, ready["ppo"], who(gws, "gina"), "reject", "tone is off")
     data = dict(e.data)
@@ -199,7 +199,7 @@ def test_a_workspace_member_cannot_mint_a_token_or_reset_a_password_for_someone_
     who(gws, "gina")
 
     def tokens() -> int:
-        from rlhfops.annotate import models as m
+        from rlhfops.workspace import annotation_tables as m
 
         with gws.session() as s:
             return len(s.scalars(sa.select(m.ApiToken)).all())

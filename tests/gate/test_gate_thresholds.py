@@ -11,8 +11,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from gate_helpers import BEHAVIOURS_DOWN, BEHAVIOURS_UP, redteam_meta, sbs_meta, success_meta  # noqa: E402
 
-from rlhfops.gate.evaluate import evaluate_gate  # noqa: E402
 from rlhfops.gate.thresholds import EvalSource, merge_evidence  # noqa: E402
+from rlhfops.gate.verdict import evaluate_gate  # noqa: E402
 from rlhfops.spec.schema import GateThresholds, SuccessCriteria  # noqa: E402
 
 SUCCESS = SuccessCriteria.model_validate(

@@ -1,4 +1,4 @@
-"""The gate pages inside the real web app (mounted through EXTRA_ROUTERS, behind the login, under its
+"""The gate pages inside the real web app (mounted by create_app, behind the login, under its
 Content-Security-Policy), opened in Chromium: styles and plot images load despite the strict CSP."""
 
 from __future__ import annotations

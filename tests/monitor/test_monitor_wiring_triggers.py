@@ -13,6 +13,7 @@ from monitor_ws_helpers import add, backdate, drift_report, redteam_meta
 
 from rlhfops.monitor.engine import check_workspace_triggers
 from rlhfops.monitor.facts import deployed_model, rater_turnover
+from rlhfops.workspace.plays import compute_status
 
 # the tests that write and read triggers, people and comparison batches also run on PostgreSQL
 
@@ -130,7 +131,7 @@ def test_reward_model_older_than_spec_refresh_fires_play_3(ws, tmp_path):
         "older" in res.firings[0].firing.evidence or "> refresh interval 90" in res.firings[0].firing.evidence
     )
     # status shows it once (its own computed age row is not repeated)
-    rules = [t["rule"] for t in ws.status().triggers]
+    rules = [t["rule"] for t in compute_status(ws).triggers]
     assert rules.count("stale_reward_model") == 1 and "reward_model_age" not in rules
 
 

@@ -1,5 +1,5 @@
-"""The monitor router and page inside the real web app (EXTRA_ROUTERS): behind the login, the signed-in
-user is the creator, the page shows open triggers and the latest drift report, escaped."""
+"""The monitor router and page inside the real web app (mounted by create_app): behind the login, the
+signed-in user is the creator, the page shows open triggers and the latest drift report, escaped."""
 
 from __future__ import annotations
 

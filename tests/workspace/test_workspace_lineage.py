@@ -13,6 +13,7 @@ from rlhfops.cli.main import main
 from rlhfops.errors import DataError, PlayOrderError, UserError
 from rlhfops.spec.check import file_sha256
 from rlhfops.workspace import content_hash
+from rlhfops.workspace.plays import check_stage_ready, compute_status
 
 
 def test_identical_content_registers_once(ws, tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_model_lineage_resolves_to_exact_spec_hash_and_data_files(ws, tmp_path: 
     spec_hash = file_sha256(ws.spec_path)
     demos = write_file(tmp_path / "demos.jsonl", '{"prompt": "p", "completion": "c"}\n')
     base = fake_model(tmp_path / "base", "base")
-    ws.check_stage_ready("sft", {"data": demos})
+    check_stage_ready(ws, "sft", {"data": demos})
     sft_id = ws.record_training_run(
         "sft",
         {"data": demos, "model": base},
@@ -82,7 +83,7 @@ def test_model_lineage_resolves_to_exact_spec_hash_and_data_files(ws, tmp_path: 
     assert by_kind["preferences"].path.read_bytes() == prefs.read_bytes()
     assert content_hash(by_kind["sft-model"].path) == sft_id
     assert len(chain) == len({r.id for r in chain}) == 6  # dpo, spec, prefs, sft, demos, base
-    assert ws.status().plays[1].state == "complete"
+    assert compute_status(ws).plays[1].state == "complete"
 
 
 def test_cli_lineage_prints_the_chain(ws, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -136,20 +137,20 @@ def test_rm_refuses_preference_data_below_the_agreement_threshold(ws, tmp_path: 
         "sft", {"data": demos}, fake_model(tmp_path / "sft", "s"), "dave", {"eval": {"beats_base": True}}
     )
     raw = write_file(tmp_path / "raw.jsonl", '{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
-    ws.check_stage_ready("rm", {"data": raw})  # no annotation yet: nothing to compare
+    check_stage_ready(ws, "rm", {"data": raw})  # no annotation yet: nothing to compare
     low = write_file(tmp_path / "low.jsonl", '{"prompt": "q", "chosen": "a", "rejected": "b"}\n')
     low_id = ws.register_artifact("preferences", low, [], "erin", {"agreement": 0.41})
     with pytest.raises(PlayOrderError) as err:
-        ws.check_stage_ready("rm", {"data": low})
+        check_stage_ready(ws, "rm", {"data": low})
     msg = str(err.value)
     assert f"preference data {low_id[:12]} has agreement 0.410 < 0.6 (spec gate.min_agreement)" in msg
     assert "Play 3 (preferences + reward model)" in msg and "owner: erin (annotation-lead)" in msg
     with pytest.raises(PlayOrderError, match="has no recorded agreement while annotation exists"):
-        ws.check_stage_ready("rm", {"data": raw})
+        check_stage_ready(ws, "rm", {"data": raw})
     good = write_file(tmp_path / "good.jsonl", '{"prompt": "r", "chosen": "a", "rejected": "b"}\n')
     ws.register_artifact("preferences", good, [], "erin", {"agreement": 0.72})
-    ws.check_stage_ready("rm", {"data": good})
-    ws.check_stage_ready("dpo", {"data": good})
+    check_stage_ready(ws, "rm", {"data": good})
+    check_stage_ready(ws, "dpo", {"data": good})
 
 
 def test_rm_refused_before_an_sft_model_exists(ws, tmp_path: Path) -> None:
@@ -158,7 +159,7 @@ def test_rm_refused_before_an_sft_model_exists(ws, tmp_path: Path) -> None:
         r"rm refused: Play 2 \(demonstrations\) incomplete: no SFT model.*owner: dave \(domain-expert-lead\)"
     )
     with pytest.raises(PlayOrderError, match=expected):
-        ws.check_stage_ready("rm", {})
+        check_stage_ready(ws, "rm", {})
 
 
 def test_ppo_needs_an_accurate_reward_model_and_evaluated_policies(ws, tmp_path: Path) -> None:
@@ -167,24 +168,24 @@ def test_ppo_needs_an_accurate_reward_model_and_evaluated_policies(ws, tmp_path:
         "sft", {}, fake_model(tmp_path / "sft", "s"), "dave", {"eval": {"beats_base": True}}
     )
     with pytest.raises(PlayOrderError, match="no reward model trained on spec"):
-        ws.check_stage_ready("ppo", {})
+        check_stage_ready(ws, "ppo", {})
     weak = ws.record_training_run(
         "rm", {}, fake_model(tmp_path / "rm1", "r1"), "erin", {"eval": {"eval_accuracy": 0.52}}
     )
     with pytest.raises(PlayOrderError, match=rf"reward model {weak[:12]} has held-out accuracy 0.520 < 0.65"):
-        ws.check_stage_ready("ppo", {"reward_model": weak})
+        check_stage_ready(ws, "ppo", {"reward_model": weak})
     good = ws.record_training_run(
         "rm", {}, fake_model(tmp_path / "rm2", "r2"), "erin", {"eval": {"eval_accuracy": 0.81}}
     )
-    ws.check_stage_ready("ppo", {"reward_model": ws.artifact(good).path})
+    check_stage_ready(ws, "ppo", {"reward_model": ws.artifact(good).path})
     policy = ws.record_training_run(
         "ppo", {"reward_model": good}, fake_model(tmp_path / "p1", "p1"), "frank", {}
     )
     with pytest.raises(PlayOrderError, match=rf"ppo-model {policy[:12]} has no evaluation"):
-        ws.check_stage_ready("ppo", {"reward_model": good})
+        check_stage_ready(ws, "ppo", {"reward_model": good})
     from rlhfops.workspace.provenance import record_evaluation  # the writer `eval run` uses
 
     meta = {"model": policy, "kind": "side_by_side", "suite": "s", "win_rate": {"rate": 0.6}}
     record_evaluation(ws, meta, [], [], [policy], "frank", suite_digest="0" * 64, judge="rule")
-    ws.check_stage_ready("ppo", {"reward_model": good})
-    assert ws.status().plays[3].state == "complete"
+    check_stage_ready(ws, "ppo", {"reward_model": good})
+    assert compute_status(ws).plays[3].state == "complete"

@@ -12,6 +12,7 @@ from ws_helpers import password_of, ready_play1, sign_all, who
 from rlhfops.cli.main import main
 from rlhfops.errors import PlayOrderError, UserError
 from rlhfops.spec.check import file_sha256
+from rlhfops.workspace.plays import check_stage_ready, compute_status, record_override
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -56,14 +57,14 @@ def test_invalid_spec_cannot_be_signed(ws) -> None:
 
 def test_edit_makes_signatures_stale_and_status_says_so(ws) -> None:
     ready_play1(ws)
-    assert ws.status().plays[0].state == "complete"
+    assert compute_status(ws).plays[0].state == "complete"
     old = ws.current_spec().hash
     _edit_spec(ws)
     v = ws.current_spec()
     assert v.hash != old and not v.is_signed_and_current
     assert {s.role for s in v.stale_signatures} == {"business-owner", "technical-lead"}
     assert all(s.spec_hash == old for s in v.stale_signatures)
-    st = ws.status()
+    st = compute_status(ws)
     assert st.plays[0].state == "in progress"
     assert "stale" in st.plays[0].blocks_next and "business-owner" in st.plays[0].blocks_next
     assert [t["rule"] for t in st.triggers] == ["spec_changed"]
@@ -74,10 +75,10 @@ def test_edit_makes_signatures_stale_and_status_says_so(ws) -> None:
 
 def test_sft_refused_on_a_stale_spec_exit_2_names_the_signature(ws, capsys, monkeypatch) -> None:
     ready_play1(ws)
-    ws.check_stage_ready("sft", {})  # signed and current: no error
+    check_stage_ready(ws, "sft", {})  # signed and current: no error
     _edit_spec(ws)
     with pytest.raises(PlayOrderError) as err:
-        ws.check_stage_ready("sft", {})
+        check_stage_ready(ws, "sft", {})
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("sft refused: Play 1 (task spec) incomplete: spec ")
@@ -93,33 +94,33 @@ def test_unsigned_spec_refused_names_the_missing_signature(ws) -> None:
     ws.record_baseline({"task_completion_rate": 0.7}, "t", "alice")
     ws.sign_spec("business-owner", who(ws, "bob"))
     with pytest.raises(PlayOrderError, match=r"is not signed by the technical-lead; run `rlhfops spec sign"):
-        ws.check_stage_ready("sft", {})
+        check_stage_ready(ws, "sft", {})
 
 
 def test_missing_baseline_blocks_sft(ws) -> None:
     sign_all(ws)
     with pytest.raises(PlayOrderError, match="no business baseline recorded"):
-        ws.check_stage_ready("sft", {})
+        check_stage_ready(ws, "sft", {})
 
 
 def test_override_by_the_owner_of_the_blocked_play(ws, capsys, monkeypatch) -> None:
     ready_play1(ws)
     _edit_spec(ws)
     with pytest.raises(UserError, match="'frank' does not have the role domain-expert-lead"):
-        ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "frank"))
+        record_override(ws, "sft", "typo fix in the spec, content unchanged", who(ws, "frank"))
     with pytest.raises(UserError, match="too short"):
-        ws.record_override("sft", "because", who(ws, "dave"))
-    o = ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "dave"))
+        record_override(ws, "sft", "because", who(ws, "dave"))
+    o = record_override(ws, "sft", "typo fix in the spec, content unchanged", who(ws, "dave"))
     assert (o.stage, o.play, o.person) == ("sft", 2, "dave")
     assert o.spec_hash == ws.current_spec().hash and "not signed by the business-owner" in o.blocker
-    ws.check_stage_ready("sft", {})  # honoured
-    st = ws.status()
+    check_stage_ready(ws, "sft", {})  # honoured
+    st = compute_status(ws)
     assert st.plays[1].override.startswith("sft overridden by dave: typo fix")
     assert [x["stage"] for x in st.to_json()["overrides"]] == ["sft"]
     # an override is for one spec version: the next edit blocks again
     ws.spec_path.write_text(ws.spec_path.read_text() + "\n# another edit\n")
     with pytest.raises(PlayOrderError):
-        ws.check_stage_ready("sft", {})
+        check_stage_ready(ws, "sft", {})
     # the CLI prints the override
     monkeypatch.chdir(ws.root)
     args = ["override", "sft", "--reason", "comment-only edit of the spec", "--as", "dave"]
@@ -135,9 +136,9 @@ def test_promote_has_no_override(ws) -> None:
     ready_play1(ws)
     ws.add_person("gina", "gate-owner", "alice")
     with pytest.raises(PlayOrderError, match="the deployment gate has no override"):
-        ws.record_override("promote", "we are in a hurry this week", who(ws, "gina"))
+        record_override(ws, "promote", "we are in a hurry this week", who(ws, "gina"))
     with pytest.raises(PlayOrderError, match="promote refused: .*the deployment gate has no override"):
-        ws.check_stage_ready("promote", {})
+        check_stage_ready(ws, "promote", {})
 
 
 def test_status_json_lists_five_plays_with_owners(ws, capsys, monkeypatch) -> None:
@@ -281,6 +282,6 @@ def test_an_override_row_written_into_the_database_does_not_count(ws) -> None:
         )
     assert ws.overrides() == []
     with pytest.raises(PlayOrderError):
-        ws.check_stage_ready("sft", {})
-    ws.record_override("sft", "typo fix in the spec, content unchanged", who(ws, "dave"))
-    ws.check_stage_ready("sft", {})
+        check_stage_ready(ws, "sft", {})
+    record_override(ws, "sft", "typo fix in the spec, content unchanged", who(ws, "dave"))
+    check_stage_ready(ws, "sft", {})

@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.tx import read_transaction, transaction
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 from rlhfops.workspace import db
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1

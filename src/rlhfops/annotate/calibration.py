@@ -3,7 +3,8 @@
 A round copies N production pairs (chosen at random, seeded by the round number) into calibration items;
 every rater is served them before anything else. The round is complete when every workspace rater has
 labelled all N. Its overall agreement is the percent agreement (share of agreeing rater pairs per item,
-averaged over items; :func:`rlhfops.agreement.percent_agreement`); Krippendorff's alpha is reported too.
+averaged over items; :func:`rlhfops.annotate.agreement.percent_agreement`); Krippendorff's alpha is
+reported too.
 Under the threshold (default 0.65) the guidelines are too vague: production labelling stays blocked until
 a new round passes. While a round is open, production is blocked as well (raters calibrate first).
 """
@@ -16,10 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.queue import item_key
 from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 from rlhfops.workspace import db
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.queue import item_key
 from rlhfops.annotate.tx import transaction
 from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 from rlhfops.workspace import db
 
 MAX_TEXT = 100_000

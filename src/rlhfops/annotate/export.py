@@ -22,10 +22,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.tx import transaction
 from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 
 
 @dataclass(frozen=True)

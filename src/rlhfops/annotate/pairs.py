@@ -18,9 +18,9 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from rlhfops.annotate.models import CHOICES
 from rlhfops.annotate.queue import PairIn
 from rlhfops.errors import DataError, UserError
+from rlhfops.workspace.annotation_tables import CHOICES
 
 
 def prompt_text(prompt: Any) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from rlhfops.annotate import models as m
+from rlhfops.workspace import annotation_tables as m
 
 _ITEMS, _ASG, _LABELS = m.Item.__table__, m.Assignment.__table__, m.Label.__table__
 _RATER = sa.bindparam("v_rater", type_=_ASG.c.rater.type)

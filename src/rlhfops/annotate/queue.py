@@ -27,10 +27,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate import pg_statements as pg
 from rlhfops.annotate.tx import core_transaction, read_transaction, statement_connection, transaction
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 from rlhfops.workspace import db
 
 DISPLAY_CHOICES = ("left", "right", "tie", "both_bad", "skip")

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 from rlhfops.workspace import db
 
 GOLD_WINDOW = 10  # gold labels per window of a rater's gold accuracy over time

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.cli.workspace import AS_OPT
+from rlhfops.cli.options import AS_OPT
 
 pairs_app = typer.Typer(help="Candidate pairs for the comparison queue (Play 3).")
 prefs_app = typer.Typer(help="The preference dataset made from the labels.")

@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from rlhfops.cli.workspace import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
+from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
+
+if TYPE_CHECKING:
+    from rlhfops.gate.log import LogEntry
+    from rlhfops.workspace.core import Workspace
 
 gate_app = typer.Typer(help="The deployment gate (Play 5): evaluate thresholds, sign, decision log.")
 
@@ -85,15 +90,33 @@ def gate_sign_cmd(
 
     with require_workspace() as ws:
         signer = cli_signer(ws, as_, password_stdin, token_stdin, "gate sign")
-        e = gate_sign(ws, model, signer, decision, reason, write_report=not no_report)
+        e = gate_sign(ws, model, signer, decision, reason)
+        report = "" if no_report else _decision_report(ws, e)
     tail = f" OVERRIDE over failed thresholds: {', '.join(e.get('failed'))}" if e.get("override") else ""
     typer.echo(
         f"decision log entry {e.seq}: {e.get('decision')} {e.get('model_kind')} {e.get('model')[:12]} "
         f"by {e.get('person')} (verdict {e.get('verdict')}){tail}"
     )
     typer.echo(f"entry hash {e.hash}")
-    if e.report:
-        typer.echo(f"report: {e.report}")
+    if report:
+        typer.echo(f"report: {report}")
+
+
+def _decision_report(ws: Workspace, entry: LogEntry) -> str:
+    """Write the signed decision's HTML report to ``reports/gate-<model>-<entry>.html`` and store it as a
+    ``report`` artifact (parents: the model and its decisions); returns its path, or "" with a warning
+    when it fails: the decision is recorded, a report problem must not hide that."""
+    import warnings
+
+    from rlhfops.report.render import gate_report
+
+    out = ws.root / "reports" / f"gate-{str(entry.get('model'))[:12]}-{entry.seq:04d}.html"
+    try:
+        path, _ = gate_report(ws, str(entry.get("model")), out, register=True)
+    except Exception as err:  # the log entry stands whatever happens here
+        warnings.warn(f"gate sign: decision recorded, report not written: {err}", stacklevel=2)
+        return ""
+    return str(path)
 
 
 @gate_app.command("log")

@@ -11,6 +11,15 @@ import sys
 import typer
 
 from rlhfops import __version__
+from rlhfops.cli import annotate as annotate_cli
+from rlhfops.cli import data as data_cli
+from rlhfops.cli import demo as demo_cli
+from rlhfops.cli import evaluate as evaluate_cli
+from rlhfops.cli import gate as gate_cli
+from rlhfops.cli import monitor as monitor_cli
+from rlhfops.cli import spec as spec_cli
+from rlhfops.cli import train as train_cli
+from rlhfops.cli import workspace as workspace_cli
 from rlhfops.errors import UserError
 
 app = typer.Typer(
@@ -32,24 +41,16 @@ def _root(
 
 
 def _register() -> None:
-    # One line per command group; each module defines ``app`` (a typer.Typer) or ``register(app)``.
-    from rlhfops.cli import annotate as annotate_cli
-    from rlhfops.cli import data as data_cli
-    from rlhfops.cli import demo as demo_cli
-    from rlhfops.cli import evaluate as evaluate_cli
-    from rlhfops.cli import gate as gate_cli
-    from rlhfops.cli import monitor as monitor_cli
-    from rlhfops.cli import train as train_cli
-    from rlhfops.cli import workspace as workspace_cli
-
+    """Add every command group to the root app (each module defines ``app`` or ``register(app)``)."""
     app.add_typer(data_cli.app, name="data")
     app.add_typer(train_cli.app, name="train")
     app.command("demo")(demo_cli.demo)
-    workspace_cli.register(app)
-    annotate_cli.register(app)  # serve, pairs, prefs, calibration (issue 5)
-    evaluate_cli.register(app)  # eval run, eval compare (issue 6)
-    gate_cli.register(app)  # gate evaluate/sign/log, promote, report (issue 6)
-    monitor_cli.register(app)  # monitor ingest/drift, triggers (issue 7)
+    workspace_cli.register(app)  # init, status, lineage, override, db, artifact
+    spec_cli.register(app)  # spec, people, baseline
+    annotate_cli.register(app)  # serve, pairs, prefs, calibration
+    evaluate_cli.register(app)  # eval run, eval compare
+    gate_cli.register(app)  # gate evaluate/sign/log, promote, report
+    monitor_cli.register(app)  # monitor ingest/drift, triggers
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.cli.workspace import AS_OPT
+from rlhfops.cli.options import AS_OPT
 
 monitor_app = typer.Typer(help="Production monitoring: ingest logs, input/output drift, business metrics.")
 triggers_app = typer.Typer(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.cli.workspace import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
+from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
 
 spec_app = typer.Typer(help="The task spec (Play 1): check it, sign it, show its signatures.")
 people_app = typer.Typer(help="People and their roles in the workspace (one role per `people add`).")

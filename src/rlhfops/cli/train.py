@@ -1,4 +1,4 @@
-"""`rlhfops train sft|rm|dpo`: thin wrappers around rlhfops.train.runner.run_stage."""
+"""`rlhfops train sft|rm|dpo|ppo`: thin wrappers around rlhfops.train.runner.run_stage."""
 
 from __future__ import annotations
 

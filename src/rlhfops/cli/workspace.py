@@ -1,4 +1,4 @@
-"""Workspace commands: init, db, status, lineage, artifact, override (spec, people, baseline in cli/spec.py).
+"""Workspace commands: init, db, status, lineage, artifact, override (spec, people, baseline: cli/spec.py).
 
 Thin: each command parses, calls one function of :mod:`rlhfops.workspace` and prints its result.
 The acting person is ``--as NAME``, else $RLHFOPS_USER, else the OS user.
@@ -11,43 +11,7 @@ from pathlib import Path
 
 import typer
 
-AS_OPT = typer.Option(None, "--as", help="Act as this person (default: $RLHFOPS_USER, then the OS user).")
-PASSWORD_STDIN_OPT = typer.Option(
-    False, "--password-stdin", help="Prove who you are: read your account's password from stdin (first line)."
-)
-TOKEN_STDIN_OPT = typer.Option(
-    False,
-    "--token-stdin",
-    help="Prove who you are: read a personal API token from stdin (first line); default: $RLHFOPS_TOKEN.",
-)
-
-
-def cli_signer(ws, as_: str | None, password_stdin: bool, token_stdin: bool, action: str):  # -> Signer
-    """The authenticated signer for a signing command: --password-stdin, --token-stdin or $RLHFOPS_TOKEN.
-
-    ``--as NAME`` (or $RLHFOPS_USER) names the person; with a token it may be left out (the token's
-    account acts). A name alone is refused (exit 2, nothing written).
-    """
-    import os
-    import sys
-
-    from rlhfops.errors import UserError
-    from rlhfops.gate.auth import TOKEN_ENV, authenticate
-    from rlhfops.workspace import acting_person
-
-    if password_stdin and token_stdin:
-        raise UserError(f"{action}: give --password-stdin or --token-stdin, not both")
-    named = as_ or os.environ.get("RLHFOPS_USER")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise UserError(f"{action}: --password-stdin read an empty password; nothing written")
-        return authenticate(ws, acting_person(as_), password=password, action=action)
-    token = sys.stdin.readline().strip() if token_stdin else os.environ.get(TOKEN_ENV, "").strip()
-    if token_stdin and not token:
-        raise UserError(f"{action}: --token-stdin read an empty token; nothing written")
-    return authenticate(ws, named.strip() if named else None, token=token or None, action=action)
-
+from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
 
 db_app = typer.Typer(help="The workspace database (SQLite, or PostgreSQL via RLHFOPS_DATABASE_URL).")
 artifact_app = typer.Typer(help="The artifact store: content-addressed, immutable, with lineage.")
@@ -111,9 +75,10 @@ def status(
     """The five plays: state, owner, evidence (ids, key numbers), what blocks the next step, triggers."""
     from rlhfops.gate import log as dlog
     from rlhfops.workspace import require_workspace
+    from rlhfops.workspace.plays import compute_status
 
     with require_workspace() as ws:
-        st = ws.status(decision_log_problem=dlog.verify(ws).problem)
+        st = compute_status(ws, decision_log_problem=dlog.verify(ws).problem)
     if as_json:
         typer.echo(json.dumps(st.to_json(), indent=2, sort_keys=True))
         return
@@ -188,10 +153,11 @@ def override(
     Needs the owner's password (--password-stdin) or API token (--token-stdin / $RLHFOPS_TOKEN); the
     override is signed with their key."""
     from rlhfops.workspace import require_workspace
+    from rlhfops.workspace.plays import record_override
 
     with require_workspace() as ws:
         signer = cli_signer(ws, as_, password_stdin, token_stdin, f"override {stage}")
-        o = ws.record_override(stage, reason, signer)
+        o = record_override(ws, stage, reason, signer)
     typer.echo(f"override {o.id}: {o.stage} may start on spec {o.spec_hash[:12]} ({o.person}: {o.reason})")
     typer.echo(f"it was blocked by: {o.blocker}")
 
@@ -287,12 +253,9 @@ def artifact_list(
 
 def register(app: typer.Typer) -> None:
     """Add the workspace commands to the root app."""
-    from rlhfops.cli import spec as spec_cli
-
     app.command("init")(init)
     app.command("status")(status)
     app.command("lineage")(lineage)
     app.command("override")(override)
     app.add_typer(db_app, name="db")
     app.add_typer(artifact_app, name="artifact")
-    spec_cli.register(app)

@@ -119,9 +119,9 @@ def queue_side_by_side(
 
 def _remember_identical(ws: Any, batch: str, pairs: list[Any]) -> None:
     """Identical-reply prompts are stored as closed items (never assigned) so collection counts them."""
-    from rlhfops.annotate import models as m
     from rlhfops.annotate.queue import _new_item, item_key
     from rlhfops.annotate.tx import transaction
+    from rlhfops.workspace import annotation_tables as m
 
     with transaction(ws) as s:
         for p in pairs:
@@ -144,11 +144,11 @@ def item_outcome(choices: list[str]) -> tuple[str, float] | None:
 
 def collect_side_by_side(ws: Any, batch: str, partial: bool = False) -> Any:
     """Win rates from the batch's human labels, stored as a side-by-side evaluation artifact."""
-    from rlhfops.annotate import models as m
     from rlhfops.annotate.tx import transaction
     from rlhfops.evaluate.hacking import evaluation_alarms, response_stats
     from rlhfops.evaluate.run import EvalResult, _store, prompt_set_digest
     from rlhfops.evaluate.stats import count_outcomes, win_rate_summary
+    from rlhfops.workspace import annotation_tables as m
 
     with transaction(ws) as s:
         items = list(

@@ -1,7 +1,7 @@
 """One evaluation: generate on a suite, measure, optionally compare with a baseline, store the result.
 
-The result JSON holds ``meta`` (the summary the gate reads, see ``/work/helpers/eval_contract.md``
-mirrored in docs) and ``items`` (per item: prompt, candidate reply, checks, baseline reply, verdicts,
+The result JSON holds ``meta`` (the summary the gate reads: the evaluation contract in docs/gate.md,
+section "Evidence") and ``items`` (per item: prompt, candidate reply, checks, baseline reply, verdicts,
 rewards). In a workspace it is registered as an ``evaluation`` artifact whose parents are the model
 and the baseline; outside one it is written to ``out``.
 """

@@ -39,7 +39,7 @@ def authenticate(
     token's account. Exactly one credential is used; the password wins when both are given.
     """
     from rlhfops.annotate import accounts
-    from rlhfops.annotate import models as m
+    from rlhfops.workspace import annotation_tables as m
 
     password = password.rstrip("\r\n") if password is not None else None
     token = token.strip() if token is not None else None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
-from rlhfops.gate.evaluate import GateEvaluation, evaluate_gate
+from rlhfops.gate.verdict import GateEvaluation, evaluate_gate
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import SpecVersion, Workspace
@@ -135,17 +135,13 @@ def _compact(g: GateEvaluation) -> list[dict[str, Any]]:
     ]
 
 
-def gate_sign(
-    ws: Workspace, model_ref: str, signer: Signer, decision: str, reason: str, write_report: bool = False
-) -> dlog.LogEntry:
+def gate_sign(ws: Workspace, model_ref: str, signer: Signer, decision: str, reason: str) -> dlog.LogEntry:
     """Record the gate owner's decision on the model's complete evaluation (see the module docstring).
 
     ``signer`` is the authenticated gate owner (:func:`rlhfops.gate.auth.authenticate`); the entry is
     signed with their key.
 
-    With ``write_report`` the decision's HTML report is written to ``reports/gate-<model>-<entry>.html``
-    and stored as a ``report`` artifact (parents: the model and the decision); its path is in
-    ``entry.report``. A failing report does not undo the decision (the log entry stands).
+    The gate decides and never renders: the caller (``rlhfops gate sign``) writes the decision's report.
     """
     from rlhfops.workspace.signing import require_registered
 
@@ -193,20 +189,6 @@ def gate_sign(
     }
     parents = [model.id, spec_id, *g.evidence.counted]
     entry = dlog.append(ws, record, parents, signer, _now())
-    if write_report:
-        from dataclasses import replace
-
-        from rlhfops.report.render import gate_report
-
-        out = ws.root / "reports" / f"gate-{model.short_id}-{entry.seq:04d}.html"
-        try:
-            path, _ = gate_report(ws, model.id, out, register=True)
-        except Exception as err:  # the decision is recorded; a report problem must not hide that
-            import warnings
-
-            warnings.warn(f"gate sign: decision recorded, report not written: {err}", stacklevel=2)
-        else:
-            entry = replace(entry, report=str(path))
     return entry
 
 
@@ -243,6 +225,7 @@ def promote(ws: Workspace, model_ref: str, signer: Signer) -> dlog.LogEntry:
     """Make the model the deployed one, if and only if the gate allows it (see the module docstring).
 
     ``signer`` is the authenticated gate owner; the promotion entry is signed with their key."""
+    from rlhfops.workspace.plays import check_stage_ready
     from rlhfops.workspace.signing import require_registered
 
     require_registered(ws, signer, "promote")
@@ -270,7 +253,7 @@ def promote(ws: Workspace, model_ref: str, signer: Signer) -> dlog.LogEntry:
             f"promote: {label} is already the deployed model (decision log entry {current.entry}); "
             "nothing to do"
         )
-    ws.check_stage_ready("promote")  # Plays 1-4 complete on the current spec; promote has no override
+    check_stage_ready(ws, "promote")  # Plays 1-4 complete on the current spec; promote has no override
     spec_id = ws.register_spec_version(person)
     record = {
         "action": "promote",

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlhfops.errors import UserError
-from rlhfops.gate.evaluate import canonical_json
+from rlhfops.gate.verdict import canonical_json
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import Workspace
@@ -71,7 +71,6 @@ class LogEntry:
     line: int
     data: dict[str, Any]
     hash: str
-    report: str = ""  # path of the decision's HTML report, when one was written with it (not logged)
 
     @property
     def seq(self) -> int:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from rlhfops.errors import UserError
+from rlhfops.models.masks import attention_bias
 
 HEAD_FILE = "score_head.safetensors"
 META_FILE = "reward_model.json"
@@ -54,8 +55,6 @@ class ScalarHeadModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        from rlhfops.train.forward import attention_bias
-
         mask = attention_bias(attention_mask, self.trunk.dtype)
         out = self.trunk(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
         return self.head(out.last_hidden_state.float()).squeeze(-1)

@@ -1,4 +1,4 @@
-"""Production logs in: stream, validate every row, then write in bounded batches.
+"""Reading a production file (JSONL or CSV): check every row first, then stream records in bounded batches.
 
 A production file is JSONL (``.jsonl``, ``.jsonl.gz``, ``.ndjson``) or CSV (``.csv``, with a header),
 one record per row:

@@ -1,4 +1,4 @@
-"""Production logs in the workspace: one Parquet artifact per ingested batch, read back for drift.
+"""The workspace's production-log artifacts: store an ingested file as Parquet, read records back for drift.
 
 ``rlhfops monitor ingest FILE`` calls :func:`ingest_to_workspace`: every row of FILE is checked first
 (:func:`rlhfops.monitor.ingest.validate_production_file`; a bad row raises one line with its row number

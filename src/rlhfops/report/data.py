@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from rlhfops.errors import UserError
 
 if TYPE_CHECKING:
-    from rlhfops.gate.evaluate import GateEvaluation
+    from rlhfops.gate.verdict import GateEvaluation
     from rlhfops.workspace.core import Workspace
     from rlhfops.workspace.store import ArtifactRecord
 

@@ -60,7 +60,9 @@ def run_stage(
     ws = _workspace()
     inputs = stage_inputs(config)
     if ws is not None:
-        ws.check_stage_ready(stage, inputs)  # play order: refuses with one line naming what is missing
+        from rlhfops.workspace.plays import check_stage_ready
+
+        check_stage_ready(ws, stage, inputs)  # play order: refuses with one line naming what is missing
     result = trainer_class(stage)(config, run_dir, resume=resume is not None).run_all()
     if ws is not None and result.summary:
         from rlhfops.workspace.identity import acting_person

@@ -5,24 +5,19 @@ and a JSON API under ``/api`` (OpenAPI at ``/openapi.json``, docs at ``/docs`` a
 admins only, 401 / 403 for anyone else). Request bodies larger than ``web.max_body_bytes`` (default
 10 MiB) get 413 (:class:`BodyLimitMiddleware`); a number too large for the database gets 422.
 
-Extension hook for other parts of rlhfops: :data:`EXTRA_ROUTERS` lists ``"module:attr"`` strings; each
-module that can be imported contributes its ``APIRouter``, mounted behind the login (401 without one).
-A router module may define ``get_workspace`` / ``get_person`` dependencies; the app overrides them with
-its workspace and the signed-in user's name (unless they are marked ``app_aware``, as the shared
-:func:`rlhfops.web.deps.get_workspace` is: they find both on the request themselves). Pages should
-extend the base template :data:`rlhfops.web.render.BASE_TEMPLATE` (``"base.html"``: blocks ``title``
-and ``content``) and render with :func:`rlhfops.web.render.render` (which passes ``user``, ``csrf`` and
-``project``); a module may also ship its own templates by defining ``TEMPLATES_PACKAGE`` (a package
-with a ``templates`` dir).
+The other parts of rlhfops add their routers by plain imports in :func:`_mount_signed_in` (the gate
+pages, the monitor page and API), mounted behind the login (401 without one). Their dependencies find the
+app's workspace and the signed-in user on the request (:mod:`rlhfops.web.deps`), so the app overrides
+none. Pages should extend the base template :data:`rlhfops.web.render.BASE_TEMPLATE` (``"base.html"``:
+blocks ``title`` and ``content``) and render with :func:`rlhfops.web.render.render` (which passes
+``user``, ``csrf`` and ``project``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import secrets
-import warnings
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,13 +28,6 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from rlhfops.errors import UserError
-
-EXTRA_ROUTERS: list[str] = [
-    "rlhfops.web.monitor_api:router",
-    "rlhfops.web.gate_pages:router",
-    "rlhfops.web.monitor_pages:router",
-    "rlhfops.web.eval_pages:router",
-]
 
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 # Threads for the blocking (database) handlers. Few are enough on SQLite, which runs one writer at a
@@ -271,41 +259,13 @@ def _install_docs(app: FastAPI) -> None:
         return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - API")
 
 
-def _mount_extra(app: FastAPI, ws: Any) -> list[str]:
+def _mount_signed_in(app: FastAPI) -> None:
+    """The gate pages, the monitor page and the monitor API, behind the login."""
+    from rlhfops.web import gate_pages, monitor_api, monitor_pages
     from rlhfops.web.auth import current_user
 
-    mounted = []
-    for spec in EXTRA_ROUTERS:
-        module_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-            router = getattr(module, attr or "router")
-        except ModuleNotFoundError as err:
-            if err.name and module_name.startswith(err.name):
-                continue  # that part of rlhfops is not installed / not written yet
-            warnings.warn(f"web: extra router {spec} not mounted: {err}", stacklevel=2)
-            continue
-        except Exception as err:  # a broken extension must not take the annotation service down
-            warnings.warn(f"web: extra router {spec} not mounted: {type(err).__name__}: {err}", stacklevel=2)
-            continue
-        # Overrides only for a module's own dependencies: the shared ones (rlhfops.web.deps) already use
-        # the app's workspace and user, and any override makes FastAPI re-inspect every dependency's
-        # signature on every request of every route.
-        if hasattr(module, "get_workspace") and not getattr(module.get_workspace, "app_aware", False):
-
-            def _ws() -> Any:
-                return ws
-
-            app.dependency_overrides[module.get_workspace] = _ws
-        if hasattr(module, "get_person") and not getattr(module.get_person, "app_aware", False):
-
-            def _person(user=Depends(current_user)) -> str:
-                return user.name
-
-            app.dependency_overrides[module.get_person] = _person
+    for router in (monitor_api.router, gate_pages.router, monitor_pages.router):
         app.include_router(router, dependencies=[Depends(current_user)])
-        mounted.append(spec)
-    return mounted
 
 
 def create_app(workspace_root: str | Path, database_url: str | None = None) -> FastAPI:
@@ -352,7 +312,7 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(lead.router)
-    app.state.extra_routers = _mount_extra(app, ws)
+    _mount_signed_in(app)
     _install_docs(app)
 
     return app

@@ -1,6 +1,6 @@
 """Read-only gate pages for the web app: thresholds, evidence, decision history, failing examples.
 
-``router`` is a FastAPI ``APIRouter``; the web app mounts it through ``rlhfops.web.app.EXTRA_ROUTERS``.
+``router`` is a FastAPI ``APIRouter``; :func:`rlhfops.web.app.create_app` mounts it behind the login.
 Nothing here writes: decisions are made with ``rlhfops gate sign`` and ``rlhfops promote``.
 
 * ``GET /gate`` -- the deployed model, the spec's gate thresholds, every model with its gate verdict.

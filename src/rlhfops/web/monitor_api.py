@@ -1,6 +1,6 @@
 """Monitoring API for the web app: ``POST /api/monitor/events`` and ``GET /api/monitor/triggers``.
 
-``router`` is a FastAPI ``APIRouter``; the web app mounts it through ``rlhfops.web.app.EXTRA_ROUTERS``.
+``router`` is a FastAPI ``APIRouter``; :func:`rlhfops.web.app.create_app` mounts it behind the login.
 
 * ``POST /api/monitor/events`` -- a JSON list of production records, or ``{"events": [...]}``, with the
   fields of ``rlhfops monitor ingest`` (prompt, response, model_id, time; optional id, task_completed,

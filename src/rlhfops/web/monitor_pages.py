@@ -1,7 +1,7 @@
 """Read-only monitoring page for the web app: open triggers and the latest drift report.
 
-``router`` is a FastAPI ``APIRouter``; the web app mounts it through ``rlhfops.web.app.EXTRA_ROUTERS``
-(behind the login; readers: :data:`rlhfops.web.auth.MONITOR_READERS`, others get 403). ``GET /monitor``
+``router`` is a FastAPI ``APIRouter``; :func:`rlhfops.web.app.create_app` mounts it behind the login
+(readers: :data:`rlhfops.web.auth.MONITOR_READERS`, others get 403). ``GET /monitor``
 shows the open triggers (the play to re-enter, rule, evidence, when) and a summary of the latest drift
 report (input drift per window, new clusters with examples, output metrics, business metrics vs the
 baseline). Nothing here writes: triggers are closed with ``rlhfops triggers close ID``. The page extends

@@ -24,8 +24,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlhfops.annotate import models as m
 from rlhfops.annotate.tx import core_transaction, read_transaction
+from rlhfops.workspace import annotation_tables as m
 
 SESSION_MAX_AGE = 12 * 3600
 

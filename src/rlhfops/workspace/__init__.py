@@ -5,7 +5,7 @@ status.
 Public API for the training stages::
 
     ws = find_workspace()                      # None outside a workspace
-    ws.check_stage_ready("sft", {"data": path})  # raises PlayOrderError (one line) when blocked
+    plays.check_stage_ready(ws, "sft", {"data": path})  # raises PlayOrderError (one line) when blocked
     model_id = ws.record_training_run("sft", {"data": path, "model": base}, final_dir, creator, meta)
     ws.register_artifact(kind, path, parents, creator, meta) -> id
     ws.lineage(model_id) -> list[ArtifactRecord]

@@ -1,8 +1,8 @@
 """The workspace: a directory with ``rlhfops.yaml``, the task spec, the artifact store and a database.
 
 :class:`Workspace` holds the people and their roles, spec sign-offs, the business baseline, the
-artifact store with lineage, play-order overrides and triggers. Play order and status live in
-:mod:`rlhfops.workspace.plays`; the methods here delegate to it.
+artifact store with lineage, play-order overrides and triggers. It is storage: the play-order rules and
+status (:mod:`rlhfops.workspace.plays`) call it, never the reverse.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from rlhfops.errors import DataError, UserError
 from rlhfops.spec.check import SpecCheck, check_spec_file
 from rlhfops.workspace import db, migrate
 from rlhfops.workspace.identity import check_role
+from rlhfops.workspace.kinds import STAGE_OUTPUT_KIND, input_kind
 from rlhfops.workspace.settings import (
     DEFAULT_DB_FILE,
     SETTINGS_FILE,
@@ -494,8 +495,6 @@ class Workspace:
         Returns the output model's id; its parents are the spec version and the inputs. Its meta holds
         ``attestation``: the signed statement that rlhfops trained it (:mod:`rlhfops.workspace.provenance`).
         """
-        from rlhfops.workspace.plays import STAGE_OUTPUT_KIND, input_kind
-
         if stage not in STAGE_OUTPUT_KIND:
             raise UserError(f"unknown training stage {stage!r}; valid: {', '.join(STAGE_OUTPUT_KIND)}")
         parents = [self.register_spec_version(creator)]
@@ -552,11 +551,6 @@ class Workspace:
                 )
             ]
 
-    def record_override(self, stage: str, reason: str, signer: Signer) -> OverrideRecord:
-        from rlhfops.workspace.plays import record_override
-
-        return record_override(self, stage, reason, signer)
-
     def open_trigger(self, play: int, rule: str, evidence: str, source: str) -> int:
         """Record that ``play`` must be re-entered (e.g. from monitoring); returns the trigger id."""
         if play not in range(1, 6):
@@ -583,21 +577,6 @@ class Workspace:
                 TriggerRecord(r.id, r.play, r.rule, r.evidence, r.source, db.as_utc(r.opened_at), r.closed_at)
                 for r in s.scalars(q).all()
             ]
-
-    # ---- play order ----------------------------------------------------------------------------
-    def check_stage_ready(self, stage: str, inputs: dict[str, Path | str] | None = None) -> None:
-        """Raise :class:`rlhfops.errors.PlayOrderError` (one line: what is missing, who owns it)
-        unless ``stage`` ("sft", "rm", "dpo", "ppo", "promote") may start; honours recorded
-        overrides except for "promote"."""
-        from rlhfops.workspace.plays import check_stage_ready
-
-        check_stage_ready(self, stage, inputs or {})
-
-    def status(self, decision_log_problem: str = ""):  # -> rlhfops.workspace.plays.WorkspaceStatus
-        """The five plays; pass what verifying the decision log found (see ``compute_status``)."""
-        from rlhfops.workspace.plays import compute_status
-
-        return compute_status(self, decision_log_problem)
 
 
 def find_workspace_root(start: Path | None = None) -> Path | None:

@@ -249,6 +249,6 @@ def _ping_after_idle(engine: Engine) -> None:
             raise DisconnectionError(f"stale pooled connection: {err}") from err  # the pool reconnects
 
 
-# The annotation tables (migration 0002) live with the annotation service; importing them here puts them
-# on ``Base.metadata`` so the models always mirror every migration.
-from rlhfops.annotate import models as _annotation_models  # noqa: E402,F401
+# The annotation tables (migration 0002, used by rlhfops.annotate); importing them here puts them on
+# ``Base.metadata`` so the models always mirror every migration.
+from rlhfops.workspace import annotation_tables as _annotation_tables  # noqa: E402,F401

@@ -53,21 +53,9 @@ PLAY_OWNER_ROLE = {
     5: "gate-owner",
 }
 STAGE_PLAY = {"sft": 2, "rm": 3, "dpo": 4, "ppo": 4, "promote": 5}
-STAGE_OUTPUT_KIND = {"sft": "sft-model", "rm": "reward-model", "dpo": "dpo-model", "ppo": "ppo-model"}
 POLICY_KINDS = ("dpo-model", "ppo-model")
 PROMOTED = ("promote", "promoted", "approve", "approved")
 MIN_OVERRIDE_REASON = 10
-
-
-def input_kind(stage: str, name: str) -> str:
-    """The artifact kind of a training input named ``name`` (a config key) for ``stage``."""
-    if name in ("data", "eval_data"):
-        return {"sft": "demonstrations", "rm": "preferences", "dpo": "preferences", "ppo": "prompts"}[stage]
-    if name == "reward_model":
-        return "reward-model"
-    if "model" in name or name in ("policy", "reference"):
-        return "base-model"
-    return "dataset"
 
 
 def metric(meta: dict[str, Any], key: str) -> Any:
@@ -469,9 +457,13 @@ def _owners(ws: Workspace, play: int) -> str:
     )
 
 
-def check_stage_ready(ws: Workspace, stage: str, inputs: dict[str, Path | str]) -> OverrideRecord | None:
-    """Raise PlayOrderError naming the first missing item and its owner; returns the override used."""
-    found = blockers(ws, stage, inputs)
+def check_stage_ready(
+    ws: Workspace, stage: str, inputs: dict[str, Path | str] | None = None
+) -> OverrideRecord | None:
+    """Raise :class:`rlhfops.errors.PlayOrderError` (one line: what is missing, who owns it) unless
+    ``stage`` ("sft", "rm", "dpo", "ppo", "promote") may start; honours recorded overrides except for
+    "promote". Returns the override used, if any."""
+    found = blockers(ws, stage, inputs or {})
     if not found:
         return None
     spec_hash = ws.current_spec().hash

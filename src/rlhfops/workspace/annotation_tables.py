@@ -1,5 +1,8 @@
 """Annotation tables (migration ``0002_annotation``), on the workspace's declarative ``Base``.
 
+Storage for :mod:`rlhfops.annotate` (assignment, labels, calibration), kept with the other tables so
+the workspace database never imports the annotation service.
+
 * ``accounts`` -- a login for a workspace person (``name`` = the people table's name): scrypt password
   hash with its own salt; ``is_admin`` for the account pages.
 * ``api_tokens`` -- bearer tokens for scripts, stored as SHA-256 hashes only.
