@@ -9,7 +9,8 @@ import pytest
 from fastapi import HTTPException
 
 from rlhfops.web import auth
-from rlhfops.web.auth import LoginThrottle, Signer, User, api_write_guard, require
+from rlhfops.web.auth import Signer, User, api_write_guard, require
+from rlhfops.web.sessions import LoginThrottle
 from rlhfops.web.deps import get_workspace
 
 ROLES = ["rater", "annotation-lead", "domain-expert-lead", "domain-expert", "task-spec-owner", "gate-owner"]
@@ -50,30 +51,31 @@ def test_require_refuses_unless_allowed_or_admin():
     assert err.value.status_code == 403 and "ann may not promote" in err.value.detail
 
 
-def _request(headers: dict[str, str], cookies: dict[str, str], signer: Signer):
-    fake_auth = SimpleNamespace(check_csrf=None)
+def _request(headers: dict[str, str], session_token: str, user: User, key: bytes = b"c" * 32):
+    """A request signed in with session ``session_token`` as ``user``, for the app's CSRF check."""
     real = auth.Auth.__new__(auth.Auth)
-    real.signer = signer
-    fake_auth.check_csrf = real.check_csrf
+    real._csrf_key, real.signer = key, Signer(b"k" * 32)
     return SimpleNamespace(
-        headers=headers, cookies=cookies, app=SimpleNamespace(state=SimpleNamespace(auth=fake_auth))
+        headers=headers,
+        cookies={},
+        state=SimpleNamespace(user=user, session_token=session_token, csrf=""),
+        app=SimpleNamespace(state=SimpleNamespace(auth=real)),
     )
 
 
-def test_api_write_guard_needs_csrf_for_session_writes_only():
-    signer = Signer(b"k" * 32)
-    token = signer.sign("nonce-1")
-    ok = _request({auth.CSRF_HEADER: "nonce-1"}, {auth.CSRF_COOKIE: token}, signer)
-    api_write_guard(ok, _user("rater"))
-    for headers in ({}, {auth.CSRF_HEADER: "nonce-2"}):
-        bad = _request(headers, {auth.CSRF_COOKIE: token}, signer)
+def test_api_write_guard_needs_the_sessions_csrf_token_for_session_writes_only():
+    from rlhfops.web.sessions import csrf_for_session
+
+    rater, by_token = _user("rater"), _user("rater", via="token")
+    good = csrf_for_session(b"c" * 32, "session-1")
+    api_write_guard(_request({auth.CSRF_HEADER: good}, "session-1", rater), rater)
+    other_session = csrf_for_session(b"c" * 32, "session-2")  # a token bound to another session
+    for headers in ({}, {auth.CSRF_HEADER: other_session}, {auth.CSRF_HEADER: "nonce"}):
+        bad = _request(headers, "session-1", rater)
         with pytest.raises(HTTPException) as err:
-            api_write_guard(bad, _user("rater"))
+            api_write_guard(bad, rater)
         assert err.value.status_code == 403
-        api_write_guard(bad, _user("rater", via="token"))  # bearer tokens carry no CSRF token
-    no_cookie = _request({auth.CSRF_HEADER: "nonce-1"}, {}, signer)
-    with pytest.raises(HTTPException):
-        api_write_guard(no_cookie, _user("rater"))
+        api_write_guard(_request(headers, "session-1", by_token), by_token)  # bearer tokens carry none
 
 
 def test_session_token_expires_after_max_age(monkeypatch):
@@ -90,9 +92,19 @@ def test_session_token_expires_after_max_age(monkeypatch):
     assert signer.unsign(None) is None and signer.unsign("a.b") is None
 
 
-def test_login_throttle_limit_and_window_edges():
+@pytest.fixture
+def ws(tmp_path, monkeypatch):
+    from rlhfops.workspace import init_workspace
+
+    monkeypatch.delenv("RLHFOPS_DATABASE_URL", raising=False)
+    w = init_workspace(tmp_path / "ws", template="support-replies")
+    yield w
+    w.close()
+
+
+def test_login_throttle_limit_and_window_edges(ws):
     now = [0.0]
-    t = LoginThrottle(limit=3, window=60.0, clock=lambda: now[0])
+    t = LoginThrottle(ws, limit=3, window=60.0, clock=lambda: now[0])
     for _i in range(2):
         t.failed("ann", "1.2.3.4")
         now[0] += 1
@@ -119,9 +131,9 @@ def test_get_workspace_yields_the_apps_own_workspace():
         next(gen)
 
 
-def test_retry_after_is_at_least_one_second():
+def test_retry_after_is_at_least_one_second(ws):
     now = [0.0]
-    t = LoginThrottle(limit=1, window=60.0, clock=lambda: now[0])
+    t = LoginThrottle(ws, limit=1, window=60.0, clock=lambda: now[0])
     t.failed("ann", "c")
     now[0] = 59.5
     assert t.retry_after("ann", "c") == 1.0  # 0.5 s left, reported as the 1 s floor
