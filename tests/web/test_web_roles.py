@@ -10,8 +10,8 @@ from fastapi import HTTPException
 
 from rlhfops.web import auth
 from rlhfops.web.auth import Signer, User, api_write_guard, require
-from rlhfops.web.sessions import LoginThrottle
 from rlhfops.web.deps import get_workspace
+from rlhfops.web.sessions import LoginThrottle
 
 ROLES = ["rater", "annotation-lead", "domain-expert-lead", "domain-expert", "task-spec-owner", "gate-owner"]
 
