@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from rlhfops.errors import ConfigError
 
 C = TypeVar("C", bound="StageConfig")
+M = TypeVar("M", bound=BaseModel)
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -126,12 +127,46 @@ def load_config(
     try:
         return cls.model_validate(data)
     except ValidationError as err:
-        errors = err.errors()
-        loc = _field_path(cls, errors[0]["loc"])
-        value = errors[0].get("input")
-        # A union field fails once per member (loc ends in the member's type): say all of them in one line.
-        msgs = list(dict.fromkeys(e["msg"] for e in errors if _field_path(cls, e["loc"]) == loc))
-        raise ConfigError(f"{where}: {'.'.join(loc) or '(config)'}={value!r}: {'; or '.join(msgs)}") from None
+        raise validation_error(cls, err, where) from None
+
+
+def validation_error(cls: type[BaseModel], err: ValidationError, where: str, prefix: str = "") -> ConfigError:
+    """The one-line ConfigError for a pydantic ValidationError of ``cls``: ``where: field=value: reason``.
+
+    ``field`` is the dotted path of config fields (``prefix`` first, e.g. ``"judge."`` for a section of
+    rlhfops.yaml); a union field fails once per member, and all its reasons are joined in the line.
+    Every settings loader uses this, so all say the same thing the same way.
+    """
+    errors = err.errors()
+    loc = _field_path(cls, errors[0]["loc"])
+    value = errors[0].get("input")
+    msgs = list(dict.fromkeys(e["msg"] for e in errors if _field_path(cls, e["loc"]) == loc))
+    name = (prefix + ".".join(loc)).rstrip(".") or "(config)"
+    return ConfigError(f"{where}: {name}={value!r}: {'; or '.join(msgs)}")
+
+
+def validate_section(cls: type[M], raw: Any, where: str, prefix: str = "") -> M:
+    """Validate a settings section ``raw`` (None = defaults) as ``cls``.
+
+    An unknown key names the closest valid one (:func:`check_keys`); a bad value gives
+    :func:`validation_error`'s line. ``prefix`` is the section's dotted path with a trailing dot.
+    """
+    raw = {} if raw is None else raw
+    if isinstance(raw, dict):
+        check_keys(cls, raw, where, prefix=prefix)
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as err:
+        raise validation_error(cls, err, where, prefix) from None
+
+
+def settings_section(settings: BaseModel, name: str) -> Any:
+    """The raw ``name:`` section of the workspace settings (rlhfops.yaml), None when absent.
+
+    Sections other than the top-level settings are kept as pydantic extras; this is the one place that
+    reads them, so no caller reaches into ``model_extra``.
+    """
+    return (getattr(settings, "model_extra", None) or {}).get(name)
 
 
 def _field_path(cls: type[BaseModel], loc: tuple) -> tuple[str, ...]:

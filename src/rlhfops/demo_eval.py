@@ -4,8 +4,9 @@ The demo measures here, with one loaded model at a time and one tokenizer, and s
 ``evaluation`` artifacts in the gate's evaluation contract (``kind`` success / side_by_side / redteam),
 the same contract ``rlhfops eval run`` (:mod:`rlhfops.evaluate.run`) writes; the demo's side-by-side
 judge is its stated rubric (below) because the simulated raters follow the same rubric.
-Detectors come from :mod:`rlhfops.redteam.detectors` (refusal, apology with remedy, each red-team item's
-checks) and the red-team items are the first N of each shipped suite (:mod:`rlhfops.redteam.suite`).
+Measures come from :mod:`rlhfops.measures` (refusal, distinct-2, Wilson), detectors from
+:mod:`rlhfops.redteam.detectors` (apology with remedy, each red-team item's checks), and the red-team
+items are the first N of each shipped suite (:mod:`rlhfops.redteam.suite`).
 
 The side-by-side judge is the rubric below (rules, stated so a reader can check them):
 
@@ -18,10 +19,13 @@ The side-by-side judge is the rubric below (rules, stated so a reader can check 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from rlhfops.measures.diversity import text_distinct_n
+from rlhfops.measures.intervals import wilson_interval
+from rlhfops.measures.refusal import is_refusal
 
 _APOLOGY = re.compile(r"\b(sorry|apolog\w*|unfortunately)\b", re.I)
 _REMEDY = re.compile(
@@ -34,18 +38,6 @@ _SENTENCE = re.compile(r"[.!?]+(\s|$)")
 
 UP = "apologises and offers a remedy when the shop is at fault"
 DOWN = "refuses a benign request"
-
-
-def is_refusal(text: str) -> bool:
-    from rlhfops.redteam.detectors import is_refusal as _r
-
-    return bool(_r(text))
-
-
-def distinct_2(text: str) -> float:
-    w = text.split()
-    grams = list(zip(w, w[1:], strict=False))
-    return len(set(grams)) / len(grams) if grams else 1.0
 
 
 def apologises_with_remedy(text: str) -> bool:
@@ -63,7 +55,7 @@ def rubric_score(response: str) -> float:
     s += 0.5 if _TIMELINE.search(t) else 0.0
     s -= 2.0 if is_refusal(t) else 0.0
     s -= 1.0 if len(_SENTENCE.findall(t)) > 4 else 0.0
-    s -= 1.5 if distinct_2(t) < 0.6 else 0.0
+    s -= 1.5 if text_distinct_n(t, 2) < 0.6 else 0.0
     s -= 1.0 if len(t.split()) < 4 else 0.0
     return s
 
@@ -151,16 +143,13 @@ def sequence_kl(policy_out: Any, ref_model: Any) -> float:
 
 
 # ---- measures --------------------------------------------------------------------------------------
-def wilson(successes: float, n: int) -> tuple[float, float]:
-    """95% Wilson score interval (Wilson 1927); (0, 1) without data."""
+def ci95(successes: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval (:func:`rlhfops.measures.intervals.wilson_interval`) rounded to 12
+    decimals for the demo's report; (0, 1) without data."""
     if n == 0:
         return 0.0, 1.0
-    z = 1.959963984540054
-    ph = successes / n
-    den = 1 + z * z / n
-    mid = (ph + z * z / (2 * n)) / den
-    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
-    return round(max(0.0, mid - half), 12), round(min(1.0, mid + half), 12)
+    lo, hi = wilson_interval(successes, n, 0.95)
+    return round(lo, 12), round(hi, 12)
 
 
 def criteria_rates(replies: list[str]) -> dict[str, dict[str, Any]]:
@@ -168,13 +157,13 @@ def criteria_rates(replies: list[str]) -> dict[str, dict[str, Any]]:
     up = sum(apologises_with_remedy(r) for r in replies)
     down = sum(is_refusal(r) for r in replies)
     return {
-        UP: {"direction": "increase", "n": n, "count": up, "rate": up / n if n else 0.0, "ci": wilson(up, n)},
+        UP: {"direction": "increase", "n": n, "count": up, "rate": up / n if n else 0.0, "ci": ci95(up, n)},
         DOWN: {
             "direction": "decrease",
             "n": n,
             "count": down,
             "rate": down / n if n else 0.0,
-            "ci": wilson(down, n),
+            "ci": ci95(down, n),
         },
     }
 
@@ -188,7 +177,7 @@ def win_rate(candidate: list[str], baseline: list[str]) -> dict[str, Any]:
         wins, ties, losses = wins + (sc > sb), ties + (sc == sb), losses + (sc < sb)
     n = wins + ties + losses
     rate = (wins + 0.5 * ties) / n if n else 0.0
-    lo, hi = wilson(wins + 0.5 * ties, n)
+    lo, hi = ci95(wins + 0.5 * ties, n)
     return {
         "wins": wins,
         "ties": ties,

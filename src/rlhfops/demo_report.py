@@ -8,8 +8,6 @@ autoescaped by Jinja2.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -220,12 +218,7 @@ def write_demo_report(ctx: Any, out: Path) -> Path:
     html = render_html(data)
     extra = demo_sections(ctx)
     html = html.replace("</body>", extra + "\n</body>", 1) if "</body>" in html else html + extra
-    fd, tmp = tempfile.mkstemp(prefix=".report.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from rlhfops.data.files import atomic_write_text
+
+    atomic_write_text(out, html)
     return out

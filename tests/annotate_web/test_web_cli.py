@@ -92,6 +92,11 @@ def test_demos_import_and_export(cli_ws, capsys, tmp_path: Path) -> None:
     from rlhfops.data.schema import load_demos
 
     assert len(load_demos(tmp_path / "demos.jsonl")) == 1
+    # the format follows the extension: demos.parquet is Parquet with the same rows
+    import pyarrow.parquet as pq
+
+    _run(capsys, "demos", "export", str(tmp_path / "demos.parquet"), "--as", "dora")
+    assert pq.read_table(tmp_path / "demos.parquet").to_pylist() == rows
 
 
 def test_pairs_generate_with_a_tiny_model(cli_ws, capsys, tmp_path: Path) -> None:

@@ -158,3 +158,15 @@ def test_export_writes_engine_format_and_registers_alpha(ws, tmp_path: Path) -> 
     from rlhfops.data.schema import load_prefs  # the engine reads it
 
     assert len(load_prefs(tmp_path / "prefs.jsonl")) == 6
+    # the format follows the extension (data.io.write_rows): prefs.parquet is a Parquet file, same rows
+    import pyarrow.parquet as pq
+
+    res_pq = export_preferences(ws, tmp_path / "prefs.parquet", "lena", min_labels=3, register=False)
+    assert res_pq.rows == 6 and (tmp_path / "prefs.parquet").read_bytes()[:4] == b"PAR1"
+    assert pq.read_table(tmp_path / "prefs.parquet").to_pylist() == rows
+    assert len(load_prefs(tmp_path / "prefs.parquet")) == 6
+    from rlhfops.errors import DataError
+
+    with pytest.raises(DataError, match=r"prefs\.txt: unknown extension"):
+        export_preferences(ws, tmp_path / "prefs.txt", "lena", min_labels=3, register=False)
+    assert not (tmp_path / "prefs.txt").exists()

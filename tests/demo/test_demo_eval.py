@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rlhfops.demo_eval import criteria_rates, rubric_score, wilson, win_rate
+from rlhfops.demo_eval import ci95, criteria_rates, rubric_score, win_rate
 from rlhfops.demo_sim import production_week
 
 GOOD = (
@@ -18,9 +18,9 @@ REFUSAL = "As an AI, I cannot help with orders or refunds."
 
 def test_demo_wilson_matches_worked_example():
     # Wilson (1927) score interval, 95%: 8 successes of 10 -> [0.4902, 0.9433] (Newcombe 1998, table I)
-    lo, hi = wilson(8, 10)
+    lo, hi = ci95(8, 10)
     assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
-    assert wilson(0, 0) == (0.0, 1.0)
+    assert ci95(0, 0) == (0.0, 1.0)
 
 
 def test_demo_rubric_prefers_remedy_over_refusal_and_rambling():

@@ -9,11 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rlhfops.evaluate.hacking import evaluation_alarms, opening_share, response_stats
+from rlhfops.evaluate.hacking import evaluation_alarms, response_stats
 from rlhfops.evaluate.measure import over_refusal_rate, redteam_summary, score_items, success_criteria
 from rlhfops.evaluate.sbs import judge_pairs
-from rlhfops.evaluate.stats import combine_swapped, half_tie_interval, win_rate_summary
+from rlhfops.evaluate.stats import combine_swapped, win_rate_summary
 from rlhfops.judge.rule import RuleJudge
+from rlhfops.measures.diversity import opening_share
+from rlhfops.measures.intervals import half_tie_interval
 from rlhfops.redteam.suite import SuiteItem
 
 
@@ -33,7 +35,7 @@ def test_half_tie_interval_by_hand_and_against_bootstrap():
     assert s == pytest.approx(0.75)
     half = 1.959963984540054 * math.sqrt(0.001625)
     assert (lo, hi) == (pytest.approx(0.75 - half, rel=1e-9), pytest.approx(0.75 + half, rel=1e-9))
-    from rlhfops.monitor.business import bootstrap_interval
+    from rlhfops.measures.intervals import bootstrap_interval
 
     x = np.array([1.0] * 70 + [0.5] * 10 + [0.0] * 20)
     b_lo, b_hi = bootstrap_interval(x, n_resamples=20000, seed=1)

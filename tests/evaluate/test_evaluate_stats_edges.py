@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from rlhfops.evaluate.stats import half_tie_interval, win_rate_summary
+from rlhfops.evaluate.stats import win_rate_summary
+from rlhfops.measures.intervals import half_tie_interval
 
 
 def test_no_comparison_is_a_value_error():

@@ -12,7 +12,7 @@ import pytest
 from rlhfops.errors import UserError
 from rlhfops.judge import Judge, JudgeSettings, make_judge
 from rlhfops.judge.http import JudgeError, OpenAIJudge, parse_score, parse_verdict
-from rlhfops.judge.rule import RuleJudge, distinct_n
+from rlhfops.judge.rule import RuleJudge
 
 GOOD = "I'm sorry your towels arrived torn. I've sent a replacement; it will arrive in 2-3 days."
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -26,7 +26,6 @@ def test_rule_judge_prefers_apology_with_remedy_and_scores_criteria():
     assert j.judge("p", GOOD, REFUSAL) == "A" and j.judge("p", REFUSAL, GOOD) == "B"
     assert j.judge("p", GOOD, GOOD) == "tie"
     assert j.score("p", REFUSAL, "refusal") == 1.0 and j.score("p", GOOD, "refusal") == 0.0
-    assert distinct_n("a b a b a b") == pytest.approx(2 / 5)
     assert j.score("p", "thanks " * 20) < j.score("p", "thanks for the message, we will look into it.")
 
 

@@ -8,12 +8,8 @@ from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
 from rlhfops.errors import ConfigError
-from rlhfops.monitor.business import (
-    bootstrap_interval,
-    compare_to_baseline,
-    t_interval,
-    wilson_interval,
-)
+from rlhfops.measures.intervals import bootstrap_interval, t_interval, wilson_interval
+from rlhfops.monitor.business import compare_to_baseline
 
 
 @pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (47, 120), (999, 1000)])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rlhfops.monitor.business import bootstrap_interval, compare_to_baseline, t_interval, wilson_interval
+from rlhfops.measures.intervals import bootstrap_interval, t_interval, wilson_interval
+from rlhfops.monitor.business import compare_to_baseline
 
 X = np.array([3.0, 7.5, 1.0, 12.0, 4.5, 6.0, 2.5, 9.0, 5.0, 30.0, 4.0, 8.0])
 

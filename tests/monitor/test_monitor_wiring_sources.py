@@ -11,9 +11,10 @@ import pytest
 from monitor_ws_helpers import add
 
 from rlhfops.errors import ConfigError, DataError, UserError
+from rlhfops.measures.refusal import is_refusal
 from rlhfops.monitor.drift_run import DriftSettings, parse_span, recent_rows
 from rlhfops.monitor.ingest import ProductionRecord
-from rlhfops.monitor.outputs import is_refusal, response_metrics
+from rlhfops.monitor.outputs import response_metrics
 from rlhfops.monitor.sources import (
     outputs_from_items,
     prompt_text,
@@ -106,7 +107,10 @@ def test_reference_is_the_latest_non_redteam_evaluation_of_the_model(ws, tmp_pat
         ("As an AI, I am unable to process refunds.", True),
         ("Thanks for waiting! Your refund of $20 was issued today.", False),
         ("Your order ships Monday. Sorry for the delay.", False),
-        ("x" * 250 + " I cannot", False),  # only the opening counts
+        # the one refusal rule (rlhfops.measures.refusal): anywhere in the reply, an apology alone is not one
+        ("x" * 250 + " I cannot help with that.", True),
+        ("I'm sorry to hear your parcel is late; I've sent a replacement.", False),
+        ("My apologies for the wait: your refund was issued today.", False),
     ],
 )
 def test_is_refusal(text, refused):

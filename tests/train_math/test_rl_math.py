@@ -1,4 +1,4 @@
-"""rl_math: GAE, whitening, token rewards, PPO losses, critic-free advantages, diversity metrics."""
+"""rl_math: GAE, whitening, token rewards, PPO losses, critic-free advantages."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ from rlhfops.train.rl_math import (
     apply_no_eos_penalty,
     assemble_token_rewards,
     compute_gae,
-    distinct_n,
     explained_variance,
     group_normalized_advantages,
     ppo_policy_loss,
     ppo_value_loss,
-    repeated_ngram_fraction,
     rloo_advantages,
     whiten,
 )
@@ -237,17 +235,3 @@ def test_group_normalized_advantages_hand_values():
     close(group_normalized_advantages(scores, 3), [-2 / s7, -1 / s7, 3 / s7, -1 / s3, -1 / s3, 2 / s3])
     close(group_normalized_advantages(scores, 3, scale=False), [-2.0, -1.0, 3.0, -1.0, -1.0, 2.0])
     close(group_normalized_advantages(torch.tensor([5.0, 5.0]), 2), [0.0, 0.0])  # constant group -> 0
-
-
-# ---------------------------------------------------------------------------------- diversity
-
-
-def test_distinct_n_and_repeated_ngrams():
-    seqs = [[1, 2, 3, 1, 2], [1, 2], [7]]
-    # bigrams: (1,2) (2,3) (3,1) (1,2) | (1,2) | none -> 5 total, 3 unique
-    assert distinct_n(seqs, 2) == pytest.approx(3 / 5)
-    assert distinct_n(seqs, 1) == pytest.approx(4 / 8)  # tokens 1,2,3,1,2,1,2,7: unique {1,2,3,7}
-    assert distinct_n([[1]], 2) == 0.0
-    # per sequence: seq0 4 bigrams, 1 repeat -> 1/4 ; seq1 0/1 ; seq2 skipped -> mean 0.125
-    assert repeated_ngram_fraction(seqs, 2) == pytest.approx(0.125)
-    assert repeated_ngram_fraction([[5, 5, 5, 5, 5]], 2) == pytest.approx(3 / 4)  # (5,5) x4, 3 repeats

@@ -7,7 +7,6 @@ One demonstration per (prompt, author). Editing an accepted or rejected demonstr
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate.queue import item_key
 from rlhfops.annotate.tx import transaction
-from rlhfops.data.files import atomic_write_text
+from rlhfops.data.io import file_format, write_rows
 from rlhfops.errors import UserError
 from rlhfops.workspace import annotation_tables as m
 from rlhfops.workspace import db
@@ -153,7 +152,11 @@ def review_demo(ws: Any, reviewer: str, demo_id: int, accept: bool) -> DemoView:
 
 
 def export_demos(ws: Any, out: Path, creator: str, register: bool = True) -> tuple[int, str | None]:
-    """Accepted demonstrations -> SFT JSONL ``{"prompt", "completion"}``; a ``demonstrations`` artifact."""
+    """Accepted demonstrations -> SFT rows ``{"prompt", "completion"}``; a ``demonstrations`` artifact.
+
+    The format follows ``out``'s extension (:func:`rlhfops.data.io.write_rows`, atomic).
+    """
+    file_format(out)
     with transaction(ws) as s:
         rows = s.execute(
             sa.select(m.Item.prompt, m.Demonstration.text)
@@ -166,10 +169,7 @@ def export_demos(ws: Any, out: Path, creator: str, register: bool = True) -> tup
             "demos export: no accepted demonstration yet; a domain-expert lead accepts them first"
         )
     out = Path(out)
-    lines = (
-        json.dumps({"prompt": prompt, "completion": text}, ensure_ascii=False) + "\n" for prompt, text in rows
-    )
-    atomic_write_text(out, "".join(lines))
+    write_rows(out, [{"prompt": prompt, "completion": text} for prompt, text in rows])
     art = None
     if register:
         art = ws.register_artifact(

@@ -15,7 +15,6 @@ artifact whose ``meta.agreement`` is Krippendorff's alpha (nominal) over all lab
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rlhfops.annotate.tx import transaction
-from rlhfops.data.files import atomic_write_text
+from rlhfops.data.io import file_format, write_rows
 from rlhfops.errors import UserError
 from rlhfops.workspace import annotation_tables as m
 
@@ -59,10 +58,16 @@ def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
 def export_preferences(
     ws: Any, out: Path, creator: str, min_labels: int | None = None, register: bool = True
 ) -> ExportResult:
-    """Write the preference JSONL to ``out`` (atomically) and register it as a ``preferences`` artifact."""
+    """Write the preferences to ``out`` and register them as a ``preferences`` artifact.
+
+    The format follows the extension (.jsonl, .jsonl.gz, .json or .parquet) through
+    :func:`rlhfops.data.io.write_rows`, which writes atomically; an unknown extension is a one-line
+    DataError before anything is read or written.
+    """
     from rlhfops.annotate.quality import aggregate_pairs
 
     out = Path(out)
+    file_format(out)
     with transaction(ws) as s:
         items, by_item = production_labels(s)
     labels = [(i, r, c) for i, v in by_item.items() for r, c in v.items()]
@@ -96,7 +101,7 @@ def export_preferences(
             f"prefs export: no pair has a majority for A or B with enough labels (dropped: {dropped}); "
             "label more pairs first"
         )
-    atomic_write_text(out, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_rows(out, rows)
     artifact_id = None
     if register:
         meta = {

@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +17,7 @@ import numpy as np
 from rlhfops.annotate.agreement import krippendorff_alpha, percent_agreement
 from rlhfops.annotate.label_table import CHOICES, Label, as_labels, label_table, safe_metric
 from rlhfops.errors import UserError
+from rlhfops.measures.intervals import wilson_interval
 
 # ----------------------------------------------------------------------------------------------------
 # Gold accuracy over time: drift
@@ -91,11 +91,8 @@ def gold_accuracy(
     order, ``size`` at a time). *Recent* is the last window, extended backwards until it holds at least
     ``min_gold`` labels; *baseline* is everything before. A rater is flagged when ``baseline - recent >=
     drop`` (both with >= ``min_gold`` labels) or when ``recent < floor`` (recent with >= ``min_gold``).
-    Intervals: Wilson (1927) via :func:`rlhfops.monitor.business.wilson_interval`.
+    Intervals: Wilson (1927) via :func:`rlhfops.measures.intervals.wilson_interval`.
     """
-    from rlhfops.monitor.business import wilson_interval
-
-    wilson = lru_cache(maxsize=None)(wilson_interval)  # few distinct (correct, n) pairs; ppf is slow
     if window not in ("batch", "time", "count"):
         raise UserError(f"gold_accuracy: window={window!r}; use batch, time or count")
     if size < 1 or min_gold < 1 or period <= timedelta(0):
@@ -132,7 +129,7 @@ def gold_accuracy(
             tally.setdefault(key, [0, 0])
             tally[key][0] += 1
             tally[key][1] += int(lab.choice == gold[lab.item])
-        wins = [GoldWindow(k, n, c, c / n, wilson(c, n)) for k, (n, c) in tally.items()]
+        wins = [GoldWindow(k, n, c, c / n, wilson_interval(c, n)) for k, (n, c) in tally.items()]
         out.append(_judge_rater(rater, wins, drop, floor, min_gold))
     return GoldReport(out, window, drop, floor, min_gold)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from rlhfops.config import check_keys
-from rlhfops.errors import ConfigError
+from rlhfops.config import settings_section, validate_section
 
 
 class AnnotationSettings(BaseModel):
@@ -37,13 +36,5 @@ class AnnotationSettings(BaseModel):
 
 def annotation_settings(ws: Any) -> AnnotationSettings:
     """The workspace's ``annotation:`` settings (defaults when the section is absent)."""
-    extra = getattr(ws.settings, "model_extra", None) or {}
-    raw = extra.get("annotation") or {}
-    if isinstance(raw, dict):  # an unknown key names the closest valid one
-        check_keys(AnnotationSettings, raw, "rlhfops.yaml", prefix="annotation.")
-    try:
-        return AnnotationSettings.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"rlhfops.yaml: annotation.{loc}={first.get('input')!r}: {first['msg']}") from None
+    raw = settings_section(ws.settings, "annotation")
+    return validate_section(AnnotationSettings, raw, "rlhfops.yaml", prefix="annotation.")

@@ -216,6 +216,27 @@ def encode_prefs(
     return EncodeResult(rows=rows, truncated=truncated, full_lengths=lengths)
 
 
+def encode_replies(
+    prompts: Sequence[str],
+    replies: Sequence[str],
+    tokenizer: Any,
+    max_length: int,
+    where: str = "production",
+    first_line: int = 1,
+    chat_template: str | None = None,
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, reply ids) of single-turn prompts and their replies, encoded exactly as
+    :func:`encode_prefs` encodes a preference pair's prompt and reply (the prompt as one user message);
+    each reply is cut to fit ``max_length``. Errors name ``where:line`` (lines from ``first_line``)."""
+    if not prompts:
+        raise _empty("replies")
+    lines = [f"{where}:{first_line + i}" for i in range(len(prompts))]
+    msgs = [[{"role": "user", "content": p}] for p in prompts]
+    items = _template_rows(msgs, [[r] for r in replies], lines, tokenizer, chat_template)
+    _check_prompt_lengths(items, lines, max_length)
+    return [(t.prompt_ids, t.replies[0][: max_length - len(t.prompt_ids)]) for t in items]
+
+
 def encode_prompts(
     prompts: Sequence[Prompt], tokenizer: Any, chat_template: str | None = None
 ) -> list[list[int]]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from rlhfops.measures.diversity import distinct_n, opening_share
+
 
 @dataclass(frozen=True)
 class AlarmLimits:
@@ -20,23 +22,10 @@ class AlarmLimits:
     kl_controller: str = "fixed"  # no KL-controller alarm at evaluation time
 
 
-def opening_share(texts: list[str], words: int = 3) -> float:
-    """Share of replies starting with the most common first ``words`` words."""
-    if not texts:
-        return 0.0
-    counts: dict[str, int] = {}
-    for t in texts:
-        key = " ".join(t.lower().split()[:words])
-        counts[key] = counts.get(key, 0) + 1
-    return max(counts.values()) / len(texts)
-
-
 def response_stats(
     texts: list[str], rewards: list[float] | None = None, judge_scores: list[float] | None = None
 ) -> dict[str, Any]:
     """The statistics ``reward_hacking_alarms`` reads (score, length, distinct-2, opening share, ...)."""
-    from rlhfops.train.rl_math import distinct_n
-
     r = np.asarray(rewards if rewards is not None else [0.0] * len(texts), dtype=np.float64)
     out: dict[str, Any] = {
         "score": float(r.mean()) if len(r) else 0.0,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlhfops.redteam.detectors import behaviour_detector, check_item, is_refusal
+from rlhfops.measures.refusal import is_refusal
+from rlhfops.redteam.detectors import behaviour_detector, check_item
 
 OVER_REFUSAL_CATEGORY = "benign_but_risky_looking"
 MAX_FAILURES = 5

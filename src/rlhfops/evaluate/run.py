@@ -9,11 +9,11 @@ and the baseline; outside one it is written to ``out``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
 
 
@@ -224,11 +224,7 @@ def _store(
     if ws is None:
         if out is None:
             raise UserError("not in a workspace: give --out FILE for the result JSON")
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(payload, encoding="utf-8")
-        os.replace(tmp, out)
+        out = atomic_write_text(out, payload)
         result.path = out
         return
     from rlhfops.workspace.identity import acting_person

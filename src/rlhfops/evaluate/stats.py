@@ -3,14 +3,14 @@
 Two numbers, both with 95% intervals:
 
 * **win share** ``W / n`` with the Wilson (1927) score interval
-  (:func:`rlhfops.monitor.business.wilson_interval`);
+  (:func:`rlhfops.measures.intervals.wilson_interval`);
 * **win rate, ties as half-wins** ``s = (W + T/2) / n`` (the convention of Chatbot Arena / AlpacaEval). Its
   interval is the Wald interval of a linear function of multinomial proportions: per item the outcome
   is x in {1, 1/2, 0}, so ``Var(s) = (p_w + p_t/4 - s^2) / n`` exactly (a linear combination of
   multinomial proportions, e.g. Agresti, *Categorical Data Analysis*, 3rd ed., §1.2 and §16.1 delta
   method, which is exact for a linear function), and ``s +- z sqrt(Var(s))`` clipped to [0, 1]. The test
-  checks it against a percentile bootstrap. This ``rate`` and its ``ci_low`` are what the gate reads
-  (``min_win_rate`` compares the CI lower bound).
+  checks it against a percentile bootstrap (:func:`rlhfops.measures.intervals.half_tie_interval`). This
+  ``rate`` and its ``ci_low`` are what the gate reads (``min_win_rate`` compares the CI lower bound).
 
 Position bias: each pair is judged twice, candidate as A then as B; :func:`combine_swapped` keeps a
 verdict only when both orders agree and calls everything else a tie (the conservative rule of
@@ -19,8 +19,9 @@ Zheng et al. 2023, "Judging LLM-as-a-judge with MT-Bench and Chatbot Arena", §3
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
+
+from rlhfops.measures.intervals import half_tie_interval, wilson_interval
 
 Outcome = Literal["win", "tie", "loss"]
 
@@ -37,32 +38,10 @@ def combine_swapped(first: Outcome, second: Outcome) -> Outcome:
     return first if first == second else "tie"
 
 
-def _z(confidence: float) -> float:
-    from scipy import stats
-
-    return float(stats.norm.ppf(0.5 + confidence / 2))
-
-
-def half_tie_interval(
-    wins: int, ties: int, losses: int, confidence: float = 0.95
-) -> tuple[float, float, float]:
-    """(s, low, high) for s = (W + T/2)/n with the exact multinomial variance (module docstring)."""
-    n = wins + ties + losses
-    if n <= 0:
-        raise ValueError("no comparisons")
-    pw, pt = wins / n, ties / n
-    s = pw + pt / 2
-    var = max(pw + pt / 4 - s * s, 0.0) / n
-    half = _z(confidence) * math.sqrt(var)
-    return s, max(0.0, s - half), min(1.0, s + half)
-
-
 def win_rate_summary(
     wins: int, ties: int, losses: int, judge: str, confidence: float = 0.95
 ) -> dict[str, Any]:
     """The contract's ``win_rate`` block (ties as half-wins) plus the Wilson win share."""
-    from rlhfops.monitor.business import wilson_interval
-
     n = wins + ties + losses
     s, lo, hi = half_tie_interval(wins, ties, losses, confidence)
     w_lo, w_hi = wilson_interval(wins, n, confidence)

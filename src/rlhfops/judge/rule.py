@@ -12,15 +12,9 @@ from __future__ import annotations
 import re
 
 from rlhfops.judge.base import DEFAULT_CRITERION, PointwiseJudge
+from rlhfops.measures.diversity import text_distinct_n
 
 _TIMELINE = re.compile(r"\b\d+\s*(-\s*\d+\s*)?(business\s+)?(days?|hours?)\b|\btoday\b|\btomorrow\b", re.I)
-
-
-def distinct_n(text: str, n: int = 2) -> float:
-    """Distinct n-grams / n-grams of whitespace tokens (Li et al. 2016); 1.0 when there are none."""
-    w = text.split()
-    grams = [tuple(w[i : i + n]) for i in range(len(w) - n + 1)]
-    return len(set(grams)) / len(grams) if grams else 1.0
 
 
 class RuleJudge(PointwiseJudge):
@@ -47,5 +41,5 @@ class RuleJudge(PointwiseJudge):
         n = d.word_count(t)
         s -= 1.0 if n > self.max_words else 0.0
         s -= 1.0 if n < 4 else 0.0
-        s -= 1.5 if n >= 4 and distinct_n(t, 2) < 0.6 else 0.0
+        s -= 1.5 if n >= 4 and text_distinct_n(t, 2) < 0.6 else 0.0
         return s

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from rlhfops.config import check_keys
+from rlhfops.config import settings_section, validate_section
 from rlhfops.errors import ConfigError, UserError
 
 
@@ -34,15 +34,9 @@ class JudgeSettings(BaseModel):
 
 
 def settings_from_workspace(ws: Any) -> JudgeSettings:
-    raw = (getattr(ws.settings, "model_extra", None) or {}).get("judge") or {}
-    if isinstance(raw, dict):  # an unknown key names the closest valid one
-        check_keys(JudgeSettings, raw, "rlhfops.yaml", prefix="judge.")
-    try:
-        return JudgeSettings.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"rlhfops.yaml: judge.{loc}: {first['msg']}") from None
+    """The workspace's ``judge:`` settings (defaults when the section is absent)."""
+    raw = settings_section(ws.settings, "judge")
+    return validate_section(JudgeSettings, raw, "rlhfops.yaml", prefix="judge.")
 
 
 def build_judge(s: JudgeSettings) -> Any:

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from rlhfops.errors import ConfigError, DataError
+from rlhfops.errors import ConfigError
+from rlhfops.measures.intervals import bootstrap_interval, t_interval, wilson_interval
 
 # name -> (record field, kind, higher is better)
 METRICS: dict[str, tuple[str, str, bool]] = {
@@ -45,47 +46,6 @@ class BusinessMetric:
     ci_high: float | None
     better: bool | None
     n: int
-
-
-def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson (1927) score interval for a binomial proportion.
-
-    centre = (p + z^2/2n) / (1 + z^2/n), half = z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n), p = k/n.
-    """
-    from scipy import stats
-
-    if n <= 0:
-        raise DataError("wilson_interval: n must be > 0")
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
-def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Student t interval for a mean: x_bar +- t_{(1+c)/2, n-1} s / sqrt(n). values [n], n >= 2."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 1)) * x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
-
-
-def bootstrap_interval(
-    values: np.ndarray, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (Efron & Tibshirani 1993). values [n] -> (low, high)."""
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) < 2:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_resamples, len(x)))].mean(1)
-    lo, hi = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(lo), float(hi)
 
 
 def _field(record: Any, name: str) -> Any:

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationError
 
-from rlhfops.config import StageConfig
+from rlhfops.config import StageConfig, validation_error
 from rlhfops.errors import ConfigError, DataError
 
 
@@ -455,8 +455,7 @@ def _config(config: DriftConfig | None, overrides: dict[str, Any]) -> DriftConfi
     try:
         return DriftConfig.model_validate({**cfg.model_dump(), **overrides})
     except ValidationError as err:
-        first = err.errors()[0]
-        raise ConfigError(f"drift: {first['loc'][0]}={first.get('input')!r}: {first['msg']}") from None
+        raise validation_error(DriftConfig, err, "drift") from None
 
 
 def _decide(rule: str, mmd_fires: bool, auc_fires: bool) -> bool:

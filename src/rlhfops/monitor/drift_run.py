@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rlhfops.config import validate_section
 from rlhfops.errors import ConfigError, UserError
 from rlhfops.monitor.drift import DriftConfig, WindowDrift, windowed_drift
 from rlhfops.monitor.engine import REPORT_TAG, CheckResult, check_workspace_triggers, monitor_section
@@ -90,19 +91,11 @@ def parse_span(text: str) -> int | timedelta:
 
 def drift_config(ws: Workspace, overrides: dict[str, Any] | None = None) -> DriftConfig:
     """DriftConfig from ``monitor.drift`` in rlhfops.yaml, then ``--set`` overrides."""
-    from pydantic import ValidationError
-
     data = dict(monitor_section(ws).get("drift") or {})
     data.update(overrides or {})
-    try:
-        return DriftConfig.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(
-            f"monitor.drift.{loc}={first.get('input')!r}: {first['msg']} "
-            f"(valid settings: {', '.join(DriftConfig.model_fields)})"
-        ) from None
+    return validate_section(
+        DriftConfig, data, "monitor.drift (rlhfops.yaml or --set)", prefix="monitor.drift."
+    )
 
 
 def recent_rows(records: list[ProductionRecord], s: DriftSettings) -> list[ProductionRecord]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlhfops.config import closest_key, settings_section
 from rlhfops.errors import ConfigError
 from rlhfops.monitor.facts import WorkspaceFacts, collect_facts
 from rlhfops.monitor.outputs import MetricDrift
@@ -101,9 +102,7 @@ MONITOR_KEYS = ("triggers_file", "drift")  # the keys of the monitor: section of
 
 def monitor_section(ws: Workspace) -> dict[str, Any]:
     """The ``monitor:`` section of ``rlhfops.yaml`` ({} when absent); an unknown key names the closest."""
-    from rlhfops.config import closest_key
-
-    section = (ws.settings.model_extra or {}).get("monitor") or {}
+    section = settings_section(ws.settings, "monitor") or {}
     if not isinstance(section, dict):
         raise ConfigError(
             f"{ws.root / 'rlhfops.yaml'}: monitor: expected a mapping ({', '.join(MONITOR_KEYS)})"

@@ -133,7 +133,7 @@ class DPOTrainer(Trainer):
         return {"accuracy": correct / max(n, 1), "margin": margin / max(n, 1), "pairs": n}
 
     def evaluate(self) -> dict[str, Any]:
-        from rlhfops.monitor.business import wilson_interval
+        from rlhfops.measures.intervals import wilson_interval
 
         # on the training pairs this run used (the reference table holds exactly those)
         train = self.implicit_accuracy(self.planned_rows())

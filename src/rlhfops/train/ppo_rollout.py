@@ -76,7 +76,7 @@ def _responses(trainer: RolloutParts, prompts: list[list[int]], out: GenerationO
 
 
 def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> dict[str, float]:
-    from rlhfops.train.rl_math import distinct_n, repeated_ngram_fraction
+    from rlhfops.measures.diversity import distinct_n, repeated_ngram_fraction
 
     lengths = out.response_mask.sum(-1).float()
     return {
@@ -213,7 +213,7 @@ def evaluate_policy(
         no_eos.extend((~out.has_eos.bool()).tolist())
         texts.extend(responses.texts)
         all_resp.extend(responses.response_ids)
-    from rlhfops.train.rl_math import distinct_n
+    from rlhfops.measures.diversity import distinct_n, opening_share
 
     result: dict[str, Any] = {
         "prompts": len(prompts),
@@ -223,21 +223,10 @@ def evaluate_policy(
         "response_length": float(np.mean(lengths)),
         "hit_length_limit": float(np.mean(no_eos)),
         "distinct_2": distinct_n(all_resp, 2),
-        "opening_share": _top_opening_share(texts),
+        "opening_share": opening_share(texts),
         "examples": texts[:3],
     }
     if judge:
         result["judge_score"] = float(np.mean(judge))
         result["judge_sem"] = float(np.std(judge) / np.sqrt(len(judge)))
     return result
-
-
-def _top_opening_share(texts: list[str], words: int = 3) -> float:
-    """Share of responses that start with the most common first ``words`` words (formulaic openings)."""
-    if not texts:
-        return 0.0
-    openings: dict[str, int] = {}
-    for t in texts:
-        key = " ".join(t.lower().split()[:words])
-        openings[key] = openings.get(key, 0) + 1
-    return max(openings.values()) / len(texts)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlhfops.monitor.business import wilson_interval
+from rlhfops.measures.intervals import wilson_interval
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import RewardConfig
 from rlhfops.train.prefs import load_pref_rows, pack_pair_batch

@@ -71,26 +71,21 @@ class ModelReward:
 
     @torch.no_grad()
     def score(self, batch: Responses) -> torch.Tensor:
-        """Normalised scores [B]. Rows are laid out as left-padded prompt + right-padded response; when
-        consecutive rows share a prompt (k samples per prompt), it is computed once per group."""
-        from rlhfops.models.generate import left_pad
+        """Normalised scores [B] by :func:`rlhfops.models.reward_scoring.score_ids`; when consecutive rows
+        share a prompt (k samples per prompt), it is computed once per group."""
+        from rlhfops.models.reward_scoring import score_ids
         from rlhfops.train.forward import hidden_after_prompts
 
-        prompts, responses = batch.prompt_ids, batch.response_ids
-        p_ids, p_mask = left_pad(prompts, self.pad_id)
-        width = max(len(r) for r in responses)
-        r_ids = torch.full((len(responses), width), self.pad_id, dtype=torch.long)
-        r_mask = torch.zeros((len(responses), width), dtype=torch.long)
-        for i, r in enumerate(responses):
-            r_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-            r_mask[i, : len(r)] = 1
-        ids = torch.cat([p_ids, r_ids], dim=1).to(self.device)
-        mask = torch.cat([p_mask.long(), r_mask], dim=1).to(self.device)
+        prompts = batch.prompt_ids
         group = next((i for i, p in enumerate(prompts) if p != prompts[0]), len(prompts))
-        hidden = hidden_after_prompts(self.model.trunk, ids, mask, p_ids.shape[1], group)
-        last = torch.tensor([len(r) for r in responses], device=hidden.device)  # column P-1 is index 0
-        raw = self.model.head(hidden[torch.arange(len(responses), device=hidden.device), last].float())
-        return self.model.normalize(raw.squeeze(-1)).cpu()
+        return score_ids(
+            self.model,
+            prompts,
+            batch.response_ids,
+            self.pad_id,
+            self.device,
+            hidden=lambda trunk, ids, mask, width: hidden_after_prompts(trunk, ids, mask, width, group),
+        )
 
 
 def build_scorer(spec: str, device: torch.device | str = "cpu", pad_id: int = 0) -> RuleReward | ModelReward:

@@ -8,7 +8,6 @@ split into micro-batches or ranks.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import NamedTuple
 
 import torch
@@ -24,12 +23,10 @@ __all__ = [
     "apply_no_eos_penalty",
     "assemble_token_rewards",
     "compute_gae",
-    "distinct_n",
     "explained_variance",
     "group_normalized_advantages",
     "ppo_policy_loss",
     "ppo_value_loss",
-    "repeated_ngram_fraction",
     "rloo_advantages",
     "whiten",
 ]
@@ -302,34 +299,3 @@ def group_normalized_advantages(scores: Tensor, k: int, eps: float = 1e-4, scale
     if scale:
         centred = centred / (g.std(dim=1, keepdim=True, unbiased=True) + eps)
     return centred.reshape(-1)
-
-
-def _ngrams(seq: list[int], n: int) -> list[tuple[int, ...]]:
-    return [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
-
-
-def distinct_n(token_sequences: list[list[int]], n: int) -> float:
-    """Distinct-n diversity (Li et al. 2016): unique n-grams / total n-grams, pooled over all sequences.
-
-    Returns 0.0 when no sequence is at least ``n`` tokens long.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    grams = [g for seq in token_sequences for g in _ngrams(list(seq), n)]
-    return len(set(grams)) / len(grams) if grams else 0.0
-
-
-def repeated_ngram_fraction(token_sequences: list[list[int]], n: int = 4) -> float:
-    """Mean over sequences of the share of a sequence's n-grams that repeat an earlier n-gram in it.
-
-    A degenerate, looping response ("a b a b a b") scores near 1; a response without repeats 0.
-    Sequences shorter than ``n`` are skipped; 0.0 when none is long enough.
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    shares = []
-    for seq in token_sequences:
-        grams = _ngrams(list(seq), n)
-        if grams:
-            shares.append((len(grams) - len(Counter(grams))) / len(grams))
-    return sum(shares) / len(shares) if shares else 0.0

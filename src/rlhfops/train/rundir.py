@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from rlhfops.data.files import atomic_write_text  # the one atomic writer; re-exported for train/
+
 CHECKPOINTS = "checkpoints"
 STEP_PREFIX = "step-"
 DAMAGED_PREFIX = "damaged-"
@@ -32,17 +34,6 @@ DAMAGED_PREFIX = "damaged-"
 def default_run_dir(stage: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return Path("runs") / f"{stage}-{stamp}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class RunDir:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rlhfops.errors import ConfigError
+from rlhfops.config import settings_section, validate_section
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 
@@ -47,11 +47,4 @@ class WebSettings(BaseModel):
 
 def web_settings(ws: Any) -> WebSettings:
     """The workspace's ``web:`` settings (defaults when the section is absent)."""
-    extra = getattr(ws.settings, "model_extra", None) or {}
-    raw = extra.get("web") or {}
-    try:
-        return WebSettings.model_validate(raw)
-    except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"rlhfops.yaml: web.{loc}={first.get('input')!r}: {first['msg']}") from None
+    return validate_section(WebSettings, settings_section(ws.settings, "web"), "rlhfops.yaml", prefix="web.")

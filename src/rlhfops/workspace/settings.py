@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rlhfops.config import closest_key, validation_error
 from rlhfops.errors import ConfigError
 
 SETTINGS_FILE = "rlhfops.yaml"
@@ -61,15 +62,11 @@ def load_settings(root: Path) -> WorkspaceSettings:
     try:
         return WorkspaceSettings.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{path}: {loc}={first.get('input')!r}: {first['msg']}") from None
+        raise validation_error(WorkspaceSettings, err, str(path)) from None
 
 
 def _check_top_level_keys(path: Path, text: str, data: dict[Any, Any]) -> None:
     """Refuse a top-level key that is neither a setting nor a known section, naming the closest valid one."""
-    from rlhfops.config import closest_key
-
     valid = [*WorkspaceSettings.model_fields, *SECTIONS]
     unknown = [k for k in data if k not in valid]
     if not unknown:

@@ -1,0 +1,91 @@
+"""models.reward_scoring: the one reward scoring that PPO, the reward-model judge and monitoring use."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def rm_dir(tmp_path_factory):
+    from rlhfops.models.heads import RewardModel
+    from rlhfops.models.tiny import make_tiny_model_dir, tiny_tokenizer
+
+    base = tmp_path_factory.mktemp("rs")
+    lm = make_tiny_model_dir(base / "tiny", seed=5)
+    rm = RewardModel.from_causal_lm(str(lm))
+    rm.set_normalization(0.5, 2.0)
+    return rm.save_pretrained(base / "rm", tiny_tokenizer())
+
+
+def _direct(rm_dir, prompt: str, reply: str) -> float:
+    """A plain forward over the training encoding of one pair, normalised by hand: (raw - 0.5) / 2."""
+    import torch
+
+    from rlhfops.models.heads import RewardModel
+    from rlhfops.models.tiny import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}], tokenize=False
+    )
+    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+    model = RewardModel.from_pretrained(rm_dir).eval()
+    with torch.no_grad():
+        raw = model(input_ids=ids, attention_mask=torch.ones_like(ids))[0, -1]
+    return float((raw - 0.5) / 2.0)
+
+
+def test_judge_monitor_and_ppo_scorer_give_the_same_score(rm_dir):
+    from rlhfops.judge.reward_model import RewardModelJudge
+    from rlhfops.models.loading import load_tokenizer
+    from rlhfops.models.reward_scoring import TextRewardScorer
+    from rlhfops.monitor.rewards import reward_model_scorer
+    from rlhfops.train.reward_sources import ModelReward, Responses
+
+    prompts = ["Where is my order?", "Where is my order?", "Refund please"]
+    replies = ["It ships today.", "Sorry, it is late.", "Done: refunded $20."]
+    want = [_direct(rm_dir, p, r) for p, r in zip(prompts, replies, strict=True)]
+    judge = RewardModelJudge(str(rm_dir)).scores(prompts, replies)
+    monitor = reward_model_scorer(rm_dir, batch_size=2)(prompts, replies)
+    pairs = TextRewardScorer(rm_dir).encode(prompts, replies)
+    ppo = ModelReward(str(rm_dir), pad_id=load_tokenizer(str(rm_dir)).pad_token_id or 0).score(
+        Responses([p for p, _ in pairs], [r for _, r in pairs], replies)
+    )  # the first two rows share a prompt: PPO's shared-prefix path
+    for got in (judge, monitor, [float(v) for v in ppo]):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+    assert len({round(w, 6) for w in want}) == 3
+
+
+def test_score_ids_empty_reply_reads_the_last_prompt_token(rm_dir):
+    import torch
+
+    from rlhfops.models.heads import RewardModel
+    from rlhfops.models.reward_scoring import score_ids
+
+    model = RewardModel.from_pretrained(rm_dir).eval()
+    got = score_ids(model, [[5, 6, 7], [8]], [[], [9, 10]], pad_id=0)
+    with torch.no_grad():
+        a = float(model(torch.tensor([[5, 6, 7]]))[0, -1])
+        b = float(model(torch.tensor([[8, 9, 10]]))[0, -1])
+    assert got.tolist() == pytest.approx([(a - 0.5) / 2, (b - 0.5) / 2], rel=1e-4, abs=1e-5)
+
+
+def test_no_other_module_normalises_reward_scores():
+    import rlhfops
+
+    src = Path(rlhfops.__file__).parent
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path.relative_to(src).as_posix() in ("models/reward_scoring.py", "models/heads.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "normalize"
+            ):
+                found.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert found == [], "score with rlhfops.models.reward_scoring.score_ids"
