@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from gate_helpers import BEHAVIOURS_DOWN, BEHAVIOURS_UP, redteam_meta, sbs_meta, success_meta  # noqa: E402
 
 from rlhfops.gate.evaluate import evaluate_gate  # noqa: E402
