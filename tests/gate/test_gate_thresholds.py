@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gate_helpers import BEHAVIOURS_DOWN, BEHAVIOURS_UP, redteam_meta, sbs_meta, success_meta  # noqa: E402
+from gate_helpers import BEHAVIOURS_DOWN, BEHAVIOURS_UP, sbs_meta, success_meta
+from shared_helpers import redteam_meta
 
 from rlhfops.gate.evaluate import evaluate_gate  # noqa: E402
 from rlhfops.gate.thresholds import EvalSource, merge_evidence  # noqa: E402

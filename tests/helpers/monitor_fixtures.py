@@ -6,16 +6,11 @@ schema per test, dropped afterwards; skipped when no server answers).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-def _schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
+from shared_helpers import fresh_postgres_schema
 
 
 @pytest.fixture
@@ -26,20 +21,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if name == "sqlite":
         yield name
         return
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("postgres_url")
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    monkeypatch.setenv("RLHFOPS_DATABASE_URL", _schema_url(base, schema))
-    try:
+    with fresh_postgres_schema(request, monkeypatch, "m"):
         yield name
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture
