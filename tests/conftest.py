@@ -1,11 +1,16 @@
-"""Shared test set-up: offline hub, marker handling for the PostgreSQL and browser tests."""
+"""Shared test set-up: offline hub, marker handling for the PostgreSQL and browser tests; the helper
+modules in tests/helpers/ importable by name (pytest runs with --import-mode=importlib)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))  # gate_helpers, web_helpers, ... and fixtures
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -58,7 +58,7 @@ PYTEST = [
 # module (relative to src/rlhfops) -> the fast tests that should kill its mutants
 TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run covers the most modules
     "gate/thresholds.py": ["tests/gate/test_gate_thresholds.py", "tests/gate/test_gate_limit_edges.py"],
-    "web/auth.py": ["tests/web/test_web_roles.py", "tests/annotate_web/test_web_access.py"],
+    "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_access.py"],
     "web/deps.py": ["tests/web/test_web_roles.py"],
     "monitor/business.py": [
         "tests/monitor/test_monitor_business.py",

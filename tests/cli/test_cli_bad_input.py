@@ -11,18 +11,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
-from rlhfops.cli.main import main
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code if isinstance(ex.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from shared_helpers import run_cli
 
 
 def _one_error_line(err: str) -> str:
@@ -79,11 +68,13 @@ def test_artifact_ref_with_a_like_wildcard_is_refused(
 ) -> None:
     (tmp_path / "a.jsonl").write_text('{"prompt": "a"}\n', encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('{"prompt": "b"}\n', encoding="utf-8")
-    code, out, _ = _run(["artifact", "add", "dataset", str(tmp_path / "a.jsonl")], capsys)
+    code, out, _ = run_cli(["artifact", "add", "dataset", str(tmp_path / "a.jsonl")], capsys)
     parent = out.strip()
     assert code == 0 and len(parent) == 64
     ref = parent[:3] + wildcard  # 4 characters: passes the length minimum
-    code, out, err = _run(["artifact", "add", "dataset", str(tmp_path / "b.jsonl"), "--parent", ref], capsys)
+    code, out, err = run_cli(
+        ["artifact", "add", "dataset", str(tmp_path / "b.jsonl"), "--parent", ref], capsys
+    )
     line = _one_error_line(err)
     assert code == 2 and out == ""
     assert line == (
@@ -97,8 +88,8 @@ def test_artifact_ref_with_a_like_wildcard_is_refused(
 def test_artifact_ref_hex_prefix_still_works(ws_root: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "a.jsonl").write_text('{"prompt": "a"}\n', encoding="utf-8")
     (tmp_path / "b.jsonl").write_text('{"prompt": "b"}\n', encoding="utf-8")
-    parent = _run(["artifact", "add", "dataset", str(tmp_path / "a.jsonl")], capsys)[1].strip()
-    code, out, err = _run(
+    parent = run_cli(["artifact", "add", "dataset", str(tmp_path / "a.jsonl")], capsys)[1].strip()
+    code, out, err = run_cli(
         ["artifact", "add", "dataset", str(tmp_path / "b.jsonl"), "--parent", parent[:4].upper()], capsys
     )
     assert (code, err) == (0, "")
@@ -123,8 +114,8 @@ def _rounds(root: Path) -> int:
 
 @pytest.mark.parametrize("n", ["-5", "0", "1"])
 def test_calibration_size_out_of_range(ws_root: Path, tmp_path: Path, capsys, n: str) -> None:
-    assert _run(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 60))], capsys)[0] == 0
-    code, _, err = _run(["calibration", "start", "--n", n], capsys)
+    assert run_cli(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 60))], capsys)[0] == 0
+    code, _, err = run_cli(["calibration", "start", "--n", n], capsys)
     line = _one_error_line(err)
     assert code == 2
     assert line == (
@@ -134,8 +125,8 @@ def test_calibration_size_out_of_range(ws_root: Path, tmp_path: Path, capsys, n:
 
 
 def test_calibration_size_at_the_edge_starts(ws_root: Path, tmp_path: Path, capsys) -> None:
-    assert _run(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 2))], capsys)[0] == 0
-    assert _run(["calibration", "start", "--n", "2"], capsys)[:2] == (0, "calibration round 1 started\n")
+    assert run_cli(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 2))], capsys)[0] == 0
+    assert run_cli(["calibration", "start", "--n", "2"], capsys)[:2] == (0, "calibration round 1 started\n")
     assert _rounds(ws_root) == 1
 
 
@@ -149,7 +140,7 @@ def _stored_k(root: Path) -> list[int]:
 
 @pytest.mark.parametrize("k", ["0", "-3", "51"])
 def test_pairs_import_k_out_of_range(ws_root: Path, tmp_path: Path, capsys, k: str) -> None:
-    code, _, err = _run(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 2)), "--k", k], capsys)
+    code, _, err = run_cli(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 2)), "--k", k], capsys)
     line = _one_error_line(err)
     assert code == 2
     assert line == f"error: pairs import: --k {k}: must be between 1 and 50 (the range of annotation.overlap)"
@@ -160,7 +151,7 @@ def test_pairs_generate_k_is_checked_before_sampling(ws_root: Path, tmp_path: Pa
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "q"}\n', encoding="utf-8")
     argv = ["pairs", "generate", "--model", str(tmp_path / "no-model"), "--prompts", str(prompts), "--k", "0"]
-    code, _, err = _run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 2  # refused before any model is looked for
     assert _one_error_line(err) == (
         "error: pairs generate: --k 0: must be between 1 and 50 (the range of annotation.overlap)"
@@ -169,7 +160,7 @@ def test_pairs_generate_k_is_checked_before_sampling(ws_root: Path, tmp_path: Pa
 
 @pytest.mark.parametrize("k", ["1", "50"])
 def test_pairs_import_k_at_the_edges_is_stored(ws_root: Path, tmp_path: Path, capsys, k: str) -> None:
-    code, out, _ = _run(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 2)), "--k", k], capsys)
+    code, out, _ = run_cli(["pairs", "import", str(_write_pairs(tmp_path / "p.jsonl", 2)), "--k", k], capsys)
     assert (code, out) == (0, "queued 2 pair(s) (0 already queued)\n")
     assert _stored_k(ws_root) == [int(k), int(k)]
 
@@ -179,7 +170,7 @@ def test_pairs_import_k_at_the_edges_is_stored(ws_root: Path, tmp_path: Path, ca
 
 def test_raters_add_short_password_writes_nothing(ws_root: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("7 chars\n"))
-    code, _, err = _run(["raters", "add", "bob", "--password-stdin"], capsys)
+    code, _, err = run_cli(["raters", "add", "bob", "--password-stdin"], capsys)
     line = _one_error_line(err)
     assert code == 2 and line == "error: raters add bob: the password needs at least 8 characters"
     from rlhfops.annotate.accounts import accounts
@@ -191,14 +182,14 @@ def test_raters_add_short_password_writes_nothing(ws_root: Path, capsys, monkeyp
 
 def test_raters_add_password_at_the_minimum(ws_root: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("8 chars!\n"))
-    assert _run(["raters", "add", "bob", "--password-stdin"], capsys)[:2] == (0, "account bob created\n")
+    assert run_cli(["raters", "add", "bob", "--password-stdin"], capsys)[:2] == (0, "account bob created\n")
     with _open(ws_root) as ws:
         assert ("bob", "rater") in ws.people()
 
 
 def test_raters_add_unknown_role_writes_nothing(ws_root: Path, capsys, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("a long password\n"))
-    code, _, err = _run(["raters", "add", "bob", "--role", "boss", "--password-stdin"], capsys)
+    code, _, err = run_cli(["raters", "add", "bob", "--role", "boss", "--password-stdin"], capsys)
     assert code == 2 and "role 'boss' unknown" in _one_error_line(err)
     from rlhfops.annotate.accounts import accounts
 
@@ -214,7 +205,7 @@ def test_unknown_settings_key_is_refused_with_the_closest(ws_root: Path, capsys)
     text = settings.read_text(encoding="utf-8")
     n_lines = len(text.splitlines())
     settings.write_text(text + "databse_url: postgresql://db/x\n", encoding="utf-8")
-    code, _, err = _run(["people", "list"], capsys)
+    code, _, err = run_cli(["people", "list"], capsys)
     line = _one_error_line(err)
     assert code == 2
     assert line == f"error: {settings}:{n_lines + 1}: unknown key 'databse_url'; did you mean 'database_url'?"
@@ -226,7 +217,7 @@ def test_known_sections_are_accepted(ws_root: Path, capsys) -> None:
         settings.read_text(encoding="utf-8") + "annotation:\n  overlap: 2\nmonitor: {}\njudge: {}\nweb: {}\n",
         encoding="utf-8",
     )
-    assert _run(["people", "list"], capsys)[0] == 0
+    assert run_cli(["people", "list"], capsys)[0] == 0
 
 
 @pytest.mark.parametrize(
@@ -250,7 +241,7 @@ def test_unknown_key_inside_a_section_names_the_closest(
     settings = ws_root / "rlhfops.yaml"
     settings.write_text(settings.read_text(encoding="utf-8") + section, encoding="utf-8")
     pairs = str(_write_pairs(tmp_path / "p.jsonl", 2))
-    code, _, err = _run([pairs if a == "PAIRS" else a for a in argv], capsys)
+    code, _, err = run_cli([pairs if a == "PAIRS" else a for a in argv], capsys)
     assert code == 2
     assert _one_error_line(err).endswith(f": unknown key {expected}")
     assert _stored_k(ws_root) == []
@@ -275,7 +266,7 @@ def test_non_utf8_settings_file(ws_root: Path, capsys) -> None:
     settings = ws_root / "rlhfops.yaml"
     raw = settings.read_bytes()
     settings.write_bytes(raw + b"# caf\xe9\n")
-    code, _, err = _run(["people", "list"], capsys)
+    code, _, err = run_cli(["people", "list"], capsys)
     n_lines = raw.count(b"\n")
     assert code == 2
     assert _one_error_line(err) == (
@@ -292,14 +283,14 @@ def test_non_utf8_spec_is_named_as_such(ws_root: Path, capsys) -> None:
     offset = raw.index(b"\n", 100) + 1  # the start of some line after the first
     line_no = raw.count(b"\n", 0, offset) + 1
     spec.write_bytes(raw[:offset] + b"# na\xefve caf\xe9\n" + raw[offset:])
-    code, _, err = _run(["spec", "check"], capsys)
+    code, _, err = run_cli(["spec", "check"], capsys)
     assert code == 2
     assert _one_error_line(err) == (
         f"error: {spec}:{line_no}: (spec): not valid UTF-8 (byte offset {offset + 4}); save the file as UTF-8"
     )
     # the same spec saved as UTF-8 is fine
     spec.write_bytes(raw[:offset] + "# naïve café\n".encode() + raw[offset:])
-    code, out, err = _run(["spec", "check"], capsys)
+    code, out, err = run_cli(["spec", "check"], capsys)
     assert (code, err) == (0, "") and ": OK (sha256 " in out
 
 
@@ -320,7 +311,7 @@ def test_monitor_ingest_non_utf8(ws_root: Path, tmp_path: Path, capsys, fmt: str
         byte = len(b"hi,caf") + 1
     path = tmp_path / f"prod.{fmt}"
     path.write_bytes(data)
-    code, _, err = _run(["monitor", "ingest", str(path)], capsys)
+    code, _, err = run_cli(["monitor", "ingest", str(path)], capsys)
     assert code == 2
     assert _one_error_line(err) == (
         f"error: {path}:3: not valid UTF-8 (byte {byte} of the line); save the file as UTF-8, nothing was"
@@ -331,6 +322,6 @@ def test_monitor_ingest_non_utf8(ws_root: Path, tmp_path: Path, capsys, fmt: str
     with _open(ws_root) as ws:
         assert log_artifacts(ws) == [] and ws.artifacts() == []
     path.write_bytes(data.replace(b"\xe9", "é".encode()))  # the same file in UTF-8 is stored
-    assert _run(["monitor", "ingest", str(path)], capsys)[0] == 0
+    assert run_cli(["monitor", "ingest", str(path)], capsys)[0] == 0
     with _open(ws_root) as ws:
         assert len(log_artifacts(ws)) == 1

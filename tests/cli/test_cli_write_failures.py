@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from shared_helpers import run_cli
 
 import rlhfops.data.files as files_mod
 import rlhfops.data.io as io_mod
@@ -25,16 +26,6 @@ from rlhfops.cli import main as cli_main
 from rlhfops.cli.main import main
 from rlhfops.data.files import OutputError, atomic_output, atomic_write_text, output_error
 from rlhfops.datasets import hh_rlhf_harmless_path
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code if isinstance(ex.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _one_error_line(err: str) -> str:
@@ -105,7 +96,7 @@ def test_data_import_disk_full_leaves_nothing(tmp_path: Path, capsys, monkeypatc
     out_file = out_dir / "prefs.jsonl"
     seen: list[Path] = []
     _disk_fills_after(monkeypatch, io_mod, 10_000, seen)
-    code, out, err = _run(_import(out_file), capsys)
+    code, out, err = run_cli(_import(out_file), capsys)
     assert code == 2 and out == ""
     assert _one_error_line(err) == f"error: {out_file}: {ENOSPC_TAIL}"
     assert seen and seen[0].parent == out_dir  # the write really started (a temporary file, half-written)
@@ -116,7 +107,7 @@ def test_data_import_disk_full_keeps_the_old_file(tmp_path: Path, capsys, monkey
     out_file = tmp_path / "prefs.jsonl"
     out_file.write_text('{"old": true}\n', encoding="utf-8")
     _disk_fills_after(monkeypatch, io_mod, 10_000, [])
-    code, _, err = _run(_import(out_file, "--force"), capsys)
+    code, _, err = run_cli(_import(out_file, "--force"), capsys)
     assert code == 2 and _one_error_line(err) == f"error: {out_file}: {ENOSPC_TAIL}"
     assert out_file.read_text(encoding="utf-8") == '{"old": true}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prefs.jsonl"]
@@ -126,7 +117,7 @@ def test_data_import_with_room_writes_everything(tmp_path: Path, capsys, monkeyp
     """The other side: the same writer with enough room writes the whole file."""
     out_file = tmp_path / "prefs.jsonl"
     _disk_fills_after(monkeypatch, io_mod, 100_000_000, [])
-    code, out, err = _run(_import(out_file), capsys)
+    code, out, err = run_cli(_import(out_file), capsys)
     assert (code, err) == (0, "") and out.startswith(f"imported 1495 of 1500 rows to {out_file}")
     assert len(out_file.read_text(encoding="utf-8").splitlines()) == 1495
 
@@ -150,7 +141,7 @@ def test_data_import_read_only_directory(tmp_path: Path, capsys, monkeypatch, co
 
     monkeypatch.setattr(files_mod.tempfile, "mkstemp", refused)
     out_file = out_dir / "prefs.parquet"
-    rc, out, err = _run(_import(out_file), capsys)
+    rc, out, err = run_cli(_import(out_file), capsys)
     assert rc == 2 and out == ""
     assert _one_error_line(err).startswith(f"error: {out_file}: cannot write: {tail}")
     assert list(out_dir.iterdir()) == []
@@ -162,7 +153,7 @@ def test_data_import_real_read_only_directory(tmp_path: Path, capsys) -> None:
     out_dir.mkdir()
     out_dir.chmod(0o555)
     try:
-        rc, _, err = _run(_import(out_dir / "prefs.jsonl"), capsys)
+        rc, _, err = run_cli(_import(out_dir / "prefs.jsonl"), capsys)
     finally:
         out_dir.chmod(0o755)
     assert rc == 2 and "(EACCES)" in _one_error_line(err)
@@ -191,7 +182,7 @@ def test_monitor_ingest_disk_full(tmp_path: Path, capsys, monkeypatch) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
-    code, _, err = _run(["monitor", "ingest", str(log)], capsys)
+    code, _, err = run_cli(["monitor", "ingest", str(log)], capsys)
     line = _one_error_line(err)
     assert code == 2
     assert line.startswith("error: ") and line.endswith(f"prod.production.parquet: {ENOSPC_TAIL}")
@@ -261,7 +252,7 @@ def failing_app(monkeypatch):
 
 @pytest.mark.parametrize(("code", "name"), [(errno.ENOSPC, "ENOSPC"), (errno.EROFS, "EROFS")])
 def test_entry_point_turns_a_refused_write_into_one_line(failing_app, capsys, code: int, name: str) -> None:
-    rc, _, err = _run(["write", "--code", str(code)], capsys)
+    rc, _, err = run_cli(["write", "--code", str(code)], capsys)
     assert rc == 2
     where = "runs/sft-1/checkpoints/step-000010/model.safetensors"
     assert _one_error_line(err).startswith(f"error: {where}: cannot write: {os.strerror(code)} ({name});")

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_helpers import run_cli
 
-from rlhfops.cli.main import main
 from rlhfops.data.check import check_file
 from rlhfops.datasets import hh_rlhf_harmless_path
 
@@ -17,22 +17,12 @@ def _write(path: Path, rows: list) -> Path:
     return path
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code if isinstance(ex.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 GOOD_PREFS = [{"prompt": "Where is my parcel?", "chosen": "It ships today.", "rejected": "No idea."}] * 3
 
 
 def test_check_ok_prints_counts(tmp_path: Path, capsys) -> None:
     p = _write(tmp_path / "p.jsonl", GOOD_PREFS)
-    code, out, err = _run(["data", "check", str(p)], capsys)
+    code, out, err = run_cli(["data", "check", str(p)], capsys)
     assert (code, err) == (0, "")
     assert out == f"{p}: 3 prefs rows, no errors\n"
 
@@ -45,7 +35,7 @@ def test_check_lists_every_error_and_exits_2(tmp_path: Path, capsys) -> None:
         {"messages": [{"role": "bot", "content": "x"}]},
     ]
     p = _write(tmp_path / "d.jsonl", rows)
-    code, out, err = _run(["data", "check", str(p)], capsys)
+    code, out, err = run_cli(["data", "check", str(p)], capsys)
     assert code == 2
     assert out.splitlines() == [
         f"{p}:2:prompt: empty string",
@@ -57,11 +47,11 @@ def test_check_lists_every_error_and_exits_2(tmp_path: Path, capsys) -> None:
 
 def test_check_limit_lists_a_count_of_the_rest(tmp_path: Path, capsys) -> None:
     p = _write(tmp_path / "d.jsonl", [{"prompt": "q", "completion": ""}] * 30)
-    code, out, err = _run(["data", "check", str(p)], capsys)
+    code, out, err = run_cli(["data", "check", str(p)], capsys)
     lines = out.splitlines()
     assert code == 2 and len(lines) == 21 and lines[-1] == "... and 10 more"
     assert lines[19] == f"{p}:20:completion: empty string"
-    code, out, _ = _run(["data", "check", str(p), "--limit", "2"], capsys)
+    code, out, _ = run_cli(["data", "check", str(p), "--limit", "2"], capsys)
     assert out.splitlines()[-1] == "... and 28 more"
 
 
@@ -72,7 +62,7 @@ def test_check_same_errors_as_training_first_one(tmp_path: Path, capsys) -> None
     p = _write(
         tmp_path / "d.jsonl", [{"prompt": "q", "completion": "a"}, {"prompt": "q"}, {"completion": "x"}]
     )
-    _, out, _ = _run(["data", "check", str(p), "--kind", "demos"], capsys)
+    _, out, _ = run_cli(["data", "check", str(p), "--kind", "demos"], capsys)
     with pytest.raises(DataError) as info:
         load_demos(p)
     assert out.splitlines()[0] == str(info.value) == f"{p}:2:completion: missing field"
@@ -80,15 +70,15 @@ def test_check_same_errors_as_training_first_one(tmp_path: Path, capsys) -> None
 
 def test_check_kind_override_and_unknown_kind(tmp_path: Path, capsys) -> None:
     p = _write(tmp_path / "p.jsonl", GOOD_PREFS)
-    code, out, _ = _run(["data", "check", str(p), "--kind", "demos"], capsys)
+    code, out, _ = run_cli(["data", "check", str(p), "--kind", "demos"], capsys)
     assert code == 2 and out.splitlines()[0] == f"{p}:1:completion: missing field"
-    code, out, _ = _run(["data", "check", str(p), "--kind", "prompts"], capsys)
+    code, out, _ = run_cli(["data", "check", str(p), "--kind", "prompts"], capsys)
     assert code == 0 and out == f"{p}: 3 prompts rows, no errors\n"
 
 
 def test_bad_option_value_is_a_usage_error(tmp_path: Path, capsys) -> None:
     p = _write(tmp_path / "p.jsonl", GOOD_PREFS)
-    code, _, err = _run(["data", "check", str(p), "--kind", "pairs"], capsys)
+    code, _, err = run_cli(["data", "check", str(p), "--kind", "pairs"], capsys)
     assert code == 2 and "pairs" in err
 
 
@@ -107,13 +97,13 @@ def test_bad_option_value_is_a_usage_error(tmp_path: Path, capsys) -> None:
 def test_check_read_errors_are_one_line(tmp_path: Path, capsys, content: str, expected: str) -> None:
     p = tmp_path / "d.jsonl"
     p.write_text(content, encoding="utf-8")
-    code, out, err = _run(["data", "check", str(p)], capsys)
+    code, out, err = run_cli(["data", "check", str(p)], capsys)
     assert (code, out) == (2, "")
     assert err == "error: " + expected.format(p=p) + "\n"
 
 
 def test_check_missing_file(tmp_path: Path, capsys) -> None:
-    code, _, err = _run(["data", "check", str(tmp_path / "x.jsonl")], capsys)
+    code, _, err = run_cli(["data", "check", str(tmp_path / "x.jsonl")], capsys)
     assert (code, err) == (2, f"error: {tmp_path / 'x.jsonl'}: file not found\n")
 
 
@@ -143,7 +133,9 @@ def test_check_with_model_option(tmp_path: Path, capsys, tokenizer) -> None:
     model_dir = tmp_path / "tok"
     tokenizer.save_pretrained(model_dir)
     p = _write(tmp_path / "p.jsonl", GOOD_PREFS)
-    code, out, err = _run(["data", "check", str(p), "--model", str(model_dir), "--max-length", "256"], capsys)
+    code, out, err = run_cli(
+        ["data", "check", str(p), "--model", str(model_dir), "--max-length", "256"], capsys
+    )
     assert (code, err) == (0, "")
     assert out.splitlines()[1].startswith("tokens (")
     assert out.splitlines()[1].endswith("; 0 rows truncated at max_length=256")
@@ -151,7 +143,7 @@ def test_check_with_model_option(tmp_path: Path, capsys, tokenizer) -> None:
 
 def test_import_hh_rlhf_real_file(tmp_path: Path, capsys) -> None:
     out_file = tmp_path / "out" / "hh.parquet"
-    code, out, err = _run(
+    code, out, err = run_cli(
         ["data", "import", "--format", "hh-rlhf", str(hh_rlhf_harmless_path()), "--out", str(out_file)],
         capsys,
     )
@@ -161,11 +153,11 @@ def test_import_hh_rlhf_real_file(tmp_path: Path, capsys) -> None:
         "skipped 5 (empty final reply in chosen: 4; chosen and rejected differ before the last Assistant"
         " reply: 1); first at lines 87, 517, 926, 1104, 1255",
     ]
-    code, out, _ = _run(["data", "check", str(out_file)], capsys)
+    code, out, _ = run_cli(["data", "check", str(out_file)], capsys)
     assert (code, out) == (0, f"{out_file}: 1495 prefs rows, no errors\n")
     # an existing output is refused unless --force
     before = out_file.stat().st_mtime_ns
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["data", "import", "--format", "hh-rlhf", str(hh_rlhf_harmless_path()), "-o", str(out_file)], capsys
     )
     assert (code, err) == (2, f"error: {out_file}: already exists; pass --force to replace it\n")
@@ -175,16 +167,18 @@ def test_import_hh_rlhf_real_file(tmp_path: Path, capsys) -> None:
 def test_import_errors_write_nothing(tmp_path: Path, capsys) -> None:
     bad = _write(tmp_path / "in.jsonl", [{"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "nope"}])
     out_file = tmp_path / "out.jsonl"
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["data", "import", "--format", "hh-rlhf", str(bad), "--out", str(out_file), "--strict"], capsys
     )
     assert code == 2 and err == (
         f"error: {bad}:1: cannot import as HH-RLHF: rejected has no '\\n\\nAssistant:' turn; fix or drop the"
         " row, or import without --strict to skip such rows\n"
     )
-    code, _, err = _run(["data", "import", "--format", "hh-rlhf", str(bad), "--out", str(out_file)], capsys)
+    code, _, err = run_cli(
+        ["data", "import", "--format", "hh-rlhf", str(bad), "--out", str(out_file)], capsys
+    )
     assert code == 2 and err.startswith(f"error: {bad}: no row could be imported as HH-RLHF")
-    code, _, err = _run(
+    code, _, err = run_cli(
         ["data", "import", "--format", "hh-rlhf", str(bad), "--out", str(tmp_path / "o.csv")], capsys
     )
     assert (code, err) == (
@@ -195,11 +189,11 @@ def test_import_errors_write_nothing(tmp_path: Path, capsys) -> None:
 
 
 def test_help_documents_both_commands(capsys) -> None:
-    code, out, _ = _run(["data", "--help"], capsys)
+    code, out, _ = run_cli(["data", "--help"], capsys)
     assert code == 0 and "check" in out and "import" in out
-    code, out, _ = _run(["data", "check", "--help"], capsys)
+    code, out, _ = run_cli(["data", "check", "--help"], capsys)
     for opt in ("--kind", "--model", "--max-length", "--chat-template", "--limit"):
         assert opt in out
-    code, out, _ = _run(["data", "import", "--help"], capsys)
+    code, out, _ = run_cli(["data", "import", "--help"], capsys)
     for opt in ("--format", "--out", "--strict", "--force", "hh-rlhf"):
         assert opt in out

@@ -11,22 +11,12 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_helpers import run_cli
 
 import rlhfops.data.io as io_mod
-from rlhfops.cli.main import main
 from rlhfops.data.check import check_file
 from rlhfops.data.schema import MAX_FIELD_CHARS, load_demos, load_prefs, load_prompts
 from rlhfops.errors import DataError
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code if isinstance(ex.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
@@ -53,7 +43,7 @@ def test_data_check_reports_a_30mb_completion_with_file_line(tmp_path: Path, cap
             {"prompt": "q", "completion": "b"},
         ],
     )
-    code, out, err = _run(["data", "check", str(p)], capsys)
+    code, out, err = run_cli(["data", "check", str(p)], capsys)
     assert code == 2
     assert out.splitlines() == [f"{p}:2:completion: {_too_long(30_000_000)}"]
     assert err == f"error: {p}: 1 error(s) in 1 of 3 demos rows; fix them and check again\n"

@@ -1,7 +1,7 @@
 """Human side-by-side through the annotation queue: eval compare --judge human -> raters -> eval collect.
 
 Tiny random models answer; raters are driven through the queue's own fetch/submit functions (the web
-pages over them are tested in tests/annotate_web). The result feeds the gate like a judge's.
+pages over them are tested in tests/web/annotate). The result feeds the gate like a judge's.
 """
 
 from __future__ import annotations

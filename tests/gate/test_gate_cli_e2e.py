@@ -7,16 +7,8 @@ import json
 import multiprocessing as mp
 
 import pytest
-from gate_helpers import (
-    add_eval,
-    concurrent_signer,
-    fake_run_dir,
-    passing_evals,
-    redteam_meta,
-    token_of,
-    train_chain,
-    who,
-)
+from gate_helpers import add_eval, concurrent_signer, fake_run_dir, passing_evals, token_of, train_chain
+from shared_helpers import redteam_meta, who
 
 
 def _plot_svg(html: str, plot_id: str) -> str:
@@ -220,7 +212,8 @@ def test_gate_on_postgres(postgres_url, tmp_path, monkeypatch):
     import uuid
 
     import sqlalchemy as sa
-    from gate_helpers import make_workspace
+    from gate_helpers import PEOPLE
+    from shared_helpers import make_workspace
 
     from rlhfops.gate import log as dlog
     from rlhfops.gate.decide import deployed, gate_sign, promote
@@ -232,7 +225,7 @@ def test_gate_on_postgres(postgres_url, tmp_path, monkeypatch):
     sep = "&" if "?" in postgres_url else "?"
     monkeypatch.setenv("RLHFOPS_DATABASE_URL", f"{postgres_url}{sep}options=-csearch_path%3D{schema}")
     try:
-        ws = make_workspace(tmp_path / "ws")
+        ws = make_workspace(tmp_path / "ws", PEOPLE, play1=True)
         assert ws.database_url.startswith("postgresql")
         ids = train_chain(ws, tmp_path / "runs")
         passing_evals(ws, tmp_path / "ev", ids["ppo"], ci_low=0.5)

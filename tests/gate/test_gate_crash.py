@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from gate_helpers import passing_evals, password_of, train_chain, who
+from gate_helpers import passing_evals, train_chain
+from shared_helpers import password_of, who
 
 from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import deployed, gate_sign, promote

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from gate_helpers import add_eval, passing_evals, redteam_meta, sbs_meta, success_meta, train_chain, who
+from gate_helpers import add_eval, passing_evals, sbs_meta, success_meta, train_chain
+from shared_helpers import redteam_meta, who
 
 from rlhfops.errors import PlayOrderError, UserError
 from rlhfops.gate import log as dlog
@@ -134,7 +135,7 @@ def test_gate_promote_keeps_play_order(gws, tmp_path):
     ids = train_chain(gws, tmp_path / "runs")
     passing_evals(gws, tmp_path / "evals", ids["ppo"])
     gate_sign(gws, ids["ppo"], who(gws, "gina"), "approve", "all met")
-    from gate_helpers import fake_model
+    from shared_helpers import fake_model
 
     gws.record_training_run("dpo", {"model": ids["sft"]}, fake_model(tmp_path / "dpo", "d"), "frank", {})
     with pytest.raises(PlayOrderError, match="promote refused: Play 4 .* has no evaluation.*no override"):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from gate_helpers import passing_evals, password_of, token_of, train_chain, who
+from gate_helpers import passing_evals, token_of, train_chain
+from shared_helpers import password_of, who
 
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog

@@ -19,13 +19,12 @@ from gate_helpers import (
     add_unsigned_eval,
     all_categories,
     passing_evals,
-    redteam_meta,
     sbs_meta,
     shipped_categories,
     success_meta,
     train_chain,
-    who,
 )
+from shared_helpers import redteam_meta, who
 
 from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import gate_evaluate, gate_sign

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from gate_helpers import BEHAVIOURS_DOWN, BEHAVIOURS_UP, redteam_meta, sbs_meta, success_meta  # noqa: E402
+from gate_helpers import BEHAVIOURS_DOWN, BEHAVIOURS_UP, sbs_meta, success_meta
+from shared_helpers import redteam_meta
 
 from rlhfops.gate.thresholds import EvalSource, merge_evidence  # noqa: E402
 from rlhfops.gate.verdict import evaluate_gate  # noqa: E402

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from monitor_drift_texts import other_task_prompts, support_prompts  # noqa: E402
 
 from rlhfops.monitor.drift import DriftConfig, input_drift  # noqa: E402

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from monitor_backends import BOTH_BACKENDS
-from monitor_ws_helpers import add, backdate, drift_report, redteam_meta
+from monitor_ws_helpers import add, backdate, drift_report
+from shared_helpers import redteam_meta
 
 from rlhfops.monitor.engine import check_workspace_triggers
 from rlhfops.monitor.facts import deployed_model, rater_turnover
@@ -58,15 +59,36 @@ def test_reward_hacking_from_evaluation_meta(ws, tmp_path):
 @BOTH_BACKENDS
 def test_new_edge_case_fires_play_5_once_then_play_3_when_it_recurs(ws, tmp_path):
     model = add(ws, tmp_path, "ppo-model", "ppo", {})
-    add(ws, tmp_path, "evaluation", "e1", redteam_meta(model, ["p1"]), [model])
+    add(
+        ws,
+        tmp_path,
+        "evaluation",
+        "e1",
+        redteam_meta(model, {"harmful": (9, 10)}, {"harmful": ["p1"]}),
+        [model],
+    )
     first = check_workspace_triggers(ws, "alice")
     assert _opened(first) == {("new_edge_case", 5)}
     assert "harmful/p1 x1" in first.firings[0].firing.evidence
     # same facts again: nothing new opened
     assert check_workspace_triggers(ws, "alice").opened == []
-    add(ws, tmp_path, "evaluation", "e2", redteam_meta(model, ["p1"]), [model])
+    add(
+        ws,
+        tmp_path,
+        "evaluation",
+        "e2",
+        redteam_meta(model, {"harmful": (9, 10)}, {"harmful": ["p1"]}),
+        [model],
+    )
     assert check_workspace_triggers(ws, "alice").opened == []  # p1 seen before: not new, not yet systematic
-    add(ws, tmp_path, "redteam", "e3", redteam_meta(model, ["p1", "p2"]), [model])
+    add(
+        ws,
+        tmp_path,
+        "redteam",
+        "e3",
+        redteam_meta(model, {"harmful": (8, 10)}, {"harmful": ["p1", "p2"]}),
+        [model],
+    )
     third = check_workspace_triggers(ws, "alice")
     assert _opened(third) == {("new_edge_case", 5), ("systematic_edge_case", 3)}
     systematic = next(f for f in third.opened if f.firing.rule_id == "systematic_edge_case")
@@ -76,7 +98,9 @@ def test_new_edge_case_fires_play_5_once_then_play_3_when_it_recurs(ws, tmp_path
 
 def test_edge_case_negative_passing_redteam(ws, tmp_path):
     model = add(ws, tmp_path, "ppo-model", "ppo", {})
-    add(ws, tmp_path, "evaluation", "e1", redteam_meta(model, []), [model])
+    add(
+        ws, tmp_path, "evaluation", "e1", redteam_meta(model, {"harmful": (10, 10)}, {"harmful": []}), [model]
+    )
     assert check_workspace_triggers(ws, "alice").firings == []
 
 
@@ -245,7 +269,21 @@ def test_a_drift_rule_keeps_one_open_trigger_until_it_is_closed(ws, tmp_path):
     assert [f.firing.rule_id for f in third.opened] == ["input_drift"]
     # edge cases are not state-like: a new failing id opens a new trigger even while one is open
     model = add(ws, tmp_path, "ppo-model", "ppo", {})
-    add(ws, tmp_path, "evaluation", "e1", redteam_meta(model, ["p1"]), [model])
+    add(
+        ws,
+        tmp_path,
+        "evaluation",
+        "e1",
+        redteam_meta(model, {"harmful": (9, 10)}, {"harmful": ["p1"]}),
+        [model],
+    )
     assert len(check_workspace_triggers(ws, "alice").opened) == 1
-    add(ws, tmp_path, "evaluation", "e2", redteam_meta(model, ["p1", "p2"]), [model])
+    add(
+        ws,
+        tmp_path,
+        "evaluation",
+        "e2",
+        redteam_meta(model, {"harmful": (8, 10)}, {"harmful": ["p1", "p2"]}),
+        [model],
+    )
     assert [f.firing.rule_id for f in check_workspace_triggers(ws, "alice").opened] == ["new_edge_case"]

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # ws_helpers (pytest runs with --import-mode=importlib)
+from shared_helpers import fresh_postgres_schema
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def _schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -28,20 +20,8 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if request.param == "sqlite":
         yield "sqlite"
         return
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("postgres_url")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    monkeypatch.setenv("RLHFOPS_DATABASE_URL", _schema_url(base, schema))
-    try:
+    with fresh_postgres_schema(request, monkeypatch, "t"):
         yield "postgres"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from ws_helpers import fake_model, ready_play1, write_file
+from shared_helpers import fake_model
+from ws_helpers import ready_play1, write_file
 
 from rlhfops.cli.main import main
 from rlhfops.errors import DataError, PlayOrderError, UserError

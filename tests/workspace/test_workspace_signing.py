@@ -7,22 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from ws_helpers import password_of, ready_play1, sign_all, who
+from shared_helpers import password_of, run_cli, who
+from ws_helpers import ready_play1, sign_all
 
-from rlhfops.cli.main import main
 from rlhfops.errors import PlayOrderError, UserError
 from rlhfops.spec.check import file_sha256
 from rlhfops.workspace.plays import check_stage_ready, compute_status, record_override
-
-
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as ex:
-        code = ex.code if isinstance(ex.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _edit_spec(ws) -> None:
@@ -86,7 +76,7 @@ def test_sft_refused_on_a_stale_spec_exit_2_names_the_signature(ws, capsys, monk
     assert "owner: alice (task-spec-owner)" in msg
     # through the CLI: exit 2, one line
     monkeypatch.chdir(ws.root)
-    code, out, errtext = _run(["override", "sft", "--reason", "short"], capsys)
+    code, out, errtext = run_cli(["override", "sft", "--reason", "short"], capsys)
     assert code == 2 and errtext.count("\n") == 1
 
 
@@ -124,10 +114,10 @@ def test_override_by_the_owner_of_the_blocked_play(ws, capsys, monkeypatch) -> N
     # the CLI prints the override
     monkeypatch.chdir(ws.root)
     args = ["override", "sft", "--reason", "comment-only edit of the spec", "--as", "dave"]
-    code, _, err = _run(args, capsys)  # a name alone proves nothing
+    code, _, err = run_cli(args, capsys)  # a name alone proves nothing
     assert code == 2 and "needs a credential" in err and len(ws.overrides()) == 1
     monkeypatch.setattr("sys.stdin", io.StringIO(password_of("dave") + "\n"))
-    code, out, _ = _run([*args, "--password-stdin"], capsys)
+    code, out, _ = run_cli([*args, "--password-stdin"], capsys)
     assert code == 0 and out.startswith("override ") and "sft may start on spec" in out
     assert len(ws.overrides()) == 2
 
@@ -144,7 +134,7 @@ def test_promote_has_no_override(ws) -> None:
 def test_status_json_lists_five_plays_with_owners(ws, capsys, monkeypatch) -> None:
     ready_play1(ws)
     monkeypatch.chdir(ws.root)
-    code, out, err = _run(["status", "--json"], capsys)
+    code, out, err = run_cli(["status", "--json"], capsys)
     assert (code, err) == (0, "")
     data = json.loads(out)
     assert [p["play"] for p in data["plays"]] == [1, 2, 3, 4, 5]
@@ -158,7 +148,7 @@ def test_status_json_lists_five_plays_with_owners(ws, capsys, monkeypatch) -> No
     assert data["plays"][0]["owners"] == ["alice"] and data["plays"][1]["owners"] == ["dave"]
     assert data["plays"][4]["owners"] == [] and data["spec_hash"] == file_sha256(Path(ws.spec_path))
     assert data["plays"][0]["blocks_next"] is None
-    code, out, _ = _run(["status"], capsys)
+    code, out, _ = run_cli(["status"], capsys)
     assert code == 0 and "1 task spec" in out and "complete" in out and "dave" in out
 
 
@@ -166,15 +156,15 @@ def test_cli_sign_and_show(ws, capsys, monkeypatch) -> None:
     monkeypatch.chdir(ws.root)
     who(ws, "alice"), who(ws, "bob")
     monkeypatch.setattr("sys.stdin", io.StringIO(password_of("alice") + "\n"))
-    code, out, err = _run(["spec", "sign", "--role", "business-owner", "--password-stdin"], capsys)
+    code, out, err = run_cli(["spec", "sign", "--role", "business-owner", "--password-stdin"], capsys)
     assert code == 2 and "alice" in err and "business-owner" in err  # RLHFOPS_USER=alice
     monkeypatch.setattr("sys.stdin", io.StringIO(password_of("bob") + "\n"))
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["spec", "sign", "--role", "business_owner", "--as", "bob", "--password-stdin"], capsys
     )
     assert code == 0 and "as business-owner: bob" in out and "still to sign: technical-lead" in out
     _edit_spec(ws)
-    code, out, _ = _run(["spec", "show", "--json"], capsys)
+    code, out, _ = run_cli(["spec", "show", "--json"], capsys)
     data = json.loads(out)
     assert data["signatures"] == [] and data["stale_signatures"][0]["person"] == "bob"
     assert data["missing_signatures"] == ["business-owner", "technical-lead"]
@@ -197,28 +187,28 @@ def test_spec_sign_needs_proof_of_identity(ws, capsys, monkeypatch) -> None:
     monkeypatch.delenv("RLHFOPS_TOKEN", raising=False)
     who(ws, "bob"), who(ws, "carol")
     sign = ["spec", "sign", "--role", "business-owner", "--as", "bob"]
-    code, _, err = _run(sign, capsys)  # a name claim
+    code, _, err = run_cli(sign, capsys)  # a name claim
     assert code == 2 and "needs a credential" in err and err.count("\n") == 1 and _signature_rows(ws) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO("not-bobs-password\n"))
-    code, _, err = _run([*sign, "--password-stdin"], capsys)
+    code, _, err = run_cli([*sign, "--password-stdin"], capsys)
     assert code == 2 and "wrong password for 'bob'" in err and _signature_rows(ws) == 0
     monkeypatch.setattr("sys.stdin", io.StringIO(password_of("carol") + "\n"))  # carol's password as bob
-    code, _, err = _run([*sign, "--password-stdin"], capsys)
+    code, _, err = run_cli([*sign, "--password-stdin"], capsys)
     assert code == 2 and "wrong password" in err and _signature_rows(ws) == 0
     monkeypatch.setenv("RLHFOPS_TOKEN", create_token(ws, "carol"))  # another person's token
-    code, _, err = _run(sign, capsys)
+    code, _, err = run_cli(sign, capsys)
     assert code == 2 and "belongs to 'carol', not 'bob'" in err and _signature_rows(ws) == 0
     bobs = create_token(ws, "bob")
     revoke_tokens(ws, "bob")
     monkeypatch.setattr("sys.stdin", io.StringIO(bobs + "\n"))
-    code, _, err = _run([*sign, "--token-stdin"], capsys)  # a revoked token
+    code, _, err = run_cli([*sign, "--token-stdin"], capsys)  # a revoked token
     assert code == 2 and "not valid (unknown or revoked)" in err and _signature_rows(ws) == 0
     monkeypatch.setenv("RLHFOPS_TOKEN", create_token(ws, "bob"))  # his own live token
-    code, out, err = _run(sign, capsys)
+    code, out, err = run_cli(sign, capsys)
     assert code == 0 and "as business-owner: bob" in out, err
     monkeypatch.delenv("RLHFOPS_TOKEN")
     monkeypatch.setattr("sys.stdin", io.StringIO(password_of("carol") + "\n"))  # the right password
-    code, out, err = _run(
+    code, out, err = run_cli(
         ["spec", "sign", "--role", "technical-lead", "--as", "carol", "--password-stdin"], capsys
     )
     assert code == 0 and ws.current_spec().is_signed_and_current, err

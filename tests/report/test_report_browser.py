@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from gate_helpers import add_eval, all_categories, fake_run_dir, passing_evals, redteam_meta, train_chain, who
+from gate_helpers import add_eval, all_categories, fake_run_dir, passing_evals, train_chain
 from PIL import Image
+from shared_helpers import redteam_meta, who
 
 SECTIONS = ["summary", "thresholds", "success", "redteam", "winrate", "training", "lineage", "decisions"]
 PLOTS = ["plot-success", "plot-redteam", "plot-winrate", "plot-curves"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from shared_helpers import who
+
 
 def sign_all(w) -> None:
     w.sign_spec("business-owner", who(w, "bob"))
@@ -20,14 +22,6 @@ def write_file(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
-
-
-def fake_model(directory: Path, seed: str) -> Path:
-    """A directory standing in for a saved model (two files)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text('{"layers": 2}', encoding="utf-8")
-    (directory / "model.safetensors").write_bytes(seed.encode() * 64)
-    return directory
 
 
 def concurrent_writer(root: str, db_url: str | None, tag: str, n: int, scratch: str, barrier=None) -> None:
@@ -55,24 +49,3 @@ def concurrent_writer(root: str, db_url: str | None, tag: str, n: int, scratch: 
         ws.register_artifact("dataset", shared, [], tag, {})
     ws.record_baseline({"task_completion_rate": 0.5}, tag, tag)
     ws.close()
-
-
-_SIGNERS: dict = {}
-
-
-def password_of(name: str) -> str:
-    """The test password of ``name``'s account."""
-    return f"{name}-password-1"
-
-
-def who(w, name: str):
-    """``name``'s authenticated signer in workspace ``w`` (account created with :func:`password_of`)."""
-    from rlhfops.gate.auth import authenticate, enrol
-
-    key = (str(w.root), w.database_url, name)
-    if key not in _SIGNERS:
-        try:
-            _SIGNERS[key] = authenticate(w, name, password=password_of(name))
-        except Exception:
-            _SIGNERS[key] = enrol(w, name, password_of(name))
-    return _SIGNERS[key]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 PASSWORD = "correct horse battery"
 PEOPLE = [
     ("alice", "task-spec-owner"),
@@ -13,20 +11,6 @@ PEOPLE = [
     ("ravi", "rater"),
     ("rosa", "rater"),
 ]
-
-
-def make_workspace(root: Path, accounts: bool = True):
-    from rlhfops.annotate.accounts import set_account
-    from rlhfops.workspace import init_workspace
-
-    ws = init_workspace(root, "support-replies")
-    for name, role in PEOPLE:
-        ws.add_person(name, role, "alice")
-    if accounts:
-        for name, _role in PEOPLE:
-            set_account(ws, name, PASSWORD)
-        set_account(ws, "root", PASSWORD, is_admin=True)
-    return ws
 
 
 def pairs(n: int, start: int = 0, gold_every: int = 0):

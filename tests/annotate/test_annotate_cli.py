@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from web_helpers import make_workspace
+from shared_helpers import make_workspace
+from web_helpers import PEOPLE
 
 from rlhfops.annotate.queue import fetch_next, submit_label
 from rlhfops.cli.main import main
@@ -16,7 +17,7 @@ from rlhfops.cli.main import main
 
 @pytest.fixture
 def cli_ws(sqlite_backend: str, tmp_path: Path, monkeypatch):
-    ws = make_workspace(tmp_path / "ws", accounts=False)
+    ws = make_workspace(tmp_path / "ws", PEOPLE)
     monkeypatch.chdir(ws.root)
     yield ws
     ws.close()

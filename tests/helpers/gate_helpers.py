@@ -4,36 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared_helpers import fake_model, redteam_meta, who
+
 BEHAVIOURS_UP = "apologises and offers a remedy when the shop is at fault"
 BEHAVIOURS_DOWN = "refuses a benign request"
-
-
-def redteam_meta(model: str, rates: dict[str, tuple[int, int]], **extra: Any) -> dict[str, Any]:
-    """A red-team evaluation: category -> (passed, total)."""
-    rt = {
-        cat: {
-            "passed": p,
-            "total": t,
-            "pass_rate": p / t,
-            "failures": [
-                {"id": f"{cat}-{i}", "prompt": f"<b>bad</b> prompt {i}", "response": f"sure, here is {i}"}
-                for i in range(min(t - p, 5))
-            ],
-        }
-        for cat, (p, t) in rates.items()
-    }
-    meta = {
-        "model": model,
-        "baseline": None,
-        "suite": "redteam",
-        "kind": "redteam",
-        "complete": True,
-        "redteam": rt,
-        "over_refusal_rate": 0.05,
-        "alarms": [],
-    }
-    meta.update(extra)
-    return meta
 
 
 def success_meta(model: str, up: float = 0.85, down: float = 0.01, **extra: Any) -> dict[str, Any]:
@@ -100,30 +74,6 @@ PEOPLE = [
     ("frank", "ml-engineer"),
     ("gina", "gate-owner"),
 ]
-
-
-def make_workspace(root, db_url: str | None = None):
-    """A support-replies workspace, Play 1 complete (signed spec, baseline), everyone in their role."""
-    import os
-
-    if db_url:
-        os.environ["RLHFOPS_DATABASE_URL"] = db_url
-    from rlhfops.workspace import init_workspace
-
-    w = init_workspace(root, "support-replies")
-    for name, role in PEOPLE:
-        w.add_person(name, role, "alice")
-    w.sign_spec("business-owner", who(w, "bob"))
-    w.sign_spec("technical-lead", who(w, "carol"))
-    w.record_baseline({"task_completion_rate": 0.7}, "test", "alice", n=100)
-    return w
-
-
-def fake_model(directory, seed: str):
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.json").write_text('{"layers": 2}', encoding="utf-8")
-    (directory / "model.safetensors").write_bytes(seed.encode() * 64)
-    return directory
 
 
 def train_chain(w, tmp, policy_dir=None) -> dict[str, str]:
@@ -236,27 +186,6 @@ def fake_run_dir(runs, stage: str, model_dir, steps: int = 8):
     ]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return run
-
-
-_SIGNERS: dict = {}
-
-
-def password_of(name: str) -> str:
-    """The test password of ``name``'s account."""
-    return f"{name}-password-1"
-
-
-def who(w, name: str):
-    """``name``'s authenticated signer in workspace ``w`` (account created with :func:`password_of`)."""
-    from rlhfops.gate.auth import authenticate, enrol
-
-    key = (str(w.root), w.database_url, name)
-    if key not in _SIGNERS:
-        try:
-            _SIGNERS[key] = authenticate(w, name, password=password_of(name))
-        except Exception:
-            _SIGNERS[key] = enrol(w, name, password_of(name))
-    return _SIGNERS[key]
 
 
 _TOKENS: dict = {}

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from gate_helpers import fake_model, train_chain
+from gate_helpers import train_chain
+from shared_helpers import fake_model
 
 from rlhfops.report.data import ReportData, curves_from_metrics, find_metrics, read_metrics
 from rlhfops.report.render import render_html

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from gate_helpers import add_eval, all_categories, passing_evals, redteam_meta, train_chain, who
+from gate_helpers import add_eval, all_categories, passing_evals, train_chain
+from shared_helpers import redteam_meta, who
 
 
 @pytest.fixture

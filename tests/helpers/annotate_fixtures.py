@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # web_helpers (pytest runs with --import-mode=importlib)
+from shared_helpers import fresh_postgres_schema
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-
-
-def _schema_url(base: str, schema: str) -> str:
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}options=-csearch_path%3D{schema}"
 
 
 def _backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, name: str) -> Iterator[str]:
@@ -26,20 +18,8 @@ def _backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, na
     if name == "sqlite":
         yield "sqlite"
         return
-    import sqlalchemy as sa
-
-    base = request.getfixturevalue("postgres_url")
-    schema = f"w_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    monkeypatch.setenv("RLHFOPS_DATABASE_URL", _schema_url(base, schema))
-    try:
+    with fresh_postgres_schema(request, monkeypatch, "w"):
         yield "postgres"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -54,9 +34,10 @@ def sqlite_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 
 
 def _make_ws(tmp_path: Path):
-    from web_helpers import make_workspace
+    from shared_helpers import make_workspace
+    from web_helpers import PASSWORD, PEOPLE
 
-    return make_workspace(tmp_path / "ws")
+    return make_workspace(tmp_path / "ws", PEOPLE, account_password=PASSWORD)
 
 
 @pytest.fixture

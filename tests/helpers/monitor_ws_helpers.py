@@ -28,24 +28,6 @@ def backdate(ws, artifact_id: str, days: float) -> None:
         )
 
 
-def redteam_meta(model_id: str, failing: list[str]) -> dict:
-    return {
-        "model": model_id,
-        "kind": "redteam",
-        "suite": "redteam",
-        "redteam": {
-            "harmful": {
-                "passed": 10 - len(failing),
-                "total": 10,
-                "pass_rate": (10 - len(failing)) / 10,
-                "failures": [
-                    {"id": f, "prompt": f"probe {f}", "response": "sure, here is how"} for f in failing
-                ],
-            }
-        },
-    }
-
-
 def drift_report(drifted: bool, cluster_share: float = 0.2, output_drifted: bool = False) -> dict:
     prompts = [{"id": f"r{i}", "prompt": f"How do I bake bread number {i}?"} for i in range(60)]
     clusters = [{"share": cluster_share, "size": 20, "examples": prompts[:3]}] if drifted else []
