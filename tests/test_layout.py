@@ -22,7 +22,12 @@ ALLOWED = {
     "train_math": "the pure maths of rlhfops/train (losses.py, kl.py, rl_math.py), kept apart from the "
     "training-loop tests of tests/train",
 }
-ROOT_FILES = {"__init__.py", "conftest.py", "test_layout.py"}
+ROOT_FILES = {
+    "__init__.py",
+    "conftest.py",
+    "test_layout.py",
+    "test_architecture.py",
+}  # the two whole-tree rules
 HOSTS = {"web": "the web app mounts the pages and APIs of other packages: tests/web/<package>/"}
 
 

@@ -51,7 +51,8 @@ def test_password_change_with_the_cli_ends_the_sessions(app, ws, monkeypatch, ca
     _c, _csrf, rita = _signed_in(app, "rita")
     _c2, _csrf2, ravi = _signed_in(app, "ravi")
     monkeypatch.chdir(ws.root)
-    monkeypatch.setattr("sys.stdin", io.StringIO("a brand new password\n"))
+    # an existing account's password changes only with its current one first (docs/security.md)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{PASSWORD}\na brand new password\n"))
     main(["raters", "add", "rita", "--password-stdin"])
     assert capsys.readouterr().out == "account rita updated\n"
     assert _replay(app, rita) == 401
