@@ -332,9 +332,11 @@ def test_external_evaluation_counts_as_a_failure_until_the_owner_approves_over_i
     assert list(fails) == [f"provenance:{ext.short_id}"]  # ...and it is the one failure, named
     assert "external import by frank (vendor side-by-side run, March)" in fails[f"provenance:{ext.short_id}"]
     # a short reason cannot approve over it; a written one can, and stays in the decision log
-    with pytest.raises(Exception, match="needs a written reason"):
-        gate_sign(gws, ppo, who(gws, "gina"), "approve", "ok")
-    e = gate_sign(gws, ppo, who(gws, "gina"), "approve", "vendor run audited by QA on 2026-03-02")
+    for short in ("ok", "9 letters"):  # MIN_OVERRIDE_REASON - 1 characters is still too short
+        with pytest.raises(Exception, match="needs a written reason of at least 10"):
+            gate_sign(gws, ppo, who(gws, "gina"), "approve", short)
+    e = gate_sign(gws, ppo, who(gws, "gina"), "approve", "QA audited")  # exactly 10 characters
+    assert e.get("reason") == "QA audited"
     assert e.get("override") is True and e.get("failed") == [f"provenance:{ext.short_id}"]
     assert dlog.entries(gws)[-1].get("override") is True
 
