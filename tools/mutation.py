@@ -60,6 +60,15 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
     "gate/thresholds.py": ["tests/gate/test_gate_thresholds.py", "tests/gate/test_gate_limit_edges.py"],
     "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_access.py"],
     "web/deps.py": ["tests/web/test_web_roles.py"],
+    "web/sessions.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_security.py"],
+    "measures/intervals.py": [
+        "tests/measures/test_intervals.py",
+        "tests/monitor/test_monitor_business_edges.py",
+        "tests/evaluate/test_evaluate_stats_edges.py",
+    ],
+    "measures/diversity.py": ["tests/measures/test_diversity.py"],
+    "measures/refusal.py": ["tests/measures/test_refusal.py"],
+    "gate/provenance.py": ["tests/gate/test_gate_provenance.py"],
     "monitor/business.py": [
         "tests/monitor/test_monitor_business.py",
         "tests/monitor/test_monitor_business_edges.py",
@@ -85,9 +94,15 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/train_math/test_math_edges.py",
     ],
     "train/rl_math.py": ["tests/train_math/test_rl_math.py", "tests/train_math/test_math_edges.py"],
-    "gate/decide.py": ["tests/gate/test_gate_decide.py", "tests/gate/test_gate_limit_edges.py"],
+    "gate/decide.py": [
+        "tests/gate/test_gate_decide.py",
+        "tests/gate/test_gate_limit_edges.py",
+        "tests/gate/test_gate_identity.py",
+        "tests/gate/test_gate_provenance.py",
+    ],
     "train/reward.py": ["tests/train/test_reward_wiring.py"],
     "train/dpo.py": ["tests/train/test_dpo_wiring.py", "tests/train/test_dpo_loss_registry.py"],
+    "train/loss_registry.py": ["tests/train/test_dpo_loss_registry.py", "tests/train/test_dpo_wiring.py"],
     "train/ppo_rollout.py": ["tests/train/test_ppo_wiring.py"],
     "train/ppo_update.py": ["tests/train/test_ppo_wiring.py", "tests/train/test_ppo_data_parallel.py"],
 }
