@@ -12,7 +12,7 @@ from pydantic_core import PydanticCustomError
 
 from rlhfops.config import StageConfig
 from rlhfops.errors import ConfigError
-from rlhfops.train.loss_registry import dpo_variant_names
+from rlhfops.train.loss_registry import DPO_VARIANTS, dpo_variant, dpo_variant_names
 
 
 class LoraConfig(StageConfig):
@@ -167,3 +167,17 @@ class DPOConfig(TrainConfig):
             expected = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} or {listed[-1]}"
             raise PydanticCustomError("dpo_loss_type", "Input should be {expected}", {"expected": expected})
         return value
+
+    @model_validator(mode="after")
+    def _options_of_the_variant(self) -> DPOConfig:
+        """A variant option set for a variant that does not read it (e.g. ``label_smoothing`` with
+        ``loss_type=ipo``) is refused instead of silently ignored."""
+        reads = set(dpo_variant(self.loss_type).options)
+        for name in sorted({o for v in DPO_VARIANTS.values() for o in v.options} - reads):
+            if name in self.model_fields_set and getattr(self, name) != type(self).model_fields[name].default:
+                users = [v.name for v in DPO_VARIANTS.values() if name in v.options]
+                raise ConfigError(
+                    f"{name}={getattr(self, name)} is not used by loss_type={self.loss_type!r} "
+                    f"(only by {', '.join(users)}); remove it or change loss_type"
+                )
+        return self
