@@ -94,7 +94,9 @@ def test_unknown_variant_names_the_valid_ones():
 def test_an_option_the_variant_does_not_read_is_refused_not_ignored():
     """label_smoothing is read by the sigmoid loss only: with IPO it would be silently ignored."""
     base = ["data=x.jsonl"]
-    assert load_config(DPOConfig, None, [*base, "loss_type=sigmoid", "label_smoothing=0.1"]).label_smoothing == 0.1
+    sigmoid = load_config(DPOConfig, None, [*base, "loss_type=sigmoid", "label_smoothing=0.1"])
+    assert sigmoid.label_smoothing == 0.1
     assert load_config(DPOConfig, None, [*base, "loss_type=ipo", "label_smoothing=0.0"]).loss_type == "ipo"
-    with pytest.raises(ConfigError, match=r"label_smoothing=0.1 is not used by loss_type='ipo' \(only by sigmoid\)"):
+    message = r"label_smoothing=0.1 is not used by loss_type='ipo' \(only by sigmoid\)"
+    with pytest.raises(ConfigError, match=message):
         load_config(DPOConfig, None, [*base, "loss_type=ipo", "label_smoothing=0.1"])
