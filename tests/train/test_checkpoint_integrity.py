@@ -210,3 +210,31 @@ def test_new_checkpoints_carry_a_manifest_of_every_file(runs):
     assert set(manifest["files"]) == files == {"trainable.safetensors", "state.pt", "trainer_state.json"}
     for name, entry in manifest["files"].items():
         assert entry == {"sha256": _sha(ckpt / name), "bytes": (ckpt / name).stat().st_size}
+
+
+class _Payload:
+    """Unpickling this runs code (it would create the marker file): what a crafted state.pt could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_state_file_that_would_run_code_is_not_unpickled(runs, cut, tmp_path, capsys):
+    """state.pt is loaded with weights_only=True: a pickle carrying code is refused (the checkpoint
+    counts as damaged and the previous one is used), and the code never runs."""
+    for step in (4, 6):
+        _make_legacy(cut / "checkpoints" / f"step-{step:06d}")  # no manifest: only the loader stands guard
+    state_path = cut / "checkpoints" / "step-000006" / "state.pt"
+    state = torch.load(state_path, weights_only=False)  # the test's own file: trusted here
+    marker = tmp_path / "code-ran"
+    state["extra"] = {"payload": _Payload(marker)}
+    torch.save(state, state_path)
+
+    code, err = _resume(cut, capsys)
+    assert code == 0, err
+    assert not marker.exists(), "unpickling ran code from the checkpoint"
+    assert "state.pt does not load" in _damage_line(err, "is damaged")
+    _assert_resumed_from_4_like_straight(cut, runs[0])

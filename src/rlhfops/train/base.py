@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
-from rlhfops.train.checkpoint_manifest import MANIFEST, verify_checkpoint, write_manifest
+from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
 
@@ -404,7 +404,7 @@ class Trainer(abc.ABC):
                 for key, value in weights.items():
                     params[key].copy_(value)
             name = "state.pt"
-            state = torch.load(path / name, weights_only=False)
+            state = load_state(path / name)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])

@@ -153,3 +153,20 @@ def verify_checkpoint(ckpt_dir: Path, step: int) -> Verdict:
         if problem:
             return Verdict(problem, True)
     return Verdict(None, True)
+
+
+def load_state(path: Path):
+    """``torch.load`` of a trainer state file (``state.pt``, the DPO reference table) with
+    ``weights_only=True``: tensors, plain containers and numbers, plus the three numpy globals a
+    ``np.random.get_state()`` tuple needs. Nothing else is unpickled, so a crafted file cannot run code."""
+    import numpy as np
+    import torch
+
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+
+    allowed = [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, weights_only=True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from rlhfops.train.base import StepStats, Trainer
+from rlhfops.train.checkpoint_manifest import load_state
 from rlhfops.train.config import DPOConfig
 from rlhfops.train.forward import CompletionLogProbs, sequence_sums
 from rlhfops.train.loss_registry import DPOVariant, dpo_variant
@@ -85,7 +86,7 @@ class DPOTrainer(Trainer):
     def before_train(self) -> None:
         path = self.run.path / REF_FILE
         if path.exists():
-            self.ref = torch.load(path, weights_only=False)
+            self.ref = load_state(path)
             return
         # Every process computes the whole table (cheap next to training; no gather needed).
         self._compute_reference(self.planned_rows() + self.eval_rows)
