@@ -81,3 +81,17 @@ def test_sweep_records_a_point_per_iteration_and_the_report_plots_it(tmp_path):
     assert 'id="plot-frontier"' in html and "over-optimisation" in html
     assert 'id="plot-frontier"' not in render_html(ReportData(title="t"))
     assert read_sweep(tmp_path / "missing.json") is None
+
+
+def test_detector_judge_scores_the_spec_behaviour_and_names_unknown_detectors():
+    import pytest
+
+    from rlhfops.errors import ConfigError
+    from rlhfops.train.reward_sources import Responses, RuleReward
+
+    judge = RuleReward("detector:apology_remedy")
+    texts = ["Sorry about that: I've sent a free return label and a refund.", "Thanks for your message."]
+    got = judge.score(Responses([[1], [1]], [[2], [3]], texts))
+    assert got.tolist() == [1.0, 0.0]
+    with pytest.raises(ConfigError, match="unknown detector 'nope'; valid: refusal, apology_remedy"):
+        RuleReward("detector:nope")
