@@ -71,6 +71,7 @@ def rollout() -> Rollout:
         advantages=noise() * mask,
         returns=(values + noise()) * mask,
         kl_per_response=torch.zeros(b),
+        kl_measured=torch.zeros(b),
         scores=torch.zeros(b),
         texts=[""] * b,
     )

@@ -125,7 +125,13 @@ def test_config_cross_checks():
 
 
 def _cfg(**kw):
-    base = dict(alarm_length_ratio=1.5, alarm_distinct2_drop=0.5, kl_controller="adaptive", target_kl=1.0)
+    base = dict(
+        alarm_length_ratio=1.5,
+        alarm_distinct2_drop=0.5,
+        alarm_looping_share=0.25,
+        kl_controller="adaptive",
+        target_kl=1.0,
+    )
     return SimpleNamespace(**{**base, **kw})
 
 

@@ -135,3 +135,40 @@ def test_adaptive_controller_refuses_a_horizon_that_could_make_beta_negative():
         AdaptiveKLController(0.1, 1.0, 3.2).update(0.0, 16)
     ok = AdaptiveKLController(0.1, 1.0, 4.0)
     assert ok.update(0.0, 16) == pytest.approx(0.1 * (1 - 0.2 * 4), rel=1e-12) and ok.value > 0
+
+
+def test_sequence_kl_is_the_summed_k3_by_hand_and_never_negative_where_summed_k1_is():
+    from rlhfops.train.kl import sequence_kl
+
+    # two responses; the sampled tokens happen to be likelier under the reference (summed k1 < 0)
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-0.2, -3.0, 0.0]], dtype=torch.float64)
+    ref = torch.tensor([[-0.7, -1.5, -9.0], [-0.1, -2.9, 0.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0]])
+    k1 = ((logp - ref) * mask).sum(-1)
+    assert float(k1.mean()) < 0  # -0.3 - 0.5 and -0.1 - 0.1: the naive report would print -0.5
+    d = [[0.3, 0.5], [0.1, 0.1]]  # ref - logp on the valid tokens
+    by_hand = [sum(math.expm1(x) - x for x in row) for row in d]
+    got = sequence_kl(logp, ref, mask)
+    torch.testing.assert_close(got, torch.tensor(by_hand, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert bool((got >= 0).all())
+    assert float(sequence_kl(logp, logp, mask).abs().max()) == 0.0  # 0 exactly to itself
+
+
+def test_evaluation_kl_is_non_negative_where_the_k1_mean_is_negative(tmp_path):
+    """`eval run`'s KL (``mean_kl``) on two tiny models: the seed where the naive k1 mean is negative."""
+    from rlhfops.evaluate.generation import LoadedModel, mean_kl, sequence_logprobs
+    from rlhfops.models.tiny import make_tiny_model_dir
+    from rlhfops.train.kl import sequence_kl
+
+    cand = LoadedModel.load(str(make_tiny_model_dir(tmp_path / "a", seed=1)))
+    ref = LoadedModel.load(str(make_tiny_model_dir(tmp_path / "b", seed=2)))
+    prompts = ["hello", "where is my parcel"]
+    out = cand._run(cand.prompt_ids(prompts), 6, 1.0, 4)  # mean_kl's first batch with seed=4
+    attn = torch.cat([out.prompt_mask.long(), out.response_mask.long()], dim=1)
+    mask = out.response_mask.float()
+    pol = sequence_logprobs(cand.model, out.sequences, attn, out.prompt_length)
+    rlp = sequence_logprobs(ref.model, out.sequences, attn, out.prompt_length)
+    assert float(((pol - rlp) * mask).sum()) / 2 < 0  # the k1 mean the report used to print
+    reported = mean_kl(cand, ref, prompts, max_new_tokens=6, seed=4)
+    assert reported >= 0
+    assert reported == pytest.approx(float(sequence_kl(pol, rlp, mask).sum()) / 2, rel=1e-6)

@@ -2,8 +2,9 @@
 
 Replies for evaluation are greedy (``temperature = 0``) so a re-run gives the same text. The KL to a
 reference is the mean over held-out prompts of the per-sequence estimate
-``sum_t log pi(y_t | x, y_<t) - log ref(y_t | x, y_<t)`` on replies *sampled* from the candidate at
-temperature 1 (the k1 estimator of Schulman 2020, unbiased for KL(pi || ref)), as PPO reports it.
+``sum_t k3_t`` (:func:`rlhfops.train.kl.sequence_kl`, Schulman 2020) on replies *sampled* from the
+candidate at temperature 1: unbiased for KL(pi || ref) like the summed log-ratio (k1), and never negative,
+as PPO reports it.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ def mean_kl(
     seed: int = 0,
     batch_size: int = 8,
 ) -> float:
-    """Mean per-sequence KL(candidate || reference) in nats on replies sampled from the candidate."""
+    """Mean per-sequence KL(candidate || reference) in nats on replies sampled from the candidate (>= 0)."""
     import torch
+
+    from rlhfops.train.kl import sequence_kl
 
     ids = candidate.prompt_ids(prompts)
     total, n = 0.0, 0
@@ -104,6 +107,6 @@ def mean_kl(
         mask = out.response_mask.float()
         pol = sequence_logprobs(candidate.model, out.sequences, attn, out.prompt_length)
         ref = sequence_logprobs(reference.model, out.sequences, attn, out.prompt_length)
-        total += float(((pol - ref) * mask).sum())
+        total += float(sequence_kl(pol, ref, mask).sum())
         n += len(out.sequences)
     return total / max(n, 1)

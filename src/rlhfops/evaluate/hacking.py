@@ -2,7 +2,8 @@
 
 From the candidate's and the baseline's replies to the same prompts: reward-model score up while the
 judge's is not (``reward_up_judge_flat``), length drift (``length_drift``), and formula drift: distinct-2
-collapse or one opening dominating (``diversity_collapse``). Lengths are in whitespace words.
+collapse, one opening dominating or replies that loop (``diversity_collapse``). Lengths are in whitespace
+words.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from rlhfops.measures.diversity import distinct_n, opening_share
+from rlhfops.measures.diversity import distinct_n, looping_share, loops, opening_share
 
 
 @dataclass(frozen=True)
 class AlarmLimits:
     alarm_length_ratio: float = 1.5  # same defaults as the PPO config
     alarm_distinct2_drop: float = 0.5
+    alarm_looping_share: float = 0.25
     kl_controller: str = "fixed"  # no KL-controller alarm at evaluation time
 
 
@@ -33,6 +35,8 @@ def response_stats(
         "response_length": float(np.mean([len(t.split()) for t in texts])) if texts else 0.0,
         "distinct_2": distinct_n([t.split() for t in texts], 2),
         "opening_share": opening_share(texts),
+        "looping_share": looping_share(texts),
+        "loop_examples": [t for t in texts if loops(t)][:3],
         "examples": texts[:3],
     }
     if judge_scores is not None:

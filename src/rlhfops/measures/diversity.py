@@ -61,3 +61,20 @@ def opening_share(texts: Sequence[str], words: int = 3) -> float:
         return 0.0
     openings = Counter(" ".join(t.lower().split()[:words]) for t in texts)
     return max(openings.values()) / len(texts)
+
+
+#: a reply "loops" when at least this share of its word 4-grams repeat an earlier 4-gram of the same reply:
+#: "I've also replaced the faulty part with a new one. I've also replaced the faulty part" repeats 3 of 13
+#: (0.23); a varied reply of 2-4 sentences repeats none or one in 30+ (< 0.05)
+LOOP_REPEAT_FRACTION = 0.15
+
+
+def loops(text: str, n: int = 4, limit: float = LOOP_REPEAT_FRACTION) -> bool:
+    """Whether one reply repeats itself: the share of its whitespace-word ``n``-grams that repeat an earlier
+    one in the same reply (:func:`repeated_ngram_fraction`) is at least ``limit``."""
+    return repeated_ngram_fraction([text.split()], n) >= limit
+
+
+def looping_share(texts: Sequence[str], n: int = 4, limit: float = LOOP_REPEAT_FRACTION) -> float:
+    """Share of ``texts`` that loop (:func:`loops`); 0.0 for no texts."""
+    return sum(loops(t, n, limit) for t in texts) / len(texts) if texts else 0.0

@@ -49,6 +49,9 @@ class ReportData:
     reward: dict[str, float] | None = None
     alarms: list[dict[str, Any]] = field(default_factory=list)
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # "kl", "reward" -> points
+    frontier: list[dict[str, Any]] = field(default_factory=list)  # kl_sweep.json rows (value, frontier)
+    frontier_kind: str = "beta"  # what the sweep varied
+    frontier_source: str = ""
     reward_key: str = ""
     metrics_source: str = ""
     lineage: list[dict[str, Any]] = field(default_factory=list)  # ArtifactRecord.to_json()
@@ -95,6 +98,15 @@ def curves_from_metrics(records: list[dict[str, Any]]) -> tuple[dict[str, list[t
             out["reward"], reward_key = series(k), k
             break
     return out, reward_key
+
+
+def read_sweep(path: Path) -> dict[str, Any] | None:
+    """A ``kl_sweep.json`` (``rlhfops train ppo --kl-sweep``) when it exists and has rows, else None."""
+    try:
+        sweep = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return sweep if isinstance(sweep, dict) and isinstance(sweep.get("rows"), list) else None
 
 
 def find_metrics(ws: Workspace, model: ArtifactRecord) -> Path | None:
@@ -197,6 +209,10 @@ def gate_report_data(ws: Workspace, model_ref: str) -> ReportData:
     if metrics is not None:
         data.curves, data.reward_key = curves_from_metrics(read_metrics(metrics))
         data.metrics_source = str(metrics)
+        sweep = read_sweep(metrics.parent.parent / "kl_sweep.json")  # a run of a KL sweep: <sweep>/<value>/
+        if sweep:
+            data.frontier, data.frontier_kind = sweep["rows"], str(sweep.get("kind", "beta"))
+            data.frontier_source = str(metrics.parent.parent / "kl_sweep.json")
     try:
         data.decisions = [
             {**e.data, "hash": e.hash} for e in dlog.entries(ws, verified=True) if e.get("model") == model.id

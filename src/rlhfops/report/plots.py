@@ -119,3 +119,42 @@ def curves_plot(curves: dict[str, list[tuple[float, float]]], reward_key: str = 
         )
         ax.grid(alpha=0.3)
     return _svg(fig)
+
+
+def kl_frontier_plot(rows: list[dict[str, Any]], kind: str = "beta") -> str:
+    """The KL sweep's frontier: held-out reward-model score and judge score against KL, one line per run.
+
+    ``rows`` are ``kl_sweep.json`` rows (``value`` and ``frontier``: ``[{step, kl, score, judge_score}]``).
+    Each point is an iteration, numbered; where the reward keeps rising with KL and the judge's score does
+    not, more optimisation stopped paying (reward over-optimisation, Gao et al. 2022).
+    """
+    runs = [r for r in rows if r.get("frontier")]
+    if not runs:
+        return ""
+    with_judge = any(p.get("judge_score") is not None for r in runs for p in r["frontier"])
+    panels = [("score", "held-out reward-model score")]
+    if with_judge:
+        panels.append(("judge_score", "independent judge's score"))
+    fig = _figure(7.5, 3.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for r in runs:
+            pts = [p for p in r["frontier"] if p.get(key) is not None]
+            if not pts:
+                continue
+            xs, ys = [p["kl"] for p in pts], [p[key] for p in pts]
+            (line,) = ax.plot(xs, ys, marker="o", ms=3, label=f"{kind} {r['value']:g}")
+            for p, x, y in zip(pts, xs, ys, strict=True):
+                ax.annotate(
+                    str(p["step"]),
+                    (x, y),
+                    fontsize=6,
+                    color=line.get_color(),
+                    xytext=(2, 2),
+                    textcoords="offset points",
+                )
+        ax.set_xlabel("KL to the reference (nats per reply, k3)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    return _svg(fig)

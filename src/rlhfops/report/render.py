@@ -63,6 +63,7 @@ def render_plots(data: ReportData) -> dict[str, str]:
         "redteam": plots.redteam_plot(data.redteam),
         "winrate": plots.win_rate_plot(data.win_rates, data.min_win_rate),
         "curves": plots.curves_plot(data.curves, data.reward_key),
+        "frontier": plots.kl_frontier_plot(data.frontier, data.frontier_kind),
     }
     return {k: svg_data_uri(v) for k, v in svgs.items()}
 

@@ -4,7 +4,9 @@ A rising reward score without a visible behaviour change is a red flag, not a su
 
 - ``reward_up_judge_flat``: the reward model's score rose but the independent judge's did not;
 - ``length_drift``: mean response length moved far from the reference's;
-- ``diversity_collapse``: distinct-2 fell far below the reference's, or one opening dominates;
+- ``diversity_collapse``: distinct-2 fell far below the reference's, one opening dominates, or replies
+  loop (a share ``alarm_looping_share`` or more repeat their own 4-grams,
+  :func:`rlhfops.measures.diversity.loops`, and more than the reference's do);
 - ``kl_over_target``: measured KL above twice the adaptive controller's target.
 """
 
@@ -36,6 +38,14 @@ def _window_mean(history: list[dict[str, Any]], key: str, first: bool, size: int
         return None
     part = vals[:size] if first else vals[-size:]
     return sum(part) / len(part)
+
+
+def _looping_first(examples: list[str], policy: dict[str, Any]) -> list[str]:
+    """The policy's looping replies first (so the alarm shows the evidence), then the other examples."""
+    from rlhfops.measures.diversity import loops
+
+    pool = list(policy.get("loop_examples", [])) + examples
+    return sorted(dict.fromkeys(pool), key=lambda t: not loops(t))[: max(3, len(examples))]
 
 
 def reward_hacking_alarms(
@@ -76,17 +86,28 @@ def reward_hacking_alarms(
             )
         ref_d, pol_d = reference["distinct_2"], policy["distinct_2"]
         opening = policy.get("opening_share", 0.0)
-        if pol_d < cfg.alarm_distinct2_drop * ref_d or (
-            opening > 0.5 and opening > 2 * reference.get("opening_share", 0)
+        loop, ref_loop = policy.get("looping_share", 0.0), reference.get("looping_share", 0.0)
+        looping = loop >= cfg.alarm_looping_share and loop > ref_loop
+        if (
+            pol_d < cfg.alarm_distinct2_drop * ref_d
+            or (opening > 0.5 and opening > 2 * reference.get("opening_share", 0))
+            or looping
         ):
             alarms.append(
                 Alarm(
                     "diversity_collapse",
                     f"distinct-2 {pol_d:.3f} vs the reference's {ref_d:.3f}; most common opening in "
-                    f"{opening:.0%} of responses",
+                    f"{opening:.0%} of responses; {loop:.0%} of responses repeat themselves (reference "
+                    f"{ref_loop:.0%}; alarm at {cfg.alarm_looping_share:.0%})",
                     RAISE_KL,
-                    {"distinct_2": pol_d, "reference_distinct_2": ref_d, "opening_share": opening},
-                    examples,
+                    {
+                        "distinct_2": pol_d,
+                        "reference_distinct_2": ref_d,
+                        "opening_share": opening,
+                        "looping_share": loop,
+                        "reference_looping_share": ref_loop,
+                    },
+                    _looping_first(examples, policy) if looping else examples,
                 )
             )
     if cfg.kl_controller == "adaptive":

@@ -31,6 +31,7 @@ __all__ = [
     "kl_k1",
     "kl_k2",
     "kl_k3",
+    "sequence_kl",
 ]
 
 
@@ -53,6 +54,21 @@ def kl_k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """
     d = ref_logp - logp
     return torch.expm1(d) - d
+
+
+def sequence_kl(logp: Tensor, ref_logp: Tensor, mask: Tensor) -> Tensor:
+    """The KL to the reference per response, as reported to people: ``sum_t k3_t`` over valid tokens.
+
+    By the chain rule ``KL(pi(.|x) || ref(.|x)) = E_y~pi [sum_t KL_t(y_<t)]``, and k3 is an unbiased
+    estimate of each per-token term given the prefix, so the sum is an unbiased estimate of the sequence
+    KL -- like the summed k1 (``sum_t log pi - log ref``), which is what the penalty uses -- but every
+    term is >= 0, so the estimate is never negative. The summed k1 over a few sampled replies often is
+    (a report once printed "KL to the reference: -0.017"), which reads as a bug. Computed in float64.
+
+    Shapes: logp, ref_logp, mask [B, T] -> [B].
+    """
+    k3 = kl_k3(logp.double(), ref_logp.double())
+    return (k3 * mask.to(k3.dtype)).sum(-1).clamp(min=0.0)  # the clamp only removes -0.0 / rounding
 
 
 KLEstimator = Callable[[Tensor, Tensor], Tensor]

@@ -5,6 +5,13 @@ one command (values are beta with a fixed controller, or target KL with ``--swee
 writes ``kl_sweep.json`` and ``kl_sweep.md``: held-out reward, KL to the reference, length,
 diversity, judge score and alarms per value, plus a recommended value with the reason. The reference's
 held-out evaluation is computed by the first run and reused by the others (same start, prompts and seed).
+
+Each run also records its **frontier**: per iteration, the held-out reward-model score and the independent
+judge's score (``judge``) against the KL to the reference (summed k3, never negative), starting at the
+reference (iteration 0, KL 0). Plotted, it shows where more optimisation stops paying: the reward model's
+score keeps rising with KL while the judge's flattens or falls (reward over-optimisation, Gao et al. 2022,
+"Scaling laws for reward model overoptimization"). A sweep evaluates every iteration (``eval_every`` 0
+becomes 1) so the frontier has a point per iteration.
 """
 
 from __future__ import annotations
@@ -70,6 +77,31 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
     return best["value"], reason
 
 
+def frontier_points(
+    records: list[dict[str, Any]], final: dict[str, Any] | None, last_step: int
+) -> list[dict]:
+    """``[{step, kl, score, judge_score}]`` from a PPO run's metrics records and final held-out evaluation.
+
+    Step 0 is the reference (``eval_reference``, KL 0); then each record with a held-out ``eval``; then the
+    final evaluation at ``last_step``. ``judge_score`` is None without a judge.
+    """
+    points: list[dict[str, Any]] = []
+
+    def add(step: int, ev: dict[str, Any] | None, kl: float | None = None) -> None:
+        if ev and "score" in ev:
+            k = ev.get("kl", 0.0) if kl is None else kl
+            points.append({"step": step, "kl": k, "score": ev["score"], "judge_score": ev.get("judge_score")})
+
+    for r in records:
+        if "eval_reference" in r:
+            add(0, r["eval_reference"], kl=0.0)
+        elif "eval" in r and isinstance(r.get("step"), int):
+            add(r["step"], r["eval"])
+    if not any(p["step"] == last_step for p in points):
+        add(last_step, final)
+    return sorted(points, key=lambda p: p["step"])
+
+
 def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> SweepResult:
     from rlhfops.train.ppo import PPOTrainer
 
@@ -80,6 +112,8 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
     shared_reference: dict[str, Any] | None = None
     for value in values:
         change: dict[str, Any] = {"output_dir": str(out_dir / f"{kind}-{value:g}")}
+        if base.eval_every == 0:
+            change["eval_every"] = 1  # a frontier point per iteration
         if kind == "beta":
             change.update(beta=value, kl_controller="fixed")
         else:
@@ -103,6 +137,7 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
                 "alarms": ev.get("alarm", 0),
                 "alarm_names": [a["name"] for a in ev.get("alarms", [])],
                 "reference_score": (ev.get("reference") or {}).get("score"),
+                "frontier": frontier_points(trainer.run.read_metrics(), pol, trainer.total_steps),
             }
         )
     value, reason = recommend(rows)
@@ -124,4 +159,12 @@ def render_table(report: dict[str, Any]) -> str:
             f"{r['distinct_2']:.3f} | {judge} | {alarms} |\n"
         )
     rec = report["recommended"]
-    return head + "".join(lines) + f"\nRecommended: {rec:g} — {report['reason']}\n"
+    out = head + "".join(lines) + f"\nRecommended: {rec:g} — {report['reason']}\n"
+    front = [(r["value"], p) for r in report["rows"] for p in r.get("frontier", [])]
+    if front:
+        out += "\nFrontier (held-out, per iteration):\n\n"
+        out += f"| {report['kind']} | iteration | KL | reward | judge |\n|---|---|---|---|---|\n"
+        for v, p in front:
+            judge = "-" if p["judge_score"] is None else f"{p['judge_score']:.3f}"
+            out += f"| {v:g} | {p['step']} | {p['kl']:.3f} | {p['score']:.3f} | {judge} |\n"
+    return out

@@ -135,9 +135,8 @@ class PPOTrainer(Trainer):
         gen = torch.Generator().manual_seed(self.config.seed * 100_003 + step * 101 + self.rank)
         roll: Rollout = make_rollout(self, prompts, gen, beta=self.kl_ctl.value)
         stats = ppo_update(self, roll)
-        mean_kl = self._all_sum(float(roll.kl_per_response.sum())) / max(
-            self._all_sum(float(len(prompts))), 1
-        )
+        # the measured KL (summed k3, >= 0) is what is logged and what the adaptive controller follows
+        mean_kl = self._all_sum(float(roll.kl_measured.sum())) / max(self._all_sum(float(len(prompts))), 1)
         mean_kl /= self.config.samples_per_prompt
         beta_used = self.kl_ctl.value
         lr_used = self.scheduler.get_last_lr()[0]  # the rate this iteration's updates used

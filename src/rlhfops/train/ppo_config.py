@@ -25,11 +25,13 @@ class PPOConfig(TrainConfig):
     )
     reward_fn: str | None = Field(
         None,
-        description="Programmatic reward instead of a model: 'length_target:N', 'length', 'contains:PHRASE'.",
+        description="Programmatic reward instead of a model: 'length_target:N', 'length', 'contains:PHRASE', "
+        "'detector:NAME' (a red-team behaviour detector, e.g. detector:apology_remedy).",
     )
     judge: str | None = Field(
         None,
-        description="Independent judge for the reward-hacking alarm: a reward model dir or a reward_fn spec.",
+        description="Independent judge for the reward-hacking alarm and the KL sweep's frontier: a reward "
+        "model dir or a reward_fn spec (e.g. detector:apology_remedy).",
     )
     advantage_estimator: Literal["gae", "rloo", "grpo"] = Field(
         "gae", description="gae: PPO with a value head; rloo / grpo: critic-free group baselines."
@@ -52,7 +54,9 @@ class PPOConfig(TrainConfig):
         description="Subtracted from the score of a response cut at max_new_tokens without EOS (null: off).",
     )
     kl_estimator: Literal["k1", "k2", "k3"] = Field(
-        "k1", description="Per-token KL estimator (Schulman 2020)."
+        "k1",
+        description="Per-token KL estimator of the penalty (Schulman 2020). The KL that is logged, "
+        "reported and followed by the adaptive controller is always the summed k3 (never negative).",
     )
     kl_mode: Literal["reward", "loss"] = Field(
         "reward", description="KL as reward shaping (default) or as a loss term added to the policy loss."
@@ -75,13 +79,23 @@ class PPOConfig(TrainConfig):
         None, description="Held-out prompts file for evaluation (default: split)."
     )
     eval_every: int = Field(
-        0, ge=0, description="Evaluate on held-out prompts every N iterations (0: at end)."
+        0,
+        ge=0,
+        description="Evaluate on held-out prompts every N iterations (0: at end; a KL sweep makes 0 into 1 "
+        "so its frontier has a point per iteration).",
     )
     alarm_length_ratio: float = Field(
         1.5, gt=1, description="Alarm when mean length drifts past this x reference."
     )
     alarm_distinct2_drop: float = Field(
         0.5, gt=0, lt=1, description="Alarm when distinct-2 falls below this share of the reference's."
+    )
+    alarm_looping_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Alarm when at least this share of held-out replies loop (15% or more of a reply's "
+        "word 4-grams repeat within it) and more than the reference's do.",
     )
 
     @model_validator(mode="after")

@@ -28,7 +28,8 @@ class Rollout:
     values: torch.Tensor | None
     advantages: torch.Tensor
     returns: torch.Tensor | None
-    kl_per_response: torch.Tensor  # [B] summed KL estimate
+    kl_per_response: torch.Tensor  # [B] summed KL estimate of the penalty (``kl_estimator``; k1 can be < 0)
+    kl_measured: torch.Tensor  # [B] the reported KL per response: summed k3 (``kl.sequence_kl``), >= 0
     scores: torch.Tensor  # [B] scores after the no-EOS penalty
     texts: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -92,7 +93,7 @@ def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> 
 def make_rollout(
     trainer: RolloutParts, prompts: list[list[int]], gen: torch.Generator, beta: float
 ) -> Rollout:
-    from rlhfops.train.kl import get_kl_estimator
+    from rlhfops.train.kl import get_kl_estimator, sequence_kl
     from rlhfops.train.rl_math import (
         apply_no_eos_penalty,
         assemble_token_rewards,
@@ -143,6 +144,7 @@ def make_rollout(
         fn = rloo_advantages if cfg.advantage_estimator == "rloo" else group_normalized_advantages
         advantages = fn(seq_scores, k)[:, None] * mask
     metrics = _behaviour_metrics(out, responses, raw_scores)
+    metrics["kl_penalty"] = float(kl.sum(-1).mean())  # what the reward was charged, per response
     metrics["entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
     if trainer.judge is not None:
         metrics["judge_score"] = float(trainer.judge.score(responses).mean())
@@ -157,6 +159,7 @@ def make_rollout(
         advantages=advantages,
         returns=returns,
         kl_per_response=kl.sum(-1),
+        kl_measured=sequence_kl(old_logps, ref_logps, mask).to(kl.dtype),
         scores=scores,
         texts=responses.texts,
         metrics=metrics,
@@ -171,6 +174,8 @@ def evaluate_policy(
 
     Sampled with the training temperature and a fixed seed, so two evaluations see the same noise.
     """
+    from rlhfops.train.kl import sequence_kl
+
     cfg = trainer.config
     gen = torch.Generator().manual_seed(cfg.seed + 424242)
     bs = max(1, cfg.batch_size)
@@ -205,7 +210,7 @@ def evaluate_policy(
         temp = cfg.temperature or 1.0
         pol = trainer.model(seqs, attn, out.prompt_length, temp)
         ref = trainer.reference.logps(seqs, attn, out.prompt_length, temp)
-        kls.extend(((pol.logps - ref) * mask).sum(-1).tolist())
+        kls.extend(sequence_kl(pol.logps, ref, mask).tolist())  # >= 0 (k3 summed), see kl.sequence_kl
         scores.extend(trainer.scorer.score(responses).tolist())
         if trainer.judge is not None:
             judge.extend(trainer.judge.score(responses).tolist())
@@ -213,7 +218,7 @@ def evaluate_policy(
         no_eos.extend((~out.has_eos.bool()).tolist())
         texts.extend(responses.texts)
         all_resp.extend(responses.response_ids)
-    from rlhfops.measures.diversity import distinct_n, opening_share
+    from rlhfops.measures.diversity import distinct_n, looping_share, loops, opening_share
 
     result: dict[str, Any] = {
         "prompts": len(prompts),
@@ -224,6 +229,8 @@ def evaluate_policy(
         "hit_length_limit": float(np.mean(no_eos)),
         "distinct_2": distinct_n(all_resp, 2),
         "opening_share": opening_share(texts),
+        "looping_share": looping_share(texts),
+        "loop_examples": [t for t in texts if loops(t)][:3],
         "examples": texts[:3],
     }
     if judge:

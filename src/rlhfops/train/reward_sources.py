@@ -5,6 +5,9 @@ Programmatic rewards (``reward_fn``) are for format rewards, tests and demos:
 - ``length_target:N``  score = -|tokens - N| / N (0 at the target, lower further away)
 - ``length``           score = tokens / 100 (pays for length: the classic reward-hacking plant)
 - ``contains:PHRASE``  score = 1 when the response contains PHRASE (case-insensitive), else 0
+- ``detector:NAME``    score = 1 when the red-team behaviour detector NAME
+  (:data:`rlhfops.redteam.detectors.BEHAVIOUR_DETECTORS`, e.g. ``apology_remedy``, the spec's "apologises
+  and offers a remedy") finds the behaviour, else 0: an independent judge for the KL sweep's frontier
 
 A reward model's raw score is normalised with the mean/std stored with it by ``rlhfops train rm``.
 """
@@ -31,7 +34,7 @@ class Responses:
 class RuleReward:
     """A programmatic reward from a ``reward_fn`` spec string."""
 
-    VALID = ("length_target:N", "length", "contains:PHRASE")
+    VALID = ("length_target:N", "length", "contains:PHRASE", "detector:NAME")
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
@@ -50,6 +53,15 @@ class RuleReward:
         elif name == "contains" and arg:
             phrase = arg.lower()
             self.fn = lambda ids, text: 1.0 if phrase in text.lower() else 0.0
+        elif name == "detector":
+            from rlhfops.redteam.detectors import BEHAVIOUR_DETECTORS
+
+            if arg not in BEHAVIOUR_DETECTORS:
+                raise ConfigError(
+                    f"reward_fn={spec!r}: unknown detector {arg!r}; valid: {', '.join(BEHAVIOUR_DETECTORS)}"
+                )
+            detect = BEHAVIOUR_DETECTORS[arg]
+            self.fn = lambda ids, text: 1.0 if detect(text) else 0.0
         else:
             raise ConfigError(f"reward_fn={spec!r}: unknown; valid forms: {', '.join(self.VALID)}")
 
