@@ -98,7 +98,7 @@ def _assistant(text: str) -> Messages:
 
 
 def _one_turn(prompt: Messages) -> str | None:
-    """Refusal reason for a prompt that is not one turn (an earlier assistant reply) or holds a tool message."""
+    """Refusal reason for a prompt with an earlier assistant turn (not one turn) or a tool message."""
     roles = [m["role"] for m in prompt]
     if "assistant" in roles:
         return "multi_turn"
@@ -174,7 +174,7 @@ def check_format(kind: str, fmt: str) -> Callable[[Any], Converted]:
 def convert(
     kind: str, fmt: str, items: Iterable[PrefIn | DemoIn], conv: Conversion | None = None
 ) -> Conversion:
-    """Convert ``items`` (PrefIn for 'prefs', DemoIn for 'demos') to ``fmt``; refusals are counted, not raised."""
+    """Convert ``items`` (PrefIn for prefs, DemoIn for demos) to ``fmt``; refusals counted, not raised."""
     fn = check_format(kind, fmt)
     out = conv or Conversion([], {})
     for item in items:

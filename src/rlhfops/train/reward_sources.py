@@ -7,6 +7,8 @@ Programmatic rewards (``reward_fn``) are for format rewards, tests and demos:
 - ``contains:PHRASE``  score = 1 when the response contains PHRASE (case-insensitive), else 0
 
 A reward model's raw score is normalised with the mean/std stored with it by ``rlhfops train rm``.
+A judge (``reward_judge``, any judge ``rlhfops eval compare --judge`` accepts) scores through
+:mod:`rlhfops.train.judge_reward`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Responses:
     prompt_ids: list[list[int]]
     response_ids: list[list[int]]
     texts: list[str]
+    prompt_texts: list[str] | None = None  # decoded prompts, for judges that read text
 
 
 class RuleReward:
