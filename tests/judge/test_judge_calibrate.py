@@ -16,8 +16,10 @@ from rlhfops.workspace.plays import blockers, check_stage_ready, record_override
 
 
 class FakeJudge:
-    """Prefers the reply holding "good" (tie on prompt 5, as the raters); ``biased``: always answers A (position bias); on criterion
-    "tone" it scores the other way round."""
+    """Prefers the reply holding "good" (tie on prompt 5, as the raters did).
+
+    ``biased``: always answers A (position bias); on criterion "tone" it scores the other way round.
+    """
 
     tie_margin = 0.0
 

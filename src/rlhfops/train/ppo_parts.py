@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from rlhfops.train.kl import AdaptiveKLController, FixedKLController
     from rlhfops.train.ppo_config import PPOConfig
     from rlhfops.train.ppo_model import Reference
+    from rlhfops.train.judge_reward import JudgeReward
     from rlhfops.train.reward_sources import ModelReward, RuleReward
 
 __all__ = ["RolloutParts", "UpdateParts"]
@@ -33,7 +34,7 @@ class RolloutParts(Protocol):
     #: ``PolicyOutput``), possibly wrapped by ``accelerator.prepare``
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
-    scorer: RuleReward | ModelReward
+    scorer: RuleReward | ModelReward | JudgeReward
     judge: RuleReward | ModelReward | None
     reference: Reference
 
