@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
     from transformers import PreTrainedTokenizerBase
 
+    from rlhfops.train.judge_reward import JudgeReward
     from rlhfops.train.kl import AdaptiveKLController, FixedKLController
     from rlhfops.train.ppo_config import PPOConfig
     from rlhfops.train.ppo_model import Reference
-    from rlhfops.train.judge_reward import JudgeReward
     from rlhfops.train.reward_sources import ModelReward, RuleReward
 
 __all__ = ["RolloutParts", "UpdateParts"]
