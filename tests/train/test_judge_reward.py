@@ -172,6 +172,35 @@ def test_config_needs_exactly_one_reward_and_group_needs_k2() -> None:
     assert PPOConfig(**base, reward_judge="rule", judge_mode="pointwise").samples_per_prompt == 1
 
 
+def test_every_judge_setting_reaches_the_reward(tmp_path: Path) -> None:
+    from rlhfops.train.judge_reward import judge_reward_from_config, register_judge_factory
+    from rlhfops.train.ppo_config import PPOConfig
+
+    seen = []
+
+    class Named:
+        def __init__(self, spec: str) -> None:
+            seen.append(spec)
+            self.name = spec
+
+    register_judge_factory(Named)
+    cfg = PPOConfig(
+        model="m",
+        data="d.jsonl",
+        kl_controller="fixed",
+        reward_judge="openai:x@http://127.0.0.1:9/v1",
+        judge_mode="pointwise",
+        judge_concurrency=3,
+        judge_retries=4,
+        judge_backoff=0.25,
+        judge_timeout=50,
+    )
+    sc = judge_reward_from_config(cfg, tmp_path, str)
+    assert seen == ["openai:x@http://127.0.0.1:9/v1"] and sc.mode == "pointwise"
+    assert (sc.concurrency, sc.retries, sc.backoff, sc.timeout) == (3, 4, 0.25, 50.0)
+    assert sc.cache_path == tmp_path / "judge_cache.jsonl"
+
+
 def test_ppo_runs_with_the_local_lm_judge_on_the_tiny_model(tmp_path: Path) -> None:
     from helpers_train import write_prompts
     from wiring_helpers import make_trainer
@@ -202,7 +231,9 @@ def test_ppo_runs_with_the_local_lm_judge_on_the_tiny_model(tmp_path: Path) -> N
         "kl_controller=fixed",
     ]
     trainer = make_trainer(PPOTrainer, PPOConfig, args)
-    assert isinstance(trainer.scorer, JudgeReward) and trainer.scorer.name == f"lm:{model}"
+    sc = trainer.scorer
+    assert isinstance(sc, JudgeReward) and sc.name == f"lm:{model}" and sc.mode == "group"
+    assert sc.cache_path == tmp_path / "run" / "judge_cache.jsonl"
     trainer.run_all()
     stats = json.loads((tmp_path / "run" / "judge_stats.json").read_text())
     assert stats["calls"] >= 4 and stats["judge"] == f"lm:{model}"  # 2 prompts x 2 ordered pairs at least

@@ -229,3 +229,19 @@ class JudgeReward:
         for i, k in single:
             out[i] = float(self.cache[k])
         return out
+
+
+def judge_reward_from_config(
+    cfg: Any, run_dir: str | Path | None, decode: Callable[[list[int]], str]
+) -> JudgeReward:
+    """The PPO config's ``reward_judge`` and ``judge_*`` settings -> a :class:`JudgeReward`."""
+    return JudgeReward(
+        build_judge(cfg.reward_judge),
+        cfg.judge_mode,
+        run_dir,
+        cfg.judge_concurrency,
+        cfg.judge_retries,
+        cfg.judge_backoff,
+        cfg.judge_timeout,
+        decode=decode,
+    )

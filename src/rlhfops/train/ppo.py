@@ -96,18 +96,10 @@ class PPOTrainer(Trainer):
         self.reference = Reference(lm, uses_lora=lora.enabled)
         device = self.accelerator.device
         if cfg.reward_judge:
-            from rlhfops.train.judge_reward import JudgeReward, build_judge
+            from rlhfops.train.judge_reward import judge_reward_from_config
 
-            self.scorer = JudgeReward(
-                build_judge(cfg.reward_judge),
-                cfg.judge_mode,
-                self.run.path,
-                cfg.judge_concurrency,
-                cfg.judge_retries,
-                cfg.judge_backoff,
-                cfg.judge_timeout,
-                decode=lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
-            )
+            decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+            self.scorer = judge_reward_from_config(cfg, self.run.path, decode)
         else:
             self.scorer = build_scorer(cfg.reward_model or cfg.reward_fn, device, self.tokenizer.pad_token_id)
         self.judge = build_scorer(cfg.judge, device, self.tokenizer.pad_token_id) if cfg.judge else None
