@@ -116,7 +116,7 @@ def test_critic_free_estimators(tmp_path, estimator):
 
 
 def test_config_cross_checks():
-    with pytest.raises(ConfigError, match="exactly one of reward_model and reward_fn"):
+    with pytest.raises(ConfigError, match="exactly one of reward_model, reward_fn and reward_judge"):
         load_config(PPOConfig, None, ["data=p.jsonl"])
     with pytest.raises(ConfigError, match="samples_per_prompt >= 2"):
         load_config(PPOConfig, None, ["data=p", "reward_fn=length", "advantage_estimator=rloo"])

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from rlhfops.annotate.queue import item_key
 from rlhfops.annotate.tx import transaction
+from rlhfops.data.formats import DemoIn, check_format, convert
 from rlhfops.data.io import file_format, write_rows
 from rlhfops.errors import UserError
 from rlhfops.workspace import annotation_tables as m
@@ -151,28 +152,40 @@ def review_demo(ws: Any, reviewer: str, demo_id: int, accept: bool) -> DemoView:
         return _view(row, prompt)
 
 
-def export_demos(ws: Any, out: Path, creator: str, register: bool = True) -> tuple[int, str | None]:
+def export_demos(
+    ws: Any, out: Path, creator: str, register: bool = True, fmt: str = "rlhfops"
+) -> tuple[int, str | None, str]:
     """Accepted demonstrations -> SFT rows ``{"prompt", "completion"}``; a ``demonstrations`` artifact.
 
-    The format follows ``out``'s extension (:func:`rlhfops.data.io.write_rows`, atomic).
+    The file type follows ``out``'s extension (:func:`rlhfops.data.io.write_rows`, atomic). ``fmt``
+    picks another tool's row format (:mod:`rlhfops.data.formats`); such a file is registered as a
+    ``dataset`` artifact with ``meta.format``. Returns (rows written, artifact id, refusal summary).
     """
     file_format(out)
+    check_format("demos", fmt)
     with transaction(ws) as s:
         rows = s.execute(
-            sa.select(m.Item.prompt, m.Demonstration.text)
+            sa.select(m.Item.prompt, m.Demonstration.text, m.Demonstration.id)
             .join(m.Item, m.Item.id == m.Demonstration.item_id)
             .where(m.Demonstration.status == "accepted")
             .order_by(m.Demonstration.item_id, m.Demonstration.id)
         ).all()
+
     if not rows:
         raise UserError(
             "demos export: no accepted demonstration yet; a domain-expert lead accepts them first"
         )
     out = Path(out)
-    write_rows(out, [{"prompt": prompt, "completion": text} for prompt, text in rows])
+    ins = [
+        DemoIn([{"role": "user", "content": prompt}], text, f"demonstration {i}") for prompt, text, i in rows
+    ]
+    conv = convert("demos", fmt, ins)
+    if not conv.rows:
+        raise UserError(f"demos export --format {fmt}: no demonstration fits the format; {conv.summary()}")
+    write_rows(out, conv.rows)
     art = None
     if register:
-        art = ws.register_artifact(
-            "demonstrations", out, [ws.register_spec_version(creator)], creator, {"demos": len(rows)}
-        )
-    return len(rows), art
+        kind = "demonstrations" if fmt == "rlhfops" else "dataset"
+        meta = {"demos": len(conv.rows)} if fmt == "rlhfops" else {"format": fmt, "rows": len(conv.rows)}
+        art = ws.register_artifact(kind, out, [ws.register_spec_version(creator)], creator, meta)
+    return len(conv.rows), art, conv.summary()

@@ -11,6 +11,11 @@ Each row: ``{"prompt", "chosen", "rejected", "agreement", "n_labels", "item_id"}
 the share of the pair's labels that chose the winner. The file is registered as a ``preferences``
 artifact whose ``meta.agreement`` is Krippendorff's alpha (nominal) over all labelled production pairs
 (raters x items, missing where a rater did not see the pair) -- the number the rm / dpo stages check.
+
+``fmt`` (``prefs export --format``) picks another tool's format (:mod:`rlhfops.data.formats`): pairs whose
+plurality is ``tie`` or ``both_bad`` and rows the format cannot hold are refused with a count and the
+first item; the file is then registered as a ``dataset`` artifact (``meta.format``, the spec version
+as parent), not as ``preferences``, since the rm / dpo stages read only rlhfops rows.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from rlhfops.annotate.tx import transaction
+from rlhfops.data.formats import Conversion, PrefIn, check_format, convert
 from rlhfops.data.io import file_format, write_rows
 from rlhfops.errors import UserError
 from rlhfops.workspace import annotation_tables as m
@@ -35,6 +41,7 @@ class ExportResult:
     dropped: dict[str, int]
     alpha: float | None
     percent_agreement: float | None
+    refused: str = ""  # the format's refusals, one line (empty when none)
 
 
 def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
@@ -56,7 +63,12 @@ def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
 
 
 def export_preferences(
-    ws: Any, out: Path, creator: str, min_labels: int | None = None, register: bool = True
+    ws: Any,
+    out: Path,
+    creator: str,
+    min_labels: int | None = None,
+    register: bool = True,
+    fmt: str = "rlhfops",
 ) -> ExportResult:
     """Write the preferences to ``out`` and register them as a ``preferences`` artifact.
 
@@ -68,6 +80,7 @@ def export_preferences(
 
     out = Path(out)
     file_format(out)
+    check_format("prefs", fmt)
     with transaction(ws) as s:
         items, by_item = production_labels(s)
     labels = [(i, r, c) for i, v in by_item.items() for r, c in v.items()]
@@ -101,9 +114,34 @@ def export_preferences(
             f"prefs export: no pair has a majority for A or B with enough labels (dropped: {dropped}); "
             "label more pairs first"
         )
-    write_rows(out, rows)
+    conv = Conversion([], {})
+    for pair in sorted(agg.pairs, key=lambda p: p.item):
+        if pair.reason in ("tie", "both_bad"):
+            conv.refuse(pair.reason, f"item {pair.item}")
+    ins = [
+        PrefIn(
+            [{"role": "user", "content": by_id[r["item_id"]].prompt}],
+            r["chosen"],
+            r["rejected"],
+            f"item {r['item_id']}",
+            {k: r[k] for k in ("agreement", "n_labels", "item_id")},
+        )
+        for r in rows
+    ]
+    conv = convert("prefs", fmt, ins, conv)
+    if not conv.rows:
+        raise UserError(f"prefs export --format {fmt}: no pair fits the format; {conv.summary()}")
+    write_rows(out, conv.rows)
     artifact_id = None
-    if register:
+    if register and fmt != "rlhfops":
+        parents = [ws.register_spec_version(creator)]
+        meta = {
+            "format": fmt,
+            "rows": len(conv.rows),
+            "refused": {k: v.count for k, v in conv.refused.items()},
+        }
+        artifact_id = ws.register_artifact("dataset", out, parents, creator, meta)
+    elif register:
         meta = {
             "agreement": alpha,
             "agreement_metric": "krippendorff_alpha_nominal",
@@ -114,4 +152,4 @@ def export_preferences(
         }
         parents = [ws.register_spec_version(creator)]
         artifact_id = ws.register_artifact("preferences", out, parents, creator, meta)
-    return ExportResult(out, artifact_id, len(rows), dict(dropped), alpha, pct)
+    return ExportResult(out, artifact_id, len(conv.rows), dict(dropped), alpha, pct, conv.summary())

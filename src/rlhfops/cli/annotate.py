@@ -145,6 +145,12 @@ def prefs_export(
     min_labels: int = typer.Option(
         None, "--min-labels", help="Labels a pair needs (default: its overlap k)."
     ),
+    fmt: str = typer.Option(
+        "rlhfops",
+        "--format",
+        help="Row format: rlhfops (for rm/dpo here), openai-preference (OpenAI preference fine-tuning),"
+        " trl-conversational (TRL prompt/chosen/rejected message lists).",
+    ),
     as_: str = AS_OPT,
 ) -> None:
     """Aggregate the labels (plurality; ties and both-bad dropped) and register a preferences artifact."""
@@ -153,9 +159,11 @@ def prefs_export(
     with _ws() as ws:
         person = _person(as_)
         ws.require_role(person, "annotation-lead", "prefs export")
-        res = export_preferences(ws, out, person, min_labels)
+        res = export_preferences(ws, out, person, min_labels, fmt=fmt)
     alpha = "undefined" if res.alpha is None else f"{res.alpha:.3f}"
     typer.echo(f"wrote {res.rows} pair(s) to {res.path}; Krippendorff's alpha {alpha}; dropped {res.dropped}")
+    if res.refused:
+        typer.echo(res.refused)
     typer.echo(f"artifact {res.artifact_id}")
 
 
@@ -321,6 +329,12 @@ def demos_import(
 @demos_app.command("export")
 def demos_export(
     out: Path = typer.Argument(..., help="Output JSONL (prompt, completion)."),
+    fmt: str = typer.Option(
+        "rlhfops",
+        "--format",
+        help="Row format: rlhfops (prompt, completion), openai-chat (OpenAI chat fine-tuning messages),"
+        " alpaca (instruction, input, output; single-turn only).",
+    ),
     as_: str = AS_OPT,
 ) -> None:
     """Write accepted demonstrations as SFT data and register a demonstrations artifact."""
@@ -329,8 +343,10 @@ def demos_export(
     with _ws() as ws:
         person = _person(as_)
         ws.require_role(person, "domain-expert-lead", "demos export")
-        rows, art = export_demos(ws, out, person)
+        rows, art, refused = export_demos(ws, out, person, fmt=fmt)
     typer.echo(f"wrote {rows} demonstration(s) to {out}; artifact {art}")
+    if refused:
+        typer.echo(refused)
 
 
 def register(app: typer.Typer) -> None:

@@ -128,3 +128,32 @@ def import_(
         listed = "; ".join(f"{why}: {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
         first = ", ".join(str(line) for line, _ in report.skipped[:10])
         typer.echo(f"skipped {len(report.skipped)} ({listed}); first at lines {first}")
+
+
+EXPORT_HELP = (
+    "Write a demonstrations or preferences file in another tool's format.\n\n"
+    "prefs: rlhfops, openai-preference (OpenAI preference fine-tuning), trl-conversational (TRL prompt /"
+    " chosen / rejected message lists). demos: rlhfops, openai-chat (OpenAI chat fine-tuning messages),"
+    " alpaca (instruction / input / output). Rows the format cannot hold (multi-turn, system or tool"
+    " messages where unsupported) are refused with a count and the first file:line."
+)
+
+
+@app.command("export", help=EXPORT_HELP)
+def export(
+    file: Path = typer.Argument(
+        ..., help=f"Demonstrations or preferences: {FORMATS_HELP}.", show_default=False
+    ),
+    fmt: str = typer.Option(..., "--format", help="Target row format (see above).", show_default=False),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help=f"Output file; file type by extension: {FORMATS_HELP}.", show_default=False
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+) -> None:
+    """`rlhfops data export` (help: EXPORT_HELP)."""
+    from rlhfops.data.formats import export_file
+
+    kind, conv = export_file(file, fmt, out, force=force)
+    typer.echo(f"wrote {len(conv.rows)} {kind} row(s) as {fmt} to {out}")
+    if conv.refused:
+        typer.echo(conv.summary())

@@ -11,6 +11,8 @@ from typing import Any
 
 import typer
 
+from rlhfops.cli.options import AS_OPT
+
 eval_app = typer.Typer(help="Evaluate a model on a suite; side-by-side comparisons (Play 5).")
 redteam_app = typer.Typer(help="Red-team suites shipped with rlhfops and your own.")
 
@@ -266,7 +268,48 @@ def redteam_list_cmd() -> None:
     )
 
 
+judge_app = typer.Typer(help="Judges (AI feedback): how far to trust one before it becomes a reward.")
+
+
+@judge_app.command("calibrate")
+def judge_calibrate(
+    judge: str = typer.Option(
+        ...,
+        "--judge",
+        help="The judge: rule, rm:PATH, lm:PATH, openai or openai:MODEL@URL.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(Path("judge-calibration.json"), "--out", "-o", help="Report (JSON)."),
+    as_: str = AS_OPT,
+) -> None:
+    """Score a judge on the human-labelled pairs: agreement with the raters' majority and Cohen's kappa,
+    overall (both orders) and per criterion; registers a judge-calibration artifact that `train ppo`
+    with `reward_judge` checks against the spec's gate.min_agreement."""
+    from rlhfops.judge.calibrate import calibrate
+    from rlhfops.judge.settings import make_judge, settings_from_workspace
+    from rlhfops.workspace import acting_person, require_workspace
+
+    with require_workspace() as ws:
+        person = acting_person(as_)
+        res = calibrate(ws, make_judge(judge, settings_from_workspace(ws)), judge, out, person)
+
+    def shown(a) -> str:
+        if a.n == 0:
+            return "no pairs"
+        kappa = "undefined" if a.kappa is None else f"{a.kappa:.3f}"
+        lo, hi = a.interval
+        return f"{a.n} pairs: agreement {a.agreement:.1%} (95% CI {lo:.1%}-{hi:.1%}), Cohen's kappa {kappa}"
+
+    typer.echo(f"judge {judge}: {shown(res.overall)}; position-inconsistent {res.position_inconsistent}")
+    for name, a in res.per_criterion.items():
+        typer.echo(f"  {name}: {shown(a)}")
+    if res.skipped:
+        typer.echo(f"not scored: {res.skipped}")
+    typer.echo(f"wrote {res.path}; artifact {res.artifact_id}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
     app.add_typer(eval_app, name="eval")
+    app.add_typer(judge_app, name="judge")
     app.add_typer(redteam_app, name="redteam")

@@ -35,8 +35,20 @@ def _epilog(stage: str) -> str:
     return "".join(lines)
 
 
+def _judge_factory(spec: str):
+    """``reward_judge`` specs build the judges `eval compare --judge` builds (workspace judge settings)."""
+    from rlhfops.judge.settings import make_judge, settings_from_workspace
+    from rlhfops.workspace import find_workspace
+
+    ws = find_workspace()
+    return make_judge(spec, settings_from_workspace(ws) if ws is not None else None)
+
+
 def _run(stage: str, config: Path | None, sets: list[str] | None, resume: Path | None) -> None:
+    from rlhfops.train.judge_reward import register_judge_factory
     from rlhfops.train.runner import run_stage
+
+    register_judge_factory(_judge_factory)
 
     result = run_stage(stage, config, sets, resume)
     typer.echo(f"{stage}: {result.steps} steps; run directory {result.run_dir}")

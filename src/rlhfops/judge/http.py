@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any
 
 from rlhfops.errors import UserError
@@ -94,6 +95,8 @@ class OpenAIJudge:
         self.retries = retries
         self.name = f"openai:{model}@{self.url}"
         self._client = client
+        self.tokens = 0  # total_tokens of the responses' usage, when the endpoint reports it
+        self._lock = threading.Lock()
 
     def _headers(self) -> dict[str, str]:
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -122,7 +125,13 @@ class OpenAIJudge:
                         f"and the API key in ${self.api_key_env}"
                     )
                 try:
-                    return str(r.json()["choices"][0]["message"]["content"])
+                    data = r.json()
+                    text = str(data["choices"][0]["message"]["content"])
+                    used = (data.get("usage") or {}).get("total_tokens")
+                    if isinstance(used, int):
+                        with self._lock:
+                            self.tokens += used
+                    return text
                 except (ValueError, KeyError, IndexError, TypeError):
                     raise JudgeError(
                         f"judge endpoint {self.url}: not a chat-completions response: {r.text[:200]!r}"

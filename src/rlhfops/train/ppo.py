@@ -95,7 +95,13 @@ class PPOTrainer(Trainer):
         self.model = ActorCritic(lm, value_model, with_value=critic)
         self.reference = Reference(lm, uses_lora=lora.enabled)
         device = self.accelerator.device
-        self.scorer = build_scorer(cfg.reward_model or cfg.reward_fn, device, self.tokenizer.pad_token_id)
+        if cfg.reward_judge:
+            from rlhfops.train.judge_reward import judge_reward_from_config
+
+            decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+            self.scorer = judge_reward_from_config(cfg, self.run.path, decode)
+        else:
+            self.scorer = build_scorer(cfg.reward_model or cfg.reward_fn, device, self.tokenizer.pad_token_id)
         self.judge = build_scorer(cfg.judge, device, self.tokenizer.pad_token_id) if cfg.judge else None
         if cfg.kl_controller == "adaptive":
             self.kl_ctl = AdaptiveKLController(cfg.beta, cfg.target_kl, cfg.kl_horizon)

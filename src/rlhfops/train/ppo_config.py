@@ -28,6 +28,24 @@ class PPOConfig(TrainConfig):
         description="Programmatic reward instead of a model: 'length_target:N', 'length', 'contains:PHRASE', "
         "'detector:NAME' (a red-team behaviour detector, e.g. detector:apology_remedy).",
     )
+    reward_judge: str | None = Field(
+        None,
+        description="A judge as the reward, spelled as for `eval compare --judge`: rule, rm:PATH, lm:PATH, "
+        "openai or openai:MODEL@URL (see judge_mode).",
+    )
+    judge_mode: Literal["group", "pointwise"] = Field(
+        "group",
+        description="reward_judge scoring: group = win rate against the other samples of the prompt, both "
+        "orders (needs samples_per_prompt >= 2); pointwise = the judge's score of each response.",
+    )
+    judge_concurrency: int = Field(4, ge=1, le=64, description="reward_judge calls in flight at once.")
+    judge_retries: int = Field(2, ge=0, le=10, description="Retries of a failed reward_judge call.")
+    judge_backoff: float = Field(
+        0.5, ge=0, description="Seconds before the first retry of a reward_judge call; doubles each retry."
+    )
+    judge_timeout: float = Field(
+        120.0, gt=0, description="Seconds a batch of reward_judge calls may take before the run stops."
+    )
     judge: str | None = Field(
         None,
         description="Independent judge for the reward-hacking alarm and the KL sweep's frontier: a reward "
@@ -100,10 +118,16 @@ class PPOConfig(TrainConfig):
 
     @model_validator(mode="after")
     def _check_ppo(self) -> PPOConfig:
-        if (self.reward_model is None) == (self.reward_fn is None):
+        given = [x for x in (self.reward_model, self.reward_fn, self.reward_judge) if x is not None]
+        if len(given) != 1:
             raise ConfigError(
-                f"set exactly one of reward_model and reward_fn (got reward_model={self.reward_model!r}, "
-                f"reward_fn={self.reward_fn!r})"
+                f"set exactly one of reward_model, reward_fn and reward_judge (got reward_model="
+                f"{self.reward_model!r}, reward_fn={self.reward_fn!r}, reward_judge={self.reward_judge!r})"
+            )
+        if self.reward_judge and self.judge_mode == "group" and self.samples_per_prompt < 2:
+            raise ConfigError(
+                f"judge_mode=group needs samples_per_prompt >= 2 (got {self.samples_per_prompt}); "
+                "or set judge_mode: pointwise"
             )
         if self.advantage_estimator in ("rloo", "grpo") and self.samples_per_prompt < 2:
             raise ConfigError(

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from torch.optim import Optimizer
     from transformers import PreTrainedTokenizerBase
 
+    from rlhfops.train.judge_reward import JudgeReward
     from rlhfops.train.kl import AdaptiveKLController, FixedKLController
     from rlhfops.train.ppo_config import PPOConfig
     from rlhfops.train.ppo_model import Reference
@@ -33,7 +34,7 @@ class RolloutParts(Protocol):
     #: ``PolicyOutput``), possibly wrapped by ``accelerator.prepare``
     model: nn.Module
     tokenizer: PreTrainedTokenizerBase
-    scorer: RuleReward | ModelReward
+    scorer: RuleReward | ModelReward | JudgeReward
     judge: RuleReward | ModelReward | None
     reference: Reference
 

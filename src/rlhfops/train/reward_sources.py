@@ -10,6 +10,8 @@ Programmatic rewards (``reward_fn``) are for format rewards, tests and demos:
   and offers a remedy") finds the behaviour, else 0: an independent judge for the KL sweep's frontier
 
 A reward model's raw score is normalised with the mean/std stored with it by ``rlhfops train rm``.
+A judge (``reward_judge``, any judge ``rlhfops eval compare --judge`` accepts) scores through
+:mod:`rlhfops.train.judge_reward`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Responses:
     prompt_ids: list[list[int]]
     response_ids: list[list[int]]
     texts: list[str]
+    prompt_texts: list[str] | None = None  # decoded prompts, for judges that read text
 
 
 class RuleReward:

@@ -62,7 +62,10 @@ def run_stage(
     if ws is not None:
         from rlhfops.workspace.plays import check_stage_ready
 
-        check_stage_ready(ws, stage, inputs)  # play order: refuses with one line naming what is missing
+        judge = {"reward_judge": str(config.reward_judge)} if getattr(config, "reward_judge", None) else {}
+        check_stage_ready(
+            ws, stage, {**inputs, **judge}
+        )  # play order: refuses with one line naming what is missing
     result = trainer_class(stage)(config, run_dir, resume=resume is not None).run_all()
     if ws is not None and result.summary:
         from rlhfops.workspace.identity import acting_person

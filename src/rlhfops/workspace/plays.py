@@ -17,7 +17,9 @@ Stage -> the play it belongs to and what must hold first:
 | sft | 2 | Play 1 complete: spec valid, signed by business owner + technical lead on its hash, baseline |
 | rm | 3 | Play 1, Play 2; the preference data's agreement >= gate.min_agreement once annotation exists |
 | dpo | 4 | Play 1, Play 2; preference agreement as for rm; every earlier policy evaluated |
-| ppo | 4 | Play 1, Play 2; reward model accuracy >= gate.min_rm_accuracy; earlier policies evaluated |
+| ppo | 4 | Play 1, Play 2; reward model accuracy >= gate.min_rm_accuracy (with ``reward_judge``: the judge's
+  calibration on the current spec, Cohen's kappa with the raters' majority >= gate.min_agreement);
+  earlier policies evaluated |
 | promote | 5 | Plays 1-4 complete; no override |
 
 An owner of the blocked play may record an override (with a reason) for a stage on the current spec
@@ -273,6 +275,26 @@ def _rm_missing(f: _Facts, rm: ArtifactRecord | None) -> str | None:
     return None
 
 
+def _judge_missing(f: _Facts, spec: str) -> str | None:
+    """Why the judge ``spec`` may not be the RL reward (None when it may): it needs a calibration
+    (``rlhfops judge calibrate``) on the current spec whose kappa reaches gate.min_agreement."""
+    cals = [a for a in f.current("judge-calibration") if a.meta.get("judge") == spec]
+    if not cals:
+        return (
+            f"reward judge {spec} has no calibration on spec {_h(f.spec.hash)}; run "
+            f"`rlhfops judge calibrate --judge {spec}` on the human-labelled pairs"
+        )
+    kappa = metric(cals[-1].meta, "kappa")
+    need = f.gate.min_agreement if f.gate is not None else None
+    if need is not None and (kappa is None or float(kappa) < need):
+        shown = "undefined" if kappa is None else f"{float(kappa):.3f}"
+        return (
+            f"reward judge {spec} agrees with the raters' majority at Cohen's kappa {shown} < {need} "
+            f"(spec gate.min_agreement; calibration {_h(cals[-1].id)})"
+        )
+    return None
+
+
 def _play3(f: _Facts) -> PlayState:
     missing, evidence = [], []
     prefs = f.current("preferences")
@@ -429,7 +451,11 @@ def blockers(ws: Workspace, stage: str, inputs: dict[str, Path | str]) -> list[t
         why = _agreement_missing(f, data, None if data is not None else shown)
         if why:
             out.append((3, why))
-    if stage == "ppo":
+    if stage == "ppo" and inputs.get("reward_judge"):
+        why = _judge_missing(f, str(inputs["reward_judge"]))
+        if why:
+            out.append((3, why))
+    elif stage == "ppo":
         rm, _ = _input_artifact(f, inputs.get("reward_model"))
         if rm is None:
             rms = f.current("reward-model")

@@ -39,6 +39,7 @@ KINDS: dict[str, str] = {
     "decision": "a gate decision (parent: the model); meta.decision",
     "baseline-data": "the data a business baseline was computed from",
     "report": "a generated report",
+    "judge-calibration": "a judge scored on the human-labelled pairs; meta.judge, meta.kappa, meta.agreement",
 }
 
 
