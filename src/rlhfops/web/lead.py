@@ -106,7 +106,12 @@ def accounts_add(
 
     auth_of(request).check_csrf(request, csrf)
     require(user, False, "manage accounts (admin only)")
-    set_account(request.app.state.ws, name, password)
+    ws = request.app.state.ws
+    if name.strip() not in {n for n, _role in ws.people()}:
+        raise UserError(
+            f"account {name.strip()!r}: not a workspace person; add them first (rlhfops people add NAME ROLE)"
+        )
+    set_account(ws, name, password)
     return RedirectResponse("/admin/accounts", status_code=303)
 
 
