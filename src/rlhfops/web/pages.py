@@ -109,6 +109,7 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 def rate_page(request: Request, stale: int | None = None, user: User = Depends(current_user)) -> Response:
     """The comparison page: the rater's next pair, left/right as assigned. ``stale``: an item this rater
     had already labelled when a second tab submitted it again (the notice shows what they chose)."""
+    from rlhfops.annotate.label_changes import recent_labels
     from rlhfops.annotate.queue import fetch_next_with_progress
     from rlhfops.annotate.rater_view import left_in_batch, shown_label
 
@@ -126,6 +127,7 @@ def rate_page(request: Request, stale: int | None = None, user: User = Depends(c
         progress=prog,
         left=left_in_batch(ws, user.name, item.item_id) if item is not None else 0,
         stale=earlier,
+        undo=next((x for x in recent_labels(ws, user.name, limit=1) if x.undoable), None),
         allowed=g.allowed,
         criteria=g.criteria,
         started=f"{time.time():.3f}",

@@ -16,7 +16,7 @@ SIZES = pytest.mark.parametrize(
 )
 # who -> (the header's links, the pages they open)
 NAV = {
-    "rita": (["/rate", "/guidelines"], ["/rate", "/guidelines"]),
+    "rita": (["/rate", "/rate/recent", "/guidelines"], ["/rate", "/rate/recent", "/guidelines"]),
     "lena": (["/guidelines", "/lead/agreement", "/lead/calibration", "/monitor"], ["/lead/agreement", "/lead/calibration", "/monitor"]),
     "dora": (["/guidelines", "/demos"], ["/demos", "/demos/{demo}"]),
     "gwen": (["/guidelines", "/gate", "/monitor"], ["/", "/gate", "/gate/log", "/monitor"]),
