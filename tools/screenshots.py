@@ -17,12 +17,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "helpers")]
 
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-LONG_LEFT = "Here is how to reset your router.\n\n" + "\n\n".join(
-    f"{i}. Step {i}: hold the button for ten seconds, wait for the light, then check the connection "
-    "on the status page before you go on." for i in range(1, 40)
-) + "\n\n```sh\nping -c 3 192.168.1.1\n```"
+LONG_LEFT = (
+    "Here is how to reset your router.\n\n"
+    + "\n\n".join(
+        f"{i}. Step {i}: hold the button for ten seconds, wait for the light, then check the connection "
+        "on the status page before you go on."
+        for i in range(1, 40)
+    )
+    + "\n\n```sh\nping -c 3 192.168.1.1\n```"
+)
 LONG_RIGHT = "\n\n".join(
-    f"Paragraph {i}: **Sorry** for the trouble. A *short* answer would do, but this one goes on." for i in range(70)
+    f"Paragraph {i}: **Sorry** for the trouble. A *short* answer would do, but this one goes on."
+    for i in range(70)
 )
 
 
@@ -56,7 +62,9 @@ def main() -> None:
     os.environ["RLHFOPS_USER"] = "alice"
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         ws = make_workspace(Path(tmp) / "ws", PEOPLE, account_password=PASSWORD)
-        short = PairIn("My order #123 has not arrived. What can I do?", "I am sorry! It ships tomorrow.", "Wait.")
+        short = PairIn(
+            "My order #123 has not arrived. What can I do?", "I am sorry! It ships tomorrow.", "Wait."
+        )
         long = PairIn("How do I reset my router? Please be **brief**.", LONG_LEFT, LONG_RIGHT)
         queue_pairs(ws, [short, long], "b1", 3)
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
@@ -70,13 +78,15 @@ def main() -> None:
                 with page.expect_navigation():
                     page.keyboard.press("Enter")
                 page.screenshot(path=str(out / f"rate-long-{size_name}.png"))
-                page.keyboard.press("2")
+                page.fill("textarea[name=rationale]", f"{rater}: the steps are right but far too long")
+                page.check(f"input[name=choice][value={'right' if rater == 'rita' else 'left'}]")
                 with page.expect_navigation():
-                    page.keyboard.press("Enter")
+                    page.click("#submit")
+            for size_name, size in SIZES.items():  # both pairs now carry two labels
                 lead = _sign_in(browser, url, "lena", size)
-                for path, name in (("/lead/items/1", "lead-item"), ("/lead/agreement", "lead-agreement")):
-                    if lead.goto(f"{url}{path}").status == 200:
-                        lead.screenshot(path=str(out / f"{name}-{size_name}.png"), full_page=True)
+                for path, name in (("/lead/items/2", "lead-item"), ("/lead/agreement", "lead-agreement")):
+                    lead.goto(f"{url}{path}")
+                    lead.screenshot(path=str(out / f"{name}-{size_name}.png"), full_page=True)
         browser.close()
         ws.close()
     print(f"screenshots in {out}")

@@ -8,13 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
-
-from rlhfops.errors import UserError
 from shared_helpers import make_workspace
 from web_helpers import PEOPLE
 
 from rlhfops.annotate.queue import fetch_next, submit_label
 from rlhfops.cli.main import main
+from rlhfops.errors import UserError
 
 
 @pytest.fixture

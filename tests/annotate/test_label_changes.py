@@ -67,9 +67,7 @@ def test_change_is_recorded_and_agreement_uses_the_final_label(sqlite_ws) -> Non
         items[rater] = item
         # both prefer response A, whichever side it was shown on
         with sqlite_ws.session() as s:
-            swapped = s.scalars(
-                sa.select(m.Assignment.swapped).where(m.Assignment.rater == rater)
-            ).one()
+            swapped = s.scalars(sa.select(m.Assignment.swapped).where(m.Assignment.rater == rater)).one()
         submit_label(sqlite_ws, rater, item.item_id, "right" if swapped else "left")
     assert agreement_report(sqlite_ws)["overall"]["percent_agreement"] == 1.0
     shown = recent_labels(sqlite_ws, "rita")[0].choice

@@ -78,9 +78,13 @@ def undo_last(ws: Any, rater: str, label_id: int) -> int:
             sa.select(m.Label).where(m.Label.rater == rater).order_by(m.Label.id.desc()).limit(1)
         ).first()
         if lab is None or lab.id != label_id:
-            raise UserError(f"undo: label {label_id} is not your latest label; change it under My recent labels")
+            raise UserError(
+                f"undo: label {label_id} is not your latest label; change it under My recent labels"
+            )
         if _age(lab.created_at) > UNDO_SECONDS:
-            raise UserError(f"undo: more than {UNDO_SECONDS:.0f} s have passed; change it under My recent labels")
+            raise UserError(
+                f"undo: more than {UNDO_SECONDS:.0f} s have passed; change it under My recent labels"
+            )
         s.add(_change(lab, "undo", None, None, None))
         s.execute(
             sa.update(m.Assignment)
@@ -103,7 +107,9 @@ def change_label(
     """Change ``rater``'s label on ``item_id`` to ``choice`` (left/right as they saw it); the old value is
     recorded in ``label_changes``. The per-criterion choices stay as they were."""
     if choice not in allowed:
-        raise UserError(f"choice {choice!r} is not allowed by the spec's policies; use one of {', '.join(allowed)}")
+        raise UserError(
+            f"choice {choice!r} is not allowed by the spec's policies; use one of {', '.join(allowed)}"
+        )
     with transaction(ws) as s:
         lab = s.scalars(sa.select(m.Label).where(m.Label.item_id == item_id, m.Label.rater == rater)).first()
         if lab is None:

@@ -60,9 +60,8 @@ def calibration_start(
 
 @router.get("/lead/agreement")
 def agreement_page(request: Request, user: User = Depends(current_user)) -> Response:
-    from rlhfops.annotate.report import agreement_report
-
     from rlhfops.annotate.item_view import split_items
+    from rlhfops.annotate.report import agreement_report
 
     require(user, user.is_lead, "see the agreement report (needs the annotation-lead role)")
     st = request.app.state.settings

@@ -115,7 +115,9 @@ def rate_page(request: Request, stale: int | None = None, user: User = Depends(c
 
     require(user, user.is_rater, "label pairs (needs the rater role)")
     ws = request.app.state.ws
-    item, blocked, prog = fetch_next_with_progress(ws, user.name, gold_rate=request.app.state.settings.gold_rate)
+    item, blocked, prog = fetch_next_with_progress(
+        ws, user.name, gold_rate=request.app.state.settings.gold_rate
+    )
     g = request.app.state.guidelines.get()
     earlier = shown_label(ws, user.name, stale) if stale is not None and 0 < stale <= MAX_ID else None
     return render(

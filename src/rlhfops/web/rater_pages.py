@@ -32,7 +32,9 @@ def recent_page(request: Request, changed: int | None = None, user: User = Depen
 
 
 @router.post("/rate/undo/{label_id}")
-def undo(label_id: IdPath, request: Request, csrf: str = Form(""), user: User = Depends(current_user)) -> Response:
+def undo(
+    label_id: IdPath, request: Request, csrf: str = Form(""), user: User = Depends(current_user)
+) -> Response:
     from rlhfops.annotate.label_changes import undo_last
 
     auth_of(request).check_csrf(request, csrf)

@@ -56,8 +56,13 @@ def _label_all(ws, agree: bool) -> None:
             want_a = (item.item_id % 2 == 0) if agree else ((item.item_id + n) % 2 == 0)
             shown = "left" if want_a != swapped else "right"
             submit_label(
-                ws, rater, item.item_id, shown, criteria={"tone": shown},
-                rationale=f"{rater} on {item.item_id}", seconds=1.234 + n,
+                ws,
+                rater,
+                item.item_id,
+                shown,
+                criteria={"tone": shown},
+                rationale=f"{rater} on {item.item_id}",
+                seconds=1.234 + n,
             )
 
 
@@ -89,7 +94,10 @@ def test_item_page_from_agreement_shows_every_rater(sqlite_ws, browser, size) ->
             lab = stored[card.get_attribute("data-rater")]
             assert card.locator(".choice").inner_text() == lab.choice
             assert card.locator(".rationale-given").inner_text() == lab.rationale
-            assert card.locator(".time").inner_text() == f"{lab.seconds:.3f} s"
+            assert (
+                card.locator(".time").is_visible()
+                and card.locator(".time").inner_text() == f"{lab.seconds:.3f} s"
+            )
             assert f"tone → {lab.criteria['tone']}" in card.locator(".criteria-given").inner_text()
             b = card.bounding_box()
             assert b["x"] >= 0 and b["x"] + b["width"] <= size["width"]

@@ -17,14 +17,34 @@ SIZES = pytest.mark.parametrize(
 # who -> (the header's links, the pages they open)
 NAV = {
     "rita": (["/rate", "/rate/recent", "/guidelines"], ["/rate", "/rate/recent", "/guidelines"]),
-    "lena": (["/guidelines", "/lead/agreement", "/lead/calibration", "/monitor"], ["/lead/agreement", "/lead/calibration", "/monitor"]),
+    "lena": (
+        ["/guidelines", "/lead/agreement", "/lead/calibration", "/monitor"],
+        ["/lead/agreement", "/lead/calibration", "/monitor"],
+    ),
     "dora": (["/guidelines", "/demos"], ["/demos", "/demos/{demo}"]),
     "gwen": (["/guidelines", "/gate", "/monitor"], ["/", "/gate", "/gate/log", "/monitor"]),
     "root": (
-        ["/guidelines", "/demos", "/lead/agreement", "/lead/calibration", "/gate", "/monitor", "/admin/accounts", "/docs"],
+        [
+            "/guidelines",
+            "/demos",
+            "/lead/agreement",
+            "/lead/calibration",
+            "/gate",
+            "/monitor",
+            "/admin/accounts",
+            "/docs",
+        ],
         ["/admin/accounts", "/"],
     ),
 }
+TARGETS = (
+    "header a, header button, main button, main select, main input:not([type=hidden]):not([type=radio]), "
+    "main td a, main li a"
+)
+VISIBLE_HEIGHTS = (
+    "els => els.filter(e => e.offsetParent !== null)"
+    ".map(e => [e.outerHTML.slice(0, 80), e.getBoundingClientRect().height])"
+)
 LONG_WORD = "x" * 300  # one unbreakable token: must wrap, not widen the page
 
 pytestmark = pytest.mark.browser
@@ -73,14 +93,14 @@ def test_every_page_fits_and_nav_follows_roles(sqlite_ws, browser, size, who) ->
             path = path.format(demo=demo)
             resp = page.goto(f"{url}{path}")
             assert resp.status == 200, path
-            assert page.locator('meta[name="viewport"]').get_attribute("content").startswith("width=device-width")
+            assert (
+                page.locator('meta[name="viewport"]')
+                .get_attribute("content")
+                .startswith("width=device-width")
+            )
             width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
             assert width[0] <= width[1], (path, width)
-            targets = "header a, header button, main button, main select, main input:not([type=hidden]):not([type=radio]), main td a, main li a"
-            for b in page.eval_on_selector_all(
-                targets,
-                "els => els.filter(e => e.offsetParent !== null).map(e => [e.outerHTML.slice(0, 80), e.getBoundingClientRect().height])",
-            ):
+            for b in page.eval_on_selector_all(TARGETS, VISIBLE_HEIGHTS):
                 assert b[1] >= 44, (path, b)
         if who == "gwen":  # the home page of someone who neither rates nor leads lists their pages
             page.goto(f"{url}/")

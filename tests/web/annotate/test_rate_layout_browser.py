@@ -15,9 +15,14 @@ from rlhfops.workspace import annotation_tables as m
 CHROMIUM = "/usr/bin/chromium"
 DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
 SIZES = pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
-LONG_A = "\n\n".join(f"Paragraph {i} of the long left reply, with enough words to wrap a line." for i in range(80))
+LONG_A = "\n\n".join(
+    f"Paragraph {i} of the long left reply, with enough words to wrap a line." for i in range(80)
+)
 LONG_B = "\n\n".join(f"Paragraph {i} of the right reply." for i in range(140))
-MD = "Use **bold** here.\n\n```python\nprint('hi')\n```\n\n<script>window.pwned = 1</script><img src=x onerror=alert(1)>"
+MD = (
+    "Use **bold** here.\n\n```python\nprint('hi')\n```\n\n"
+    "<script>window.pwned = 1</script><img src=x onerror=alert(1)>"
+)
 
 pytestmark = pytest.mark.browser
 
@@ -78,7 +83,9 @@ def test_long_pair_prompt_and_choices_stay_in_view_panes_scroll_alone(sqlite_ws,
             page.click(".pane-toggle button[data-show=right]")
             assert page.locator("#right").is_visible() and not page.locator("#left").is_visible()
             page.click(".pane-toggle button[data-show=left]")
-        assert page.evaluate("document.getElementById('left').scrollHeight > document.getElementById('left').clientHeight")
+        assert page.evaluate(
+            "document.getElementById('left').scrollHeight > document.getElementById('left').clientHeight"
+        )
         page.locator("#left").hover()
         page.mouse.wheel(0, 1500)
         for _ in range(50):  # the wheel scrolls the pane under the pointer (CSP forbids wait_for_function)

@@ -44,7 +44,9 @@ def _draft(page) -> None:
 
 def _draft_is_back(page) -> None:
     assert page.locator('input[name="choice"]:checked').get_attribute("value") == "right"
-    assert page.locator("#criteria .criterion").first.locator("input:checked").get_attribute("value") == "left"
+    assert (
+        page.locator("#criteria .criterion").first.locator("input:checked").get_attribute("value") == "left"
+    )
     assert page.locator("textarea[name=rationale]").input_value() == "the right one cites the policy"
 
 

@@ -38,12 +38,16 @@ def test_demonstration_written_accepted_and_escaped(app, sqlite_ws) -> None:
     assert demo["status"] == "draft"
     lead = TestClient(app)
     lcsrf = login(lead, "dora")
-    own = lead.post(f"/demos/{item_id}", data={"text": "My own reply.", "csrf": lcsrf}, follow_redirects=False)
+    own = lead.post(
+        f"/demos/{item_id}", data={"text": "My own reply.", "csrf": lcsrf}, follow_redirects=False
+    )
     assert own.status_code == 303
     own_id = next(d["id"] for d in lead.get(f"/api/demos/{item_id}").json()["demos"] if d["author"] == "dora")
     r = lead.post(f"/demos/review/{own_id}", data={"decision": "accept", "item_id": item_id, "csrf": lcsrf})
     assert r.status_code == 400 and "another reviewer" in r.text  # nobody accepts their own
-    r = lead.post(f"/demos/review/{demo['id']}", data={"decision": "accept", "item_id": item_id, "csrf": lcsrf})
+    r = lead.post(
+        f"/demos/review/{demo['id']}", data={"decision": "accept", "item_id": item_id, "csrf": lcsrf}
+    )
     assert r.status_code == 200
     statuses = {d["author"]: d["status"] for d in lead.get(f"/api/demos/{item_id}").json()["demos"]}
     assert statuses == {"erin": "accepted", "dora": "draft"}
