@@ -119,8 +119,11 @@ def test_export_downloads_once_per_form(sqlite_ws, browser, size) -> None:
             page.click("#export")
         rows = [json.loads(x) for x in open(dl.value.path()).read().splitlines()]
         assert len(rows) == 4 and all(r["agreement"] == 1.0 for r in rows)
+        (written,) = (sqlite_ws.root / "exports").iterdir()
+        stamp = written.stat().st_mtime_ns
         with page.expect_download():
             page.click("#export")  # the same form again (a double click): the same file, nothing new
+        assert written.stat().st_mtime_ns == stamp  # served again, not exported again
         assert len(_preference_artifacts(sqlite_ws)) == 1
         assert len(list((sqlite_ws.root / "exports").iterdir())) == 1
 
