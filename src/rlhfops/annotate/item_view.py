@@ -110,3 +110,24 @@ def split_items(ws: Any, limit: int = 20) -> list[dict[str, Any]]:
     ]
     out.sort(key=lambda x: (x["agreement"], x["item_id"]))
     return out[:limit]
+
+
+def rater_label_rows(ws: Any, rater: str, limit: int = 500) -> list[dict[str, Any]]:
+    """``rater``'s labels for the lead, newest first: item, canonical choice, rationale, seconds, when."""
+    with transaction(ws) as s:
+        rows = s.execute(
+            sa.select(m.Label.item_id, m.Label.choice, m.Label.rationale, m.Label.seconds, m.Label.created_at)
+            .where(m.Label.rater == rater)
+            .order_by(m.Label.id.desc())
+            .limit(limit)
+        ).all()
+    return [
+        {
+            "item_id": r.item_id,
+            "choice": r.choice,
+            "rationale": r.rationale or "",
+            "seconds": r.seconds,
+            "at": db.as_utc(r.created_at).isoformat(timespec="seconds"),
+        }
+        for r in rows
+    ]

@@ -140,6 +140,16 @@ def export_page(
     )
 
 
+@router.get("/lead/raters/{name}")
+def rater_page(name: str, request: Request, user: User = Depends(current_user)) -> Response:
+    """One rater's labels for the lead, each linked to its item page."""
+    from rlhfops.annotate.item_view import rater_label_rows
+
+    require(user, user.is_lead, "see labels (needs the annotation-lead role)")
+    rows = rater_label_rows(request.app.state.ws, name[:200])
+    return render(request, "lead_rater.html", title=f"Labels by {name[:200]}", rater=name[:200], rows=rows)
+
+
 @router.get("/lead/items/{item_id}")
 def item_page(item_id: IdPath, request: Request, user: User = Depends(current_user)) -> Response:
     """One item for the lead: each rater's choice, criteria, rationale and time, gold answer, difficulty."""

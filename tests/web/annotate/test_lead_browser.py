@@ -104,6 +104,12 @@ def test_item_page_from_agreement_shows_every_rater(sqlite_ws, browser, size) ->
         assert "of the raters chose the most common answer" in page.locator("#difficulty").inner_text()
         assert "none" in page.locator("#gold").inner_text()
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        page.goto(f"{url}/lead/agreement")  # the per-rater table links to each rater's labels
+        with page.expect_navigation():
+            page.click("#raters a[href='/lead/raters/rosa']")
+        links = page.eval_on_selector_all("#rater-labels a", "els => els.map(e => e.getAttribute('href'))")
+        assert sorted(links) == sorted(f"/lead/items/{i}" for i in range(1, 5))
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
 
 
 @SIZES
