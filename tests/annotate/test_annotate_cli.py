@@ -13,6 +13,7 @@ from web_helpers import PEOPLE
 
 from rlhfops.annotate.queue import fetch_next, submit_label
 from rlhfops.cli.main import main
+from rlhfops.errors import UserError
 
 
 @pytest.fixture
@@ -83,9 +84,11 @@ def test_demos_import_and_export(cli_ws, capsys, tmp_path: Path) -> None:
     f.write_text('{"prompt": "How do I return shoes?"}\n{"prompt": "Where is my parcel?"}\n')
     assert _run(capsys, "demos", "import", str(f)) == "queued 2 prompt(s) (0 already queued)\n"
     items = demo_prompts(cli_ws)
-    d1 = save_demo(cli_ws, "dora", items[0]["item_id"], "Send them back within 30 days.")
-    save_demo(cli_ws, "dora", items[1]["item_id"], "It is on its way.")
+    d1 = save_demo(cli_ws, "erin", items[0]["item_id"], "Send them back within 30 days.")
+    d2 = save_demo(cli_ws, "dora", items[1]["item_id"], "It is on its way.")
     review_demo(cli_ws, "dora", d1.id, True)
+    with pytest.raises(UserError, match="dora wrote it; another reviewer"):  # nobody accepts their own
+        review_demo(cli_ws, "dora", d2.id, True)
     out = _run(capsys, "demos", "export", str(tmp_path / "demos.jsonl"), "--as", "dora")
     assert out.startswith("wrote 1 demonstration(s)")
     rows = [json.loads(x) for x in (tmp_path / "demos.jsonl").read_text().splitlines()]

@@ -17,6 +17,7 @@ TABLES = {"people", "artifacts", "artifact_parents", "signatures", "baselines", 
 # annotation service (migration 0002)
 TABLES |= {"accounts", "api_tokens", "items", "assignments", "labels", "demonstrations", "calibration_rounds"}
 TABLES |= {"web_sessions", "login_failures"}  # web sessions and the sign-in throttle (migration 0003c)
+TABLES |= {"label_changes"}  # a rater's undo and changes of their own labels (migration 0020a)
 TABLES |= {"person_keys", "decision_log_heads"}  # signed decisions (migration 0003b)
 HEAD = migrate.head_revision()
 

@@ -146,6 +146,10 @@ def review_demo(ws: Any, reviewer: str, demo_id: int, accept: bool) -> DemoView:
         row = s.get(m.Demonstration, demo_id)
         if row is None:
             raise UserError(f"demonstration {demo_id}: not found")
+        if row.author == reviewer:
+            raise UserError(
+                f"demonstration {demo_id}: {reviewer} wrote it; another reviewer must accept or reject it"
+            )
         row.status = "accepted" if accept else "rejected"
         row.reviewed_by, row.reviewed_at = reviewer, db.utcnow()
         prompt = s.get_one(m.Item, row.item_id).prompt

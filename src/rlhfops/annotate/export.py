@@ -33,6 +33,10 @@ from rlhfops.errors import UserError
 from rlhfops.workspace import annotation_tables as m
 
 
+class BelowAgreementError(UserError):
+    """The labels' agreement is under the spec's ``gate.min_agreement`` and no reason was given."""
+
+
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
@@ -69,8 +73,14 @@ def export_preferences(
     min_labels: int | None = None,
     register: bool = True,
     fmt: str = "rlhfops",
+    min_agreement: float | None = None,
+    reason: str | None = None,
 ) -> ExportResult:
     """Write the preferences to ``out`` and register them as a ``preferences`` artifact.
+
+    ``min_agreement`` (the spec's ``gate.min_agreement``): when Krippendorff's alpha is below it (or
+    cannot be computed), nothing is written unless a ``reason`` (10+ characters) is given; the reason is
+    recorded in the artifact's meta (``below_min_agreement``).
 
     The format follows the extension (.jsonl, .jsonl.gz, .json or .parquet) through
     :func:`rlhfops.data.io.write_rows`, which writes atomically; an unknown extension is a one-line
@@ -114,6 +124,13 @@ def export_preferences(
             f"prefs export: no pair has a majority for A or B with enough labels (dropped: {dropped}); "
             "label more pairs first"
         )
+    below = min_agreement is not None and (alpha is None or alpha < min_agreement)
+    if below and len((reason or "").strip()) < 10:
+        shown = "n/a" if alpha is None else f"{alpha:.3f}"
+        raise BelowAgreementError(
+            f"prefs export: agreement (Krippendorff's alpha) {shown} is below the spec's min_agreement "
+            f"{min_agreement}; give a reason of at least 10 characters to export anyway"
+        )
     conv = Conversion([], {})
     for pair in sorted(agg.pairs, key=lambda p: p.item):
         if pair.reason in ("tie", "both_bad"):
@@ -140,6 +157,12 @@ def export_preferences(
             "rows": len(conv.rows),
             "refused": {k: v.count for k, v in conv.refused.items()},
         }
+        if below:
+            meta["below_min_agreement"] = {
+                "min_agreement": min_agreement,
+                "reason": reason.strip(),
+                "by": creator,
+            }
         artifact_id = ws.register_artifact("dataset", out, parents, creator, meta)
     elif register:
         meta = {
@@ -150,6 +173,12 @@ def export_preferences(
             "dropped": dict(dropped),
             "aggregation": "plurality of A/B/tie/both_bad; ties, both-bad and tied pluralities dropped",
         }
+        if below:
+            meta["below_min_agreement"] = {
+                "min_agreement": min_agreement,
+                "reason": reason.strip(),
+                "by": creator,
+            }
         parents = [ws.register_spec_version(creator)]
         artifact_id = ws.register_artifact("preferences", out, parents, creator, meta)
     return ExportResult(out, artifact_id, len(conv.rows), dict(dropped), alpha, pct, conv.summary())

@@ -73,12 +73,18 @@ def _error(request: Request, status: int, detail: str) -> Response:
         return JSONResponse({"detail": detail}, status_code=status)
     from rlhfops.web.render import render
 
-    headers = {}
-    resp = render(
-        request, "error.html", status_code=status, title=f"Error {status}", status=status, detail=detail
+    kind = "csrf" if status == 403 and detail.startswith("CSRF") else "session" if status == 401 else ""
+    titles = {"csrf": "This page was open too long", "session": "Please sign in again"}
+    return render(
+        request,
+        "error.html",
+        status_code=status,
+        title=titles.get(kind, f"Error {status}"),
+        status=status,
+        detail=detail,
+        kind=kind,
+        rating=request.method == "POST" and request.url.path.startswith("/rate/"),
     )
-    resp.headers.update(headers)
-    return resp
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -272,7 +278,7 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
     """The annotation web app for the workspace at ``workspace_root`` (database from its settings,
     ``$RLHFOPS_DATABASE_URL``, or ``database_url``)."""
     from rlhfops.annotate.settings import annotation_settings
-    from rlhfops.web import api, lead, pages
+    from rlhfops.web import api, lead, pages, rater_pages
     from rlhfops.web.auth import Auth
     from rlhfops.web.guidelines import GuidelinesCache
     from rlhfops.web.render import make_env
@@ -310,6 +316,7 @@ def create_app(workspace_root: str | Path, database_url: str | None = None) -> F
     app.add_middleware(BodyLimitMiddleware, limit=web.max_body_bytes)  # outermost: before anything reads
     app.mount("/static", StaticFiles(packages=[("rlhfops.web", "static")]), name="static")
     app.include_router(api.router)
+    app.include_router(rater_pages.router)  # /rate/recent before /rate/{item_id}
     app.include_router(pages.router)
     app.include_router(lead.router)
     _mount_signed_in(app)

@@ -106,15 +106,20 @@ def logout(request: Request, csrf: str = Form("")) -> Response:
 
 
 @router.get("/rate")
-def rate_page(request: Request, user: User = Depends(current_user)) -> Response:
-    """The comparison page: the rater's next pair, left/right as assigned."""
+def rate_page(request: Request, stale: int | None = None, user: User = Depends(current_user)) -> Response:
+    """The comparison page: the rater's next pair, left/right as assigned. ``stale``: an item this rater
+    had already labelled when a second tab submitted it again (the notice shows what they chose)."""
+    from rlhfops.annotate.label_changes import recent_labels
     from rlhfops.annotate.queue import fetch_next_with_progress
+    from rlhfops.annotate.rater_view import left_in_batch, shown_label
 
     require(user, user.is_rater, "label pairs (needs the rater role)")
+    ws = request.app.state.ws
     item, blocked, prog = fetch_next_with_progress(
-        request.app.state.ws, user.name, gold_rate=request.app.state.settings.gold_rate
+        ws, user.name, gold_rate=request.app.state.settings.gold_rate
     )
     g = request.app.state.guidelines.get()
+    earlier = shown_label(ws, user.name, stale) if stale is not None and 0 < stale <= MAX_ID else None
     return render(
         request,
         "rate.html",
@@ -122,15 +127,36 @@ def rate_page(request: Request, user: User = Depends(current_user)) -> Response:
         item=item,
         blocked=blocked,
         progress=prog,
+        left=left_in_batch(ws, user.name, item.item_id) if item is not None else 0,
+        stale=earlier,
+        undo=next((x for x in recent_labels(ws, user.name, limit=1) if x.undoable), None),
         allowed=g.allowed,
         criteria=g.criteria,
-        started=int(time.time()),
+        started=f"{time.time():.3f}",
     )
+
+
+def _seconds_taken(form: Any) -> float | None:
+    """Seconds from when the pair was shown: the page's own millisecond count (``elapsed_ms``), else the
+    server's clock since the page was rendered (``started``); None when neither is usable."""
+    try:
+        ms = float(_field(form, "elapsed_ms") or "nan")
+    except ValueError:
+        ms = float("nan")
+    if 0 <= ms < 1e9:
+        return round(ms) / 1000.0
+    try:
+        started = float(_field(form, "started") or 0)
+    except ValueError:
+        started = 0.0
+    now = time.time()
+    return round(now - started, 3) if 0 < started <= now and now - started < 1e6 else None
 
 
 @router.post("/rate/{item_id}")
 async def rate_submit(item_id: IdPath, request: Request, user: User = Depends(current_user)) -> Response:
-    """Store the label (choice, per-criterion choices, rationale, time taken), then the next pair."""
+    """Store the label (choice, per-criterion choices, rationale, time taken), then the next pair; a label
+    that was already there (a second tab) is kept and the next page says so."""
     from starlette.concurrency import run_in_threadpool
 
     from rlhfops.annotate.queue import submit_label
@@ -143,12 +169,7 @@ async def rate_submit(item_id: IdPath, request: Request, user: User = Depends(cu
     if not choice:
         raise HTTPException(422, "choose left, right" + ("" if len(g.allowed) == 2 else " or another option"))
     criteria = {name: _field(form, f"criterion_{name}") for name, _d in g.criteria}
-    try:
-        started = float(_field(form, "started") or 0)
-    except ValueError:
-        started = 0.0
-    seconds = time.time() - started if 0 < started <= time.time() else None
-    await run_in_threadpool(
+    result = await run_in_threadpool(
         submit_label,
         request.app.state.ws,
         user.name,
@@ -156,10 +177,10 @@ async def rate_submit(item_id: IdPath, request: Request, user: User = Depends(cu
         choice,
         criteria={k: v for k, v in criteria.items() if v},
         rationale=_field(form, "rationale")[:10_000],
-        seconds=seconds if seconds is None or seconds < 1e6 else None,
+        seconds=_seconds_taken(form),
         allowed=g.allowed,
     )
-    return _see_other("/rate")
+    return _see_other("/rate" if result.created else f"/rate?stale={item_id}")
 
 
 def _field(form: Any, name: str) -> str:

@@ -21,6 +21,9 @@ def make_env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * float(v):.1f}%"
+    from rlhfops.web.markdown import render_markdown
+
+    env.filters["md"] = render_markdown
     env.filters["num"] = lambda v, d=3: "n/a" if v is None else f"{float(v):.{d}f}"
     return env
 

@@ -191,3 +191,25 @@ def unseen_open_item(rater: sa.BindParameter) -> sa.Select:
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+
+
+class LabelChange(Base):
+    """A rater's change to their own label (migration ``0020a``): ``kind`` ``change`` (from "my recent
+    labels") or ``undo`` (the label removed within the undo window; the pair comes back to them). The
+    ``labels`` row holds the final label, which agreement and export read; this table keeps every earlier
+    value (``old_*``) and what replaced it (``new_*``, empty for an undo), so nothing is lost."""
+
+    __tablename__ = "label_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    label_id: Mapped[int] = mapped_column(index=True)  # no foreign key: an undo deletes the label row
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id"), index=True)
+    rater: Mapped[str] = mapped_column(sa.String(200), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(10))
+    old_choice: Mapped[str] = mapped_column(sa.String(10))
+    old_criteria: Mapped[dict[str, Any]]
+    old_rationale: Mapped[str] = mapped_column(sa.Text)
+    new_choice: Mapped[str | None] = mapped_column(sa.String(10))
+    new_criteria: Mapped[dict[str, Any] | None]
+    new_rationale: Mapped[str | None] = mapped_column(sa.Text)
+    at: Mapped[datetime]

@@ -198,6 +198,11 @@ def test_admin_pages(app, ws) -> None:
     c = client(app)
     csrf = login(c, "root")
     assert c.get("/admin/accounts").status_code == 200
+    # accounts are only for workspace people (issue 20)
+    r = c.post("/admin/accounts", data={"name": "nobody-here", "password": "a long password", "csrf": csrf})
+    assert r.status_code == 400 and "not a workspace person" in r.text
+    assert "nobody-here" not in c.get("/admin/accounts").text
+    ws.add_person("newbie", "rater", "alice")
     r = c.post("/admin/accounts", data={"name": "newbie", "password": "a long password", "csrf": csrf})
     assert r.status_code == 200 and "newbie" in r.text
     login(client(app), "newbie", "a long password")

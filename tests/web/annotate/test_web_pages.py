@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
-from web_helpers import login, pairs
+from web_helpers import PASSWORD, login, pairs
 
 from rlhfops.annotate.demos import queue_prompts
 from rlhfops.annotate.queue import queue_pairs
@@ -21,9 +21,13 @@ def app(sqlite_ws):
 
 
 def test_demonstration_written_accepted_and_escaped(app, sqlite_ws) -> None:
+    from rlhfops.annotate.accounts import set_account
+
     queue_prompts(sqlite_ws, ["Reply to <b>angry</b> customer"], "d1")
+    sqlite_ws.add_person("erin", "domain-expert-lead", "alice")
+    set_account(sqlite_ws, "erin", PASSWORD)
     c = TestClient(app)
-    csrf = login(c, "dora")  # domain-expert lead: writes and reviews
+    csrf = login(c, "erin")  # one domain-expert lead writes; another reviews
     listing = c.get("/demos")
     assert listing.status_code == 200 and "Reply to &lt;b&gt;angry&lt;/b&gt; customer" in listing.text
     item_id = c.get("/api/demos").json()[0]["item_id"]
@@ -32,9 +36,21 @@ def test_demonstration_written_accepted_and_escaped(app, sqlite_ws) -> None:
     assert r.status_code == 200 and "We are sorry &lt;script&gt;x()&lt;/script&gt;" in r.text
     demo = c.get(f"/api/demos/{item_id}").json()["demos"][0]
     assert demo["status"] == "draft"
-    r = c.post(f"/demos/review/{demo['id']}", data={"decision": "accept", "item_id": item_id, "csrf": csrf})
+    lead = TestClient(app)
+    lcsrf = login(lead, "dora")
+    own = lead.post(
+        f"/demos/{item_id}", data={"text": "My own reply.", "csrf": lcsrf}, follow_redirects=False
+    )
+    assert own.status_code == 303
+    own_id = next(d["id"] for d in lead.get(f"/api/demos/{item_id}").json()["demos"] if d["author"] == "dora")
+    r = lead.post(f"/demos/review/{own_id}", data={"decision": "accept", "item_id": item_id, "csrf": lcsrf})
+    assert r.status_code == 400 and "another reviewer" in r.text  # nobody accepts their own
+    r = lead.post(
+        f"/demos/review/{demo['id']}", data={"decision": "accept", "item_id": item_id, "csrf": lcsrf}
+    )
     assert r.status_code == 200
-    assert c.get(f"/api/demos/{item_id}").json()["demos"][0]["status"] == "accepted"
+    statuses = {d["author"]: d["status"] for d in lead.get(f"/api/demos/{item_id}").json()["demos"]}
+    assert statuses == {"erin": "accepted", "dora": "draft"}
     rater = TestClient(app)
     login(rater, "rita")
     assert rater.get("/demos").status_code == 403

@@ -1,0 +1,108 @@
+"""Every page at 1280x800 and 390x844 in Chromium (issue 20): a viewport meta, no sideways scroll, touch
+targets of at least 44 px, and navigation by role (each person sees the links their roles allow)."""
+
+from __future__ import annotations
+
+import pytest
+from web_helpers import PASSWORD, ServerThread, pairs
+
+from rlhfops.annotate.accounts import set_account
+from rlhfops.annotate.demos import queue_prompts
+from rlhfops.annotate.queue import fetch_next, queue_pairs, submit_label
+
+CHROMIUM = "/usr/bin/chromium"
+SIZES = pytest.mark.parametrize(
+    "size", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
+)
+# who -> (the header's links, the pages they open)
+NAV = {
+    "rita": (["/rate", "/rate/recent", "/guidelines"], ["/rate", "/rate/recent", "/guidelines"]),
+    "lena": (
+        ["/guidelines", "/lead/agreement", "/lead/calibration", "/monitor"],
+        ["/lead/agreement", "/lead/calibration", "/monitor"],
+    ),
+    "dora": (["/guidelines", "/demos"], ["/demos", "/demos/{demo}"]),
+    "gwen": (["/guidelines", "/gate", "/monitor"], ["/", "/gate", "/gate/log", "/monitor"]),
+    "root": (
+        [
+            "/guidelines",
+            "/demos",
+            "/lead/agreement",
+            "/lead/calibration",
+            "/gate",
+            "/monitor",
+            "/admin/accounts",
+            "/docs",
+        ],
+        ["/admin/accounts", "/"],
+    ),
+}
+TARGETS = (
+    "header a, header button, main button, main select, main input:not([type=hidden]):not([type=radio]), "
+    "main td a, main li a"
+)
+VISIBLE_HEIGHTS = (
+    "els => els.filter(e => e.offsetParent !== null)"
+    ".map(e => [e.outerHTML.slice(0, 80), e.getBoundingClientRect().height])"
+)
+LONG_WORD = "x" * 300  # one unbreakable token: must wrap, not widen the page
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _workspace(ws) -> int:
+    ws.add_person("gwen", "gate-owner", "alice")
+    set_account(ws, "gwen", PASSWORD)
+    queue_pairs(ws, pairs(3), "b1", 2)
+    for rater in ("ravi", "rosa"):
+        for _ in range(3):
+            item = fetch_next(ws, rater, gold_rate=0)
+            submit_label(ws, rater, item.item_id, "left", rationale=LONG_WORD)
+    queue_prompts(ws, [f"Please answer {LONG_WORD}"], "d1")
+    from rlhfops.annotate.demos import demo_prompts
+
+    return demo_prompts(ws)[0]["item_id"]
+
+
+@SIZES
+@pytest.mark.parametrize("who", sorted(NAV))
+def test_every_page_fits_and_nav_follows_roles(sqlite_ws, browser, size, who) -> None:
+    from rlhfops.web.app import create_app
+
+    demo = _workspace(sqlite_ws)
+    links, paths = NAV[who]
+    with ServerThread(create_app(sqlite_ws.root)) as url:
+        page = browser.new_context(viewport=size).new_page()
+        page.goto(f"{url}/login")
+        page.fill("#name", who)
+        page.fill("#password", PASSWORD)
+        with page.expect_navigation():
+            page.press("#password", "Enter")
+        shown = page.eval_on_selector_all("header nav a", "els => els.map(e => e.getAttribute('href'))")
+        assert sorted(shown) == sorted(links)
+        for path in paths:
+            path = path.format(demo=demo)
+            resp = page.goto(f"{url}{path}")
+            assert resp.status == 200, path
+            assert (
+                page.locator('meta[name="viewport"]')
+                .get_attribute("content")
+                .startswith("width=device-width")
+            )
+            width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], (path, width)
+            for b in page.eval_on_selector_all(TARGETS, VISIBLE_HEIGHTS):
+                assert b[1] >= 44, (path, b)
+        if who == "gwen":  # the home page of someone who neither rates nor leads lists their pages
+            page.goto(f"{url}/")
+            hrefs = page.eval_on_selector_all("#role-links a", "els => els.map(e => e.getAttribute('href'))")
+            assert "/gate" in hrefs and "/monitor" in hrefs and "/rate" not in hrefs
