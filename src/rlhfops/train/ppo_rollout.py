@@ -8,8 +8,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from rlhfops.measures.diversity import distinct_n, opening_share, repeated_ngram_fraction
+from rlhfops.models.generate import generate
+from rlhfops.train.kl import get_kl_estimator
 from rlhfops.train.ppo_parts import RolloutParts
 from rlhfops.train.reward_sources import Responses
+from rlhfops.train.rl_math import (
+    apply_no_eos_penalty,
+    assemble_token_rewards,
+    compute_gae,
+    group_normalized_advantages,
+    rloo_advantages,
+    whiten,
+)
 
 if TYPE_CHECKING:
     from rlhfops.models.generate import GenerationOutput
@@ -47,8 +58,6 @@ def _generate(
     greedy: bool = False,
     num_samples: int = 1,
 ) -> GenerationOutput:
-    from rlhfops.models.generate import generate
-
     cfg = trainer.config
     lm = trainer.accelerator.unwrap_model(trainer.model).lm
     was_training = lm.training
@@ -76,8 +85,6 @@ def _responses(trainer: RolloutParts, prompts: list[list[int]], out: GenerationO
 
 
 def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> dict[str, float]:
-    from rlhfops.measures.diversity import distinct_n, repeated_ngram_fraction
-
     lengths = out.response_mask.sum(-1).float()
     return {
         "score": float(scores.mean()),
@@ -92,16 +99,6 @@ def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> 
 def make_rollout(
     trainer: RolloutParts, prompts: list[list[int]], gen: torch.Generator, beta: float
 ) -> Rollout:
-    from rlhfops.train.kl import get_kl_estimator
-    from rlhfops.train.rl_math import (
-        apply_no_eos_penalty,
-        assemble_token_rewards,
-        compute_gae,
-        group_normalized_advantages,
-        rloo_advantages,
-        whiten,
-    )
-
     cfg = trainer.config
     k = cfg.samples_per_prompt
     expanded = [p for p in prompts for _ in range(k)]
@@ -184,8 +181,6 @@ def evaluate_policy(
             with lm.disable_adapter():
                 out = _generate(trainer, part, gen)
         elif reference:
-            from rlhfops.models.generate import generate
-
             out = generate(
                 trainer.reference.copy,
                 part,
@@ -213,7 +208,6 @@ def evaluate_policy(
         no_eos.extend((~out.has_eos.bool()).tolist())
         texts.extend(responses.texts)
         all_resp.extend(responses.response_ids)
-    from rlhfops.measures.diversity import distinct_n, opening_share
 
     result: dict[str, Any] = {
         "prompts": len(prompts),

@@ -8,6 +8,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from rlhfops.web.auth import optional_user
+
 BASE_TEMPLATE = "base.html"
 
 
@@ -28,7 +30,6 @@ def make_env() -> Environment:
 def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     """Render ``template`` with ``user``, ``csrf`` and ``title`` available to every page."""
     env: Environment = request.app.state.templates
-    from rlhfops.web.auth import optional_user
 
     base = {
         "user": optional_user(request),

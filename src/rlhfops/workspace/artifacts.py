@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from rlhfops.errors import DataError, UserError
 from rlhfops.workspace import db
 from rlhfops.workspace.kinds import STAGE_OUTPUT_KIND, input_kind
+from rlhfops.workspace.provenance import ATTESTATION, training_envelope
 from rlhfops.workspace.store import KINDS, ArtifactRecord, content_hash, store_copy
 
 _ARTIFACT_REF = re.compile(r"[0-9a-f]{4,64}")  # a SHA-256 hex digest or a prefix of one
@@ -202,7 +203,6 @@ class ArtifactStore:
                 parents.append(self.resolve_id(value))
             else:
                 named[name] = str(value)
-        from rlhfops.workspace.provenance import ATTESTATION, training_envelope
 
         full_meta = {**meta, "stage": stage, "named_inputs": named}
         digest = content_hash(Path(output))  # the signed statement binds the model's content

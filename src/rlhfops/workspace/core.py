@@ -25,6 +25,7 @@ from rlhfops.errors import UserError
 from rlhfops.spec.check import SpecCheck, check_spec_file
 from rlhfops.workspace import db, migrate
 from rlhfops.workspace.artifacts import ArtifactStore
+from rlhfops.workspace.baseline import check_values
 from rlhfops.workspace.identity import check_role
 from rlhfops.workspace.settings import (
     DEFAULT_DB_FILE,
@@ -32,7 +33,15 @@ from rlhfops.workspace.settings import (
     WorkspaceSettings,
     load_settings,
 )
-from rlhfops.workspace.signing import Signer
+from rlhfops.workspace.signing import (
+    Signer,
+    override_row_payload,
+    registered_keys,
+    require_registered,
+    signed_rows,
+    spec_row_payload,
+    spec_signature_payload,
+)
 
 SIGNING_ROLES = ("business-owner", "technical-lead")
 
@@ -234,22 +243,13 @@ class Workspace(ArtifactStore):
     # ---- spec ----------------------------------------------------------------------------------
     def current_spec(self) -> SpecVersion:
         """The spec file as it is now, with its signatures and whether it is signed and current."""
-        from rlhfops.workspace.signing import registered_keys, row_signed, spec_signature_payload
-
         check = check_spec_file(self.spec_path)
         keys = registered_keys(self)
         with self.session() as s:
             rows = s.scalars(sa.select(db.Signature).order_by(db.Signature.signed_at, db.Signature.id)).all()
             sigs = [  # only sign-offs signed with the person's registered key count
                 SignatureRecord(r.role, r.person, r.spec_hash, db.as_utc(r.signed_at))
-                for r in rows
-                if row_signed(
-                    keys,
-                    r.person,
-                    r.public_key,
-                    r.signature,
-                    spec_signature_payload(r.role, r.person, r.spec_hash, r.signed_at),
-                )
+                for r in signed_rows(keys, rows, spec_row_payload)
             ]
         on_this = tuple(x for x in sigs if x.spec_hash == check.sha256)
         signed_roles = {x.role for x in on_this}
@@ -279,8 +279,6 @@ class Workspace(ArtifactStore):
     def sign_spec(self, role: str, signer: Signer) -> SignatureRecord:
         """Sign the current spec content as the authenticated ``signer`` in ``role`` (business-owner or
         technical-lead), with their Ed25519 key (:func:`rlhfops.gate.auth.authenticate` makes a signer)."""
-        from rlhfops.workspace.signing import require_registered, spec_signature_payload
-
         require_registered(self, signer, "spec sign")
         person = signer.name
         if role not in SIGNING_ROLES:
@@ -310,8 +308,6 @@ class Workspace(ArtifactStore):
     def record_baseline(
         self, values: dict[str, float], source: str, recorded_by: str, n: int | None = None, note: str = ""
     ) -> None:
-        from rlhfops.workspace.baseline import check_values
-
         check_values(values)
         now = db.utcnow()
         with self.session() as s:
@@ -350,8 +346,6 @@ class Workspace(ArtifactStore):
     # ---- overrides and triggers ----------------------------------------------------------------
     def overrides(self, stage: str | None = None, spec_hash: str | None = None) -> list[OverrideRecord]:
         """Recorded overrides; only those signed with the person's registered key count."""
-        from rlhfops.workspace.signing import override_payload, registered_keys, row_signed
-
         keys = registered_keys(self)
         with self.session() as s:
             q = sa.select(db.Override).order_by(db.Override.id)
@@ -363,16 +357,7 @@ class Workspace(ArtifactStore):
                 OverrideRecord(
                     r.id, r.stage, r.play, r.spec_hash, r.blocker, r.reason, r.person, db.as_utc(r.created_at)
                 )
-                for r in s.scalars(q).all()
-                if row_signed(
-                    keys,
-                    r.person,
-                    r.public_key,
-                    r.signature,
-                    override_payload(
-                        r.stage, r.play, r.spec_hash, r.blocker, r.reason, r.person, r.created_at
-                    ),
-                )
+                for r in signed_rows(keys, s.scalars(q).all(), override_row_payload)
             ]
 
     def open_trigger(self, play: int, rule: str, evidence: str, source: str) -> int:
