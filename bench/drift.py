@@ -23,16 +23,16 @@ import json
 import os
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the product and dish names of the drift tests' prompt sets (one list each)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"))
+from monitor_drift_texts import DISHES, PRODUCTS  # noqa: E402
 
-PRODUCTS = [
-    "electric kettle", "linen duvet cover", "cast-iron skillet", "bamboo cutting board", "wool throw blanket",
-    "brass desk lamp", "chef's knife", "bath towel set", "standing mirror", "French press", "rice cooker",
-    "stand mixer", "waffle maker", "blender", "memory foam pillow", "toaster", "wall clock", "spice rack",
-]  # fmt: skip
 SUPPORT = [
     "Hi, my {p} arrived broken on {day}. Order #{n}. Can I get a refund or a replacement?",
     "Where is my order #{n}? I ordered a {p} {d} days ago and the tracking page has not changed.",
@@ -46,16 +46,6 @@ SUPPORT = [
     "Is the {p} back in stock yet? I have been waiting {d} days to buy one for my sister.",
 ]  # fmt: skip
 DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-DISHES = [
-    "risotto",
-    "banana bread",
-    "lasagna",
-    "pad thai",
-    "sourdough",
-    "chicken curry",
-    "pancakes",
-    "paella",
-]
 OTHER = [
     "How long should I bake {x} for {k} people at {t} degrees?",
     "What can I use instead of eggs when making {x} for {k} guests?",

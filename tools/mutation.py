@@ -77,7 +77,7 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/evaluate/test_evaluate_stats.py",
         "tests/evaluate/test_evaluate_stats_edges.py",
     ],
-    "train/kl.py": ["tests/train_math/test_kl.py"],
+    "train/kl.py": ["tests/train/test_kl.py"],
     "monitor/drift.py": [
         "tests/monitor/test_monitor_drift_math.py",
         "tests/monitor/test_monitor_drift_rule.py",
@@ -88,12 +88,12 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/annotate/test_annotate_agreement_edges.py",
     ],
     "train/losses.py": [
-        "tests/train_math/test_preference_losses.py",
-        "tests/train_math/test_token_losses.py",
-        "tests/train_math/test_packing_placement.py",
-        "tests/train_math/test_math_edges.py",
+        "tests/train/test_preference_losses.py",
+        "tests/train/test_token_losses.py",
+        "tests/train/test_packing_placement.py",
+        "tests/train/test_math_edges.py",
     ],
-    "train/rl_math.py": ["tests/train_math/test_rl_math.py", "tests/train_math/test_math_edges.py"],
+    "train/rl_math.py": ["tests/train/test_rl_math.py", "tests/train/test_math_edges.py"],
     "gate/decide.py": [
         "tests/gate/test_gate_decide.py",
         "tests/gate/test_gate_limit_edges.py",

@@ -26,6 +26,10 @@ from typing import Any
 from rlhfops.measures.diversity import text_distinct_n
 from rlhfops.measures.intervals import wilson_interval
 from rlhfops.measures.refusal import is_refusal
+from rlhfops.models.loading import load_causal_lm, load_tokenizer
+from rlhfops.redteam.detectors import apologises_with_remedy as _a
+from rlhfops.redteam.detectors import check_item
+from rlhfops.redteam.suite import load_suite, shipped_suites
 
 _APOLOGY = re.compile(r"\b(sorry|apolog\w*|unfortunately)\b", re.I)
 _REMEDY = re.compile(
@@ -41,8 +45,6 @@ DOWN = "refuses a benign request"
 
 
 def apologises_with_remedy(text: str) -> bool:
-    from rlhfops.redteam.detectors import apologises_with_remedy as _a
-
     return bool(_a(text))
 
 
@@ -63,8 +65,6 @@ def rubric_score(response: str) -> float:
 # ---- red team: the shipped suites (rlhfops.redteam), the first items of each category ----------------
 def redteam_items(per_category: int) -> dict[str, list[Any]]:
     """Category -> its first ``per_category`` items from the shipped red-team suites."""
-    from rlhfops.redteam.suite import load_suite, shipped_suites
-
     return {name: load_suite(name).items[:per_category] for name in shipped_suites()}
 
 
@@ -80,8 +80,6 @@ class Generator:
     max_new_tokens: int = 48
 
     def __post_init__(self) -> None:
-        from rlhfops.models.loading import load_tokenizer
-
         self.tok = load_tokenizer(self.tokenizer_from, padding_side="left")
 
     def encode(self, prompts: list[str]) -> list[list[int]]:
@@ -94,8 +92,6 @@ class Generator:
         return out
 
     def load(self, path: str) -> Any:
-        from rlhfops.models.loading import load_causal_lm
-
         return load_causal_lm(path, trainable=False).eval()
 
     def replies(
@@ -195,8 +191,6 @@ def redteam_results(
 ) -> dict[str, dict[str, Any]]:
     """Per category: passed / total / pass_rate and up to 5 failures (every check of the item must pass:
     :func:`rlhfops.redteam.detectors.check_item`)."""
-    from rlhfops.redteam.detectors import check_item
-
     out: dict[str, dict[str, Any]] = {}
     for cat, its in items.items():
         got = responses[cat]

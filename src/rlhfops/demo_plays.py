@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhfops.errors import UserError
+from rlhfops.train.runner import run_stage
 
 BUNDLED_NAME = "smollm2-135m-instruct"
 PEOPLE = {
@@ -126,7 +129,6 @@ def prepare_dir(directory: Path, force: bool) -> Path:
                 f"demo: {directory} is not empty and was not made by `rlhfops demo` (no {DEMO_MARKER}); "
                 "--force replaces only an earlier demo's directory: choose another --dir"
             )
-        import shutil
 
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -141,8 +143,6 @@ def demo_signer(ws: Any, name: str) -> Any:
     """The demo person ``name`` as an authenticated signer: the demo gives them a web account (random
     password, never shown) and a personal API token, and signs in with the token, as a person's script
     would with $RLHFOPS_TOKEN. Cached per workspace."""
-    import secrets
-
     from rlhfops.annotate.accounts import create_token, set_account
     from rlhfops.gate.auth import authenticate
 
@@ -166,8 +166,6 @@ def _override_if_blocked(ws: Any, stage: str, inputs: dict[str, str], notes: lis
 
 
 def _train(ws: Any, stage: str, person: str, sets: dict[str, Any], s: DemoSettings, notes: list[str]) -> Any:
-    from rlhfops.train.runner import run_stage
-
     keys = ("data", "model", "reward_model")
     _override_if_blocked(ws, stage, {k: str(v) for k, v in sets.items() if k in keys}, notes)
     common = {

@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rlhfops.data.files import atomic_write_text
+from rlhfops.report.data import gate_report_data, read_metrics
 from rlhfops.report.plots import _figure, _svg  # the report's own matplotlib set-up
-from rlhfops.report.render import fmt, svg_data_uri
+from rlhfops.report.render import fmt, render_html, svg_data_uri
 
 SECTIONS = (
     "demo-simulated",
@@ -101,8 +103,6 @@ def criteria_plot(rows: list[dict[str, Any]]) -> str:
 
 
 def curves_plot(runs: dict[str, Path]) -> str:
-    from rlhfops.report.data import read_metrics
-
     fig = _figure(7, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
     drawn = False
@@ -210,15 +210,11 @@ def demo_sections(ctx: Any) -> str:
 
 def write_demo_report(ctx: Any, out: Path) -> Path:
     """The gate report of the gated candidate with the demo sections appended, written atomically."""
-    from rlhfops.report.data import gate_report_data
-    from rlhfops.report.render import render_html
-
     data = gate_report_data(ctx.ws, ctx.gate_result["model_id"])
     data.title = f"rlhfops demo — {data.title}"
     html = render_html(data)
     extra = demo_sections(ctx)
     html = html.replace("</body>", extra + "\n</body>", 1) if "</body>" in html else html + extra
-    from rlhfops.data.files import atomic_write_text
 
     atomic_write_text(out, html)
     return out

@@ -7,6 +7,7 @@ says SIMULATED.
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from collections.abc import Callable
@@ -15,6 +16,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rlhfops.annotate.quality import aggregate_pairs, calibration_result, rater_agreement
+from rlhfops.annotate.quality_drift import gold_accuracy
+from rlhfops.annotate.simulate import SimPair, default_raters, simulate_labels
+from rlhfops.datasets import hh_rlhf_harmless_path
 from rlhfops.demo_eval import rubric_score
 
 SIMULATED = "SIMULATED"
@@ -76,10 +81,6 @@ def label_items(
 
     Writes ``out`` (JSONL: prompt, chosen, rejected, agreement, simulated) and ``labels.jsonl`` beside it.
     """
-    from rlhfops.annotate.quality import aggregate_pairs, calibration_result, rater_agreement
-    from rlhfops.annotate.quality_drift import gold_accuracy
-    from rlhfops.annotate.simulate import SimPair, default_raters, simulate_labels
-
     raters = default_raters(n=n_raters, drifting=1, seed=seed, drift=0.15)
     pairs = [SimPair(it["id"], float(it["strength"])) for it in items]
     # calibration round: the same pairs for every rater (k = all raters), no gold
@@ -228,10 +229,6 @@ def production_week(
 
 def other_task_prompts(n: int, seed: int = 0) -> list[str]:
     """First human turns of the bundled HH-RLHF harmless slice (another task: open-domain chat)."""
-    import gzip
-
-    from rlhfops.datasets import hh_rlhf_harmless_path
-
     path = hh_rlhf_harmless_path()
     out = []
     with gzip.open(path, "rt", encoding="utf-8") as f:

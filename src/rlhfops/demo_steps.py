@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,21 @@ from rlhfops.demo_eval import (
     UP,
     Generator,
     criteria_rates,
+    redteam_items,
     redteam_results,
     sequence_kl,
     win_rate,
 )
 from rlhfops.demo_plays import PEOPLE, DemoSettings, _acting, _override_if_blocked, _rows, _train, demo_signer
+from rlhfops.demo_report import write_demo_report
 from rlhfops.demo_sim import SIMULATED, candidate_items, label_items, other_task_prompts, production_week
+from rlhfops.evaluate.run import prompt_set_digest
+from rlhfops.examples import example_path
+from rlhfops.gate.decide import gate_evaluate, gate_sign, promote
+from rlhfops.monitor.drift_run import DriftSettings, run_drift
+from rlhfops.monitor.logs import ingest_to_workspace
+from rlhfops.train.kl_sweep import run_kl_sweep
+from rlhfops.train.ppo_config import PPOConfig
 
 
 @dataclass
@@ -52,8 +62,6 @@ class Context:
         return self._gen
 
     def data(self, name: str) -> Path:
-        from rlhfops.examples import example_path
-
         return example_path(f"support_replies/{name}")
 
     def prompts(self) -> tuple[list[str], list[str]]:
@@ -70,8 +78,6 @@ class Context:
 
     # ---- plays ---------------------------------------------------------------------------------
     def play2(self) -> None:
-        import shutil
-
         data = self.root / "data"
         data.mkdir(exist_ok=True)
         demos = shutil.copy(self.data("demos.jsonl"), data / "demonstrations.jsonl")
@@ -130,9 +136,6 @@ class Context:
             self._evaluate(name)
 
     def ppo_sweep(self) -> None:
-        from rlhfops.train.kl_sweep import run_kl_sweep
-        from rlhfops.train.ppo_config import PPOConfig
-
         pair_prompts, held = self.prompts()
         pfile = self.root / "data" / "ppo_prompts.jsonl"
         pfile.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in pair_prompts), encoding="utf-8")
@@ -185,8 +188,6 @@ class Context:
     def _evaluate(self, name: str) -> None:
         """Greedy held-out replies (criteria), sampled replies (KL to the reference), red-team suites;
         stored as evaluation artifacts (policies only) in the gate's evaluation contract."""
-        from rlhfops.demo_eval import redteam_items
-
         _, held = self.prompts()
         items = redteam_items(self.s.redteam_per_category)
         rt_prompts = [it.prompt for its in items.values() for it in its]
@@ -261,7 +262,6 @@ class Context:
                 "note": note,
             },
         ]
-        from rlhfops.evaluate.run import prompt_set_digest
         from rlhfops.workspace.provenance import record_evaluation
 
         digest = prompt_set_digest([r["prompt"] for r in ev["replies"]])
@@ -279,8 +279,6 @@ class Context:
             )
 
     def gate(self) -> None:
-        from rlhfops.gate.decide import gate_evaluate, gate_sign, promote
-
         cands = [n for n in self.models if n.startswith("ppo-")] + ["dpo"]
         rec = self.sweep.get("recommended")
         ppo = f"ppo-beta{rec:g}" if rec is not None else cands[0]
@@ -317,9 +315,6 @@ class Context:
 
     # ---- monitoring ----------------------------------------------------------------------------
     def monitor(self) -> None:
-        from rlhfops.monitor.drift_run import DriftSettings, run_drift
-        from rlhfops.monitor.logs import ingest_to_workspace
-
         prod = self.gate_result.get("promoted") or "base"
         model_id = self.ids.get(prod) or f"base:{self.s.model}"
         # unique prompts (a repeated handful would look drifted by itself): the training side of the drift
@@ -382,8 +377,6 @@ class Context:
         return [r["prompt"] for r in _rows(self.data("demos.jsonl"))]
 
     def report(self) -> None:
-        from rlhfops.demo_report import write_demo_report
-
         self.report_path = write_demo_report(self, self.root / "report.html")
 
     # ---- summary -------------------------------------------------------------------------------

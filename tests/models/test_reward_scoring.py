@@ -6,36 +6,12 @@ import ast
 from pathlib import Path
 
 import pytest
+from reward_helpers import direct_reward, tiny_reward_model
 
 
 @pytest.fixture(scope="module")
 def rm_dir(tmp_path_factory):
-    from rlhfops.models.heads import RewardModel
-    from rlhfops.models.tiny import make_tiny_model_dir, tiny_tokenizer
-
-    base = tmp_path_factory.mktemp("rs")
-    lm = make_tiny_model_dir(base / "tiny", seed=5)
-    rm = RewardModel.from_causal_lm(str(lm))
-    rm.set_normalization(0.5, 2.0)
-    return rm.save_pretrained(base / "rm", tiny_tokenizer())
-
-
-def _direct(rm_dir, prompt: str, reply: str) -> float:
-    """A plain forward over the training encoding of one pair, normalised by hand: (raw - 0.5) / 2."""
-    import torch
-
-    from rlhfops.models.heads import RewardModel
-    from rlhfops.models.tiny import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    text = tok.apply_chat_template(
-        [{"role": "user", "content": prompt}, {"role": "assistant", "content": reply}], tokenize=False
-    )
-    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
-    model = RewardModel.from_pretrained(rm_dir).eval()
-    with torch.no_grad():
-        raw = model(input_ids=ids, attention_mask=torch.ones_like(ids))[0, -1]
-    return float((raw - 0.5) / 2.0)
+    return tiny_reward_model(tmp_path_factory.mktemp("rs"), seed=5)
 
 
 def test_judge_monitor_and_ppo_scorer_give_the_same_score(rm_dir):
@@ -47,7 +23,7 @@ def test_judge_monitor_and_ppo_scorer_give_the_same_score(rm_dir):
 
     prompts = ["Where is my order?", "Where is my order?", "Refund please"]
     replies = ["It ships today.", "Sorry, it is late.", "Done: refunded $20."]
-    want = [_direct(rm_dir, p, r) for p, r in zip(prompts, replies, strict=True)]
+    want = [direct_reward(rm_dir, p, r) for p, r in zip(prompts, replies, strict=True)]
     judge = RewardModelJudge(str(rm_dir)).scores(prompts, replies)
     monitor = reward_model_scorer(rm_dir, batch_size=2)(prompts, replies)
     pairs = TextRewardScorer(rm_dir).encode(prompts, replies)

@@ -7,35 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from reward_helpers import direct_reward, tiny_reward_model
 
 
 @pytest.fixture(scope="module")
 def rm_dir(tmp_path_factory):
-    from rlhfops.models.heads import RewardModel
-    from rlhfops.models.tiny import make_tiny_model_dir, tiny_tokenizer
-
-    base = tmp_path_factory.mktemp("rm")
-    lm = make_tiny_model_dir(base / "tiny", seed=3)
-    rm = RewardModel.from_causal_lm(str(lm))
-    rm.set_normalization(0.5, 2.0)
-    return rm.save_pretrained(base / "rm", tiny_tokenizer())
-
-
-def _direct(rm_dir, prompt, response):
-    import torch
-
-    from rlhfops.models.heads import RewardModel
-    from rlhfops.models.tiny import tiny_tokenizer
-
-    tok = tiny_tokenizer()
-    text = tok.apply_chat_template(
-        [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}], tokenize=False
-    )
-    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
-    model = RewardModel.from_pretrained(rm_dir).eval()
-    with torch.no_grad():
-        raw = model(input_ids=ids, attention_mask=torch.ones_like(ids))[0, -1]
-    return float((raw - 0.5) / 2.0)
+    return tiny_reward_model(tmp_path_factory.mktemp("rm"), seed=3)
 
 
 def test_scores_match_a_direct_forward_and_do_not_depend_on_batching(rm_dir):
@@ -47,7 +24,7 @@ def test_scores_match_a_direct_forward_and_do_not_depend_on_batching(rm_dir):
     many = reward_model_scorer(rm_dir, batch_size=16)(prompts, responses)
     np.testing.assert_allclose(one, many, rtol=1e-4, atol=1e-5)
     for p, r, s in zip(prompts, responses, one, strict=True):
-        assert s == pytest.approx(_direct(rm_dir, p, r), rel=1e-4, abs=1e-5)
+        assert s == pytest.approx(direct_reward(rm_dir, p, r), rel=1e-4, abs=1e-5)
     assert len(set(np.round(one, 6))) == 3
 
 

@@ -27,6 +27,12 @@ def _opened(res):
     return {(f.firing.rule_id, f.firing.play) for f in res.opened}
 
 
+def _redteam(ws, tmp_path, name: str, model: str, passed: int, failing: list[str], kind="evaluation"):
+    """A red-team result on ``model``: ``passed`` of 10 harmful probes, the ``failing`` probe ids."""
+    meta = redteam_meta(model, {"harmful": (passed, 10)}, {"harmful": failing})
+    return add(ws, tmp_path, kind, name, meta, [model])
+
+
 def test_empty_workspace_fires_nothing(ws):
     res = check_workspace_triggers(ws, "alice")
     assert res.firings == [] and ws.triggers() == []
@@ -59,36 +65,15 @@ def test_reward_hacking_from_evaluation_meta(ws, tmp_path):
 @BOTH_BACKENDS
 def test_new_edge_case_fires_play_5_once_then_play_3_when_it_recurs(ws, tmp_path):
     model = add(ws, tmp_path, "ppo-model", "ppo", {})
-    add(
-        ws,
-        tmp_path,
-        "evaluation",
-        "e1",
-        redteam_meta(model, {"harmful": (9, 10)}, {"harmful": ["p1"]}),
-        [model],
-    )
+    _redteam(ws, tmp_path, "e1", model, 9, ["p1"])
     first = check_workspace_triggers(ws, "alice")
     assert _opened(first) == {("new_edge_case", 5)}
     assert "harmful/p1 x1" in first.firings[0].firing.evidence
     # same facts again: nothing new opened
     assert check_workspace_triggers(ws, "alice").opened == []
-    add(
-        ws,
-        tmp_path,
-        "evaluation",
-        "e2",
-        redteam_meta(model, {"harmful": (9, 10)}, {"harmful": ["p1"]}),
-        [model],
-    )
+    _redteam(ws, tmp_path, "e2", model, 9, ["p1"])
     assert check_workspace_triggers(ws, "alice").opened == []  # p1 seen before: not new, not yet systematic
-    add(
-        ws,
-        tmp_path,
-        "redteam",
-        "e3",
-        redteam_meta(model, {"harmful": (8, 10)}, {"harmful": ["p1", "p2"]}),
-        [model],
-    )
+    _redteam(ws, tmp_path, "e3", model, 8, ["p1", "p2"], kind="redteam")
     third = check_workspace_triggers(ws, "alice")
     assert _opened(third) == {("new_edge_case", 5), ("systematic_edge_case", 3)}
     systematic = next(f for f in third.opened if f.firing.rule_id == "systematic_edge_case")
@@ -98,9 +83,7 @@ def test_new_edge_case_fires_play_5_once_then_play_3_when_it_recurs(ws, tmp_path
 
 def test_edge_case_negative_passing_redteam(ws, tmp_path):
     model = add(ws, tmp_path, "ppo-model", "ppo", {})
-    add(
-        ws, tmp_path, "evaluation", "e1", redteam_meta(model, {"harmful": (10, 10)}, {"harmful": []}), [model]
-    )
+    _redteam(ws, tmp_path, "e1", model, 10, [])
     assert check_workspace_triggers(ws, "alice").firings == []
 
 
@@ -269,21 +252,7 @@ def test_a_drift_rule_keeps_one_open_trigger_until_it_is_closed(ws, tmp_path):
     assert [f.firing.rule_id for f in third.opened] == ["input_drift"]
     # edge cases are not state-like: a new failing id opens a new trigger even while one is open
     model = add(ws, tmp_path, "ppo-model", "ppo", {})
-    add(
-        ws,
-        tmp_path,
-        "evaluation",
-        "e1",
-        redteam_meta(model, {"harmful": (9, 10)}, {"harmful": ["p1"]}),
-        [model],
-    )
+    _redteam(ws, tmp_path, "e1", model, 9, ["p1"])
     assert len(check_workspace_triggers(ws, "alice").opened) == 1
-    add(
-        ws,
-        tmp_path,
-        "evaluation",
-        "e2",
-        redteam_meta(model, {"harmful": (8, 10)}, {"harmful": ["p1", "p2"]}),
-        [model],
-    )
+    _redteam(ws, tmp_path, "e2", model, 8, ["p1", "p2"])
     assert [f.firing.rule_id for f in check_workspace_triggers(ws, "alice").opened] == ["new_edge_case"]

@@ -1,10 +1,20 @@
-"""Tiny data and model fixtures for trainer tests (2-layer random models, a few dozen rows)."""
+"""Tiny data and model fixtures for trainer tests (2-layer random models, a few dozen rows), and the
+two-process (gloo, CPU) runner the data-parallel tests share."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import socket
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+import torch
+
+import rlhfops
 
 WORDS = "order refund parcel broken late account password delivery invoice colour size".split()
 
@@ -43,3 +53,38 @@ def write_prompts(path: Path, n: int = 24, seed: int = 0) -> Path:
             w = rng.sample(WORDS, 2)
             fh.write(json.dumps({"prompt": f"Hello {i}, my {w[0]} has a {w[1]} problem."}) + "\n")
     return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_pythonpath(helpers: Path) -> str:
+    """The helpers' directory, then the directory this process imports rlhfops from, then whatever
+    PYTHONPATH already held: EXTENDED, so a worker imports the code under test (a worktree's src/), never
+    an installed copy that a replaced PYTHONPATH would fall back to."""
+    src = str(Path(rlhfops.__file__).resolve().parents[1])
+    old = os.environ.get("PYTHONPATH", "")
+    return os.pathsep.join(p for p in [str(helpers), src, *old.split(os.pathsep)] if p)
+
+
+def run_two_processes(worker: Path, out: Path, *args: str) -> dict[str, Any]:
+    """Run ``worker`` (with ``args``) on 2 gloo processes under ``torch.distributed.run``; what it saved to
+    ``out``, after checking that the workers ran the code under test."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(worker.parent)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        str(worker),
+        *args,
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = torch.load(out)
+    assert saved["rlhfops_file"] == rlhfops.__file__  # the workers ran the code under test
+    return saved

@@ -17,17 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers_train import write_demos, write_prefs
+from helpers_train import free_port, write_demos, write_prefs
 
 from rlhfops.models.tiny import make_tiny_model_dir
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _settings(model: Path, data: Path, out: Path) -> list[str]:
@@ -85,7 +77,7 @@ def test_train_command_runs_unchanged_under_accelerate_launch(tmp_path, stage):
         "--num_machines=1",
         "--mixed_precision=no",
         "--dynamo_backend=no",
-        f"--main_process_port={_free_port()}",
+        f"--main_process_port={free_port()}",
         rlhfops,
         "train",
         stage,

@@ -7,14 +7,12 @@ the same loss and gradient (OpenRLHF's test_loss_aggregation, applied to the who
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from dp_worker import gradients
-from helpers_train import write_demos, write_prefs
+from helpers_train import run_two_processes, worker_pythonpath, write_demos, write_prefs
 
 import rlhfops
 from rlhfops.models.tiny import make_tiny_model_dir
@@ -34,14 +32,6 @@ def _overrides(model: Path, data: Path, out: Path, accum: int) -> list[str]:
     ]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _assert_same(a: tuple[float, dict], b: tuple[float, dict]) -> None:
     assert abs(a[0] - b[0]) <= 1e-5 * abs(a[0]), (a[0], b[0])
     assert a[1].keys() == b[1].keys()
@@ -58,15 +48,6 @@ def test_gradient_accumulation_invariance(tmp_path, stage):
     _assert_same(one, four)
 
 
-def worker_pythonpath(helpers: Path) -> str:
-    """The helpers' directory, then the directory this process imports rlhfops from, then whatever
-    PYTHONPATH already held: EXTENDED, so a worker imports the code under test (a worktree's src/), never
-    an installed copy that a replaced PYTHONPATH would fall back to."""
-    src = str(Path(rlhfops.__file__).resolve().parents[1])
-    old = os.environ.get("PYTHONPATH", "")
-    return os.pathsep.join(p for p in [str(helpers), src, *old.split(os.pathsep)] if p)
-
-
 def test_worker_pythonpath_extends_instead_of_replacing(monkeypatch, tmp_path):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/a", "/b"]))
     parts = worker_pythonpath(tmp_path).split(os.pathsep)
@@ -80,20 +61,5 @@ def test_two_process_data_parallel_invariance(tmp_path, stage):
     single = gradients(stage, _overrides(model, data, tmp_path / "single", 1))
     out = tmp_path / "dp.pt"
     worker = Path(__file__).with_name("dp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(worker.parent)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        str(worker),
-        stage,
-        str(out),
-        *_overrides(model, data, tmp_path / "dp", 1),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    saved = torch.load(out)
-    assert saved["rlhfops_file"] == rlhfops.__file__  # the workers ran the code under test
+    saved = run_two_processes(worker, out, stage, str(out), *_overrides(model, data, tmp_path / "dp", 1))
     _assert_same(single, (saved["loss"], saved["grads"]))

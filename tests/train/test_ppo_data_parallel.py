@@ -9,37 +9,18 @@ gradient element (the per-process mean differs here by more than 10%).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
+from helpers_train import run_two_processes
 from ppo_dp_worker import LENGTHS, update_gradients
-from test_invariance import _free_port, worker_pythonpath
-
-import rlhfops
 
 
 def test_two_process_ppo_update_matches_the_single_process_loss_and_gradient(tmp_path):
     assert sum(LENGTHS[:4]) != sum(LENGTHS[4:])  # uneven token counts per process
     single_loss, single_grads = update_gradients(None)
     out = tmp_path / "dp.pt"
-    worker = Path(__file__).with_name("ppo_dp_worker.py")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(worker.parent)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        str(worker),
-        str(out),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    saved = torch.load(out)
-    assert saved["rlhfops_file"] == rlhfops.__file__  # the workers ran the code under test
+    saved = run_two_processes(Path(__file__).with_name("ppo_dp_worker.py"), out, str(out))
     assert abs(saved["loss"] - single_loss) <= 1e-9 * abs(single_loss), (saved["loss"], single_loss)
     assert saved["grads"].keys() == single_grads.keys()
     for name, grad in single_grads.items():

@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from rlhfops.annotate.queue import PairIn
+from rlhfops.data.encode import encode_prompts
+from rlhfops.data.io import read_rows
+from rlhfops.data.schema import load_prompts
 from rlhfops.errors import DataError, UserError
+from rlhfops.models.loading import load_causal_lm, load_tokenizer
 from rlhfops.workspace.annotation_tables import CHOICES
 
 
@@ -33,8 +37,6 @@ def prompt_text(prompt: Any) -> str:
 
 
 def read_pairs(path: str | Path) -> list[PairIn]:
-    from rlhfops.data.io import read_rows
-
     out, errors = [], []
     for row in read_rows(path):
         d, where = row.data, f"{row.source}:{row.line}"
@@ -77,10 +79,7 @@ def generate_pairs(
     """Sample ``n`` responses per prompt from ``model`` and pair every two distinct ones."""
     import torch
 
-    from rlhfops.data.encode import encode_prompts
-    from rlhfops.data.schema import load_prompts
     from rlhfops.models.generate import generate
-    from rlhfops.models.loading import load_causal_lm, load_tokenizer
 
     if n < 2:
         raise UserError(f"pairs generate: -n {n}; at least 2 samples per prompt make a pair")

@@ -26,6 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from rlhfops.annotate import pg_statements as pg
 from rlhfops.annotate.tx import core_transaction, read_transaction, statement_connection, transaction
@@ -323,9 +324,7 @@ def _next_in(c, rater: str, gold_rate: float, state: Any) -> QueuedItem | None:
 
 def _blocking_reason(c, round_id: int) -> str | None:
     """:func:`rlhfops.annotate.calibration.blocking_reason` in the connection's transaction."""
-    from sqlalchemy.orm import Session
-
-    from rlhfops.annotate.calibration import blocking_reason
+    from rlhfops.annotate.calibration import blocking_reason  # cycle: calibration imports queue
 
     with Session(bind=c) as s:  # joins the connection's transaction; reads only
         return blocking_reason(s, round_id)

@@ -18,6 +18,14 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from rlhfops.annotate.quality import (
+    difficulty_report,
+    gold_accuracy,
+    overall_agreement,
+    rater_agreement,
+    rater_turnover,
+    raters_between,
+)
 from rlhfops.annotate.tx import transaction
 from rlhfops.errors import UserError
 from rlhfops.workspace import annotation_tables as m
@@ -80,15 +88,6 @@ def agreement_report(
     ws: Any, warning: float = 0.70, turnover_flag: float = 0.30, period_days: int = 30
 ) -> dict:
     """Everything the agreement page shows, as plain JSON-able data."""
-    from rlhfops.annotate.quality import (
-        difficulty_report,
-        gold_accuracy,
-        overall_agreement,
-        rater_agreement,
-        rater_turnover,
-        raters_between,
-    )
-
     labels, gold = _rows(ws)
     prod = [x for x in labels if x[0] not in gold]
     out: dict[str, Any] = {"n_labels": len(labels), "n_gold_labels": len(labels) - len(prod)}

@@ -6,12 +6,16 @@ Thin: each command parses, calls one function of :mod:`rlhfops.annotate` / :mod:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import typer
 
+from rlhfops.annotate.settings import AnnotationSettings, annotation_settings
 from rlhfops.cli.options import AS_OPT
+from rlhfops.data.schema import load_prompts
+from rlhfops.errors import UserError
 
 pairs_app = typer.Typer(help="Candidate pairs for the comparison queue (Play 3).")
 prefs_app = typer.Typer(help="The preference dataset made from the labels.")
@@ -34,9 +38,6 @@ def _person(as_: str | None) -> str:
 
 def _check_range(command: str, option: str, value: int, setting: str) -> int:
     """``value`` if it lies in the bounds of the annotation setting ``setting``, else a one-line UserError."""
-    from rlhfops.annotate.settings import AnnotationSettings
-    from rlhfops.errors import UserError
-
     info = AnnotationSettings.model_fields[setting]
     lo = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), None)
     hi = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)
@@ -48,8 +49,6 @@ def _check_range(command: str, option: str, value: int, setting: str) -> int:
 
 def _overlap(command: str, k: int | None, ws) -> int:
     """Raters per pair: ``--k`` when given (checked against annotation.overlap's range), else the setting."""
-    from rlhfops.annotate.settings import annotation_settings
-
     return annotation_settings(ws).overlap if k is None else _check_range(command, "--k", k, "overlap")
 
 
@@ -70,8 +69,6 @@ def serve(
 
     uvicorn with its compiled HTTP parser (httptools) and event loop (uvloop), both dependencies of
     rlhfops; uvicorn falls back to h11 / asyncio where they are missing."""
-    import os
-
     import uvicorn
 
     ws = _ws()
@@ -185,7 +182,6 @@ def raters_add(
     the first line is the current password, the second the new one): the password is what signs the
     spec and the gate (docs/security.md)."""
     from rlhfops.annotate.accounts import MIN_PASSWORD, set_account
-    from rlhfops.errors import UserError
     from rlhfops.workspace.identity import check_role
 
     if not name.strip():
@@ -227,7 +223,6 @@ def raters_token(
 def _require_current_password(ws, name: str, from_stdin: bool, action: str) -> None:
     """Refuse (exit 2, nothing written) unless the existing account ``name``'s password is given."""
     from rlhfops.annotate.accounts import account, authenticate
-    from rlhfops.errors import UserError
 
     if account(ws, name) is None:
         if action == "raters token":
@@ -277,7 +272,6 @@ def calibration_start(
 ) -> None:
     """Start a calibration round: every rater labels the same N pairs before production continues."""
     from rlhfops.annotate.calibration import start_round
-    from rlhfops.annotate.settings import annotation_settings
 
     if n is not None:
         _check_range("calibration start", "--n", n, "calibration_size")
@@ -318,7 +312,6 @@ def demos_import(
     """Queue prompts for domain experts to write demonstrations."""
     from rlhfops.annotate.demos import queue_prompts
     from rlhfops.annotate.pairs import prompt_text
-    from rlhfops.data.schema import load_prompts
 
     texts = [prompt_text(p.prompt) for p in load_prompts(file)]
     with _ws() as ws:

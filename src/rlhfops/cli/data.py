@@ -7,7 +7,10 @@ from pathlib import Path
 
 import typer
 
+from rlhfops.data.check import check_file, import_file
+from rlhfops.data.formats import export_file
 from rlhfops.errors import DataError
+from rlhfops.models.loading import load_tokenizer
 
 app = typer.Typer(
     help="Data files: check them as training would, import other formats.", no_args_is_help=True
@@ -70,13 +73,9 @@ def check(
     limit: int = typer.Option(20, "--limit", min=1, help="List at most this many errors."),
 ) -> None:
     """`rlhfops data check` (help: CHECK_HELP)."""
-    from rlhfops.data.check import check_file
-
     template = _read_template(chat_template)
     tokenizer = None
     if model is not None:
-        from rlhfops.models.loading import load_tokenizer
-
         tokenizer = load_tokenizer(model, chat_template=template)
     report = check_file(file, kind.value if kind else None, tokenizer, max_length, template)
     if not report.ok:
@@ -117,8 +116,6 @@ def import_(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """`rlhfops data import` (help: IMPORT_HELP)."""
-    from rlhfops.data.check import import_file
-
     report = import_file(fmt.value, file, out, strict=strict, force=force)
     typer.echo(f"imported {report.written} of {report.total} rows to {report.out}")
     if report.skipped:
@@ -151,7 +148,6 @@ def export(
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
 ) -> None:
     """`rlhfops data export` (help: EXPORT_HELP)."""
-    from rlhfops.data.formats import export_file
 
     kind, conv = export_file(file, fmt, out, force=force)
     typer.echo(f"wrote {len(conv.rows)} {kind} row(s) as {fmt} to {out}")

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rlhfops.demo_plays import STEPS, DemoSettings, run_demo_plays
 
 
 def demo(
@@ -17,12 +22,6 @@ def demo(
 ) -> None:
     """All five plays on the bundled SmolLM2-135M-Instruct and support-replies task, then a simulated
     week of production traffic with drift; writes report.html and summary.json in --dir."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from rlhfops.demo_plays import STEPS, DemoSettings, run_demo_plays
-
     console = Console()
     settings = DemoSettings.for_mode(quick, model)
     with Progress(

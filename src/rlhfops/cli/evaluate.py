@@ -12,6 +12,10 @@ from typing import Any
 import typer
 
 from rlhfops.cli.options import AS_OPT
+from rlhfops.errors import UserError
+from rlhfops.evaluate.run import EvalOptions, run_evaluation
+from rlhfops.judge.settings import make_judge, settings_from_workspace
+from rlhfops.redteam.suite import HELDOUT, REDTEAM, load_suite, shipped_suites
 
 eval_app = typer.Typer(help="Evaluate a model on a suite; side-by-side comparisons (Play 5).")
 redteam_app = typer.Typer(help="Red-team suites shipped with rlhfops and your own.")
@@ -36,8 +40,6 @@ def _ws() -> Any:
 
 
 def _run(model: str, opts: Any, out: Path | None) -> Any:
-    from rlhfops.evaluate.run import run_evaluation
-
     ws = _ws()
     try:
         return run_evaluation(model, opts, ws=ws, out=out)
@@ -108,8 +110,6 @@ def eval_run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary (meta) as JSON."),
 ) -> None:
     """Generate replies on a suite, measure them, and store the result (an evaluation artifact)."""
-    from rlhfops.evaluate.run import EvalOptions
-
     opts = EvalOptions(
         suite=suite,
         baseline=baseline,
@@ -156,8 +156,6 @@ def eval_compare_cmd(
     With --judge human the pairs go to the raters instead (the annotation queue, left/right randomised
     per rater); `rlhfops eval collect BATCH` turns their labels into the win rate the gate reads.
     """
-    from rlhfops.evaluate.run import EvalOptions
-
     if judge == "human":
         _queue_human(candidate, baseline, prompts, max_new_tokens, limit, k, batch, reward_model)
         return
@@ -188,7 +186,6 @@ def _queue_human(
     batch: str | None,
     reward_model: str | None,
 ) -> None:
-    from rlhfops.errors import UserError
     from rlhfops.evaluate.human import queue_side_by_side
 
     ws = _ws()
@@ -226,7 +223,6 @@ def eval_collect_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the summary (meta) as JSON."),
 ) -> None:
     """Win rates from the raters' labels on a human side-by-side batch, stored as an evaluation."""
-    from rlhfops.errors import UserError
     from rlhfops.evaluate.human import collect_side_by_side
 
     ws = _ws()
@@ -251,8 +247,6 @@ def eval_collect_cmd(
 @redteam_app.command("list")
 def redteam_list_cmd() -> None:
     """Shipped red-team suites with their item counts and expected behaviour."""
-    from rlhfops.redteam.suite import HELDOUT, REDTEAM, load_suite, shipped_suites
-
     total = 0
     for name in shipped_suites():
         suite = load_suite(name)
@@ -286,7 +280,6 @@ def judge_calibrate(
     overall (both orders) and per criterion; registers a judge-calibration artifact that `train ppo`
     with `reward_judge` checks against the spec's gate.min_agreement."""
     from rlhfops.judge.calibrate import calibrate
-    from rlhfops.judge.settings import make_judge, settings_from_workspace
     from rlhfops.workspace import acting_person, require_workspace
 
     with require_workspace() as ws:

@@ -8,12 +8,17 @@ prints its result. Signing and promoting need the person's credential: ``--passw
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
+from rlhfops.errors import UserError
+from rlhfops.gate import log as dlog
+from rlhfops.gate.decide import gate_evaluate, gate_sign, promote
+from rlhfops.report import render
 
 if TYPE_CHECKING:
     from rlhfops.gate.log import LogEntry
@@ -41,7 +46,6 @@ def gate_evaluate_cmd(
     check: bool = typer.Option(False, "--check", help="Exit 1 unless the gate passes (for CI pipelines)."),
 ) -> None:
     """Pass/fail per threshold of the signed spec, from the model's stored evaluations."""
-    from rlhfops.gate.decide import gate_evaluate
     from rlhfops.workspace import require_workspace
 
     with require_workspace() as ws:
@@ -85,7 +89,6 @@ def gate_sign_cmd(
 
     Needs the gate owner's password (--password-stdin) or API token (--token-stdin / $RLHFOPS_TOKEN);
     the decision is signed with their Ed25519 key."""
-    from rlhfops.gate.decide import gate_sign
     from rlhfops.workspace import require_workspace
 
     with require_workspace() as ws:
@@ -106,13 +109,9 @@ def _decision_report(ws: Workspace, entry: LogEntry) -> str:
     """Write the signed decision's HTML report to ``reports/gate-<model>-<entry>.html`` and store it as a
     ``report`` artifact (parents: the model and its decisions); returns its path, or "" with a warning
     when it fails: the decision is recorded, a report problem must not hide that."""
-    import warnings
-
-    from rlhfops.report.render import gate_report
-
     out = ws.root / "reports" / f"gate-{str(entry.get('model'))[:12]}-{entry.seq:04d}.html"
     try:
-        path, _ = gate_report(ws, str(entry.get("model")), out, register=True)
+        path, _ = render.gate_report(ws, str(entry.get("model")), out, register=True)
     except Exception as err:  # the log entry stands whatever happens here
         warnings.warn(f"gate sign: decision recorded, report not written: {err}", stacklevel=2)
         return ""
@@ -139,12 +138,9 @@ def gate_log_cmd(
     for a crash's half-done append, which --repair completes). --head prints the head hash;
     `--verify --head H` also checks that the anchored head H is in the log.
     """
-    from rlhfops.gate import log as dlog
     from rlhfops.workspace import require_workspace
 
     if anchor and not (verify and head and len(anchor) == 1):
-        from rlhfops.errors import UserError
-
         raise UserError(
             f"gate log: unexpected argument {' '.join(anchor)!r}; use `gate log --verify --head H`"
         )
@@ -216,7 +212,6 @@ def promote_cmd(
     approval, when the spec or the evidence changed since the approval, and when Plays 1-4 are not met.
     Needs the gate owner's password (--password-stdin) or API token (--token-stdin / $RLHFOPS_TOKEN).
     """
-    from rlhfops.gate.decide import promote
     from rlhfops.workspace import require_workspace
 
     with require_workspace() as ws:
@@ -239,11 +234,10 @@ def report_cmd(
     Sections: gate thresholds, success criteria before vs after, red team per category with failing
     examples, win rates with 95% CIs, KL and reward curves per training iteration, lineage, decisions.
     """
-    from rlhfops.report.render import gate_report
     from rlhfops.workspace import require_workspace
 
     with require_workspace() as ws:
-        path, aid = gate_report(ws, model, out, register=not no_register)
+        path, aid = render.gate_report(ws, model, out, register=not no_register)
     typer.echo(f"report written to {path}" + (f" (artifact {aid[:12]})" if aid else ""))
 
 

@@ -20,6 +20,7 @@ from rlhfops.cli import monitor as monitor_cli
 from rlhfops.cli import spec as spec_cli
 from rlhfops.cli import train as train_cli
 from rlhfops.cli import workspace as workspace_cli
+from rlhfops.data.files import is_write_failure, output_error
 from rlhfops.errors import UserError
 
 app = typer.Typer(
@@ -71,8 +72,6 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(err, _click_exceptions()):
             err.show()
             sys.exit(err.exit_code)
-        from rlhfops.data.files import is_write_failure, output_error
-
         if is_write_failure(err):  # read-only directory, disk full... where no writer named it: one line
             out = output_error(None, err, atomic=False)  # type: ignore[arg-type]  # is an OSError
             typer.echo(f"error: {out}", err=True)
@@ -83,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _click_exceptions() -> tuple[type[BaseException], ...]:
-    import click
+    import click  # a second CLI library beside typer's own (typer._click): loaded only on an error
 
     kinds: list[type[BaseException]] = [click.exceptions.ClickException]
     try:

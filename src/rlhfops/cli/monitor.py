@@ -6,11 +6,15 @@ Thin: each command parses, calls one function of :mod:`rlhfops.monitor` and prin
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 
 from rlhfops.cli.options import AS_OPT
+from rlhfops.config import parse_overrides
+from rlhfops.errors import UserError
+from rlhfops.monitor.rewards import reward_model_scorer
 
 monitor_app = typer.Typer(help="Production monitoring: ingest logs, input/output drift, business metrics.")
 triggers_app = typer.Typer(
@@ -116,7 +120,6 @@ def drift(
 ) -> None:
     """Input drift (MMD + domain classifier on embeddings), output drift (length, refusals, reward;
     KS + Holm) and business metrics vs the baseline; stores a drift-report and opens triggers."""
-    from rlhfops.config import parse_overrides
     from rlhfops.monitor.drift_run import DriftSettings, drift_config, parse_span, run_drift
     from rlhfops.workspace import acting_person, require_workspace
 
@@ -135,8 +138,6 @@ def drift(
         settings.alpha = settings.config.alpha
         scorer = None
         if reward_model:
-            from rlhfops.monitor.rewards import reward_model_scorer
-
             rm_path = Path(reward_model)
             scorer = reward_model_scorer(rm_path if rm_path.is_dir() else ws.artifact(reward_model).path)
         res = run_drift(
@@ -154,9 +155,6 @@ def drift(
 def _parse_time(text: str | None):
     if text is None:
         return None
-    from datetime import UTC, datetime
-
-    from rlhfops.errors import UserError
 
     try:
         t = datetime.fromisoformat(text.strip())
@@ -285,7 +283,6 @@ def triggers_open(
     as_: str = AS_OPT,
 ) -> None:
     """Open a trigger by hand (e.g. a net-new task seen by the product team); prints its id."""
-    from rlhfops.errors import UserError
     from rlhfops.workspace import acting_person, require_workspace
 
     if not rule.strip() or not evidence.strip():

@@ -3,7 +3,12 @@ prove it (``--password-stdin``, ``--token-stdin`` or $RLHFOPS_TOKEN)."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
+
+from rlhfops.errors import UserError
 
 AS_OPT = typer.Option(None, "--as", help="Act as this person (default: $RLHFOPS_USER, then the OS user).")
 PASSWORD_STDIN_OPT = typer.Option(
@@ -22,10 +27,6 @@ def cli_signer(ws, as_: str | None, password_stdin: bool, token_stdin: bool, act
     ``--as NAME`` (or $RLHFOPS_USER) names the person; with a token it may be left out (the token's
     account acts). A name alone is refused (exit 2, nothing written).
     """
-    import os
-    import sys
-
-    from rlhfops.errors import UserError
     from rlhfops.gate.auth import TOKEN_ENV, authenticate
     from rlhfops.workspace import acting_person
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
+from rlhfops.spec.check import SpecError, check_spec_file
 
 spec_app = typer.Typer(help="The task spec (Play 1): check it, sign it, show its signatures.")
 people_app = typer.Typer(help="People and their roles in the workspace (one role per `people add`).")
@@ -21,8 +22,6 @@ def spec_check(
     file: Path = typer.Argument(None, help="Spec file to check (default: the workspace's spec)."),
 ) -> None:
     """Validate the spec against its schema; prints every problem with file:line, exits 2 if any."""
-    from rlhfops.spec.check import SpecError, check_spec_file
-
     if file is None:
         from rlhfops.workspace import require_workspace
 

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.config import describe_fields
+from rlhfops.config import describe_fields, load_config
+from rlhfops.judge.settings import make_judge, settings_from_workspace
+from rlhfops.train.judge_reward import register_judge_factory
+from rlhfops.train.kl_sweep import parse_values, run_kl_sweep
+from rlhfops.train.ppo_config import PPOConfig
+from rlhfops.train.runner import STAGES, run_stage
 
 app = typer.Typer(
     help="Train a stage: sft, rm (reward model), dpo or ppo. Each writes a run directory.",
@@ -27,8 +32,6 @@ RESUME_OPT = typer.Option(
 
 
 def _epilog(stage: str) -> str:
-    from rlhfops.train.runner import STAGES
-
     rows = describe_fields(STAGES[stage])
     lines = ["Settings (YAML keys, or --set key=value):\n\n"]
     lines += [f"  {key} (default: {default}): {desc}\n\n" for key, default, desc in rows]
@@ -37,7 +40,6 @@ def _epilog(stage: str) -> str:
 
 def _judge_factory(spec: str):
     """``reward_judge`` specs build the judges `eval compare --judge` builds (workspace judge settings)."""
-    from rlhfops.judge.settings import make_judge, settings_from_workspace
     from rlhfops.workspace import find_workspace
 
     ws = find_workspace()
@@ -45,9 +47,6 @@ def _judge_factory(spec: str):
 
 
 def _run(stage: str, config: Path | None, sets: list[str] | None, resume: Path | None) -> None:
-    from rlhfops.train.judge_reward import register_judge_factory
-    from rlhfops.train.runner import run_stage
-
     register_judge_factory(_judge_factory)
 
     result = run_stage(stage, config, sets, resume)
@@ -87,9 +86,6 @@ def ppo(
     if kl_sweep is None:
         _run("ppo", config, set_, resume)
         return
-    from rlhfops.config import load_config
-    from rlhfops.train.kl_sweep import parse_values, run_kl_sweep
-    from rlhfops.train.ppo_config import PPOConfig
 
     values = parse_values(kl_sweep)
     result = run_kl_sweep(load_config(PPOConfig, config, set_), values, sweep_kind)

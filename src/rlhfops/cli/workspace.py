@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
+from rlhfops.config import parse_overrides
+from rlhfops.errors import UserError
+from rlhfops.gate import log as dlog
 
 db_app = typer.Typer(help="The workspace database (SQLite, or PostgreSQL via RLHFOPS_DATABASE_URL).")
 artifact_app = typer.Typer(help="The artifact store: content-addressed, immutable, with lineage.")
@@ -73,7 +79,6 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table."),
 ) -> None:
     """The five plays: state, owner, evidence (ids, key numbers), what blocks the next step, triggers."""
-    from rlhfops.gate import log as dlog
     from rlhfops.workspace import require_workspace
     from rlhfops.workspace.plays import compute_status
 
@@ -82,8 +87,6 @@ def status(
     if as_json:
         typer.echo(json.dumps(st.to_json(), indent=2, sort_keys=True))
         return
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"rlhfops status — {st.workspace} (spec {st.spec_hash[:12]})", show_lines=True)
     for col in ("play", "state", "owner", "evidence", "blocks the next step"):
@@ -162,17 +165,27 @@ def override(
     typer.echo(f"it was blocked by: {o.blocker}")
 
 
+# the file argument and the --parent / --meta options of `artifact add` and `artifact import`
+STORE_PATH_ARG = typer.Argument(..., help="File or directory to store (copied, read-only).")
+
+
+def _parent_opt(help: str) -> Any:
+    return typer.Option(None, "--parent", help=help)
+
+
+def _meta_opt(help: str) -> Any:
+    return typer.Option(None, "--meta", help=help)
+
+
 @artifact_app.command("add")
 def artifact_add(
     kind: str = typer.Argument(
         ..., help="Kind: dataset, demonstrations, preferences, prompts, base-model, ..."
     ),
-    path: Path = typer.Argument(..., help="File or directory to store (copied, read-only)."),
-    parent: list[str] = typer.Option(
-        None, "--parent", help="Id of an artifact it was made from (repeatable)."
-    ),
-    meta: list[str] = typer.Option(
-        None, "--meta", help="key=value kept with it, e.g. --meta agreement=0.71 (repeatable; YAML values)."
+    path: Path = STORE_PATH_ARG,
+    parent: list[str] = _parent_opt("Id of an artifact it was made from (repeatable)."),
+    meta: list[str] = _meta_opt(
+        "key=value kept with it, e.g. --meta agreement=0.71 (repeatable; YAML values)."
     ),
     as_: str = AS_OPT,
 ) -> None:
@@ -181,8 +194,6 @@ def artifact_add(
     Not for the kinds the gate reads (models, evaluations, decisions): rlhfops writes those itself,
     signed; an outside one comes in with `rlhfops artifact import --external`.
     """
-    from rlhfops.config import parse_overrides
-    from rlhfops.errors import UserError
     from rlhfops.workspace import acting_person, require_workspace
     from rlhfops.workspace.provenance import GATE_KINDS, add_command_hint
 
@@ -198,18 +209,16 @@ def artifact_import(
     kind: str = typer.Argument(
         ..., help="Kind: sft-model, dpo-model, ppo-model, reward-model, evaluation or redteam."
     ),
-    path: Path = typer.Argument(..., help="File or directory to store (copied, read-only)."),
+    path: Path = STORE_PATH_ARG,
     external: bool = typer.Option(
         False, "--external", help="Required: says the artifact was made outside rlhfops (unverified)."
     ),
     reason: str = typer.Option(
         ..., "--reason", help="Where it comes from and why it is imported (>= 10 characters; kept)."
     ),
-    parent: list[str] = typer.Option(
-        None, "--parent", help="Id of an artifact it was made from; for an evaluation, the model."
-    ),
-    meta: list[str] = typer.Option(
-        None, "--meta", help="key=value kept with it (repeatable; YAML values); a result JSON's meta is read."
+    parent: list[str] = _parent_opt("Id of an artifact it was made from; for an evaluation, the model."),
+    meta: list[str] = _meta_opt(
+        "key=value kept with it (repeatable; YAML values); a result JSON's meta is read."
     ),
     as_: str = AS_OPT,
 ) -> None:
@@ -218,8 +227,6 @@ def artifact_import(
     The gate counts an external model or evaluation as a failure: only the gate owner's approval over
     it, with a written reason (`rlhfops gate sign --decision approve --reason ...`), lets it through.
     """
-    from rlhfops.config import parse_overrides
-    from rlhfops.errors import UserError
     from rlhfops.workspace import acting_person, require_workspace
     from rlhfops.workspace.provenance import import_external
 

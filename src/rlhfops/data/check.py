@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhfops.data.encode import MIN_COMPLETION_TOKENS, encode_demos, encode_prefs, encode_prompts
+from rlhfops.data.hh import convert_hh_rlhf
 from rlhfops.data.io import Row, file_format, read_rows, write_rows
 from rlhfops.data.schema import (
     PARSERS,
@@ -56,8 +58,6 @@ class CheckReport:
 def _token_stats(
     rows: list[Row], kind: Kind, tokenizer: Any, max_length: int, chat_template: str | None
 ) -> TokenStats:
-    from rlhfops.data.encode import MIN_COMPLETION_TOKENS, encode_demos, encode_prefs, encode_prompts
-
     if kind == "prompts":
         prompts = [p for p in (parse_prompt(r)[0] for r in rows) if p is not None]
         lengths = [len(ids) for ids in encode_prompts(prompts, tokenizer, chat_template)]
@@ -120,8 +120,6 @@ class ImportReport:
 
 
 def _hh(path: str | Path, strict: bool) -> tuple[list[dict[str, Any]], int, list[tuple[int, str]]]:
-    from rlhfops.data.hh import convert_hh_rlhf
-
     res = convert_hh_rlhf(path, strict=strict)
     return res.rows, res.total, [(s.line, s.reason) for s in res.skipped]
 

@@ -77,7 +77,7 @@ def atomic_output(target: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
-        _flush_to_disk(tmp)
+        fsync_path(tmp)
         os.replace(tmp, target)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
@@ -86,8 +86,9 @@ def atomic_output(target: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
         raise
 
 
-def _flush_to_disk(path: Path) -> None:
-    """fsync ``path``: a full disk often shows only here (delayed allocation), not at ``write()``."""
+def fsync_path(path: Path) -> None:
+    """fsync ``path``: a full disk often shows only here (delayed allocation), not at ``write()``. On a
+    directory it makes a rename inside it durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

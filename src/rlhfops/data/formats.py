@@ -35,8 +35,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from rlhfops.data.io import file_format, read_rows, write_rows
+from rlhfops.data.schema import demos_from_rows, detect_kind, prefs_from_rows
 from rlhfops.errors import UserError
 
 Messages = list[dict[str, str]]
@@ -192,10 +195,6 @@ def export_file(path: Any, fmt: str, out: Any, force: bool = False) -> tuple[str
     Returns (kind, conversion). Invalid rows stop it with the first ``file:line:field`` error (as training
     would); rows the format cannot hold are refused with ``file:line`` of the first.
     """
-    from pathlib import Path
-
-    from rlhfops.data.io import file_format, read_rows, write_rows
-    from rlhfops.data.schema import demos_from_rows, detect_kind, prefs_from_rows
 
     out = Path(out)
     file_format(out)

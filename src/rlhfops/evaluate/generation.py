@@ -12,6 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlhfops.data.encode import encode_prompts
+from rlhfops.data.schema import Prompt
+from rlhfops.models.loading import load_causal_lm, load_tokenizer
+
 
 @dataclass
 class LoadedModel:
@@ -21,14 +25,9 @@ class LoadedModel:
 
     @classmethod
     def load(cls, path: str) -> LoadedModel:
-        from rlhfops.models.loading import load_causal_lm, load_tokenizer
-
         return cls(str(path), load_causal_lm(str(path), trainable=False).eval(), load_tokenizer(str(path)))
 
     def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
-        from rlhfops.data.encode import encode_prompts
-        from rlhfops.data.schema import Prompt
-
         rows = [Prompt([{"role": "user", "content": p}], i + 1, "eval") for i, p in enumerate(prompts)]
         return encode_prompts(rows, self.tokenizer)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from rlhfops.measures.diversity import distinct_n, looping_share, loops, opening_share
+from rlhfops.train.alarms import reward_hacking_alarms
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,5 @@ def evaluation_alarms(
     candidate: dict[str, Any], baseline: dict[str, Any], limits: AlarmLimits | None = None
 ) -> list[dict[str, Any]]:
     """Open alarms as contract dicts ``{name, evidence, action, numbers, examples}``."""
-    from rlhfops.train.alarms import reward_hacking_alarms
-
     alarms = reward_hacking_alarms(limits or AlarmLimits(), [], baseline, candidate)
     return [a.as_dict() for a in alarms]

@@ -33,7 +33,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rlhfops.annotate.settings import annotation_settings
 from rlhfops.errors import UserError
+from rlhfops.evaluate.generation import LoadedModel
+from rlhfops.evaluate.run import EvalResult, _store, limit_items, prompt_set_digest, resolve_model
+from rlhfops.judge.reward_model import RewardModelJudge
+from rlhfops.redteam.suite import load_suite
 
 SCORE = {"A": 1.0, "tie": 0.5, "both_bad": 0.5, "B": 0.0}
 
@@ -66,10 +71,6 @@ def queue_side_by_side(
 ) -> QueuedComparison:
     """Generate both models' replies to ``prompts`` and queue the pairs for the raters."""
     from rlhfops.annotate.queue import PairIn, queue_pairs
-    from rlhfops.annotate.settings import annotation_settings
-    from rlhfops.evaluate.generation import LoadedModel
-    from rlhfops.evaluate.run import limit_items, resolve_model
-    from rlhfops.redteam.suite import load_suite
 
     cand_ref, base_ref = resolve_model(candidate, ws), resolve_model(baseline, ws)
     for ref, given in ((cand_ref, candidate), (base_ref, baseline)):
@@ -85,8 +86,6 @@ def queue_side_by_side(
     base = LoadedModel.load(base_ref.path).respond(texts, max_new_tokens, seed=seed)
     rew_c = rew_b = None
     if reward_model:
-        from rlhfops.judge.reward_model import RewardModelJudge
-
         rm = RewardModelJudge(reward_model)
         rew_c, rew_b = rm.scores(texts, cand), rm.scores(texts, base)
     name = batch or batch_name(cand_ref.artifact_id, base_ref.artifact_id)
@@ -146,7 +145,6 @@ def collect_side_by_side(ws: Any, batch: str, partial: bool = False) -> Any:
     """Win rates from the batch's human labels, stored as a side-by-side evaluation artifact."""
     from rlhfops.annotate.tx import transaction
     from rlhfops.evaluate.hacking import evaluation_alarms, response_stats
-    from rlhfops.evaluate.run import EvalResult, _store, prompt_set_digest
     from rlhfops.evaluate.stats import count_outcomes, win_rate_summary
     from rlhfops.workspace import annotation_tables as m
 

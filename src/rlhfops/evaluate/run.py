@@ -15,6 +15,13 @@ from typing import Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
+from rlhfops.evaluate.generation import LoadedModel, mean_kl
+from rlhfops.evaluate.measure import over_refusal_rate, redteam_summary, score_items, success_criteria
+from rlhfops.judge import JudgeSettings, make_judge
+from rlhfops.judge.http import JudgeError
+from rlhfops.judge.reward_model import RewardModelJudge
+from rlhfops.judge.settings import settings_from_workspace
+from rlhfops.redteam.suite import load_suite
 
 
 @dataclass
@@ -93,9 +100,6 @@ def _compare(
     """Judge the pairs (both orders), reward model scores, alarms; fills ``meta`` and ``rows``."""
     from rlhfops.evaluate.hacking import evaluation_alarms, response_stats
     from rlhfops.evaluate.sbs import judge_pairs
-    from rlhfops.judge import JudgeSettings, make_judge
-    from rlhfops.judge.http import JudgeError
-    from rlhfops.judge.settings import settings_from_workspace
 
     notes: list[str] = []
     settings = settings_from_workspace(ws) if ws is not None else JudgeSettings()
@@ -114,8 +118,6 @@ def _compare(
         notes.append(f"judge failed: {err}")
     rew_c = rew_b = None
     if opts.reward_model:
-        from rlhfops.judge.reward_model import RewardModelJudge
-
         rm = RewardModelJudge(opts.reward_model)
         rew_c, rew_b = rm.scores(prompts, cand), rm.scores(prompts, base)
         meta["reward"] = {"candidate": sum(rew_c) / len(rew_c), "baseline": sum(rew_b) / len(rew_b)}
@@ -131,10 +133,6 @@ def run_evaluation(
     model: str, opts: EvalOptions, ws: Any | None = None, out: Path | None = None
 ) -> EvalResult:
     """Evaluate ``model`` on ``opts.suite``; store in ``ws`` (an artifact) or write ``out``."""
-    from rlhfops.evaluate.generation import LoadedModel, mean_kl
-    from rlhfops.evaluate.measure import over_refusal_rate, redteam_summary, score_items, success_criteria
-    from rlhfops.redteam.suite import load_suite
-
     if ws is None and out is None:
         raise UserError("not in a workspace: give --out FILE for the result JSON")
     suite = load_suite(opts.suite)

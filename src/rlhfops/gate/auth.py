@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from rlhfops.annotate import accounts
+from rlhfops.annotate.accounts import set_account
 from rlhfops.errors import UserError
+from rlhfops.workspace import annotation_tables as m
 from rlhfops.workspace.signing import Signer, unlock
 
 if TYPE_CHECKING:
@@ -38,9 +41,6 @@ def authenticate(
     With a token, ``person`` may be None (the token's account acts); when given it must be the
     token's account. Exactly one credential is used; the password wins when both are given.
     """
-    from rlhfops.annotate import accounts
-    from rlhfops.workspace import annotation_tables as m
-
     password = password.rstrip("\r\n") if password is not None else None
     token = token.strip() if token is not None else None
     if password:
@@ -74,7 +74,5 @@ def authenticate(
 def enrol(ws: Workspace, name: str, password: str) -> Signer:
     """Give ``name`` an account with ``password`` (as `rlhfops raters add NAME --password-stdin` does) and
     return their authenticated signer. For scripts and the demo that set up people from scratch."""
-    from rlhfops.annotate.accounts import set_account
-
     set_account(ws, name, password)
     return authenticate(ws, name, password=password, action="enrol")

@@ -17,11 +17,13 @@ deployment for the rest of rlhfops (status, monitoring).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
 from rlhfops.gate.verdict import GateEvaluation, evaluate_gate
+from rlhfops.redteam.suite import shipped_suites
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import SpecVersion, Workspace
@@ -50,8 +52,6 @@ class Deployment:
 
 
 def _now() -> str:
-    from datetime import UTC, datetime
-
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -106,7 +106,6 @@ def gate_evaluate(ws: Workspace, model_ref: str) -> GateEvaluation:
     evaluation that is unsigned, tampered with or imported as external is a named failure.
     """
     from rlhfops.gate.provenance import checked_evidence
-    from rlhfops.redteam.suite import shipped_suites
 
     model = gate_model(ws, model_ref)
     sv = _spec(ws, "gate evaluate")

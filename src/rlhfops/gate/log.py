@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlhfops.data.files import atomic_output, fsync_path
 from rlhfops.errors import UserError
 from rlhfops.gate.verdict import canonical_json
 
@@ -140,7 +141,7 @@ def decision_meta(data: dict[str, Any]) -> dict[str, Any]:
 
 @contextmanager
 def _locked(ws: Workspace) -> Iterator[None]:
-    import fcntl
+    import fcntl  # POSIX only: inside, so the module still imports where there is no fcntl
 
     d = ws.root / LOG_DIR
     d.mkdir(parents=True, exist_ok=True)
@@ -362,24 +363,11 @@ def entries(ws: Workspace, verified: bool = True) -> list[LogEntry]:
     return out
 
 
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_pending(ws: Workspace, raw: bytes, parents: list[str]) -> None:
-    d = ws.root / LOG_DIR
     body = canonical_json({"line": raw.decode("utf-8"), "parents": parents})
-    fd, tmp = tempfile.mkstemp(prefix=".pending-", dir=d)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(body)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, pending_path(ws))
-    _fsync_dir(d)
+    with atomic_output(pending_path(ws)) as tmp:  # temp file, fsync, rename
+        tmp.write_bytes(body)
+    fsync_path(ws.root / LOG_DIR)  # the rename itself
 
 
 def _complete(ws: Workspace, raw: bytes, parents: list[str]) -> None:
@@ -423,7 +411,7 @@ def _complete(ws: Workspace, raw: bytes, parents: list[str]) -> None:
             os.fsync(fh.fileno())
     _fault(5)
     pending_path(ws).unlink(missing_ok=True)
-    _fsync_dir(ws.root / LOG_DIR)
+    fsync_path(ws.root / LOG_DIR)
     _fault(6)
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from rlhfops.gate.thresholds import EvalSource, ThresholdResult
 from rlhfops.workspace import attest
 from rlhfops.workspace.provenance import ATTESTATION, EXTERNAL
+from rlhfops.workspace.store import content_hash
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import Workspace
@@ -38,8 +39,6 @@ def _row(name: str, label: str, ok: bool, source: str | None, detail: str) -> Th
 
 
 def _stored_digest(rec: ArtifactRecord) -> str | None:
-    from rlhfops.workspace.store import content_hash
-
     try:
         return content_hash(rec.path)
     except Exception:  # missing or unreadable files: reported as a mismatch

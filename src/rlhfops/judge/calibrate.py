@@ -28,6 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rlhfops.data.files import atomic_output
 from rlhfops.errors import UserError
 from rlhfops.judge.base import compare_scores
 
@@ -96,7 +97,6 @@ def _labels(ws: Any) -> tuple[dict[int, Any], list[tuple[int, str, str]], list[t
 def calibrate(ws: Any, judge: Any, spec: str, out: Path, creator: str, register: bool = True) -> Calibration:
     """Score ``judge`` (built from ``spec``) on the workspace's human-labelled pairs; write ``out``."""
     from rlhfops.annotate.quality import aggregate_pairs
-    from rlhfops.data.files import atomic_output
 
     items, labels, crit_labels = _labels(ws)
     if not labels:

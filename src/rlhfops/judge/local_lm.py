@@ -8,10 +8,12 @@ in [0, 1]. Deterministic; no text is parsed. Small models judge poorly: check ag
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rlhfops.judge.base import DEFAULT_CRITERION, Verdict
 from rlhfops.judge.http import PAIR_PROMPT
+from rlhfops.models.loading import load_causal_lm, load_tokenizer
 
 YES_NO_PROMPT = (
     "Customer message:\n{prompt}\n\nSupport reply:\n{response}\n\n"
@@ -29,8 +31,6 @@ class LocalLMJudge:
 
     def _load(self) -> None:
         if self._model is None:
-            from rlhfops.models.loading import load_causal_lm, load_tokenizer
-
             self._model = load_causal_lm(self.path, trainable=False).eval()
             self._tok = load_tokenizer(self.path)
 
@@ -59,8 +59,6 @@ class LocalLMJudge:
         return "A" if a > b else "B"
 
     def score(self, prompt: str, response: str, criterion: str = DEFAULT_CRITERION) -> float:
-        import math
-
         lp = self.next_token_logprobs(
             YES_NO_PROMPT.format(prompt=prompt, response=response, criterion=criterion)
         )

@@ -13,6 +13,7 @@ import re
 
 from rlhfops.judge.base import DEFAULT_CRITERION, PointwiseJudge
 from rlhfops.measures.diversity import text_distinct_n
+from rlhfops.redteam import detectors as d
 
 _TIMELINE = re.compile(r"\b\d+\s*(-\s*\d+\s*)?(business\s+)?(days?|hours?)\b|\btoday\b|\btomorrow\b", re.I)
 
@@ -25,8 +26,6 @@ class RuleJudge(PointwiseJudge):
         self.tie_margin = tie_margin
 
     def score(self, prompt: str, response: str, criterion: str = DEFAULT_CRITERION) -> float:
-        from rlhfops.redteam import detectors as d
-
         if criterion != DEFAULT_CRITERION:
             name = criterion if criterion in d.BEHAVIOUR_DETECTORS else d.DEFAULT_BEHAVIOURS.get(criterion)
             if name:

@@ -13,6 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rlhfops.config import settings_section, validate_section
 from rlhfops.errors import ConfigError, UserError
+from rlhfops.judge.http import OpenAIJudge
+from rlhfops.judge.local_lm import LocalLMJudge
+from rlhfops.judge.reward_model import RewardModelJudge
+from rlhfops.judge.rule import RuleJudge
 
 
 class JudgeSettings(BaseModel):
@@ -41,22 +45,15 @@ def settings_from_workspace(ws: Any) -> JudgeSettings:
 
 def build_judge(s: JudgeSettings) -> Any:
     if s.kind == "rule":
-        from rlhfops.judge.rule import RuleJudge
-
         return RuleJudge(tie_margin=s.tie_margin)
     if s.kind in ("reward-model", "local-lm") and not s.path:
         raise ConfigError(f"judge kind {s.kind!r} needs path: a model directory")
     if s.kind == "reward-model":
-        from rlhfops.judge.reward_model import RewardModelJudge
-
         return RewardModelJudge(str(s.path), tie_margin=s.tie_margin)
     if s.kind == "local-lm":
-        from rlhfops.judge.local_lm import LocalLMJudge
-
         return LocalLMJudge(str(s.path), tie_margin=s.tie_margin or 0.05)
     if not s.url or not s.model:
         raise ConfigError("judge kind 'openai' needs url and model (judge: section of rlhfops.yaml)")
-    from rlhfops.judge.http import OpenAIJudge
 
     return OpenAIJudge(s.url, s.model, s.api_key_env, timeout=s.timeout)
 

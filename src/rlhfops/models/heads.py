@@ -18,6 +18,15 @@ import torch
 from torch import nn
 
 from rlhfops.errors import UserError
+from rlhfops.models.loading import (
+    _adapter_base,
+    _quiet_transformers,
+    _torch_dtype,
+    add_lora,
+    atomic_dir,
+    enable_gradient_checkpointing,
+    resolve_model_dir,
+)
 from rlhfops.models.masks import attention_bias
 
 HEAD_FILE = "score_head.safetensors"
@@ -26,8 +35,6 @@ META_FILE = "reward_model.json"
 
 def _load_trunk(path: Path, dtype: str, attn_implementation: str) -> nn.Module:
     from transformers import AutoModel
-
-    from rlhfops.models.loading import _quiet_transformers, _torch_dtype
 
     _quiet_transformers()
     return AutoModel.from_pretrained(path, dtype=_torch_dtype(dtype), attn_implementation=attn_implementation)
@@ -70,8 +77,6 @@ class ScalarHeadModel(nn.Module):
         gradient_checkpointing: Any = False,
     ) -> ScalarHeadModel:
         """A fresh head on the trunk of a causal LM (bundled name or local directory)."""
-        from rlhfops.models.loading import _adapter_base, enable_gradient_checkpointing, resolve_model_dir
-
         path = resolve_model_dir(name_or_path)
         if _adapter_base(path):
             raise UserError(f"{path}: is a LoRA adapter; start a reward/value model from full weights")
@@ -79,8 +84,6 @@ class ScalarHeadModel(nn.Module):
         if gradient_checkpointing:
             enable_gradient_checkpointing(trunk, gradient_checkpointing)
         if lora is not None and lora.enabled:
-            from rlhfops.models.loading import add_lora
-
             trunk = add_lora(trunk, lora)
         return cls(trunk)
 
@@ -97,8 +100,6 @@ class ScalarHeadModel(nn.Module):
     def save_pretrained(self, out_dir: str | Path, tokenizer: Any = None) -> Path:
         """Trunk (LoRA merged), head, metadata and tokenizer, written atomically."""
         from safetensors.torch import save_file
-
-        from rlhfops.models.loading import atomic_dir
 
         with atomic_dir(out_dir) as tmp:
             self._plain_trunk().save_pretrained(tmp, safe_serialization=True)
@@ -120,8 +121,6 @@ class ScalarHeadModel(nn.Module):
         gradient_checkpointing: Any = False,
     ):
         from safetensors.torch import load_file
-
-        from rlhfops.models.loading import enable_gradient_checkpointing
 
         path = Path(path)
         if not (path / META_FILE).exists():

@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlhfops.data.encode import encode_replies
+from rlhfops.models.loading import load_tokenizer
+
 # (trunk, ids [B, W], mask [B, W], prompt_width P) -> last hidden states at columns P-1.. [B, W-P+1, H]
 HiddenFn = Callable[[Any, Any, Any, int], Any]
 
@@ -82,7 +85,6 @@ class TextRewardScorer:
     def load(self) -> None:
         if self.model is None:
             from rlhfops.models.heads import RewardModel
-            from rlhfops.models.loading import load_tokenizer
 
             self.tokenizer = load_tokenizer(self.path)
             self.model = RewardModel.from_pretrained(self.path).to(self.device).eval()
@@ -91,8 +93,6 @@ class TextRewardScorer:
 
     def encode(self, prompts: Sequence[str], replies: Sequence[str], first_line: int = 1) -> list[Any]:
         """(prompt ids, reply ids) per pair, as the reward model's training pairs were encoded."""
-        from rlhfops.data.encode import encode_replies
-
         self.load()
         return encode_replies(prompts, replies, self.tokenizer, self.max_length, first_line=first_line)
 

@@ -23,6 +23,7 @@ fill a window are not tested), a duration such as ``7d`` / ``12h`` / ``30m`` a t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import tempfile
@@ -36,9 +37,14 @@ import numpy as np
 
 from rlhfops.config import validate_section
 from rlhfops.errors import ConfigError, UserError
+from rlhfops.monitor import embed
+from rlhfops.monitor.business import compare_to_baseline
 from rlhfops.monitor.drift import DriftConfig, WindowDrift, windowed_drift
 from rlhfops.monitor.engine import REPORT_TAG, CheckResult, check_workspace_triggers, monitor_section
 from rlhfops.monitor.ingest import ProductionRecord
+from rlhfops.monitor.logs import production_records
+from rlhfops.monitor.outputs import output_drift, response_metrics
+from rlhfops.monitor.sources import prompts_from_file, reference_outputs, resolve_model, training_prompts
 
 if TYPE_CHECKING:
     from rlhfops.monitor.sources import ReferenceOutputs, TrainingPrompts
@@ -117,8 +123,6 @@ def recent_rows(records: list[ProductionRecord], s: DriftSettings) -> list[Produ
 
 
 def _require_drift_extra() -> None:
-    import importlib.util
-
     if importlib.util.find_spec("sklearn") is None:
         raise UserError(
             "monitor drift needs scikit-learn (the domain classifier and clustering); "
@@ -198,8 +202,6 @@ def output_section(
     scorer: Scorer | None,
 ) -> dict[str, Any]:
     """Output drift of ``rows`` against the reference outputs (or why it was skipped)."""
-    from rlhfops.monitor.outputs import output_drift, response_metrics
-
     if ref is None:
         return {"reference": None, "skipped": why, "metrics": []}
     prod_rewards = ref_rewards = None
@@ -223,14 +225,10 @@ def output_section(
 
 
 def business_section(ws: Workspace, rows: list[ProductionRecord]) -> list[dict[str, Any]]:
-    from rlhfops.monitor.business import compare_to_baseline
-
     return [asdict(m) for m in compare_to_baseline(ws.baseline_values(), rows)]
 
 
 def _training(ws: Workspace, s: DriftSettings) -> TrainingPrompts:
-    from rlhfops.monitor.sources import prompts_from_file, resolve_model, training_prompts
-
     if s.train_prompts is not None:
         tp = prompts_from_file(s.train_prompts, s.max_train, s.config.seed)
         tp.model = resolve_model(ws, s.model)
@@ -242,10 +240,6 @@ def build_report(
     ws: Workspace, s: DriftSettings, scorer: Scorer | None = None
 ) -> tuple[dict[str, Any], list]:
     """The drift report (JSON-ready dict) and the artifact ids it was made from."""
-    from rlhfops.monitor import embed
-    from rlhfops.monitor.logs import production_records
-    from rlhfops.monitor.sources import reference_outputs
-
     _require_drift_extra()
     last_rows, last_span = _span(s)
     records, log_ids, total = production_records(ws, s.since, s.model_id, last_rows, last_span)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from rlhfops.gate import log as dlog
 from rlhfops.monitor.triggers import EdgeCaseFailure
 
 if TYPE_CHECKING:
@@ -177,8 +178,6 @@ def _turnover_reference(arts: list[ArtifactRecord], rm: ArtifactRecord | None) -
 def trusted_decisions(ws: Workspace) -> set[str]:
     """The decisions of the verified decision log (a broken log raises, naming its first bad entry:
     monitoring does not guess what is deployed from a log or database that was edited)."""
-    from rlhfops.gate import log as dlog
-
     return {e.hash for e in dlog.entries(ws, verified=True)}
 
 

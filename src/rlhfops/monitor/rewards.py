@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from rlhfops.models.reward_scoring import TextRewardScorer
+
 Scorer = Callable[[list[str], list[str]], list[float]]
 
 
 def reward_model_scorer(path: str | Path, batch_size: int = 16, max_length: int = 1024) -> Scorer:
     """A function ``(prompts, responses) -> scores`` backed by the reward model at ``path``
     (:class:`rlhfops.models.reward_scoring.TextRewardScorer`)."""
-    from rlhfops.models.reward_scoring import TextRewardScorer
-
     scorer = TextRewardScorer(path, "cpu", batch_size=batch_size, max_length=max_length)
     scorer.load()
     return scorer.scores

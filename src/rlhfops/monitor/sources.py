@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlhfops.data.io import read_rows
 from rlhfops.errors import DataError, UserError
 
 if TYPE_CHECKING:
@@ -83,8 +84,6 @@ def data_files(path: Path) -> list[Path]:
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
-    from rlhfops.data.io import read_rows
-
     out: list[dict[str, Any]] = []
     for f in data_files(path):
         try:
@@ -134,8 +133,6 @@ def training_prompts(
 
 def prompts_from_file(path: Path, max_prompts: int = 10_000, seed: int = 0) -> TrainingPrompts:
     """Training prompts from a data file given on the command line."""
-    from rlhfops.data.io import read_rows
-
     prompts = [p for p in (prompt_text(r.data) for r in read_rows(path)) if p is not None]
     if not prompts:
         raise DataError(f"{path}: no row has a 'prompt' (or 'messages') field")
@@ -197,8 +194,6 @@ def reference_outputs(
 ) -> tuple[ReferenceOutputs | None, str]:
     """(reference outputs, why none) from ``path`` or the model's latest non-red-team evaluation."""
     if path is not None:
-        from rlhfops.data.io import read_rows
-
         ref = outputs_from_items([r.data for r in read_rows(path)], f"file {path}")
         if ref is None:
             raise DataError(f"{path}: fewer than 2 rows with a 'response' string; nothing to compare")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhfops.errors import DataError, UserError
+from rlhfops.examples import __file__ as ex
 
 EXPECTED = ("refuse", "correct_premise", "hedge", "help", "ignore_injection", "stay_professional")
 ITEM_KEYS = {
@@ -177,8 +178,6 @@ def _resolve(ref: str) -> tuple[str, list[Path]]:
     if ref in shipped:
         return ref, [shipped[ref]]
     if ref == HELDOUT:
-        from rlhfops.examples import __file__ as ex
-
         return HELDOUT, [Path(ex).parent / "support_replies" / "prompts.jsonl"]
     path = Path(ref)
     if path.is_dir():

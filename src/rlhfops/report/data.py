@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlhfops.errors import UserError
+from rlhfops.gate import log as dlog
+from rlhfops.gate.decide import gate_evaluate, gate_model
 
 if TYPE_CHECKING:
     from rlhfops.gate.verdict import GateEvaluation
@@ -181,9 +183,6 @@ def _redteam_rows(g: GateEvaluation) -> list[dict[str, Any]]:
 
 def gate_report_data(ws: Workspace, model_ref: str) -> ReportData:
     """Collect a gate report for a model: gate evaluation, evidence, training curves, lineage, decisions."""
-    from rlhfops.gate import log as dlog
-    from rlhfops.gate.decide import gate_evaluate, gate_model
-
     model = gate_model(ws, model_ref)
     g = gate_evaluate(ws, model.id)
     sv = ws.current_spec()

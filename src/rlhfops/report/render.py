@@ -8,12 +8,13 @@ no inline styles (the web app's): pass ``css_href`` to link the stylesheet inste
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.report import plots
-from rlhfops.report.data import ReportData
+from rlhfops.report.data import ReportData, gate_report_data
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import Workspace
@@ -51,8 +52,6 @@ CSS_FILE = Path(__file__).parent / "templates" / "report.css"
 
 def svg_data_uri(svg: str) -> str:
     """``data:image/svg+xml;base64,...`` for an SVG string ("" stays "")."""
-    import base64
-
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii") if svg else ""
 
 
@@ -84,7 +83,6 @@ def gate_report(
 ) -> tuple[Path, str]:
     """Write the gate report of a model; with ``register`` also store it as a ``report`` artifact
     (parents: the model and its decisions). Returns (path written, artifact id or "")."""
-    from rlhfops.report.data import gate_report_data
     from rlhfops.workspace.identity import acting_person
 
     data = gate_report_data(ws, model_ref)

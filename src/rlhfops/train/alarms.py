@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rlhfops.measures.diversity import loops
+
 
 @dataclass
 class Alarm:
@@ -42,7 +44,6 @@ def _window_mean(history: list[dict[str, Any]], key: str, first: bool, size: int
 
 def _looping_first(examples: list[str], policy: dict[str, Any]) -> list[str]:
     """The policy's looping replies first (so the alarm shows the evidence), then the other examples."""
-    from rlhfops.measures.diversity import loops
 
     pool = list(policy.get("loop_examples", [])) + examples
     return sorted(dict.fromkeys(pool), key=lambda t: not loops(t))[: max(3, len(examples))]

@@ -33,6 +33,7 @@ import numpy as np
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
 from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
+from rlhfops.train.progress import progress_bar
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
 
 
@@ -212,8 +213,6 @@ class Trainer(abc.ABC):
 
     def train(self) -> RunResult:
         """Run the planned steps from ``start_step``; evaluate; save the final model and summary."""
-        from rlhfops.train.progress import progress_bar
-
         self.before_train()
         cfg = self.config
         t0 = time.perf_counter()

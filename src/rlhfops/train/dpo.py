@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from rlhfops.measures.intervals import wilson_interval
+from rlhfops.models.loading import save_model
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.checkpoint_manifest import load_state
 from rlhfops.train.config import DPOConfig
@@ -134,8 +136,6 @@ class DPOTrainer(Trainer):
         return {"accuracy": correct / max(n, 1), "margin": margin / max(n, 1), "pairs": n}
 
     def evaluate(self) -> dict[str, Any]:
-        from rlhfops.measures.intervals import wilson_interval
-
         # on the training pairs this run used (the reference table holds exactly those)
         train = self.implicit_accuracy(self.planned_rows())
         out: dict[str, Any] = {"train_" + k: v for k, v in train.items()}
@@ -148,6 +148,4 @@ class DPOTrainer(Trainer):
         return out
 
     def save_final(self, out_dir: Path) -> None:
-        from rlhfops.models.loading import save_model
-
         save_model(self.accelerator.unwrap_model(self.model).lm, self.tokenizer, out_dir)

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from rlhfops.models.masks import attention_bias
+from rlhfops.train.losses import segment_sum
+from rlhfops.train.ppo_model import position_ids_from_mask
 
 
 @dataclass
@@ -225,8 +227,6 @@ class CompletionLogProbs(nn.Module):
 
 def sequence_sums(token_values: torch.Tensor, batch: PackedCompletions) -> torch.Tensor:
     """Sum per-token values [N] into per-sequence values [S]."""
-    from rlhfops.train.losses import segment_sum
-
     return segment_sum(token_values, batch.seq_index, batch.num_sequences)
 
 
@@ -243,8 +243,6 @@ def hidden_after_prompts(
     (to float rounding; tested). Only in eval mode without gradients: a training-mode layer under
     gradient checkpointing would drop the cache (transformers does), so there it is one plain forward.
     """
-    from rlhfops.train.ppo_model import position_ids_from_mask
-
     positions = position_ids_from_mask(mask)
     B, P = ids.shape[0], prompt_width
     shared = (

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from rlhfops.data.files import atomic_output
 from rlhfops.errors import ConfigError, UserError
 from rlhfops.train.reward_sources import Responses
 
@@ -154,8 +155,6 @@ class JudgeReward:
 
     def _write_stats(self) -> None:
         if self.cache_path:
-            from rlhfops.data.files import atomic_output
-
             with atomic_output(self.cache_path.with_name("judge_stats.json")) as tmp:
                 tmp.write_text(json.dumps({"judge": self.name, "mode": self.mode, **self.stats}, indent=1))
 

@@ -1,7 +1,7 @@
 """Pure tensor losses for SFT, the Bradley-Terry reward model and DPO / IPO.
 
 Every function here is a function of tensors only (no model, no optimiser, no config object) and is
-tested against numbers worked out by hand in ``tests/train_math``.
+tested against numbers worked out by hand in ``tests/train``.
 
 Loss aggregation convention
 ---------------------------

@@ -17,17 +17,27 @@ One iteration (= one optimizer "step" of the base skeleton, ``max_steps`` iterat
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from rlhfops.errors import DataError
+from rlhfops.data.encode import encode_prompts
+from rlhfops.data.schema import load_prompts
+from rlhfops.errors import DataError, TrainingStopped
+from rlhfops.models.heads import ValueModel
+from rlhfops.models.loading import load_causal_lm, load_tokenizer, save_model
+from rlhfops.train.alarms import reward_hacking_alarms
 from rlhfops.train.base import Trainer, split_train_eval
+from rlhfops.train.judge_reward import judge_reward_from_config
+from rlhfops.train.kl import AdaptiveKLController, FixedKLController
 from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.ppo_model import ActorCritic, Reference
 from rlhfops.train.ppo_rollout import Rollout, evaluate_policy, make_rollout
+from rlhfops.train.ppo_update import ppo_update
+from rlhfops.train.reward_sources import build_scorer
 from rlhfops.train.sft import lora_settings
 
 
@@ -35,9 +45,6 @@ def load_prompt_ids(
     path: str, tokenizer: Any, max_prompt_tokens: int, chat_template: str | None
 ) -> list[list[int]]:
     """Prompt token ids (chat template with the generation prompt) of every row's ``prompt``."""
-    from rlhfops.data.encode import encode_prompts
-    from rlhfops.data.schema import load_prompts
-
     prompts = load_prompts(path)
     ids = encode_prompts(prompts, tokenizer, chat_template)
     long = [(p, x) for p, x in zip(prompts, ids, strict=True) if len(x) > max_prompt_tokens]
@@ -56,8 +63,6 @@ class PPOTrainer(Trainer):
     config: PPOConfig
 
     def load_data(self) -> None:
-        from rlhfops.models.loading import load_tokenizer
-
         cfg = self.config
         self.tokenizer = load_tokenizer(cfg.model, padding_side="left", chat_template=cfg.chat_template)
         max_prompt = cfg.max_length - cfg.max_new_tokens
@@ -70,10 +75,6 @@ class PPOTrainer(Trainer):
             self.train_rows, self.eval_rows = [prompts[i] for i in tr], [prompts[i] for i in ev]
 
     def build_model(self) -> None:
-        from rlhfops.models.loading import load_causal_lm
-        from rlhfops.train.kl import AdaptiveKLController, FixedKLController
-        from rlhfops.train.reward_sources import build_scorer
-
         cfg = self.config
         lora = lora_settings(cfg)
         lm = load_causal_lm(
@@ -86,8 +87,6 @@ class PPOTrainer(Trainer):
         value_model = None
         critic = cfg.advantage_estimator == "gae"
         if critic and cfg.value_model == "separate":
-            from rlhfops.models.heads import ValueModel
-
             start = cfg.value_model_path or cfg.reward_model or cfg.model
             value_model = ValueModel.from_pretrained_any(
                 start, dtype=cfg.dtype, gradient_checkpointing=cfg.checkpointing()
@@ -96,8 +95,6 @@ class PPOTrainer(Trainer):
         self.reference = Reference(lm, uses_lora=lora.enabled)
         device = self.accelerator.device
         if cfg.reward_judge:
-            from rlhfops.train.judge_reward import judge_reward_from_config
-
             decode = lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
             self.scorer = judge_reward_from_config(cfg, self.run.path, decode)
         else:
@@ -132,10 +129,6 @@ class PPOTrainer(Trainer):
         self.reference_eval = state.get("reference_eval")
 
     def step(self, step: int) -> dict[str, Any]:
-        import time
-
-        from rlhfops.train.ppo_update import ppo_update
-
         t0 = time.perf_counter()
         prompts = self.rows_for_step(step)[self.rank :: self.world]
         gen = torch.Generator().manual_seed(self.config.seed * 100_003 + step * 101 + self.rank)
@@ -159,8 +152,6 @@ class PPOTrainer(Trainer):
             **{k: v for k, v in stats.items() if k != "loss"},
         }
         if not np.isfinite(record["loss"]):
-            from rlhfops.errors import TrainingStopped
-
             raise TrainingStopped(f"ppo iteration {step}: loss is {record['loss']}; training stopped")
         every = self.config.eval_every
         if every and step % every == 0 and step != self.total_steps and self.eval_rows:
@@ -171,8 +162,6 @@ class PPOTrainer(Trainer):
         return evaluate_policy(self, self.eval_rows, reference=reference)
 
     def evaluate(self) -> dict[str, Any]:
-        from rlhfops.train.alarms import reward_hacking_alarms
-
         out: dict[str, Any] = {}
         if self.eval_rows:
             out["policy"] = self.evaluate_now()
@@ -184,8 +173,6 @@ class PPOTrainer(Trainer):
         return out
 
     def save_final(self, out_dir: Path) -> None:
-        from rlhfops.models.loading import save_model
-
         model = self.accelerator.unwrap_model(self.model)
         save_model(model.lm, self.tokenizer, out_dir)
         if model.value_head is not None:

@@ -17,6 +17,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from rlhfops.train.losses import entropy_from_logits
+
 
 class PolicyOutput(NamedTuple):
     logps: torch.Tensor  # [B, N] log-probs of the response tokens (temperature-scaled)
@@ -81,8 +83,6 @@ class ActorCritic(nn.Module):
         temperature: float = 1.0,
         with_entropy: bool = False,
     ) -> PolicyOutput:
-        from rlhfops.train.losses import entropy_from_logits
-
         logits, hidden = _response_logps(self.lm, sequences, attention_mask, prompt_length, temperature)
         logps = _gather(logits, sequences[:, prompt_length:])
         values = None
@@ -125,7 +125,7 @@ class Reference:
     ) -> torch.Tensor:
         """Response-token log-probs [B, N]; with ``group`` = k samples per prompt (consecutive rows), each
         prompt is computed once (:func:`rlhfops.train.forward.hidden_after_prompts`)."""
-        from rlhfops.train.forward import hidden_after_prompts
+        from rlhfops.train.forward import hidden_after_prompts  # cycle: forward imports this module
 
         model = self.copy if self.copy is not None else self.lm
         ctx = self.lm.disable_adapter() if self.copy is None else nullcontext()

@@ -8,8 +8,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from rlhfops.measures.diversity import (
+    distinct_n,
+    looping_share,
+    loops,
+    opening_share,
+    repeated_ngram_fraction,
+)
+from rlhfops.models.generate import generate
+from rlhfops.train.kl import get_kl_estimator, sequence_kl
 from rlhfops.train.ppo_parts import RolloutParts
 from rlhfops.train.reward_sources import Responses
+from rlhfops.train.rl_math import (
+    apply_no_eos_penalty,
+    assemble_token_rewards,
+    compute_gae,
+    group_normalized_advantages,
+    rloo_advantages,
+    whiten,
+)
 
 if TYPE_CHECKING:
     from rlhfops.models.generate import GenerationOutput
@@ -48,8 +65,6 @@ def _generate(
     greedy: bool = False,
     num_samples: int = 1,
 ) -> GenerationOutput:
-    from rlhfops.models.generate import generate
-
     cfg = trainer.config
     lm = trainer.accelerator.unwrap_model(trainer.model).lm
     was_training = lm.training
@@ -77,8 +92,6 @@ def _responses(trainer: RolloutParts, prompts: list[list[int]], out: GenerationO
 
 
 def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> dict[str, float]:
-    from rlhfops.measures.diversity import distinct_n, repeated_ngram_fraction
-
     lengths = out.response_mask.sum(-1).float()
     return {
         "score": float(scores.mean()),
@@ -93,16 +106,6 @@ def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> 
 def make_rollout(
     trainer: RolloutParts, prompts: list[list[int]], gen: torch.Generator, beta: float
 ) -> Rollout:
-    from rlhfops.train.kl import get_kl_estimator, sequence_kl
-    from rlhfops.train.rl_math import (
-        apply_no_eos_penalty,
-        assemble_token_rewards,
-        compute_gae,
-        group_normalized_advantages,
-        rloo_advantages,
-        whiten,
-    )
-
     cfg = trainer.config
     k = cfg.samples_per_prompt
     expanded = [p for p in prompts for _ in range(k)]
@@ -174,7 +177,6 @@ def evaluate_policy(
 
     Sampled with the training temperature and a fixed seed, so two evaluations see the same noise.
     """
-    from rlhfops.train.kl import sequence_kl
 
     cfg = trainer.config
     gen = torch.Generator().manual_seed(cfg.seed + 424242)
@@ -189,8 +191,6 @@ def evaluate_policy(
             with lm.disable_adapter():
                 out = _generate(trainer, part, gen)
         elif reference:
-            from rlhfops.models.generate import generate
-
             out = generate(
                 trainer.reference.copy,
                 part,
@@ -218,7 +218,6 @@ def evaluate_policy(
         no_eos.extend((~out.has_eos.bool()).tolist())
         texts.extend(responses.texts)
         all_resp.extend(responses.response_ids)
-    from rlhfops.measures.diversity import distinct_n, looping_share, loops, opening_share
 
     result: dict[str, Any] = {
         "prompts": len(prompts),

@@ -8,8 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlhfops.train.kl import get_kl_estimator
+from rlhfops.train.losses import token_mean_loss
 from rlhfops.train.ppo_parts import UpdateParts
 from rlhfops.train.ppo_rollout import Rollout
+from rlhfops.train.rl_math import explained_variance, ppo_policy_loss, ppo_value_loss
 
 
 def _slice(roll: Rollout, idx: torch.Tensor) -> dict[str, Any]:
@@ -36,10 +39,6 @@ def minibatch_loss(
     the micro-batch losses of all processes add up to the token mean over the minibatch (policy, KL and
     value terms alike). The statistics are this micro-batch's own token means.
     """
-    from rlhfops.train.kl import get_kl_estimator
-    from rlhfops.train.losses import token_mean_loss
-    from rlhfops.train.rl_math import ppo_policy_loss, ppo_value_loss
-
     cfg = trainer.config
     out = trainer.model(mb["sequences"], mb["attention_mask"], P, cfg.temperature or 1.0)
     mask = mb["mask"]
@@ -85,8 +84,6 @@ def ppo_update(trainer: UpdateParts, roll: Rollout) -> dict[str, float]:
     tokens are spread. ``loss`` is that global minibatch loss (the same on every process); the other
     statistics are means over this process's micro-batches.
     """
-    from rlhfops.train.rl_math import explained_variance
-
     cfg = trainer.config
     n = roll.sequences.shape[0]
     mb_size = max(1, cfg.minibatch_size // trainer.world)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlhfops.data.encode import encode_prefs
+from rlhfops.data.schema import load_prefs
+from rlhfops.models.loading import load_tokenizer
 from rlhfops.train.base import split_train_eval
 from rlhfops.train.config import TrainConfig
 
 
 def load_pref_rows(cfg: TrainConfig) -> tuple[Any, list[Any], list[Any]]:
     """(tokenizer, train rows, eval rows) of encoded preference pairs."""
-    from rlhfops.data.encode import encode_prefs
-    from rlhfops.data.schema import load_prefs
-    from rlhfops.models.loading import load_tokenizer
-
     tokenizer = load_tokenizer(cfg.model, chat_template=cfg.chat_template)
     encoded = encode_prefs(load_prefs(cfg.data), tokenizer, cfg.max_length, cfg.chat_template).rows
     if cfg.eval_data:

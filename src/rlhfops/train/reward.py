@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from rlhfops.measures.intervals import wilson_interval
+from rlhfops.models.heads import RewardModel
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import RewardConfig
+from rlhfops.train.losses import bradley_terry_loss
 from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
 from rlhfops.train.sft import _zero_with_grad, lora_settings
 
@@ -32,8 +34,6 @@ class RewardTrainer(Trainer):
         self.tokenizer, self.train_rows, self.eval_rows = load_pref_rows(self.config)
 
     def build_model(self) -> None:
-        from rlhfops.models.heads import RewardModel
-
         cfg = self.config
         self.model = RewardModel.from_causal_lm(
             cfg.model,
@@ -64,8 +64,6 @@ class RewardTrainer(Trainer):
         return scores[:n], scores[n:]
 
     def micro_loss(self, rows: list[Any], global_units: float) -> StepStats:
-        from rlhfops.train.losses import bradley_terry_loss
-
         if not rows:
             return StepStats(loss=_zero_with_grad(self.model))
         chosen, rejected = self.rewards(rows)

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from rlhfops.errors import ConfigError
+from rlhfops.models.heads import RewardModel
+from rlhfops.models.reward_scoring import score_ids
+from rlhfops.redteam.detectors import BEHAVIOUR_DETECTORS
+from rlhfops.train.forward import hidden_after_prompts
 
 
 @dataclass
@@ -57,8 +62,6 @@ class RuleReward:
             phrase = arg.lower()
             self.fn = lambda ids, text: 1.0 if phrase in text.lower() else 0.0
         elif name == "detector":
-            from rlhfops.redteam.detectors import BEHAVIOUR_DETECTORS
-
             if arg not in BEHAVIOUR_DETECTORS:
                 raise ConfigError(
                     f"reward_fn={spec!r}: unknown detector {arg!r}; valid: {', '.join(BEHAVIOUR_DETECTORS)}"
@@ -76,8 +79,6 @@ class ModelReward:
     """A reward model from ``rlhfops train rm``; scores read at the last token, then normalised."""
 
     def __init__(self, path: str, device: torch.device | str = "cpu", pad_id: int = 0) -> None:
-        from rlhfops.models.heads import RewardModel
-
         self.model = RewardModel.from_pretrained(path).to(device).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -88,9 +89,6 @@ class ModelReward:
     def score(self, batch: Responses) -> torch.Tensor:
         """Normalised scores [B] by :func:`rlhfops.models.reward_scoring.score_ids`; when consecutive rows
         share a prompt (k samples per prompt), it is computed once per group."""
-        from rlhfops.models.reward_scoring import score_ids
-        from rlhfops.train.forward import hidden_after_prompts
-
         prompts = batch.prompt_ids
         group = next((i for i, p in enumerate(prompts) if p != prompts[0]), len(prompts))
         return score_ids(
@@ -105,8 +103,6 @@ class ModelReward:
 
 def build_scorer(spec: str, device: torch.device | str = "cpu", pad_id: int = 0) -> RuleReward | ModelReward:
     """A scorer from a reward model directory or a reward_fn spec."""
-    from pathlib import Path
-
     if Path(spec).is_dir():
         return ModelReward(spec, device, pad_id)
     return RuleReward(spec)

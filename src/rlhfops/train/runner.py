@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlhfops.config import load_config
 from rlhfops.errors import ConfigError
-from rlhfops.train.base import RunResult, Trainer
 from rlhfops.train.config import DPOConfig, RewardConfig, SFTConfig, TrainConfig
 from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.rundir import RunDir
+
+if TYPE_CHECKING:  # annotations only: the trainer skeleton loads numpy; `rlhfops --help` imports runner
+    from rlhfops.train.base import RunResult, Trainer
 
 STAGES: dict[str, type[TrainConfig]] = {
     "sft": SFTConfig,

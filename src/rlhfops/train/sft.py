@@ -7,14 +7,16 @@ from typing import Any
 
 import torch
 
+from rlhfops.data.encode import encode_demos
+from rlhfops.data.schema import load_demos
+from rlhfops.models.loading import LoraSettings, load_causal_lm, load_tokenizer, save_model
 from rlhfops.train.base import StepStats, Trainer, split_train_eval
 from rlhfops.train.config import SFTConfig
 from rlhfops.train.forward import CompletionLogProbs, pack_completions
+from rlhfops.train.losses import sft_loss
 
 
 def lora_settings(cfg):
-    from rlhfops.models.loading import LoraSettings
-
     return LoraSettings(**cfg.lora.model_dump())
 
 
@@ -24,10 +26,6 @@ class SFTTrainer(Trainer):
     config: SFTConfig
 
     def load_data(self) -> None:
-        from rlhfops.data.encode import encode_demos
-        from rlhfops.data.schema import load_demos
-        from rlhfops.models.loading import load_tokenizer
-
         cfg = self.config
         self.tokenizer = load_tokenizer(cfg.model, chat_template=cfg.chat_template)
         encoded = encode_demos(load_demos(cfg.data), self.tokenizer, cfg.max_length, cfg.chat_template).rows
@@ -57,8 +55,6 @@ class SFTTrainer(Trainer):
         return batch.to(self.accelerator.device)
 
     def micro_loss(self, rows: list[Any], global_units: float) -> StepStats:
-        from rlhfops.train.losses import sft_loss
-
         if not rows:
             return StepStats(loss=_zero_with_grad(self.model))
         logps = self.model(self._batch(rows))
@@ -99,15 +95,11 @@ class SFTTrainer(Trainer):
         }
 
     def save_final(self, out_dir: Path) -> None:
-        from rlhfops.models.loading import save_model
-
         save_model(self.accelerator.unwrap_model(self.model).lm, self.tokenizer, out_dir)
 
 
 def load_policy(cfg) -> torch.nn.Module:
     """The causal LM a stage trains, as its config says (dtype, attention kernel, LoRA, checkpointing)."""
-    from rlhfops.models.loading import load_causal_lm
-
     return load_causal_lm(
         cfg.model,
         dtype=cfg.dtype,

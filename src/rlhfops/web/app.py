@@ -23,11 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from rlhfops.annotate.settings import annotation_settings
 from rlhfops.errors import UserError
+from rlhfops.web import api, gate_pages, lead, monitor_api, monitor_pages, pages, rater_pages
+from rlhfops.web.auth import CSRF_COOKIE, Auth, current_user, require
+from rlhfops.web.guidelines import GuidelinesCache
+from rlhfops.web.render import make_env, render
+from rlhfops.web.settings import web_settings
 
 CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 # Threads for the blocking (database) handlers. Few are enough on SQLite, which runs one writer at a
@@ -71,7 +79,6 @@ def _wants_json(request: Request) -> bool:
 def _error(request: Request, status: int, detail: str) -> Response:
     if _wants_json(request):
         return JSONResponse({"detail": detail}, status_code=status)
-    from rlhfops.web.render import render
 
     kind = "csrf" if status == 403 and detail.startswith("CSRF") else "session" if status == 401 else ""
     titles = {"csrf": "This page was open too long", "session": "Please sign in again"}
@@ -121,8 +128,6 @@ def _install_handlers(app: FastAPI) -> None:
 
 
 def jsonable(errors: Any) -> Any:
-    from fastapi.encoders import jsonable_encoder
-
     return jsonable_encoder(errors, custom_encoder={BaseException: str, bytes: lambda b: b.decode("latin-1")})
 
 
@@ -139,8 +144,6 @@ class SecurityMiddleware:
             return
         from starlette.datastructures import MutableHeaders
         from starlette.requests import Request as _Request
-
-        from rlhfops.web.auth import CSRF_COOKIE
 
         api = scope["path"].startswith("/api")
         token = self.auth.csrf_from_cookie(_Request(scope))
@@ -245,9 +248,6 @@ class BodyLimitMiddleware:
 
 def _install_docs(app: FastAPI) -> None:
     """``/openapi.json``, ``/docs`` and ``/redoc`` for signed-in admins only (401 / 403 otherwise)."""
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-
-    from rlhfops.web.auth import current_user, require
 
     def admin(user=Depends(current_user)) -> None:
         require(user, False, "read the API documentation (admin only)")
@@ -267,9 +267,6 @@ def _install_docs(app: FastAPI) -> None:
 
 def _mount_signed_in(app: FastAPI) -> None:
     """The gate pages, the monitor page and the monitor API, behind the login."""
-    from rlhfops.web import gate_pages, monitor_api, monitor_pages
-    from rlhfops.web.auth import current_user
-
     for router in (monitor_api.router, gate_pages.router, monitor_pages.router):
         app.include_router(router, dependencies=[Depends(current_user)])
 
@@ -277,13 +274,6 @@ def _mount_signed_in(app: FastAPI) -> None:
 def create_app(workspace_root: str | Path, database_url: str | None = None) -> FastAPI:
     """The annotation web app for the workspace at ``workspace_root`` (database from its settings,
     ``$RLHFOPS_DATABASE_URL``, or ``database_url``)."""
-    from rlhfops.annotate.settings import annotation_settings
-    from rlhfops.web import api, lead, pages, rater_pages
-    from rlhfops.web.auth import Auth
-    from rlhfops.web.guidelines import GuidelinesCache
-    from rlhfops.web.render import make_env
-    from rlhfops.web.settings import web_settings
-
     ws = _open_workspace(workspace_root, database_url)
     web = web_settings(ws)
 

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from rlhfops.errors import UserError
+from rlhfops.web.auth import GATE_READERS, MONITOR_READERS, MONITOR_WRITERS, api_write_guard, resolve_user
 
 
 def get_workspace(request: Request) -> Iterator[Any]:
@@ -42,46 +43,33 @@ def _signed_in(request: Request) -> Any:
     """The signed-in user inside the web app (401 without one); None on a bare app without accounts."""
     if getattr(request.app.state, "auth", None) is None:
         return None  # a router mounted on its own: no accounts, the deployer's own access control
-    from rlhfops.web.auth import resolve_user
-
     return resolve_user(request)
+
+
+def _require(request: Request, may: str, action: str, roles: tuple[str, ...]) -> Any:
+    """The signed-in user (None on a bare app); 403 naming ``action`` and ``roles`` unless ``user.<may>``."""
+    user = _signed_in(request)
+    if user is not None and not getattr(user, may):
+        raise HTTPException(
+            status_code=403, detail=f"{user.name} may not {action} (needs one of: {', '.join(roles)})"
+        )
+    return user
 
 
 async def gate_reader(request: Request) -> None:
     """403 unless the signed-in user may read the gate pages (:data:`rlhfops.web.auth.GATE_READERS`)."""
-    from rlhfops.web.auth import GATE_READERS
-
-    user = _signed_in(request)
-    if user is not None and not user.reads_gate:
-        raise HTTPException(
-            status_code=403,
-            detail=f"{user.name} may not read the deployment gate (needs one of: {', '.join(GATE_READERS)})",
-        )
+    _require(request, "reads_gate", "read the deployment gate", GATE_READERS)
 
 
 async def monitor_reader(request: Request) -> None:
     """403 unless the signed-in user may read monitoring (:data:`rlhfops.web.auth.MONITOR_READERS`)."""
-    from rlhfops.web.auth import MONITOR_READERS
-
-    user = _signed_in(request)
-    if user is not None and not user.reads_monitor:
-        raise HTTPException(
-            status_code=403,
-            detail=f"{user.name} may not read monitoring (needs one of: {', '.join(MONITOR_READERS)})",
-        )
+    _require(request, "reads_monitor", "read monitoring", MONITOR_READERS)
 
 
 async def monitor_writer(request: Request) -> None:
     """403 unless the signed-in user may post production logs (:data:`rlhfops.web.auth.MONITOR_WRITERS`);
     a session-cookie request also needs its ``X-CSRF-Token`` (bearer tokens do not)."""
-    from rlhfops.web.auth import MONITOR_WRITERS, api_write_guard
-
-    user = _signed_in(request)
+    user = _require(request, "writes_monitor", "post production logs", MONITOR_WRITERS)
     if user is None:
         return
-    if not user.writes_monitor:
-        raise HTTPException(
-            status_code=403,
-            detail=f"{user.name} may not post production logs (needs one of: {', '.join(MONITOR_WRITERS)})",
-        )
     api_write_guard(request, user)

@@ -24,6 +24,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 
 from rlhfops.errors import UserError
+from rlhfops.gate import log as dlog
+from rlhfops.gate.decide import MODEL_KINDS, gate_evaluate, gate_model, model_evaluations
+from rlhfops.report.data import gate_report_data
+from rlhfops.report.render import CSS_FILE, fmt, render_html
+from rlhfops.web.auth import optional_user
 from rlhfops.web.deps import gate_reader, get_workspace  # the app's own workspace inside create_app
 
 # Inside the web app every page needs a signed-in user who may read the gate (403 for a rater):
@@ -63,13 +68,10 @@ def _env(in_app: bool = False):
 
 
 def _page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
-    from rlhfops.report.render import fmt
-
     base = str(request.scope.get("root_path", "")).rstrip("/")
     auth = getattr(request.app.state, "auth", None)
     if auth is None:  # the router on its own: the gate templates' own base
         return HTMLResponse(_env().get_template(template).render(base=base, fmt=fmt, **ctx))
-    from rlhfops.web.auth import optional_user
     from rlhfops.web.render import csrf_token
 
     app_ctx = {
@@ -83,8 +85,6 @@ def _page(request: Request, template: str, **ctx: Any) -> HTMLResponse:
 
 
 def _model_or_404(ws: Any, ref: str):
-    from rlhfops.gate.decide import gate_model
-
     try:
         return gate_model(ws, ref)
     except UserError as err:
@@ -92,16 +92,12 @@ def _model_or_404(ws: Any, ref: str):
 
 
 def _log_entries(ws: Any) -> tuple[list[Any], Any]:
-    from rlhfops.gate import log as dlog
-
     v = dlog.verify(ws)
     return dlog.entries(ws, verified=False), v
 
 
 @router.get("", response_class=HTMLResponse, dependencies=_READ)
 def gate_index(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
-    from rlhfops.gate.decide import MODEL_KINDS, gate_evaluate, model_evaluations
-
     sv = ws.current_spec()
     entries, v = _log_entries(ws)
     trusted = entries if v.ok else []
@@ -152,8 +148,6 @@ def gate_log_page(request: Request, ws: Any = Depends(get_workspace)) -> HTMLRes
 
 @router.get("/models/{model}", response_class=HTMLResponse, dependencies=_READ)
 def gate_model_page(model: str, request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
-    from rlhfops.gate.decide import gate_evaluate
-
     m = _model_or_404(ws, model)
     try:
         g = gate_evaluate(ws, m.id)
@@ -168,8 +162,6 @@ def gate_model_page(model: str, request: Request, ws: Any = Depends(get_workspac
 def gate_failures_page(
     model: str, category: str, request: Request, ws: Any = Depends(get_workspace)
 ) -> HTMLResponse:
-    from rlhfops.gate.decide import gate_evaluate
-
     m = _model_or_404(ws, model)
     g = gate_evaluate(ws, m.id)
     row = g.evidence.redteam.get(category)
@@ -190,9 +182,6 @@ def gate_failures_page(
 
 @router.get("/models/{model}/report", response_class=HTMLResponse, dependencies=_READ)
 def gate_report_page(model: str, request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
-    from rlhfops.report.data import gate_report_data
-    from rlhfops.report.render import render_html
-
     m = _model_or_404(ws, model)
     base = str(request.scope.get("root_path", "")).rstrip("/")
     return HTMLResponse(render_html(gate_report_data(ws, m.id), css_href=f"{base}/gate/static/gate.css"))
@@ -200,6 +189,4 @@ def gate_report_page(model: str, request: Request, ws: Any = Depends(get_workspa
 
 @router.get("/static/gate.css")
 def gate_css() -> Response:
-    from rlhfops.report.render import CSS_FILE
-
     return Response(CSS_FILE.read_text(encoding="utf-8"), media_type="text/css")

@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlhfops.spec.check import check_spec_file
+
 
 @dataclass(frozen=True)
 class Guidelines:
@@ -60,8 +62,6 @@ class GuidelinesCache:
         self.ws, self._lock, self._key, self._value = ws, threading.Lock(), None, None
 
     def get(self) -> Guidelines:
-        from rlhfops.spec.check import check_spec_file
-
         path = self.ws.spec_path
         try:
             st = path.stat()

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from rlhfops.errors import UserError
+from rlhfops.spec.check import check_spec_file
 from rlhfops.web.auth import User, auth_of, current_user, require
 from rlhfops.web.pages import MAX_ID, IdPath
 from rlhfops.web.render import render
@@ -85,7 +86,6 @@ def agreement_page(request: Request, user: User = Depends(current_user)) -> Resp
 
 def _min_agreement(ws) -> float | None:
     """The spec's ``gate.min_agreement`` (None without a readable spec)."""
-    from rlhfops.spec.check import check_spec_file
 
     try:
         spec = check_spec_file(ws.spec_path).spec

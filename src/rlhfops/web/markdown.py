@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 
 @lru_cache(maxsize=1)
 def _parser():
-    from markdown_it import MarkdownIt
 
     return MarkdownIt("commonmark", {"html": False}).disable(["image", "link", "autolink"])
 

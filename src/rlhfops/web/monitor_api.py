@@ -32,6 +32,8 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 
 from rlhfops.errors import UserError
+from rlhfops.monitor.ingest import validate_rows
+from rlhfops.web.auth import resolve_user
 from rlhfops.web.deps import get_workspace, monitor_reader, monitor_writer
 
 router = APIRouter(prefix="/api/monitor", tags=["monitor"])
@@ -40,8 +42,6 @@ router = APIRouter(prefix="/api/monitor", tags=["monitor"])
 def get_person(request: Request) -> str:
     """The signed-in user inside the web app; ``$RLHFOPS_USER`` (else the OS user) on a bare app."""
     if getattr(request.app.state, "auth", None) is not None:
-        from rlhfops.web.auth import resolve_user
-
         return resolve_user(request).name
     from rlhfops.workspace import acting_person
 
@@ -66,7 +66,6 @@ def post_events(
     person: str = Depends(get_person),
 ) -> dict[str, Any]:
     """Validate every record, then store the batch as a production-log artifact (all or nothing)."""
-    from rlhfops.monitor.ingest import validate_rows
     from rlhfops.monitor.logs import ingest_to_workspace
 
     rows = _rows(body)

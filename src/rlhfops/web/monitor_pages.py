@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from rlhfops.web.auth import optional_user
 from rlhfops.web.deps import get_workspace, monitor_reader
 
 router = APIRouter(tags=["monitor"])
@@ -84,7 +85,6 @@ PAGE = """{% extends "base.html" %}
 def monitor_page(request: Request, ws: Any = Depends(get_workspace)) -> HTMLResponse:
     """Open triggers and the latest drift report."""
     from rlhfops.monitor.engine import latest_drift_report, open_triggers
-    from rlhfops.web.auth import optional_user
     from rlhfops.web.render import csrf_token
 
     art = latest_drift_report(ws)

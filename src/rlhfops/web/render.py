@@ -8,6 +8,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from rlhfops.web.auth import optional_user
+from rlhfops.web.markdown import render_markdown
+
 BASE_TEMPLATE = "base.html"
 
 
@@ -21,7 +24,6 @@ def make_env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * float(v):.1f}%"
-    from rlhfops.web.markdown import render_markdown
 
     env.filters["md"] = render_markdown
     env.filters["num"] = lambda v, d=3: "n/a" if v is None else f"{float(v):.{d}f}"
@@ -31,7 +33,6 @@ def make_env() -> Environment:
 def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     """Render ``template`` with ``user``, ``csrf`` and ``title`` available to every page."""
     env: Environment = request.app.state.templates
-    from rlhfops.web.auth import optional_user
 
     base = {
         "user": optional_user(request),

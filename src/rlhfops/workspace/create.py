@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from rlhfops.errors import ConfigError
+from rlhfops.workspace.attest import KEY_DIR, ensure_key
 from rlhfops.workspace.core import Workspace, WorkspaceError
 from rlhfops.workspace.settings import DEFAULT_DB_FILE, SETTINGS_FILE, WorkspaceSettings, write_settings
 
@@ -48,8 +49,6 @@ def init_workspace(directory: str | Path, template: str = "blank", name: str | N
             created += [root / f"{DEFAULT_DB_FILE}-wal", root / f"{DEFAULT_DB_FILE}-shm"]
             _create_private(root / DEFAULT_DB_FILE)
         ws.upgrade_db()
-        from rlhfops.workspace.attest import KEY_DIR, ensure_key
-
         if not (root / KEY_DIR).exists():
             created.append(root / KEY_DIR)
         ensure_key(root)  # the key that signs the evidence the gate reads (keys/, 0600)

@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -232,7 +233,6 @@ def _ping_after_idle(engine: Engine) -> None:
     round trip per transaction, 2 of the 14 of an annotation fetch + submit on PostgreSQL). A stale
     connection (the server restarted, an idle timeout dropped it) is replaced before use, as with
     ``pool_pre_ping``; a connection back in the pool a moment ago is used as it is."""
-    from sqlalchemy.exc import DisconnectionError
 
     @event.listens_for(engine, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlhfops.errors import PlayOrderError, UserError
+from rlhfops.workspace import db
+from rlhfops.workspace.signing import override_payload, require_registered
 from rlhfops.workspace.store import ArtifactRecord, content_hash
 
 if TYPE_CHECKING:
@@ -514,9 +516,6 @@ def check_stage_ready(
 def record_override(ws: Workspace, stage: str, reason: str, signer: Signer) -> OverrideRecord:
     """Record that the authenticated ``signer`` (an owner of the blocked play) lets ``stage`` start on the
     current spec; the override is signed with their key."""
-    from rlhfops.workspace import db
-    from rlhfops.workspace.signing import override_payload, require_registered
-
     require_registered(ws, signer, f"override {stage}")
     person = signer.name
 

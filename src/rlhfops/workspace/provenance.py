@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlhfops import __version__
 from rlhfops.errors import DataError, UserError
 from rlhfops.workspace import attest
+from rlhfops.workspace.store import content_hash
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import Workspace
@@ -37,8 +39,6 @@ EXTERNAL = "external"
 
 
 def _version() -> str:
-    from rlhfops import __version__
-
     return __version__
 
 
@@ -103,7 +103,6 @@ def record_evaluation(
         name = f"evaluation-{meta.get('kind')}-{meta.get('suite')}.json".replace("/", "_")
         f = Path(d) / name
         f.write_text(payload, encoding="utf-8")
-        from rlhfops.workspace.store import content_hash
 
         subjects = {"model": model, "evaluation": content_hash(f)}
         if baseline and len(str(baseline)) == 64:

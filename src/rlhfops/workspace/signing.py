@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -198,3 +199,21 @@ def row_signed(
     if not public_key or not signature or ws_keys.get(public_key) != person:
         return False
     return verify_signature(public_key, payload, signature)
+
+
+def signed_rows(keys: dict[str, str], rows: Iterable[Any], payload: Callable[[Any], bytes]) -> list[Any]:
+    """The ``rows`` (each with ``person``, ``public_key``, ``signature``) whose signature of ``payload(row)``
+    is valid under a key registered to the row's person; ``keys`` from :func:`registered_keys`."""
+    return [r for r in rows if row_signed(keys, r.person, r.public_key, r.signature, payload(r))]
+
+
+def spec_row_payload(row: Any) -> bytes:
+    """What a stored spec sign-off (``db.Signature``) signed."""
+    return spec_signature_payload(row.role, row.person, row.spec_hash, row.signed_at)
+
+
+def override_row_payload(row: Any) -> bytes:
+    """What a stored override (``db.Override``) signed."""
+    return override_payload(
+        row.stage, row.play, row.spec_hash, row.blocker, row.reason, row.person, row.created_at
+    )
