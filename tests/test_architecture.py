@@ -387,3 +387,17 @@ def test_the_function_import_checker_on_both_sides_of_its_edge(tmp_path: Path) -
     }
     assert heavy_libraries("rlhfops.uses_model", src) == frozenset()
     assert heavy_libraries("rlhfops.spares_nothing", src) == {"torch"}
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """`rlhfops --help` stays fast: importing the CLI loads none of torch, transformers, sqlalchemy,
+    fastapi (a module-level import of one of them in a command module costs seconds on every call)."""
+    import os
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "sqlalchemy", "fastapi")
+    code = f"import sys, rlhfops.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC.parent), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -9,7 +9,6 @@ import typer
 
 from rlhfops.config import describe_fields, load_config
 from rlhfops.judge.settings import make_judge, settings_from_workspace
-from rlhfops.train.judge_reward import register_judge_factory
 from rlhfops.train.kl_sweep import parse_values, run_kl_sweep
 from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.runner import STAGES, run_stage
@@ -47,6 +46,8 @@ def _judge_factory(spec: str):
 
 
 def _run(stage: str, config: Path | None, sets: list[str] | None, resume: Path | None) -> None:
+    from rlhfops.train.judge_reward import register_judge_factory  # imports torch
+
     register_judge_factory(_judge_factory)
 
     result = run_stage(stage, config, sets, resume)
