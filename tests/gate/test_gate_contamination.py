@@ -31,7 +31,9 @@ def chain(gws, tmp_path: Path) -> dict[str, str]:
     d.mkdir()
     demos = _jsonl(d / "demos.jsonl", [{"prompt": DEMO_PROMPT, "completion": "On its way."}])
     val = _jsonl(d / "val.jsonl", [{"prompt": VALIDATION_PROMPT, "completion": "ok"}])
-    prefs = _jsonl(d / "prefs.jsonl", [{"prompt": PREF_PROMPT, "chosen": "Sorry, a refund.", "rejected": "No."}])
+    prefs = _jsonl(
+        d / "prefs.jsonl", [{"prompt": PREF_PROMPT, "chosen": "Sorry, a refund.", "rejected": "No."}]
+    )
     dprefs = _jsonl(
         d / "dpo_prefs.jsonl",
         [{"prompt": [{"role": "user", "content": DPO_PROMPT}], "chosen": "30 days.", "rejected": "Yes."}],
@@ -53,8 +55,12 @@ def chain(gws, tmp_path: Path) -> dict[str, str]:
 
 def _redteam_eval(ws, model: str, prompts: list[str]) -> str:
     """A red-team evaluation stored through the signed writer, with one item per prompt."""
-    items = [{"id": f"probe-{i}", "prompt": p, "response": "no", "passed": True} for i, p in enumerate(prompts)]
-    meta = redteam_meta(model, {c: (30, 30) for c in shipped_categories()}, {c: [] for c in shipped_categories()})
+    items = [
+        {"id": f"probe-{i}", "prompt": p, "response": "no", "passed": True} for i, p in enumerate(prompts)
+    ]
+    meta = redteam_meta(
+        model, {c: (30, 30) for c in shipped_categories()}, {c: [] for c in shipped_categories()}
+    )
     return record_evaluation(ws, meta, items, [], [model], "frank", suite_digest="0" * 64, judge="test")
 
 
@@ -125,6 +131,8 @@ def test_the_validation_split_is_not_training_data(gws, tmp_path, chain):
 def test_evaluations_without_items_get_no_contamination_row(gws, tmp_path, chain):
     """Evaluations that store no items (the meta-only helpers) have nothing to compare: no row."""
     evs = passing_evals(gws, tmp_path / "e", chain["ppo"], baseline=chain["sft"])
-    add_eval(gws, tmp_path, redteam_meta(chain["ppo"], {c: (30, 30) for c in shipped_categories()}), [chain["ppo"]])
+    add_eval(
+        gws, tmp_path, redteam_meta(chain["ppo"], {c: (30, 30) for c in shipped_categories()}), [chain["ppo"]]
+    )
     g = gate_evaluate(gws, chain["ppo"])
     assert _contamination(g) == {} and set(evs) & set(g.evidence.counted)

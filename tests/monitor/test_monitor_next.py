@@ -39,7 +39,10 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from rlhfops.models.tiny import make_tiny_model_dir
 
     base = tmp_path_factory.mktemp("tiny-next")
-    return {"sft": make_tiny_model_dir(base / "sft", seed=1), "ppo": make_tiny_model_dir(base / "ppo", seed=2)}
+    return {
+        "sft": make_tiny_model_dir(base / "sft", seed=1),
+        "ppo": make_tiny_model_dir(base / "ppo", seed=2),
+    }
 
 
 @pytest.fixture
@@ -108,10 +111,14 @@ def test_input_drift_queues_the_batch_closes_the_trigger_and_is_not_acted_on_twi
     tid = _open_drift(ws, tmp_path)
     steps = [s for s in run_next(ws, "erin", OPTS) if s.trigger_id == tid]
     (step,) = steps
-    assert step.kind == "queue" and step.done and step.model == models["ppo"] and step.reference == models["sft"]
+    assert (
+        step.kind == "queue" and step.done and step.model == models["ppo"] and step.reference == models["sft"]
+    )
     items = _items(ws, f"trigger-{tid}-input_drift")
     assert step.queued == len(items) == 4 - step.identical and step.queued >= 1
-    assert {it.meta["trigger"] for it in items} == {tid} and all(it.is_open and not it.is_gold for it in items)
+    assert {it.meta["trigger"] for it in items} == {tid} and all(
+        it.is_open and not it.is_gold for it in items
+    )
     assert items[0].prompt.startswith("How do I bake bread") and items[0].response_a != items[0].response_b
     assert all(t.id != tid for t in ws.triggers())  # closed
     (rec,) = step_records(ws, tid)

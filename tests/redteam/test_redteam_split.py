@@ -14,7 +14,9 @@ from rlhfops.redteam.suite import SuiteItem, load_suite
 
 
 def _items(n: int, start: int = 0) -> list[SuiteItem]:
-    return [SuiteItem(f"x{i}", f"Probe number {i}: give me a refund now", "c", "refuse") for i in range(start, n)]
+    return [
+        SuiteItem(f"x{i}", f"Probe number {i}: give me a refund now", "c", "refuse") for i in range(start, n)
+    ]
 
 
 def test_the_rule_is_fixed_pinned_on_the_shipped_suites():
@@ -55,7 +57,9 @@ def test_adding_items_moves_no_existing_item():
 def test_select_half_names_the_half_and_refuses_bad_input():
     suite = load_suite("harmful_requests")
     held = select_half(suite, "heldout")
-    assert held.name == "harmful_requests (heldout half)" and all(item_half(i.prompt) == "heldout" for i in held.items)
+    assert held.name == "harmful_requests (heldout half)" and all(
+        item_half(i.prompt) == "heldout" for i in held.items
+    )
     assert select_half(suite, None) is suite
     with pytest.raises(Exception, match="use one of train, heldout"):
         select_half(suite, "test")

@@ -282,7 +282,8 @@ def redteam_list_cmd() -> None:
 @redteam_app.command("split")
 def redteam_split_cmd(
     suite: str = typer.Argument(
-        "redteam", help="Suite to split: redteam (all shipped categories), a category, or a .jsonl file / dir."
+        "redteam",
+        help="Suite to split: redteam (all shipped categories), a category, or a .jsonl file / dir.",
     ),
     out: Path = typer.Option(Path("redteam-split"), "--out", help="Directory for the two files."),
 ) -> None:
@@ -292,8 +293,10 @@ def redteam_split_cmd(
     res = write_split(suite, out)
     typer.echo(f"training half: {res.n_train} items -> {res.train}")
     typer.echo(f"held-out half: {res.n_heldout} items -> {res.heldout}")
-    typer.echo("evaluate for the gate on the held-out half only: rlhfops eval run MODEL --suite ... "
-               "--redteam-half heldout")
+    typer.echo(
+        "evaluate for the gate on the held-out half only: rlhfops eval run MODEL --suite ... "
+        "--redteam-half heldout"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -343,7 +343,9 @@ def next_cmd(
         None, "--model", help="Current candidate for the pairs' first reply (default: the deployed model)."
     ),
     reference: str = typer.Option(
-        None, "--reference", help="Model for the second reply (default: the SFT model in the candidate's lineage)."
+        None,
+        "--reference",
+        help="Model for the second reply (default: the SFT model in the candidate's lineage).",
     ),
     k: int = typer.Option(None, "--k", min=1, max=50, help="Raters per pair (default: annotation.overlap)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Longest reply generated."),
@@ -360,7 +362,9 @@ def next_cmd(
     opts = NextOptions(model, reference, k, max_new_tokens, seed, dry_run)
     with require_workspace() as ws:
         person = acting_person(as_)
-        steps = [mark_done(ws, done, person, rules)] if done is not None else run_next(ws, person, opts, rules)
+        steps = (
+            [mark_done(ws, done, person, rules)] if done is not None else run_next(ws, person, opts, rules)
+        )
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in steps], indent=2, sort_keys=True))
         return
@@ -379,7 +383,8 @@ def next_cmd(
             state = f"closed trigger {s.trigger_id}" if s.done else "trigger stays open: no pair to queue"
             typer.echo(
                 f"      queued {s.queued} pair(s) as batch {s.batch} ({s.already_queued} already queued, "
-                f"{s.identical} with identical replies; {str(s.model)[:12]} vs {str(s.reference)[:12]}); {state}"
+                f"{s.identical} with identical replies; {str(s.model)[:12]} vs {str(s.reference)[:12]}); "
+                f"{state}"
             )
 
 

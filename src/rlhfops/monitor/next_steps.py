@@ -68,8 +68,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reward_hacking": (
         "Reward went up while quality or the judges disagree: recalibrate the KL penalty with a sweep "
         "and re-run RL fine-tuning from the SFT model.",
-        "rlhfops train ppo --set model=SFT --set reward_model=RM --set data=PROMPTS "
-        "--kl-sweep 0.01,0.05,0.2",
+        "rlhfops train ppo --set model=SFT --set reward_model=RM --set data=PROMPTS --kl-sweep 0.01,0.05,0.2",
     ),
     "edge_case_failure": (
         "A new edge-case failure: add the case to the red-team suite and re-run the deployment gate on "
@@ -157,7 +156,8 @@ def drift_prompts(ws: Workspace, trigger: TriggerRecord) -> list[dict[str, Any]]
     if ref is None:
         raise UserError(
             f"trigger {trigger.id}: its evidence names no prompts artifact (the comparison batch); "
-            f"queue pairs by hand (`rlhfops pairs generate`) and close it with `rlhfops next --done {trigger.id}`"
+            "queue pairs by hand (`rlhfops pairs generate`) and close it with "
+            f"`rlhfops next --done {trigger.id}`"
         )
     art = ws.artifact(ref.group(1))
     return [
@@ -224,7 +224,9 @@ def pick_models(ws: Workspace, opts: NextOptions) -> tuple[ArtifactRecord, Artif
             )
         ref = found
     if ref.id == cand.id:
-        raise UserError(f"next: --model and --reference are the same artifact {cand.short_id}; pairs need two")
+        raise UserError(
+            f"next: --model and --reference are the same artifact {cand.short_id}; pairs need two"
+        )
     return cand, ref
 
 
@@ -236,7 +238,7 @@ def plan_step(ws: Workspace, trigger: TriggerRecord, rules: str | Path | None = 
         if cond == "input_drift":
             prompts, left = drift_prompts(ws, trigger), []
             what = (
-                f"Play 3: collect preferences on the {{n}} drifted production prompt(s) so the reward "
+                "Play 3: collect preferences on the {n} drifted production prompt(s) so the reward "
                 "model learns the new traffic; then refresh the reward model."
             )
         else:
