@@ -175,3 +175,32 @@ def test_queue_step_without_a_model_is_a_one_line_error(ws, tmp_path, cli):
     code, _, err = cli(["next", "--as", "erin"])
     assert code == 2 and "no trained policy" in err and "--model" in err
     assert len(err.strip().splitlines()) == 1 and ws.triggers()  # still open
+
+
+def test_a_trigger_whose_items_are_gone_is_blocked_and_the_others_go_on(ws, cli):
+    lost = ws.open_trigger(3, "input_drift", "input drift: no batch named here", "test:lost")
+    other = ws.open_trigger(3, "rater_turnover", "rater turnover 40% > 30%", "test:turnover")
+    code, out, err = cli(["next", "--as", "erin"])
+    assert code == 0, err
+    assert f"#{lost} [input_drift] -> trigger {lost}: its evidence names no prompts artifact" in out
+    assert "blocked: nothing recorded" in out and step_records(ws, lost) == []
+    assert len(step_records(ws, other)) == 1 and {t.id for t in ws.triggers()} == {lost, other}
+    code, out, _ = cli(["next", "--done", str(lost), "--as", "erin"])
+    assert code == 0 and f"trigger {lost} closed" in out
+
+
+def test_model_reference_and_k_options_choose_the_pair_and_the_raters(ws, tmp_path, models, cli):
+    tid = _open_drift(ws, tmp_path, n=2)
+    args = ["next", "--model", models["sft"], "--reference", models["ppo"], "--k", "2"]
+    code, out, err = cli([*args, "--max-new-tokens", "3", "--as", "erin"])
+    assert code == 0, err
+    assert f"{models['sft'][:12]} vs {models['ppo'][:12]}" in out
+    items = _items(ws, f"trigger-{tid}-input_drift")
+    assert items and {it.k for it in items} == {2}
+    assert {(it.meta["model_a"], it.meta["model_b"]) for it in items} == {(models["sft"], models["ppo"])}
+
+
+def test_the_same_model_on_both_sides_is_refused(ws, tmp_path, models, cli):
+    _open_drift(ws, tmp_path, n=2)
+    code, _, err = cli(["next", "--model", models["sft"], "--reference", models["sft"], "--as", "erin"])
+    assert code == 2 and "pairs need two" in err and ws.triggers()

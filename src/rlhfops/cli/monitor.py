@@ -371,9 +371,11 @@ def next_cmd(
     if not steps:
         typer.echo("open triggers: none; nothing to do")
     for s in steps:
-        typer.echo(f"#{s.trigger_id} [{s.rule}] -> {s.what}")
+        typer.echo(f"#{s.trigger_id} [{s.rule}] -> {s.what}")  # blocked: the reason
         if done is not None:
             typer.echo(f"      done: trigger {s.trigger_id} closed by {person}")
+        elif s.kind == "blocked":
+            typer.echo("      blocked: nothing recorded; the trigger stays open")
         elif s.kind == "command":
             again = " (recorded earlier)" if s.recorded_before else ""
             typer.echo(f"      run: {s.command}{again}; then `rlhfops next --done {s.trigger_id}`")

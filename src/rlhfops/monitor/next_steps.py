@@ -95,7 +95,7 @@ class Step:
     trigger_id: int
     rule: str
     play: int
-    kind: str
+    kind: str  # queue, command, or blocked (the step's items cannot be found: ``what`` says why)
     what: str
     command: str = ""
     prompts: list[dict[str, Any]] = field(default_factory=list)  # queue steps: {id, prompt, source}
@@ -323,7 +323,11 @@ def run_next(ws: Workspace, creator: str, opts: NextOptions, rules: str | Path |
     """Act on every open trigger (see the module doc); with ``opts.dry_run`` only plan."""
     steps = []
     for trigger in ws.triggers(open_only=True):
-        step = plan_step(ws, trigger, rules)
+        try:
+            step = plan_step(ws, trigger, rules)
+        except UserError as err:  # its items cannot be found: say so, go on with the others
+            steps.append(Step(trigger.id, trigger.rule, trigger.play, "blocked", str(err)))
+            continue
         steps.append(step)
         if opts.dry_run:
             if step.kind == "queue":
