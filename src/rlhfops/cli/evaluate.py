@@ -15,6 +15,7 @@ from rlhfops.cli.options import AS_OPT
 from rlhfops.errors import UserError
 from rlhfops.evaluate.run import EvalOptions, run_evaluation
 from rlhfops.judge.settings import make_judge, settings_from_workspace
+from rlhfops.redteam.split import HALVES, write_split
 from rlhfops.redteam.suite import HELDOUT, REDTEAM, load_suite, shipped_suites
 
 eval_app = typer.Typer(help="Evaluate a model on a suite; side-by-side comparisons (Play 5).")
@@ -106,10 +107,19 @@ def eval_run_cmd(
         None, "--limit", min=1, help="Evaluate only the first N items (of each category in a red-team suite)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed for the sampled KL replies."),
+    redteam_half: str | None = typer.Option(
+        None,
+        "--redteam-half",
+        help="Evaluate only one half of the suite by the fixed split rule (`rlhfops redteam split`): "
+        "heldout (for the gate) or train.",
+    ),
     out: Path | None = OUT_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print the summary (meta) as JSON."),
 ) -> None:
     """Generate replies on a suite, measure them, and store the result (an evaluation artifact)."""
+    if redteam_half is not None and redteam_half not in HALVES:
+        raise UserError(f"eval run: --redteam-half {redteam_half!r}: use one of {', '.join(HALVES)}")
+
     opts = EvalOptions(
         suite=suite,
         baseline=baseline,
@@ -120,6 +130,7 @@ def eval_run_cmd(
         kl_prompts=kl_prompts,
         limit=limit,
         seed=seed,
+        redteam_half=redteam_half,
     )
     res = _run(model, opts, out)
     if as_json:
@@ -299,6 +310,24 @@ def judge_calibrate(
     if res.skipped:
         typer.echo(f"not scored: {res.skipped}")
     typer.echo(f"wrote {res.path}; artifact {res.artifact_id}")
+
+
+@redteam_app.command("split")
+def redteam_split_cmd(
+    suite: str = typer.Argument(
+        "redteam",
+        help="Suite to split: redteam (all shipped categories), a category, or a .jsonl file / dir.",
+    ),
+    out: Path = typer.Option(Path("redteam-split"), "--out", help="Directory for the two files."),
+) -> None:
+    """Split a suite by the fixed rule (prompt hash) into NAME.train.jsonl and NAME.heldout.jsonl."""
+    res = write_split(suite, out)
+    typer.echo(f"training half: {res.n_train} items -> {res.train}")
+    typer.echo(f"held-out half: {res.n_heldout} items -> {res.heldout}")
+    typer.echo(
+        "evaluate for the gate on the held-out half only: rlhfops eval run MODEL --suite ... "
+        "--redteam-half heldout"
+    )
 
 
 def register(app: typer.Typer) -> None:

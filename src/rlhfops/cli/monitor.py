@@ -1,4 +1,5 @@
-"""CLI commands for monitoring: `rlhfops monitor ingest|drift|logs`, `rlhfops triggers [list|check|close]`.
+"""CLI commands for monitoring: `rlhfops monitor ingest|drift|logs`, `rlhfops triggers [list|check|close]`,
+`rlhfops next` (each open trigger's next step).
 
 Thin: each command parses, calls one function of :mod:`rlhfops.monitor` and prints its result.
 """
@@ -330,7 +331,64 @@ def triggers_rules(
         typer.echo(f"{r.id}{off}: -> Play {r.play} when {r.condition}({params})")
 
 
+def next_cmd(
+    done: int = typer.Option(
+        None, "--done", help="Record that this trigger's step was done and close the trigger."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; load no model, write nothing."),
+    model: str = typer.Option(
+        None, "--model", help="Current candidate for the pairs' first reply (default: the deployed model)."
+    ),
+    reference: str = typer.Option(
+        None,
+        "--reference",
+        help="Model for the second reply (default: the SFT model in the candidate's lineage).",
+    ),
+    k: int = typer.Option(None, "--k", min=1, max=50, help="Raters per pair (default: annotation.overlap)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1, help="Longest reply generated."),
+    seed: int = typer.Option(0, "--seed", help="Generation seed."),
+    rules: Path = RULES_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON records."),
+    as_: str = AS_OPT,
+) -> None:
+    """Turn each open trigger into its next step: queue its comparison batch (drifted prompts, recurring
+    failures) for the raters and close it, or say which command to run and why (close it with --done ID)."""
+    from rlhfops.monitor.next_steps import NextOptions, mark_done, run_next
+    from rlhfops.workspace import acting_person, require_workspace
+
+    opts = NextOptions(model, reference, k, max_new_tokens, seed, dry_run)
+    with require_workspace() as ws:
+        person = acting_person(as_)
+        steps = (
+            [mark_done(ws, done, person, rules)] if done is not None else run_next(ws, person, opts, rules)
+        )
+    if as_json:
+        typer.echo(json.dumps([s.to_json() for s in steps], indent=2, sort_keys=True))
+        return
+    if not steps:
+        typer.echo("open triggers: none; nothing to do")
+    for s in steps:
+        typer.echo(f"#{s.trigger_id} [{s.rule}] -> {s.what}")  # blocked: the reason
+        if done is not None:
+            typer.echo(f"      done: trigger {s.trigger_id} closed by {person}")
+        elif s.kind == "blocked":
+            typer.echo("      blocked: nothing recorded; the trigger stays open")
+        elif s.kind == "command":
+            again = " (recorded earlier)" if s.recorded_before else ""
+            typer.echo(f"      run: {s.command}{again}; then `rlhfops next --done {s.trigger_id}`")
+        elif dry_run:
+            typer.echo(f"      would queue {len(s.prompts)} prompt(s) as batch {s.batch} (dry run)")
+        else:
+            state = f"closed trigger {s.trigger_id}" if s.done else "trigger stays open: no pair to queue"
+            typer.echo(
+                f"      queued {s.queued} pair(s) as batch {s.batch} ({s.already_queued} already queued, "
+                f"{s.identical} with identical replies; {str(s.model)[:12]} vs {str(s.reference)[:12]}); "
+                f"{state}"
+            )
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the root app."""
+    app.command("next")(next_cmd)
     app.add_typer(monitor_app, name="monitor")
     app.add_typer(triggers_app, name="triggers")

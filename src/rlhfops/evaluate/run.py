@@ -21,6 +21,7 @@ from rlhfops.judge import JudgeSettings, make_judge
 from rlhfops.judge.http import JudgeError
 from rlhfops.judge.reward_model import RewardModelJudge
 from rlhfops.judge.settings import settings_from_workspace
+from rlhfops.redteam.split import select_half
 from rlhfops.redteam.suite import load_suite
 
 
@@ -37,6 +38,7 @@ class EvalOptions:
     seed: int = 0
     kind: str | None = None  # "side_by_side" for eval compare; else from the suite
     swap: bool = True
+    redteam_half: str | None = None  # "train" / "heldout": only that half of the suite (redteam/split.py)
 
 
 @dataclass
@@ -135,7 +137,7 @@ def run_evaluation(
     """Evaluate ``model`` on ``opts.suite``; store in ``ws`` (an artifact) or write ``out``."""
     if ws is None and out is None:
         raise UserError("not in a workspace: give --out FILE for the result JSON")
-    suite = load_suite(opts.suite)
+    suite = select_half(load_suite(opts.suite), opts.redteam_half)
     items = limit_items(suite, opts.limit)
     cand_ref = resolve_model(model, ws)
     base_ref = resolve_model(opts.baseline, ws) if opts.baseline else None
@@ -157,6 +159,8 @@ def run_evaluation(
         "n_items": len(items),
         "max_new_tokens": opts.max_new_tokens,
     }
+    if opts.redteam_half:
+        meta["redteam_half"] = opts.redteam_half
     rows = score_items(items, cand)
     if kind == "redteam":
         meta["redteam"] = redteam_summary(rows)

@@ -103,20 +103,24 @@ def gate_evaluate(ws: Workspace, model_ref: str) -> GateEvaluation:
     """Pass/fail per threshold of the current spec for the model, from its stored evaluations.
 
     Only evidence rlhfops wrote and signed counts (:mod:`rlhfops.gate.provenance`); a model or an
-    evaluation that is unsigned, tampered with or imported as external is a named failure.
+    evaluation that is unsigned, tampered with or imported as external is a named failure; so is an
+    evaluation whose prompts are in the model's training data (:mod:`rlhfops.gate.contamination`).
     """
+    from rlhfops.gate.contamination import check_contamination
     from rlhfops.gate.provenance import checked_evidence
 
     model = gate_model(ws, model_ref)
     sv = _spec(ws, "gate evaluate")
-    checked = checked_evidence(ws, model, model_evaluations(ws, model))  # only signed results count
+    evals = model_evaluations(ws, model)
+    checked = checked_evidence(ws, model, evals)  # only signed results count
+    refused, contaminated = check_contamination(ws, model, evals)  # nor results on training prompts
     return evaluate_gate(
         model.id,
         sv.hash,
         sv.spec.gate,
         sv.spec.success_criteria,
-        checked.sources,
-        provenance=checked.rows,
+        [s for s in checked.sources if s.id not in refused],
+        provenance=[*checked.rows, *contaminated],
         redteam_categories=tuple(shipped_suites()),
     )
 
