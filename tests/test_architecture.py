@@ -186,10 +186,10 @@ def _problems(module: str, source: str) -> list[str]:
         ("rlhfops.gate.decide", "from rlhfops.gate.verdict import GateEvaluation", ""),
         ("rlhfops.gate.pages", "from rlhfops.web.deps import x", "never renders"),
         # the demo: only its command imports it
-        ("rlhfops.cli.demo", "from rlhfops.demo_plays import run_demo_plays", ""),
-        ("rlhfops.cli.gate", "from rlhfops.demo_plays import run_demo_plays", "nothing imports the demo"),
-        ("rlhfops.web.app", "from rlhfops import demo_steps", "nothing imports the demo"),
-        ("rlhfops.demo_plays", "from rlhfops.demo_steps import Steps", ""),
+        ("rlhfops.cli.demo", "from rlhfops.demo.plays import run_demo_plays", ""),
+        ("rlhfops.cli.gate", "from rlhfops.demo.plays import run_demo_plays", "nothing imports the demo"),
+        ("rlhfops.web.app", "from rlhfops.demo import steps", "nothing imports the demo"),
+        ("rlhfops.demo.plays", "from rlhfops.demo.steps import Steps", ""),
         # workspace storage never imports the play-order rules; the rules import storage
         ("rlhfops.workspace.core", "from rlhfops.workspace.plays import check_stage_ready", "play-order"),
         ("rlhfops.workspace.core", "from .plays import compute_status", "play-order"),

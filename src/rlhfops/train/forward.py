@@ -260,13 +260,15 @@ def hidden_after_prompts(
         return out.last_hidden_state[:, P - 1 :]
     from transformers import DynamicCache
 
+    from rlhfops.models.generate import cache_arg
+
     cache = DynamicCache()
     head = slice(None, None, group)
     trunk(
         input_ids=ids[head, : P - 1],
         attention_mask=mask[head, : P - 1],
         position_ids=positions[head, : P - 1],
-        past_key_values=cache,
+        **cache_arg(trunk, cache),
         use_cache=True,
     )
     cache.batch_repeat_interleave(group)
@@ -274,7 +276,7 @@ def hidden_after_prompts(
         input_ids=ids[:, P - 1 :],
         attention_mask=mask,
         position_ids=positions[:, P - 1 :],
-        past_key_values=cache,
+        **cache_arg(trunk, cache),
         use_cache=True,
     )
     return out.last_hidden_state
