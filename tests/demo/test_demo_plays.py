@@ -86,8 +86,20 @@ def test_demo_evaluations_are_the_artifacts_eval_run_writes(demo_run, monkeypatc
     monkeypatch.setenv("RLHFOPS_WORKSPACE", str(root))
     monkeypatch.setenv("RLHFOPS_USER", "demo-grace")
     args = ["eval", "run", s["artifacts"]["dpo"], "--suite", str(root / "data" / "heldout-suite.jsonl")]
-    args += ["--baseline", s["settings"]["model"], "--judge", "policy", "--reference", s["runs"]["sft"] + "/final"]
-    args += ["--max-new-tokens", str(s["settings"]["max_new_tokens"]), "--kl-prompts", str(s["settings"]["heldout"])]
+    args += [
+        "--baseline",
+        s["settings"]["model"],
+        "--judge",
+        "policy",
+        "--reference",
+        s["runs"]["sft"] + "/final",
+    ]
+    args += [
+        "--max-new-tokens",
+        str(s["settings"]["max_new_tokens"]),
+        "--kl-prompts",
+        str(s["settings"]["heldout"]),
+    ]
     main([*args, "--json"])
     out = json.loads(capsys.readouterr().out)
     ws = Workspace.open(root)
@@ -97,9 +109,12 @@ def test_demo_evaluations_are_the_artifacts_eval_run_writes(demo_run, monkeypatc
         ws.close()
     assert user_ev["meta"] == demo_ev["meta"]
     assert user_ev["items"] == demo_ev["items"]
-    assert demo_ev["meta"]["success_criteria"][
-        "apologises and offers a remedy when the shop is at fault"
-    ]["detector"] == "policy-judge"
+    assert (
+        demo_ev["meta"]["success_criteria"]["apologises and offers a remedy when the shop is at fault"][
+            "detector"
+        ]
+        == "policy-judge"
+    )
     assert demo_ev["meta"]["win_rate"]["judge"] == "policy"
 
 

@@ -6,6 +6,7 @@ import json
 
 from rlhfops.demo.sim import production_week
 
+
 def test_demo_production_week_drifts_from_the_given_day(tmp_path):
     support = [(f"order {i} late", "sorry") for i in range(200)]
     other = [(f"poem {i}", "roses") for i in range(200)]

@@ -27,7 +27,9 @@ def policy() -> Policy:
     import rlhfops.spec
     from rlhfops.spec.schema import TaskSpec
 
-    raw = yaml.safe_load((Path(rlhfops.spec.__file__).parent / "templates" / "support_replies.yaml").read_text())
+    raw = yaml.safe_load(
+        (Path(rlhfops.spec.__file__).parent / "templates" / "support_replies.yaml").read_text()
+    )
     raw.pop("edge_cases", None)
     return TaskSpec(**raw).policy
 
@@ -90,7 +92,11 @@ def test_apology_and_remedy_are_both_needed(judge):
 
 
 def test_quantities_are_normalised():
-    assert quantities("5 to 7 working days, a 30-day window, $ 9.95") == ["5-7 business day", "30 day", "$9.95"]
+    assert quantities("5 to 7 working days, a 30-day window, $ 9.95") == [
+        "5-7 business day",
+        "30 day",
+        "$9.95",
+    ]
     assert normalise_quantity("2-Years") == "2 year"
 
 

@@ -27,7 +27,13 @@ def demo(
     run = run_demo_plays(dir_, quick=quick, force=force, settings=settings)
     s = run.summary
     table = Table(title=f"rlhfops demo ({run.seconds / 60:.1f} min) — held-out success criteria, KL paid")
-    for col in ("model", "apologises + remedy (policy)", "refuses benign", "win rate vs base [95% CI]", "KL (to)"):
+    for col in (
+        "model",
+        "apologises + remedy (policy)",
+        "refuses benign",
+        "win rate vs base [95% CI]",
+        "KL (to)",
+    ):
         table.add_column(col)
     for r in s["criteria"]:
         wr = (
@@ -36,16 +42,25 @@ def demo(
             else (f"{r['win_rate_vs_base']:.2f} [{r['win_rate_ci'][0]:.2f}, {r['win_rate_ci'][1]:.2f}]")
         )
         kl = "-" if r["kl"] is None else f"{r['kl']:.3f} ({r['kl_reference'] or 'base'})"
-        table.add_row(r["model"], _pct(r["apology_remedy_rate"]) + f" (n={r['n']})", _pct(r["refusal_rate"]), wr, kl)
+        table.add_row(
+            r["model"], _pct(r["apology_remedy_rate"]) + f" (n={r['n']})", _pct(r["refusal_rate"]), wr, kl
+        )
     console.print(table)
     rows = {r["model"]: r for r in s["criteria"]}
-    best = max((r for r in s["criteria"] if r["model"] != "base"), key=lambda r: r["apology_remedy_rate"] or 0)
+    best = max(
+        (r for r in s["criteria"] if r["model"] != "base"), key=lambda r: r["apology_remedy_rate"] or 0
+    )
     base = rows.get("base", {}).get("apology_remedy_rate") or 0.0
     gain = (best["apology_remedy_rate"] or 0.0) - base
     console.print(
-        f"[bold]Result[/bold]: best candidate {best['model']} meets the policy in {_pct(best['apology_remedy_rate'])} "
+        f"[bold]Result[/bold]: best candidate {best['model']} meets the policy in "
+        f"{_pct(best['apology_remedy_rate'])} "
         f"of held-out replies vs the base's {_pct(base)} ({gain * 100:+.0f} points"
-        + ("; the quick demo's target of +25 points is met)" if gain >= 0.25 else "; under the +25-point target)"),
+        + (
+            "; the quick demo's target of +25 points is met)"
+            if gain >= 0.25
+            else "; under the +25-point target)"
+        ),
         highlight=False,
     )
     g = s["gate"]

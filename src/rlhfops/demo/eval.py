@@ -24,7 +24,9 @@ def write_heldout_suite(path: Path, prompts: list[str]) -> Path:
     """The held-out prompts as an evaluation suite file (a header line, then one item per prompt)."""
     from rlhfops.data.files import atomic_write_text
 
-    rows = [{"suite": HELDOUT_SUITE}] + [{"id": f"heldout-{i + 1}", "prompt": p} for i, p in enumerate(prompts)]
+    rows = [{"suite": HELDOUT_SUITE}] + [
+        {"id": f"heldout-{i + 1}", "prompt": p} for i, p in enumerate(prompts)
+    ]
     return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 

@@ -42,7 +42,8 @@ PURPOSES = {
     "play 1: spec, sign-offs, baseline": "write down what good looks like; the business owner and the "
     "technical lead sign it",
     "play 2: SFT": "teach the format from the domain experts' demonstrations (supervised fine-tuning)",
-    "play 3: candidate pairs from SFT": "sample two replies per prompt from the SFT model for raters to compare",
+    "play 3: candidate pairs from SFT": "sample two replies per prompt from the SFT model for raters to "
+    "compare",
     "play 3: simulated labels + export": "raters compare pairs in the annotation service: a calibration "
     "round first, gold items hidden in the queue; `prefs export`",
     "play 3: reward model": "learn the raters' preference as a reward model",

@@ -50,7 +50,11 @@ def preference_score(prompt: str, reply: str) -> float:
     words = [w.strip(_STRIP) for w in low.split()]
     declines = any(d in low for d in _DECLINES)
     remedy = not declines and any(w.startswith(_REMEDY_STEMS) for w in words)
-    invented = [w for w in words if any(c.isdigit() for c in w) and w not in _POLICY_NUMBERS and w not in prompt.lower()]
+    invented = [
+        w
+        for w in words
+        if any(c.isdigit() for c in w) and w not in _POLICY_NUMBERS and w not in prompt.lower()
+    ]
     n = _sentence_count(reply)
     parts = [p.strip() for p in low.replace("!", ".").replace("?", ".").split(".") if p.strip()]
     s = 1.0 if any(w in _APOLOGY for w in words) else 0.0
@@ -163,15 +167,21 @@ def annotate(
     for r in raters:
         ws.add_person(r.name, "rater", lead)
     queue_pairs(ws, [PairIn(p, a, b, meta={"simulated": True}) for p, a, b in pairs], "round-1", k)
-    queue_pairs(ws, [PairIn(p, c, r, gold_answer="A", meta={"simulated": True}) for p, c, r in gold], "gold", 1)
+    queue_pairs(
+        ws, [PairIn(p, c, r, gold_answer="A", meta={"simulated": True}) for p, c, r in gold], "gold", 1
+    )
     rng = random.Random(seed)
     rounds: list[dict[str, Any]] = []
     for attempt in range(3):
         rid = start_round(ws, lead, n=min(calibration_n, len(pairs)), threshold=threshold)
         _label_all(ws, raters, rng, batch)
         res = round_result(ws, rid).to_json()
-        rounds.append({k2: res[k2] for k2 in ("round", "status", "message", "overall_agreement", "krippendorff_alpha")})
-        rounds[-1]["guidelines"] = "tightened (stated preference)" if raters[0].tight else "vague (first draft)"
+        rounds.append(
+            {k2: res[k2] for k2 in ("round", "status", "message", "overall_agreement", "krippendorff_alpha")}
+        )
+        rounds[-1]["guidelines"] = (
+            "tightened (stated preference)" if raters[0].tight else "vague (first draft)"
+        )
         if res["status"] == "passed":
             break
         for r in raters:  # the annotation lead tightens the guidelines; the next round tests them

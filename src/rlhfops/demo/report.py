@@ -35,7 +35,8 @@ are simulated (rater names start with <code>sim-</code>); people are demo people
 facts; the raters' preference is separate code), red-team suites by their detectors.</p>
 <ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul></section>
 <section id="demo-criteria"><h2>Success criteria before and after (held-out prompts)</h2>
-<table><tr><th>model</th><th>apologises + remedy (policy judge)</th><th>95% CI</th><th>refuses benign</th><th>95% CI</th>
+<table><tr><th>model</th><th>apologises + remedy (policy judge)</th><th>95% CI</th>
+<th>refuses benign</th><th>95% CI</th>
 <th>n</th><th>KL (nats/response)</th><th>KL to</th></tr>
 {% for r in criteria %}<tr><td>{{ r.model }}</td><td>{{ fmt(r.apology_remedy_rate) }}</td>
 <td>[{{ fmt(r.apology_remedy_ci[0]) }}, {{ fmt(r.apology_remedy_ci[1]) }}]</td>
@@ -55,7 +56,8 @@ drifting rater (by construction): {{ ann.drifting|join(", ") }};
 flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
 <table><tr><th>calibration round</th><th>guidelines</th><th>status</th><th>percent agreement</th>
 <th>Krippendorff's alpha</th></tr>
-{% for r in ann.calibration_rounds %}<tr><td>{{ r.round }}</td><td>{{ r.guidelines }}</td><td>{{ r.status }}</td>
+{% for r in ann.calibration_rounds %}<tr><td>{{ r.round }}</td><td>{{ r.guidelines }}</td>
+<td>{{ r.status }}</td>
 <td>{{ fmt(r.overall_agreement) }}</td><td>{{ fmt(r.krippendorff_alpha) }}</td></tr>{% endfor %}</table>
 <img id="plot-demo-agreement" alt="agreement per rater over time" src="{{ plots.agreement }}"></section>
 <section id="demo-redteam"><h2>Red-team pass rate per category (first items of each shipped suite)</h2>

@@ -94,7 +94,12 @@ class Context:
         shipped = _rows(self.data("prefs.jsonl"))
         rng = random.Random(self.s.seed)
         rng.shuffle(shipped)
-        clear = [r for r in shipped if preference_score(r["prompt"], r["chosen"]) - preference_score(r["prompt"], r["rejected"]) >= 1.5]
+        clear = [
+            r
+            for r in shipped
+            if preference_score(r["prompt"], r["chosen"]) - preference_score(r["prompt"], r["rejected"])
+            >= 1.5
+        ]
         gold = [(r["prompt"], r["chosen"], r["rejected"]) for r in clear[: self.s.gold_pairs]]
         extra = shipped[len(shipped) // 2 :][: self.s.shipped_pairs]
         pairs = []
@@ -136,7 +141,8 @@ class Context:
         )
         alpha = "-" if out.alpha is None else f"{out.alpha:.2f}"
         return (
-            f"calibration: {rounds}\n{out.kept} pairs exported (SIMULATED raters), Krippendorff's alpha {alpha} "
+            f"calibration: {rounds}\n{out.kept} pairs exported (SIMULATED raters), "
+            f"Krippendorff's alpha {alpha} "
             f"(spec min {spec.gate.min_agreement}); gold items flagged: {', '.join(flagged) or 'none'}"
         )
 
@@ -146,7 +152,9 @@ class Context:
         sets.update(max_steps=self.s.rm_steps, learning_rate=2e-5)
         self._record("rm", _train(self.ws, "rm", PEOPLE["annotation-lead"], sets, self.s, self.notes))
         acc = self.train["rm"].get("eval_accuracy")
-        return "reward model trained" + (f"; held-out accuracy {acc:.2f}" if isinstance(acc, int | float) else "")
+        return "reward model trained" + (
+            f"; held-out accuracy {acc:.2f}" if isinstance(acc, int | float) else ""
+        )
 
     def dpo(self) -> str:
         prefs = self.root / "data" / "preferences.jsonl"
@@ -215,7 +223,9 @@ class Context:
             self.runs[name], self.models[name], self.ids[name] = str(run), str(run / "final"), aid
             self.train[name] = {k: row[k] for k in ("score", "kl", "alarms", "alarm_names")}
             self.refs[name] = "sft"
-        return f"{len(result.rows)} PPO runs; the sweep recommends beta {result.recommended} ({result.reason})"
+        return (
+            f"{len(result.rows)} PPO runs; the sweep recommends beta {result.recommended} ({result.reason})"
+        )
 
     def evaluate_ppo(self) -> str:
         names = [n for n in self.models if n.startswith("ppo-")]
@@ -278,7 +288,9 @@ class Context:
             "promote_refused": why,
         }
         if g.passed:
-            return f"{chosen} approved by {owner.name}; " + (f"promoted {promoted}" if promoted else f"promote refused: {why}")
+            return f"{chosen} approved by {owner.name}; " + (
+                f"promoted {promoted}" if promoted else f"promote refused: {why}"
+            )
         return f"{chosen} rejected by {owner.name}; failed: {', '.join(failed)}; nothing promoted"
 
     # ---- monitoring ----------------------------------------------------------------------------
@@ -301,7 +313,7 @@ class Context:
         others = other_task_prompts(int(self.s.per_day * 4 * 0.6) + 8, seed=self.s.seed)
         model = LoadedModel.load(self.models[prod])
 
-        def respond(prompts: list[str]) -> list[str]:  # only the prompts the week uses
+        def respond(prompts: list[str], model: Any = model) -> list[str]:  # only the prompts the week uses
             return model.respond(prompts, self.s.production_tokens, batch_size=32, seed=self.s.seed)
 
         log = production_week(

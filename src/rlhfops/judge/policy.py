@@ -64,7 +64,9 @@ def sentences(text: str) -> list[str]:
 def _words_rx(words: list[str]) -> re.Pattern[str] | None:
     if not words:
         return None
-    alts = "|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in sorted(words, key=len, reverse=True))
+    alts = "|".join(
+        r"\s+".join(re.escape(w) for w in p.split()) for p in sorted(words, key=len, reverse=True)
+    )
     return re.compile(rf"(?<![\w-])(?:{alts})(?![\w-])", re.I)
 
 
@@ -97,7 +99,8 @@ class PolicyJudge(PointwiseJudge):
         self._apology = _words_rx(list(policy.apology))
         self._remedy = _words_rx(list(policy.remedies))
         self._facts = [
-            (f.name, _words_rx(list(f.about)), {normalise_quantity(v) for v in f.values}) for f in policy.facts
+            (f.name, _words_rx(list(f.about)), {normalise_quantity(v) for v in f.values})
+            for f in policy.facts
         ]
         self._all_values = set().union(*(v for _, _, v in self._facts)) if self._facts else set()
         self._ids = [re.compile(rx) for rx in policy.identifiers]
@@ -119,7 +122,10 @@ class PolicyJudge(PointwiseJudge):
                 if m.group(0) not in prompt:
                     out.append(f"invents the identifier {m.group(0)!r} (not in the customer's message)")
         if self._forbidden is not None:
-            out += [f"states a policy the business does not have: {m.group(0)!r}" for m in self._forbidden.finditer(response)]
+            out += [
+                f"states a policy the business does not have: {m.group(0)!r}"
+                for m in self._forbidden.finditer(response)
+            ]
         return out
 
     def check(self, prompt: str, response: str) -> PolicyCheck:

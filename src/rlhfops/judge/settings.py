@@ -1,6 +1,7 @@
 """Judge settings (the ``judge:`` section of ``rlhfops.yaml``) and :func:`make_judge`.
 
-CLI spelling (``--judge``): ``rule``, ``policy`` (the spec's ``policy`` section, :mod:`.policy`), ``rm:PATH`` or ``reward-model:PATH`` (reward model directory),
+CLI spelling (``--judge``): ``rule``, ``policy`` (the spec's ``policy`` section, :mod:`.policy`),
+``rm:PATH`` or ``reward-model:PATH`` (reward model directory),
 ``lm:PATH`` (causal LM directory), ``openai`` (url / model / api_key_env from the settings)
 or ``openai:MODEL@URL``.
 """

@@ -38,7 +38,6 @@ class GenerationOutput(NamedTuple):
     entropy: torch.Tensor | None = None  # [B, N] entropy of the distribution each token was drawn from
 
 
-
 def _unwrap(model: Any) -> Any:
     """The transformers model inside DDP / peft wrappers."""
     for _ in range(4):
@@ -61,6 +60,7 @@ def cache_arg(model: Any, cache: Any) -> dict[str, Any]:
     """The KV cache as the model's forward names it: ``cache`` in transformers releases that renamed it
     (``past_key_values`` is deprecated there and warns on every call), ``past_key_values`` before."""
     return {_cache_name(type(_unwrap(model))): cache}
+
 
 def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids [B,P], mask [B,P]) with every prompt right-aligned."""

@@ -23,7 +23,9 @@ class PolicyFact(_Part):
 
     name: str = Field(..., min_length=1, description="Short name, e.g. 'refund time'.")
     about: list[str] = Field(
-        ..., min_length=1, description="Words or phrases (whole words, any case) that make a sentence about it."
+        ...,
+        min_length=1,
+        description="Words or phrases (whole words, any case) that make a sentence about it.",
     )
     values: list[str] = Field(
         ...,
@@ -50,7 +52,8 @@ class Policy(_Part):
     facts: list[PolicyFact] = Field(default_factory=list, description="The policy facts a reply may state.")
     identifiers: list[str] = Field(
         default_factory=list,
-        description="Regexes of identifiers (order numbers) a reply may only repeat from the customer's message.",
+        description="Regexes of identifiers (order numbers) a reply may only repeat from the customer's "
+        "message.",
     )
     forbidden: list[str] = Field(
         default_factory=list,
