@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlhfops.demo_report import SECTIONS
+from rlhfops.demo.report import SECTIONS
 
 
 @pytest.fixture

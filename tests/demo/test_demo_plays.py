@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rlhfops.cli.main import main
-from rlhfops.demo_plays import DemoSettings, run_demo_plays
+from rlhfops.demo.plays import DemoSettings, run_demo_plays
 from rlhfops.errors import UserError
 
 
@@ -34,11 +34,99 @@ def _tiny_settings(tiny) -> DemoSettings:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    from rlhfops.demo.narrate import set_sink
     from rlhfops.models.tiny import make_tiny_model_dir
 
     tmp = tmp_path_factory.mktemp("demo")
     tiny = make_tiny_model_dir(tmp / "tiny")
-    return run_demo_plays(tmp / "ws", quick=True, settings=_tiny_settings(tiny))
+    lines: list[str] = []
+    set_sink(lines.append)
+    try:
+        run = run_demo_plays(tmp / "ws", quick=True, settings=_tiny_settings(tiny))
+    finally:
+        set_sink(print)
+    run.lines = lines
+    return run
+
+
+def test_demo_narrates_each_play_purpose_and_finding(demo_run):
+    from rlhfops.demo.plays import PURPOSES
+
+    text = "\n".join(demo_run.lines)
+    for name, purpose in PURPOSES.items():
+        assert purpose in text, name
+    assert sum(line.startswith("[play 3]   -> calibration: round 1") for line in demo_run.lines) == 1
+    assert any("Krippendorff's alpha" in line for line in demo_run.lines)
+
+
+def test_demo_calibration_tightens_the_guidelines_and_passes_min_agreement(demo_run):
+    """Round one's preferences pass the spec's min_agreement after a failed round under vague guidelines;
+    no override of the Play 3 gate (reward model, DPO) was recorded."""
+    ann = demo_run.summary["annotation"]
+    rounds = ann["calibration_rounds"]
+    assert rounds[0]["status"] == "failed" and rounds[0]["guidelines"].startswith("vague")
+    assert rounds[-1]["status"] == "passed" and rounds[-1]["guidelines"].startswith("tightened")
+    assert rounds[-1]["overall_agreement"] > rounds[0]["overall_agreement"]
+    assert ann["alpha"] >= ann["min_agreement"] == 0.6
+    assert not [n for n in demo_run.summary["notes"] if n.startswith(("OVERRIDE rm", "OVERRIDE dpo"))]
+
+
+def test_demo_evaluations_are_the_artifacts_eval_run_writes(demo_run, monkeypatch, capsys):
+    """`rlhfops eval run` with the same options on the DPO model writes the same evaluation (meta, items)."""
+    from rlhfops.workspace import Workspace
+
+    root = demo_run.out_dir
+    s = demo_run.summary
+    row = next(r for r in s["criteria"] if r["model"] == "dpo")
+    ws = Workspace.open(root)
+    try:
+        demo_ev = json.loads(ws.artifact(row["evaluations"][0]).path.read_text())
+    finally:
+        ws.close()
+    monkeypatch.setenv("RLHFOPS_WORKSPACE", str(root))
+    monkeypatch.setenv("RLHFOPS_USER", "demo-grace")
+    args = ["eval", "run", s["artifacts"]["dpo"], "--suite", str(root / "data" / "heldout-suite.jsonl")]
+    args += [
+        "--baseline",
+        s["settings"]["model"],
+        "--judge",
+        "policy",
+        "--reference",
+        s["runs"]["sft"] + "/final",
+    ]
+    args += [
+        "--max-new-tokens",
+        str(s["settings"]["max_new_tokens"]),
+        "--kl-prompts",
+        str(s["settings"]["heldout"]),
+    ]
+    main([*args, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    ws = Workspace.open(root)
+    try:
+        user_ev = json.loads(ws.artifact(out["artifact"]).path.read_text())
+    finally:
+        ws.close()
+    assert user_ev["meta"] == demo_ev["meta"]
+    assert user_ev["items"] == demo_ev["items"]
+    assert (
+        demo_ev["meta"]["success_criteria"]["apologises and offers a remedy when the shop is at fault"][
+            "detector"
+        ]
+        == "policy-judge"
+    )
+    assert demo_ev["meta"]["win_rate"]["judge"] == "policy"
+
+
+def test_demo_report_shows_replies_side_by_side_escaped(demo_run):
+    html = (demo_run.out_dir / "report.html").read_text()
+    sec = html[html.index('<section id="demo-side-by-side">') :]
+    sec = sec[: sec.index("</section>")]
+    ex = demo_run.summary["examples"][0]
+    import html as h
+
+    assert h.escape(ex["prompt"]) in sec and sec.count("<tr>") >= 1 + len(demo_run.summary["examples"])
+    assert "<script" not in sec
 
 
 def test_demo_every_play_has_artifacts_with_lineage(demo_run):
@@ -59,10 +147,10 @@ def test_demo_every_play_has_artifacts_with_lineage(demo_run):
         assert ids["preferences"] in lineage  # DPO trained on the exported simulated preferences
         ppo_lineage = {a.id for a in ws.lineage(ids["ppo-beta0.2"])}
         assert ids["rm"] in ppo_lineage and ids["sft"] in ppo_lineage
-        for name in ("dpo", "ppo-beta0.02", "ppo-beta0.2"):  # every policy evaluated (play 4 rule)
+        for name in ("sft", "dpo", "ppo-beta0.02", "ppo-beta0.2"):  # every policy evaluated (play 4 rule)
             assert [c for c in ws.children(ids[name]) if c.kind == "evaluation"], name
         assert ws.people_with_role("gate-owner") == ["demo-gina"]
-        assert all(name.startswith("demo-") for name, _ in ws.people())
+        assert all(name.startswith(("demo-", "sim-")) for name, _ in ws.people())
     finally:
         ws.close()
 
@@ -70,11 +158,19 @@ def test_demo_every_play_has_artifacts_with_lineage(demo_run):
 def test_demo_simulated_marks_everywhere(demo_run):
     root = demo_run.out_dir
     prefs = [json.loads(x) for x in (root / "data" / "preferences.jsonl").read_text().splitlines()]
-    labels = [json.loads(x) for x in (root / "data" / "labels.jsonl").read_text().splitlines()]
     week = [json.loads(x) for x in (root / "data" / "production-week.jsonl").read_text().splitlines()]
-    assert prefs and all(r["simulated"] is True for r in prefs)
-    assert labels and all(r["simulated"] is True and r["rater"].startswith("sim-") for r in labels)
-    assert any("drifting" in r["rater"] for r in labels) and any(r["gold"] for r in labels)
+    assert prefs and all(r["n_labels"] >= 1 for r in prefs)
+    from rlhfops.annotate.queue import rater_labels
+    from rlhfops.workspace import Workspace
+
+    ws = Workspace.open(root)  # the raters labelled through the annotation service (the web app's path)
+    try:
+        raters = [n for n, role in ws.people() if role == "rater"]
+        assert raters and all(n.startswith("sim-") for n in raters)
+        assert any("drifting" in n for n in raters)
+        assert all(rater_labels(ws, n) for n in raters)
+    finally:
+        ws.close()
     assert week and all(r["simulated"] is True for r in week)
     s = demo_run.summary
     assert "SIMULATED" in s["annotation"]["note"] and s["monitoring"]["simulated"] is True
@@ -108,9 +204,10 @@ def test_demo_criteria_for_every_model_with_kl(demo_run):
     rows = {r["model"]: r for r in demo_run.summary["criteria"]}
     assert set(rows) == {"base", "sft", "dpo", "ppo-beta0.02", "ppo-beta0.2"}
     assert rows["base"]["kl"] == 0.0 and rows["base"]["win_rate_vs_base"] is None
+    assert rows["base"]["apology_remedy_ci"] is not None
     for name in ("sft", "dpo", "ppo-beta0.2"):
         r = rows[name]
-        assert r["kl_reference"] in ("base", "sft")
+        assert r["kl_reference"] in ("base", "sft") and r["judge"] == "policy"
         assert 0.0 <= r["apology_remedy_ci"][0] <= r["apology_remedy_rate"] <= r["apology_remedy_ci"][1] <= 1
         assert 0.0 <= r["win_rate_ci"][0] <= r["win_rate_vs_base"] <= r["win_rate_ci"][1] <= 1.0
 
@@ -140,6 +237,7 @@ def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
     main(["demo", "--quick", "--model", str(tiny), "--dir", str(tmp_path / "ws"), "--force"])
     out = capsys.readouterr().out
     assert "apologises + remedy" in out and "ppo-beta0.2" in out and "trigger" in out
+    assert "[play 3] " in out and "Result" in out
     assert (tmp_path / "ws" / "report.html").exists() and not (tmp_path / "ws" / "old").exists()
     # it ends with where the runs are and held-out replies before and after
     assert f"runs: {tmp_path / 'ws' / 'runs'}" in out

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from rlhfops.cli.main import main
-from rlhfops.demo_plays import STEPS
+from rlhfops.demo.plays import STEPS
 
 pytestmark = pytest.mark.slow
 

@@ -282,3 +282,31 @@ def test_reward_model_scores_shared_prompts_once_with_the_same_scores(tmp_path):
     )
     torch.testing.assert_close(together, alone, rtol=1e-5, atol=1e-5)
     assert together.std() > 0
+
+
+def test_generation_passes_the_kv_cache_under_the_models_own_name(tiny):
+    """No FutureWarning about a deprecated cache argument on every forward call (the demo's terminal
+    noise): the cache goes in under the name the model's forward declares."""
+    import inspect
+    import warnings
+
+    from rlhfops.models.generate import cache_arg
+
+    model, tok = tiny
+    name = "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+    assert list(cache_arg(model, object())) == [name]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        generate(
+            model,
+            PROMPTS,
+            max_new_tokens=4,
+            temperature=1.0,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            generator=torch.Generator().manual_seed(0),
+            num_samples=2,
+        )
+    assert not [
+        w for w in caught if issubclass(w.category, FutureWarning) and "past_key_values" in str(w.message)
+    ]

@@ -1,4 +1,4 @@
-"""`rlhfops demo`: the five plays end to end (thin: calls rlhfops.demo_plays.run_demo_plays and prints)."""
+"""`rlhfops demo`: the five plays end to end (thin: calls rlhfops.demo.plays.run_demo_plays and prints)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rlhfops.demo_plays import STEPS, DemoSettings, run_demo_plays
+from rlhfops.demo.plays import DemoSettings, run_demo_plays
 
 
 def demo(
@@ -22,29 +21,19 @@ def demo(
 ) -> None:
     """All five plays on the bundled SmolLM2-135M-Instruct and support-replies task, then a simulated
     week of production traffic with drift; writes report.html and summary.json in --dir."""
+
     console = Console()
     settings = DemoSettings.for_mode(quick, model)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
-        task = bar.add_task("rlhfops demo", total=len(STEPS))
-        seen: list[str] = []
-
-        def step(name: str) -> None:
-            if seen:
-                bar.advance(task)
-            seen.append(name)
-            bar.update(task, description=name)
-
-        run = run_demo_plays(dir_, quick=quick, force=force, settings=settings, on_step=step)
-        bar.advance(task)
+    run = run_demo_plays(dir_, quick=quick, force=force, settings=settings)
     s = run.summary
     table = Table(title=f"rlhfops demo ({run.seconds / 60:.1f} min) — held-out success criteria, KL paid")
-    for col in ("model", "apologises + remedy", "refuses benign", "win rate vs base [95% CI]", "KL (to)"):
+    for col in (
+        "model",
+        "apologises + remedy (policy)",
+        "refuses benign",
+        "win rate vs base [95% CI]",
+        "KL (to)",
+    ):
         table.add_column(col)
     for r in s["criteria"]:
         wr = (
@@ -52,20 +41,26 @@ def demo(
             if r["win_rate_vs_base"] is None
             else (f"{r['win_rate_vs_base']:.2f} [{r['win_rate_ci'][0]:.2f}, {r['win_rate_ci'][1]:.2f}]")
         )
+        kl = "-" if r["kl"] is None else f"{r['kl']:.3f} ({r['kl_reference'] or 'base'})"
         table.add_row(
-            r["model"],
-            f"{r['apology_remedy_rate']:.0%} (n={r['n']})",
-            f"{r['refusal_rate']:.0%}",
-            wr,
-            f"{r['kl']:.3f} ({r['kl_reference'] or '-'})",
+            r["model"], _pct(r["apology_remedy_rate"]) + f" (n={r['n']})", _pct(r["refusal_rate"]), wr, kl
         )
     console.print(table)
-    ann = s["annotation"]
+    rows = {r["model"]: r for r in s["criteria"]}
+    best = max(
+        (r for r in s["criteria"] if r["model"] != "base"), key=lambda r: r["apology_remedy_rate"] or 0
+    )
+    base = rows.get("base", {}).get("apology_remedy_rate") or 0.0
+    gain = (best["apology_remedy_rate"] or 0.0) - base
     console.print(
-        f"[bold]Play 3 (SIMULATED raters)[/bold]: {ann['kept']} pairs exported, Krippendorff's alpha "
-        f"{ann['alpha'] if ann['alpha'] is None else round(ann['alpha'], 3)}; calibration "
-        f"{ann['calibration']['message']}; drifting rater {', '.join(ann['drifting'])}",
-        markup=True,
+        f"[bold]Result[/bold]: best candidate {best['model']} meets the policy in "
+        f"{_pct(best['apology_remedy_rate'])} "
+        f"of held-out replies vs the base's {_pct(base)} ({gain * 100:+.0f} points"
+        + (
+            "; the quick demo's target of +25 points is met)"
+            if gain >= 0.25
+            else "; under the +25-point target)"
+        ),
         highlight=False,
     )
     g = s["gate"]
@@ -86,3 +81,7 @@ def demo(
         console.print(f"  after ({ex['after_model']}): {ex['after'][:300]}", markup=False, highlight=False)
     console.print(f"\nruns: {run.out_dir / 'runs'}", highlight=False)
     console.print(f"report: {run.report}\nworkspace: {run.out_dir} (cd there and try `rlhfops status`)")
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"

@@ -24,8 +24,9 @@ redteam_app = typer.Typer(help="Red-team suites shipped with rlhfops and your ow
 JUDGE_OPT = typer.Option(
     None,
     "--judge",
-    help="Judge for side-by-side: rule, rm:PATH, lm:PATH, openai (judge: section of rlhfops.yaml), "
-    "openai:MODEL@URL, or human (eval compare only: the raters, through the annotation queue). "
+    help="Judge for side-by-side: rule, policy (the spec's policy facts), rm:PATH, lm:PATH, openai "
+    "(judge: section of rlhfops.yaml), openai:MODEL@URL, or human (eval compare only: the raters, "
+    "through the annotation queue). "
     "Default: the judge: section of rlhfops.yaml (kind rule unless set).",
 )
 MAX_NEW_OPT = typer.Option(128, "--max-new-tokens", min=1, help="Longest reply generated per prompt.")

@@ -5,27 +5,54 @@ reference is the mean over held-out prompts of the per-sequence estimate
 ``sum_t k3_t`` (:func:`rlhfops.train.kl.sequence_kl`, Schulman 2020) on replies *sampled* from the
 candidate at temperature 1: unbiased for KL(pi || ref) like the summed log-ratio (k1), and never negative,
 as PPO reports it.
+
+Replies are memoised within a process (:data:`_REPLIES`, at most :data:`MAX_CACHED` entries): the same
+model files (path, names, sizes and modification times), prompts and generation settings give the same
+replies (greedy, or sampled from a fixed seed), so a baseline evaluated against several candidates is
+generated once; the model itself is loaded only when something is not in the memo.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rlhfops.data.encode import encode_prompts
 from rlhfops.data.schema import Prompt
 from rlhfops.models.loading import load_causal_lm, load_tokenizer
 
+MAX_CACHED = 64
+_REPLIES: OrderedDict[tuple, list[str]] = OrderedDict()
+
+
+def model_fingerprint(path: str) -> tuple:
+    """The model directory's identity for the memo: resolved path and each file's name, size, mtime."""
+    p = Path(path)
+    if not p.is_dir():
+        return (str(path),)
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in p.iterdir() if f.is_file())
+    return (str(p.resolve()), tuple(files))
+
 
 @dataclass
 class LoadedModel:
+    """A model and its tokenizer; the model is loaded on first use (:attr:`model`)."""
+
     path: str
-    model: Any
     tokenizer: Any
+    _model: Any = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: str) -> LoadedModel:
-        return cls(str(path), load_causal_lm(str(path), trainable=False).eval(), load_tokenizer(str(path)))
+        return cls(str(path), load_tokenizer(str(path)))
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            self._model = load_causal_lm(self.path, trainable=False).eval()
+        return self._model
 
     def prompt_ids(self, prompts: list[str]) -> list[list[int]]:
         rows = [Prompt([{"role": "user", "content": p}], i + 1, "eval") for i, p in enumerate(prompts)]
@@ -64,13 +91,20 @@ class LoadedModel:
         temperature: float = 0.0,
         seed: int = 0,
     ) -> list[str]:
-        """One reply per prompt, in order."""
+        """One reply per prompt, in order (memoised: module docstring)."""
+        key = (model_fingerprint(self.path), tuple(prompts), max_new_tokens, batch_size, temperature, seed)
+        if key in _REPLIES:
+            _REPLIES.move_to_end(key)
+            return list(_REPLIES[key])
         ids = self.prompt_ids(prompts)
         out: list[str] = []
         for start in range(0, len(ids), batch_size):
             out += self.decode(
                 self._run(ids[start : start + batch_size], max_new_tokens, temperature, seed + start)
             )
+        _REPLIES[key] = list(out)
+        while len(_REPLIES) > MAX_CACHED:
+            _REPLIES.popitem(last=False)
         return out
 
 

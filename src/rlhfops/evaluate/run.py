@@ -21,6 +21,7 @@ from rlhfops.judge import JudgeSettings, make_judge
 from rlhfops.judge.http import JudgeError
 from rlhfops.judge.reward_model import RewardModelJudge
 from rlhfops.judge.settings import settings_from_workspace
+from rlhfops.models.loading import BUNDLED_NAME, resolve_model_dir
 from rlhfops.redteam.split import select_half
 from rlhfops.redteam.suite import load_suite
 
@@ -72,8 +73,10 @@ class ModelRef:
 
 
 def resolve_model(ref: str, ws: Any | None) -> ModelRef:
-    """A model directory and its artifact id (when the workspace knows it) from a path or an id."""
-    p = Path(ref)
+    """A model directory and its artifact id (when the workspace knows it) from a path, an id or the
+    bundled model's name."""
+
+    p = resolve_model_dir(ref) if ref == BUNDLED_NAME else Path(ref)
     if p.exists():
         if not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
             raise UserError(
@@ -105,7 +108,8 @@ def _compare(
 
     notes: list[str] = []
     settings = settings_from_workspace(ws) if ws is not None else JudgeSettings()
-    judge = make_judge(opts.judge or "settings", settings)
+    spec = _spec(ws)
+    judge = make_judge(opts.judge or "settings", settings, getattr(spec, "policy", None))
     judge_c = judge_b = None
     try:
         verdicts, meta["win_rate"] = judge_pairs(judge, prompts, cand, base, swap=opts.swap)
@@ -180,7 +184,7 @@ def run_evaluation(
                 row["baseline_passed"] = b["passed"]
     spec = _spec(ws)
     if kind == "success" and spec is not None:
-        meta["success_criteria"] = success_criteria(spec, cand, suite.behaviours, base)
+        meta["success_criteria"] = success_criteria(spec, cand, suite.behaviours, base, prompts)
     notes: list[str] = []
     if base is not None and kind != "redteam":  # win rates and alarms on task prompts, not on probes
         notes += _compare(opts, prompts, cand, base, meta, rows, ws)

@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from rlhfops.data.hh import convert_hh_row
+from rlhfops.data.io import read_rows
 from rlhfops.data.prompt_key import prompt_keys
 from rlhfops.errors import UserError
 from rlhfops.gate.thresholds import ThresholdResult
@@ -46,8 +48,6 @@ def _row_prompts(data: dict[str, Any]) -> list[Any]:
     if "prompt" in data:
         return [data["prompt"]]
     if isinstance(data.get("chosen"), str) and "Human:" in data["chosen"]:
-        from rlhfops.data.hh import convert_hh_row
-
         try:
             return [convert_hh_row(data)["prompt"]]
         except Exception:  # a row the converter skips holds no usable prompt
@@ -63,7 +63,6 @@ def _files(rec: ArtifactRecord) -> list[Any]:
 
 def training_prompts(ws: Workspace, model: ArtifactRecord) -> TrainingPrompts:
     """The prompt keys of every training-data artifact in ``model``'s lineage (see the module doc)."""
-    from rlhfops.data.io import read_rows
 
     out = TrainingPrompts()
     for rec in ws.lineage(model.id)[1:]:

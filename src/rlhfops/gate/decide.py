@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
+from rlhfops.gate.contamination import check_contamination
 from rlhfops.gate.verdict import GateEvaluation, evaluate_gate
 from rlhfops.redteam.suite import shipped_suites
 
@@ -106,7 +107,6 @@ def gate_evaluate(ws: Workspace, model_ref: str) -> GateEvaluation:
     evaluation that is unsigned, tampered with or imported as external is a named failure; so is an
     evaluation whose prompts are in the model's training data (:mod:`rlhfops.gate.contamination`).
     """
-    from rlhfops.gate.contamination import check_contamination
     from rlhfops.gate.provenance import checked_evidence
 
     model = gate_model(ws, model_ref)

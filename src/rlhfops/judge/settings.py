@@ -1,6 +1,7 @@
 """Judge settings (the ``judge:`` section of ``rlhfops.yaml``) and :func:`make_judge`.
 
-CLI spelling (``--judge``): ``rule``, ``rm:PATH`` or ``reward-model:PATH`` (reward model directory),
+CLI spelling (``--judge``): ``rule``, ``policy`` (the spec's ``policy`` section, :mod:`.policy`),
+``rm:PATH`` or ``reward-model:PATH`` (reward model directory),
 ``lm:PATH`` (causal LM directory), ``openai`` (url / model / api_key_env from the settings)
 or ``openai:MODEL@URL``.
 """
@@ -15,6 +16,7 @@ from rlhfops.config import settings_section, validate_section
 from rlhfops.errors import ConfigError, UserError
 from rlhfops.judge.http import OpenAIJudge
 from rlhfops.judge.local_lm import LocalLMJudge
+from rlhfops.judge.policy import PolicyJudge
 from rlhfops.judge.reward_model import RewardModelJudge
 from rlhfops.judge.rule import RuleJudge
 
@@ -24,8 +26,8 @@ class JudgeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["rule", "reward-model", "openai", "local-lm"] = Field(
-        "rule", description="rule | reward-model | openai | local-lm."
+    kind: Literal["rule", "policy", "reward-model", "openai", "local-lm"] = Field(
+        "rule", description="rule | policy (the spec's policy facts) | reward-model | openai | local-lm."
     )
     path: str | None = Field(None, description="Model directory for reward-model and local-lm judges.")
     url: str | None = Field(
@@ -43,7 +45,13 @@ def settings_from_workspace(ws: Any) -> JudgeSettings:
     return validate_section(JudgeSettings, raw, "rlhfops.yaml", prefix="judge.")
 
 
-def build_judge(s: JudgeSettings) -> Any:
+def build_judge(s: JudgeSettings, policy: Any = None) -> Any:
+    """The judge ``s`` describes; ``policy`` (the spec's ``policy`` section) for the policy judge."""
+    if s.kind == "policy":
+        if policy is None:
+            raise ConfigError("judge kind 'policy' needs a spec with a policy: section (the facts to check)")
+
+        return PolicyJudge(policy, tie_margin=s.tie_margin)
     if s.kind == "rule":
         return RuleJudge(tie_margin=s.tie_margin)
     if s.kind in ("reward-model", "local-lm") and not s.path:
@@ -58,9 +66,12 @@ def build_judge(s: JudgeSettings) -> Any:
     return OpenAIJudge(s.url, s.model, s.api_key_env, timeout=s.timeout)
 
 
-def make_judge(spec: str = "rule", settings: JudgeSettings | None = None) -> Any:
-    """A judge from its CLI spelling (module docstring); ``openai`` alone uses ``settings``."""
+def make_judge(spec: str = "rule", settings: JudgeSettings | None = None, policy: Any = None) -> Any:
+    """A judge from its CLI spelling (module docstring); ``openai`` alone uses ``settings``; ``policy``
+    is the spec's policy section (for ``policy``, or settings of kind policy)."""
     base = settings or JudgeSettings()
+    if spec == "policy":
+        return build_judge(base.model_copy(update={"kind": "policy"}), policy)
     if spec == "rule":
         return build_judge(base.model_copy(update={"kind": "rule"}))
     if spec.startswith(("rm:", "reward-model:")):
@@ -74,5 +85,5 @@ def make_judge(spec: str = "rule", settings: JudgeSettings | None = None) -> Any
         model, url = spec[len("openai:") :].split("@", 1)
         return build_judge(base.model_copy(update={"kind": "openai", "model": model, "url": url}))
     if spec == "settings":
-        return build_judge(base)
-    raise UserError(f"--judge {spec!r}: use rule, rm:PATH, lm:PATH, openai or openai:MODEL@URL")
+        return build_judge(base, policy)
+    raise UserError(f"--judge {spec!r}: use rule, policy, rm:PATH, lm:PATH, openai or openai:MODEL@URL")

@@ -19,6 +19,8 @@ prompt) is prefilled once, not once per row.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -34,6 +36,30 @@ class GenerationOutput(NamedTuple):
     has_eos: torch.Tensor  # [B] bool
     prompt_mask: torch.Tensor  # [B, P] 1 on real prompt tokens
     entropy: torch.Tensor | None = None  # [B, N] entropy of the distribution each token was drawn from
+
+
+def _unwrap(model: Any) -> Any:
+    """The transformers model inside DDP / peft wrappers."""
+    for _ in range(4):
+        inner = getattr(model, "module", None)
+        if inner is None and hasattr(model, "get_base_model"):
+            inner = model.get_base_model()
+        if inner is None or inner is model:
+            return model
+        model = inner
+    return model
+
+
+@functools.lru_cache(maxsize=32)
+def _cache_name(cls: type) -> str:
+    params = inspect.signature(cls.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def cache_arg(model: Any, cache: Any) -> dict[str, Any]:
+    """The KV cache as the model's forward names it: ``cache`` in transformers releases that renamed it
+    (``past_key_values`` is deprecated there and warns on every call), ``past_key_values`` before."""
+    return {_cache_name(type(_unwrap(model))): cache}
 
 
 def left_pad(prompts: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,7 +178,7 @@ def generate(
     shared = _shared_prefix_length(prompts)
     if shared:
         prefix = ids.new_tensor([prompts[0][:shared]])
-        model(input_ids=prefix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        model(input_ids=prefix, **cache_arg(model, cache), use_cache=True, logits_to_keep=1)
         cache.batch_repeat_interleave(B)
         rest, rest_mask = (x.to(device) for x in left_pad([p[shared:] for p in prompts], pad_token_id))
         attn = torch.cat([torch.ones_like(rest_mask[:, :1]).expand(B, shared), rest_mask], dim=1)
@@ -163,7 +189,7 @@ def generate(
         input_ids=rest,
         attention_mask=attn,
         position_ids=positions[:, shared:],
-        past_key_values=cache,
+        **cache_arg(model, cache),
         use_cache=True,
         logits_to_keep=1,
     )
@@ -238,7 +264,7 @@ def _decode(
             input_ids=nxt[:, None],
             attention_mask=attn,
             position_ids=next_pos[:, None],
-            past_key_values=cache,
+            **cache_arg(model, cache),
             use_cache=True,
         )
         logits = out.logits[:, -1].float()

@@ -38,11 +38,18 @@ import json
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rlhfops.annotate.settings import annotation_settings
+from rlhfops.data.io import read_rows
 from rlhfops.errors import UserError
+from rlhfops.evaluate.generation import LoadedModel
+from rlhfops.monitor.engine import workspace_rules
+from rlhfops.monitor.facts import deployed_model, trusted_decisions
 from rlhfops.monitor.triggers import CONDITIONS, PLAYS
+from rlhfops.redteam.split import item_half
 
 if TYPE_CHECKING:
     from rlhfops.workspace.core import TriggerRecord, Workspace
@@ -126,7 +133,6 @@ class NextOptions:
 
 def rule_condition(ws: Workspace, trigger: TriggerRecord, rules: str | Path | None = None) -> str | None:
     """The condition behind ``trigger``'s rule (the table's, else the rule's own name if it is one)."""
-    from rlhfops.monitor.engine import workspace_rules
 
     table, _ = workspace_rules(ws, rules)
     by_id = {r.id: r.condition for r in table}
@@ -150,7 +156,6 @@ def step_records(ws: Workspace, trigger_id: int | None = None) -> list[ArtifactR
 
 def drift_prompts(ws: Workspace, trigger: TriggerRecord) -> list[dict[str, Any]]:
     """The drifted prompts of an input-drift trigger: the ``prompts`` artifact its evidence names."""
-    from rlhfops.data.io import read_rows
 
     ref = _BATCH_REF.search(trigger.evidence)
     if ref is None:
@@ -169,7 +174,6 @@ def drift_prompts(ws: Workspace, trigger: TriggerRecord) -> list[dict[str, Any]]
 
 def failure_prompts(ws: Workspace, trigger: TriggerRecord) -> tuple[list[dict[str, Any]], list[str]]:
     """(training-half failing items to queue, held-out-half ids left out) of an edge-case trigger."""
-    from rlhfops.redteam.split import item_half
 
     wanted = list(dict.fromkeys(_FAILURE_REF.findall(trigger.evidence)))
     found: dict[str, str] = {}
@@ -203,7 +207,6 @@ def _lineage_model(ws: Workspace, model: ArtifactRecord, kinds: tuple[str, ...])
 
 def pick_models(ws: Workspace, opts: NextOptions) -> tuple[ArtifactRecord, ArtifactRecord]:
     """(current candidate, reference): see the module doc."""
-    from rlhfops.monitor.facts import deployed_model, trusted_decisions
 
     if opts.model:
         cand = ws.artifact(opts.model)
@@ -267,7 +270,6 @@ def plan_step(ws: Workspace, trigger: TriggerRecord, rules: str | Path | None = 
 
 def record_step(ws: Workspace, step: Step, creator: str) -> str:
     """Store ``step`` as a ``report`` artifact (meta.monitor = next-step); returns its id."""
-    from datetime import UTC, datetime
 
     body = {**step.to_json(), "recorded_at": datetime.now(UTC).isoformat(), "by": creator}
     with tempfile.TemporaryDirectory(prefix="rlhfops-step-") as tmp:
@@ -290,8 +292,6 @@ def record_step(ws: Workspace, step: Step, creator: str) -> str:
 def queue_step(ws: Workspace, step: Step, opts: NextOptions) -> None:
     """Generate both replies for the step's prompts and queue the differing pairs (sets the counts)."""
     from rlhfops.annotate.queue import PairIn, queue_pairs
-    from rlhfops.annotate.settings import annotation_settings
-    from rlhfops.evaluate.generation import LoadedModel
 
     cand, ref = pick_models(ws, opts)
     step.model, step.reference = cand.id, ref.id

@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlhfops.data.files import atomic_write_text
 from rlhfops.data.prompt_key import prompt_key
 from rlhfops.errors import UserError
 from rlhfops.redteam.suite import Suite, SuiteItem, load_suite
@@ -69,7 +70,6 @@ def write_split(suite_ref: str, out_dir: Path) -> SplitFiles:
 
     Both files are written atomically; an existing pair is replaced (the split is a pure function of
     the suite, so rewriting it gives the same halves for the items it had)."""
-    from rlhfops.data.files import atomic_write_text
 
     suite = load_suite(suite_ref)
     train, heldout = split_items(suite.items)

@@ -21,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlhfops.spec.policy import Policy
+
 MIN_CRITERIA = 2
 MAX_CRITERIA = 3
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
@@ -226,6 +228,11 @@ class TaskSpec(_Section):
         None,
         description="Path (relative to the spec) of the edge-case appendix: informative, never shown "
         "in rater training.",
+    )
+    policy: Policy | None = Field(
+        None,
+        description="Optional: the facts a reply must state correctly, checked by the policy judge "
+        "(rlhfops.judge.policy).",
     )
 
     @field_validator("criteria")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rlhfops.models.generate import cache_arg
 from rlhfops.models.masks import attention_bias
 from rlhfops.train.losses import segment_sum
 from rlhfops.train.ppo_model import position_ids_from_mask
@@ -264,7 +265,7 @@ def hidden_after_prompts(
         input_ids=ids[head, : P - 1],
         attention_mask=mask[head, : P - 1],
         position_ids=positions[head, : P - 1],
-        past_key_values=cache,
+        **cache_arg(trunk, cache),
         use_cache=True,
     )
     cache.batch_repeat_interleave(group)
@@ -272,7 +273,7 @@ def hidden_after_prompts(
         input_ids=ids[:, P - 1 :],
         attention_mask=mask,
         position_ids=positions[:, P - 1 :],
-        past_key_values=cache,
+        **cache_arg(trunk, cache),
         use_cache=True,
     )
     return out.last_hidden_state

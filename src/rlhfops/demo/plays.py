@@ -7,8 +7,10 @@ comparison; Play 5 evaluation + the shipped red-team suites for every model agai
 decision signed by the demo gate owner, promote (or an honest reject); then a SIMULATED week of production
 traffic with drift -> monitor ingest + drift -> triggers. Writes ``summary.json`` and ``report.html``.
 
-Every step uses the components' public functions; where a component is missing (evaluation / red-team
-packages of issue 6) the demo measures with :mod:`rlhfops.demo_eval` and says so in the summary.
+Every step uses the product's public paths, as a user's script would: the annotation service for the
+SIMULATED raters (:mod:`rlhfops.demo.raters`), ``prefs export``, the training stages, ``eval run`` with the
+policy judge (:mod:`rlhfops.demo.eval`), ``gate evaluate|sign|promote``, ``monitor`` and ``triggers``. Each
+step prints which play runs, what it is for and what it found (:mod:`rlhfops.demo.narrate`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhfops.demo.narrate import say
 from rlhfops.errors import UserError
 from rlhfops.train.runner import run_stage
 
@@ -38,20 +41,27 @@ PEOPLE = {
     "red-team-lead": "demo-grace",
     "gate-owner": "demo-gina",
 }
-STEPS = [
-    "play 1: spec, sign-offs, baseline",
-    "play 2: SFT",
-    "play 3: candidate pairs from SFT",
-    "play 3: simulated labels + export",
-    "play 3: reward model",
-    "play 4: DPO",
-    "play 5: evaluate base, SFT, DPO",
-    "play 4: PPO KL sweep",
-    "play 5: evaluate PPO runs",
-    "play 5: gate + promote",
-    "monitor: simulated week + drift + triggers",
-    "report",
-]
+# (step name, what it is for): the narration says the purpose before the step and its finding after it
+PURPOSES = {
+    "play 1: spec, sign-offs, baseline": "write down what good looks like; the business owner and the "
+    "technical lead sign it",
+    "play 2: SFT": "teach the format from the domain experts' demonstrations (supervised fine-tuning)",
+    "play 3: candidate pairs from SFT": "sample two replies per prompt from the SFT model for raters to "
+    "compare",
+    "play 3: simulated labels + export": "raters compare pairs in the annotation service: a calibration "
+    "round first, gold items hidden in the queue; `prefs export`",
+    "play 3: reward model": "learn the raters' preference as a reward model",
+    "play 4: DPO": "optimise the policy on the preferences directly (the simpler path)",
+    "play 5: evaluate base, SFT, DPO": "`eval run` on held-out prompts: the spec's criteria (policy judge), "
+    "win rate against the base, KL, the red-team suites",
+    "play 4: PPO KL sweep": "optimise against the reward model with PPO at several KL penalties",
+    "play 5: evaluate PPO runs": "`eval run` for each PPO checkpoint before anything is promoted",
+    "play 5: gate + promote": "the binding gate: the spec's thresholds, the gate owner's signature, promote",
+    "monitor: simulated week + drift + triggers": "watch a SIMULATED week of production; the triggers say "
+    "which play to re-enter",
+    "report": "write the report a person reads",
+}
+STEPS = list(PURPOSES)
 
 
 @dataclass
@@ -202,6 +212,15 @@ def play1(root: Path) -> Any:
     return ws
 
 
+def _play1(ctx: Any) -> str:
+    ctx.ws = play1(ctx.root)
+    spec = ctx.ws.current_spec()
+    return (
+        f"spec {spec.hash[:12]} signed by {PEOPLE['business-owner']} (business owner) and "
+        f"{PEOPLE['technical-lead']} (technical lead); SIMULATED business baseline recorded"
+    )
+
+
 def run_demo_plays(
     directory: str | Path = "rlhfops-demo",
     quick: bool = False,
@@ -210,7 +229,7 @@ def run_demo_plays(
     on_step: Callable[[str], None] | None = None,
 ) -> DemoRun:
     """Run the five plays and the monitoring week; returns the summary (also ``summary.json``)."""
-    from rlhfops import demo_steps as st
+    from rlhfops.demo import steps as st
 
     s = settings or DemoSettings.for_mode(quick)
     root = prepare_dir(Path(directory), force)
@@ -219,7 +238,7 @@ def run_demo_plays(
     cpu: list[float] = []
     ctx = st.Context(root=root, s=s, quick=quick)
     funcs = [
-        lambda: setattr(ctx, "ws", play1(root)),
+        lambda: _play1(ctx),
         ctx.play2,
         ctx.candidates,
         ctx.labels,
@@ -236,7 +255,11 @@ def run_demo_plays(
         if on_step:
             on_step(name)
         t, c = time.perf_counter(), time.process_time()
-        fn()
+        play = name.split(":", 1)[0]
+        say(play, f"{name.split(': ', 1)[-1]}: {PURPOSES[name]}")
+        found = fn()
+        for line in str(found or "").splitlines():
+            say(play, f"  -> {line}")
         timings.append((name, time.perf_counter() - t))
         cpu.append(time.process_time() - c)
     summary = ctx.summary()

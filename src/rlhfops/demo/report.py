@@ -1,6 +1,7 @@
 """`report.html` of `rlhfops demo`: the generic gate report (rlhfops.report) of the gated candidate, plus
 demo sections (criteria before/after per model with KL, reward and KL per PPO iteration, win rates with
-CIs, SIMULATED rater agreement over time, red-team pass rates per category, drift over time, triggers).
+CIs, SIMULATED calibration rounds and gold accuracy, red-team pass rates per category, drift over time,
+triggers, and held-out replies of the base and the candidate side by side for a person to read).
 
 Plots are matplotlib SVGs embedded as base64 data images (as the generic report does); all text is
 autoescaped by Jinja2.
@@ -13,7 +14,7 @@ from typing import Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.report.data import gate_report_data, read_metrics
-from rlhfops.report.plots import _figure, _svg  # the report's own matplotlib set-up
+from rlhfops.report.plots import _figure, _svg, kl_frontier_plot  # the report's matplotlib set-up
 from rlhfops.report.render import fmt, render_html, svg_data_uri
 
 SECTIONS = (
@@ -25,16 +26,19 @@ SECTIONS = (
     "demo-redteam",
     "demo-drift",
     "demo-triggers",
+    "demo-side-by-side",
 )
 
 _TEMPLATE = """
 <section id="demo-simulated"><h2>rlhfops demo: five plays</h2>
 <p class="simulated"><strong>SIMULATED</strong>: rater labels, the baseline, and the production week
-are simulated (rater names start with <code>sim-</code>); people are demo people. Measurements use the
-red-team package's detectors on the first items of each shipped suite.</p>
+are simulated (rater names start with <code>sim-</code>); people are demo people. Every measurement is an
+<code>rlhfops eval run</code> evaluation: the spec's main criterion by the policy judge (the spec's policy
+facts; the raters' preference is separate code), red-team suites by their detectors.</p>
 <ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul></section>
 <section id="demo-criteria"><h2>Success criteria before and after (held-out prompts)</h2>
-<table><tr><th>model</th><th>apologises + remedy</th><th>95% CI</th><th>refuses benign</th><th>95% CI</th>
+<table><tr><th>model</th><th>apologises + remedy (policy judge)</th><th>95% CI</th>
+<th>refuses benign</th><th>95% CI</th>
 <th>n</th><th>KL (nats/response)</th><th>KL to</th></tr>
 {% for r in criteria %}<tr><td>{{ r.model }}</td><td>{{ fmt(r.apology_remedy_rate) }}</td>
 <td>[{{ fmt(r.apology_remedy_ci[0]) }}, {{ fmt(r.apology_remedy_ci[1]) }}]</td>
@@ -44,14 +48,24 @@ red-team package's detectors on the first items of each shipped suite.</p>
 <img id="plot-demo-criteria" alt="success criteria per model" src="{{ plots.criteria }}"></section>
 <section id="demo-curves"><h2>PPO: reward and KL per iteration (KL sweep)</h2>
 <p>Recommended beta: {{ sweep.recommended }} ({{ sweep.reason }})</p>
-<img id="plot-demo-curves" alt="reward and KL per iteration" src="{{ plots.curves }}"></section>
+<img id="plot-demo-curves" alt="reward and KL per iteration" src="{{ plots.curves }}">
+{% if plots.frontier %}<p>The frontier: held-out reward-model score and the spec's main criterion (an independent
+detector) against KL, per iteration; where the score rises and the criterion does not, more optimisation has
+stopped paying (reward over-optimisation, Gao et al. 2022).</p>
+<img id="plot-demo-frontier" alt="reward and judge score against KL" src="{{ plots.frontier }}">{% endif %}
+</section>
 <section id="demo-winrates"><h2>Win rate against the base model (95% CI)</h2>
 <img id="plot-demo-winrates" alt="win rates" src="{{ plots.winrates }}"></section>
-<section id="demo-agreement"><h2>SIMULATED rater agreement over time</h2>
-<p>Krippendorff's alpha {{ fmt(ann.alpha) }}, percent agreement {{ fmt(ann.percent_agreement) }};
-calibration round: {{ ann.calibration.message }};
+<section id="demo-agreement"><h2>SIMULATED raters: calibration rounds and gold accuracy</h2>
+<p>Exported preferences: Krippendorff's alpha {{ fmt(ann.alpha) }} (spec min_agreement
+{{ fmt(ann.min_agreement) }}), percent agreement {{ fmt(ann.percent_agreement) }};
 drifting rater (by construction): {{ ann.drifting|join(", ") }};
 flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
+<table><tr><th>calibration round</th><th>guidelines</th><th>status</th><th>percent agreement</th>
+<th>Krippendorff's alpha</th></tr>
+{% for r in ann.calibration_rounds %}<tr><td>{{ r.round }}</td><td>{{ r.guidelines }}</td>
+<td>{{ r.status }}</td>
+<td>{{ fmt(r.overall_agreement) }}</td><td>{{ fmt(r.krippendorff_alpha) }}</td></tr>{% endfor %}</table>
 <img id="plot-demo-agreement" alt="agreement per rater over time" src="{{ plots.agreement }}"></section>
 <section id="demo-redteam"><h2>Red-team pass rate per category (first items of each shipped suite)</h2>
 <img id="plot-demo-redteam" alt="red-team pass rates" src="{{ plots.redteam }}"></section>
@@ -62,6 +76,10 @@ flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
 {% for t in triggers %}<tr><td>{{ t.play }}</td><td>{{ t.rule }}</td><td>{{ t.evidence }}</td></tr>
 {% endfor %}
 </table>{% if not triggers %}<p>No trigger fired.</p>{% endif %}</section>
+<section id="demo-side-by-side"><h2>Held-out replies side by side: base vs {{ candidate }}</h2>
+<table><tr><th>customer message</th><th>base</th><th>{{ candidate }}</th></tr>
+{% for x in examples %}<tr><td>{{ x.prompt }}</td><td>{{ x.before }}</td><td>{{ x.after }}</td></tr>
+{% endfor %}</table></section>
 """
 
 
@@ -140,16 +158,18 @@ def winrate_plot(rows: list[dict[str, Any]], min_win: float | None) -> str:
     return _svg(fig)
 
 
-def agreement_plot(over_time: dict[str, list[tuple[str, float | None]]], gold: dict[str, list]) -> str:
+def agreement_plot(rounds: list[dict[str, Any]], gold: dict[str, Any]) -> str:
     fig = _figure(7, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
-    for rater, pts in over_time.items():
-        ys = [y for _, y in pts]
-        ax1.plot(range(1, len(ys) + 1), ys, marker="o", label=rater)
-    for rater, pts in gold.items():
-        ax2.plot(range(1, len(pts) + 1), [y for _, y in pts], marker="o", label=rater)
-    ax1.set_title("agreement with the majority, per batch (SIMULATED)", fontsize=8)
-    ax2.set_title("gold accuracy, per batch (SIMULATED)", fontsize=8)
+    xs = [r["round"] for r in rounds]
+    ax1.plot(xs, [r.get("overall_agreement") for r in rounds], marker="o", label="percent agreement")
+    ax1.plot(xs, [r.get("krippendorff_alpha") for r in rounds], marker="s", label="Krippendorff's alpha")
+    ax1.legend(fontsize=6)
+    for r in gold.get("raters", []) if isinstance(gold, dict) else []:
+        ys = [w.get("accuracy") for w in r.get("windows", [])]
+        ax2.plot(range(1, len(ys) + 1), ys, marker="o", label=r.get("rater"))
+    ax1.set_title("calibration rounds (SIMULATED)", fontsize=8)
+    ax2.set_title("gold accuracy over time (SIMULATED)", fontsize=8)
     for ax in (ax1, ax2):
         ax.set_xlabel("batch")
         ax.set_ylim(0, 1.05)
@@ -157,9 +177,9 @@ def agreement_plot(over_time: dict[str, list[tuple[str, float | None]]], gold: d
     return _svg(fig)
 
 
-def redteam_plot(evals: dict[str, dict[str, Any]]) -> str:
-    cats = list(next(iter(evals.values()))["redteam"])
-    series = {m: [ev["redteam"][c]["pass_rate"] for c in cats] for m, ev in evals.items()}
+def redteam_plot(rows: list[dict[str, Any]]) -> str:
+    cats = sorted({c for r in rows for c in r["redteam_pass"]})
+    series = {r["model"]: [r["redteam_pass"].get(c) or 0.0 for c in cats] for r in rows}
     return _bar(cats, series, "Red-team pass rate per category", "pass rate")
 
 
@@ -191,19 +211,27 @@ def demo_sections(ctx: Any) -> str:
         "curves": curves_plot(ppo_runs),
         "winrates": winrate_plot(criteria, spec.gate.min_win_rate if spec else None),
         "agreement": agreement_plot(
-            ctx.annotation.get("agreement_over_time", {}), ctx.annotation.get("gold", {})
+            ctx.annotation.get("calibration_rounds", []), ctx.annotation.get("gold", {})
         ),
-        "redteam": redteam_plot(ctx.evals),
+        "redteam": redteam_plot(criteria),
         "drift": drift_plot(ctx.monitoring.get("input", {}).get("windows", [])),
+        "frontier": kl_frontier_plot(ctx.sweep.get("rows", [])),
     }
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(_TEMPLATE).render(
         criteria=criteria,
         sweep={"recommended": ctx.sweep.get("recommended"), "reason": ctx.sweep.get("reason", "")},
-        ann={**ctx.annotation, "calibration": ctx.annotation.get("calibration", {"message": "-"})},
+        ann={
+            "calibration_rounds": [],
+            "min_agreement": None,
+            "flagged": [],
+            **ctx.annotation,
+        },
         triggers=ctx.monitoring.get("open_triggers", []),
         notes=ctx.notes,
-        plots={k: svg_data_uri(v) for k, v in svgs.items()},
+        candidate=ctx.gate_result.get("candidate", "-"),
+        examples=ctx.examples(n=8),
+        plots={k: svg_data_uri(v) if v else "" for k, v in svgs.items()},
         fmt=fmt,
     )
 

@@ -1,4 +1,8 @@
-"""The steps of `rlhfops demo` (see :mod:`rlhfops.demo_plays`), sharing one :class:`Context`."""
+"""The steps of `rlhfops demo` (see :mod:`rlhfops.demo.plays`), sharing one :class:`Context`.
+
+Each step calls the product's public functions (the ones the CLI commands call) and returns one line
+saying what it found; :mod:`rlhfops.demo.plays` prints it.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhfops.demo_eval import (
-    DOWN,
-    OVER_REFUSAL_CATEGORY,
-    UP,
-    Generator,
-    criteria_rates,
-    redteam_items,
-    redteam_results,
-    sequence_kl,
-    win_rate,
-)
-from rlhfops.demo_plays import PEOPLE, DemoSettings, _acting, _override_if_blocked, _rows, _train, demo_signer
-from rlhfops.demo_report import write_demo_report
-from rlhfops.demo_sim import SIMULATED, candidate_items, label_items, other_task_prompts, production_week
-from rlhfops.evaluate.run import prompt_set_digest
+from rlhfops.demo.eval import DOWN, UP, base_row, evaluate_model, side_by_side, table_row, write_heldout_suite
+from rlhfops.demo.plays import PEOPLE, DemoSettings, _acting, _override_if_blocked, _rows, _train, demo_signer
+from rlhfops.demo.raters import SIMULATED, annotate, preference_score
+from rlhfops.demo.report import write_demo_report
+from rlhfops.demo.sim import other_task_prompts, production_week
+from rlhfops.evaluate.generation import LoadedModel
 from rlhfops.examples import example_path
 from rlhfops.gate.decide import gate_evaluate, gate_sign, promote
-from rlhfops.monitor.drift_run import DriftSettings, run_drift
-from rlhfops.monitor.logs import ingest_to_workspace
 from rlhfops.train.kl_sweep import run_kl_sweep
 from rlhfops.train.ppo_config import PPOConfig
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
 
 
 @dataclass
@@ -43,24 +40,17 @@ class Context:
     ids: dict[str, str] = field(default_factory=dict)  # name -> artifact id
     runs: dict[str, str] = field(default_factory=dict)  # name -> run dir
     refs: dict[str, str] = field(default_factory=dict)  # name -> reference model name for KL
-    evals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"task", "redteam"} results
     train: dict[str, Any] = field(default_factory=dict)
     annotation: dict[str, Any] = field(default_factory=dict)
     sweep: dict[str, Any] = field(default_factory=dict)
     gate_result: dict[str, Any] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=dict)
     report_path: Path | None = None
-    _gen: Generator | None = None
     _samples: list[str] = field(default_factory=list)
     _pair_prompts: list[str] = field(default_factory=list)
 
     # ---- helpers -------------------------------------------------------------------------------
-    @property
-    def gen(self) -> Generator:
-        if self._gen is None:
-            self._gen = Generator(self.s.model, self.s.max_new_tokens)
-        return self._gen
-
     def data(self, name: str) -> Path:
         return example_path(f"support_replies/{name}")
 
@@ -77,7 +67,8 @@ class Context:
         self.train[name] = result.summary.get("eval", {})
 
     # ---- plays ---------------------------------------------------------------------------------
-    def play2(self) -> None:
+    def play2(self) -> str:
+
         data = self.root / "data"
         data.mkdir(exist_ok=True)
         demos = shutil.copy(self.data("demos.jsonl"), data / "demonstrations.jsonl")
@@ -86,56 +77,110 @@ class Context:
         sets.update(max_steps=self.s.sft_steps, learning_rate=3e-5)
         self._record("sft", _train(self.ws, "sft", PEOPLE["domain-expert-lead"], sets, self.s, self.notes))
         self.refs["sft"] = "base"
+        loss = self.train["sft"].get("loss") or self.train["sft"].get("eval_loss")
+        return f"SFT trained {self.s.sft_steps} steps on {len(_rows(Path(demos)))} demonstrations" + (
+            f"; held-out loss {loss:.3f}" if isinstance(loss, int | float) else ""
+        )
 
-    def candidates(self) -> None:
+    def candidates(self) -> str:
+
         pair_prompts, _ = self.prompts()
-        model = self.gen.load(self.models["sft"])
-        self._samples, _ = self.gen.replies(model, pair_prompts, temperature=1.0, samples=2, seed=self.s.seed)
+        model = LoadedModel.load(self.models["sft"])
+        n = self.s.max_new_tokens
+        first = model.respond(pair_prompts, n, temperature=1.0, seed=self.s.seed)
+        second = model.respond(pair_prompts, n, temperature=1.0, seed=self.s.seed + 1000)
+        self._samples = [x for pair in zip(first, second, strict=True) for x in pair]
         self._pair_prompts = pair_prompts
-        del model
+        return f"{len(pair_prompts)} prompts, two sampled SFT replies each, queued for comparison"
 
-    def labels(self) -> None:
+    def labels(self) -> str:
         shipped = _rows(self.data("prefs.jsonl"))
         rng = random.Random(self.s.seed)
         rng.shuffle(shipped)
-        gold = shipped[: self.s.gold_pairs]
-        extra = shipped[self.s.gold_pairs : self.s.gold_pairs + self.s.shipped_pairs]
-        items = candidate_items(self._pair_prompts, self._samples, extra, seed=self.s.seed)
-        out = label_items(
-            items, gold, self.root / "data" / "preferences.jsonl", batch_size=10, seed=self.s.seed
+        clear = [
+            r
+            for r in shipped
+            if preference_score(r["prompt"], r["chosen"]) - preference_score(r["prompt"], r["rejected"])
+            >= 1.5
+        ]
+        gold = [(r["prompt"], r["chosen"], r["rejected"]) for r in clear[: self.s.gold_pairs]]
+        extra = shipped[len(shipped) // 2 :][: self.s.shipped_pairs]
+        pairs = []
+        for i, p in enumerate(self._pair_prompts):
+            pairs.append((p, self._samples[2 * i], self._samples[2 * i + 1]))
+        for row in extra:
+            a, b = row["chosen"], row["rejected"]
+            pairs.append((row["prompt"], *((a, b) if rng.random() < 0.5 else (b, a))))
+        spec = self.ws.current_spec().spec
+        out = annotate(
+            self.ws,
+            pairs,
+            gold,
+            self.root / "data" / "preferences.jsonl",
+            PEOPLE["annotation-lead"],
+            calibration_n=min(12, len(pairs)),
+            seed=self.s.seed,
         )
-        meta = {
-            "agreement": out.alpha,
-            "agreement_metric": "krippendorff_alpha (nominal)",
-            "percent_agreement": out.percent_agreement,
-            "pairs": out.kept,
+        self.ids["preferences"] = out.artifact_id or ""
+        flagged = list(out.gold.get("flagged", [])) if isinstance(out.gold, dict) else []
+        self.annotation = {
+            "kept": out.kept,
             "dropped": out.dropped,
-            "simulated": True,
-            "note": f"{SIMULATED} rater labels (rlhfops.annotate.simulate)",
+            "alpha": out.alpha,
+            "percent_agreement": out.percent_agreement,
+            "calibration": out.calibration,
+            "calibration_rounds": out.calibration_rounds,
+            "gold": out.gold,
+            "flagged": flagged,
+            "drifting": out.drifting,
+            "noise": out.noise,
+            "min_agreement": spec.gate.min_agreement,
+            "prefs_path": str(out.prefs_path),
         }
-        self.ids["preferences"] = self.ws.register_artifact(
-            "preferences", out.prefs_path, [self.ids["sft"]], PEOPLE["annotation-lead"], meta
+        rounds = "; ".join(
+            f"round {r['round']} ({r['guidelines']}) {r['status']}, agreement {r['overall_agreement']:.2f}"
+            for r in out.calibration_rounds
+            if r.get("overall_agreement") is not None
         )
-        self.annotation = {**vars(out), "prefs_path": str(out.prefs_path)}
+        alpha = "-" if out.alpha is None else f"{out.alpha:.2f}"
+        return (
+            f"calibration: {rounds}\n{out.kept} pairs exported (SIMULATED raters), "
+            f"Krippendorff's alpha {alpha} "
+            f"(spec min {spec.gate.min_agreement}); gold items flagged: {', '.join(flagged) or 'none'}"
+        )
 
-    def reward_model(self) -> None:
+    def reward_model(self) -> str:
         prefs = self.root / "data" / "preferences.jsonl"
         sets = {"data": prefs, "model": self.models["sft"], "output_dir": self.root / "runs" / "rm"}
         sets.update(max_steps=self.s.rm_steps, learning_rate=2e-5)
         self._record("rm", _train(self.ws, "rm", PEOPLE["annotation-lead"], sets, self.s, self.notes))
+        acc = self.train["rm"].get("eval_accuracy")
+        return "reward model trained" + (
+            f"; held-out accuracy {acc:.2f}" if isinstance(acc, int | float) else ""
+        )
 
-    def dpo(self) -> None:
+    def dpo(self) -> str:
         prefs = self.root / "data" / "preferences.jsonl"
         sets = {"data": prefs, "model": self.models["sft"], "output_dir": self.root / "runs" / "dpo"}
         sets.update(max_steps=self.s.dpo_steps, learning_rate=1e-5, beta=0.1)
         self._record("dpo", _train(self.ws, "dpo", PEOPLE["ml-engineer"], sets, self.s, self.notes))
         self.refs["dpo"] = "sft"
+        return f"DPO trained {self.s.dpo_steps} steps from SFT on the exported preferences"
 
-    def evaluate_first(self) -> None:
-        for name in ("base", "sft", "dpo"):
+    def evaluate_first(self) -> str:
+        _, held = self.prompts()
+        write_heldout_suite(self.root / "data" / "heldout-suite.jsonl", held)
+        for name in ("sft", "dpo"):
             self._evaluate(name)
+        return self._criteria_line(["base", "sft", "dpo"])
 
-    def ppo_sweep(self) -> None:
+    def _criteria_line(self, names: list[str]) -> str:
+        rows = {r["model"]: r for r in self.criteria_table()}
+        rates = ", ".join(f"{n} {_pct(rows[n]['apology_remedy_rate'])}" for n in names if n in rows)
+        return f"'{UP}' by the policy judge: {rates}"
+
+    def ppo_sweep(self) -> str:
+
         pair_prompts, held = self.prompts()
         pfile = self.root / "data" / "ppo_prompts.jsonl"
         pfile.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in pair_prompts), encoding="utf-8")
@@ -155,7 +200,8 @@ class Context:
             ppo_epochs=2,
             max_new_tokens=self.s.max_new_tokens,
             eval_prompts=str(hfile),
-            eval_every=max(1, self.s.ppo_steps),
+            eval_every=1,  # every iteration: the sweep's frontier (reward and judge score against KL)
+            judge="detector:apology_remedy",  # the spec's main criterion as the frontier's independent judge
             save_every=100000,
             progress=self.s.progress,
             seed=self.s.seed,
@@ -179,106 +225,35 @@ class Context:
             self.runs[name], self.models[name], self.ids[name] = str(run), str(run / "final"), aid
             self.train[name] = {k: row[k] for k in ("score", "kl", "alarms", "alarm_names")}
             self.refs[name] = "sft"
+        return (
+            f"{len(result.rows)} PPO runs; the sweep recommends beta {result.recommended} ({result.reason})"
+        )
 
-    def evaluate_ppo(self) -> None:
-        for name in [n for n in self.models if n.startswith("ppo-")]:
+    def evaluate_ppo(self) -> str:
+        names = [n for n in self.models if n.startswith("ppo-")]
+        for name in names:
             self._evaluate(name)
+        return self._criteria_line(names)
 
     # ---- play 5 --------------------------------------------------------------------------------
     def _evaluate(self, name: str) -> None:
-        """Greedy held-out replies (criteria), sampled replies (KL to the reference), red-team suites;
-        stored as evaluation artifacts (policies only) in the gate's evaluation contract."""
-        _, held = self.prompts()
-        items = redteam_items(self.s.redteam_per_category)
-        rt_prompts = [it.prompt for its in items.values() for it in its]
-        model = self.gen.load(self.models[name])
-        greedy, _ = self.gen.replies(model, held + rt_prompts)  # one batch: held-out + red-team prompts
-        replies, rt_replies = greedy[: len(held)], greedy[len(held) :]
-        kl = 0.0
-        ref_name = self.refs.get(name)
-        if ref_name:
-            _, out = self.gen.replies(model, held, temperature=1.0, seed=self.s.seed + 7)
-            ref = self.gen.load(self.models[ref_name])
-            kl = sequence_kl(out, ref)
-            del ref
-        del model
-        by_cat, i = {}, 0
-        for cat, its in items.items():
-            by_cat[cat], i = rt_replies[i : i + len(its)], i + len(its)
-        rt = redteam_results(items, by_cat)
-        ev = {
-            "criteria": criteria_rates(replies),
-            "kl": kl,
-            "kl_reference": ref_name,
-            "redteam": rt,
-            "replies": [{"prompt": p, "reply": r} for p, r in zip(held, replies, strict=True)],
-        }
-        if name != "base":
-            ev["win_rate"] = win_rate(replies, [r["reply"] for r in self.evals["base"]["replies"]])
-        self.evals[name] = ev
-        if name in ("base", "sft"):
-            return
-        self._store_evals(name, ev)
-
-    def _store_evals(self, name: str, ev: dict[str, Any]) -> None:
-        spec = self.ws.current_spec().spec
-        targets = {t.behaviour: t.at_least for t in spec.success_criteria.increase}
-        targets.update({t.behaviour: t.at_most for t in spec.success_criteria.decrease})
-        base = self.evals["base"]["criteria"]
-        sc = {}
-        for beh, row in ev["criteria"].items():
-            tgt = targets.get(beh)
-            met = None if tgt is None else (row["rate"] >= tgt if beh == UP else row["rate"] <= tgt)
-            sc[beh] = {
-                "direction": row["direction"],
-                "rate": row["rate"],
-                "target": tgt,
-                "met": met,
-                "baseline_rate": base[beh]["rate"],
-                "n": row["n"],
-            }
-        mid = self.ids[name]
-        common = {"model": mid, "complete": True, "alarms": [], "suite": "support-heldout-demo"}
-        n_rt = self.s.redteam_per_category
-        note = f"rlhfops.redteam detectors; red team: first {n_rt} items per shipped suite; rubric judge"
-        over = 1.0 - ev["redteam"][OVER_REFUSAL_CATEGORY]["pass_rate"]
-        metas = [
-            {
-                **common,
-                "kind": "success",
-                "baseline": None,
-                "success_criteria": sc,
-                "kl": ev["kl"],
-                "note": note,
-            },
-            {**common, "kind": "side_by_side", "baseline": None, "win_rate": ev["win_rate"], "note": note},
-            {
-                **common,
-                "kind": "redteam",
-                "suite": "redteam-demo",
-                "baseline": None,
-                "redteam": ev["redteam"],
-                "over_refusal_rate": over,
-                "note": note,
-            },
-        ]
-        from rlhfops.workspace.provenance import record_evaluation
-
-        digest = prompt_set_digest([r["prompt"] for r in ev["replies"]])
-        judges = {"success": "demo detectors", "side_by_side": "demo rubric", "redteam": "demo detectors"}
-        for m in metas:  # the same signed writer `eval run` uses
-            record_evaluation(
+        """`eval run` on the held-out suite (policy judge, win rate vs base, KL) and on the red team."""
+        ref = self.refs.get(name)
+        with _acting(self.root, PEOPLE["red-team-lead"]):
+            self.evals[name] = evaluate_model(
                 self.ws,
-                m,
-                ev["replies"],
-                [note],
-                [mid],
-                PEOPLE["red-team-lead"],
-                suite_digest=digest,
-                judge=judges[m["kind"]],
+                self.ids[name],
+                self.root / "data" / "heldout-suite.jsonl",
+                self.models["base"],
+                self.models[ref] if ref and ref != "base" else None,
+                max_new_tokens=self.s.max_new_tokens,
+                kl_prompts=self.s.heldout,
+                redteam_per_category=self.s.redteam_per_category,
+                seed=self.s.seed,
             )
 
-    def gate(self) -> None:
+    def gate(self) -> str:
+
         cands = [n for n in self.models if n.startswith("ppo-")] + ["dpo"]
         rec = self.sweep.get("recommended")
         ppo = f"ppo-beta{rec:g}" if rec is not None else cands[0]
@@ -312,27 +287,33 @@ class Context:
             "promoted": promoted,
             "promote_refused": why,
         }
+        if g.passed:
+            return f"{chosen} approved by {owner.name}; " + (
+                f"promoted {promoted}" if promoted else f"promote refused: {why}"
+            )
+        return f"{chosen} rejected by {owner.name}; failed: {', '.join(failed)}; nothing promoted"
 
     # ---- monitoring ----------------------------------------------------------------------------
-    def monitor(self) -> None:
+    def monitor(self) -> str:
+        from rlhfops.monitor.drift_run import DriftSettings, run_drift
+        from rlhfops.monitor.logs import ingest_to_workspace
+
         prod = self.gate_result.get("promoted") or "base"
         model_id = self.ids.get(prod) or f"base:{self.s.model}"
         # unique prompts (a repeated handful would look drifted by itself): the training side of the drift
         # test is the PPO prompts + half the demonstrations; production draws from the other support prompts
         pair_prompts, _ = self.prompts()
-        demo_prompts = self._demo_prompts()
+        demo_prompts = [r["prompt"] for r in _rows(self.data("demos.jsonl"))]
         train_side = [*pair_prompts, *demo_prompts[::2]]
         seen = set(train_side)
-        pool = [p for p in [*demo_prompts[1::2], *_all_prompts(self)] if p not in seen]
+        every = [r["prompt"] for r in _rows(self.data("prompts.jsonl"))]
+        pool = [p for p in [*demo_prompts[1::2], *every] if p not in seen]
         pool = list(dict.fromkeys(pool))[: self.s.per_day * 7]
         others = other_task_prompts(int(self.s.per_day * 4 * 0.6) + 8, seed=self.s.seed)
-        model = self.gen.load(self.models[prod])
-        short = Generator(self.s.model, self.s.production_tokens)
-        short.tok = self.gen.tok
+        model = LoadedModel.load(self.models[prod])
 
-        def respond(prompts: list[str], m: Any = model) -> list[str]:  # only the prompts the week uses
-            parts = [prompts[lo : lo + 32] for lo in range(0, len(prompts), 32)]
-            return [r for part in parts for r in short.replies(m, part)[0]]
+        def respond(prompts: list[str], model: Any = model) -> list[str]:  # only the prompts the week uses
+            return model.respond(prompts, self.s.production_tokens, batch_size=32, seed=self.s.seed)
 
         log = production_week(
             [(p, "") for p in pool],
@@ -372,38 +353,21 @@ class Context:
             ],
             "simulated": True,
         }
+        trig = "; ".join(f"{t['rule']} -> play {t['play']}" for t in self.monitoring["open_triggers"])
+        return f"a SIMULATED week served by {prod}; triggers: {trig or 'none'}"
 
-    def _demo_prompts(self) -> list[str]:
-        return [r["prompt"] for r in _rows(self.data("demos.jsonl"))]
+    def report(self) -> str:
 
-    def report(self) -> None:
         self.report_path = write_demo_report(self, self.root / "report.html")
+        return f"report: {self.report_path}"
 
     # ---- summary -------------------------------------------------------------------------------
     def criteria_table(self) -> list[dict[str, Any]]:
-        rows = []
-        for name, ev in self.evals.items():
-            up, down = ev["criteria"][UP], ev["criteria"][DOWN]
-            wr = ev.get("win_rate") or {}
-            rows.append(
-                {
-                    "model": name,
-                    "apology_remedy_rate": up["rate"],
-                    "apology_remedy_ci": up["ci"],
-                    "refusal_rate": down["rate"],
-                    "refusal_ci": down["ci"],
-                    "n": up["n"],
-                    "kl": ev["kl"],
-                    "kl_reference": ev["kl_reference"],
-                    "win_rate_vs_base": wr.get("rate"),
-                    "win_rate_ci": [wr.get("ci_low"), wr.get("ci_high")] if wr else None,
-                    "redteam_pass": {c: r["pass_rate"] for c, r in ev["redteam"].items()},
-                }
-            )
-        return rows
+        rows = [base_row(next(iter(self.evals.values())))] if self.evals else []
+        return rows + [table_row(n, ev, self.refs.get(n)) for n, ev in self.evals.items()]
 
     def summary(self) -> dict[str, Any]:
-        ann = {k: v for k, v in self.annotation.items() if k not in ("agreement_over_time", "gold")}
+        ann = {k: v for k, v in self.annotation.items() if k != "gold"}
         return {
             "workspace": str(self.root),
             "people": PEOPLE,
@@ -413,6 +377,7 @@ class Context:
             "annotation": {**ann, "note": f"{SIMULATED} raters: no human labelled anything"},
             "kl_sweep": self.sweep,
             "criteria": self.criteria_table(),
+            "criteria_names": {"up": UP, "down": DOWN},
             "gate": self.gate_result,
             "monitoring": {
                 k: self.monitoring.get(k)
@@ -426,14 +391,6 @@ class Context:
     def examples(self, n: int = 3) -> list[dict[str, str]]:
         """The first ``n`` held-out prompts with the base model's and the gate candidate's replies."""
         after = self.gate_result.get("candidate")
-        if "base" not in self.evals or after not in self.evals:
+        if after not in self.evals:
             return []
-        pairs = zip(self.evals["base"]["replies"], self.evals[after]["replies"], strict=True)
-        return [
-            {"prompt": b["prompt"], "before": b["reply"], "after": a["reply"], "after_model": after}
-            for b, a in list(pairs)[:n]
-        ]
-
-
-def _all_prompts(ctx: Context) -> list[str]:
-    return [r["prompt"] for r in _rows(ctx.data("prompts.jsonl"))]
+        return [{**x, "after_model": after} for x in side_by_side(self.evals[after], n)]

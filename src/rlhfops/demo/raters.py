@@ -1,0 +1,210 @@
+"""SIMULATED raters of `rlhfops demo`: a stated preference, labelled through the annotation service.
+
+Nothing here is a human judgement. Rater names start with ``sim-``; every summary says SIMULATED.
+
+**The stated preference** (what the simulated raters were told; the spec's policy for Juniper Lane): a
+good reply apologises, offers a remedy that matches the policy (30-day returns, free return labels for
+damaged, faulty or wrong items, refunds in 5-7 business days, express $9.95), invents no fact, order
+number or policy, and has 2-4 sentences. :func:`preference_score` applies it with word lists and string
+tests of its own: it shares no code and no pattern with the policy judge (``rlhfops.judge.policy``) that
+evaluates the trained models, so the evaluation's yardstick is not the one the training data was made with.
+
+**The service**: the raters work as the web app's raters do, through :mod:`rlhfops.annotate.queue`
+(``fetch_next`` / ``submit_label``): pairs and gold items queued, a calibration round
+(:mod:`rlhfops.annotate.calibration`) that blocks production until it passes, then production labelling
+with blind gold items; ``prefs export`` (:func:`rlhfops.annotate.export.export_preferences`) writes the
+preference file and its artifact. Noise model: a rater's label follows ``P(better) = sigmoid(|s| / T)``
+(Bradley-Terry on the preference difference ``s``) with lapses at rate ``e``. Under the first, vague
+guidelines every rater weighs the criteria their own way (a wide temperature, more lapses): the
+calibration round fails. The annotation lead then tightens the guidelines (the stated preference above,
+written out, plus "tie only when you would send either reply unchanged"): temperatures and lapses drop
+and the next round passes (the seeds' calibration loop). One rater drifts: their lapse rate grows with
+every batch of labels, which the gold items expose.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SIMULATED = "SIMULATED"
+_APOLOGY = ("sorry", "apologise", "apologize", "apologies", "apologises", "apologizes")
+_REMEDY_STEMS = ("refund", "replac", "label", "reset", "cancel", "exchang", "redirect", "resend", "reship")
+_POLICY_NUMBERS = ("30", "30-day", "5-7", "1-2", "3-5", "$9.95", "2-year", "9.95")
+_DECLINES = ("i can't help", "i cannot help", "as an ai", "i'm unable", "i am unable", "i can't assist")
+_STRIP = ".,;:!?()\"'"
+
+
+def _sentence_count(text: str) -> int:
+    t = text.strip()
+    ends = sum(1 for i, ch in enumerate(t) if ch in ".!?" and (i + 1 == len(t) or t[i + 1] == " "))
+    return ends + (1 if t and t[-1] not in ".!?" else 0)
+
+
+def preference_score(prompt: str, reply: str) -> float:
+    """The simulated raters' stated preference (module docstring); higher is better."""
+    low = reply.lower()
+    words = [w.strip(_STRIP) for w in low.split()]
+    declines = any(d in low for d in _DECLINES)
+    remedy = not declines and any(w.startswith(_REMEDY_STEMS) for w in words)
+    invented = [
+        w
+        for w in words
+        if any(c.isdigit() for c in w) and w not in _POLICY_NUMBERS and w not in prompt.lower()
+    ]
+    n = _sentence_count(reply)
+    parts = [p.strip() for p in low.replace("!", ".").replace("?", ".").split(".") if p.strip()]
+    s = 1.0 if any(w in _APOLOGY for w in words) else 0.0
+    s += 1.5 if remedy else 0.0
+    s += 0.5 if 2 <= n <= 4 else -1.0
+    s -= 2.0 if invented else 0.0
+    s -= 2.0 if declines else 0.0
+    s -= 1.5 if len(set(parts)) < len(parts) else 0.0
+    s -= 1.0 if len(words) < 4 else 0.0
+    return s
+
+
+@dataclass
+class SimRater:
+    """One simulated rater: temperature ``T`` and lapse rate under the tight guidelines, how much vaguer
+    they were before calibration, and the lapse added per batch of labels (the drifting rater)."""
+
+    name: str
+    temperature: float
+    lapse: float
+    drift: float = 0.0
+    vague: float = 6.0  # temperature multiplier under the first, vague guidelines
+    tight: bool = False
+    done: int = 0
+
+    def choose(self, rng: random.Random, prompt: str, left: str, right: str, batch: int) -> str:
+        lapse = min(1.0, (self.lapse if self.tight else 0.35) + self.drift * (self.done // batch))
+        self.done += 1
+        if rng.random() < lapse:
+            return "left" if rng.random() < 0.5 else "right"
+        a, b = preference_score(prompt, left), preference_score(prompt, right)
+        if self.tight and max(a, b) < 0:
+            return "both_bad"
+        if self.tight and abs(a - b) < 0.25:
+            return "tie"
+        t = self.temperature * (1.0 if self.tight else self.vague)
+        return "left" if rng.random() < 1.0 / (1.0 + math.exp(-(a - b) / t)) else "right"
+
+
+def make_raters(n: int = 6, seed: int = 0, drift: float = 0.15) -> list[SimRater]:
+    """``n`` raters of varied skill; the last one drifts."""
+    rng = random.Random(seed)
+    out = [SimRater(f"sim-rater-{i + 1}", rng.uniform(0.15, 0.4), rng.uniform(0.01, 0.05)) for i in range(n)]
+    out[-1].name, out[-1].drift = f"sim-rater-{n}-drifting", drift
+    return out
+
+
+@dataclass
+class Annotation:
+    """What the simulated annotation produced (all SIMULATED)."""
+
+    prefs_path: Path
+    artifact_id: str | None
+    kept: int
+    dropped: dict[str, int]
+    alpha: float | None
+    percent_agreement: float | None
+    calibration_rounds: list[dict[str, Any]]
+    gold: dict[str, Any]
+    drifting: list[str]
+    noise: dict[str, float]
+    simulated: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        last = self.calibration_rounds[-1] if self.calibration_rounds else {}
+        return {"status": last.get("status", "none"), "message": last.get("message", "-"), "simulated": True}
+
+
+def _label_all(ws: Any, raters: list[SimRater], rng: random.Random, batch: int) -> None:
+    """Every rater takes items from the service until it has none left for them (or is blocked)."""
+    from rlhfops.annotate.queue import ProductionBlockedError, fetch_next, submit_label
+
+    active = list(raters)
+    while active:
+        for r in list(active):
+            try:
+                item = fetch_next(ws, r.name, gold_rate=0.15)
+            except ProductionBlockedError:
+                item = None
+            if item is None:
+                active.remove(r)
+                continue
+            submit_label(ws, r.name, item.item_id, r.choose(rng, item.prompt, item.left, item.right, batch))
+
+
+def annotate(
+    ws: Any,
+    pairs: list[tuple[str, str, str]],
+    gold: list[tuple[str, str, str]],
+    out: Path,
+    lead: str,
+    *,
+    n_raters: int = 6,
+    k: int = 3,
+    calibration_n: int = 10,
+    threshold: float = 0.65,
+    batch: int = 10,
+    seed: int = 0,
+) -> Annotation:
+    """Queue ``pairs`` (prompt, a, b) and ``gold`` (prompt, chosen, rejected), run calibration rounds until
+    one passes (at most three), label production, export. Returns what happened."""
+    from rlhfops.annotate.calibration import round_result, start_round
+    from rlhfops.annotate.export import export_preferences
+    from rlhfops.annotate.queue import PairIn, queue_pairs
+    from rlhfops.annotate.report import agreement_report
+
+    raters = make_raters(n_raters, seed)
+    for r in raters:
+        ws.add_person(r.name, "rater", lead)
+    queue_pairs(ws, [PairIn(p, a, b, meta={"simulated": True}) for p, a, b in pairs], "round-1", k)
+    queue_pairs(
+        ws, [PairIn(p, c, r, gold_answer="A", meta={"simulated": True}) for p, c, r in gold], "gold", 1
+    )
+    rng = random.Random(seed)
+    rounds: list[dict[str, Any]] = []
+    for attempt in range(3):
+        rid = start_round(ws, lead, n=min(calibration_n, len(pairs)), threshold=threshold)
+        _label_all(ws, raters, rng, batch)
+        res = round_result(ws, rid).to_json()
+        rounds.append(
+            {k2: res[k2] for k2 in ("round", "status", "message", "overall_agreement", "krippendorff_alpha")}
+        )
+        rounds[-1]["guidelines"] = (
+            "tightened (stated preference)" if raters[0].tight else "vague (first draft)"
+        )
+        if res["status"] == "passed":
+            break
+        for r in raters:  # the annotation lead tightens the guidelines; the next round tests them
+            r.tight = True
+        for r in raters:
+            r.done = 0
+        del attempt
+    for r in raters:
+        r.done = 0
+    _label_all(ws, raters, rng, batch)  # production (blocked unless a round passed)
+    exp = export_preferences(ws, out, lead)
+    rep = agreement_report(ws)
+    noise = {"temperature_vague": round(6.0 * sum(r.temperature for r in raters) / len(raters), 3)}
+    noise["temperature_tight"] = round(sum(r.temperature for r in raters) / len(raters), 3)
+    return Annotation(
+        prefs_path=out,
+        artifact_id=exp.artifact_id,
+        kept=exp.rows,
+        dropped=exp.dropped,
+        alpha=exp.alpha,
+        percent_agreement=exp.percent_agreement,
+        calibration_rounds=rounds,
+        gold=rep.get("gold", {}),
+        drifting=[r.name for r in raters if r.drift > 0],
+        noise=noise,
+    )
