@@ -50,8 +50,8 @@ facts; the raters' preference is separate code), red-team suites by their detect
 <p>Recommended beta: {{ sweep.recommended }} ({{ sweep.reason }})</p>
 <img id="plot-demo-curves" alt="reward and KL per iteration" src="{{ plots.curves }}">
 {% if plots.frontier %}<p>The frontier: held-out reward-model score and the spec's main criterion
-(an independent detector) against KL, per iteration; where the score rises and the criterion does not, more optimisation has
-stopped paying (reward over-optimisation, Gao et al. 2022).</p>
+(an independent detector) against KL, per iteration; where the score rises and the criterion does not,
+more optimisation has stopped paying (reward over-optimisation, Gao et al. 2022).</p>
 <img id="plot-demo-frontier" alt="reward and judge score against KL" src="{{ plots.frontier }}">{% endif %}
 </section>
 <section id="demo-winrates"><h2>Win rate against the base model (95% CI)</h2>
