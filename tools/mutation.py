@@ -59,7 +59,7 @@ PYTEST = [
 TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run covers the most modules
     "gate/thresholds.py": ["tests/gate/test_gate_thresholds.py", "tests/gate/test_gate_limit_edges.py"],
     "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_access.py"],
-    "web/deps.py": ["tests/web/test_web_roles.py"],
+    "web/deps.py": ["tests/web/test_web_deps.py", "tests/web/test_web_roles.py"],
     "web/sessions.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_security.py"],
     "measures/intervals.py": [
         "tests/measures/test_intervals.py",
@@ -131,6 +131,7 @@ class Mutant:
     source: str
     status: str = "pending"  # killed | survived | not covered | timeout (killed)
     seconds: float = 0.0
+    tests: list[str] = field(default_factory=list)  # the tests run against it
 
 
 @dataclass
@@ -274,21 +275,26 @@ TRACER = """
 import json, os, sys, threading, atexit
 _target = os.environ["MUTATION_TRACE_FILE"]
 _out = os.environ["MUTATION_TRACE_OUT"]
-_hit = set()
-def _local(frame, event, arg):
-    if event == "line":
-        _hit.add(frame.f_lineno)
-    return _local
+_hit = {}  # line -> the tests (file::function, parameters dropped) that execute it; "" = at import
+def _current():
+    t = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return t.rsplit(" (", 1)[0].split("[", 1)[0] if t else ""
 def _global(frame, event, arg):
-    if frame.f_code.co_filename == _target:
-        _hit.add(frame.f_lineno)
+    if frame.f_code.co_filename != _target:
+        return None
+    test = _current()
+    _hit.setdefault(frame.f_lineno, set()).add(test)
+    def _local(frame, event, arg):
+        if event == "line":
+            _hit.setdefault(frame.f_lineno, set()).add(test)
         return _local
-    return None
+    return _local
 sys.settrace(_global)
 threading.settrace(_global)
-atexit.register(lambda: open(_out, "w").write(json.dumps(sorted(_hit))))
+atexit.register(
+    lambda: open(_out, "w").write(json.dumps({str(k): sorted(v) for k, v in _hit.items()}))
+)
 """
-
 
 def _env(copy_root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
@@ -315,6 +321,12 @@ PREIMPORT = [
     "_pytest",
     "pytest",
 ]
+
+
+def _status(code: int) -> str:
+    """pytest's exit code as a mutant status: 0 passed, 1 failed (2 interrupted, 3 internal error, 99
+    the child raised) kill; 4 (usage error) and 5 (no test collected) mean the selection was wrong."""
+    return {0: "survived", 4: "selection", 5: "selection"}.get(code, "killed")
 
 
 def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str, float]:
@@ -345,8 +357,7 @@ def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str,
             os.waitpid(pid, 0)
             return "timeout", time.monotonic() - t0
         time.sleep(0.2)
-    code = os.waitstatus_to_exitcode(status)
-    return ("survived" if code == 0 else "killed"), time.monotonic() - t0
+    return _status(os.waitstatus_to_exitcode(status)), time.monotonic() - t0
 
 
 FORK: dict[str, Path | None] = {"copy_root": None}
@@ -362,11 +373,12 @@ def _run(tests: list[str], env: dict[str, str], timeout: float) -> tuple[str, fl
         )
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - t0
-    return ("survived" if proc.returncode == 0 else "killed"), time.monotonic() - t0
+    return _status(proc.returncode), time.monotonic() - t0
 
 
-def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[set[int], float]:
-    """Lines of ``module`` the tests execute, and the untraced run time; raises if the tests fail."""
+def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[dict[int, set[str]], float]:
+    """For each line of ``module`` the tests execute, the tests that execute it ("" for a line run at
+    import or collection, outside any test); and the untraced run time. Raises if the tests fail."""
     target = str(copy_root / PKG / module)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "sitecustomize.py").write_text(TRACER)
@@ -376,9 +388,20 @@ def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[set[int], 
         status, _ = _run(tests, env, timeout=3600)
         if status != "survived":
             raise SystemExit(f"{module}: the mapped tests fail (or time out) on the unmutated code: {tests}")
-        hit = set(json.loads(out.read_text())) if out.exists() else set()
+        raw = json.loads(out.read_text()) if out.exists() else {}
+        hit = {int(line): set(ts) for line, ts in raw.items()}
     status, seconds = _run(tests, _env(copy_root), timeout=3600)
     return hit, seconds
+
+
+def _covering(tests: list[str], covering: set[str]) -> list[str]:
+    """The mapped tests to run against a mutant on a line executed by ``covering``: only those tests
+    (in the map's file order), or every mapped test when the line also runs at import time (a module
+    constant, a default argument, a decorator), where any test may depend on it."""
+    if "" in covering:
+        return tests
+    files = [t.split("::")[0] for t in tests]
+    return sorted(covering, key=lambda t: (files.index(t.split("::")[0]) if t.split("::")[0] in files else 99, t))
 
 
 def run_module(
@@ -419,13 +442,18 @@ def run_module(
         for m in mutants:
             if m.line not in hit:
                 m.status = "not covered"
+                m.tests = []
             else:
                 try:
                     path.write_text(mutated_source(text, m.index))
                 except Exception as err:  # noqa: BLE001 - an unbuildable mutant is skipped, and said so
                     m.status = f"skipped ({type(err).__name__})"
                     continue
-                m.status, m.seconds = _run(tests, _env(copy_root), timeout)
+                m.tests = _covering(tests, hit[m.line])
+                m.status, m.seconds = _run(m.tests, _env(copy_root), timeout)
+                if m.status == "selection":  # the narrowed selection collected nothing: run them all
+                    m.tests = tests
+                    m.status, m.seconds = _run(tests, _env(copy_root), timeout)
                 path.write_text(text)
             mark = "." if m.status in ("killed", "timeout") else "S"
             print(mark, end="", flush=True)
