@@ -77,7 +77,7 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/evaluate/test_evaluate_stats.py",
         "tests/evaluate/test_evaluate_stats_edges.py",
     ],
-    "train/kl.py": ["tests/train_math/test_kl.py"],
+    "train/kl.py": ["tests/train_math/test_kl.py", "tests/train_math/test_kl_edges.py"],
     "monitor/drift.py": [
         "tests/monitor/test_monitor_drift_math.py",
         "tests/monitor/test_monitor_drift_rule.py",
