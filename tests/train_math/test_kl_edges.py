@@ -38,3 +38,9 @@ def test_a_checkpoint_with_a_bad_adaptive_setting_names_it(field):
     name = {"value": "init_beta"}.get(field, field)
     with pytest.raises(ConfigError, match=f"adaptive KL {name} must be > 0"):
         get_kl_controller_from_state(state)
+
+
+def test_adaptive_settings_below_one_are_valid():
+    # the rule is > 0, not >= 1: a fractional horizon (in updates) or target is accepted as given
+    ctl = AdaptiveKLController(init_beta=0.5, target=0.5, horizon=0.5)
+    assert (ctl.value, ctl.target, ctl.horizon) == (0.5, 0.5, 0.5)
