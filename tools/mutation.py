@@ -296,6 +296,7 @@ atexit.register(
 )
 """
 
+
 def _env(copy_root: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     old = env.get("PYTHONPATH", "")
@@ -363,6 +364,51 @@ def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str,
 FORK: dict[str, Path | None] = {"copy_root": None}
 
 
+def _preimport(copy_root: Path, tests: list[str]) -> None:
+    """Import in this process, before forking, every third-party module the tests' collection imports
+    (learned in a throwaway forked child) and pytest's plugins; the children then only import rlhfops
+    and the test files. Nothing under the worktree or the copy (rlhfops, tests, helpers) is imported."""
+    import importlib
+    from importlib.metadata import entry_points
+
+    names = [*PREIMPORT, *(e.value.split(":")[0] for e in entry_points(group="pytest11"))]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "modules.json"
+        pid = os.fork()
+        if pid == 0:  # child: collect, then list what got imported
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                os.chdir(ROOT)
+                sys.path.insert(0, str(copy_root / "src"))
+                import pytest
+
+                pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *tests])
+                local = (str(ROOT), str(copy_root))
+                mods = [
+                    n
+                    for n, m in list(sys.modules.items())
+                    if getattr(m, "__file__", None)
+                    and not str(Path(m.__file__).resolve()).startswith(local)
+                    and not n.startswith(("rlhfops", "__main__"))
+                ]
+                out.write_text(json.dumps(mods))
+                os._exit(0)
+            except BaseException:  # noqa: BLE001
+                os._exit(1)
+        os.waitpid(pid, 0)
+        if out.exists():
+            names += json.loads(out.read_text())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a module that cannot be pre-imported is imported by the child
+            pass
+    if "rlhfops" in sys.modules or any(n.startswith("rlhfops.") for n in sys.modules):
+        raise SystemExit("the runner must not import the code under test before forking")
+
+
 def _run(tests: list[str], env: dict[str, str], timeout: float) -> tuple[str, float]:
     if FORK["copy_root"] is not None and "MUTATION_TRACE_FILE" not in env:
         return _run_forked(tests, FORK["copy_root"], timeout)
@@ -401,7 +447,9 @@ def _covering(tests: list[str], covering: set[str]) -> list[str]:
     if "" in covering:
         return tests
     files = [t.split("::")[0] for t in tests]
-    return sorted(covering, key=lambda t: (files.index(t.split("::")[0]) if t.split("::")[0] in files else 99, t))
+    return sorted(
+        covering, key=lambda t: (files.index(t.split("::")[0]) if t.split("::")[0] in files else 99, t)
+    )
 
 
 def run_module(
@@ -531,20 +579,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="rlhfops-mutation-") as tmp:
         copy_root = Path(tmp)
-        if not args.no_fork:
-            import importlib
-
-            for name in PREIMPORT:
-                try:
-                    importlib.import_module(name)
-                except ImportError:
-                    pass
-            if "rlhfops" in sys.modules:
-                raise SystemExit("the runner must not import the code under test before forking")
-            FORK["copy_root"] = copy_root
         shutil.copytree(
             ROOT / "src", copy_root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
+        if not args.no_fork:
+            _preimport(copy_root, sorted({t for ts in targets.values() for t in ts}))
+            FORK["copy_root"] = copy_root
 
         def save(current: ModuleResult) -> None:  # after every mutant: a stopped run keeps what it did
             done = [*results, current] if current not in results else results
