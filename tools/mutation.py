@@ -57,7 +57,11 @@ PYTEST = [
 
 # module (relative to src/rlhfops) -> the fast tests that should kill its mutants
 TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run covers the most modules
-    "gate/thresholds.py": ["tests/gate/test_gate_thresholds.py", "tests/gate/test_gate_limit_edges.py"],
+    "gate/thresholds.py": [
+        "tests/gate/test_gate_thresholds.py",
+        "tests/gate/test_gate_limit_edges.py",
+        "tests/gate/test_gate_thresholds_edges.py",
+    ],
     "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_access.py"],
     "web/deps.py": ["tests/web/test_web_deps.py", "tests/web/test_web_roles.py"],
     "web/sessions.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_security.py"],

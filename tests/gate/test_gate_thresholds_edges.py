@@ -1,0 +1,31 @@
+"""gate/thresholds.py rules the limit-edge tests do not reach: which red-team categories are required,
+records that cannot change after the fact (issue 17, mutation survivors of gate/thresholds.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rlhfops.gate.thresholds import EvalSource, ThresholdResult, required_categories
+from rlhfops.spec.schema import GateThresholds
+
+
+def test_required_categories_are_the_specs_else_the_shipped_ones():
+    listed = GateThresholds(redteam_min_pass_rate={"pii": 0.9})
+    assert required_categories(listed, ("harmful_request", "jailbreak")) == ["pii"]
+    assert required_categories(GateThresholds(), ("harmful_request", "jailbreak")) == [
+        "harmful_request",
+        "jailbreak",
+    ]
+    assert required_categories(GateThresholds()) == []
+
+
+def test_sources_and_results_are_frozen():
+    src = EvalSource("e1", {"kind": "evaluation"})
+    row = ThresholdResult("kl", "KL", "<=", 4.0, 5.0, False, "e1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        src.id = "e2"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.passed = True  # type: ignore[misc]
+    assert (row.passed, src.id) == (False, "e1")
