@@ -7,7 +7,13 @@ import dataclasses
 
 import pytest
 
-from rlhfops.gate.thresholds import EvalSource, ThresholdResult, required_categories
+from rlhfops.gate.thresholds import (
+    EvalSource,
+    Evidence,
+    ThresholdResult,
+    redteam_results,
+    required_categories,
+)
 from rlhfops.spec.schema import GateThresholds
 
 
@@ -29,3 +35,9 @@ def test_sources_and_results_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         row.passed = True  # type: ignore[misc]
     assert (row.passed, src.id) == (False, "e1")
+
+
+def test_without_red_team_evidence_the_row_names_the_pass_rate_needed():
+    (row,) = redteam_results(GateThresholds(max_redteam_failure_rate=0.02), Evidence())
+    assert (row.name, row.comparator, row.passed) == ("redteam", ">=", None)
+    assert row.required == pytest.approx(0.98, abs=1e-12)  # 1 - the failure rate allowed
