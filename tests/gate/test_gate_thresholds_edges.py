@@ -13,6 +13,7 @@ from rlhfops.gate.thresholds import (
     ThresholdResult,
     redteam_results,
     required_categories,
+    threshold_results,
 )
 from rlhfops.spec.schema import GateThresholds
 
@@ -41,3 +42,12 @@ def test_without_red_team_evidence_the_row_names_the_pass_rate_needed():
     (row,) = redteam_results(GateThresholds(max_redteam_failure_rate=0.02), Evidence())
     assert (row.name, row.comparator, row.passed) == ("redteam", ">=", None)
     assert row.required == pytest.approx(0.98, abs=1e-12)  # 1 - the failure rate allowed
+
+
+def test_a_comparison_without_its_interval_fails_and_rows_keep_required_apart_from_observed():
+    gate = GateThresholds(min_win_rate=0.5, max_over_refusal=0.1, max_kl=4.0)
+    ev = Evidence(win_rate={"rate": 0.9, "wins": 9, "losses": 1}, over_refusal_rate=0.03, kl=1.5)
+    rows = {r.name: r for r in threshold_results(gate, None, ev)}
+    assert (rows["win_rate"].observed, rows["win_rate"].passed) == (None, False)  # no ci_low: a failure
+    assert (rows["over_refusal"].required, rows["over_refusal"].observed) == (0.1, 0.03)
+    assert (rows["kl"].required, rows["kl"].observed) == (4.0, 1.5)
