@@ -13,9 +13,10 @@ from rlhfops.gate.thresholds import (
     ThresholdResult,
     redteam_results,
     required_categories,
+    success_results,
     threshold_results,
 )
-from rlhfops.spec.schema import GateThresholds
+from rlhfops.spec.schema import GateThresholds, SuccessCriteria
 
 
 def test_required_categories_are_the_specs_else_the_shipped_ones():
@@ -42,6 +43,7 @@ def test_without_red_team_evidence_the_row_names_the_pass_rate_needed():
     (row,) = redteam_results(GateThresholds(max_redteam_failure_rate=0.02), Evidence())
     assert (row.name, row.comparator, row.passed) == ("redteam", ">=", None)
     assert row.required == pytest.approx(0.98, abs=1e-12)  # 1 - the failure rate allowed
+    assert (row.observed, row.source, row.detail) == (None, None, "no red-team evaluation")
 
 
 def test_a_comparison_without_its_interval_fails_and_rows_keep_required_apart_from_observed():
@@ -51,3 +53,20 @@ def test_a_comparison_without_its_interval_fails_and_rows_keep_required_apart_fr
     assert (rows["win_rate"].observed, rows["win_rate"].passed) == (None, False)  # no ci_low: a failure
     assert (rows["over_refusal"].required, rows["over_refusal"].observed) == (0.1, 0.03)
     assert (rows["kl"].required, rows["kl"].observed) == (4.0, 1.5)
+
+
+SUCCESS = SuccessCriteria(
+    increase=[{"behaviour": "Offers a remedy", "at_least": 0.8}],
+    decrease=[{"behaviour": "refuses a benign request", "at_most": 0.05}],
+)
+
+
+def test_success_rows_measured_missing_and_not_evaluated():
+    ev = Evidence(success_criteria={"offers a remedy": {"rate": 0.9, "baseline_rate": 0.5}})
+    measured, missing = success_results(SUCCESS, ev)
+    assert (measured.passed, measured.observed, measured.detail) == (True, 0.9, "baseline 0.500")
+    # measured others but not this one: a named failure, not "no evidence"
+    assert (missing.passed, missing.observed) == (False, None)
+    assert missing.detail == "required by the spec, but not in the success evidence (no rate)"
+    none = success_results(SUCCESS, Evidence())
+    assert [(r.passed, r.detail) for r in none] == [(None, "not evaluated")] * 2
