@@ -11,6 +11,7 @@ from rlhfops.gate.thresholds import (
     EvalSource,
     Evidence,
     ThresholdResult,
+    merge_evidence,
     redteam_results,
     required_categories,
     success_results,
@@ -70,3 +71,19 @@ def test_success_rows_measured_missing_and_not_evaluated():
     assert missing.detail == "required by the spec, but not in the success evidence (no rate)"
     none = success_results(SUCCESS, Evidence())
     assert [(r.passed, r.detail) for r in none] == [(None, "not evaluated")] * 2
+
+
+def test_the_same_alarm_from_two_evaluations_counts_once():
+    same = {"name": "length_hacking", "evidence": "+40% tokens", "action": "retrain"}
+    other = {"name": "length_hacking", "evidence": "+90% tokens", "action": "retrain"}
+    ev = merge_evidence(
+        [
+            EvalSource("e1", {"kind": "evaluation", "suite": "a", "alarms": [same]}),
+            EvalSource("e2", {"kind": "evaluation", "suite": "b", "alarms": [same, other]}),
+        ]
+    )
+    assert [(a["evidence"], a["evaluation"]) for a in ev.alarms] == [
+        ("+40% tokens", "e1"),
+        ("+90% tokens", "e2"),
+    ]
+    assert ev.sources["alarms"] == "e1,e2"
