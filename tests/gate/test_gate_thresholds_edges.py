@@ -54,6 +54,8 @@ def test_a_comparison_without_its_interval_fails_and_rows_keep_required_apart_fr
     assert (rows["win_rate"].observed, rows["win_rate"].passed) == (None, False)  # no ci_low: a failure
     assert (rows["over_refusal"].required, rows["over_refusal"].observed) == (0.1, 0.03)
     assert (rows["kl"].required, rows["kl"].observed) == (4.0, 1.5)
+    alarms = threshold_results(GateThresholds(require_no_alarms=True), None, Evidence(alarms=[]))[-1]
+    assert (alarms.name, alarms.required, alarms.observed, alarms.passed) == ("alarms", 0, 0, True)
 
 
 SUCCESS = SuccessCriteria(
