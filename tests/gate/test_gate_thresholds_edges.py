@@ -78,10 +78,11 @@ def test_success_rows_measured_missing_and_not_evaluated():
 def test_the_same_alarm_from_two_evaluations_counts_once():
     same = {"name": "length_hacking", "evidence": "+40% tokens", "action": "retrain"}
     other = {"name": "length_hacking", "evidence": "+90% tokens", "action": "retrain"}
+    named = {"name": "sycophancy", "evidence": "+40% tokens", "action": "retrain"}  # same evidence
     ev = merge_evidence(
         [
             EvalSource("e1", {"kind": "evaluation", "suite": "a", "alarms": [same]}),
-            EvalSource("e2", {"kind": "evaluation", "suite": "b", "alarms": [same, other]}),
+            EvalSource("e2", {"kind": "evaluation", "suite": "b", "alarms": [same, other, named]}),
         ]
     )
     assert [(a["evidence"], a["evaluation"]) for a in ev.alarms] == [
@@ -89,3 +90,10 @@ def test_the_same_alarm_from_two_evaluations_counts_once():
         ("+90% tokens", "e2"),
     ]
     assert ev.sources["alarms"] == "e1,e2"
+
+
+def test_a_red_team_row_with_counts_only_is_passed_over_total():
+    rows = redteam_results(
+        GateThresholds(), Evidence(redteam={"pii": {"total": 10}, "jb": {"passed": 7, "total": 10}})
+    )
+    assert {r.name: r.observed for r in rows} == {"redteam:pii": 0.0, "redteam:jb": 0.7}
