@@ -85,9 +85,10 @@ def test_the_same_alarm_from_two_evaluations_counts_once():
             EvalSource("e2", {"kind": "evaluation", "suite": "b", "alarms": [same, other, named]}),
         ]
     )
-    assert [(a["evidence"], a["evaluation"]) for a in ev.alarms] == [
-        ("+40% tokens", "e1"),
-        ("+90% tokens", "e2"),
+    assert [(a["name"], a["evidence"], a["evaluation"]) for a in ev.alarms] == [
+        ("length_hacking", "+40% tokens", "e1"),
+        ("length_hacking", "+90% tokens", "e2"),
+        ("sycophancy", "+40% tokens", "e2"),
     ]
     assert ev.sources["alarms"] == "e1,e2"
 
