@@ -10,7 +10,8 @@ Run by hand (``make mutation``), never by ``make test``. For each target module 
    x -> 2x, True <-> False), swapped adjacent positional call arguments, dropped keyword arguments,
    removed call statements;
 3. applies each mutant to a private copy of the source tree (a temporary directory; the worktree is
-   never written) and runs only the mapped tests, ``-x``, with a per-mutant timeout.
+   never written) and runs, ``-x -m "not slow"``, only the mapped tests that execute the mutated line
+   (all of them for a line also run at import time), with a per-mutant timeout.
 
 A mutant on a line the mapped tests never execute is reported as ``survived (not covered)`` without a
 run. Docstrings, f-strings / string constants, annotations and lines marked ``# pragma: no mutate``
