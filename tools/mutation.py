@@ -97,6 +97,7 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/train_math/test_token_losses.py",
         "tests/train_math/test_packing_placement.py",
         "tests/train_math/test_math_edges.py",
+        "tests/train_math/test_losses_edges.py",
     ],
     "train/rl_math.py": ["tests/train_math/test_rl_math.py", "tests/train_math/test_math_edges.py"],
     "gate/decide.py": [
