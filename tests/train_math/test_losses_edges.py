@@ -15,3 +15,20 @@ def test_every_dpo_family_loss_refuses_a_beta_that_is_not_positive(loss, beta):
     lp = torch.tensor([-1.0, -2.0])
     with pytest.raises(ConfigError, match="beta must be > 0"):
         loss(lp, lp - 1, lp, lp - 0.5, beta)
+
+
+def test_token_logprobs_refuse_logits_without_a_vocabulary_axis_or_mismatched_labels():
+    from rlhfops.train.losses import gather_token_logprobs
+
+    with pytest.raises(ValueError, match="expected logits"):
+        gather_token_logprobs(torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.long))  # [B, T]: no V
+    with pytest.raises(ValueError, match="expected logits"):
+        gather_token_logprobs(torch.zeros(2, 3, 5), torch.zeros(2, 4, dtype=torch.long))
+
+
+def test_masked_sum_defaults_to_the_last_axis():
+    from rlhfops.train.losses import masked_sum
+
+    x = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)
+    mask = torch.ones_like(x, dtype=torch.bool)
+    assert torch.equal(masked_sum(x, mask), x.sum(dim=-1))  # [2, 3], not the middle axis's [2, 4]
