@@ -32,3 +32,22 @@ def test_masked_sum_defaults_to_the_last_axis():
     x = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)
     mask = torch.ones_like(x, dtype=torch.bool)
     assert torch.equal(masked_sum(x, mask), x.sum(dim=-1))  # [2, 3], not the middle axis's [2, 4]
+
+
+@pytest.mark.parametrize("loss", [dpo_sigmoid_loss, ipo_loss])
+def test_implicit_rewards_pair_each_policy_log_prob_with_its_own_reference(loss):
+    pc, pr = torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -1.5])
+    rc, rr = torch.tensor([-1.5, -1.0]), torch.tensor([-2.0, -4.0])
+    out = loss(pc, pr, rc, rr, 0.5)
+    assert torch.allclose(out.chosen_rewards, 0.5 * (pc - rc))  # [0.25, -0.5]
+    assert torch.allclose(out.rejected_rewards, 0.5 * (pr - rr))  # [-0.5, 1.25]
+    assert float(out.reward_accuracy) == 0.5 and float(out.reward_margin) == pytest.approx(-0.375)
+
+
+def test_an_empty_half_precision_batch_gives_float32_log_probs():
+    from rlhfops.train.losses import gather_token_logprobs
+
+    out = gather_token_logprobs(
+        torch.zeros(0, 3, 5, dtype=torch.float16), torch.zeros(0, 3, dtype=torch.long)
+    )
+    assert out.shape == (0, 3) and out.dtype == torch.float32
