@@ -41,7 +41,7 @@ def test_implicit_rewards_pair_each_policy_log_prob_with_its_own_reference(loss)
     out = loss(pc, pr, rc, rr, 0.5)
     assert torch.allclose(out.chosen_rewards, 0.5 * (pc - rc))  # [0.25, -0.5]
     assert torch.allclose(out.rejected_rewards, 0.5 * (pr - rr))  # [-0.5, 1.25]
-    assert float(out.reward_accuracy) == 0.5 and float(out.reward_margin) == pytest.approx(-0.375)
+    assert float(out.reward_accuracy) == 0.5 and float(out.reward_margin) == pytest.approx(-0.5)
 
 
 def test_an_empty_half_precision_batch_gives_float32_log_probs():
