@@ -51,3 +51,10 @@ def test_an_empty_half_precision_batch_gives_float32_log_probs():
         torch.zeros(0, 3, 5, dtype=torch.float16), torch.zeros(0, 3, dtype=torch.long)
     )
     assert out.shape == (0, 3) and out.dtype == torch.float32
+
+
+def test_entropy_of_an_empty_half_precision_batch_is_float32():
+    from rlhfops.train.losses import entropy_from_logits
+
+    out = entropy_from_logits(torch.zeros(0, 4, 5, dtype=torch.float16))
+    assert out.shape == (0, 4) and out.dtype == torch.float32
