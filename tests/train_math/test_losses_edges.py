@@ -58,3 +58,17 @@ def test_entropy_of_an_empty_half_precision_batch_is_float32():
 
     out = entropy_from_logits(torch.zeros(0, 4, 5, dtype=torch.float16))
     assert out.shape == (0, 4) and out.dtype == torch.float32
+
+
+def test_ipo_loss_at_a_beta_other_than_one_half():
+    pc, pr, rc, rr = (torch.tensor([v]) for v in (-1.0, -3.0, -1.5, -2.0))
+    gap = (-1.0 + 1.5) - (-3.0 + 2.0)  # 1.5
+    assert float(ipo_loss(pc, pr, rc, rr, 0.1).loss) == pytest.approx((gap - 1 / (2 * 0.1)) ** 2)
+
+
+def test_entropy_over_several_rows_and_leading_axes():
+    from rlhfops.train.losses import entropy_from_logits
+
+    logits = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0))
+    p = torch.softmax(logits, dim=-1)
+    assert torch.allclose(entropy_from_logits(logits), -(p * p.log()).sum(dim=-1), atol=1e-6)
