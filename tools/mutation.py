@@ -10,7 +10,8 @@ Run by hand (``make mutation``), never by ``make test``. For each target module 
    x -> 2x, True <-> False), swapped adjacent positional call arguments, dropped keyword arguments,
    removed call statements;
 3. applies each mutant to a private copy of the source tree (a temporary directory; the worktree is
-   never written) and runs only the mapped tests, ``-x``, with a per-mutant timeout.
+   never written) and runs, ``-x -m "not slow"``, only the mapped tests that execute the mutated line
+   (all of them for a line also run at import time), with a per-mutant timeout.
 
 A mutant on a line the mapped tests never execute is reported as ``survived (not covered)`` without a
 run. Docstrings, f-strings / string constants, annotations and lines marked ``# pragma: no mutate``
@@ -57,9 +58,13 @@ PYTEST = [
 
 # module (relative to src/rlhfops) -> the fast tests that should kill its mutants
 TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run covers the most modules
-    "gate/thresholds.py": ["tests/gate/test_gate_thresholds.py", "tests/gate/test_gate_limit_edges.py"],
+    "gate/thresholds.py": [
+        "tests/gate/test_gate_thresholds.py",
+        "tests/gate/test_gate_limit_edges.py",
+        "tests/gate/test_gate_thresholds_edges.py",
+    ],
     "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_access.py"],
-    "web/deps.py": ["tests/web/test_web_roles.py"],
+    "web/deps.py": ["tests/web/test_web_deps.py", "tests/web/test_web_roles.py"],
     "web/sessions.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_security.py"],
     "measures/intervals.py": [
         "tests/measures/test_intervals.py",
@@ -77,7 +82,7 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/evaluate/test_evaluate_stats.py",
         "tests/evaluate/test_evaluate_stats_edges.py",
     ],
-    "train/kl.py": ["tests/train/test_kl.py"],
+    "train/kl.py": ["tests/train/test_kl.py", "tests/train/test_kl_edges.py"],
     "monitor/drift.py": [
         "tests/monitor/test_monitor_drift_math.py",
         "tests/monitor/test_monitor_drift_rule.py",
@@ -92,6 +97,7 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/train/test_token_losses.py",
         "tests/train/test_packing_placement.py",
         "tests/train/test_math_edges.py",
+        "tests/train/test_losses_edges.py",
     ],
     "train/rl_math.py": ["tests/train/test_rl_math.py", "tests/train/test_math_edges.py"],
     "gate/decide.py": [
@@ -131,6 +137,7 @@ class Mutant:
     source: str
     status: str = "pending"  # killed | survived | not covered | timeout (killed)
     seconds: float = 0.0
+    tests: list[str] = field(default_factory=list)  # the tests run against it
 
 
 @dataclass
@@ -274,19 +281,25 @@ TRACER = """
 import json, os, sys, threading, atexit
 _target = os.environ["MUTATION_TRACE_FILE"]
 _out = os.environ["MUTATION_TRACE_OUT"]
-_hit = set()
-def _local(frame, event, arg):
-    if event == "line":
-        _hit.add(frame.f_lineno)
-    return _local
+_hit = {}  # line -> the tests (file::function, parameters dropped) that execute it; "" = at import
+def _current():
+    t = os.environ.get("PYTEST_CURRENT_TEST", "")
+    return t.rsplit(" (", 1)[0].split("[", 1)[0] if t else ""
 def _global(frame, event, arg):
-    if frame.f_code.co_filename == _target:
-        _hit.add(frame.f_lineno)
+    if frame.f_code.co_filename != _target:
+        return None
+    test = _current()
+    _hit.setdefault(frame.f_lineno, set()).add(test)
+    def _local(frame, event, arg):
+        if event == "line":
+            _hit.setdefault(frame.f_lineno, set()).add(test)
         return _local
-    return None
+    return _local
 sys.settrace(_global)
 threading.settrace(_global)
-atexit.register(lambda: open(_out, "w").write(json.dumps(sorted(_hit))))
+atexit.register(
+    lambda: open(_out, "w").write(json.dumps({str(k): sorted(v) for k, v in _hit.items()}))
+)
 """
 
 
@@ -317,6 +330,12 @@ PREIMPORT = [
 ]
 
 
+def _status(code: int) -> str:
+    """pytest's exit code as a mutant status: 0 passed, 1 failed (2 interrupted, 3 internal error, 99
+    the child raised) kill; 4 (usage error) and 5 (no test collected) mean the selection was wrong."""
+    return {0: "survived", 4: "selection", 5: "selection"}.get(code, "killed")
+
+
 def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str, float]:
     """Run pytest in a forked child of this process, whose heavy third-party imports are already done
     (torch, transformers, ...); only rlhfops is imported afresh, from the mutated copy."""
@@ -345,11 +364,55 @@ def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str,
             os.waitpid(pid, 0)
             return "timeout", time.monotonic() - t0
         time.sleep(0.2)
-    code = os.waitstatus_to_exitcode(status)
-    return ("survived" if code == 0 else "killed"), time.monotonic() - t0
+    return _status(os.waitstatus_to_exitcode(status)), time.monotonic() - t0
 
 
 FORK: dict[str, Path | None] = {"copy_root": None}
+
+
+def _preimport(copy_root: Path, tests: list[str]) -> None:
+    """Import in this process, before forking, every third-party module the tests' collection imports
+    (learned in a throwaway forked child) and pytest's plugins; the children then only import rlhfops
+    and the test files. Nothing under the worktree or the copy (rlhfops, tests, helpers) is imported."""
+    import importlib
+    from importlib.metadata import entry_points
+
+    names = [*PREIMPORT, *(e.value.split(":")[0] for e in entry_points(group="pytest11"))]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "modules.json"
+        pid = os.fork()
+        if pid == 0:  # child: collect, then list what got imported
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+                os.chdir(ROOT)
+                sys.path.insert(0, str(copy_root / "src"))
+                import pytest
+
+                pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", *tests])
+                local = (str(ROOT), str(copy_root))
+                mods = [
+                    n
+                    for n, m in list(sys.modules.items())
+                    if getattr(m, "__file__", None)
+                    and not str(Path(m.__file__).resolve()).startswith(local)
+                    and not n.startswith(("rlhfops", "__main__"))
+                ]
+                out.write_text(json.dumps(mods))
+                os._exit(0)
+            except BaseException:  # noqa: BLE001
+                os._exit(1)
+        os.waitpid(pid, 0)
+        if out.exists():
+            names += json.loads(out.read_text())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a module that cannot be pre-imported is imported by the child
+            pass
+    if "rlhfops" in sys.modules or any(n.startswith("rlhfops.") for n in sys.modules):
+        raise SystemExit("the runner must not import the code under test before forking")
 
 
 def _run(tests: list[str], env: dict[str, str], timeout: float) -> tuple[str, float]:
@@ -362,11 +425,12 @@ def _run(tests: list[str], env: dict[str, str], timeout: float) -> tuple[str, fl
         )
     except subprocess.TimeoutExpired:
         return "timeout", time.monotonic() - t0
-    return ("survived" if proc.returncode == 0 else "killed"), time.monotonic() - t0
+    return _status(proc.returncode), time.monotonic() - t0
 
 
-def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[set[int], float]:
-    """Lines of ``module`` the tests execute, and the untraced run time; raises if the tests fail."""
+def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[dict[int, set[str]], float]:
+    """For each line of ``module`` the tests execute, the tests that execute it ("" for a line run at
+    import or collection, outside any test); and the untraced run time. Raises if the tests fail."""
     target = str(copy_root / PKG / module)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "sitecustomize.py").write_text(TRACER)
@@ -376,9 +440,22 @@ def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[set[int], 
         status, _ = _run(tests, env, timeout=3600)
         if status != "survived":
             raise SystemExit(f"{module}: the mapped tests fail (or time out) on the unmutated code: {tests}")
-        hit = set(json.loads(out.read_text())) if out.exists() else set()
+        raw = json.loads(out.read_text()) if out.exists() else {}
+        hit = {int(line): set(ts) for line, ts in raw.items()}
     status, seconds = _run(tests, _env(copy_root), timeout=3600)
     return hit, seconds
+
+
+def _covering(tests: list[str], covering: set[str]) -> list[str]:
+    """The mapped tests to run against a mutant on a line executed by ``covering``: only those tests
+    (in the map's file order), or every mapped test when the line also runs at import time (a module
+    constant, a default argument, a decorator), where any test may depend on it."""
+    if "" in covering:
+        return tests
+    files = [t.split("::")[0] for t in tests]
+    return sorted(
+        covering, key=lambda t: (files.index(t.split("::")[0]) if t.split("::")[0] in files else 99, t)
+    )
 
 
 def run_module(
@@ -419,13 +496,18 @@ def run_module(
         for m in mutants:
             if m.line not in hit:
                 m.status = "not covered"
+                m.tests = []
             else:
                 try:
                     path.write_text(mutated_source(text, m.index))
                 except Exception as err:  # noqa: BLE001 - an unbuildable mutant is skipped, and said so
                     m.status = f"skipped ({type(err).__name__})"
                     continue
-                m.status, m.seconds = _run(tests, _env(copy_root), timeout)
+                m.tests = _covering(tests, hit[m.line])
+                m.status, m.seconds = _run(m.tests, _env(copy_root), timeout)
+                if m.status == "selection":  # the narrowed selection collected nothing: run them all
+                    m.tests = tests
+                    m.status, m.seconds = _run(tests, _env(copy_root), timeout)
                 path.write_text(text)
             mark = "." if m.status in ("killed", "timeout") else "S"
             print(mark, end="", flush=True)
@@ -503,20 +585,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="rlhfops-mutation-") as tmp:
         copy_root = Path(tmp)
-        if not args.no_fork:
-            import importlib
-
-            for name in PREIMPORT:
-                try:
-                    importlib.import_module(name)
-                except ImportError:
-                    pass
-            if "rlhfops" in sys.modules:
-                raise SystemExit("the runner must not import the code under test before forking")
-            FORK["copy_root"] = copy_root
         shutil.copytree(
             ROOT / "src", copy_root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
         )
+        if not args.no_fork:
+            _preimport(copy_root, sorted({t for ts in targets.values() for t in ts}))
+            FORK["copy_root"] = copy_root
 
         def save(current: ModuleResult) -> None:  # after every mutant: a stopped run keeps what it did
             done = [*results, current] if current not in results else results

@@ -27,3 +27,15 @@ def test_default_level_is_95_percent():
     summary = win_rate_summary(w, t, l_, judge="j")
     assert summary["confidence"] == 0.95
     assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((s - half, s + half), rel=1e-12)
+
+
+def test_win_share_is_wins_over_all_comparisons_with_its_wilson_interval():
+    w, t, l_ = 3, 2, 5
+    n = w + t + l_
+    z = 1.959963984540054
+    p = w / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    share = win_rate_summary(w, t, l_, judge="j")["win_share"]
+    assert share["rate"] == pytest.approx(0.3, rel=1e-12)
+    assert (share["ci_low"], share["ci_high"]) == pytest.approx((centre - half, centre + half), rel=1e-9)
