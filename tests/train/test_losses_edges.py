@@ -72,3 +72,17 @@ def test_entropy_over_several_rows_and_leading_axes():
     logits = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(0))
     p = torch.softmax(logits, dim=-1)
     assert torch.allclose(entropy_from_logits(logits), -(p * p.log()).sum(dim=-1), atol=1e-6)
+
+
+def test_reward_pair_accuracy_counts_any_positive_gap_and_no_tie():
+    """A pair is ranked right when the chosen reward is higher by any amount (0.5 counts, a tie and -0.5
+    do not); the margin shifts the loss only, never what counts as right."""
+    from rlhfops.train.losses import bradley_terry_loss
+
+    chosen = torch.tensor([1.5, 1.0, 1.0, 0.0])
+    rejected = torch.tensor([1.0, 1.0, 1.5, 0.0])  # gaps 0.5, 0, -0.5, 0
+    out = bradley_terry_loss(chosen, rejected)
+    assert out.accuracy.item() == pytest.approx(0.25)
+    with_margin = bradley_terry_loss(chosen, rejected, margin=torch.full((4,), 1.0))
+    assert with_margin.accuracy.item() == pytest.approx(0.25)
+    assert with_margin.mean_margin.item() == pytest.approx(0.0)
