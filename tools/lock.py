@@ -58,13 +58,31 @@ def compile_lock(uv: str, out: Path) -> None:
         bundled_in = Path(tmp) / "bundled.in"
         bundled_in.write_text(BUNDLED + "\n")
         main = subprocess.run(
-            [uv, "pip", "compile", "pyproject.toml", "--extra", "dev", "--extra", "drift", str(torch_in),
-             "--emit-index-url", "--emit-find-links", *common],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            [
+                uv,
+                "pip",
+                "compile",
+                "pyproject.toml",
+                "--extra",
+                "dev",
+                "--extra",
+                "drift",
+                str(torch_in),
+                "--emit-index-url",
+                "--emit-find-links",
+                *common,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.replace(str(torch_in), "torch pin (tools/lock.py)")
         bundled = subprocess.run(
             [uv, "pip", "compile", str(bundled_in), "--no-deps", "--no-annotate", *common],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     bundled = "\n".join(line for line in bundled.splitlines() if not line.startswith("--")).strip()
     bad = [line for line in main.splitlines() if line.split("==")[0].strip().lower().startswith(FORBIDDEN)]

@@ -148,7 +148,9 @@ def test_run_records_installed_versions_and_lineage_shows_drift(tmp_path, worksp
 
     pytest_version = metadata.version("pytest")
     lock = tmp_path / "requirements.lock"
-    lock.write_text(f"pytest=={pytest_version} \\\n    --hash=sha256:00\nnumpy==0.0.1 \\\n    --hash=sha256:11\n")
+    lock.write_text(
+        f"pytest=={pytest_version} \\\n    --hash=sha256:00\nnumpy==0.0.1 \\\n    --hash=sha256:11\n"
+    )
     monkeypatch.setenv("RLHFOPS_LOCK", str(lock))
     _sign(workspace)
     code, err = _train(tmp_path, capsys)

@@ -82,5 +82,8 @@ def test_shipped_lock_pins_everything_with_hashes_and_cpu_torch(monkeypatch):
     lines = text.splitlines()
     pinned = [i for i, ln in enumerate(lines) if "==" in ln and not ln.startswith(("#", " "))]
     assert len(pinned) == len(pins)
-    assert all(ln.endswith("\\") and lines[i + 1].strip().startswith("--hash=sha256:") for i in pinned
-               for ln in [lines[i]]), "a pin without its hash"
+    assert all(
+        ln.endswith("\\") and lines[i + 1].strip().startswith("--hash=sha256:")
+        for i in pinned
+        for ln in [lines[i]]
+    ), "a pin without its hash"

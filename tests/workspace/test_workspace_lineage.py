@@ -204,7 +204,9 @@ def test_a_trained_model_is_hashed_once_before_its_stored_copy_is_checked(ws, tm
     calls: list[tuple[str, Path]] = []
     for mod in (core, store):
         real = mod.content_hash
-        monkeypatch.setattr(mod, "content_hash", lambda p, m=mod, r=real: calls.append((m.__name__, p)) or r(p))
+        monkeypatch.setattr(
+            mod, "content_hash", lambda p, m=mod, r=real: calls.append((m.__name__, p)) or r(p)
+        )
     sft_id = ws.record_training_run("sft", {"data": demos}, model, "dave", {})
     assert sft_id == content_hash(model)
     model_calls = [m for m, p in calls if Path(p) == model]

@@ -515,7 +515,8 @@ class Workspace:
         full_meta = {**meta, "stage": stage, "named_inputs": named}
         digest = content_hash(Path(output))  # the signed statement binds the model's content
         full_meta[ATTESTATION] = training_envelope(self, digest, stage, parents, full_meta, creator)
-        return self.register_artifact(STAGE_OUTPUT_KIND[stage], Path(output), parents, creator, full_meta, digest)
+        kind = STAGE_OUTPUT_KIND[stage]
+        return self.register_artifact(kind, Path(output), parents, creator, full_meta, digest)
 
     def _is_id(self, ref: str) -> bool:
         try:
