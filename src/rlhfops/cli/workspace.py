@@ -133,6 +133,10 @@ def lineage(
         typer.echo(f"{pad}{r.kind} {r.id[:12]} {r.name} by {r.creator} {when}{again}")
         if aid in seen:
             return
+        if isinstance(r.meta.get("environment"), dict):  # a trained model: its installed versions
+            from rlhfops.workspace.environment import describe
+
+            typer.echo(f"{'  ' * depth}   environment: {describe(r.meta['environment'])}")
         seen.add(aid)
         for p in r.parents:
             show(p, depth + 1, seen)

@@ -441,9 +441,19 @@ class Trainer(abc.ABC):
             }
             if self.damaged_checkpoints:
                 summary["damaged_checkpoints"] = self.damaged_checkpoints
+            summary["environment"] = self._record_environment()
             atomic_write_text(self.run.summary_path, json.dumps(summary, indent=2, sort_keys=True))
         self.accelerator.wait_for_everyone()
         return RunResult(self.run.path, self.total_steps, summary)
+
+    def _record_environment(self) -> dict[str, Any]:
+        """Write every installed version, the lock's hash and the drift from it to ``environment.json``;
+        returns the record without the package list (for the summary)."""
+        from rlhfops.workspace.environment import brief, environment_record
+
+        record = environment_record()
+        atomic_write_text(self.run.path / "environment.json", json.dumps(record, indent=1, sort_keys=True))
+        return brief(record)
 
     def cleanup(self) -> None:
         self.accelerator.free_memory() if hasattr(self, "accelerator") else None

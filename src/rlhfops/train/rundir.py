@@ -9,7 +9,9 @@ Layout::
                                  manifest.json holds every file's SHA-256, checked on resume
       checkpoints/damaged-step-000060/   a checkpoint a resume found damaged, moved aside
       final/               the trained model (full weights or adapter)
-      summary.json         written last; its presence means the run finished
+      environment.json     every installed version, the lock's SHA-256 and the drift from it
+      summary.json         written last; its presence means the run finished (holds the lock's hash
+                           and the drift too)
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ def run_stage(
         from rlhfops.workspace.identity import acting_person
 
         meta = {"eval": result.summary.get("eval", {}), "run_dir": str(Path(result.run_dir).resolve())}
+        # the lock's hash and the drift from it (workspace/environment.py), shown by `rlhfops lineage`
+        if "environment" in result.summary:
+            meta["environment"] = result.summary["environment"]
         model_id = ws.record_training_run(stage, inputs, result.run_dir / "final", acting_person(), meta)
         result.summary["artifact_id"] = model_id
     return result

@@ -115,12 +115,19 @@ class ArtifactStore:
             return self._record(s, row) if row is not None else None
 
     def register_artifact(
-        self, kind: str, path: Path, parents: list[str], creator: str, meta: dict[str, Any] | None = None
+        self,
+        kind: str,
+        path: Path,
+        parents: list[str],
+        creator: str,
+        meta: dict[str, Any] | None = None,
+        sha: str = "",
     ) -> str:
         """Store ``path`` (file or directory) once under its content hash; returns its id.
 
         Identical content registered again returns the same id and writes nothing (the first
-        registration's kind, parents and meta stand). Parents are ids or unique prefixes.
+        registration's kind, parents and meta stand). Parents are ids or unique prefixes. ``sha``: the
+        hash the caller just computed (a model is 0.5 GB); the stored copy is still checked against it.
         """
         if kind not in KINDS:
             raise UserError(f"artifact kind {kind!r} unknown; valid: {', '.join(KINDS)}")
@@ -130,7 +137,7 @@ class ArtifactStore:
         except TypeError as err:
             raise DataError(f"artifact meta for {path}: not JSON-serialisable ({err})") from None
         path = Path(path)
-        sha = content_hash(path)
+        sha = sha or content_hash(path)
         parent_ids = list(dict.fromkeys(self.resolve_id(p) for p in parents))
         if sha in parent_ids:
             raise DataError(f"{path}: an artifact cannot be its own parent")
@@ -207,7 +214,8 @@ class ArtifactStore:
         full_meta = {**meta, "stage": stage, "named_inputs": named}
         digest = content_hash(Path(output))  # the signed statement binds the model's content
         full_meta[ATTESTATION] = training_envelope(self, digest, stage, parents, full_meta, creator)
-        return self.register_artifact(STAGE_OUTPUT_KIND[stage], Path(output), parents, creator, full_meta)
+        kind = STAGE_OUTPUT_KIND[stage]
+        return self.register_artifact(kind, Path(output), parents, creator, full_meta, digest)
 
     def _is_id(self, ref: str) -> bool:
         try:
