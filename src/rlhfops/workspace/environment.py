@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 LOCK_NAME = "requirements.lock"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
@@ -59,8 +61,6 @@ def installed_versions() -> dict[str, str]:
 
 def _same(a: str, b: str) -> bool:
     try:
-        from packaging.version import Version
-
         return Version(a) == Version(b)
     except Exception:  # noqa: BLE001 - packaging missing or a version it cannot parse: compare text
         return a == b
