@@ -75,6 +75,17 @@ def test_raters_pairs_calibration_export(cli_ws, capsys, monkeypatch, tmp_path: 
     assert out.startswith(f"wrote 4 pair(s) to {tmp_path / 'prefs.jsonl'}")
     rows = [json.loads(x) for x in (tmp_path / "prefs.jsonl").read_text().splitlines()]
     assert {r["chosen"][:4] for r in rows} == {"good"}
+    # another tool's format through the CLI (issue 22): the option reaches the writer
+    vendor = tmp_path / "openai.jsonl"
+    out = _run(capsys, "prefs", "export", str(vendor), "--format", "openai-preference", "--as", "lena")
+    assert out.startswith(f"wrote 4 pair(s) to {vendor}")
+    first = json.loads(vendor.read_text().splitlines()[0])
+    assert set(first) == {"input", "preferred_output", "non_preferred_output"}
+    assert first["preferred_output"][0]["content"].startswith("good")
+    with pytest.raises(SystemExit) as ex:
+        main(["prefs", "export", str(tmp_path / "x.jsonl"), "--format", "alpaca", "--as", "lena"])
+    assert ex.value.code == 2 and not (tmp_path / "x.jsonl").exists()
+    assert "not a prefs export format" in capsys.readouterr().err
 
 
 def test_demos_import_and_export(cli_ws, capsys, tmp_path: Path) -> None:
