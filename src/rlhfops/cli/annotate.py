@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from rlhfops.annotate.settings import AnnotationSettings, annotation_settings
-from rlhfops.cli.options import AS_OPT
+from rlhfops.cli.options import AS_OPT, TOKEN_STDIN_OPT, cli_granter
 from rlhfops.data.schema import load_prompts
 from rlhfops.errors import UserError
 
@@ -175,19 +175,33 @@ def raters_add(
         False, "--password-stdin", help="Read the password from stdin (else asked for twice)."
     ),
     as_: str = AS_OPT,
+    token_stdin: bool = TOKEN_STDIN_OPT,
 ) -> None:
     """Give a person a web account (scrypt-hashed password) and the role if they lack it.
 
-    Changing an existing account's password needs its current password first (with --password-stdin:
-    the first line is the current password, the second the new one): the password is what signs the
-    spec and the gate (docs/security.md)."""
-    from rlhfops.annotate.accounts import MIN_PASSWORD, set_account
+    Once the workspace has an account, creating an account, granting a role or --admin needs the
+    granter's credential: $RLHFOPS_TOKEN or --token-stdin, else the password of --as NAME (with
+    --password-stdin: the first line). An admin or task-spec-owner may grant every role (only an admin
+    makes admins); an annotation-lead adds raters only. Changing an existing account's password needs
+    its current password (with --password-stdin: the next line, then the new one): the password is what
+    signs the spec and the gate (docs/security.md)."""
+    from rlhfops.annotate.accounts import MIN_PASSWORD, account, set_account
     from rlhfops.workspace.identity import check_role
 
     if not name.strip():
         raise UserError("raters add: the name is empty")
-    check_role(role)
+    norm = check_role(role)
     with _ws() as ws:
+        acc = account(ws, name.strip())
+        held = {r for n, r in ws.people() if n == name.strip()}
+        # a new account grants every role its person holds: its password signs in all of them
+        roles = held | {norm} if acc is None else {norm} - held
+        make_admin = admin and (acc is None or not acc.is_admin)
+        granter = _person(as_)
+        if roles or make_admin:
+            granter = cli_granter(
+                ws, as_, password_stdin, token_stdin, roles, make_admin, "raters add", passwords_follow=True
+            )
         _require_current_password(ws, name.strip(), password_stdin, "raters add")
         if password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
@@ -197,7 +211,7 @@ def raters_add(
             raise UserError(
                 f"raters add {name.strip()}: the password needs at least {MIN_PASSWORD} characters"
             )
-        ws.add_person(name, role, _person(as_))
+        ws.add_person(name, norm, granter)
         created = set_account(ws, name, password, admin)
     typer.echo(f"account {name} {'created' if created else 'updated'}")
 

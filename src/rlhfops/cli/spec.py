@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
+from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_granter, cli_signer
+from rlhfops.errors import UserError
 from rlhfops.spec.check import SpecError, check_spec_file
 
 spec_app = typer.Typer(help="The task spec (Play 1): check it, sign it, show its signatures.")
@@ -116,14 +117,23 @@ def people_add(
         "ml-engineer, red-team-lead or gate-owner.",
     ),
     as_: str = AS_OPT,
+    password_stdin: bool = PASSWORD_STDIN_OPT,
+    token_stdin: bool = TOKEN_STDIN_OPT,
 ) -> None:
-    """Give a person a role (the owners of the plays are named in `rlhfops status`)."""
-    from rlhfops.workspace import acting_person, require_workspace
+    """Give a person a role (the owners of the plays are named in `rlhfops status`).
+
+    Once the workspace has an account, the grant needs the granter's password (--as NAME
+    --password-stdin) or API token (--token-stdin / $RLHFOPS_TOKEN), and the granter must be an admin
+    or hold task-spec-owner (an annotation-lead may grant rater only); see docs/security.md."""
+    from rlhfops.workspace import require_workspace
     from rlhfops.workspace.identity import check_role
 
     norm = check_role(role)
     with require_workspace() as ws:
-        added = ws.add_person(name, norm, acting_person(as_))
+        if not name.strip():
+            raise UserError("people add: the name is empty")
+        granter = cli_granter(ws, as_, password_stdin, token_stdin, {norm}, False, "people add")
+        added = ws.add_person(name, norm, granter)
     typer.echo(f"{name}: {norm}" + ("" if added else " (already held; nothing changed)"))
 
 
