@@ -30,10 +30,10 @@ def bare(tmp_path: Path, monkeypatch):
 
 @pytest.fixture
 def accounts_ws(bare):
-    """The same with accounts for alice, erin, frank (none admin) and the admin ``root``."""
+    """The same with accounts for alice, erin, frank (none admin) and the admin ``ada``."""
     for name in ("alice", "erin", "frank"):
         set_account(bare, name, password_of(name))
-    set_account(bare, "root", password_of("root"), is_admin=True)
+    set_account(bare, "ada", password_of("ada"), is_admin=True)
     return bare
 
 
@@ -90,13 +90,13 @@ def test_people_add_needs_an_allowed_credential(accounts_ws, cli, monkeypatch):
 
 
 def test_the_grant_records_the_authenticated_granter(accounts_ws, cli, monkeypatch):
-    """The admin's token grants, and the row names root (not the acting OS user); a claimed name that
+    """The admin's token grants, and the row names ada (not the acting OS user); a claimed name that
     is not the token's owner is refused."""
-    monkeypatch.setenv("RLHFOPS_TOKEN", create_token(accounts_ws, "root"))
-    _refused(cli, ["people", "add", "mallory", "--role", "red-team-lead"], accounts_ws, "belongs to 'root'")
+    monkeypatch.setenv("RLHFOPS_TOKEN", create_token(accounts_ws, "ada"))
+    _refused(cli, ["people", "add", "mallory", "--role", "red-team-lead"], accounts_ws, "belongs to 'ada'")
     monkeypatch.delenv("RLHFOPS_USER")
     code, _, err = cli(["people", "add", "mallory", "--role", "red-team-lead"])
-    assert code == 0 and _added_by(accounts_ws, "mallory", "red-team-lead") == "root", err
+    assert code == 0 and _added_by(accounts_ws, "mallory", "red-team-lead") == "ada", err
     monkeypatch.delenv("RLHFOPS_TOKEN")
     _stdin(monkeypatch, create_token(accounts_ws, "frank"))
     _refused(cli, ["people", "add", "frank", "--role", "gate-owner", "--token-stdin"], accounts_ws, "may not")
@@ -124,11 +124,11 @@ def test_raters_add_needs_an_allowed_credential(accounts_ws, cli, monkeypatch):
     code, out, err = cli([*new_rater, "--as", "erin"])
     assert code == 0 and out == "account rita created\n" and _added_by(w, "rita", "rater") == "erin", err
     _stdin(monkeypatch, "gina-password")  # the admin's token: any role, any account
-    monkeypatch.setenv("RLHFOPS_TOKEN", create_token(w, "root"))
-    code, out, err = cli(["raters", "add", "gina", "--role", "gate-owner", "--password-stdin", "--as", "root"])
+    monkeypatch.setenv("RLHFOPS_TOKEN", create_token(w, "ada"))
+    code, out, err = cli(["raters", "add", "gina", "--role", "gate-owner", "--password-stdin", "--as", "ada"])
     assert code == 0 and out == "account gina created\n", err
     _stdin(monkeypatch, password_of("frank"), "frank-new-pw")
-    code, _, err = cli(["raters", "add", "frank", "--admin", "--password-stdin", "--role", "ml-engineer", "--as", "root"])
+    code, _, err = cli(["raters", "add", "frank", "--admin", "--password-stdin", "--role", "ml-engineer", "--as", "ada"])
     assert code == 0 and account(w, "frank").is_admin, err
 
 
