@@ -80,7 +80,9 @@ def test_people_add_needs_an_allowed_credential(accounts_ws, cli, monkeypatch):
     _stdin(monkeypatch, password_of("frank"))  # ml-engineer: a good credential, no right to grant
     _refused(cli, [*gate_owner, "--as", "frank", "--password-stdin"], w, "'frank' may not grant gate-owner")
     _stdin(monkeypatch, password_of("erin"))  # the lead: raters only
-    _refused(cli, [*gate_owner, "--as", "erin", "--password-stdin"], w, "annotation-lead may grant rater only")
+    _refused(
+        cli, [*gate_owner, "--as", "erin", "--password-stdin"], w, "annotation-lead may grant rater only"
+    )
     _stdin(monkeypatch, password_of("erin"))
     code, out, err = cli(["people", "add", "rita", "--role", "rater", "--as", "erin", "--password-stdin"])
     assert code == 0 and out == "rita: rater\n" and _added_by(w, "rita", "rater") == "erin", err
@@ -113,13 +115,22 @@ def test_raters_add_needs_an_allowed_credential(accounts_ws, cli, monkeypatch):
     _refused(cli, [*new_rater, "--as", "frank"], w, "'frank' may not grant rater")
     # gina holds gate-owner: whoever sets her new account's password could sign as the gate owner
     _stdin(monkeypatch, password_of("erin"), "erin-chose-this")
-    _refused(cli, ["raters", "add", "gina", "--password-stdin", "--as", "erin"], w, "may not grant gate-owner")
+    _refused(
+        cli, ["raters", "add", "gina", "--password-stdin", "--as", "erin"], w, "may not grant gate-owner"
+    )
     # a role the account lacks, even on one's own account with its current password
     _stdin(monkeypatch, password_of("erin"), password_of("erin"), "erin-new-pw")
-    _refused(cli, ["raters", "add", "erin", "--role", "gate-owner", "--password-stdin", "--as", "erin"], w, "may not")
+    _refused(
+        cli,
+        ["raters", "add", "erin", "--role", "gate-owner", "--password-stdin", "--as", "erin"],
+        w,
+        "may not",
+    )
     # admin: only an admin makes admins (not task-spec-owner, not oneself)
     _stdin(monkeypatch, password_of("alice"), password_of("frank"), "frank-new-pw")
-    _refused(cli, ["raters", "add", "frank", "--admin", "--password-stdin", "--as", "alice"], w, "only an admin")
+    _refused(
+        cli, ["raters", "add", "frank", "--admin", "--password-stdin", "--as", "alice"], w, "only an admin"
+    )
     _stdin(monkeypatch, password_of("erin"), "rita-password")
     code, out, err = cli([*new_rater, "--as", "erin"])
     assert code == 0 and out == "account rita created\n" and _added_by(w, "rita", "rater") == "erin", err
@@ -128,7 +139,9 @@ def test_raters_add_needs_an_allowed_credential(accounts_ws, cli, monkeypatch):
     code, out, err = cli(["raters", "add", "gina", "--role", "gate-owner", "--password-stdin", "--as", "ada"])
     assert code == 0 and out == "account gina created\n", err
     _stdin(monkeypatch, password_of("frank"), "frank-new-pw")
-    code, _, err = cli(["raters", "add", "frank", "--admin", "--password-stdin", "--role", "ml-engineer", "--as", "ada"])
+    code, _, err = cli(
+        ["raters", "add", "frank", "--admin", "--password-stdin", "--role", "ml-engineer", "--as", "ada"]
+    )
     assert code == 0 and account(w, "frank").is_admin, err
 
 
