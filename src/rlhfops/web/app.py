@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rlhfops.annotate.settings import annotation_settings
 from rlhfops.errors import UserError
@@ -97,8 +98,9 @@ def _error(request: Request, status: int, detail: str) -> Response:
 def _install_handlers(app: FastAPI) -> None:
     from rlhfops.annotate.queue import NotAssignedError, ProductionBlockedError
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> Response:
+    # starlette's HTTPException (FastAPI's is a subclass): an unknown path's 404 gets the error page too
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return _error(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(NotAssignedError)
