@@ -44,13 +44,10 @@ def axe_version() -> str:
 @pytest.fixture(scope="module")
 def axe_js() -> Path:
     if not AXE.is_file():
-        msg = (
-            "accessibility test skipped: axe-core is not installed; run `make axe` "
-            f"(npm install --prefix .cache/npm axe-core@{axe_version()})"
-        )
+        how = f"run `make axe` (npm install --prefix .cache/npm axe-core@{axe_version()})"
         if os.environ.get("RLHFOPS_REQUIRE_AXE") == "1":
-            pytest.fail(msg.replace("skipped", "required but"))
-        pytest.skip(msg)
+            pytest.fail(f"accessibility test required (RLHFOPS_REQUIRE_AXE=1) but axe-core is missing: {how}")
+        pytest.skip(f"accessibility test skipped: axe-core is not installed; {how}")
     return AXE
 
 
@@ -70,9 +67,8 @@ def _workspace(ws) -> dict:
         for _ in range(3):
             item = fetch_next(ws, rater, gold_rate=0)
             submit_label(ws, rater, item.item_id, "left" if rater == "ravi" else "right", rationale="why")
-    queue_pairs(
-        ws, [PairIn("Where is my order?", "It ships today.", "Wait."), PairIn("Reset?", LONG, LONG[:900])], "b1", 1
-    )
+    short, long = PairIn("Where is my order?", "It ships today.", "Wait."), PairIn("Reset?", LONG, LONG[:900])
+    queue_pairs(ws, [short, long], "b1", 1)
     queue_prompts(ws, ["Please answer the customer."], "d1")
     ids = train_chain(ws, ws.root.parent / "runs")
     passing_evals(ws, ws.root.parent / "ev", ids["ppo"], baseline=ids["sft"], ci_low=0.5)
@@ -147,7 +143,8 @@ def test_no_serious_or_critical_violation_on_any_page(sqlite_ws, browser, axe_js
         check(gwen, "gate index", "/gate")
         check(gwen, "gate log", "/gate/log")
         check(gwen, "gate model", f"/gate/models/{ids['model']}")
-        check(gwen, "gate red-team failures", f"/gate/models/{ids['model']}/failures/{shipped_categories()[0]}")
+        model = f"/gate/models/{ids['model']}"
+        check(gwen, "gate red-team failures", f"{model}/failures/{shipped_categories()[0]}")
         check(gwen, "gate report", f"/gate/models/{ids['model']}/report")
 
     assert len(checked) == 23
