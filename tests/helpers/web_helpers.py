@@ -35,6 +35,24 @@ def pairs(n: int, start: int = 0, gold_every: int = 0):
     return out
 
 
+def pages_workspace(ws, rationale: str, demo_prompt: str, choices=("left", "left")) -> int:
+    """A gate owner (gwen); three pairs (batch b0) labelled by ravi and rosa (``choices``, with
+    ``rationale``); a demonstration prompt. Returns the prompt's item id (for /demos/ID)."""
+    from rlhfops.annotate.accounts import set_account
+    from rlhfops.annotate.demos import demo_prompts, queue_prompts
+    from rlhfops.annotate.queue import fetch_next, queue_pairs, submit_label
+
+    ws.add_person("gwen", "gate-owner", "alice")
+    set_account(ws, "gwen", PASSWORD)
+    queue_pairs(ws, pairs(3), "b0", 2)
+    for rater, choice in zip(("ravi", "rosa"), choices, strict=True):
+        for _ in range(3):
+            item = fetch_next(ws, rater, gold_rate=0)
+            submit_label(ws, rater, item.item_id, choice, rationale=rationale)
+    queue_prompts(ws, [demo_prompt], "d1")
+    return demo_prompts(ws)[0]["item_id"]
+
+
 def csrf_of(html: str) -> str:
     import re
 

@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from gate_helpers import passing_evals, shipped_categories, train_chain
-from web_helpers import EACH_SIZE, PASSWORD, pairs, serve, sign_in
+from web_helpers import EACH_SIZE, pages_workspace, serve, sign_in
 
-from rlhfops.annotate.accounts import set_account
-from rlhfops.annotate.demos import demo_prompts, queue_prompts
-from rlhfops.annotate.queue import PairIn, fetch_next, queue_pairs, submit_label
+from rlhfops.annotate.queue import PairIn, queue_pairs
 from rlhfops.workspace import annotation_tables as m
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,23 +56,16 @@ def violations(page, axe_js: Path) -> list[str]:
 
 
 def _workspace(ws) -> dict:
-    """A short and a long pair for rita; three labelled pairs (ravi, rosa); a demonstration prompt; a gate
-    owner; a model with evaluations for the gate pages."""
-    ws.add_person("gwen", "gate-owner", "alice")
-    set_account(ws, "gwen", PASSWORD)
-    queue_pairs(ws, pairs(3), "b0", 2)
-    for rater in ("ravi", "rosa"):
-        for _ in range(3):
-            item = fetch_next(ws, rater, gold_rate=0)
-            submit_label(ws, rater, item.item_id, "left" if rater == "ravi" else "right", rationale="why")
+    """pages_workspace (gwen, three pairs labelled by ravi and rosa, a demonstration prompt), then a short and
+    a long pair for rita and a model with evaluations for the gate pages."""
+    demo = pages_workspace(ws, "why", "Please answer the customer.", choices=("left", "right"))
     short, long = PairIn("Where is my order?", "It ships today.", "Wait."), PairIn("Reset?", LONG, LONG[:900])
     queue_pairs(ws, [short, long], "b1", 1)
-    queue_prompts(ws, ["Please answer the customer."], "d1")
     ids = train_chain(ws, ws.root.parent / "runs")
     passing_evals(ws, ws.root.parent / "ev", ids["ppo"], baseline=ids["sft"], ci_low=0.5)
     with ws.session() as s:
         item = s.scalars(sa.select(m.Label.item_id)).first()
-    return {"demo": demo_prompts(ws)[0]["item_id"], "item": item, "model": ids["ppo"]}
+    return {"demo": demo, "item": item, "model": ids["ppo"]}
 
 
 @EACH_SIZE

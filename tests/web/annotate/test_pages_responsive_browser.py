@@ -4,11 +4,7 @@ targets of at least 44 px, and navigation by role (each person sees the links th
 from __future__ import annotations
 
 import pytest
-from web_helpers import EACH_SIZE, PASSWORD, pairs, serve, sign_in
-
-from rlhfops.annotate.accounts import set_account
-from rlhfops.annotate.demos import queue_prompts
-from rlhfops.annotate.queue import fetch_next, queue_pairs, submit_label
+from web_helpers import EACH_SIZE, pages_workspace, serve, sign_in
 
 # who -> (the header's links, the pages they open)
 NAV = {
@@ -46,24 +42,10 @@ LONG_WORD = "x" * 300  # one unbreakable token: must wrap, not widen the page
 pytestmark = pytest.mark.browser
 
 
-def _workspace(ws) -> int:
-    ws.add_person("gwen", "gate-owner", "alice")
-    set_account(ws, "gwen", PASSWORD)
-    queue_pairs(ws, pairs(3), "b1", 2)
-    for rater in ("ravi", "rosa"):
-        for _ in range(3):
-            item = fetch_next(ws, rater, gold_rate=0)
-            submit_label(ws, rater, item.item_id, "left", rationale=LONG_WORD)
-    queue_prompts(ws, [f"Please answer {LONG_WORD}"], "d1")
-    from rlhfops.annotate.demos import demo_prompts
-
-    return demo_prompts(ws)[0]["item_id"]
-
-
 @EACH_SIZE
 @pytest.mark.parametrize("who", sorted(NAV))
 def test_every_page_fits_and_nav_follows_roles(sqlite_ws, browser, size, who) -> None:
-    demo = _workspace(sqlite_ws)
+    demo = pages_workspace(sqlite_ws, LONG_WORD, f"Please answer {LONG_WORD}")
     links, paths = NAV[who]
     with serve(sqlite_ws) as url:
         page = sign_in(browser, url, who, size)
