@@ -131,6 +131,7 @@ def test_no_serious_or_critical_violation_on_any_page(sqlite_ws, browser, axe_js
         check(root, "monitor", "/monitor")
 
         gwen = sign_in(browser, url, "gwen", size, bypass_csp=True)
+        check(gwen, "home (the pages gwen's roles allow)", "/")
         check(gwen, "gate index", "/gate")
         check(gwen, "gate log", "/gate/log")
         check(gwen, "gate model", f"/gate/models/{ids['model']}")
@@ -138,5 +139,5 @@ def test_no_serious_or_critical_violation_on_any_page(sqlite_ws, browser, axe_js
         check(gwen, "gate red-team failures", f"{model}/failures/{shipped_categories()[0]}")
         check(gwen, "gate report", f"/gate/models/{ids['model']}/report")
 
-    assert len(checked) == 23
+    assert len(checked) == 24
     assert found == {}, "\n".join(f"{name}: {v}" for name, vs in found.items() for v in vs)
