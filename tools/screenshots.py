@@ -16,7 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "helpers")]
 
-SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 LONG_LEFT = (
     "Here is how to reset your router.\n\n"
     + "\n\n".join(
@@ -32,18 +31,6 @@ LONG_RIGHT = "\n\n".join(
 )
 
 
-def _sign_in(browser, url: str, name: str, size: dict):
-    from web_helpers import PASSWORD
-
-    page = browser.new_context(viewport=size).new_page()
-    page.goto(f"{url}/login")
-    page.fill("#name", name)
-    page.fill("#password", PASSWORD)
-    with page.expect_navigation():
-        page.press("#password", "Enter")
-    return page
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
@@ -51,28 +38,25 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     import os
 
-    from playwright.sync_api import sync_playwright
     from shared_helpers import make_workspace
-    from web_helpers import PASSWORD, PEOPLE, ServerThread
+    from web_helpers import PASSWORD, PEOPLE, SIZES, chromium, serve, sign_in
 
     from rlhfops.annotate.queue import PairIn, queue_pairs
-    from rlhfops.web.app import create_app
 
     os.environ.pop("RLHFOPS_DATABASE_URL", None)
     os.environ["RLHFOPS_USER"] = "alice"
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
+    with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
         ws = make_workspace(Path(tmp) / "ws", PEOPLE, account_password=PASSWORD)
         short = PairIn(
             "My order #123 has not arrived. What can I do?", "I am sorry! It ships tomorrow.", "Wait."
         )
         long = PairIn("How do I reset my router? Please be **brief**.", LONG_LEFT, LONG_RIGHT)
         queue_pairs(ws, [short, long], "b1", 3)
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        with ServerThread(create_app(ws.root)) as url:
+        with serve(ws) as url:
             for size_name, size in SIZES.items():
                 # each size signs in a different rater, so both see the short pair first, then the long one
                 rater = {"desktop": "rita", "phone": "ravi"}[size_name]
-                page = _sign_in(browser, url, rater, size)
+                page = sign_in(browser, url, rater, size)
                 page.screenshot(path=str(out / f"rate-short-{size_name}.png"))
                 page.keyboard.press("1")
                 with page.expect_navigation():
@@ -83,11 +67,10 @@ def main() -> None:
                 with page.expect_navigation():
                     page.click("#submit")
             for size_name, size in SIZES.items():  # both pairs now carry two labels
-                lead = _sign_in(browser, url, "lena", size)
+                lead = sign_in(browser, url, "lena", size)
                 for path, name in (("/lead/items/2", "lead-item"), ("/lead/agreement", "lead-agreement")):
                     lead.goto(f"{url}{path}")
                     lead.screenshot(path=str(out / f"{name}-{size_name}.png"), full_page=True)
-        browser.close()
         ws.close()
     print(f"screenshots in {out}")
 

@@ -65,3 +65,13 @@ def sqlite_ws(sqlite_backend: str, tmp_path: Path):
     w = _make_ws(tmp_path)
     yield w
     w.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium for the browser tests of a module (tests/helpers/web_helpers.py: chromium)."""
+    pytest.importorskip("playwright.sync_api")
+    from web_helpers import chromium
+
+    with chromium() as b:
+        yield b

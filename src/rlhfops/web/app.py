@@ -22,12 +22,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request as _Request
 
 from rlhfops.annotate.settings import annotation_settings
 from rlhfops.errors import UserError
@@ -97,8 +100,9 @@ def _error(request: Request, status: int, detail: str) -> Response:
 def _install_handlers(app: FastAPI) -> None:
     from rlhfops.annotate.queue import NotAssignedError, ProductionBlockedError
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> Response:
+    # starlette's HTTPException (FastAPI's is a subclass): an unknown path's 404 gets the error page too
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return _error(request, exc.status_code, str(exc.detail))
 
     @app.exception_handler(NotAssignedError)
@@ -142,9 +146,6 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        from starlette.datastructures import MutableHeaders
-        from starlette.requests import Request as _Request
-
         api = scope["path"].startswith("/api")
         token = self.auth.csrf_from_cookie(_Request(scope))
         fresh = token is None

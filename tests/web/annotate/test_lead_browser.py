@@ -5,40 +5,18 @@ downloads the file, once per click of the page's form, and needs a recorded reas
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
-from web_helpers import PASSWORD, ServerThread
+from web_helpers import EACH_SIZE, serve, sign_in
 
 from rlhfops.annotate.queue import PairIn, fetch_next, queue_pairs, submit_label
 from rlhfops.workspace import annotation_tables as m
 
-CHROMIUM = "/usr/bin/chromium"
-SIZES = pytest.mark.parametrize(
-    "size", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
-)
 RATERS = ("rita", "ravi", "rosa")
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def _lead(browser, url: str, size: dict):
-    page = browser.new_context(viewport=size, accept_downloads=True).new_page()
-    page.goto(f"{url}/login")
-    page.fill("#name", "lena")
-    page.fill("#password", PASSWORD)
-    with page.expect_navigation():
-        page.press("#password", "Enter")
-    return page
 
 
 def _label_all(ws, agree: bool) -> None:
@@ -70,14 +48,19 @@ def _preference_artifacts(ws):
     return ws.artifacts("preferences")
 
 
-@SIZES
-def test_item_page_from_agreement_shows_every_rater(sqlite_ws, browser, size) -> None:
-    from rlhfops.web.app import create_app
-
-    _label_all(sqlite_ws, agree=False)
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = _lead(browser, url, size)
+@contextmanager
+def _agreement_page(ws, browser, size: dict, agree: bool):
+    """The lead (lena) on /lead/agreement after three raters labelled four pairs; yields (url, page)."""
+    _label_all(ws, agree=agree)
+    with serve(ws) as url:
+        page = sign_in(browser, url, "lena", size, accept_downloads=True)
         page.goto(f"{url}/lead/agreement")
+        yield url, page
+
+
+@EACH_SIZE
+def test_item_page_from_agreement_shows_every_rater(sqlite_ws, browser, size) -> None:
+    with _agreement_page(sqlite_ws, browser, size, agree=False) as (url, page):
         first = page.locator("#split a").first
         item_id = int(first.get_attribute("href").rsplit("/", 1)[1])
         with page.expect_navigation():
@@ -112,14 +95,9 @@ def test_item_page_from_agreement_shows_every_rater(sqlite_ws, browser, size) ->
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
 
 
-@SIZES
+@EACH_SIZE
 def test_export_downloads_once_per_form(sqlite_ws, browser, size) -> None:
-    from rlhfops.web.app import create_app
-
-    _label_all(sqlite_ws, agree=True)
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = _lead(browser, url, size)
-        page.goto(f"{url}/lead/agreement")
+    with _agreement_page(sqlite_ws, browser, size, agree=True) as (url, page):
         assert page.locator("#export-warning").count() == 0
         with page.expect_download() as dl:
             page.click("#export")
@@ -134,14 +112,9 @@ def test_export_downloads_once_per_form(sqlite_ws, browser, size) -> None:
         assert len(list((sqlite_ws.root / "exports").iterdir())) == 1
 
 
-@SIZES
+@EACH_SIZE
 def test_export_below_min_agreement_needs_a_recorded_reason(sqlite_ws, browser, size) -> None:
-    from rlhfops.web.app import create_app
-
-    _label_all(sqlite_ws, agree=False)
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = _lead(browser, url, size)
-        page.goto(f"{url}/lead/agreement")
+    with _agreement_page(sqlite_ws, browser, size, agree=False) as (url, page):
         assert page.locator("#export-warning").is_visible()
         assert page.locator("#export-reason").get_attribute("required") is not None
         key = page.locator("#export-form input[name=key]").get_attribute("value")

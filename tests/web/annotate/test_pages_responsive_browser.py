@@ -4,16 +4,8 @@ targets of at least 44 px, and navigation by role (each person sees the links th
 from __future__ import annotations
 
 import pytest
-from web_helpers import PASSWORD, ServerThread, pairs
+from web_helpers import EACH_SIZE, pages_workspace, serve, sign_in
 
-from rlhfops.annotate.accounts import set_account
-from rlhfops.annotate.demos import queue_prompts
-from rlhfops.annotate.queue import fetch_next, queue_pairs, submit_label
-
-CHROMIUM = "/usr/bin/chromium"
-SIZES = pytest.mark.parametrize(
-    "size", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
-)
 # who -> (the header's links, the pages they open)
 NAV = {
     "rita": (["/rate", "/rate/recent", "/guidelines"], ["/rate", "/rate/recent", "/guidelines"]),
@@ -50,43 +42,13 @@ LONG_WORD = "x" * 300  # one unbreakable token: must wrap, not widen the page
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def _workspace(ws) -> int:
-    ws.add_person("gwen", "gate-owner", "alice")
-    set_account(ws, "gwen", PASSWORD)
-    queue_pairs(ws, pairs(3), "b1", 2)
-    for rater in ("ravi", "rosa"):
-        for _ in range(3):
-            item = fetch_next(ws, rater, gold_rate=0)
-            submit_label(ws, rater, item.item_id, "left", rationale=LONG_WORD)
-    queue_prompts(ws, [f"Please answer {LONG_WORD}"], "d1")
-    from rlhfops.annotate.demos import demo_prompts
-
-    return demo_prompts(ws)[0]["item_id"]
-
-
-@SIZES
+@EACH_SIZE
 @pytest.mark.parametrize("who", sorted(NAV))
 def test_every_page_fits_and_nav_follows_roles(sqlite_ws, browser, size, who) -> None:
-    from rlhfops.web.app import create_app
-
-    demo = _workspace(sqlite_ws)
+    demo = pages_workspace(sqlite_ws, LONG_WORD, f"Please answer {LONG_WORD}")
     links, paths = NAV[who]
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = browser.new_context(viewport=size).new_page()
-        page.goto(f"{url}/login")
-        page.fill("#name", who)
-        page.fill("#password", PASSWORD)
-        with page.expect_navigation():
-            page.press("#password", "Enter")
+    with serve(sqlite_ws) as url:
+        page = sign_in(browser, url, who, size)
         shown = page.eval_on_selector_all("header nav a", "els => els.map(e => e.getAttribute('href'))")
         assert sorted(shown) == sorted(links)
         for path in paths:

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from web_helpers import PASSWORD, ServerThread
+from web_helpers import DESKTOP, EACH_SIZE, serve, sign_in
 
 from rlhfops.annotate.queue import PairIn, queue_pairs
 from rlhfops.workspace import annotation_tables as m
 
-CHROMIUM = "/usr/bin/chromium"
-DESKTOP, PHONE = {"width": 1280, "height": 800}, {"width": 390, "height": 844}
-SIZES = pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
 LONG_A = "\n\n".join(
     f"Paragraph {i} of the long left reply, with enough words to wrap a line." for i in range(80)
 )
@@ -25,25 +22,6 @@ MD = (
 )
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def sign_in(browser, url: str, name: str, size: dict):
-    page = browser.new_context(viewport=size).new_page()
-    page.goto(f"{url}/login")
-    page.fill("#name", name)
-    page.fill("#password", PASSWORD)
-    with page.expect_navigation():
-        page.press("#password", "Enter")
-    return page
 
 
 def box(page, sel: str) -> dict:
@@ -60,13 +38,11 @@ def no_sideways_scroll(page) -> bool:
 
 
 def served(ws, items):
-    from rlhfops.web.app import create_app
-
     queue_pairs(ws, items, "b1", 1)
-    return ServerThread(create_app(ws.root))
+    return serve(ws)
 
 
-@SIZES
+@EACH_SIZE
 def test_long_pair_prompt_and_choices_stay_in_view_panes_scroll_alone(sqlite_ws, browser, size) -> None:
     with served(sqlite_ws, [PairIn("A long question?", LONG_A, LONG_B)]) as url:
         page = sign_in(browser, url, "rita", size)
@@ -102,7 +78,7 @@ def test_long_pair_prompt_and_choices_stay_in_view_panes_scroll_alone(sqlite_ws,
         assert in_view(page, "#prompt", size) and in_view(page, "#choices", size)
 
 
-@SIZES
+@EACH_SIZE
 def test_markdown_rendered_no_element_from_model_output(sqlite_ws, browser, size) -> None:
     with served(sqlite_ws, [PairIn("Format *this*", MD, MD)]) as url:
         page = sign_in(browser, url, "rita", size)
@@ -115,7 +91,7 @@ def test_markdown_rendered_no_element_from_model_output(sqlite_ws, browser, size
         assert no_sideways_scroll(page)
 
 
-@SIZES
+@EACH_SIZE
 def test_criteria_definitions_touch_targets_and_batch_progress(sqlite_ws, browser, size) -> None:
     items = [PairIn(f"p{i}", f"a{i}", f"b{i}") for i in range(3)]
     with served(sqlite_ws, items) as url:
@@ -145,7 +121,7 @@ def test_criteria_definitions_touch_targets_and_batch_progress(sqlite_ws, browse
         assert label.criteria[name] == ("A" if label.swapped else "B")
 
 
-@SIZES
+@EACH_SIZE
 def test_stale_tab_is_told_what_it_chose_and_time_is_in_ms(sqlite_ws, browser, size) -> None:
     with served(sqlite_ws, [PairIn("p", "a", "b"), PairIn("q", "c", "d")]) as url:
         first = sign_in(browser, url, "rita", size)

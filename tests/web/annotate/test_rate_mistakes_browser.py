@@ -4,36 +4,16 @@ last label can be undone; a recent label can be changed (recorded, not overwritt
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 import sqlalchemy as sa
-from web_helpers import PASSWORD, ServerThread, pairs
+from web_helpers import EACH_SIZE, pairs, serve, sign_in
 
 from rlhfops.annotate.queue import queue_pairs
 from rlhfops.workspace import annotation_tables as m
 
-CHROMIUM = "/usr/bin/chromium"
-SIZES = pytest.mark.parametrize(
-    "size", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
-)
-
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def sign_in(page, url: str, name: str = "rita") -> None:
-    page.goto(f"{url}/login")
-    page.fill("#name", name)
-    page.fill("#password", PASSWORD)
-    with page.expect_navigation():
-        page.press("#password", "Enter")
 
 
 def _draft(page) -> None:
@@ -50,20 +30,31 @@ def _draft_is_back(page) -> None:
     assert page.locator("textarea[name=rationale]").input_value() == "the right one cites the policy"
 
 
+@contextmanager
+def _one_labelled(ws, browser, size: dict, n_pairs: int):
+    """rita has labelled the first of ``n_pairs`` pairs "left" by keyboard; yields (page, its item id)."""
+    queue_pairs(ws, pairs(n_pairs), "b1", 1)
+    with serve(ws) as url:
+        page = sign_in(browser, url, "rita", size)
+        item = page.locator("#label-form").get_attribute("data-item")
+        page.keyboard.press("1")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        yield page, item
+
+
 def _labels(ws):
     with ws.session() as s:
         return s.execute(sa.select(m.Label.item_id, m.Label.choice, m.Label.swapped, m.Label.rationale)).all()
 
 
-@SIZES
+@EACH_SIZE
 def test_expired_session_keeps_the_draft_and_the_pair(sqlite_ws, browser, size) -> None:
-    from rlhfops.web.app import create_app
     from rlhfops.web.sessions import revoke_sessions
 
     queue_pairs(sqlite_ws, pairs(3), "b1", 1)
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = browser.new_context(viewport=size).new_page()
-        sign_in(page, url)
+    with serve(sqlite_ws) as url:
+        page = sign_in(browser, url, "rita", size)
         item = page.locator("#label-form").get_attribute("data-item")
         _draft(page)
         revoke_sessions(sqlite_ws, "rita")  # the session ends while the rater is writing
@@ -72,7 +63,7 @@ def test_expired_session_keeps_the_draft_and_the_pair(sqlite_ws, browser, size) 
         assert page.locator("h1").inner_text() == "Please sign in again"
         assert "kept in this browser" in page.locator("#plain").inner_text()
         assert _labels(sqlite_ws) == []
-        sign_in(page, url)
+        sign_in(page, url, "rita")
         assert page.url.endswith("/rate")
         assert page.locator("#label-form").get_attribute("data-item") == item  # the same pair
         _draft_is_back(page)
@@ -83,14 +74,11 @@ def test_expired_session_keeps_the_draft_and_the_pair(sqlite_ws, browser, size) 
         assert row.choice == ("A" if row.swapped else "B")
 
 
-@SIZES
+@EACH_SIZE
 def test_lost_csrf_token_gets_a_plain_page_and_keeps_the_draft(sqlite_ws, browser, size) -> None:
-    from rlhfops.web.app import create_app
-
     queue_pairs(sqlite_ws, pairs(2), "b1", 1)
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = browser.new_context(viewport=size).new_page()
-        sign_in(page, url)
+    with serve(sqlite_ws) as url:
+        page = sign_in(browser, url, "rita", size)
         _draft(page)
         page.locator("input[name=csrf]").last.evaluate("e => { e.value = 'stale'; }")
         with page.expect_navigation():
@@ -103,18 +91,9 @@ def test_lost_csrf_token_gets_a_plain_page_and_keeps_the_draft(sqlite_ws, browse
         _draft_is_back(page)
 
 
-@SIZES
+@EACH_SIZE
 def test_undo_brings_the_pair_back_and_records_the_undo(sqlite_ws, browser, size) -> None:
-    from rlhfops.web.app import create_app
-
-    queue_pairs(sqlite_ws, pairs(3), "b1", 1)
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = browser.new_context(viewport=size).new_page()
-        sign_in(page, url)
-        item = page.locator("#label-form").get_attribute("data-item")
-        page.keyboard.press("1")
-        with page.expect_navigation():
-            page.keyboard.press("Enter")
+    with _one_labelled(sqlite_ws, browser, size, 3) as (page, item):
         assert page.locator("#label-form").get_attribute("data-item") != item
         assert f"item {item}" in page.locator("#undo-form").inner_text()
         b = page.locator("#undo").bounding_box()
@@ -133,18 +112,9 @@ def test_undo_brings_the_pair_back_and_records_the_undo(sqlite_ws, browser, size
         assert row.item_id == int(item) and row.choice == ("A" if row.swapped else "B")
 
 
-@SIZES
+@EACH_SIZE
 def test_recent_labels_change_is_recorded(sqlite_ws, browser, size) -> None:
-    from rlhfops.web.app import create_app
-
-    queue_pairs(sqlite_ws, pairs(2), "b1", 1)
-    with ServerThread(create_app(sqlite_ws.root)) as url:
-        page = browser.new_context(viewport=size).new_page()
-        sign_in(page, url)
-        item = page.locator("#label-form").get_attribute("data-item")
-        page.keyboard.press("1")
-        with page.expect_navigation():
-            page.keyboard.press("Enter")
+    with _one_labelled(sqlite_ws, browser, size, 2) as (page, item):
         page.click("header nav a[href='/rate/recent']")
         entry = page.locator(f".recent-label[data-item='{item}']")
         assert entry.locator(".chosen").inner_text() == "left"

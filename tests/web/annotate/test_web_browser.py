@@ -6,42 +6,21 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from web_helpers import PASSWORD, ServerThread, pairs
+from web_helpers import pairs, serve, sign_in
 
 from rlhfops.annotate.queue import PairIn, queue_pairs
 from rlhfops.workspace import annotation_tables as m
 
-CHROMIUM = "/usr/bin/chromium"
 EVIL = "<script>window.pwned = 1</script><b>bold?</b>"
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def _sign_in(page, url: str, name: str) -> None:
-    page.goto(f"{url}/login")
-    page.fill("#name", name)
-    page.fill("#password", PASSWORD)
-    page.press("#password", "Enter")
-    page.wait_for_load_state()
-
-
 def test_rater_labels_with_keyboard_progress_survives_reload(sqlite_ws, browser) -> None:
-    from rlhfops.web.app import create_app
-
     ws = sqlite_ws
     queue_pairs(ws, pairs(2) + [PairIn("Show me <i>markup</i>", EVIL, "plain reply")], "b1", 1)
-    with ServerThread(create_app(ws.root)) as url:
-        page = browser.new_page()
-        _sign_in(page, url, "rita")
+    with serve(ws) as url:
+        page = sign_in(browser, url, "rita")
         assert page.url.endswith("/rate")
         saw_evil = False
         for n in range(2):
@@ -70,8 +49,7 @@ def test_rater_labels_with_keyboard_progress_survives_reload(sqlite_ws, browser)
         assert len(rows) == 3 and all(sec is not None and sec >= 0 for _c, _s, sec in rows)
         assert sorted(c for c, _s, _sec in rows)[-1] == "tie"
 
-        lead = browser.new_page()
-        _sign_in(lead, url, "lena")
+        lead = sign_in(browser, url, "lena")
         lead.goto(f"{url}/lead/agreement")
         assert lead.locator("h1").inner_text() == "Agreement"
         assert "Overall agreement" in lead.locator("#overall").inner_text()

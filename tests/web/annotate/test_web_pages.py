@@ -149,3 +149,12 @@ def test_difficulty_from_imported_pairs_flags_annotation_collapse(app, sqlite_ws
     assert easy_b["percent_agreement"] == pytest.approx(1.0) and hard_b["percent_agreement"] < 0.5
     assert diff["collapse"] is True
     assert "annotation collapse" in c.get("/lead/agreement").text
+
+
+def test_unknown_path_gets_the_html_error_page_and_the_api_json(app) -> None:
+    c = TestClient(app)
+    page = c.get("/no-such-page")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert '<html lang="en">' in page.text and "<title>Error 404" in page.text
+    api = c.get("/api/no-such-route")
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
