@@ -120,13 +120,17 @@ def test_check_file_with_tokenizer_stats_and_length_error(tmp_path: Path, tokeni
     assert report.tokens.truncated == 1 and report.tokens.max > limit and report.tokens.max_length == limit
     longest = max(len(ids) for ids in encode_prompts(load_prompts(p), tokenizer))
     max_length = longest + 7  # one token short of room for an 8-token reply
-    too_short = check_file(p, tokenizer=tokenizer, max_length=max_length)
-    assert too_short.tokens is None
+    too_short = check_file(p, tokenizer=tokenizer, max_length=max_length, truncation="error")
+    assert too_short.tokens is not None and too_short.tokens.modes["error"] is None
     assert too_short.errors == [
         f"{p}: 2 of 2 rows have a prompt too long for max_length={max_length} tokens (longest {longest},"
         f" first at line 1; a prompt may use at most {longest - 1} tokens to leave 8 for the reply); raise"
-        " max_length or shorten those prompts"
+        " max_length, shorten those prompts or set truncation to keep_end or drop"
     ]
+    # the default (keep_end) does not refuse: the long reply's row is dropped, the other kept whole
+    kept = check_file(p, tokenizer=tokenizer, max_length=max_length)
+    assert kept.ok and kept.tokens is not None
+    assert (kept.tokens.modes["keep_end"].whole, kept.tokens.modes["keep_end"].dropped) == (1, 1)
 
 
 def test_check_with_model_option(tmp_path: Path, capsys, tokenizer) -> None:
@@ -138,7 +142,10 @@ def test_check_with_model_option(tmp_path: Path, capsys, tokenizer) -> None:
     )
     assert (code, err) == (0, "")
     assert out.splitlines()[1].startswith("tokens (")
-    assert out.splitlines()[1].endswith("; 0 rows truncated at max_length=256")
+    assert out.splitlines()[2] == (
+        "truncation at max_length=256: keep_end: 3 whole, 0 truncated, 0 dropped; drop: 3 kept whole,"
+        " 0 dropped; error: 3 whole, 0 with the reply cut"
+    )
 
 
 def test_import_hh_rlhf_real_file(tmp_path: Path, capsys) -> None:
