@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from rlhfops.errors import ConfigError
+
 Truncation = Literal["keep_end", "drop", "error"]
 MODES: tuple[str, ...] = ("keep_end", "drop", "error")
 
@@ -55,7 +57,7 @@ class TruncationCounts:
 def check_mode(mode: str) -> None:
     """A one-line error for an unknown mode (callers outside the typed configs)."""
     if mode not in MODES:
-        raise ValueError(f"truncation={mode!r}: use one of {', '.join(MODES)}")
+        raise ConfigError(f"truncation={mode!r}: use one of {', '.join(MODES)}")
 
 
 def _template_refused(err: Exception) -> bool:
