@@ -120,15 +120,15 @@ def test_check_file_with_tokenizer_stats_and_length_error(tmp_path: Path, tokeni
     assert report.tokens.truncated == 1 and report.tokens.max > limit and report.tokens.max_length == limit
     longest = max(len(ids) for ids in encode_prompts(load_prompts(p), tokenizer))
     max_length = longest + 7  # one token short of room for an 8-token reply
-    too_short = check_file(p, tokenizer=tokenizer, max_length=max_length, truncation="error")
+    too_short = check_file(p, tokenizer=tokenizer, max_length=max_length)  # the default: error
     assert too_short.tokens is not None and too_short.tokens.modes["error"] is None
     assert too_short.errors == [
         f"{p}: 2 of 2 rows have a prompt too long for max_length={max_length} tokens (longest {longest},"
         f" first at line 1; a prompt may use at most {longest - 1} tokens to leave 8 for the reply); raise"
         " max_length, shorten those prompts or set truncation to keep_end or drop"
     ]
-    # the default (keep_end) does not refuse: the long reply's row is dropped, the other kept whole
-    kept = check_file(p, tokenizer=tokenizer, max_length=max_length)
+    # keep_end does not refuse: the long reply's row is dropped, the other kept whole
+    kept = check_file(p, tokenizer=tokenizer, max_length=max_length, truncation="keep_end")
     assert kept.ok and kept.tokens is not None
     assert (kept.tokens.modes["keep_end"].whole, kept.tokens.modes["keep_end"].dropped) == (1, 1)
 
@@ -204,3 +204,26 @@ def test_help_documents_both_commands(capsys) -> None:
     code, out, _ = run_cli(["data", "import", "--help"], capsys)
     for opt in ("--format", "--out", "--strict", "--force", "hh-rlhf"):
         assert opt in out
+
+
+def test_check_says_what_each_truncation_setting_would_do(tmp_path: Path, capsys, tokenizer) -> None:
+    model_dir = tmp_path / "tok"
+    tokenizer.save_pretrained(model_dir)
+    long_prompt = [
+        {"role": "user", "content": "My order " + "is late again, " * 6},
+        {"role": "assistant", "content": "Sorry, " * 8},
+        {"role": "user", "content": "Where is it?"},
+    ]
+    rows = [*GOOD_PREFS[:2], {"prompt": long_prompt, "chosen": "Here.", "rejected": "No."}]
+    p = _write(tmp_path / "p.jsonl", rows)
+    args = ["data", "check", str(p), "--model", str(model_dir), "--max-length", "100"]
+    code, out, err = run_cli(args, capsys)  # the default, error, refuses the long prompt
+    assert code == 2 and "1 of 3 rows have a prompt too long for max_length=100" in out
+    counts = (
+        "truncation at max_length=100: keep_end: 2 whole, 1 truncated, 0 dropped; drop: 2 kept whole,"
+        " 1 dropped; error: refuses the file"
+    )
+    assert out.splitlines()[-1] == counts
+    for mode in ("keep_end", "drop"):
+        code, out, err = run_cli([*args, "--truncation", mode], capsys)
+        assert (code, err) == (0, "") and out.splitlines()[-1] == counts, mode

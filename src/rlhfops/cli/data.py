@@ -78,7 +78,7 @@ def check(
         None, "--chat-template", help="File holding a Jinja chat template to use instead of the model's."
     ),
     truncation: TruncationChoice = typer.Option(
-        TruncationChoice.keep_end,
+        TruncationChoice.error,
         "--truncation",
         help="The truncation setting training will use (with --model): its refusal (error: a prompt too"
         " long; keep_end or drop: every row dropped) fails the check. Counts for every setting are printed.",
@@ -99,6 +99,8 @@ def check(
         more = len(report.errors) - limit
         if more > 0:
             typer.echo(f"... and {more} more")
+        if report.tokens is not None:  # refused by the chosen truncation: what the others would do
+            typer.echo(truncation_line(report.tokens))
         bad = report.bad_rows
         where = f" in {bad} of {report.rows} {report.kind} rows" if bad else ""
         raise DataError(f"{file}: {len(report.errors)} error(s){where}; fix them and check again")

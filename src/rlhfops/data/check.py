@@ -125,7 +125,7 @@ def check_file(
     tokenizer: Any = None,
     max_length: int = 512,
     chat_template: str | None = None,
-    truncation: str = "keep_end",
+    truncation: str = "error",
 ) -> CheckReport:
     """Validate a data file as training would, reporting every error.
 

@@ -4,8 +4,8 @@
   messages (a leading system message stays) until prompt + reply fit; when the last message alone is
   still too long, it cuts that message's beginning. A row whose reply does not fit even then is dropped.
 * ``drop`` skips every row that does not fit whole.
-* ``error`` (the behaviour before the setting existed) cuts a reply to the room its prompt leaves and
-  refuses the whole file when a prompt leaves fewer than ``MIN_COMPLETION_TOKENS`` tokens for it.
+* ``error`` (the default; the behaviour before the setting existed) cuts a reply to the room its prompt
+  leaves and refuses the whole file when a prompt leaves fewer than ``MIN_COMPLETION_TOKENS`` tokens.
 
 :func:`keep_end` is the message-level search; :mod:`rlhfops.data.encode` supplies the measure (the
 templated token count) and turns the counts into :class:`TruncationCounts`.
@@ -24,15 +24,17 @@ MODES: tuple[str, ...] = ("keep_end", "drop", "error")
 
 TRUNCATION_HELP = (
     "What to do with a row whose prompt and reply do not fit in max_length tokens together (for the RL "
-    "stage: a prompt longer than max_length - max_new_tokens). keep_end (the default): keep the reply "
-    "whole and the end of the prompt, dropping the earliest whole messages first (a leading system "
-    "message stays) and cutting the beginning of the last message only when it alone is too long; a row "
-    "whose reply does not fit even then is dropped. drop: skip the row. error: the behaviour before this "
-    "setting: a reply is cut to the room its prompt leaves, and a prompt that leaves fewer than 8 tokens "
-    "refuses the whole file. keep_end is the default because real multi-turn data (HH-RLHF) always has "
-    "a few long conversations whose end holds the turn being answered: the run trains on them instead of "
-    "stopping, no reply is ever cut (a cut reply hides what separates chosen from rejected), and the "
-    "counts (whole, truncated, dropped) are in summary.json and in `rlhfops data check` before training."
+    "stage: a prompt longer than max_length - max_new_tokens). keep_end: keep the reply whole and the "
+    "end of the prompt, dropping the earliest whole messages first (a leading system message stays) and "
+    "cutting the beginning of the last message only when it alone is too long; a row whose reply does "
+    "not fit even then is dropped (the right choice for multi-turn data such as HH-RLHF). drop: skip the "
+    "row. error (the default, the behaviour before this setting): a reply is cut to the room its prompt "
+    "leaves, and a prompt that leaves fewer than 8 tokens refuses the whole file, naming this setting. "
+    "error stays the default so that a config which ran before trains on the same tokens and reproduces "
+    "its numbers (keep_end would change every row whose reply used to be cut); nothing is changed "
+    "silently: cut replies are counted, too-long prompts stop the run. The counts (whole, truncated, "
+    "dropped, replies_cut) are in summary.json; `rlhfops data check --model` shows them for every setting "
+    "before training."
 )
 
 

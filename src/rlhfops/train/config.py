@@ -51,7 +51,7 @@ class TrainConfig(StageConfig):
         ge=16,
         description="Longest prompt+response in tokens; a longer row is handled as `truncation` says.",
     )
-    truncation: Truncation = Field("keep_end", description=TRUNCATION_HELP)
+    truncation: Truncation = Field("error", description=TRUNCATION_HELP)
     batch_size: int = Field(
         8, ge=1, description="Examples (or pairs) per optimizer step, over all processes."
     )
