@@ -93,7 +93,9 @@ def test_each_stage_honours_the_setting(env, stage, trainer_cls, config_cls, kin
     tmp, model, files = env
     seen = {}
     for mode in ("keep_end", "drop"):
-        t = make_trainer(trainer_cls, config_cls, _args(tmp, model, files[kind], f"{stage}-{mode}", mode, extra))
+        t = make_trainer(
+            trainer_cls, config_cls, _args(tmp, model, files[kind], f"{stage}-{mode}", mode, extra)
+        )
         seen[mode] = (len(t.train_rows), t.truncation["data"], _prompt_lengths(t))
     keep_rows, keep_counts, keep_lengths = seen["keep_end"]
     drop_rows, drop_counts, _ = seen["drop"]
@@ -103,7 +105,9 @@ def test_each_stage_honours_the_setting(env, stage, trainer_cls, config_cls, kin
     room = 128 - 40 if stage == "ppo" else 128
     assert max(keep_lengths) <= room
     with pytest.raises(DataError, match="too long|longer than"):
-        make_trainer(trainer_cls, config_cls, _args(tmp, model, files[kind], f"{stage}-error", "error", extra))
+        make_trainer(
+            trainer_cls, config_cls, _args(tmp, model, files[kind], f"{stage}-error", "error", extra)
+        )
 
 
 def test_counts_in_summary_json(env) -> None:

@@ -90,9 +90,7 @@ def check(
     tokenizer = None
     if model is not None:
         tokenizer = load_tokenizer(model, chat_template=template)
-    report = check_file(
-        file, kind.value if kind else None, tokenizer, max_length, template, truncation.value
-    )
+    report = check_file(file, kind.value if kind else None, tokenizer, max_length, template, truncation.value)
     if not report.ok:
         for line in report.errors[:limit]:
             typer.echo(line)

@@ -173,7 +173,11 @@ def _check_prompt_lengths(
         f"{source}: {len(bad)} of {len(items)} rows have a prompt too long for max_length={max_length}"
         f" tokens (longest {longest}, first at line {line}; a prompt may use at most {budget} tokens to"
         f" leave {MIN_COMPLETION_TOKENS} for the reply); raise max_length"
-        + (", shorten those prompts or set truncation to keep_end or drop" if setting else " or shorten those prompts")
+        + (
+            ", shorten those prompts or set truncation to keep_end or drop"
+            if setting
+            else " or shorten those prompts"
+        )
     )
 
 
@@ -257,7 +261,9 @@ def encode_demos(
     prompts, replies = [d.prompt for d in demos], [[d.completion] for d in demos]
     items = _template_rows(prompts, replies, where, tokenizer, chat_template)
     lengths = [len(t.prompt_ids) + len(t.replies[0]) for t in items]
-    fitted, counts = _fit_rows(items, prompts, replies, where, tokenizer, chat_template, max_length, truncation)
+    fitted, counts = _fit_rows(
+        items, prompts, replies, where, tokenizer, chat_template, max_length, truncation
+    )
     rows = []
     for f in fitted:
         d, t = demos[f.index], f.item
@@ -280,7 +286,9 @@ def encode_prefs(
     prompts, replies = [p.prompt for p in prefs], [[p.chosen, p.rejected] for p in prefs]
     items = _template_rows(prompts, replies, where, tokenizer, chat_template)
     lengths = [len(t.prompt_ids) + max(map(len, t.replies)) for t in items]
-    fitted, counts = _fit_rows(items, prompts, replies, where, tokenizer, chat_template, max_length, truncation)
+    fitted, counts = _fit_rows(
+        items, prompts, replies, where, tokenizer, chat_template, max_length, truncation
+    )
     rows = []
     for f in fitted:
         p, t = prefs[f.index], f.item
