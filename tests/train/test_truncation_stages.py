@@ -124,3 +124,28 @@ def test_counts_in_summary_json(env) -> None:
         "replies_cut": 0,
     }
     assert summary["train_rows"] == SHORT + LONG
+
+
+def test_rl_prompt_edge_in_every_mode(env) -> None:
+    """A prompt exactly max_length - max_new_tokens long is untouched; one token over is truncated,
+    dropped or refused."""
+    from rlhfops.models.tiny import tiny_tokenizer
+    from rlhfops.train.ppo import load_prompt_ids
+
+    tmp, _model, _files = env
+    path = tmp / "one-prompt.jsonl"
+    path.write_text(json.dumps({"prompt": _prompt(0, long=True)}) + "\n")
+    tok = tiny_tokenizer()
+    (ids,), _ = load_prompt_ids(str(path), tok, 10_000, None, "error")
+    n = len(ids)
+    for mode in ("keep_end", "drop", "error"):
+        got, counts = load_prompt_ids(str(path), tok, n, None, mode)
+        assert got == [ids] and counts["whole"] == 1, mode
+    got, counts = load_prompt_ids(str(path), tok, n - 1, None, "keep_end")
+    assert counts["truncated"] == 1 and len(got[0]) <= n - 1
+    with pytest.raises(DataError, match="all 1 prompts were dropped by truncation=drop"):
+        load_prompt_ids(str(path), tok, n - 1, None, "drop")
+    with pytest.raises(
+        DataError, match=f"1 of 1 prompts are longer than max_length - max_new_tokens = {n - 1}"
+    ):
+        load_prompt_ids(str(path), tok, n - 1, None, "error")
