@@ -227,3 +227,20 @@ def test_check_says_what_each_truncation_setting_would_do(tmp_path: Path, capsys
     for mode in ("keep_end", "drop"):
         code, out, err = run_cli([*args, "--truncation", mode], capsys)
         assert (code, err) == (0, "") and out.splitlines()[-1] == counts, mode
+
+
+def test_check_prompts_uses_max_new_tokens_like_the_rl_stage(tmp_path: Path, capsys, tokenizer) -> None:
+    from rlhfops.data.encode import encode_prompts
+    from rlhfops.data.schema import load_prompts
+
+    model_dir = tmp_path / "tok"
+    tokenizer.save_pretrained(model_dir)
+    p = _write(tmp_path / "q.jsonl", [{"prompt": "Where is my parcel?"}])
+    (ids,) = encode_prompts(load_prompts(p), tokenizer)
+    args = ["data", "check", str(p), "--model", str(model_dir), "--max-length", str(len(ids) + 40)]
+    code, out, _ = run_cli([*args, "--max-new-tokens", "40"], capsys)  # exactly at the limit
+    assert code == 0 and out.splitlines()[-1].startswith("truncation at max_length=")
+    assert "keep_end: 1 whole, 0 truncated, 0 dropped" in out
+    code, out, _ = run_cli([*args, "--max-new-tokens", "41"], capsys)  # one token over
+    assert code == 2 and "1 of 1 prompts are too long" in out and "at most " + str(len(ids) - 1) in out
+    assert "keep_end: 0 whole, 1 truncated, 0 dropped" in out.splitlines()[-1]

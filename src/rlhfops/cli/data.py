@@ -83,6 +83,13 @@ def check(
         help="The truncation setting training will use (with --model): its refusal (error: a prompt too"
         " long; keep_end or drop: every row dropped) fails the check. Counts for every setting are printed.",
     ),
+    max_new_tokens: int = typer.Option(
+        None,
+        "--max-new-tokens",
+        min=1,
+        help="For a prompts file (with --model): the RL stage's max_new_tokens; a prompt may use"
+        " max_length minus this many tokens, as in `train ppo` (8 when omitted).",
+    ),
     limit: int = typer.Option(20, "--limit", min=1, help="List at most this many errors."),
 ) -> None:
     """`rlhfops data check` (help: CHECK_HELP)."""
@@ -90,7 +97,9 @@ def check(
     tokenizer = None
     if model is not None:
         tokenizer = load_tokenizer(model, chat_template=template)
-    report = check_file(file, kind.value if kind else None, tokenizer, max_length, template, truncation.value)
+    report = check_file(
+        file, kind.value if kind else None, tokenizer, max_length, template, truncation.value, max_new_tokens
+    )
     if not report.ok:
         for line in report.errors[:limit]:
             typer.echo(line)

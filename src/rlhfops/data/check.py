@@ -75,14 +75,19 @@ class CheckReport:
 
 
 def _token_stats(
-    rows: list[Row], kind: Kind, tokenizer: Any, max_length: int, chat_template: str | None
+    rows: list[Row],
+    kind: Kind,
+    tokenizer: Any,
+    max_length: int,
+    chat_template: str | None,
+    reply_room: int = MIN_COMPLETION_TOKENS,
 ) -> TokenStats:
     """Length statistics and what each truncation mode would do (mode error's refusal kept as text)."""
     modes: dict[str, TruncationCounts | None] = {}
     refusal = None
     if kind == "prompts":
         prompts = [p for p in (parse_prompt(r)[0] for r in rows) if p is not None]
-        limit = max_length - MIN_COMPLETION_TOKENS
+        limit = max_length - reply_room
         fitted = fit_prompts(prompts, tokenizer, limit, "keep_end", chat_template)
         lengths = [len(ids) for ids in fitted.full]
         truncated = sum(n > limit for n in lengths)
@@ -92,7 +97,7 @@ def _token_stats(
             refusal = (
                 f"{prompts[0].source}: {truncated} of {len(lengths)} prompts are too long for"
                 f" max_length={max_length} tokens (a prompt may use at most {limit} tokens to leave"
-                f" {MIN_COMPLETION_TOKENS} for the reply)"
+                f" {reply_room} for the reply)"
             )
     else:
         encode = encode_demos if kind == "demos" else encode_prefs
@@ -126,13 +131,15 @@ def check_file(
     max_length: int = 512,
     chat_template: str | None = None,
     truncation: str = "error",
+    max_new_tokens: int | None = None,
 ) -> CheckReport:
     """Validate a data file as training would, reporting every error.
 
     Read errors (missing file, invalid JSON...) raise DataError at once (nothing else can be checked).
     Schema errors are collected. With a tokenizer and no schema errors, the chat-template and
     prompt-length checks of training run too: ``tokens`` holds length statistics and what each
-    ``truncation`` mode would do; a refusal by the ``truncation`` mode training will use (error: a prompt
+    ``truncation`` mode would do (a prompt file's prompts may use ``max_length - max_new_tokens`` tokens,
+    as in the RL stage; 8 are left when it is None); a refusal by the ``truncation`` mode training will use (error: a prompt
     too long; keep_end / drop: every row dropped) is added to ``errors``.
     """
     rows = read_rows(path)
@@ -144,7 +151,8 @@ def check_file(
         report.bad_rows += bool(errors)
     if tokenizer is not None and report.ok:
         try:
-            report.tokens = _token_stats(rows, kind, tokenizer, max_length, chat_template)
+            room = max_new_tokens or MIN_COMPLETION_TOKENS
+            report.tokens = _token_stats(rows, kind, tokenizer, max_length, chat_template, room)
         except UserError as err:
             report.errors.append(str(err))
             return report
