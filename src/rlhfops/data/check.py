@@ -138,9 +138,10 @@ def check_file(
     Read errors (missing file, invalid JSON...) raise DataError at once (nothing else can be checked).
     Schema errors are collected. With a tokenizer and no schema errors, the chat-template and
     prompt-length checks of training run too: ``tokens`` holds length statistics and what each
-    ``truncation`` mode would do (a prompt file's prompts may use ``max_length - max_new_tokens`` tokens,
-    as in the RL stage; 8 are left when it is None); a refusal by the ``truncation`` mode training will use (error: a prompt
-    too long; keep_end / drop: every row dropped) is added to ``errors``.
+    ``truncation`` mode would do (a prompt file's prompts may use ``max_length - max_new_tokens``
+    tokens, as in the RL stage; 8 are left when it is None); a refusal by the ``truncation`` mode
+    training will use (error: a prompt too long; keep_end / drop: every row dropped) is added to
+    ``errors``.
     """
     rows = read_rows(path)
     kind = kind or detect_kind(rows)
