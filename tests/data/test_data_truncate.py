@@ -124,3 +124,17 @@ def test_generation_prompts_at_and_over_the_limit(tokenizer) -> None:
 def test_unknown_mode_is_refused(tokenizer) -> None:
     with pytest.raises(ConfigError, match="truncation='keep_start': use one of keep_end, drop, error"):
         encode_demos([_demo([C])], tokenizer, BIG, truncation="keep_start")
+
+
+def test_keep_end_skips_a_suffix_the_template_refuses(tokenizer) -> None:
+    """Under a template that refuses a conversation opening with an assistant turn, keep_end goes on to
+    the next boundary instead of failing."""
+    strict = (
+        "{% if messages[0]['role'] == 'assistant' %}{{ raise_exception('start with a user turn') }}"
+        "{% endif %}" + tokenizer.chat_template
+    )
+    n = _need(tokenizer, [B, C])  # room for [B, C], which the strict template refuses
+    tokenizer.chat_template = strict
+    rows, counts = _one(tokenizer, [A, B, C], n, "keep_end")
+    assert counts.truncated == 1
+    assert rows[0].prompt_ids == encode_demos([_demo([C])], tokenizer, BIG).rows[0].prompt_ids
