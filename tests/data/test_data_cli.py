@@ -120,13 +120,17 @@ def test_check_file_with_tokenizer_stats_and_length_error(tmp_path: Path, tokeni
     assert report.tokens.truncated == 1 and report.tokens.max > limit and report.tokens.max_length == limit
     longest = max(len(ids) for ids in encode_prompts(load_prompts(p), tokenizer))
     max_length = longest + 7  # one token short of room for an 8-token reply
-    too_short = check_file(p, tokenizer=tokenizer, max_length=max_length)
-    assert too_short.tokens is None
+    too_short = check_file(p, tokenizer=tokenizer, max_length=max_length)  # the default: error
+    assert too_short.tokens is not None and too_short.tokens.modes["error"] is None
     assert too_short.errors == [
         f"{p}: 2 of 2 rows have a prompt too long for max_length={max_length} tokens (longest {longest},"
         f" first at line 1; a prompt may use at most {longest - 1} tokens to leave 8 for the reply); raise"
-        " max_length or shorten those prompts"
+        " max_length, shorten those prompts or set truncation to keep_end or drop"
     ]
+    # keep_end does not refuse: the long reply's row is dropped, the other kept whole
+    kept = check_file(p, tokenizer=tokenizer, max_length=max_length, truncation="keep_end")
+    assert kept.ok and kept.tokens is not None
+    assert (kept.tokens.modes["keep_end"].whole, kept.tokens.modes["keep_end"].dropped) == (1, 1)
 
 
 def test_check_with_model_option(tmp_path: Path, capsys, tokenizer) -> None:
@@ -138,7 +142,10 @@ def test_check_with_model_option(tmp_path: Path, capsys, tokenizer) -> None:
     )
     assert (code, err) == (0, "")
     assert out.splitlines()[1].startswith("tokens (")
-    assert out.splitlines()[1].endswith("; 0 rows truncated at max_length=256")
+    assert out.splitlines()[2] == (
+        "truncation at max_length=256: keep_end: 3 whole, 0 truncated, 0 dropped; drop: 3 kept whole,"
+        " 0 dropped; error: 3 whole, 0 with the reply cut"
+    )
 
 
 def test_import_hh_rlhf_real_file(tmp_path: Path, capsys) -> None:
@@ -197,3 +204,43 @@ def test_help_documents_both_commands(capsys) -> None:
     code, out, _ = run_cli(["data", "import", "--help"], capsys)
     for opt in ("--format", "--out", "--strict", "--force", "hh-rlhf"):
         assert opt in out
+
+
+def test_check_says_what_each_truncation_setting_would_do(tmp_path: Path, capsys, tokenizer) -> None:
+    model_dir = tmp_path / "tok"
+    tokenizer.save_pretrained(model_dir)
+    long_prompt = [
+        {"role": "user", "content": "My order " + "is late again, " * 6},
+        {"role": "assistant", "content": "Sorry, " * 8},
+        {"role": "user", "content": "Where is it?"},
+    ]
+    rows = [*GOOD_PREFS[:2], {"prompt": long_prompt, "chosen": "Here.", "rejected": "No."}]
+    p = _write(tmp_path / "p.jsonl", rows)
+    args = ["data", "check", str(p), "--model", str(model_dir), "--max-length", "100"]
+    code, out, err = run_cli(args, capsys)  # the default, error, refuses the long prompt
+    assert code == 2 and "1 of 3 rows have a prompt too long for max_length=100" in out
+    counts = (
+        "truncation at max_length=100: keep_end: 2 whole, 1 truncated, 0 dropped; drop: 2 kept whole,"
+        " 1 dropped; error: refuses the file"
+    )
+    assert out.splitlines()[-1] == counts
+    for mode in ("keep_end", "drop"):
+        code, out, err = run_cli([*args, "--truncation", mode], capsys)
+        assert (code, err) == (0, "") and out.splitlines()[-1] == counts, mode
+
+
+def test_check_prompts_uses_max_new_tokens_like_the_rl_stage(tmp_path: Path, capsys, tokenizer) -> None:
+    from rlhfops.data.encode import encode_prompts
+    from rlhfops.data.schema import load_prompts
+
+    model_dir = tmp_path / "tok"
+    tokenizer.save_pretrained(model_dir)
+    p = _write(tmp_path / "q.jsonl", [{"prompt": "Where is my parcel?"}])
+    (ids,) = encode_prompts(load_prompts(p), tokenizer)
+    args = ["data", "check", str(p), "--model", str(model_dir), "--max-length", str(len(ids) + 40)]
+    code, out, _ = run_cli([*args, "--max-new-tokens", "40"], capsys)  # exactly at the limit
+    assert code == 0 and out.splitlines()[-1].startswith("truncation at max_length=")
+    assert "keep_end: 1 whole, 0 truncated, 0 dropped" in out
+    code, out, _ = run_cli([*args, "--max-new-tokens", "41"], capsys)  # one token over
+    assert code == 2 and "1 of 1 prompts are too long" in out and "at most " + str(len(ids) - 1) in out
+    assert "keep_end: 0 whole, 1 truncated, 0 dropped" in out.splitlines()[-1]

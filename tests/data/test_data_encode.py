@@ -109,7 +109,7 @@ def test_too_long_prompts_are_one_error_for_the_file(tokenizer) -> None:
     assert str(info.value) == (
         f"d.jsonl: 2 of 4 rows have a prompt too long for max_length={max_length} tokens"
         f" (longest {max(lens)}, first at line 12; a prompt may use at most {p_short} tokens to leave 8"
-        " for the reply); raise max_length or shorten those prompts"
+        " for the reply); raise max_length, shorten those prompts or set truncation to keep_end or drop"
     )
     assert encode_demos([short], tokenizer, max_length=max_length).rows  # boundary row is fine
 

@@ -160,7 +160,7 @@ def _eval_pairs(model_dir: Path, prefs: Path) -> list:
     cfg = load_config(
         DPOConfig, None, [f"model={model_dir}", f"data={prefs}", "max_length=128", "eval_fraction=0.2"]
     )
-    _tok, _train, held = load_pref_rows(cfg)
+    _tok, _train, held, _counts = load_pref_rows(cfg)
     assert held
     return held
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from rlhfops.data.check import check_file, import_file
+from rlhfops.data.check import check_file, import_file, truncation_line
 from rlhfops.data.formats import export_file
 from rlhfops.errors import DataError
 from rlhfops.models.loading import load_tokenizer
@@ -23,6 +23,12 @@ class KindChoice(StrEnum):
     demos = "demos"
     prefs = "prefs"
     prompts = "prompts"
+
+
+class TruncationChoice(StrEnum):
+    keep_end = "keep_end"
+    drop = "drop"
+    error = "error"
 
 
 class ImportFormat(StrEnum):
@@ -41,7 +47,8 @@ def _read_template(path: Path | None) -> str | None:
 CHECK_HELP = (
     "Validate a data file exactly as training reads it and list every error as file:line:field.\n\n"
     "Exits 2 when any row is invalid; otherwise prints the row count and, with --model, token-length"
-    " statistics and how many rows training would truncate."
+    " statistics and how many rows each `truncation` setting (keep_end, drop, error) would keep whole,"
+    " truncate or drop."
 )
 IMPORT_HELP = (
     "Convert another format to rlhfops preference rows and print how many rows converted and why any"
@@ -70,6 +77,19 @@ def check(
     chat_template: Path = typer.Option(
         None, "--chat-template", help="File holding a Jinja chat template to use instead of the model's."
     ),
+    truncation: TruncationChoice = typer.Option(
+        TruncationChoice.error,
+        "--truncation",
+        help="The truncation setting training will use (with --model): its refusal (error: a prompt too"
+        " long; keep_end or drop: every row dropped) fails the check. Counts for every setting are printed.",
+    ),
+    max_new_tokens: int = typer.Option(
+        None,
+        "--max-new-tokens",
+        min=1,
+        help="For a prompts file (with --model): the RL stage's max_new_tokens; a prompt may use"
+        " max_length minus this many tokens, as in `train ppo` (8 when omitted).",
+    ),
     limit: int = typer.Option(20, "--limit", min=1, help="List at most this many errors."),
 ) -> None:
     """`rlhfops data check` (help: CHECK_HELP)."""
@@ -77,24 +97,28 @@ def check(
     tokenizer = None
     if model is not None:
         tokenizer = load_tokenizer(model, chat_template=template)
-    report = check_file(file, kind.value if kind else None, tokenizer, max_length, template)
+    report = check_file(
+        file, kind.value if kind else None, tokenizer, max_length, template, truncation.value, max_new_tokens
+    )
     if not report.ok:
         for line in report.errors[:limit]:
             typer.echo(line)
         more = len(report.errors) - limit
         if more > 0:
             typer.echo(f"... and {more} more")
+        if report.tokens is not None:  # refused by the chosen truncation: what the others would do
+            typer.echo(truncation_line(report.tokens))
         bad = report.bad_rows
         where = f" in {bad} of {report.rows} {report.kind} rows" if bad else ""
         raise DataError(f"{file}: {len(report.errors)} error(s){where}; fix them and check again")
     typer.echo(f"{file}: {report.rows} {report.kind} rows, no errors")
     t = report.tokens
     if t is not None:
-        what = "prompts too long" if report.kind == "prompts" else "rows truncated"
         typer.echo(
             f"tokens ({t.model}, chat template applied): mean {t.mean:.1f}, median {t.median:.0f},"
-            f" max {t.max}; {t.truncated} {what} at max_length={t.max_length}"
+            f" max {t.max}"
         )
+        typer.echo(truncation_line(t))
 
 
 @app.command("import", help=IMPORT_HELP)

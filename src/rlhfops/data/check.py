@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhfops.data.encode import MIN_COMPLETION_TOKENS, encode_demos, encode_prefs, encode_prompts
+from rlhfops.data.encode import MIN_COMPLETION_TOKENS, encode_demos, encode_prefs, fit_prompts
 from rlhfops.data.hh import convert_hh_rlhf
 from rlhfops.data.io import Row, file_format, read_rows, write_rows
 from rlhfops.data.schema import (
@@ -24,6 +24,7 @@ from rlhfops.data.schema import (
     parse_prompt,
     prefs_from_rows,
 )
+from rlhfops.data.truncate import MODES, TruncationCounts
 from rlhfops.errors import DataError, UserError
 
 
@@ -37,6 +38,24 @@ class TokenStats:
     median: float
     max: int
     truncated: int  # rows whose reply is cut to fit max_length (prompts: prompts too long to answer)
+    modes: dict[str, TruncationCounts | None] = field(default_factory=dict)  # None: the mode refuses
+    refusal: str | None = None  # mode error's one-line refusal, when it refuses the file
+
+
+def _describe(mode: str, c: TruncationCounts | None) -> str:
+    if c is None:
+        return f"{mode}: refuses the file"
+    if mode == "error":
+        return f"{mode}: {c.whole} whole, {c.replies_cut} with the reply cut"
+    if mode == "drop":
+        return f"{mode}: {c.whole} kept whole, {c.dropped} dropped"
+    return f"{mode}: {c.whole} whole, {c.truncated} truncated, {c.dropped} dropped"
+
+
+def truncation_line(stats: TokenStats) -> str:
+    """What each ``truncation`` setting would do at this max_length, in one line."""
+    parts = "; ".join(_describe(m, stats.modes[m]) for m in MODES if m in stats.modes)
+    return f"truncation at max_length={stats.max_length}: {parts}"
 
 
 @dataclass(slots=True)
@@ -56,18 +75,42 @@ class CheckReport:
 
 
 def _token_stats(
-    rows: list[Row], kind: Kind, tokenizer: Any, max_length: int, chat_template: str | None
+    rows: list[Row],
+    kind: Kind,
+    tokenizer: Any,
+    max_length: int,
+    chat_template: str | None,
+    reply_room: int = MIN_COMPLETION_TOKENS,
 ) -> TokenStats:
+    """Length statistics and what each truncation mode would do (mode error's refusal kept as text)."""
+    modes: dict[str, TruncationCounts | None] = {}
+    refusal = None
     if kind == "prompts":
         prompts = [p for p in (parse_prompt(r)[0] for r in rows) if p is not None]
-        lengths = [len(ids) for ids in encode_prompts(prompts, tokenizer, chat_template)]
-        truncated = sum(n > max_length - MIN_COMPLETION_TOKENS for n in lengths)
+        limit = max_length - reply_room
+        fitted = fit_prompts(prompts, tokenizer, limit, "keep_end", chat_template)
+        lengths = [len(ids) for ids in fitted.full]
+        truncated = sum(n > limit for n in lengths)
+        kept = fitted.counts
+        modes["error"] = None if truncated else TruncationCounts("error", whole=len(lengths))
+        if truncated:
+            refusal = (
+                f"{prompts[0].source}: {truncated} of {len(lengths)} prompts are too long for"
+                f" max_length={max_length} tokens (a prompt may use at most {limit} tokens to leave"
+                f" {reply_room} for the reply)"
+            )
     else:
-        if kind == "demos":
-            result = encode_demos(demos_from_rows(rows), tokenizer, max_length, chat_template)
-        else:
-            result = encode_prefs(prefs_from_rows(rows), tokenizer, max_length, chat_template)
-        lengths, truncated = result.full_lengths, result.truncated
+        encode = encode_demos if kind == "demos" else encode_prefs
+        items = demos_from_rows(rows) if kind == "demos" else prefs_from_rows(rows)
+        result = encode(items, tokenizer, max_length, chat_template, "keep_end")
+        lengths, kept = result.full_lengths, result.counts or TruncationCounts("keep_end")
+        try:
+            legacy = encode(items, tokenizer, max_length, chat_template, "error")
+            modes["error"], truncated = legacy.counts, legacy.truncated
+        except DataError as err:
+            modes["error"], truncated, refusal = None, 0, str(err)
+    modes["keep_end"] = kept
+    modes["drop"] = TruncationCounts("drop", whole=kept.whole, dropped=kept.truncated + kept.dropped)
     name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
     return TokenStats(
         model=name,
@@ -76,6 +119,8 @@ def _token_stats(
         median=float(statistics.median(lengths)),
         max=max(lengths),
         truncated=truncated,
+        modes=modes,
+        refusal=refusal,
     )
 
 
@@ -85,13 +130,18 @@ def check_file(
     tokenizer: Any = None,
     max_length: int = 512,
     chat_template: str | None = None,
+    truncation: str = "error",
+    max_new_tokens: int | None = None,
 ) -> CheckReport:
     """Validate a data file as training would, reporting every error.
 
     Read errors (missing file, invalid JSON...) raise DataError at once (nothing else can be checked).
     Schema errors are collected. With a tokenizer and no schema errors, the chat-template and
-    prompt-length checks of training run too; their error (one per file) is added to ``errors``, and
-    otherwise ``tokens`` holds length statistics.
+    prompt-length checks of training run too: ``tokens`` holds length statistics and what each
+    ``truncation`` mode would do (a prompt file's prompts may use ``max_length - max_new_tokens``
+    tokens, as in the RL stage; 8 are left when it is None); a refusal by the ``truncation`` mode
+    training will use (error: a prompt too long; keep_end / drop: every row dropped) is added to
+    ``errors``.
     """
     rows = read_rows(path)
     kind = kind or detect_kind(rows)
@@ -102,9 +152,19 @@ def check_file(
         report.bad_rows += bool(errors)
     if tokenizer is not None and report.ok:
         try:
-            report.tokens = _token_stats(rows, kind, tokenizer, max_length, chat_template)
+            room = max_new_tokens or MIN_COMPLETION_TOKENS
+            report.tokens = _token_stats(rows, kind, tokenizer, max_length, chat_template, room)
         except UserError as err:
             report.errors.append(str(err))
+            return report
+        counts = report.tokens.modes.get(truncation)
+        if counts is None and report.tokens.refusal:
+            report.errors.append(report.tokens.refusal)
+        elif counts is not None and not counts.whole + counts.truncated + counts.replies_cut:
+            report.errors.append(
+                f"{path}: truncation={truncation} drops all {report.rows} rows at max_length={max_length};"
+                " raise max_length"
+            )
     return report
 
 

@@ -12,9 +12,10 @@ For each row:
 Both texts are tokenized without extra special tokens (the template adds BOS if it wants one), and the
 prompt ids must be a prefix of the full ids; a template that breaks that is refused with a clear error.
 
-Length: when prompt + reply exceeds ``max_length`` the reply is cut (the count is reported in
-:class:`EncodeResult`); a prompt that leaves fewer than :data:`MIN_COMPLETION_TOKENS` tokens for the
-reply is an error for the whole file, listing how many rows and where the first is.
+Length: what happens to a row whose prompt + reply exceed ``max_length`` is the ``truncation`` mode
+(:mod:`rlhfops.data.truncate`): ``keep_end`` cuts the prompt's beginning at message boundaries and keeps
+the reply whole, ``drop`` skips the row, ``error`` cuts the reply and refuses the whole file when a
+prompt leaves fewer than :data:`MIN_COMPLETION_TOKENS` tokens for it. :class:`EncodeResult` counts them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from rlhfops.data.schema import Demo, Pref, Prompt
+from rlhfops.data.truncate import TruncationCounts, check_mode, keep_end
 from rlhfops.errors import ConfigError, DataError
 
 MIN_COMPLETION_TOKENS = 8
@@ -52,14 +54,16 @@ class EncodedPref:
 
 
 class EncodeResult(NamedTuple):
-    """Encoded rows, how many had a reply cut to fit max_length, and each row's uncut length.
+    """Encoded rows (dropped rows left out), how many had a reply cut to fit max_length (mode error),
+    each input row's uncut length and the counts of the truncation mode.
 
-    ``full_lengths[i]`` = len(prompt) + len(longest reply) of row i before truncation, in tokens.
+    ``full_lengths[i]`` = len(prompt) + len(longest reply) of input row i before truncation, in tokens.
     """
 
     rows: list[Any]
     truncated: int
     full_lengths: list[int]
+    counts: TruncationCounts | None = None
 
 
 def _model_name(tokenizer: Any) -> str:
@@ -156,7 +160,9 @@ def _template_rows(
     return out
 
 
-def _check_prompt_lengths(items: list[_Templated], where: Sequence[str], max_length: int) -> None:
+def _check_prompt_lengths(
+    items: list[_Templated], where: Sequence[str], max_length: int, setting: bool = True
+) -> None:
     budget = max_length - MIN_COMPLETION_TOKENS
     bad = [i for i, t in enumerate(items) if len(t.prompt_ids) > budget]
     if not bad:
@@ -166,7 +172,12 @@ def _check_prompt_lengths(items: list[_Templated], where: Sequence[str], max_len
     raise DataError(
         f"{source}: {len(bad)} of {len(items)} rows have a prompt too long for max_length={max_length}"
         f" tokens (longest {longest}, first at line {line}; a prompt may use at most {budget} tokens to"
-        f" leave {MIN_COMPLETION_TOKENS} for the reply); raise max_length or shorten those prompts"
+        f" leave {MIN_COMPLETION_TOKENS} for the reply); raise max_length"
+        + (
+            ", shorten those prompts or set truncation to keep_end or drop"
+            if setting
+            else " or shorten those prompts"
+        )
     )
 
 
@@ -174,46 +185,118 @@ def _empty(kind: str) -> DataError:
     return DataError(f"no {kind} to encode (empty dataset)")
 
 
+class _Fitted(NamedTuple):
+    index: int  # the input row
+    item: _Templated
+    room: int  # tokens the reply may use
+
+
+def _fit_rows(
+    items: list[_Templated],
+    prompts: Sequence[list[dict[str, str]]],
+    replies: Sequence[Sequence[str]],
+    where: Sequence[str],
+    tokenizer: Any,
+    chat_template: str | None,
+    max_length: int,
+    truncation: str,
+) -> tuple[list[_Fitted], TruncationCounts]:
+    """The rows the ``truncation`` mode keeps (with the room their reply may use) and its counts."""
+    check_mode(truncation)
+    counts = TruncationCounts(truncation)
+    if truncation == "error":
+        _check_prompt_lengths(items, where, max_length)
+        for t in items:
+            cut = max(map(len, t.replies)) > max_length - len(t.prompt_ids)
+            counts.replies_cut += cut
+            counts.whole += not cut
+        return [_Fitted(i, t, max_length - len(t.prompt_ids)) for i, t in enumerate(items)], counts
+    out: list[_Fitted] = []
+    for i, t in enumerate(items):
+        if len(t.prompt_ids) + max(map(len, t.replies)) <= max_length:
+            counts.whole += 1
+            out.append(_Fitted(i, t, max_length))
+            continue
+        kept = None
+        if truncation == "keep_end":
+
+            def measure(msgs: list[dict[str, str]], i: int = i) -> int:
+                (u,) = _template_rows([msgs], [replies[i]], [where[i]], tokenizer, chat_template)
+                return len(u.prompt_ids) + max(map(len, u.replies))
+
+            kept = keep_end(prompts[i], measure, max_length, tokenizer)
+        if kept is None:
+            counts.dropped += 1
+            continue
+        counts.truncated += 1
+        (u,) = _template_rows([kept], [replies[i]], [where[i]], tokenizer, chat_template)
+        out.append(_Fitted(i, u, max_length))
+    return out, counts
+
+
+def require_rows(result: EncodeResult, path: str, max_length: int) -> EncodeResult:
+    """``result`` unless its truncation mode dropped every row (then a one-line error for ``path``)."""
+    if not result.rows:
+        counts = result.counts
+        mode = counts.mode if counts else "error"
+        raise DataError(
+            f"{path}: all {len(result.full_lengths)} rows were dropped by truncation={mode} (none fits in"
+            f" max_length={max_length} tokens with its reply whole); raise max_length"
+        )
+    return result
+
+
 def encode_demos(
-    demos: Sequence[Demo], tokenizer: Any, max_length: int, chat_template: str | None = None
+    demos: Sequence[Demo],
+    tokenizer: Any,
+    max_length: int,
+    chat_template: str | None = None,
+    truncation: str = "error",
 ) -> EncodeResult:
-    """Tokenize demonstrations; rows = list[EncodedDemo]. Replies longer than the room left are cut."""
+    """Tokenize demonstrations; rows = list[EncodedDemo]. Rows too long for ``max_length`` are handled
+    as ``truncation`` says (:mod:`rlhfops.data.truncate`)."""
     if not demos:
         raise _empty("demonstrations")
     where = [f"{d.source}:{d.line}" for d in demos]
-    items = _template_rows(
-        [d.prompt for d in demos], [[d.completion] for d in demos], where, tokenizer, chat_template
+    prompts, replies = [d.prompt for d in demos], [[d.completion] for d in demos]
+    items = _template_rows(prompts, replies, where, tokenizer, chat_template)
+    lengths = [len(t.prompt_ids) + len(t.replies[0]) for t in items]
+    fitted, counts = _fit_rows(
+        items, prompts, replies, where, tokenizer, chat_template, max_length, truncation
     )
-    _check_prompt_lengths(items, where, max_length)
-    rows, truncated, lengths = [], 0, []
-    for d, t in zip(demos, items, strict=True):
-        room = max_length - len(t.prompt_ids)
-        reply = t.replies[0]
-        truncated += len(reply) > room
-        lengths.append(len(t.prompt_ids) + len(reply))
-        rows.append(EncodedDemo(t.prompt_ids, reply[:room], d.line, d.source))
-    return EncodeResult(rows=rows, truncated=truncated, full_lengths=lengths)
+    rows = []
+    for f in fitted:
+        d, t = demos[f.index], f.item
+        rows.append(EncodedDemo(t.prompt_ids, t.replies[0][: f.room], d.line, d.source))
+    return EncodeResult(rows=rows, truncated=counts.replies_cut, full_lengths=lengths, counts=counts)
 
 
 def encode_prefs(
-    prefs: Sequence[Pref], tokenizer: Any, max_length: int, chat_template: str | None = None
+    prefs: Sequence[Pref],
+    tokenizer: Any,
+    max_length: int,
+    chat_template: str | None = None,
+    truncation: str = "error",
 ) -> EncodeResult:
-    """Tokenize preference pairs; rows = list[EncodedPref]; a row is truncated if either reply is cut."""
+    """Tokenize preference pairs; rows = list[EncodedPref]. Rows too long for ``max_length`` are
+    handled as ``truncation`` says; in mode error a row counts as truncated if either reply is cut."""
     if not prefs:
         raise _empty("preference pairs")
     where = [f"{p.source}:{p.line}" for p in prefs]
-    items = _template_rows(
-        [p.prompt for p in prefs], [[p.chosen, p.rejected] for p in prefs], where, tokenizer, chat_template
+    prompts, replies = [p.prompt for p in prefs], [[p.chosen, p.rejected] for p in prefs]
+    items = _template_rows(prompts, replies, where, tokenizer, chat_template)
+    lengths = [len(t.prompt_ids) + max(map(len, t.replies)) for t in items]
+    fitted, counts = _fit_rows(
+        items, prompts, replies, where, tokenizer, chat_template, max_length, truncation
     )
-    _check_prompt_lengths(items, where, max_length)
-    rows, truncated, lengths = [], 0, []
-    for p, t in zip(prefs, items, strict=True):
-        room = max_length - len(t.prompt_ids)
+    rows = []
+    for f in fitted:
+        p, t = prefs[f.index], f.item
         chosen, rejected = t.replies
-        truncated += max(len(chosen), len(rejected)) > room
-        lengths.append(len(t.prompt_ids) + max(len(chosen), len(rejected)))
-        rows.append(EncodedPref(t.prompt_ids, chosen[:room], rejected[:room], p.margin, p.line, p.source))
-    return EncodeResult(rows=rows, truncated=truncated, full_lengths=lengths)
+        rows.append(
+            EncodedPref(t.prompt_ids, chosen[: f.room], rejected[: f.room], p.margin, p.line, p.source)
+        )
+    return EncodeResult(rows=rows, truncated=counts.replies_cut, full_lengths=lengths, counts=counts)
 
 
 def encode_replies(
@@ -233,7 +316,7 @@ def encode_replies(
     lines = [f"{where}:{first_line + i}" for i in range(len(prompts))]
     msgs = [[{"role": "user", "content": p}] for p in prompts]
     items = _template_rows(msgs, [[r] for r in replies], lines, tokenizer, chat_template)
-    _check_prompt_lengths(items, lines, max_length)
+    _check_prompt_lengths(items, lines, max_length, setting=False)
     return [(t.prompt_ids, t.replies[0][: max_length - len(t.prompt_ids)]) for t in items]
 
 
@@ -243,3 +326,44 @@ def encode_prompts(
     """Prompt ids for generation: the chat template with ``add_generation_prompt=True``, per prompt."""
     _check_template(tokenizer, chat_template)
     return _ids(tokenizer, [_render(tokenizer, p.prompt, chat_template, True) for p in prompts])
+
+
+class FittedPrompts(NamedTuple):
+    """Prompt ids that fit (dropped prompts left out), the uncut ids of every prompt, the counts."""
+
+    ids: list[list[int]]
+    full: list[list[int]]
+    counts: TruncationCounts
+
+
+def fit_prompts(
+    prompts: Sequence[Prompt],
+    tokenizer: Any,
+    max_prompt_tokens: int,
+    truncation: str,
+    chat_template: str | None = None,
+) -> FittedPrompts:
+    """Prompt ids for generation, each at most ``max_prompt_tokens`` long: a longer prompt keeps its end
+    (``keep_end``) or is dropped (``drop``); with ``error`` nothing is changed (the caller refuses)."""
+    check_mode(truncation)
+    full = encode_prompts(prompts, tokenizer, chat_template)
+    counts = TruncationCounts(truncation)
+    out: list[list[int]] = []
+    for p, ids in zip(prompts, full, strict=True):
+        if len(ids) <= max_prompt_tokens or truncation == "error":
+            counts.whole += len(ids) <= max_prompt_tokens
+            out.append(ids)
+            continue
+        kept = None
+        if truncation == "keep_end":
+
+            def measure(msgs: list[dict[str, str]]) -> int:
+                return len(_ids(tokenizer, [_render(tokenizer, msgs, chat_template, True)])[0])
+
+            kept = keep_end(p.prompt, measure, max_prompt_tokens, tokenizer)
+        if kept is None:
+            counts.dropped += 1
+            continue
+        counts.truncated += 1
+        out.append(_ids(tokenizer, [_render(tokenizer, kept, chat_template, True)])[0])
+    return FittedPrompts(out, full, counts)

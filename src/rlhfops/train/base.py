@@ -439,6 +439,8 @@ class Trainer(abc.ABC):
                 "eval": metrics,
                 "world_size": self.world,
             }
+            if getattr(self, "truncation", None):
+                summary["truncation"] = self.truncation  # per data file: whole, truncated, dropped
             if self.damaged_checkpoints:
                 summary["damaged_checkpoints"] = self.damaged_checkpoints
             summary["environment"] = self._record_environment()

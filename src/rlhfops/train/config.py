@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from rlhfops.config import StageConfig
+from rlhfops.data.truncate import TRUNCATION_HELP, Truncation
 from rlhfops.errors import ConfigError
 from rlhfops.train.loss_registry import DPO_VARIANTS, dpo_variant, dpo_variant_names
 
@@ -46,8 +47,11 @@ class TrainConfig(StageConfig):
     )
     seed: int = Field(0, description="Seed for data order, splits and initialisation.")
     max_length: int = Field(
-        512, ge=16, description="Longest prompt+response in tokens; longer responses are truncated."
+        512,
+        ge=16,
+        description="Longest prompt+response in tokens; a longer row is handled as `truncation` says.",
     )
+    truncation: Truncation = Field("error", description=TRUNCATION_HELP)
     batch_size: int = Field(
         8, ge=1, description="Examples (or pairs) per optimizer step, over all processes."
     )

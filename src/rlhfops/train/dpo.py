@@ -42,7 +42,7 @@ class DPOTrainer(Trainer):
     config: DPOConfig
 
     def load_data(self) -> None:
-        self.tokenizer, train, held = load_pref_rows(self.config)
+        self.tokenizer, train, held, self.truncation = load_pref_rows(self.config)
         self.train_rows = [IndexedPair(f"t{i}", p) for i, p in enumerate(train)]
         self.eval_rows = [IndexedPair(f"e{i}", p) for i, p in enumerate(held)]
         self.ref: dict[str, tuple[float, float]] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlhfops.data.encode import encode_prompts
+from rlhfops.data.encode import fit_prompts
 from rlhfops.data.schema import load_prompts
 from rlhfops.errors import DataError, TrainingStopped
 from rlhfops.models.heads import ValueModel
@@ -42,19 +42,30 @@ from rlhfops.train.sft import lora_settings
 
 
 def load_prompt_ids(
-    path: str, tokenizer: Any, max_prompt_tokens: int, chat_template: str | None
-) -> list[list[int]]:
-    """Prompt token ids (chat template with the generation prompt) of every row's ``prompt``."""
+    path: str,
+    tokenizer: Any,
+    max_prompt_tokens: int,
+    chat_template: str | None,
+    truncation: str = "error",
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """Prompt token ids (chat template with the generation prompt) of every row's ``prompt``, a longer
+    one than ``max_prompt_tokens`` handled as ``truncation`` says, and the counts."""
     prompts = load_prompts(path)
-    ids = encode_prompts(prompts, tokenizer, chat_template)
-    long = [(p, x) for p, x in zip(prompts, ids, strict=True) if len(x) > max_prompt_tokens]
-    if long:
+    fitted = fit_prompts(prompts, tokenizer, max_prompt_tokens, truncation, chat_template)
+    long = [(p, x) for p, x in zip(prompts, fitted.full, strict=True) if len(x) > max_prompt_tokens]
+    if long and truncation == "error":
         raise DataError(
-            f"{path}: {len(long)} of {len(ids)} prompts are longer than max_length - max_new_tokens = "
-            f"{max_prompt_tokens} tokens (first at line {long[0][0].line}, longest "
-            f"{max(len(x) for _, x in long)}); raise max_length or shorten those prompts"
+            f"{path}: {len(long)} of {len(fitted.full)} prompts are longer than max_length - max_new_tokens"
+            f" = {max_prompt_tokens} tokens (first at line {long[0][0].line}, longest "
+            f"{max(len(x) for _, x in long)}); raise max_length, shorten those prompts or set truncation"
+            " to keep_end or drop"
         )
-    return ids
+    if not fitted.ids:
+        raise DataError(
+            f"{path}: all {len(fitted.full)} prompts were dropped by truncation={truncation} (longer than"
+            f" max_length - max_new_tokens = {max_prompt_tokens} tokens); raise max_length"
+        )
+    return fitted.ids, fitted.counts.as_dict()
 
 
 class PPOTrainer(Trainer):
@@ -66,10 +77,12 @@ class PPOTrainer(Trainer):
         cfg = self.config
         self.tokenizer = load_tokenizer(cfg.model, padding_side="left", chat_template=cfg.chat_template)
         max_prompt = cfg.max_length - cfg.max_new_tokens
-        prompts = load_prompt_ids(cfg.data, self.tokenizer, max_prompt, cfg.chat_template)
+        args = (self.tokenizer, max_prompt, cfg.chat_template, cfg.truncation)
+        prompts, counts = load_prompt_ids(cfg.data, *args)
+        self.truncation = {"data": counts}
         if cfg.eval_prompts:
             self.train_rows = prompts
-            self.eval_rows = load_prompt_ids(cfg.eval_prompts, self.tokenizer, max_prompt, cfg.chat_template)
+            self.eval_rows, self.truncation["eval_prompts"] = load_prompt_ids(cfg.eval_prompts, *args)
         else:
             tr, ev = split_train_eval(len(prompts), cfg.eval_fraction, cfg.seed)
             self.train_rows, self.eval_rows = [prompts[i] for i in tr], [prompts[i] for i in ev]

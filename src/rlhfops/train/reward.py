@@ -31,7 +31,7 @@ class RewardTrainer(Trainer):
     config: RewardConfig
 
     def load_data(self) -> None:
-        self.tokenizer, self.train_rows, self.eval_rows = load_pref_rows(self.config)
+        self.tokenizer, self.train_rows, self.eval_rows, self.truncation = load_pref_rows(self.config)
 
     def build_model(self) -> None:
         cfg = self.config

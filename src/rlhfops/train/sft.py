@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from rlhfops.data.encode import encode_demos
+from rlhfops.data.encode import encode_demos, require_rows
 from rlhfops.data.schema import load_demos
 from rlhfops.models.loading import LoraSettings, load_causal_lm, load_tokenizer, save_model
 from rlhfops.train.base import StepStats, Trainer, split_train_eval
@@ -28,12 +28,18 @@ class SFTTrainer(Trainer):
     def load_data(self) -> None:
         cfg = self.config
         self.tokenizer = load_tokenizer(cfg.model, chat_template=cfg.chat_template)
-        encoded = encode_demos(load_demos(cfg.data), self.tokenizer, cfg.max_length, cfg.chat_template).rows
+
+        def encode(path: str):
+            demos = load_demos(path)
+            result = encode_demos(demos, self.tokenizer, cfg.max_length, cfg.chat_template, cfg.truncation)
+            return require_rows(result, path, cfg.max_length)
+
+        result = encode(cfg.data)
+        encoded, self.truncation = result.rows, {"data": result.counts.as_dict()}
         if cfg.eval_data:
-            held = encode_demos(
-                load_demos(cfg.eval_data), self.tokenizer, cfg.max_length, cfg.chat_template
-            ).rows
-            self.train_rows, self.eval_rows = encoded, held
+            held = encode(cfg.eval_data)
+            self.truncation["eval_data"] = held.counts.as_dict()
+            self.train_rows, self.eval_rows = encoded, held.rows
         else:
             tr, ev = split_train_eval(len(encoded), cfg.eval_fraction, cfg.seed)
             self.train_rows, self.eval_rows = [encoded[i] for i in tr], [encoded[i] for i in ev]
