@@ -195,14 +195,14 @@ def test_ppo_needs_an_accurate_reward_model_and_evaluated_policies(ws, tmp_path:
 def test_a_trained_model_is_hashed_once_before_its_stored_copy_is_checked(ws, tmp_path: Path, monkeypatch):
     """record_training_run hashes the (0.5 GB) model once for the attestation and the id; store_copy then
     checks the copy against that hash (a copy that differs is still refused)."""
-    import rlhfops.workspace.core as core
+    import rlhfops.workspace.artifacts as artifacts
     import rlhfops.workspace.store as store
 
     ready_play1(ws)
     demos = write_file(tmp_path / "demos.jsonl", '{"prompt": "p", "completion": "c"}\n')
     model = fake_model(tmp_path / "sft", "sft")
     calls: list[tuple[str, Path]] = []
-    for mod in (core, store):
+    for mod in (artifacts, store):
         real = mod.content_hash
         monkeypatch.setattr(
             mod, "content_hash", lambda p, m=mod, r=real: calls.append((m.__name__, p)) or r(p)
@@ -210,5 +210,5 @@ def test_a_trained_model_is_hashed_once_before_its_stored_copy_is_checked(ws, tm
     sft_id = ws.record_training_run("sft", {"data": demos}, model, "dave", {})
     assert sft_id == content_hash(model)
     model_calls = [m for m, p in calls if Path(p) == model]
-    assert model_calls == ["rlhfops.workspace.core"], calls  # once; the copy check hashes the copy
+    assert model_calls == ["rlhfops.workspace.artifacts"], calls  # once; the copy check hashes the copy
     assert any(m == "rlhfops.workspace.store" and Path(p) != model for m, p in calls)
