@@ -46,6 +46,29 @@ def prompts() -> tuple[list[str], list[str]]:
     return rows[:TRAIN_PROMPTS], rows[-HELDOUT:]
 
 
+def heldout_criteria() -> list:
+    """The held-out prompts' ``criteria`` (None: every behaviour; prompts where the shop is not at fault
+    measure only the refusal criterion)."""
+    from rlhfops.examples import example_path
+
+    rows = _rows(example_path("support_replies/prompts.jsonl"))[-HELDOUT:]
+    return [tuple(r["criteria"]) if "criteria" in r else None for r in rows]
+
+
+def bundled_spec():
+    """The support-replies spec `rlhfops init` writes (its policy section and success criteria)."""
+    import yaml
+
+    import rlhfops.spec
+    from rlhfops.spec.schema import TaskSpec
+
+    raw = yaml.safe_load(
+        (Path(rlhfops.spec.__file__).parent / "templates" / "support_replies.yaml").read_text()
+    )
+    raw.pop("edge_cases", None)
+    return TaskSpec(**raw)
+
+
 def prep(out: Path) -> dict:
     from rlhfops.examples import example_path
     from rlhfops.train.runner import run_stage
@@ -75,12 +98,14 @@ def score_models(out: Path, ppo_dir: Path, samples: int, max_new_tokens: int) ->
     import torch
 
     from rlhfops.evaluate.generation import LoadedModel, mean_kl
+    from rlhfops.evaluate.measure import success_criteria
     from rlhfops.measures.diversity import looping_share
     from rlhfops.measures.intervals import t_interval, wilson_interval
     from rlhfops.redteam.detectors import apologises_with_remedy
     from rlhfops.train.reward_sources import ModelReward, Responses
 
     _, held = prompts()
+    spec, crit = bundled_spec(), heldout_criteria()
     sft = LoadedModel.load(str(out / "sft" / "final"))
     ppo = LoadedModel.load(str(ppo_dir))
     rm = ModelReward(str(out / "rm" / "final"), "cpu", sft.tokenizer.pad_token_id)
@@ -106,7 +131,11 @@ def score_models(out: Path, ppo_dir: Path, samples: int, max_new_tokens: int) ->
             s_sc.append(replies(m, 1.0, 1000 * (s + 1))[1])
         per_model[name] = {"greedy": g_sc, "sampled": np.mean(s_sc, axis=0).tolist(), "texts": g_txt}
         k = sum(apologises_with_remedy(t) for t in g_txt)
+        sc = success_criteria(spec, g_txt, None, None, held, crit)[spec.policy.criterion]
         res[name] = {
+            "policy_judge": sc["rate"],
+            "policy_judge_ci": sc["ci"],
+            "policy_judge_n": sc["n"],
             "rm_greedy": float(np.mean(g_sc)),
             "rm_sampled": float(np.mean(s_sc)),
             "remedy": k / len(g_txt),
