@@ -16,6 +16,8 @@ def _tiny_settings(tiny) -> DemoSettings:
     return DemoSettings(
         model=str(tiny),
         sft_steps=2,
+        sft_batch_size=3,
+        sft_learning_rate=7e-5,
         rm_steps=2,
         dpo_steps=2,
         ppo_steps=2,
@@ -155,6 +157,16 @@ def test_demo_every_play_has_artifacts_with_lineage(demo_run):
         ws.close()
 
 
+def test_demo_sft_settings_reach_the_sft_run(demo_run):
+    """SFT has its own batch and learning rate (the other stages keep batch_size)."""
+    import yaml
+
+    sft = yaml.safe_load((demo_run.out_dir / "runs" / "sft" / "config.yaml").read_text())
+    rm = yaml.safe_load((demo_run.out_dir / "runs" / "rm" / "config.yaml").read_text())
+    assert (sft["batch_size"], sft["learning_rate"], sft["max_steps"]) == (3, 7e-5, 2)
+    assert rm["batch_size"] == 4
+
+
 def test_demo_simulated_marks_everywhere(demo_run):
     root = demo_run.out_dir
     prefs = [json.loads(x) for x in (root / "data" / "preferences.jsonl").read_text().splitlines()]
@@ -198,6 +210,21 @@ def test_demo_gate_decision_recorded_and_triggers_raised(demo_run):
     assert "input_drift" in rules  # the drifted week (prompts from another task) was detected
     windows = demo_run.summary["monitoring"]["triggers"]
     assert any(t["rule"] == "input_drift" and t["play"] == 3 for t in windows)
+
+
+def test_demo_says_the_best_candidates_change_over_the_base(demo_run):
+    rows = {r["model"]: r for r in demo_run.summary["criteria"]}
+    change = demo_run.summary["behaviour_change"]
+    rates = {n: r["apology_remedy_rate"] for n, r in rows.items() if n != "base"}
+    assert change["rate"] == max(rates.values()) and rates[change["best"]] == change["rate"]
+    assert change["base"] == rows["base"]["apology_remedy_rate"]
+    assert change["points"] == pytest.approx(100 * (change["rate"] - change["base"]))
+    assert any(f"best candidate {change['best']}:" in line for line in demo_run.lines)
+    # the main criterion counts only the held-out prompts where the shop is at fault
+    suite = demo_run.out_dir / "data" / "heldout-suite.jsonl"
+    held = [json.loads(x) for x in suite.read_text().splitlines()]
+    at_fault = sum("criteria" not in r for r in held if "id" in r)
+    assert 0 < at_fault < len(held) - 1 and all(r["n"] == at_fault for r in rows.values())
 
 
 def test_demo_criteria_for_every_model_with_kl(demo_run):

@@ -31,7 +31,11 @@ def test_quick_demo_runs_every_play_on_the_bundled_model(quick):
     assert [t["step"] for t in s["timings"]] == STEPS and all(t["cpu_seconds"] > 0 for t in s["timings"])
     rows = {r["model"]: r for r in s["criteria"]}
     assert set(rows) == {"base", "sft", "dpo", "ppo-beta0.02", "ppo-beta0.2"}
-    assert all(r["n"] == s["settings"]["heldout"] for r in rows.values())
+    # the main criterion counts the held-out prompts where the shop is at fault (their `criteria`)
+    assert all(0 < r["n"] <= s["settings"]["heldout"] for r in rows.values())
+    # issue 19's quick target: the best candidate at least 25 points above the base (policy judge)
+    best = max(r["apology_remedy_rate"] for m, r in rows.items() if m != "base")
+    assert best >= rows["base"]["apology_remedy_rate"] + 0.25, rows
     # the sweep evaluated each run on the held-out prompts, not on its training prompts
     for row in s["kl_sweep"]["rows"]:
         run = quick / "runs" / "ppo-sweep" / f"beta-{row['value']:g}"

@@ -69,7 +69,9 @@ class DemoSettings:
     """Sizes of one demo run (``quick`` or full); ``model`` is a hidden hook for tests (tiny models)."""
 
     model: str = BUNDLED_NAME
-    sft_steps: int = 4
+    sft_steps: int = 8
+    sft_batch_size: int = 8  # SFT's own batch: 8 steps x 8 = 64 demonstrations (quick), 30 x 8 = 240 (full)
+    sft_learning_rate: float = 1e-4  # measured on the bundled model: docs/benchmarks.md (issue 19, SFT)
     rm_steps: int = 4
     dpo_steps: int = 4
     ppo_steps: int = 2
@@ -91,7 +93,7 @@ class DemoSettings:
     def for_mode(cls, quick: bool, model: str | None = None, progress: bool = True) -> DemoSettings:
         s = cls(model=model or BUNDLED_NAME, progress=progress)
         if not quick:
-            s.sft_steps, s.rm_steps, s.dpo_steps, s.ppo_steps, s.batch_size = 20, 16, 16, 4, 8
+            s.sft_steps, s.rm_steps, s.dpo_steps, s.ppo_steps, s.batch_size = 30, 16, 16, 4, 8
             s.kl_values = (0.01, 0.05, 0.2)
             s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 48, 160, 40, 32
             s.max_new_tokens, s.per_day, s.redteam_per_category = 64, 60, 8

@@ -78,7 +78,11 @@ class Context:
         demos = shutil.copy(self.data("demos.jsonl"), data / "demonstrations.jsonl")
         self.models["base"] = self.s.model
         sets = {"data": demos, "model": self.s.model, "output_dir": self.root / "runs" / "sft"}
-        sets.update(max_steps=self.s.sft_steps, learning_rate=3e-5)
+        sets.update(
+            max_steps=self.s.sft_steps,
+            batch_size=self.s.sft_batch_size,
+            learning_rate=self.s.sft_learning_rate,
+        )
         self._record("sft", _train(self.ws, "sft", PEOPLE["domain-expert-lead"], sets, self.s, self.notes))
         self.refs["sft"] = "base"
         loss = self.train["sft"].get("loss") or self.train["sft"].get("eval_loss")
@@ -236,7 +240,25 @@ class Context:
         names = [n for n in self.models if n.startswith("ppo-")]
         for name in names:
             self._evaluate(name)
-        return self._criteria_line(names)
+        change = self.behaviour_change()
+        line = (
+            f"best candidate {change['best']}: {_pct(change['rate'])} against the base's "
+            f"{_pct(change['base'])} ({change['points']:+.0f} points)"
+            if change
+            else "no candidate measured"
+        )
+        return self._criteria_line(names) + "\n" + line
+
+    def behaviour_change(self) -> dict[str, Any]:
+        """The spec's main criterion (policy judge): the best trained candidate against the base model."""
+        rows = {r["model"]: r for r in self.criteria_table()}
+        rated = {n: r["apology_remedy_rate"] for n, r in rows.items() if n != "base"}
+        rated = {n: v for n, v in rated.items() if v is not None}
+        base = rows.get("base", {}).get("apology_remedy_rate")
+        if not rated or base is None:
+            return {}
+        best = max(rated, key=lambda n: rated[n])
+        return {"best": best, "rate": rated[best], "base": base, "points": 100 * (rated[best] - base)}
 
     # ---- play 5 --------------------------------------------------------------------------------
     def _evaluate(self, name: str) -> None:
@@ -380,6 +402,7 @@ class Context:
             "annotation": {**ann, "note": f"{SIMULATED} raters: no human labelled anything"},
             "kl_sweep": self.sweep,
             "criteria": self.criteria_table(),
+            "behaviour_change": self.behaviour_change(),
             "criteria_names": {"up": UP, "down": DOWN},
             "gate": self.gate_result,
             "monitoring": {
