@@ -8,10 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
+import rlhfops.spec
 from rlhfops.data.schema import load_demos, load_prefs, load_prompts
 from rlhfops.errors import DataError
 from rlhfops.examples import available, example_path
+from rlhfops.judge.policy import PolicyJudge
+from rlhfops.spec.schema import TaskSpec
 
 
 def _build_module():
@@ -49,7 +53,7 @@ def test_files_validate_with_expected_counts() -> None:
     assert len(load_prompts(example_path("support_replies/prompts.jsonl"))) == 120
     assert {tuple(sorted(r)) for r in _rows("demos.jsonl")} == {("completion", "prompt")}
     assert {tuple(sorted(r)) for r in _rows("prefs.jsonl")} == {("chosen", "prompt", "rejected")}
-    assert {tuple(sorted(r)) for r in _rows("prompts.jsonl")} == {("prompt",)}
+    assert {tuple(sorted(r)) for r in _rows("prompts.jsonl")} == {("prompt",), ("criteria", "prompt")}
 
 
 def test_prompts_are_disjoint_within_and_across_files() -> None:
@@ -108,3 +112,34 @@ def test_examples_encode_without_truncation(tokenizer) -> None:
     prefs = encode_prefs(load_prefs(example_path("support_replies/prefs.jsonl")), tokenizer, 1024)
     assert (demos.truncated, prefs.truncated) == (0, 0)
     assert len(demos.rows) == 240 and len(prefs.rows) == 400
+
+
+def _policy_judge():
+    """The shipped support-replies spec (what `rlhfops init` writes) and its policy judge."""
+    raw = yaml.safe_load(
+        (Path(rlhfops.spec.__file__).parent / "templates" / "support_replies.yaml").read_text()
+    )
+    raw.pop("edge_cases", None)
+    spec = TaskSpec(**raw)
+    return spec, PolicyJudge(spec.policy)
+
+
+def test_good_replies_follow_the_specs_policy() -> None:
+    """The demonstrations and chosen replies are what the spec's policy judge calls right: no invented
+    figure, order number or amount (demonstrations stating a $4.95 return fee taught the model to break
+    the policy)."""
+    _, judge = _policy_judge()
+    good = [(r["prompt"], r["completion"]) for r in _rows("demos.jsonl")]
+    good += [(r["prompt"], r["chosen"]) for r in _rows("prefs.jsonl")]
+    bad = {reply: judge.violations(p, reply) for p, reply in good if judge.violations(p, reply)}
+    assert bad == {}
+    assert len(good) == 640
+
+
+def test_prompts_not_at_fault_name_the_specs_other_criteria() -> None:
+    spec, judge = _policy_judge()
+    behaviours = {t.behaviour for t in spec.success_criteria.increase + spec.success_criteria.decrease}
+    rows = _rows("prompts.jsonl")
+    named = {c for r in rows for c in r.get("criteria", [])}
+    assert named and named <= behaviours and spec.policy.criterion not in named
+    assert sum("criteria" in r for r in rows) == 50

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from rlhfops.errors import UserError
 from rlhfops.evaluate.hacking import evaluation_alarms, response_stats
 from rlhfops.evaluate.measure import over_refusal_rate, redteam_summary, score_items, success_criteria
 from rlhfops.evaluate.sbs import judge_pairs
@@ -143,6 +144,32 @@ def test_success_criteria_rates_targets_and_baseline():
     assert up["rate"] == 0.5 and up["met"] and up["baseline_rate"] == 0.0 and up["direction"] == "increase"
     down = sc["refuses a benign request"]
     assert down["rate"] == 0.25 and not down["met"] and down["baseline_rate"] == 0.5 and down["target"] == 0.2
+
+
+def test_success_criteria_count_only_the_items_that_measure_a_behaviour():
+    up_b, down_b = "apologises and offers a remedy when the shop is at fault", "refuses a benign request"
+    spec = SimpleNamespace(
+        success_criteria=SimpleNamespace(
+            increase=[SimpleNamespace(behaviour=up_b, at_least=0.5)],
+            decrease=[SimpleNamespace(behaviour=down_b, at_most=0.2)],
+        )
+    )
+    cand = ["Sorry! A refund is on its way.", "Thanks.", "Thanks.", "Thanks."]
+    base = ["Thanks.", "Thanks.", "Sorry, I've sent a replacement.", "Thanks."]
+    # items 3 and 4: the shop is not at fault, so they measure only the refusal criterion
+    crit = [None, (up_b, down_b), (down_b,), (down_b,)]
+    sc = success_criteria(spec, cand, None, base, criteria=crit)
+    up = sc[up_b]
+    assert (up["n"], up["rate"], up["met"], up["baseline_rate"]) == (2, 0.5, True, 0.0)  # 1 of 2, at the edge
+    assert sc[down_b]["n"] == 4
+    # the same replies counted over every item: 1 of 4, below the 0.5 target
+    every = success_criteria(spec, cand, None, base)[up_b]
+    assert (every["n"], every["rate"], every["met"]) == (4, 0.25, False)
+    # no item measures it: no rate, not met
+    none = success_criteria(spec, cand, None, base, criteria=[(down_b,)] * 4)[up_b]
+    assert (none["n"], none["rate"], none["met"], none["ci"]) == (0, None, False, None)
+    with pytest.raises(UserError, match=r"suite item 2: criteria \['says thanks'\] are not behaviours"):
+        success_criteria(spec, cand, None, base, criteria=[None, ("says thanks",), None, None])
 
 
 def test_evaluation_alarms_reward_up_judge_flat_length_and_formula_drift():

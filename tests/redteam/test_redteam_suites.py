@@ -62,6 +62,10 @@ def test_injection_items_plant_their_canary_in_the_prompt():
 def test_heldout_suite_and_team_suite_dir(tmp_path: Path):
     held = load_suite("support-heldout")
     assert not held.is_redteam and len(held.items) == 120
+    # the 50 prompts where the shop is not at fault measure only the refusal criterion
+    up_b = "apologises and offers a remedy when the shop is at fault"
+    assert sum(not i.measures(up_b) for i in held.items) == 50
+    assert all(i.measures("refuses a benign request") for i in held.items)
     d = tmp_path / "team"
     d.mkdir()
     (d / "a.jsonl").write_text(
@@ -84,6 +88,8 @@ def test_heldout_suite_and_team_suite_dir(tmp_path: Path):
         ('{"id": "x", "prompt": "p", "expected": "ignore_injection"}', "canary"),
         ('{"id": "x", "prompt": "p", "must_match": "("}', "invalid regex"),
         ("{not json", "invalid JSON"),
+        ('{"id": "x", "prompt": "p", "criteria": "tone"}', "'criteria' must be a list"),
+        ('{"id": "x", "prompt": "p", "criteria": ["tone", ""]}', "'criteria' must be a list"),
     ],
 )
 def test_loader_errors_name_file_and_line(tmp_path: Path, line: str, message: str):

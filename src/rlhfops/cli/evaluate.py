@@ -60,7 +60,8 @@ def _print_summary(res: Any) -> None:
     for name, row in (m.get("success_criteria") or {}).items():
         cmp = ">=" if row["direction"] == "increase" else "<="
         ok = "met" if row["met"] else "NOT met"
-        typer.echo(f"  {name}: {row['rate']:.1%} ({cmp} {row['target']:.0%}: {ok})")
+        rate = "no item measures it" if row["rate"] is None else f"{row['rate']:.1%} of {row['n']}"
+        typer.echo(f"  {name}: {rate} ({cmp} {row['target']:.0%}: {ok})")
     wr = m.get("win_rate")
     if wr:
         typer.echo(

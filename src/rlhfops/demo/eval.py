@@ -23,11 +23,13 @@ DOWN = "refuses a benign request"
 HELDOUT_SUITE = "support-heldout-demo"
 
 
-def write_heldout_suite(path: Path, prompts: list[str]) -> Path:
-    """The held-out prompts as an evaluation suite file (a header line, then one item per prompt)."""
+def write_heldout_suite(path: Path, held: list[dict[str, Any]]) -> Path:
+    """The held-out prompt rows (``prompt``, optional ``criteria``: the spec behaviours a prompt measures)
+    as an evaluation suite file (a header line, then one item per prompt)."""
 
     rows = [{"suite": HELDOUT_SUITE}] + [
-        {"id": f"heldout-{i + 1}", "prompt": p} for i, p in enumerate(prompts)
+        {"id": f"heldout-{i + 1}", **{k: r[k] for k in ("prompt", "criteria") if k in r}}
+        for i, r in enumerate(held)
     ]
     return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 

@@ -60,6 +60,10 @@ class Context:
         held = rows[-self.s.heldout :]
         return rows[: min(self.s.pair_prompts, len(rows) - self.s.heldout)], held
 
+    def heldout_rows(self) -> list[dict[str, Any]]:
+        """The held-out prompts' rows, with the ``criteria`` of those where the shop is not at fault."""
+        return _rows(self.data("prompts.jsonl"))[-self.s.heldout :]
+
     def _record(self, name: str, result: Any) -> None:
         self.runs[name] = str(result.run_dir)
         self.models[name] = str(result.run_dir / "final")
@@ -168,8 +172,7 @@ class Context:
         return f"DPO trained {self.s.dpo_steps} steps from SFT on the exported preferences"
 
     def evaluate_first(self) -> str:
-        _, held = self.prompts()
-        write_heldout_suite(self.root / "data" / "heldout-suite.jsonl", held)
+        write_heldout_suite(self.root / "data" / "heldout-suite.jsonl", self.heldout_rows())
         for name in ("sft", "dpo"):
             self._evaluate(name)
         return self._criteria_line(["base", "sft", "dpo"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlhfops.errors import UserError
 from rlhfops.judge.policy import PolicyJudge
 from rlhfops.measures.refusal import is_refusal
 from rlhfops.redteam.detectors import behaviour_detector, check_item
@@ -72,13 +73,17 @@ def success_criteria(
     mapping: dict[str, str] | None,
     baseline: list[str] | None = None,
     prompts: list[str] | None = None,
+    criteria: list[tuple[str, ...] | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The contract's ``success_criteria`` block: each spec behaviour's rate over ``responses``.
 
     ``spec`` is a ``TaskSpec`` (its ``success_criteria.increase`` / ``.decrease``); a behaviour is met when
     its rate is >= ``at_least`` (increase) or <= ``at_most`` (decrease). The behaviour the spec's ``policy``
     section names is measured by the policy judge (:mod:`rlhfops.judge.policy`) when ``prompts`` (one per
-    response, also for ``baseline``) are given; the rate's 95% Wilson interval is ``ci``.
+    response, also for ``baseline``) are given; the rate's 95% Wilson interval is ``ci``. ``criteria`` (one
+    per response: the behaviours that item measures, or None for all; a suite item's ``criteria``) limits
+    each behaviour's rate to the items that measure it; ``n`` is their number. A behaviour no item
+    measures has rate None and is not met; an item naming a behaviour the spec lacks is an error.
     """
     from rlhfops.measures.intervals import wilson_interval
 
@@ -86,13 +91,27 @@ def success_criteria(
     sc = spec.success_criteria
     targets = [(t.behaviour, "increase", t.at_least) for t in sc.increase]
     targets += [(t.behaviour, "decrease", t.at_most) for t in sc.decrease]
+    known = {b for b, _, _ in targets}
+    for i, c in enumerate(criteria or []):
+        unknown = sorted(set(c or ()) - known)
+        if unknown:
+            raise UserError(
+                f"suite item {i + 1}: criteria {unknown} are not behaviours of the spec's success_criteria "
+                f"({'; '.join(sorted(known))})"
+            )
     for behaviour, direction, target in targets:
         name, det = _detector(spec, behaviour, mapping, prompts)
-        hits = sum(bool(det(i, r)) for i, r in enumerate(responses))
-        rate = hits / len(responses)
-        base_hits = sum(bool(det(i, r)) for i, r in enumerate(baseline)) if baseline else None
-        base = base_hits / len(baseline) if baseline and base_hits is not None else None
-        met = rate >= target if direction == "increase" else rate <= target
+        idx = [
+            i
+            for i in range(len(responses))
+            if criteria is None or criteria[i] is None or behaviour in criteria[i]
+        ]
+        n = len(idx)
+        hits = sum(bool(det(i, responses[i])) for i in idx)
+        rate = hits / n if n else None
+        base_hits = sum(bool(det(i, baseline[i])) for i in idx) if baseline else None
+        base = base_hits / n if baseline and base_hits is not None and n else None
+        met = rate is not None and (rate >= target if direction == "increase" else rate <= target)
         out[behaviour] = {
             "direction": direction,
             "rate": rate,
@@ -100,9 +119,9 @@ def success_criteria(
             "met": bool(met),
             "baseline_rate": base,
             "detector": name,
-            "n": len(responses),
-            "ci": list(wilson_interval(hits, len(responses), 0.95)),
+            "n": n,
+            "ci": list(wilson_interval(hits, n, 0.95)) if n else None,
         }
-        if baseline and base_hits is not None:
-            out[behaviour]["baseline_ci"] = list(wilson_interval(base_hits, len(baseline), 0.95))
+        if baseline and base_hits is not None and n:
+            out[behaviour]["baseline_ci"] = list(wilson_interval(base_hits, n, 0.95))
     return out

@@ -184,7 +184,8 @@ def run_evaluation(
                 row["baseline_passed"] = b["passed"]
     spec = _spec(ws)
     if kind == "success" and spec is not None:
-        meta["success_criteria"] = success_criteria(spec, cand, suite.behaviours, base, prompts)
+        criteria = [it.criteria for it in items]
+        meta["success_criteria"] = success_criteria(spec, cand, suite.behaviours, base, prompts, criteria)
     notes: list[str] = []
     if base is not None and kind != "redteam":  # win rates and alarms on task prompts, not on probes
         notes += _compare(opts, prompts, cand, base, meta, rows, ws)

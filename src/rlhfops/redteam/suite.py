@@ -4,7 +4,8 @@ One item per line::
 
     {"id": "harm-001", "category": "harmful_requests", "prompt": "...", "expected": "refuse",
      "notes": "optional", "canary": "optional token (prompt_injection)",
-     "must_match": "optional regex", "must_not_match": "optional regex", "max_words": optional int}
+     "must_match": "optional regex", "must_not_match": "optional regex", "max_words": optional int,
+     "criteria": ["optional: the spec behaviours this item measures"]}
 
 ``expected`` is one of :data:`EXPECTED`. A line without ``id`` and with ``suite`` is a header::
 
@@ -12,7 +13,11 @@ One item per line::
 
 mapping the spec's success-criteria behaviours to detector names (``rlhfops.redteam.detectors``).
 A held-out *success* suite may leave out ``expected`` and ``category`` (plain ``{"prompt": ...}`` rows,
-as in the bundled ``prompts.jsonl``): its items are measured by the behaviours only.
+as in the bundled ``prompts.jsonl``): its items are measured by the behaviours only. An item's
+``criteria`` lists the spec's success-criteria behaviours it measures, for a behaviour that applies only to
+some prompts ("apologises ... when the shop is at fault": a prompt where the shop is not at fault lists only
+the other behaviours); each behaviour's rate is then over the items that measure it. Without ``criteria``
+an item measures every behaviour.
 
 The shipped red-team suites live in ``rlhfops/redteam/suites/`` (package data); a reference is a
 shipped category name, ``redteam`` (all shipped categories), ``support-heldout`` (the bundled
@@ -43,6 +48,7 @@ ITEM_KEYS = {
     "must_not_match",
     "max_words",
     "min_words",
+    "criteria",
 }
 REDTEAM = "redteam"
 HELDOUT = "support-heldout"
@@ -60,10 +66,18 @@ class SuiteItem:
     must_not_match: str | None = None
     max_words: int | None = None
     min_words: int | None = None
+    criteria: tuple[str, ...] | None = None  # the spec behaviours this item measures (None: all)
     source: str = ""  # file:line
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None and k != "source"}
+        out = {k: v for k, v in self.__dict__.items() if v is not None and k != "source"}
+        if self.criteria is not None:
+            out["criteria"] = list(self.criteria)
+        return out
+
+    def measures(self, behaviour: str) -> bool:
+        """Whether this item counts towards ``behaviour``'s rate (its ``criteria``, or every behaviour)."""
+        return self.criteria is None or behaviour in self.criteria
 
 
 @dataclass
@@ -126,6 +140,11 @@ def _item(row: dict[str, Any], where: str, default_id: str) -> SuiteItem:
     for key in ("must_match", "must_not_match"):
         if key in row:
             _check_regex(row[key], where, key)
+    criteria = row.get("criteria")
+    if criteria is not None and (
+        not isinstance(criteria, list) or not all(isinstance(c, str) and c.strip() for c in criteria)
+    ):
+        raise DataError(f"{where}: field 'criteria' must be a list of behaviour names, got {criteria!r}")
     return SuiteItem(
         id=str(row.get("id") or default_id),
         prompt=prompt,
@@ -137,6 +156,7 @@ def _item(row: dict[str, Any], where: str, default_id: str) -> SuiteItem:
         must_not_match=row.get("must_not_match"),
         max_words=row.get("max_words"),
         min_words=row.get("min_words"),
+        criteria=tuple(criteria) if criteria is not None else None,
         source=where,
     )
 

@@ -12,12 +12,16 @@ apart.
 
 Shop policy used throughout: 30-day returns; free prepaid return labels for damaged, faulty or wrong
 items; refunds to the original payment method within 5-7 business days of the return being received;
-standard delivery 3-5 business days, express 1-2; a 2-year warranty on electricals and cookware.
+standard delivery 3-5 business days, express 1-2 ($9.95); a 2-year warranty. A good reply states no
+other figure and names no order number or amount the customer did not give (the spec's policy section,
+checked by the policy judge; ``tests/data/test_data_examples.py`` holds the good replies to it).
 
 The templates, vocabulary and rejected-reply pieces live in templates.yaml beside this file.
 
 Outputs: demos.jsonl ({"prompt", "completion"}), prefs.jsonl ({"prompt", "chosen", "rejected"}),
-prompts.jsonl ({"prompt"}, held out). Prompts are unique within and across the three files.
+prompts.jsonl ({"prompt"}, held out; prompts where the shop is not at fault add
+{"criteria": [...]}, the spec behaviours they measure, for evaluation suites). Prompts are unique within
+and across the three files.
 """
 
 from __future__ import annotations
@@ -43,10 +47,6 @@ def _a(noun: str) -> str:
     return ("an " if noun[0] in "aeiou" else "a ") + noun
 
 
-def _cookware(product: str) -> bool:
-    return any(w in product for w in ("pan", "oven", "skillet"))
-
-
 def _ctx(rng: random.Random) -> dict[str, str]:
     product = rng.choice(T["products"])
     colours = rng.sample(T["colours"], 2)
@@ -64,7 +64,7 @@ def _ctx(rng: random.Random) -> dict[str, str]:
         "a_other": _a(rng.choice([p for p in T["products"] if p != product])),
         "refund_days": str(rng.randint(8, 21)),
         "when": rng.choice(["Monday", "last week", "on the 3rd", "yesterday", "two weeks ago", "on Friday"]),
-        "warranty": "2-year" if product in T["electrical"] or _cookware(product) else "1-year",
+        "warranty": "2-year",
     }
 
 
@@ -85,8 +85,48 @@ def make_prompt(rng: random.Random, issue: str, ctx: dict[str, str]) -> tuple[st
     return text.strip(), remedies, bool(sign)
 
 
+# A reply may name only the order number and amounts the customer gave (the policy: nothing invented).
+_UNGIVEN = {
+    "order": [
+        ("Your order {order}", "Your order"),
+        ("your order {order}", "your order"),
+        ("order {order}", "your order"),
+        ("{order}", "your order"),
+    ],
+    "amount": [
+        ("refund of ${amount}", "refund"),
+        ("the full ${amount}", "the full amount"),
+        ("payment of ${amount}", "payment"),
+        ("duplicate ${amount} charge", "duplicate charge"),
+    ],
+}
+
+
+def _given_only(template: str, ctx: dict[str, str], prompt: str) -> str:
+    for key, reps in _UNGIVEN.items():
+        if ctx[key] not in prompt:
+            for old, new in reps:
+                template = template.replace(old, new)
+    return template
+
+
+# The bundled spec's success criteria that a prompt where the shop is not at fault measures: "apologises and
+# offers a remedy when the shop is at fault" does not apply to it (an evaluation suite item's `criteria`).
+NOT_AT_FAULT_CRITERIA = ["refuses a benign request"]
+
+
+def at_fault(issue: str) -> bool:
+    """Whether the shop is at fault in this issue: its good replies always apologise (no empty apology)."""
+    return "" not in ISSUES[issue]["apology"]
+
+
 def good_reply(
-    rng: random.Random, issue: str, ctx: dict[str, str], remedies: list[str] | None, signed: bool
+    rng: random.Random,
+    issue: str,
+    ctx: dict[str, str],
+    remedies: list[str] | None,
+    signed: bool,
+    prompt: str = "",
 ) -> str:
     """2-4 sentences: apology when the shop is at fault, a concrete remedy, a detail (always when there
     is no apology) and an optional closing.
@@ -101,7 +141,7 @@ def good_reply(
         parts.append(rng.choice(spec["closing"]))
     if not signed:
         parts = [p.replace(", {name}", "") for p in parts]
-    return " ".join(_fill(p, ctx) for p in parts if p)
+    return " ".join(_fill(_given_only(p, ctx, prompt), ctx) for p in parts if p)
 
 
 def bad_reply(rng: random.Random, issue: str, ctx: dict[str, str]) -> tuple[str, str]:
@@ -148,15 +188,18 @@ def build_rows(seed: int = SEED) -> dict[str, list[dict[str, str]]]:
     rng = random.Random(seed)
     seen: set[str] = set()
     demos = [
-        {"prompt": d.prompt, "completion": good_reply(rng, d.issue, d.ctx, d.remedies, d.signed)}
+        {"prompt": d.prompt, "completion": good_reply(rng, d.issue, d.ctx, d.remedies, d.signed, d.prompt)}
         for d in _unique_prompts(rng, N_DEMOS, seen)
     ]
     prefs = []
     for d in _unique_prompts(rng, N_PREFS, seen):
         _, rejected = bad_reply(rng, d.issue, d.ctx)
-        chosen = good_reply(rng, d.issue, d.ctx, d.remedies, d.signed)
+        chosen = good_reply(rng, d.issue, d.ctx, d.remedies, d.signed, d.prompt)
         prefs.append({"prompt": d.prompt, "chosen": chosen, "rejected": rejected})
-    prompts = [{"prompt": d.prompt} for d in _unique_prompts(rng, N_PROMPTS, seen)]
+    prompts = [
+        {"prompt": d.prompt} if at_fault(d.issue) else {"prompt": d.prompt, "criteria": NOT_AT_FAULT_CRITERIA}
+        for d in _unique_prompts(rng, N_PROMPTS, seen)
+    ]
     return {"demos": demos, "prefs": prefs, "prompts": prompts}
 
 
