@@ -33,6 +33,7 @@ import numpy as np
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
 from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
+from rlhfops.train.plan import check_split
 from rlhfops.train.progress import progress_bar
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
 
@@ -147,12 +148,9 @@ class Trainer(abc.ABC):
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
-        per_step = cfg.batch_size // cfg.gradient_accumulation_steps
-        if per_step % self.world:
-            raise ConfigError(
-                f"batch_size={cfg.batch_size} / gradient_accumulation_steps={cfg.gradient_accumulation_steps}"
-                f" = {per_step} examples per micro-step cannot be split over {self.world} processes"
-            )
+        check_split(
+            cfg, self.world
+        )  # the plan's rule (train/plan.py): ConfigError when the batch cannot split
         self._seed_all(cfg.seed)
         self.load_data()
         n = len(self.train_rows)
