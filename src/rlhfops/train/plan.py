@@ -335,12 +335,13 @@ class Plan:
             f"{self.trainable_params / 1e6:.1f}M trainable",
             f"memory per GPU   ~{self.memory_per_gpu_gb:.1f} GB ({parts}) on {self.gpu or '?'}: {fit}",
         ]
-        if self.split.per_device_rollout is not None:
-            out.insert(
-                4,
-                f"RL iteration     {self.split.per_device_rollout} responses generated per device; update "
-                f"minibatch {self.split.per_device_minibatch} per device",
-            )
+        if self.split.per_device_rollout is not None:  # the RL stage: batch_size counts prompts
+            out[3:4] = [
+                f"RL iteration     {self.global_batch} prompts; {self.split.per_device_rollout} responses "
+                f"generated per device; update minibatch {self.split.per_device_minibatch} per device",
+                f"update batch     {self.per_device_micro_batch} responses per device x "
+                f"{self.gradient_accumulation_steps} accumulation x {self.world_size} processes",
+            ]
         out += [f"problem: {p}" for p in self.problems]
         out += [f"note: {n}" for n in self.notes]
         return out
@@ -421,6 +422,11 @@ def build_plan(
         )
     if launch.fsdp_activation_checkpointing:
         ckpt = True
+    if launch.zero_stage >= 2:
+        notes.append(
+            f"sharded training (ZeRO {launch.zero_stage}): not run on a GPU yet; docs/scaling.md says what "
+            "is tested on CPU processes"
+        )
     if launch.offload:
         notes.append(
             "CPU offload asked: the estimate leaves the offloaded states on the GPU (an upper bound)"
