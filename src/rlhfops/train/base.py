@@ -134,6 +134,10 @@ class Trainer(abc.ABC):
     def extra_state(self) -> dict[str, Any]:
         return {}
 
+    def summary_extra(self) -> dict[str, Any]:
+        """Stage-specific entries of summary.json (e.g. the RL stage's rollout backend and its cost)."""
+        return {}
+
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what ``extra_state`` returned."""
         return None
@@ -436,6 +440,7 @@ class Trainer(abc.ABC):
                 "last_loss": history[-1]["loss"] if history else None,
                 "eval": metrics,
                 "world_size": self.world,
+                **self.summary_extra(),
             }
             if getattr(self, "truncation", None):
                 summary["truncation"] = self.truncation  # per data file: whole, truncated, dropped
