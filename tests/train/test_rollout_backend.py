@@ -229,6 +229,8 @@ def test_the_vllm_memory_share_is_refused_without_the_vllm_backend() -> None:
     ):
         PPOConfig(data="p", reward_fn="length", vllm_gpu_memory_utilization=0.5)
     assert PPOConfig(data="p", reward_fn="length", rollout_backend="vllm", vllm_gpu_memory_utilization=0.5)
+    saved = PPOConfig(data="p", reward_fn="length").model_dump(mode="json")  # a run's config.yaml: every key
+    assert PPOConfig.model_validate(saved).vllm_gpu_memory_utilization == 0.3
 
 
 def test_engine_responses_take_the_samplers_layout() -> None:

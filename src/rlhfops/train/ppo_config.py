@@ -156,7 +156,10 @@ class PPOConfig(TrainConfig):
                 f"1 - 0.2 * {rollout} / {self.kl_horizon:g} <= 0 (a negative KL penalty); "
                 f"set kl_horizon above {0.2 * rollout:g}"
             )
-        if self.rollout_backend != "vllm" and "vllm_gpu_memory_utilization" in self.model_fields_set:
+        memory_share_set = (
+            self.vllm_gpu_memory_utilization != type(self).model_fields["vllm_gpu_memory_utilization"].default
+        )
+        if self.rollout_backend != "vllm" and memory_share_set:  # a saved run's config holds the default
             raise ConfigError(
                 f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization} is read only with "
                 f"rollout_backend: vllm (got rollout_backend={self.rollout_backend!r}); remove it or set "
