@@ -248,6 +248,7 @@ HEAVY: dict[str, str] = {  # top-level name -> why it is loaded only when needed
         "the optional drift extra: may be absent",
     ),
     "playwright": "browser tests only",
+    "vllm": "the optional GPU rollout engine (rollout_backend: vllm): may be absent",
 }
 
 # (importing module, imported module) -> why the import stays inside a function although the imported

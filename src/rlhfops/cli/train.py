@@ -10,6 +10,7 @@ import typer
 from rlhfops.config import describe_fields, load_config
 from rlhfops.judge.settings import make_judge, settings_from_workspace
 from rlhfops.train.kl_sweep import parse_values, run_kl_sweep
+from rlhfops.train.plan import GPUS, SHAPES, plan_run
 from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.runner import STAGES, run_stage
 
@@ -92,3 +93,33 @@ def ppo(
     result = run_kl_sweep(load_config(PPOConfig, config, set_), values, sweep_kind)
     typer.echo((result.out_dir / "kl_sweep.md").read_text())
     typer.echo(f"sweep directory {result.out_dir}")
+
+
+@app.command("plan")
+def plan(
+    stage: str = typer.Argument(..., help="Stage: sft, rm, dpo or ppo."),
+    config: Path = CONFIG_OPT,
+    set_: list[str] = SET_OPT,
+    accelerate_config: Path = typer.Option(
+        None,
+        "--accelerate-config",
+        help="The file `accelerate launch --config_file` will get (none: one process).",
+    ),
+    model_size: str = typer.Option(
+        None,
+        "--model-size",
+        help=f"Model shape for the estimate: {', '.join(SHAPES)} (default: the model's config.json).",
+    ),
+    gpu: str = typer.Option(
+        None, "--gpu", help=f"GPU type to check memory and bf16 against: {', '.join(GPUS)}."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Resolve a run without a GPU: processes, per-device batch, precision, ZeRO stage, memory per GPU.
+
+    Exits 1 when the plan has problems (e.g. bf16 on a GPU without it, an estimate above the GPU's memory).
+    """
+    result = plan_run(stage, config, set_, accelerate_config, model_size, gpu)
+    typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else "\n".join(result.lines()))
+    if result.problems:
+        raise typer.Exit(1)

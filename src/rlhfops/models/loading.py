@@ -103,6 +103,13 @@ def _adapter_base(path: Path) -> str | None:
     return json.loads(cfg.read_text())["base_model_name_or_path"]
 
 
+def base_model_dir(name_or_path: str) -> Path:
+    """The directory of the full weights behind ``name_or_path`` (a saved LoRA adapter's base model)."""
+    path = resolve_model_dir(name_or_path)
+    base = _adapter_base(path)
+    return resolve_model_dir(base) if base else path
+
+
 def load_tokenizer(name_or_path: str, padding_side: str = "right", chat_template: str | None = None) -> Any:
     """The model's tokenizer with a pad token distinct from EOS (``<|endoftext|>`` when the vocab has it)."""
     from transformers import AutoTokenizer

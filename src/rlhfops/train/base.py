@@ -33,6 +33,7 @@ import numpy as np
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
 from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
+from rlhfops.train.plan import check_split
 from rlhfops.train.progress import progress_bar
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
 
@@ -133,6 +134,10 @@ class Trainer(abc.ABC):
     def extra_state(self) -> dict[str, Any]:
         return {}
 
+    def summary_extra(self) -> dict[str, Any]:
+        """Stage-specific entries of summary.json (e.g. the RL stage's rollout backend and its cost)."""
+        return {}
+
     def load_extra_state(self, state: dict[str, Any]) -> None:
         """Restore what ``extra_state`` returned."""
         return None
@@ -147,12 +152,9 @@ class Trainer(abc.ABC):
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
-        per_step = cfg.batch_size // cfg.gradient_accumulation_steps
-        if per_step % self.world:
-            raise ConfigError(
-                f"batch_size={cfg.batch_size} / gradient_accumulation_steps={cfg.gradient_accumulation_steps}"
-                f" = {per_step} examples per micro-step cannot be split over {self.world} processes"
-            )
+        check_split(
+            cfg, self.world
+        )  # the plan's rule (train/plan.py): ConfigError when the batch cannot split
         self._seed_all(cfg.seed)
         self.load_data()
         n = len(self.train_rows)
@@ -438,6 +440,7 @@ class Trainer(abc.ABC):
                 "last_loss": history[-1]["loss"] if history else None,
                 "eval": metrics,
                 "world_size": self.world,
+                **self.summary_extra(),
             }
             if getattr(self, "truncation", None):
                 summary["truncation"] = self.truncation  # per data file: whole, truncated, dropped

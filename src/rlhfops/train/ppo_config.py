@@ -63,6 +63,20 @@ class PPOConfig(TrainConfig):
         description="Starting weights of a separate value model (default: the reward model or the policy).",
     )
     max_new_tokens: int = Field(64, ge=1, description="Longest response generated.")
+    rollout_backend: Literal["builtin", "vllm"] = Field(
+        "builtin",
+        description="What generates the rollouts: builtin (the policy itself) or vllm (a vLLM engine on each "
+        "process's GPU, the policy's weights pushed into it before every iteration; needs the vllm package "
+        "and a CUDA GPU, one process or DDP; not yet run on a GPU). Seconds per iteration spent generating "
+        "and syncing weights are recorded in metrics.jsonl and summary.json.",
+    )
+    vllm_gpu_memory_utilization: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="rollout_backend: vllm -- share of the GPU's memory vLLM may take (its weights and KV "
+        "cache); the rest is left to training.",
+    )
     temperature: float = Field(
         1.0, ge=0, description="Sampling temperature (log-probs use the same scaling)."
     )
@@ -141,6 +155,15 @@ class PPOConfig(TrainConfig):
                 f"{rollout} responses per iteration: the adaptive controller could multiply beta by "
                 f"1 - 0.2 * {rollout} / {self.kl_horizon:g} <= 0 (a negative KL penalty); "
                 f"set kl_horizon above {0.2 * rollout:g}"
+            )
+        memory_share_set = (
+            self.vllm_gpu_memory_utilization != type(self).model_fields["vllm_gpu_memory_utilization"].default
+        )
+        if self.rollout_backend != "vllm" and memory_share_set:  # a saved run's config holds the default
+            raise ConfigError(
+                f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization} is read only with "
+                f"rollout_backend: vllm (got rollout_backend={self.rollout_backend!r}); remove it or set "
+                "rollout_backend: vllm"
             )
         if rollout % self.minibatch_size:
             raise ConfigError(

@@ -21,12 +21,13 @@ if TYPE_CHECKING:
     from rlhfops.train.ppo_config import PPOConfig
     from rlhfops.train.ppo_model import Reference
     from rlhfops.train.reward_sources import ModelReward, RuleReward
+    from rlhfops.train.rollout_backend import BuiltinBackend, EngineBackend
 
 __all__ = ["RolloutParts", "UpdateParts"]
 
 
 class RolloutParts(Protocol):
-    """The seven trainer attributes a rollout or a policy evaluation reads."""
+    """The eight trainer attributes a rollout or a policy evaluation reads."""
 
     config: PPOConfig
     accelerator: Accelerator
@@ -37,6 +38,8 @@ class RolloutParts(Protocol):
     scorer: RuleReward | ModelReward | JudgeReward
     judge: RuleReward | ModelReward | None
     reference: Reference
+    #: what generates the rollouts (``rollout_backend.py``); evaluation always uses the built-in sampler
+    rollout_backend: BuiltinBackend | EngineBackend
 
 
 class UpdateParts(Protocol):

@@ -64,12 +64,14 @@ def _generate(
     gen: torch.Generator,
     greedy: bool = False,
     num_samples: int = 1,
+    backend: Any = None,
 ) -> GenerationOutput:
+    """Sample from the policy with the built-in sampler, or with ``backend`` (a rollout backend)."""
     cfg = trainer.config
     lm = trainer.accelerator.unwrap_model(trainer.model).lm
     was_training = lm.training
     lm.eval()
-    out = generate(
+    out = (generate if backend is None else backend.generate)(
         lm,
         prompts,
         max_new_tokens=cfg.max_new_tokens,
@@ -109,7 +111,8 @@ def make_rollout(
     cfg = trainer.config
     k = cfg.samples_per_prompt
     expanded = [p for p in prompts for _ in range(k)]
-    out = _generate(trainer, prompts, gen, num_samples=k)  # rows in the order of `expanded`
+    backend = trainer.rollout_backend
+    out = _generate(trainer, prompts, gen, num_samples=k, backend=backend)  # rows in the order of `expanded`
     device = trainer.accelerator.device
     seqs = out.sequences.to(device)
     attn = full_attention_mask(out).to(device)
@@ -121,7 +124,7 @@ def make_rollout(
     if cfg.no_eos_penalty is not None:
         scores = apply_no_eos_penalty(raw_scores, out.has_eos.to(device).bool(), cfg.no_eos_penalty)
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-    if unwrapped.value_head is None and unwrapped.value_model is None:
+    if unwrapped.value_head is None and unwrapped.value_model is None and backend.exact_logprobs:
         # Critic-free: the sampler's log-probs and entropies are the policy's (same weights, eval mode; equal
         # to the training forward to 1e-5, tests/models/test_generate_alignment.py): no second forward pass.
         old_logps = out.logprobs.to(device).float() * mask
@@ -148,6 +151,8 @@ def make_rollout(
         advantages = fn(seq_scores, k)[:, None] * mask
     metrics = _behaviour_metrics(out, responses, raw_scores)
     metrics["kl_penalty"] = float(kl.sum(-1).mean())  # what the reward was charged, per response
+    metrics["generate_seconds"] = backend.last_generate_seconds  # the backend's cost this iteration
+    metrics["sync_seconds"] = backend.last_sync_seconds
     metrics["entropy"] = float((entropy * mask).sum() / mask.sum().clamp(min=1))
     if trainer.judge is not None:
         metrics["judge_score"] = float(trainer.judge.score(responses).mean())

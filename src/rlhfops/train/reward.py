@@ -118,11 +118,11 @@ class RewardTrainer(Trainer):
                 [len(r.chosen_ids) for r in self.eval_rows] + [len(r.rejected_ids) for r in self.eval_rows],
                 float,
             )
-        else:
+        else:  # no held-out pairs: the normalisation subset scored above (its rewards, its lengths)
+            scored = self.train_rows[:NORM_PAIRS]
             rewards = both
             lengths = np.array(
-                [len(r.chosen_ids) for r in self.train_rows] + [len(r.rejected_ids) for r in self.train_rows],
-                float,
+                [len(r.chosen_ids) for r in scored] + [len(r.rejected_ids) for r in scored], float
             )
         out["reward_length_correlation"] = pearson(rewards, lengths)
         return out
