@@ -143,9 +143,11 @@ class PPOTrainer(Trainer):
 
     def step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        prompts = self.rows_for_step(step)[self.rank :: self.world]
-        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + step * 101 + self.rank)
-        roll: Rollout = make_rollout(self, prompts, gen, beta=self.kl_ctl.value)
+        batch = self.rows_for_step(step)
+        prompts = batch[self.rank :: self.world]
+        # the same generator on every process: sampling is per row of the global batch (make_rollout)
+        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + step * 101)
+        roll: Rollout = make_rollout(self, prompts, gen, beta=self.kl_ctl.value, batch_prompts=len(batch))
         stats = ppo_update(self, roll)
         # the measured KL (summed k3, >= 0) is what is logged and what the adaptive controller follows
         mean_kl = self._all_sum(float(roll.kl_measured.sum())) / max(self._all_sum(float(len(prompts))), 1)
