@@ -33,6 +33,7 @@ import numpy as np
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
 from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
+from rlhfops.train.distributed import make_accelerator
 from rlhfops.train.progress import progress_bar
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
 
@@ -140,10 +141,9 @@ class Trainer(abc.ABC):
     # ---- skeleton ------------------------------------------------------------------------------
     def setup(self) -> None:
         import torch
-        from accelerate import Accelerator
 
         cfg = self.config
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = make_accelerator()  # refuses FSDP / DeepSpeed it cannot run (train/distributed.py)
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
