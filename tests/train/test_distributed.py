@@ -17,7 +17,12 @@ from rlhfops.models.tiny import make_tiny_model_dir
 from rlhfops.train import distributed
 from rlhfops.train.distributed import check_launch, fsdp_plugin_from_env
 
-LAUNCH_VARS = ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "FSDP_VERSION", "FSDP_RESHARD_AFTER_FORWARD")
+LAUNCH_VARS = (
+    "ACCELERATE_USE_FSDP",
+    "ACCELERATE_USE_DEEPSPEED",
+    "FSDP_VERSION",
+    "FSDP_RESHARD_AFTER_FORWARD",
+)
 
 
 @pytest.fixture

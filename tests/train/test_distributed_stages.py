@@ -72,26 +72,39 @@ RESUMED = {"sft": 4, "ppo": 4}
 
 def _overrides(root: Path, name: str, out: Path, steps: int | None = None) -> list[str]:
     stage, kind, settings = JOBS[name]
-    data = {"demos": root / "demos.jsonl", "prefs": root / "prefs.jsonl", "prompts": root / "prompts.jsonl"}[kind]
+    data = root / f"{kind}.jsonl"
     sets = [f"model={root / 'tiny'}", f"data={data}", f"output_dir={out}", *COMMON, *settings]
     return sets + ([f"max_steps={steps}"] if steps else [])
 
 
 def _plan(root: Path, tag: str, resume_from: str | None, train: bool) -> list[dict]:
-    jobs = [] if not train else [
+    jobs = [
         {"kind": "run", "stage": JOBS[n][0], "out": str(root / tag / n), "overrides": _overrides(root, n, root / tag / n)}
-        for n in JOBS
-    ]
+        for n in (JOBS if train else ())
+    ]  # fmt: skip  # noqa: E501
     for n, steps in RESUMED.items():
         out = root / tag / f"{n}-partial"
         if not train:
             src, dst = root / resume_from / f"{n}-partial", root / tag / f"{n}-resumed"
             jobs.append({"kind": "resume", "stage": JOBS[n][0], "out": str(dst), "copy_from": str(src)})
             continue
-        jobs.append({"kind": "partial", "stage": JOBS[n][0], "out": str(out), "stop_at": 2,
-                     "overrides": _overrides(root, n, out, steps)})
-        jobs.append({"kind": "run", "stage": JOBS[n][0], "out": str(root / tag / f"{n}-long"),
-                     "overrides": _overrides(root, n, root / tag / f"{n}-long", steps)})
+        jobs.append(
+            {
+                "kind": "partial",
+                "stage": JOBS[n][0],
+                "out": str(out),
+                "stop_at": 2,
+                "overrides": _overrides(root, n, out, steps),
+            }
+        )
+        jobs.append(
+            {
+                "kind": "run",
+                "stage": JOBS[n][0],
+                "out": str(root / tag / f"{n}-long"),
+                "overrides": _overrides(root, n, root / tag / f"{n}-long", steps),
+            }
+        )
         if resume_from:  # finish the other process count's partial run (a copy of it) here
             src, dst = root / resume_from / f"{n}-partial", root / tag / f"{n}-resumed"
             jobs.append({"kind": "resume", "stage": JOBS[n][0], "out": str(dst), "copy_from": str(src)})

@@ -53,8 +53,8 @@ def check_launch(has_gpu: bool) -> None:
             else "accelerate 1.16 selects plain DDP over gloo for a CPU run and ignores ACCELERATE_USE_FSDP"
         )
         raise ConfigError(
-            f"accelerate launch asked for FSDP (version {plugin.fsdp_version}) {where}, which rlhfops does not "
-            f"run: {why}; launch without --use_fsdp (DDP: --multi_gpu), see docs/scaling.md"
+            f"accelerate launch asked for FSDP (version {plugin.fsdp_version}) {where}, which rlhfops "
+            f"does not run: {why}; launch without --use_fsdp (DDP: --multi_gpu), see docs/scaling.md"
         )
 
 
@@ -69,7 +69,9 @@ def fsdp_plugin_from_env() -> Any:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"accelerate launch's FSDP settings are not valid: {first}") from None
     if plugin.fsdp_version not in (1, 2):
-        raise ConfigError(f"accelerate launch's FSDP settings are not valid: fsdp_version={plugin.fsdp_version}, not 1 or 2")
+        raise ConfigError(
+            f"accelerate launch's FSDP settings are not valid: fsdp_version={plugin.fsdp_version}, not 1 or 2"
+        )
     return plugin
 
 
