@@ -78,10 +78,10 @@ def _overrides(root: Path, name: str, out: Path, steps: int | None = None) -> li
 
 
 def _plan(root: Path, tag: str, resume_from: str | None, train: bool) -> list[dict]:
-    jobs = [
-        {"kind": "run", "stage": JOBS[n][0], "out": str(root / tag / n), "overrides": _overrides(root, n, root / tag / n)}
-        for n in (JOBS if train else ())
-    ]  # fmt: skip  # noqa: E501
+    jobs = []
+    for n in JOBS if train else ():
+        out = root / tag / n
+        jobs.append({"kind": "run", "stage": JOBS[n][0], "out": str(out), "overrides": _overrides(root, n, out)})
     for n, steps in RESUMED.items():
         out = root / tag / f"{n}-partial"
         if not train:
