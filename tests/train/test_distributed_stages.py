@@ -81,7 +81,9 @@ def _plan(root: Path, tag: str, resume_from: str | None, train: bool) -> list[di
     jobs = []
     for n in JOBS if train else ():
         out = root / tag / n
-        jobs.append({"kind": "run", "stage": JOBS[n][0], "out": str(out), "overrides": _overrides(root, n, out)})
+        jobs.append(
+            {"kind": "run", "stage": JOBS[n][0], "out": str(out), "overrides": _overrides(root, n, out)}
+        )  # noqa: E501
     for n, steps in RESUMED.items():
         out = root / tag / f"{n}-partial"
         if not train:
