@@ -1,18 +1,19 @@
 """The one place a trainer gets its ``Accelerator``, and what ``accelerate launch`` may ask of it here.
 
 ``accelerate launch`` passes its choice to the processes in environment variables; ``Accelerator()``
-reads them. Tested on CPU (tests/train/test_distributed_stages.py): DDP over gloo, every stage, 2
-processes = 1 process. Refused with one line instead of silently run as something else:
+reads them. Tested on CPU (tests/train/test_distributed_stages.py): DDP over gloo for every stage, FSDP
+version 2 for SFT, RM and DPO; 2 processes = 1 process.
 
-- FSDP without a GPU. accelerate 1.16 builds a CPU run (``cpu=True``) as ``MULTI_CPU`` and only checks
+- FSDP without a GPU: accelerate 1.16 builds a CPU run (``cpu=True``) as ``MULTI_CPU`` and only checks
   ``ACCELERATE_USE_FSDP`` for GPU-class devices (``accelerate/state.py``, ``AcceleratorState.__init__``),
-  so ``--use_fsdp`` on CPU would train with plain DDP. (torch 2.13's own ``fully_shard`` does run on CPU
-  over gloo; it is accelerate's routing that skips it.) The FSDP settings are still parsed first
-  (``FullyShardedDataParallelPlugin()``), so a bad one is named the same way on any machine.
-- FSDP on a GPU: the trainer's checkpoints and final save read whole parameters from the main process
-  only; FSDP shards them, so it is refused until that is gathered (untested here: no GPU).
+  so ``--use_fsdp`` on CPU silently trained with plain DDP. torch 2.13's ``fully_shard`` runs on CPU over
+  gloo, so :func:`make_accelerator` sets the state to FSDP with the launch's plugin. FSDP version 1 is
+  refused (not tried on CPU; version 2 is what accelerate recommends).
+- Checkpoints and the final model under FSDP are gathered whole to the main process
+  (:func:`full_state`), in the same layout as an unsharded run's, so they resume with DDP, one process or
+  FSDP on any number of processes.
 - DeepSpeed: not installed here (refused, naming the package), and accelerate never uses it with
-  ``cpu=True`` (its ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``).
+  ``cpu=True`` (its ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``): refused on CPU.
 """
 
 from __future__ import annotations
@@ -28,34 +29,30 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "false").strip().lower() == "true"
 
 
-def check_launch(has_gpu: bool) -> None:
+def check_launch(has_gpu: bool) -> Any:
     """Refuse, in one line, what ``accelerate launch`` asked for (in the environment) and this engine
-    cannot run on this machine; parses the FSDP settings first so a bad one is named."""
+    cannot run on this machine; returns the FSDP plugin when FSDP (version 2) was asked for, else None."""
     if _flag("ACCELERATE_USE_DEEPSPEED"):
         if importlib.util.find_spec("deepspeed") is None:
             raise ConfigError(
                 "accelerate launch asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) but the deepspeed "
                 "package is not installed; install it on a GPU machine, or launch without --use_deepspeed "
-                "(DDP: --multi_gpu)"
+                "(DDP: --multi_gpu; sharded: --use_fsdp --fsdp_version 2)"
             )
         if not has_gpu:
             raise ConfigError(
                 "accelerate launch asked for DeepSpeed, but accelerate runs DeepSpeed only on a GPU (with no "
-                "GPU it would silently train with DDP); launch without --use_deepspeed on CPU"
+                "GPU it would silently train with DDP); launch with --use_fsdp --fsdp_version 2 on CPU"
             )
-    if _flag("ACCELERATE_USE_FSDP"):
-        plugin = fsdp_plugin_from_env()
-        where = "on a GPU" if has_gpu else "without a GPU"
-        why = (
-            "rlhfops saves checkpoints and the final model from whole parameters on the main process, "
-            "which FSDP shards"
-            if has_gpu
-            else "accelerate 1.16 selects plain DDP over gloo for a CPU run and ignores ACCELERATE_USE_FSDP"
-        )
+    if not _flag("ACCELERATE_USE_FSDP"):
+        return None
+    plugin = fsdp_plugin_from_env()
+    if plugin.fsdp_version != 2:
         raise ConfigError(
-            f"accelerate launch asked for FSDP (version {plugin.fsdp_version}) {where}, which rlhfops "
-            f"does not run: {why}; launch without --use_fsdp (DDP: --multi_gpu), see docs/scaling.md"
+            f"accelerate launch asked for FSDP version {plugin.fsdp_version}; rlhfops runs FSDP version 2 "
+            "(fully_shard) only: launch with --fsdp_version 2"
         )
+    return plugin
 
 
 def fsdp_plugin_from_env() -> Any:
@@ -76,10 +73,85 @@ def fsdp_plugin_from_env() -> Any:
 
 
 def make_accelerator() -> Any:
-    """The trainer's ``Accelerator``: the CPU when there is no GPU, after :func:`check_launch`."""
+    """The trainer's ``Accelerator``: the CPU when there is no GPU, after :func:`check_launch`.
+
+    FSDP without a GPU: accelerate builds a CPU run as plain DDP (``MULTI_CPU``) and drops the FSDP
+    plugin, so the state is set to FSDP with the launch's plugin here, before anything is prepared;
+    ``prepare`` then shards with torch's ``fully_shard`` over gloo exactly as on a GPU.
+    """
     import torch
     from accelerate import Accelerator
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
 
     has_gpu = torch.cuda.is_available()
-    check_launch(has_gpu)
-    return Accelerator(cpu=not has_gpu)
+    plugin = check_launch(has_gpu)
+    accelerator = Accelerator(cpu=not has_gpu)
+    if plugin is not None and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        accelerator.state.fsdp_plugin = plugin
+        accelerator.state.distributed_type = DistributedType.FSDP
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    return accelerator
+
+
+def is_fsdp(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def refuse_fsdp(accelerator: Any, stage: str, why: str) -> None:
+    """One line when ``stage`` cannot run sharded."""
+    if is_fsdp(accelerator):
+        raise ConfigError(f"{stage} does not run under FSDP: {why}; launch it with DDP (--multi_gpu)")
+
+
+def full_state(accelerator: Any, model: Any, optimizer: Any, names: list[str]) -> tuple[dict, dict]:
+    """FSDP: the whole (unsharded) trainable weights ``names`` and optimizer state, on the CPU of the
+    main process (empty elsewhere). Every process must call it (it gathers). The optimizer state is in
+    ``optimizer.state_dict()``'s own layout (parameters numbered in optimizer order), so a checkpoint
+    reads the same whether it was written sharded or not."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=opts)
+    opt = get_optimizer_state_dict(model, _inner(optimizer), options=opts)
+    if not accelerator.is_main_process:
+        return {}, {}
+    wanted = set(names)
+    weights = {k: v.contiguous() for k, v in weights.items() if k in wanted}
+    order = [n for g in opt["param_groups"] for n in g["params"]]
+    number = {n: i for i, n in enumerate(order)}
+    groups = [{**g, "params": [number[n] for n in g["params"]]} for g in opt["param_groups"]]
+    return weights, {"state": {number[k]: v for k, v in opt["state"].items()}, "param_groups": groups}
+
+
+def load_full_state(model: Any, optimizer: Any, weights: dict, opt_state: dict | None) -> None:
+    """FSDP: load whole weights (and an ``optimizer.state_dict()``-layout state) into the sharded model
+    and optimizer; every process calls it with the same whole tensors."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, weights, options=opts)
+    if opt_state is None:
+        return
+    current = get_optimizer_state_dict(
+        model, _inner(optimizer), options=StateDictOptions(full_state_dict=True)
+    )
+    order = [n for g in current["param_groups"] for n in g["params"]]
+    groups = [{**g, "params": [order[i] for i in g["params"]]} for g in opt_state["param_groups"]]
+    named = {"state": {order[i]: v for i, v in opt_state["state"].items()}, "param_groups": groups}
+    set_optimizer_state_dict(model, _inner(optimizer), named, options=opts)
+
+
+def _inner(optimizer: Any) -> Any:
+    return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps torch's

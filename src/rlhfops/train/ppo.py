@@ -31,6 +31,7 @@ from rlhfops.models.heads import ValueModel
 from rlhfops.models.loading import load_causal_lm, load_tokenizer, save_model
 from rlhfops.train.alarms import reward_hacking_alarms
 from rlhfops.train.base import Trainer, split_train_eval
+from rlhfops.train.distributed import refuse_fsdp
 from rlhfops.train.judge_reward import judge_reward_from_config
 from rlhfops.train.kl import AdaptiveKLController, FixedKLController
 from rlhfops.train.ppo_config import PPOConfig
@@ -89,6 +90,12 @@ class PPOTrainer(Trainer):
 
     def build_model(self) -> None:
         cfg = self.config
+        refuse_fsdp(
+            self.accelerator,
+            "ppo",
+            "rollouts call the policy outside its sharded forward, and each process stops sampling at its own"
+            " length, so the processes' weight gathers would not line up",
+        )
         lora = lora_settings(cfg)
         lm = load_causal_lm(
             cfg.model,
