@@ -1,5 +1,7 @@
-"""What ``accelerate launch`` may ask of a trainer here: FSDP and DeepSpeed are refused in one line
-(instead of accelerate silently training with DDP on CPU), after their settings are parsed."""
+"""What ``accelerate launch`` may ask of a trainer here: FSDP version 2 is accepted (its settings parsed
+as accelerate parses them); FSDP version 1, DeepSpeed and the RL stage under FSDP are refused in one line
+(instead of accelerate silently training with DDP on CPU). FSDP training itself:
+test_distributed_stages.py."""
 
 from __future__ import annotations
 
@@ -33,19 +35,19 @@ def env(monkeypatch):
 
 
 def test_a_plain_launch_is_accepted(env):
-    check_launch(has_gpu=False)
-    check_launch(has_gpu=True)
+    assert check_launch(has_gpu=False) is None
+    assert check_launch(has_gpu=True) is None
     env.setenv("ACCELERATE_USE_FSDP", "false")
-    check_launch(has_gpu=False)
+    assert check_launch(has_gpu=False) is None
 
 
-def test_fsdp_without_a_gpu_is_refused_naming_why(env):
+def test_fsdp_version_2_is_accepted_and_version_1_refused(env):
     env.setenv("ACCELERATE_USE_FSDP", "true")
     env.setenv("FSDP_VERSION", "2")
-    with pytest.raises(ConfigError, match=r"FSDP \(version 2\) without a GPU.*ignores ACCELERATE_USE_FSDP"):
+    assert check_launch(has_gpu=False).fsdp_version == 2  # the plugin the trainer's state is given
+    env.setenv("FSDP_VERSION", "1")
+    with pytest.raises(ConfigError, match=r"FSDP version 1; rlhfops runs FSDP version 2 .* --fsdp_version 2"):
         check_launch(has_gpu=False)
-    with pytest.raises(ConfigError, match=r"FSDP \(version 2\) on a GPU.*shards"):
-        check_launch(has_gpu=True)
 
 
 def test_fsdp_settings_are_parsed_as_accelerate_parses_them(env):
@@ -74,7 +76,7 @@ def test_deepspeed_is_refused_when_missing_and_on_cpu(env):
     check_launch(has_gpu=True)  # installed, on a GPU: accelerate's own DeepSpeed path
 
 
-def test_accelerate_launch_with_fsdp_on_cpu_exits_2_with_one_line(tmp_path):
+def test_accelerate_launch_with_fsdp_version_1_exits_2_with_one_line(tmp_path):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     rlhfops = shutil.which("rlhfops", path=str(Path(sys.executable).parent))
     assert accelerate and rlhfops
@@ -83,11 +85,25 @@ def test_accelerate_launch_with_fsdp_on_cpu_exits_2_with_one_line(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(Path(__file__).parent)}
     sets = [f"model={model}", f"data={data}", f"output_dir={tmp_path / 'run'}", "batch_size=8", "max_steps=1"]
     cmd = [
-        accelerate, "launch", "--use_fsdp", "--fsdp_version=2", "--num_processes=2", "--num_machines=1",
+        accelerate, "launch", "--use_fsdp", "--fsdp_version=1", "--num_processes=2", "--num_machines=1",
         "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={free_port()}",
         rlhfops, "train", "sft", *[x for s in sets for x in ("--set", s)],
     ]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "accelerate launch asked for FSDP (version 2) without a GPU" in proc.stderr, proc.stderr[-2000:]
+    assert "accelerate launch asked for FSDP version 1; rlhfops runs" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_the_rl_stage_is_refused_under_fsdp():
+    from accelerate.utils import DistributedType
+
+    from rlhfops.train.distributed import refuse_fsdp
+
+    class Fake:
+        distributed_type = DistributedType.FSDP
+
+    with pytest.raises(ConfigError, match="ppo does not run under FSDP: .*; launch it with DDP"):
+        refuse_fsdp(Fake(), "ppo", "why")
+    Fake.distributed_type = DistributedType.MULTI_CPU
+    refuse_fsdp(Fake(), "ppo", "why")

@@ -68,6 +68,21 @@ JOBS: dict[str, tuple[str, str, list[str]]] = {
 }  # fmt: skip
 #: resumed across process counts: stopped after step 2 of 4 (checkpoint 2 written), resumed to the end
 RESUMED = {"sft": 4, "ppo": 4}
+#: what runs sharded (FSDP version 2): the stages without generation (PPO is refused, see below)
+FSDP_JOBS = ["sft", "rm", "dpo", "ipo"]
+FSDP_RESUMED = ["sft"]
+
+LAUNCH = ["--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no"]
+DDP = ["--multi_gpu", "--num_processes=2"]  # accelerate's torchrun launcher; no GPU: DDP over gloo
+FSDP = ["--use_fsdp", "--fsdp_version=2", "--num_processes=2"]
+#: tag -> (launcher arguments, None for one plain process; jobs run; partial runs written; resumes)
+#: a resume ``(tag, name)`` finishes a copy of ``tag``'s partial run ``name`` in this configuration
+CONFIGS: dict[str, tuple[list[str] | None, list[str], list[str], list[tuple[str, str]]]] = {
+    "one": (None, list(JOBS), list(RESUMED), []),
+    "two": (DDP, list(JOBS), list(RESUMED), [("one", "sft"), ("one", "ppo")]),
+    "fsdp": (FSDP, FSDP_JOBS, FSDP_RESUMED, [("one", "sft")]),
+    "one-resumes": (None, [], [], [("two", "sft"), ("two", "ppo"), ("fsdp", "sft")]),
+}  # fmt: skip
 
 
 def _overrides(root: Path, name: str, out: Path, steps: int | None = None) -> list[str]:
@@ -77,59 +92,35 @@ def _overrides(root: Path, name: str, out: Path, steps: int | None = None) -> li
     return sets + ([f"max_steps={steps}"] if steps else [])
 
 
-def _plan(root: Path, tag: str, resume_from: str | None, train: bool) -> list[dict]:
-    jobs = []
-    for n in JOBS if train else ():
-        out = root / tag / n
-        jobs.append(
-            {"kind": "run", "stage": JOBS[n][0], "out": str(out), "overrides": _overrides(root, n, out)}
-        )  # noqa: E501
-    for n, steps in RESUMED.items():
-        out = root / tag / f"{n}-partial"
-        if not train:
-            src, dst = root / resume_from / f"{n}-partial", root / tag / f"{n}-resumed"
-            jobs.append({"kind": "resume", "stage": JOBS[n][0], "out": str(dst), "copy_from": str(src)})
-            continue
-        jobs.append(
-            {
-                "kind": "partial",
-                "stage": JOBS[n][0],
-                "out": str(out),
-                "stop_at": 2,
-                "overrides": _overrides(root, n, out, steps),
-            }
-        )
-        jobs.append(
-            {
-                "kind": "run",
-                "stage": JOBS[n][0],
-                "out": str(root / tag / f"{n}-long"),
-                "overrides": _overrides(root, n, root / tag / f"{n}-long", steps),
-            }
-        )
-        if resume_from:  # finish the other process count's partial run (a copy of it) here
-            src, dst = root / resume_from / f"{n}-partial", root / tag / f"{n}-resumed"
-            jobs.append({"kind": "resume", "stage": JOBS[n][0], "out": str(dst), "copy_from": str(src)})
+def _plan(root: Path, tag: str) -> list[dict]:
+    _, names, partials, resumes = CONFIGS[tag]
+    here = root / tag
+    jobs = [
+        {"kind": "run", "stage": JOBS[n][0], "out": str(here / n), "overrides": _overrides(root, n, here / n)}
+        for n in names
+    ]
+    for n in partials:
+        for kind, out in (("partial", here / f"{n}-partial"), ("run", here / f"{n}-long")):
+            overrides = _overrides(root, n, out, RESUMED[n])
+            jobs.append(
+                {"kind": kind, "stage": JOBS[n][0], "out": str(out), "stop_at": 2, "overrides": overrides}
+            )
+    for src, n in resumes:
+        out = here / f"{n}-resumed-from-{src}"
+        shutil.copytree(root / src / f"{n}-partial", out)
+        jobs.append({"kind": "resume", "stage": JOBS[n][0], "out": str(out)})
     return jobs  # fmt: skip
 
 
-def _launch(root: Path, tag: str, processes: int, resume_from: str | None = None, train: bool = True) -> None:
-    plan = _plan(root, tag, resume_from, train)
-    for job in plan:
-        if job.get("copy_from"):
-            shutil.copytree(job["copy_from"], job["out"])
-    (root / f"{tag}.json").write_text(json.dumps(plan))
+def _launch(root: Path, tag: str) -> None:
+    (root / f"{tag}.json").write_text(json.dumps(_plan(root, tag)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(WORKER.parent)}
-    if processes == 1:
-        cmd = [sys.executable, str(WORKER), str(root / f"{tag}.json")]
-    else:
+    launcher = CONFIGS[tag][0]
+    cmd = [sys.executable, str(WORKER), str(root / f"{tag}.json")]
+    if launcher is not None:
         accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
         assert accelerate, "accelerate's console script must be installed next to the test interpreter"
-        cmd = [
-            accelerate, "launch", "--multi_gpu", f"--num_processes={processes}", "--num_machines=1",
-            "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={free_port()}",
-            str(WORKER), str(root / f"{tag}.json"),
-        ]  # fmt: skip
+        cmd = [accelerate, "launch", *launcher, *LAUNCH, f"--main_process_port={free_port()}", *cmd[1:]]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -141,12 +132,8 @@ def runs(tmp_path_factory) -> Path:
     write_demos(root / "demos.jsonl", n=32)
     write_prefs(root / "prefs.jsonl", n=40)
     write_prompts(root / "prompts.jsonl", n=24)
-    # the partial runs must exist before the other process count resumes them
-    partial_jobs = {"sft", "ppo"}
-    assert partial_jobs == set(RESUMED)
-    _launch(root, "one", 1)
-    _launch(root, "two", 2, resume_from="one")
-    _launch(root, "one-resumes", 1, resume_from="two", train=False)
+    for tag in CONFIGS:  # in order: a partial run exists before another configuration resumes it
+        _launch(root, tag)
     return root
 
 
@@ -186,11 +173,17 @@ def _assert_same_run(a: Path, b: Path, name: str) -> None:
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=atol, msg=f"{a}: {k}")
 
 
-@pytest.mark.parametrize("name", list(JOBS))
-def test_two_processes_give_the_single_process_losses_and_weights(runs, name):
-    _assert_same_run(runs / "one" / name, runs / "two" / name, name)
-    summary = json.loads((runs / "two" / name / "summary.json").read_text())
+CASES = [("two", n) for n in JOBS] + [("fsdp", n) for n in FSDP_JOBS]
+DISTRIBUTED_TYPE = {"two": "MULTI_CPU", "fsdp": "FSDP"}
+
+
+@pytest.mark.parametrize("tag,name", CASES)
+def test_two_processes_give_the_single_process_losses_and_weights(runs, tag, name):
+    _assert_same_run(runs / "one" / name, runs / tag / name, name)
+    summary = json.loads((runs / tag / name / "summary.json").read_text())
     assert summary["world_size"] == 2
+    assert summary["distributed_type"] == DISTRIBUTED_TYPE[tag]  # FSDP really sharded, not DDP
+    assert json.loads((runs / "one" / name / "summary.json").read_text())["distributed_type"] == "NO"
     base = _weights(runs / "one" / name)
     start = load_file(str(next((runs / "tiny").glob("*.safetensors"))))
     start = {k.removeprefix("model."): v for k, v in start.items()}  # a reward model saves its trunk bare
@@ -200,19 +193,23 @@ def test_two_processes_give_the_single_process_losses_and_weights(runs, name):
     assert moved > 20 * atol, moved  # training moved the weights well beyond the tolerance
 
 
-@pytest.mark.parametrize("name", list(JOBS))
-def test_the_run_directory_is_written_once(runs, name):
-    run = runs / "two" / name
+@pytest.mark.parametrize("tag,name", CASES)
+def test_the_run_directory_is_written_once(runs, tag, name):
+    run = runs / tag / name
     steps = [r["step"] for r in _metrics(run) if r.get("step", 0) >= 1]
     assert steps == [1, 2, 3]  # one record per step: only the main process writes metrics
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
     assert not list(run.rglob("*.tmp")) and not list(run.rglob(".tmp*"))
 
 
-@pytest.mark.parametrize("name", list(RESUMED))
-@pytest.mark.parametrize("written_by,resumed_by", [("two", "one-resumes"), ("one", "two")])
-def test_a_checkpoint_resumes_with_another_number_of_processes(runs, name, written_by, resumed_by):
-    resumed = runs / resumed_by / f"{name}-resumed"
-    assert json.loads((resumed / "summary.json").read_text())["resumed_from_step"] == 2
+RESUMES = [(tag, src, n) for tag, (_, _, _, resumes) in CONFIGS.items() for src, n in resumes]
+
+
+@pytest.mark.parametrize("tag,src,name", RESUMES)
+def test_a_checkpoint_resumes_with_another_number_of_processes(runs, tag, src, name):
+    resumed = runs / tag / f"{name}-resumed-from-{src}"
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 2
+    assert summary["world_size"] == (1 if CONFIGS[tag][0] is None else 2)
     _assert_same_run(runs / "one" / f"{name}-long", resumed, name)
-    _assert_same_run(runs / "two" / f"{name}-long", resumed, name)
+    _assert_same_run(runs / src / f"{name}-long", resumed, name)
