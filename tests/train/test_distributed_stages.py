@@ -36,6 +36,10 @@ from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
 
+#: 4 launches (1 process, DDP, FSDP, 1 process resuming): ~50 CPU-seconds, 100-200 s wall on 2 quiet cores
+#: (15 min when the machine is busy), so outside the fast suite: run with -m slow
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).with_name("stages_worker.py")
 LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5
 RL_LOSS_ATOL, RL_WEIGHT_ATOL = 2e-5, 2e-4
