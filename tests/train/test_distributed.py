@@ -61,8 +61,11 @@ def test_fsdp_settings_are_parsed_as_accelerate_parses_them(env):
         check_launch(has_gpu=False)
     env.delenv("FSDP_RESHARD_AFTER_FORWARD")
     env.setenv("FSDP_VERSION", "3")
-    with pytest.raises(ConfigError, match="fsdp_version=3, not 1 or 2"):
+    with pytest.raises(ConfigError, match="FSDP version 3; rlhfops runs FSDP version 2"):
         check_launch(has_gpu=True)
+    env.delenv("FSDP_VERSION")  # accelerate's default: version 1
+    with pytest.raises(ConfigError, match="FSDP version 1; .*sync_module_states is not supported on cpu"):
+        check_launch(has_gpu=False)
 
 
 def test_deepspeed_is_refused_when_missing_and_on_cpu(env):

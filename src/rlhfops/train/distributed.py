@@ -8,7 +8,8 @@ version 2 for SFT, RM and DPO; 2 processes = 1 process.
   ``ACCELERATE_USE_FSDP`` for GPU-class devices (``accelerate/state.py``, ``AcceleratorState.__init__``),
   so ``--use_fsdp`` on CPU silently trained with plain DDP. torch 2.13's ``fully_shard`` runs on CPU over
   gloo, so :func:`make_accelerator` sets the state to FSDP with the launch's plugin. FSDP version 1 is
-  refused (not tried on CPU; version 2 is what accelerate recommends).
+  refused: accelerate's version-1 plugin itself raises on a CPU ("FSDP parameter initialization with
+  sync_module_states=True is not supported on cpu").
 - Checkpoints and the final model under FSDP are gathered whole to the main process
   (:func:`full_state`), in the same layout as an unsharded run's, so they resume with DDP, one process or
   FSDP on any number of processes.
@@ -46,13 +47,14 @@ def check_launch(has_gpu: bool) -> Any:
             )
     if not _flag("ACCELERATE_USE_FSDP"):
         return None
-    plugin = fsdp_plugin_from_env()
-    if plugin.fsdp_version != 2:
+    version = os.environ.get("FSDP_VERSION", "1").strip()  # accelerate's default is version 1
+    if version != "2":
         raise ConfigError(
-            f"accelerate launch asked for FSDP version {plugin.fsdp_version}; rlhfops runs FSDP version 2 "
-            "(fully_shard) only: launch with --fsdp_version 2"
+            f"accelerate launch asked for FSDP version {version}; rlhfops runs FSDP version 2 (fully_shard) "
+            "only (accelerate's version-1 plugin also refuses a CPU: sync_module_states is not supported on "
+            "cpu): launch with --fsdp_version 2"
         )
-    return plugin
+    return fsdp_plugin_from_env()
 
 
 def fsdp_plugin_from_env() -> Any:
@@ -62,13 +64,9 @@ def fsdp_plugin_from_env() -> Any:
 
     try:
         plugin = FullyShardedDataParallelPlugin()
-    except (ValueError, TypeError, KeyError) as err:
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"accelerate launch's FSDP settings are not valid: {first}") from None
-    if plugin.fsdp_version not in (1, 2):
-        raise ConfigError(
-            f"accelerate launch's FSDP settings are not valid: fsdp_version={plugin.fsdp_version}, not 1 or 2"
-        )
     return plugin
 
 
