@@ -36,8 +36,8 @@ from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
 
-#: 4 launches (1 process, DDP, FSDP, 1 process resuming): ~50 CPU-seconds, 100-200 s wall on 2 quiet cores
-#: (15 min when the machine is busy), so outside the fast suite: run with -m slow
+#: 4 launches (1 process, DDP, FSDP, 1 process resuming): ~78 CPU-seconds; 9-15 min wall on this busy
+#: 2-core machine, so outside the fast suite: run with -m slow
 pytestmark = pytest.mark.slow
 
 WORKER = Path(__file__).with_name("stages_worker.py")
