@@ -176,12 +176,13 @@ def test_inverse_cdf_sampling_draws_the_distribution():
 
     probs = torch.tensor([0.5, 0.3, 0.2, 0.0])
     logits = torch.log(probs).expand(20000, 4).clone()
-    nxt, logp, ent = _sample(logits, 1.0, 1.0, torch.Generator().manual_seed(0))
+    u = torch.rand((20000, 1), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    nxt, logp, ent = _sample(logits, 1.0, 1.0, u)
     freq = torch.bincount(nxt, minlength=4).float() / len(nxt)
     torch.testing.assert_close(freq, probs, atol=0.015, rtol=0)
     torch.testing.assert_close(logp, torch.log(probs)[nxt])
     torch.testing.assert_close(ent, torch.full_like(ent, -sum(p * p.log() for p in probs[:3]).item()))
-    nxt, _, _ = _sample(logits, 1.0, 0.6, torch.Generator().manual_seed(0))  # top-p keeps tokens 0 and 1
+    nxt, _, _ = _sample(logits, 1.0, 0.6, u)  # top-p keeps tokens 0 and 1
     assert set(nxt.tolist()) == {0, 1}
 
 
@@ -310,3 +311,24 @@ def test_generation_passes_the_kv_cache_under_the_models_own_name(tiny):
     assert not [
         w for w in caught if issubclass(w.category, FutureWarning) and "past_key_values" in str(w.message)
     ]
+
+
+def test_a_row_samples_the_same_whatever_rows_share_its_batch(tiny):
+    """Data parallel: two processes, each sampling its half of the batch with its rows' global indices
+    and the same generator, sample exactly what one process holding the whole batch samples."""
+    model, tok = tiny
+    kw = dict(max_new_tokens=8, temperature=1.0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    k = 2
+    whole = generate(model, PROMPTS, generator=torch.Generator().manual_seed(5), num_samples=k, **kw)
+    n = len(PROMPTS) * k
+    for rank in (0, 1):
+        mine = PROMPTS[rank::2]
+        ids = [(i * 2 + rank) * k + s for i in range(len(mine)) for s in range(k)]
+        half = generate(model, mine, generator=torch.Generator().manual_seed(5), num_samples=k,
+                        row_ids=ids, rows_total=n, **kw)  # fmt: skip
+        steps = half.response_ids.shape[1]
+        assert torch.equal(half.response_ids, whole.response_ids[ids, :steps])
+        assert int(whole.response_mask[ids, steps:].sum()) == 0  # the whole batch only ran longer for others
+        torch.testing.assert_close(half.logprobs, whole.logprobs[ids, :steps], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="row_ids"):
+        generate(model, PROMPTS, generator=torch.Generator(), row_ids=[0], rows_total=4, **kw)

@@ -74,6 +74,7 @@ def rollout() -> Rollout:
         kl_measured=torch.zeros(b),
         scores=torch.zeros(b),
         texts=[""] * b,
+        row_ids=torch.arange(b),
     )
 
 

@@ -155,6 +155,8 @@ def generate(
     pad_token_id: int,
     generator: torch.Generator | None = None,
     num_samples: int = 1,
+    row_ids: list[int] | None = None,
+    rows_total: int | None = None,
 ) -> GenerationOutput:
     """Sample responses (greedy when ``temperature == 0``; log-probs then use temperature 1).
 
@@ -163,6 +165,12 @@ def generate(
     repeated k times, instead of k identical prefills. Rows that have produced EOS leave the batch: their
     KV-cache rows are dropped, so the forward passes that follow cost only what the rows still
     generating need (``model.generate`` keeps computing finished rows until the longest one ends).
+
+    Randomness is per row: one table of uniforms ``[rows_total, max_new_tokens]`` is drawn from
+    ``generator`` and output row ``i`` uses row ``row_ids[i]`` of it (default: ``i`` of ``B``), so a row's
+    sample does not depend on which other rows share its batch. Data-parallel processes pass the same
+    generator and their rows' indices in the global batch: together they sample what one process holding
+    the whole batch samples.
     """
     from transformers import DynamicCache
 
@@ -206,10 +214,11 @@ def generate(
     logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
     entropy = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
     rows = torch.arange(B, device=device)  # batch rows still generating, in cache order
+    uniforms = _row_uniforms(B, max_new_tokens, temperature, generator, row_ids, rows_total)
     with _packed_linears(model, B):
         steps = _decode(
             model, cache, logits, rows, attn, next_pos, tokens, logps, entropy,
-            temperature, top_p, eos_token_id, generator,
+            temperature, top_p, eos_token_id, uniforms,
         )  # fmt: skip
     tokens, logps, entropy = tokens[:, :steps], logps[:, :steps], entropy[:, :steps]
     is_eos = tokens == eos_token_id
@@ -228,6 +237,26 @@ def generate(
     )
 
 
+def _row_uniforms(
+    B: int,
+    max_new_tokens: int,
+    temperature: float,
+    generator: torch.Generator | None,
+    row_ids: list[int] | None,
+    rows_total: int | None,
+) -> torch.Tensor | None:
+    """[B, max_new_tokens] float64 uniforms, row ``i`` taken from row ``row_ids[i]`` of a table of
+    ``rows_total`` rows drawn from ``generator`` (None when greedy: no randomness)."""
+    if temperature <= 0:
+        return None
+    ids = list(range(B)) if row_ids is None else list(row_ids)
+    total = B if rows_total is None else rows_total
+    if len(ids) != B or (ids and (min(ids) < 0 or max(ids) >= total)):
+        raise ValueError(f"row_ids must give {B} row indices in [0, {total}); got {ids}")
+    table = torch.rand((total, max_new_tokens), generator=generator, dtype=torch.float64)
+    return table[ids]
+
+
 def _decode(
     model: torch.nn.Module,
     cache: Any,
@@ -241,13 +270,14 @@ def _decode(
     temperature: float,
     top_p: float,
     eos_token_id: int,
-    generator: torch.Generator | None,
+    uniforms: torch.Tensor | None,
 ) -> int:
     """The token loop: fills ``tokens``/``logps``/``entropy`` in place, returns the steps taken."""
     max_new_tokens = tokens.shape[1]
     steps = 0
     for t in range(max_new_tokens):
-        nxt, logp, ent = _sample(logits, temperature, top_p, generator)
+        u = uniforms[rows.cpu(), t : t + 1] if uniforms is not None else None
+        nxt, logp, ent = _sample(logits, temperature, top_p, u)
         tokens[rows, t] = nxt
         logps[rows, t] = logp
         entropy[rows, t] = ent
@@ -273,13 +303,14 @@ def _decode(
 
 
 def _sample(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: float, top_p: float, uniforms: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(next token [B], its log-prob under the temperature-scaled distribution before top-p [B], that
     distribution's entropy [B]).
 
-    Sampling is by inverse CDF: one uniform u per row, the first token whose cumulative probability
-    exceeds u times the total (float64 sums; tokens of probability 0 are never chosen).
+    Sampling is by inverse CDF: one uniform u per row (``uniforms`` [B, 1], float64), the first token
+    whose cumulative probability exceeds u times the total (float64 sums; tokens of probability 0 are
+    never chosen).
     """
     scaled = logits / temperature if temperature > 0 else logits
     logp_all = torch.log_softmax(scaled, dim=-1)
@@ -288,7 +319,7 @@ def _sample(
     if temperature > 0:
         probs = p_all if top_p >= 1.0 else torch.softmax(top_p_filter(scaled, top_p), dim=-1)
         cdf = probs.cpu().double().cumsum(-1)
-        u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64) * cdf[:, -1:]
+        u = uniforms * cdf[:, -1:]
         nxt = torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
         nxt = nxt.to(logits.device)
     else:

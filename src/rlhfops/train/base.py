@@ -33,6 +33,7 @@ import numpy as np
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
 from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
+from rlhfops.train.distributed import full_state, is_fsdp, load_full_state, make_accelerator
 from rlhfops.train.plan import check_split
 from rlhfops.train.progress import progress_bar
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
@@ -145,10 +146,9 @@ class Trainer(abc.ABC):
     # ---- skeleton ------------------------------------------------------------------------------
     def setup(self) -> None:
         import torch
-        from accelerate import Accelerator
 
         cfg = self.config
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.accelerator = make_accelerator()  # refuses FSDP / DeepSpeed it cannot run (train/distributed.py)
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
@@ -306,6 +306,10 @@ class Trainer(abc.ABC):
         return float(self.accelerator.reduce(t, reduction="sum").item())
 
     # ---- checkpoints ---------------------------------------------------------------------------
+    def _trainable_names(self) -> list[str]:
+        model = self.accelerator.unwrap_model(self.model)
+        return [n for n, p in model.named_parameters() if p.requires_grad]
+
     def _trainable_state(self) -> dict[str, Any]:
         model = self.accelerator.unwrap_model(self.model)
         return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
@@ -317,12 +321,20 @@ class Trainer(abc.ABC):
         from safetensors.torch import save_file
 
         self.accelerator.wait_for_everyone()
+        if is_fsdp(self.accelerator):  # every process takes part in gathering the shards
+            weights, opt_state = full_state(
+                self.accelerator, self.model, self.optimizer, self._trainable_names()
+            )
+        else:
+            weights, opt_state = (
+                (self._trainable_state(), self.optimizer.state_dict()) if self.is_main else ({}, {})
+            )
         if self.is_main:
             tmp = self.run.new_checkpoint_tmp(step)
-            save_file(self._trainable_state(), str(tmp / "trainable.safetensors"))
+            save_file(weights, str(tmp / "trainable.safetensors"))
             torch.save(
                 {
-                    "optimizer": self.optimizer.state_dict(),
+                    "optimizer": opt_state,
                     "scheduler": self.scheduler.state_dict(),
                     "torch_rng": torch.get_rng_state(),
                     "numpy_rng": np.random.get_state(),
@@ -401,12 +413,17 @@ class Trainer(abc.ABC):
             )
             if wrong:
                 return f"{name} does not fit the model ({len(wrong)} tensors differ, e.g. {wrong[0]})"
-            with torch.no_grad():
-                for key, value in weights.items():
-                    params[key].copy_(value)
+            sharded = is_fsdp(self.accelerator)
+            if not sharded:
+                with torch.no_grad():
+                    for key, value in weights.items():
+                        params[key].copy_(value)
             name = "state.pt"
             state = load_state(path / name)
-            self.optimizer.load_state_dict(state["optimizer"])
+            if sharded:  # whole tensors (written by any number of processes) into this run's shards
+                load_full_state(self.model, self.optimizer, weights, state["optimizer"])
+            else:
+                self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
             np.random.set_state(state["numpy_rng"])
@@ -426,6 +443,8 @@ class Trainer(abc.ABC):
     def finish(self) -> RunResult:
         metrics = self.evaluate()
         summary: dict[str, Any] = {}
+        if is_fsdp(self.accelerator):
+            self._unshard_for_saving()
         if self.is_main:
             self.save_final(self.run.final_dir)
             history = [r for r in self.run.read_metrics() if "loss" in r]
@@ -441,6 +460,8 @@ class Trainer(abc.ABC):
                 "eval": metrics,
                 "world_size": self.world,
                 **self.summary_extra(),
+                # how the processes share the work: NO (one), MULTI_CPU / MULTI_GPU (DDP), FSDP
+                "distributed_type": str(self.accelerator.distributed_type.value),
             }
             if getattr(self, "truncation", None):
                 summary["truncation"] = self.truncation  # per data file: whole, truncated, dropped
@@ -450,6 +471,23 @@ class Trainer(abc.ABC):
             atomic_write_text(self.run.summary_path, json.dumps(summary, indent=2, sort_keys=True))
         self.accelerator.wait_for_everyone()
         return RunResult(self.run.path, self.total_steps, summary)
+
+    def _unshard_for_saving(self) -> None:
+        """FSDP: gather the whole model to the main process and swap it in, unsharded, for ``save_final``
+        (a fresh copy built by ``build_model`` holding the trained weights; the run is over)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        whole = get_model_state_dict(
+            self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if not self.is_main:
+            return
+        sharded = self.model
+        self.build_model()
+        missing, unexpected = self.model.load_state_dict(whole, strict=False)
+        if unexpected or [k for k in missing if k in dict(self.model.named_parameters())]:
+            raise RuntimeError(f"gathered weights do not fit the model: {missing[:3]} {unexpected[:3]}")
+        del sharded
 
     def _record_environment(self) -> dict[str, Any]:
         """Write every installed version, the lock's hash and the drift from it to ``environment.json``;

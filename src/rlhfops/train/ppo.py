@@ -31,6 +31,7 @@ from rlhfops.models.heads import ValueModel
 from rlhfops.models.loading import load_causal_lm, load_tokenizer, save_model
 from rlhfops.train.alarms import reward_hacking_alarms
 from rlhfops.train.base import Trainer, split_train_eval
+from rlhfops.train.distributed import refuse_fsdp
 from rlhfops.train.judge_reward import judge_reward_from_config
 from rlhfops.train.kl import AdaptiveKLController, FixedKLController
 from rlhfops.train.ppo_config import PPOConfig
@@ -90,6 +91,12 @@ class PPOTrainer(Trainer):
 
     def build_model(self) -> None:
         cfg = self.config
+        refuse_fsdp(
+            self.accelerator,
+            "ppo",
+            "rollouts call the policy outside its sharded forward, and each process stops sampling at its own"
+            " length, so the processes' weight gathers would not line up",
+        )
         lora = lora_settings(cfg)
         lm = load_causal_lm(
             cfg.model,
@@ -145,9 +152,11 @@ class PPOTrainer(Trainer):
 
     def step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        prompts = self.rows_for_step(step)[self.rank :: self.world]
-        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + step * 101 + self.rank)
-        roll: Rollout = make_rollout(self, prompts, gen, beta=self.kl_ctl.value)
+        batch = self.rows_for_step(step)
+        prompts = batch[self.rank :: self.world]
+        # the same generator on every process: sampling is per row of the global batch (make_rollout)
+        gen = torch.Generator().manual_seed(self.config.seed * 100_003 + step * 101)
+        roll: Rollout = make_rollout(self, prompts, gen, beta=self.kl_ctl.value, batch_prompts=len(batch))
         stats = ppo_update(self, roll)
         # the measured KL (summed k3, >= 0) is what is logged and what the adaptive controller follows
         mean_kl = self._all_sum(float(roll.kl_measured.sum())) / max(self._all_sum(float(len(prompts))), 1)

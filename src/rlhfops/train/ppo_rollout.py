@@ -50,6 +50,23 @@ class Rollout:
     scores: torch.Tensor  # [B] scores after the no-EOS penalty
     texts: list[str]
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: [B] each row's index in the iteration's global batch (over every process); None: 0..B-1
+    row_ids: torch.Tensor | None = None
+
+
+def global_row_ids(num_prompts: int, samples_per_prompt: int, rank: int, world: int) -> list[int]:
+    """Indices in the global batch of this process's rows: process ``rank`` holds the prompts
+    ``rank, rank + world, ...`` of the iteration (``Trainer.rows_for_step(step)[rank::world]``), each
+    expanded to ``samples_per_prompt`` consecutive rows, as one process holding them all orders them."""
+    k = samples_per_prompt
+    return [(i * world + rank) * k + s for i in range(num_prompts) for s in range(k)]
+
+
+def process_sum(trainer: RolloutParts) -> Any:
+    """A function summing a tensor over every data-parallel process (None with one process)."""
+    if trainer.accelerator.num_processes == 1:
+        return None
+    return lambda t: trainer.accelerator.reduce(t.clone(), reduction="sum")
 
 
 def full_attention_mask(out: Any) -> torch.Tensor:
@@ -65,6 +82,8 @@ def _generate(
     greedy: bool = False,
     num_samples: int = 1,
     backend: Any = None,
+    row_ids: list[int] | None = None,
+    rows_total: int | None = None,
 ) -> GenerationOutput:
     """Sample from the policy with the built-in sampler, or with ``backend`` (a rollout backend)."""
     cfg = trainer.config
@@ -81,6 +100,8 @@ def _generate(
         pad_token_id=trainer.tokenizer.pad_token_id,
         generator=gen,
         num_samples=num_samples,
+        row_ids=row_ids,
+        rows_total=rows_total,
     )
     lm.train(was_training)
     return out
@@ -106,13 +127,29 @@ def _behaviour_metrics(out: Any, responses: Responses, scores: torch.Tensor) -> 
 
 @torch.no_grad()
 def make_rollout(
-    trainer: RolloutParts, prompts: list[list[int]], gen: torch.Generator, beta: float
+    trainer: RolloutParts,
+    prompts: list[list[int]],
+    gen: torch.Generator,
+    beta: float,
+    batch_prompts: int | None = None,
 ) -> Rollout:
+    """This process's share of one iteration's rollout.
+
+    ``prompts`` are this process's prompts (``rows_for_step(step)[rank::world]``) of a global batch of
+    ``batch_prompts`` (default: ``len(prompts)``, one process); every process passes the same ``gen``.
+    Sampling is per global row and advantages are whitened with the global batch's statistics, so the
+    processes together build the rollout one process would build from the whole batch.
+    """
     cfg = trainer.config
     k = cfg.samples_per_prompt
+    acc = trainer.accelerator
     expanded = [p for p in prompts for _ in range(k)]
+    ids = global_row_ids(len(prompts), k, acc.process_index, acc.num_processes)
+    total = (batch_prompts if batch_prompts is not None else len(prompts)) * k
+    # rows in the order of `expanded`
     backend = trainer.rollout_backend
-    out = _generate(trainer, prompts, gen, num_samples=k, backend=backend)  # rows in the order of `expanded`
+    out = _generate(trainer, prompts, gen, num_samples=k, backend=backend, row_ids=ids, rows_total=total)
+    all_sum = process_sum(trainer)
     device = trainer.accelerator.device
     seqs = out.sequences.to(device)
     attn = full_attention_mask(out).to(device)
@@ -142,9 +179,9 @@ def make_rollout(
     if cfg.advantage_estimator == "gae":
         rewards = assemble_token_rewards(scores, kl, kl_beta, mask)
         if cfg.whiten_rewards:
-            rewards = whiten(rewards, mask, shift_mean=False)
+            rewards = whiten(rewards, mask, shift_mean=False, all_sum=all_sum)
         gae = compute_gae(rewards, values, mask, cfg.gamma, cfg.lam)
-        advantages, returns = whiten(gae.advantages, mask) * mask, gae.returns
+        advantages, returns = whiten(gae.advantages, mask, all_sum=all_sum) * mask, gae.returns
     else:
         seq_scores = scores - kl_beta * kl.sum(-1)
         fn = rloo_advantages if cfg.advantage_estimator == "rloo" else group_normalized_advantages
@@ -171,6 +208,7 @@ def make_rollout(
         scores=scores,
         texts=responses.texts,
         metrics=metrics,
+        row_ids=torch.tensor(ids, dtype=torch.long),
     )
 
 

@@ -77,38 +77,49 @@ def _global_sum(trainer: UpdateParts, value: float) -> float:
 def ppo_update(trainer: UpdateParts, roll: Rollout) -> dict[str, float]:
     """Run ``ppo_epochs`` epochs; returns the mean of each statistic over all minibatches.
 
-    Each minibatch's loss is the token mean over the response tokens of that minibatch on **every**
+    Minibatches are drawn from the **global** batch: every process draws the same permutation of the
+    global row indices (``roll.row_ids``), splits it into minibatches of ``minibatch_size`` rows and
+    trains on the rows of each minibatch it holds, so the minibatches are those of one process holding
+    the whole rollout. Each minibatch's loss is the token mean over its response tokens on **every**
     process: the token count is all-reduced before the forward passes, each process backpropagates
     ``world * sum(its per-token losses) / global_tokens`` and DDP averages the gradients over processes,
-    so loss and gradient equal those of one process holding the whole minibatch, however unevenly the
-    tokens are spread. ``loss`` is that global minibatch loss (the same on every process); the other
-    statistics are means over this process's micro-batches.
+    so loss and gradient equal those of one process, however unevenly rows and tokens are spread. A
+    process holding no row of a minibatch runs one masked-out row (loss 0) so that every process takes
+    part in the gradient all-reduce. ``loss`` is the global minibatch loss (the same on every process);
+    the other statistics are means over this process's micro-batches.
     """
     cfg = trainer.config
     n = roll.sequences.shape[0]
-    mb_size = max(1, cfg.minibatch_size // trainer.world)
-    accum = max(1, min(cfg.gradient_accumulation_steps, mb_size))
+    if roll.row_ids is None and trainer.world > 1:
+        raise ValueError("ppo_update with several processes needs the rollout's global row_ids")
+    ids = roll.row_ids.tolist() if roll.row_ids is not None else list(range(n))
+    where = {g: i for i, g in enumerate(ids)}
+    n_global = int(_global_sum(trainer, float(n)))
+    mb_global = max(1, cfg.minibatch_size)
+    accum = max(1, min(cfg.gradient_accumulation_steps, max(1, mb_global // trainer.world)))
     rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,)).item()))
     trainer.model.train()
     totals: dict[str, list[float]] = {}
     for _epoch in range(cfg.ppo_epochs):
-        perm = torch.as_tensor(rng.permutation(n))
-        for start in range(0, n, mb_size):
-            idx = perm[start : start + mb_size]
+        perm = rng.permutation(n_global)
+        for start in range(0, n_global, mb_global):
+            idx = torch.tensor([where[g] for g in perm[start : start + mb_global].tolist() if g in where])
+            idx = idx.long()
             # an empty minibatch everywhere gives loss 0 (and no gradient), as a masked mean does
             global_tokens = max(_global_sum(trainer, float(roll.mask[idx].sum())), 1.0)
+            parts = [p for p in torch.tensor_split(idx, accum) if len(p)]
             loss_total = 0.0
-            for j, part in enumerate(torch.tensor_split(idx, accum)):
-                if len(part) == 0:
-                    continue
+            for j, part in enumerate(parts or [torch.zeros(1, dtype=torch.long)]):
                 mb = _slice(roll, part)
-                last = j == accum - 1
+                if not parts:  # no row here: a masked-out row, so this process joins the all-reduce
+                    mb["mask"] = torch.zeros_like(mb["mask"])
+                last = j == max(len(parts), 1) - 1
                 ctx = trainer.accelerator.no_sync(trainer.model) if not last else contextlib.nullcontext()
                 with ctx:
                     loss, stats = minibatch_loss(trainer, mb, roll.prompt_length, global_tokens)
                     trainer.accelerator.backward(loss * trainer.world)  # DDP averages over processes
                 loss_total += float(loss.detach())
-                for key, v in stats.items():
+                for key, v in stats.items() if parts else ():
                     totals.setdefault(key, []).append(v)
             totals.setdefault("loss", []).append(_global_sum(trainer, loss_total))
             if cfg.max_grad_norm > 0:

@@ -8,6 +8,7 @@ split into micro-batches or ranks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -40,7 +41,13 @@ def _full_mask(x: Tensor, mask: Tensor | None) -> Tensor:
     return mask.bool()
 
 
-def whiten(x: Tensor, mask: Tensor | None = None, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def whiten(
+    x: Tensor,
+    mask: Tensor | None = None,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    all_sum: Callable[[Tensor], Tensor] | None = None,
+) -> Tensor:
     """Normalise ``x`` to zero mean and unit variance over the valid positions.
 
     ``(x - mean) / sqrt(var + eps)`` with the masked mean and the **unbiased** masked variance
@@ -48,18 +55,31 @@ def whiten(x: Tensor, mask: Tensor | None = None, shift_mean: bool = True, eps: 
     ``shift_mean=False`` the mean is added back (scale only; used for rewards). Masked-out
     positions are returned as 0. With one valid element the variance is taken as 0.
 
+    With ``all_sum`` (a sum over data-parallel processes, e.g. an all-reduce) the count, the sum and the
+    sum of squared deviations are summed over every process first: each process whitens its rows with
+    the statistics of the whole global batch, as one process holding it would.
+
     Args:
         x: [B, T] (any shape). mask: same shape or None (all valid).
     Returns:
         tensor shaped like ``x``.
     """
     m = _full_mask(x, mask)
-    n = int(m.sum())
-    if n == 0:
-        raise ValueError("whiten: the mask selects no element")
-    mean = masked_mean(x, m)
-    centred = (x - mean).masked_fill(~m, 0.0)
-    var = centred.square().sum() / (n - 1) if n > 1 else centred.new_zeros(())
+    if all_sum is None:
+        n = int(m.sum())
+        if n == 0:
+            raise ValueError("whiten: the mask selects no element")
+        mean = masked_mean(x, m)
+        centred = (x - mean).masked_fill(~m, 0.0)
+        var = centred.square().sum() / (n - 1) if n > 1 else centred.new_zeros(())
+    else:
+        n = int(all_sum(m.sum().to(torch.float64)))
+        if n == 0:
+            raise ValueError("whiten: the mask selects no element on any process")
+        mean = (all_sum(x.masked_fill(~m, 0.0).sum().to(torch.float64)) / n).to(x.dtype)
+        centred = (x - mean).masked_fill(~m, 0.0)
+        sq = all_sum(centred.square().sum().to(torch.float64)).to(x.dtype)
+        var = sq / (n - 1) if n > 1 else centred.new_zeros(())
     out = centred * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean

@@ -154,7 +154,12 @@ class EngineBackend:
         pad_token_id: int,
         generator: torch.Generator | None = None,
         num_samples: int = 1,
+        row_ids: list[int] | None = None,
+        rows_total: int | None = None,
     ) -> GenerationOutput:
+        # row_ids / rows_total (the built-in sampler's per-global-row noise, which makes a DDP run sample
+        # what one process would) do not reach the engine: it draws with its own seed on each process.
+        del row_ids, rows_total
         self.sync(lm)  # every iteration: the policy changed in the last update
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator).item())
         t0 = time.perf_counter()

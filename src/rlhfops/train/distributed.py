@@ -1,0 +1,155 @@
+"""The one place a trainer gets its ``Accelerator``, and what ``accelerate launch`` may ask of it here.
+
+``accelerate launch`` passes its choice to the processes in environment variables; ``Accelerator()``
+reads them. Tested on CPU (tests/train/test_distributed_stages.py): DDP over gloo for every stage, FSDP
+version 2 for SFT, RM and DPO; 2 processes = 1 process.
+
+- FSDP without a GPU: accelerate 1.16 builds a CPU run (``cpu=True``) as ``MULTI_CPU`` and only checks
+  ``ACCELERATE_USE_FSDP`` for GPU-class devices (``accelerate/state.py``, ``AcceleratorState.__init__``),
+  so ``--use_fsdp`` on CPU silently trained with plain DDP. torch 2.13's ``fully_shard`` runs on CPU over
+  gloo, so :func:`make_accelerator` sets the state to FSDP with the launch's plugin. FSDP version 1 is
+  refused: accelerate's version-1 plugin itself raises on a CPU ("FSDP parameter initialization with
+  sync_module_states=True is not supported on cpu").
+- Checkpoints and the final model under FSDP are gathered whole to the main process
+  (:func:`full_state`), in the same layout as an unsharded run's, so they resume with DDP, one process or
+  FSDP on any number of processes.
+- DeepSpeed: not installed here (refused, naming the package), and accelerate never uses it with
+  ``cpu=True`` (its ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``): refused on CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any
+
+from rlhfops.errors import ConfigError
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "false").strip().lower() == "true"
+
+
+def check_launch(has_gpu: bool) -> Any:
+    """Refuse, in one line, what ``accelerate launch`` asked for (in the environment) and this engine
+    cannot run on this machine; returns the FSDP plugin when FSDP (version 2) was asked for, else None."""
+    if _flag("ACCELERATE_USE_DEEPSPEED"):
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ConfigError(
+                "accelerate launch asked for DeepSpeed (ACCELERATE_USE_DEEPSPEED=true) but the deepspeed "
+                "package is not installed; install it on a GPU machine, or launch without --use_deepspeed "
+                "(DDP: --multi_gpu; sharded: --use_fsdp --fsdp_version 2)"
+            )
+        if not has_gpu:
+            raise ConfigError(
+                "accelerate launch asked for DeepSpeed, but accelerate runs DeepSpeed only on a GPU (with no "
+                "GPU it would silently train with DDP); launch with --use_fsdp --fsdp_version 2 on CPU"
+            )
+    if not _flag("ACCELERATE_USE_FSDP"):
+        return None
+    version = os.environ.get("FSDP_VERSION", "1").strip()  # accelerate's default is version 1
+    if version != "2":
+        raise ConfigError(
+            f"accelerate launch asked for FSDP version {version}; rlhfops runs FSDP version 2 (fully_shard) "
+            "only (accelerate's version-1 plugin also refuses a CPU: sync_module_states is not supported on "
+            "cpu): launch with --fsdp_version 2"
+        )
+    return fsdp_plugin_from_env()
+
+
+def fsdp_plugin_from_env() -> Any:
+    """accelerate's FSDP plugin built from the launch's environment (as ``Accelerator()`` builds it); a
+    setting it refuses is a ConfigError naming it."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    try:
+        plugin = FullyShardedDataParallelPlugin()
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"accelerate launch's FSDP settings are not valid: {first}") from None
+    return plugin
+
+
+def make_accelerator() -> Any:
+    """The trainer's ``Accelerator``: the CPU when there is no GPU, after :func:`check_launch`.
+
+    FSDP without a GPU: accelerate builds a CPU run as plain DDP (``MULTI_CPU``) and drops the FSDP
+    plugin, so the state is set to FSDP with the launch's plugin here, before anything is prepared;
+    ``prepare`` then shards with torch's ``fully_shard`` over gloo exactly as on a GPU.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType
+
+    has_gpu = torch.cuda.is_available()
+    plugin = check_launch(has_gpu)
+    accelerator = Accelerator(cpu=not has_gpu)
+    if plugin is not None and accelerator.distributed_type == DistributedType.MULTI_CPU:
+        accelerator.state.fsdp_plugin = plugin
+        accelerator.state.distributed_type = DistributedType.FSDP
+        PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    return accelerator
+
+
+def is_fsdp(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.FSDP
+
+
+def refuse_fsdp(accelerator: Any, stage: str, why: str) -> None:
+    """One line when ``stage`` cannot run sharded."""
+    if is_fsdp(accelerator):
+        raise ConfigError(f"{stage} does not run under FSDP: {why}; launch it with DDP (--multi_gpu)")
+
+
+def full_state(accelerator: Any, model: Any, optimizer: Any, names: list[str]) -> tuple[dict, dict]:
+    """FSDP: the whole (unsharded) trainable weights ``names`` and optimizer state, on the CPU of the
+    main process (empty elsewhere). Every process must call it (it gathers). The optimizer state is in
+    ``optimizer.state_dict()``'s own layout (parameters numbered in optimizer order), so a checkpoint
+    reads the same whether it was written sharded or not."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(model, options=opts)
+    opt = get_optimizer_state_dict(model, _inner(optimizer), options=opts)
+    if not accelerator.is_main_process:
+        return {}, {}
+    wanted = set(names)
+    weights = {k: v.contiguous() for k, v in weights.items() if k in wanted}
+    order = [n for g in opt["param_groups"] for n in g["params"]]
+    number = {n: i for i, n in enumerate(order)}
+    groups = [{**g, "params": [number[n] for n in g["params"]]} for g in opt["param_groups"]]
+    return weights, {"state": {number[k]: v for k, v in opt["state"].items()}, "param_groups": groups}
+
+
+def load_full_state(model: Any, optimizer: Any, weights: dict, opt_state: dict | None) -> None:
+    """FSDP: load whole weights (and an ``optimizer.state_dict()``-layout state) into the sharded model
+    and optimizer; every process calls it with the same whole tensors."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    opts = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, weights, options=opts)
+    if opt_state is None:
+        return
+    current = get_optimizer_state_dict(
+        model, _inner(optimizer), options=StateDictOptions(full_state_dict=True)
+    )
+    order = [n for g in current["param_groups"] for n in g["params"]]
+    groups = [{**g, "params": [order[i] for i in g["params"]]} for g in opt_state["param_groups"]]
+    named = {"state": {order[i]: v for i, v in opt_state["state"].items()}, "param_groups": groups}
+    set_optimizer_state_dict(model, _inner(optimizer), named, options=opts)
+
+
+def _inner(optimizer: Any) -> Any:
+    return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps torch's

@@ -1,0 +1,112 @@
+"""What ``accelerate launch`` may ask of a trainer here: FSDP version 2 is accepted (its settings parsed
+as accelerate parses them); FSDP version 1, DeepSpeed and the RL stage under FSDP are refused in one line
+(instead of accelerate silently training with DDP on CPU). FSDP training itself:
+test_distributed_stages.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers_train import free_port, worker_pythonpath, write_demos
+
+from rlhfops.errors import ConfigError
+from rlhfops.models.tiny import make_tiny_model_dir
+from rlhfops.train import distributed
+from rlhfops.train.distributed import check_launch, fsdp_plugin_from_env
+
+LAUNCH_VARS = (
+    "ACCELERATE_USE_FSDP",
+    "ACCELERATE_USE_DEEPSPEED",
+    "FSDP_VERSION",
+    "FSDP_RESHARD_AFTER_FORWARD",
+)
+
+
+@pytest.fixture
+def env(monkeypatch):
+    for name in LAUNCH_VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_plain_launch_is_accepted(env):
+    assert check_launch(has_gpu=False) is None
+    assert check_launch(has_gpu=True) is None
+    env.setenv("ACCELERATE_USE_FSDP", "false")
+    assert check_launch(has_gpu=False) is None
+
+
+def test_fsdp_version_2_is_accepted_and_version_1_refused(env):
+    env.setenv("ACCELERATE_USE_FSDP", "true")
+    env.setenv("FSDP_VERSION", "2")
+    assert check_launch(has_gpu=False).fsdp_version == 2  # the plugin the trainer's state is given
+    env.setenv("FSDP_VERSION", "1")
+    with pytest.raises(ConfigError, match=r"FSDP version 1; rlhfops runs FSDP version 2 .* --fsdp_version 2"):
+        check_launch(has_gpu=False)
+
+
+def test_fsdp_settings_are_parsed_as_accelerate_parses_them(env):
+    env.setenv("ACCELERATE_USE_FSDP", "true")
+    env.setenv("FSDP_VERSION", "2")
+    env.setenv("FSDP_RESHARD_AFTER_FORWARD", "false")
+    plugin = fsdp_plugin_from_env()
+    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is False  # the launch's settings
+    env.setenv("FSDP_RESHARD_AFTER_FORWARD", "maybe")
+    with pytest.raises(ConfigError, match="FSDP settings are not valid: invalid truth value maybe"):
+        check_launch(has_gpu=False)
+    env.delenv("FSDP_RESHARD_AFTER_FORWARD")
+    env.setenv("FSDP_VERSION", "3")
+    with pytest.raises(ConfigError, match="FSDP version 3; rlhfops runs FSDP version 2"):
+        check_launch(has_gpu=True)
+    env.delenv("FSDP_VERSION")  # accelerate's default: version 1
+    with pytest.raises(ConfigError, match="FSDP version 1; .*sync_module_states is not supported on cpu"):
+        check_launch(has_gpu=False)
+
+
+def test_deepspeed_is_refused_when_missing_and_on_cpu(env):
+    env.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    env.setattr(distributed.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ConfigError, match="deepspeed package is not installed"):
+        check_launch(has_gpu=True)
+    env.setattr(distributed.importlib.util, "find_spec", lambda name: object())  # as if installed
+    with pytest.raises(ConfigError, match="DeepSpeed only on a GPU"):
+        check_launch(has_gpu=False)
+    check_launch(has_gpu=True)  # installed, on a GPU: accelerate's own DeepSpeed path
+
+
+def test_accelerate_launch_with_fsdp_version_1_exits_2_with_one_line(tmp_path):
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    rlhfops = shutil.which("rlhfops", path=str(Path(sys.executable).parent))
+    assert accelerate and rlhfops
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    data = write_demos(tmp_path / "d.jsonl")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(Path(__file__).parent)}
+    sets = [f"model={model}", f"data={data}", f"output_dir={tmp_path / 'run'}", "batch_size=8", "max_steps=1"]
+    cmd = [
+        accelerate, "launch", "--use_fsdp", "--fsdp_version=1", "--num_processes=2", "--num_machines=1",
+        "--mixed_precision=no", "--dynamo_backend=no", f"--main_process_port={free_port()}",
+        rlhfops, "train", "sft", *[x for s in sets for x in ("--set", s)],
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "accelerate launch asked for FSDP version 1; rlhfops runs" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_the_rl_stage_is_refused_under_fsdp():
+    from accelerate.utils import DistributedType
+
+    from rlhfops.train.distributed import refuse_fsdp
+
+    class Fake:
+        distributed_type = DistributedType.FSDP
+
+    with pytest.raises(ConfigError, match="ppo does not run under FSDP: .*; launch it with DDP"):
+        refuse_fsdp(Fake(), "ppo", "why")
+    Fake.distributed_type = DistributedType.MULTI_CPU
+    refuse_fsdp(Fake(), "ppo", "why")

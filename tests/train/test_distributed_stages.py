@@ -1,0 +1,219 @@
+"""Every stage under ``accelerate launch`` on 2 CPU processes (DDP over gloo) against 1 process.
+
+One module-scoped launch per configuration (``stages_worker.py`` runs every job of a plan in one process
+group): the single process runs every stage, then ``accelerate launch --multi_gpu --num_processes 2`` runs
+the same stages with the same settings (so the same global batch), then resumes cross the process count
+both ways. Checked per stage: the per-step losses and the final weights equal the single process's, the
+run directory is written once (by the main process), and a checkpoint written by 2 processes resumes in 1
+(and the reverse) to the weights of the uninterrupted run.
+
+Tolerance: float32 everywhere; the two runs differ only in the order of float sums (each process sums
+its half of the batch, then the all-reduce adds the halves; left-padding widths differ with the batch
+composition), ~1e-7 relative per step, which Adam's normalised update can amplify over a few steps where
+a second moment is tiny. SFT, RM, DPO, IPO: losses rtol 1e-4, weights atol 2e-5 (lr 1e-3 moves a weight
+by up to 1e-3 per step; a wrong batch, a missing process's gradient or a per-process mean misses by
+orders of magnitude). The PPO family: losses atol 2e-5 (a clipped surrogate of whitened advantages, a few
+hundredths around 0, so a relative tolerance means nothing) and weights atol 2e-4 (12 Adam steps, 4 per
+iteration; measured differences ~5e-5, where per-process sampling seeds or whitening gave ~1e-2). The
+reward head's ``bias`` is left out of the weight check: Bradley-Terry depends on r_chosen - r_rejected
+only, its gradient is 0 up to rounding and Adam turns that rounding into steps of any sign (bounded by
+lr per step, and checked against that bound).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers_train import free_port, worker_pythonpath, write_demos, write_prefs, write_prompts
+from safetensors.torch import load_file
+
+from rlhfops.models.tiny import make_tiny_model_dir
+
+#: 4 launches (1 process, DDP, FSDP, 1 process resuming): ~78 CPU-seconds; 9-15 min wall on this busy
+#: 2-core machine, so outside the fast suite: run with -m slow
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).with_name("stages_worker.py")
+LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5
+RL_LOSS_ATOL, RL_WEIGHT_ATOL = 2e-5, 2e-4
+#: parameters whose gradient is 0 in exact arithmetic (see the module docstring)
+UNIDENTIFIED = {"rm": {"score_head:bias"}}
+
+COMMON = ["max_length=128", "progress=false", "learning_rate=1e-3", "seed=3"]
+PREF = ["batch_size=8", "max_steps=3", "eval_fraction=0.25", "save_every=2"]
+PPO = [
+    "reward_fn=length_target:6",
+    "batch_size=4",
+    "max_steps=3",
+    "minibatch_size=4",
+    "ppo_epochs=2",
+    "max_new_tokens=6",
+    "max_length=160",
+    "eval_fraction=0",
+    "save_every=2",
+]
+#: name -> (stage, data kind, settings)
+JOBS: dict[str, tuple[str, str, list[str]]] = {
+    "sft": ("sft", "demos", ["batch_size=8", "max_steps=3", "eval_fraction=0.25", "save_every=2",
+                             "gradient_accumulation_steps=2"]),
+    "rm": ("rm", "prefs", PREF),
+    "dpo": ("dpo", "prefs", PREF),
+    "ipo": ("dpo", "prefs", [*PREF, "loss_type=ipo"]),
+    "ppo": ("ppo", "prompts", PPO),
+    "rloo": ("ppo", "prompts", [*PPO, "advantage_estimator=rloo", "samples_per_prompt=2"]),
+    "grpo": ("ppo", "prompts", [*PPO, "advantage_estimator=grpo", "samples_per_prompt=2"]),
+}  # fmt: skip
+#: resumed across process counts: stopped after step 2 of 4 (checkpoint 2 written), resumed to the end
+RESUMED = {"sft": 4, "ppo": 4}
+#: what runs sharded (FSDP version 2): the stages without generation (PPO is refused, see below)
+FSDP_JOBS = ["sft", "rm", "dpo", "ipo"]
+FSDP_RESUMED = ["sft"]
+
+LAUNCH = ["--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no"]
+DDP = ["--multi_gpu", "--num_processes=2"]  # accelerate's torchrun launcher; no GPU: DDP over gloo
+FSDP = ["--use_fsdp", "--fsdp_version=2", "--num_processes=2"]
+#: tag -> (launcher arguments, None for one plain process; jobs run; partial runs written; resumes)
+#: a resume ``(tag, name)`` finishes a copy of ``tag``'s partial run ``name`` in this configuration
+CONFIGS: dict[str, tuple[list[str] | None, list[str], list[str], list[tuple[str, str]]]] = {
+    "one": (None, list(JOBS), list(RESUMED), []),
+    "two": (DDP, list(JOBS), list(RESUMED), [("one", "sft"), ("one", "ppo")]),
+    "fsdp": (FSDP, FSDP_JOBS, FSDP_RESUMED, [("one", "sft")]),
+    "one-resumes": (None, [], [], [("two", "sft"), ("two", "ppo"), ("fsdp", "sft")]),
+}  # fmt: skip
+
+
+def _overrides(root: Path, name: str, out: Path, steps: int | None = None) -> list[str]:
+    stage, kind, settings = JOBS[name]
+    data = root / f"{kind}.jsonl"
+    sets = [f"model={root / 'tiny'}", f"data={data}", f"output_dir={out}", *COMMON, *settings]
+    return sets + ([f"max_steps={steps}"] if steps else [])
+
+
+def _plan(root: Path, tag: str) -> list[dict]:
+    _, names, partials, resumes = CONFIGS[tag]
+    here = root / tag
+    jobs = [
+        {"kind": "run", "stage": JOBS[n][0], "out": str(here / n), "overrides": _overrides(root, n, here / n)}
+        for n in names
+    ]
+    for n in partials:
+        for kind, out in (("partial", here / f"{n}-partial"), ("run", here / f"{n}-long")):
+            overrides = _overrides(root, n, out, RESUMED[n])
+            jobs.append(
+                {"kind": kind, "stage": JOBS[n][0], "out": str(out), "stop_at": 2, "overrides": overrides}
+            )
+    for src, n in resumes:
+        out = here / f"{n}-resumed-from-{src}"
+        shutil.copytree(root / src / f"{n}-partial", out)
+        jobs.append({"kind": "resume", "stage": JOBS[n][0], "out": str(out)})
+    return jobs  # fmt: skip
+
+
+def _launch(root: Path, tag: str) -> None:
+    (root / f"{tag}.json").write_text(json.dumps(_plan(root, tag)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(WORKER.parent)}
+    launcher = CONFIGS[tag][0]
+    cmd = [sys.executable, str(WORKER), str(root / f"{tag}.json")]
+    if launcher is not None:
+        accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+        assert accelerate, "accelerate's console script must be installed next to the test interpreter"
+        cmd = [accelerate, "launch", *launcher, *LAUNCH, f"--main_process_port={free_port()}", *cmd[1:]]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("dist")
+    make_tiny_model_dir(root / "tiny")
+    write_demos(root / "demos.jsonl", n=32)
+    write_prefs(root / "prefs.jsonl", n=40)
+    write_prompts(root / "prompts.jsonl", n=24)
+    for tag in CONFIGS:  # in order: a partial run exists before another configuration resumes it
+        _launch(root, tag)
+    return root
+
+
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _losses(run: Path) -> list[float]:
+    return [r["loss"] for r in _metrics(run) if r.get("step", 0) >= 1]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted((run / "final").glob("*.safetensors")):
+        out.update({f"{f.stem}:{k}": v for k, v in load_file(str(f)).items()})
+    return out
+
+
+def _assert_same_run(a: Path, b: Path, name: str) -> None:
+    rl = JOBS[name][0] == "ppo"
+    la, lb = _losses(a), _losses(b)
+    assert len(la) == len(lb), (la, lb)
+    torch.testing.assert_close(
+        torch.tensor(lb, dtype=torch.float64),
+        torch.tensor(la, dtype=torch.float64),
+        rtol=0 if rl else LOSS_RTOL,
+        atol=RL_LOSS_ATOL if rl else 0,
+    )
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys() and wa
+    atol = RL_WEIGHT_ATOL if rl else WEIGHT_ATOL
+    for k in wa:
+        if k in UNIDENTIFIED.get(name, ()):
+            steps = len(la)
+            torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=2 * 1e-3 * steps, msg=f"{a}: {k}")
+            continue
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=atol, msg=f"{a}: {k}")
+
+
+CASES = [("two", n) for n in JOBS] + [("fsdp", n) for n in FSDP_JOBS]
+DISTRIBUTED_TYPE = {"two": "MULTI_CPU", "fsdp": "FSDP"}
+
+
+@pytest.mark.parametrize("tag,name", CASES)
+def test_two_processes_give_the_single_process_losses_and_weights(runs, tag, name):
+    _assert_same_run(runs / "one" / name, runs / tag / name, name)
+    summary = json.loads((runs / tag / name / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert summary["distributed_type"] == DISTRIBUTED_TYPE[tag]  # FSDP really sharded, not DDP
+    assert json.loads((runs / "one" / name / "summary.json").read_text())["distributed_type"] == "NO"
+    base = _weights(runs / "one" / name)
+    start = load_file(str(next((runs / "tiny").glob("*.safetensors"))))
+    start = {k.removeprefix("model."): v for k, v in start.items()}  # a reward model saves its trunk bare
+    base = {k.split(":", 1)[1].removeprefix("model."): v for k, v in base.items()}
+    moved = max(float((base[k] - start[k]).abs().max()) for k in base if k in start)
+    atol = RL_WEIGHT_ATOL if JOBS[name][0] == "ppo" else WEIGHT_ATOL
+    assert moved > 20 * atol, moved  # training moved the weights well beyond the tolerance
+
+
+@pytest.mark.parametrize("tag,name", CASES)
+def test_the_run_directory_is_written_once(runs, tag, name):
+    run = runs / tag / name
+    steps = [r["step"] for r in _metrics(run) if r.get("step", 0) >= 1]
+    assert steps == [1, 2, 3]  # one record per step: only the main process writes metrics
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
+    assert not list(run.rglob("*.tmp")) and not list(run.rglob(".tmp*"))
+
+
+RESUMES = [(tag, src, n) for tag, (_, _, _, resumes) in CONFIGS.items() for src, n in resumes]
+
+
+@pytest.mark.parametrize("tag,src,name", RESUMES)
+def test_a_checkpoint_resumes_with_another_number_of_processes(runs, tag, src, name):
+    resumed = runs / tag / f"{name}-resumed-from-{src}"
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 2
+    assert summary["world_size"] == (1 if CONFIGS[tag][0] is None else 2)
+    _assert_same_run(runs / "one" / f"{name}-long", resumed, name)
+    _assert_same_run(runs / src / f"{name}-long", resumed, name)
