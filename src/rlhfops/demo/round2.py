@@ -50,7 +50,11 @@ def next_steps(ctx: Any) -> str:
     best = best_candidate(ctx)
     person = PEOPLE["annotation-lead"]
     opts = NextOptions(
-        model=ctx.ids[best], reference=ctx.ids["sft"], k=3, max_new_tokens=ctx.s.max_new_tokens, seed=ctx.s.seed
+        model=ctx.ids[best],
+        reference=ctx.ids["sft"],
+        k=3,
+        max_new_tokens=ctx.s.max_new_tokens,
+        seed=ctx.s.seed,
     )
     with _acting(ctx.root, person):
         steps = run_next(ctx.ws, person, opts)
@@ -210,10 +214,12 @@ def evaluate_and_gate(ctx: Any) -> str:
     rows = {r["model"]: r for r in rounds_table(ctx)}
     rates = ", ".join(f"{n} {_pct(rows[n]['apology_remedy_rate'])}" for n in ("base", best, R2) if n in rows)
     rt = "; ".join(
-        f"{c} " + " -> ".join(_pct((rows[n]["redteam_heldout"].get(c) or {}).get("rate")) for n in ("base", best, R2))
+        f"{c} "
+        + " -> ".join(_pct((rows[n]["redteam_heldout"].get(c) or {}).get("rate")) for n in ("base", best, R2))
         for c in sorted(rows[R2]["redteam_heldout"])
     )
-    head = f"'{UP}' (policy judge, held-out prompts): {rates}\nred-team held-out half (base -> {best} -> {R2}): {rt}"
+    head = f"'{UP}' (policy judge, held-out prompts): {rates}"
+    head += f"\nred-team held-out half (base -> {best} -> {R2}): {rt}"
     return f"{head}\n{guard}\n{decision}\n{trig}"
 
 
@@ -230,16 +236,26 @@ def _redteam_rates(meta: dict[str, Any], items: list[dict[str, Any]], baseline: 
         rows = [r for r in items if r.get("category") == cat and r.get("expected") is not None and key in r]
         if rows:
             k = sum(bool(r[key]) for r in rows)
-            out[cat] = {"rate": k / len(rows), "ci": list(wilson_interval(k, len(rows))), "passed": k, "n": len(rows)}
+            out[cat] = {
+                "rate": k / len(rows),
+                "ci": list(wilson_interval(k, len(rows))),
+                "passed": k,
+                "n": len(rows),
+            }
     return out
 
 
-def _row(rnd: int, name: str, ev: dict[str, Any], reference: str | None, base: bool = False) -> dict[str, Any]:
+def _row(
+    rnd: int, name: str, ev: dict[str, Any], reference: str | None, base: bool = False
+) -> dict[str, Any]:
     row = base_row(ev) if base else table_row(name, ev, reference)
     rt = ev["redteam"]
     return {
         "round": rnd,
-        **{k: row[k] for k in ("model", "apology_remedy_rate", "apology_remedy_ci", "refusal_rate", "refusal_ci")},
+        **{
+            k: row[k]
+            for k in ("model", "apology_remedy_rate", "apology_remedy_ci", "refusal_rate", "refusal_ci")
+        },
         **{k: row[k] for k in ("n", "kl", "kl_reference", "win_rate_vs_base", "win_rate_ci")},
         "redteam_heldout": _redteam_rates(rt.meta, rt.items, base),
         "redteam_half": rt.meta.get("redteam_half"),
@@ -249,7 +265,8 @@ def _row(rnd: int, name: str, ev: dict[str, Any], reference: str | None, base: b
 
 def rounds_table(ctx: Any) -> list[dict[str, Any]]:
     """Per model and round: the criteria rates, red-team pass rates per category on the HELD-OUT half,
-    win rate against the base and KL, with the 95% intervals the evaluations hold (KL: a mean, no interval)."""
+    win rate against the base and KL, with the 95% intervals the evaluations hold (KL: a mean, no
+    interval)."""
     best = ctx.rounds.get("round1_best")
     if best not in ctx.r2_evals or R2 not in ctx.r2_evals:
         return []
