@@ -238,6 +238,7 @@ def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "apologises + remedy" in out and "ppo-beta0.2" in out and "trigger" in out
     assert "[play 3] " in out and "Result" in out
+    assert "[round 2] " in out and "Round 2 gate (held-out half): dpo-r2 -> " in out
     assert (tmp_path / "ws" / "report.html").exists() and not (tmp_path / "ws" / "old").exists()
     # it ends with where the runs are and held-out replies before and after
     assert f"runs: {tmp_path / 'ws' / 'runs'}" in out

@@ -73,7 +73,7 @@ def next_steps(ctx: Any) -> str:
                 f"{head}queued {s.queued} comparison(s) ({best} vs sft) as batch {s.batch}{left}; {state}"
             )
         elif s.kind == "command":
-            lines.append(f"{head}run: {s.command}")
+            lines.append(f"{head}run: {s.command.replace('{model}', best)}")
         else:
             lines.append(f"{head}blocked: {s.what}")
     return "\n".join(lines) or "no open trigger"
