@@ -118,6 +118,8 @@ def _decision_text(g: dict[str, Any]) -> str:
     if g.get("decision") == "approve":
         promoted = g.get("promoted") or f"no ({g.get('promote_refused', '')})"
         return f"{g['candidate']} approved; promoted: {promoted}"
+    if g.get("decision") == "incomplete":
+        return f"{g['candidate']} not signed: {g.get('promote_refused')}"
     return f"{g['candidate']} rejected; still failing: {', '.join(g.get('failed') or []) or '-'}"
 
 

@@ -198,7 +198,7 @@ def evaluate_and_gate(ctx: Any) -> str:
     guard = (
         f"contamination guard: {len(evals)} evaluation(s) of {R2} checked against "
         f"{ctx.rounds['contamination']['training_artifacts']} training-data artifact(s) in its lineage: "
-        + (f"REFUSED {len(refused)}" if refused else "no overlap")
+        + (f"REFUSED {len(refused)}: {rows[-1].detail}" if refused else "no overlap")
     )
     decision = (
         f"{R2} approved by {g['signed_by']}; "
@@ -206,6 +206,8 @@ def evaluate_and_gate(ctx: Any) -> str:
         if g["decision"] == "approve"
         else f"{R2} rejected by {g['signed_by']} with the spec's thresholds unchanged; still failing: "
         + ", ".join(g["failed"])
+        if g["decision"] == "reject"
+        else f"{R2} not signed: {g['promote_refused']}"
     )
     still = [t.id for t in ctx.ws.triggers(open_only=True)]
     trig = f"triggers marked done: {', '.join(f'#{i}' for i in closed) or 'none'}; still open: " + (

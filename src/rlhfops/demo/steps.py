@@ -280,6 +280,12 @@ class Context:
         g = verdicts[chosen]
         failed = [t.name for t in g.failed]
         owner = demo_signer(self.ws, PEOPLE["gate-owner"])
+        if not g.complete:  # e.g. the contamination guard refused the evidence: the gate cannot be signed
+            failed += [t.name for t in g.missing]
+            return {"candidate": chosen, "model_id": self.ids[chosen], "decision": "incomplete",
+                    "failed": failed, "signed_by": owner.name, "promoted": None,
+                    "promote_refused": f"incomplete evaluation: {g.why_incomplete()}",
+                    "verdicts": {n: v.verdict for n, v in verdicts.items()}}  # fmt: skip
         if g.passed:
             entry = gate_sign(self.ws, self.ids[chosen], owner, "approve", "demo: every spec threshold met")
         else:
