@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from rlhfops.data.files import atomic_write_text
-from rlhfops.demo.round2 import rounds_table
 from rlhfops.report.data import gate_report_data, read_metrics
 from rlhfops.report.plots import _figure, _svg, kl_frontier_plot  # the report's matplotlib set-up
 from rlhfops.report.render import fmt, render_html, svg_data_uri
@@ -125,6 +124,8 @@ def _decision_text(g: dict[str, Any]) -> str:
 
 def rounds_context(ctx: Any) -> dict[str, Any]:
     """What the rounds section shows (from round two's records and the round comparison table)."""
+    from rlhfops.demo.round2 import rounds_table  # round two's modules load only when it ran
+
     table = rounds_table(ctx)
     r = ctx.rounds
     cont = r.get("contamination") or {}

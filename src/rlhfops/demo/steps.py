@@ -17,7 +17,6 @@ from rlhfops.demo.eval import DOWN, UP, base_row, evaluate_model, side_by_side, 
 from rlhfops.demo.plays import PEOPLE, DemoSettings, _acting, _override_if_blocked, _rows, _train, demo_signer
 from rlhfops.demo.raters import SIMULATED, annotate, preference_score
 from rlhfops.demo.report import write_demo_report
-from rlhfops.demo.round2 import rounds_table
 from rlhfops.demo.sim import other_task_prompts, production_week
 from rlhfops.evaluate.generation import LoadedModel
 from rlhfops.examples import example_path
@@ -409,6 +408,8 @@ class Context:
 
     def rounds_summary(self) -> dict[str, Any]:
         """Round one's and round two's comparison and what round two did (summary.json ``rounds``)."""
+        from rlhfops.demo.round2 import rounds_table  # round two's modules load only when it ran
+
         if not self.rounds:
             return {}
         return {
