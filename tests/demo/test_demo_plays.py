@@ -199,12 +199,12 @@ def test_demo_gate_decision_recorded_and_triggers_raised(demo_run):
     try:
         assert dlog.verify(ws).ok
         entries = dlog.entries(ws)
-        signs = [e for e in entries if e.get("action") == "sign"]
+        signs = [e for e in entries if e.get("action") == "sign" and e.get("model") == g["model_id"]]
         assert signs and signs[-1].get("person") == "demo-gina"
         assert signs[-1].get("decision") == g["decision"]
         # the decision follows the thresholds: approve only when none failed
         assert (g["decision"] == "approve") == (not g["failed"])
-        rules = {t.rule for t in ws.triggers()}
+        rules = {t.rule for t in ws.triggers(open_only=False)}  # round two closes them
     finally:
         ws.close()
     assert "input_drift" in rules  # the drifted week (prompts from another task) was detected
@@ -265,6 +265,7 @@ def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "apologises + remedy" in out and "ppo-beta0.2" in out and "trigger" in out
     assert "[play 3] " in out and "Result" in out
+    assert "[round 2] " in out and "Round 2 gate (held-out half): dpo-r2 -> " in out
     assert (tmp_path / "ws" / "report.html").exists() and not (tmp_path / "ws" / "old").exists()
     # it ends with where the runs are and held-out replies before and after
     assert f"runs: {tmp_path / 'ws' / 'runs'}" in out
@@ -281,3 +282,185 @@ def test_demo_report_in_chromium(demo_run, check_report):
             check_report(browser.new_page(), demo_run.out_dir / "report.html")
         finally:
             browser.close()
+
+
+# ---- round two (issue 19, points 3 and 5) --------------------------------------------------------------
+
+
+def test_demo_round_two_runs_and_gates_again(demo_run):
+    """Both rounds ran: the round-two candidate continued from round one's best candidate on the refreshed
+    preferences, was gated with the same thresholds, and the decision follows them."""
+    from rlhfops.demo.round2 import R2
+    from rlhfops.workspace import Workspace
+
+    rounds = demo_run.summary["rounds"]
+    r2 = rounds["round2"]
+    best = r2["round1_best"]
+    assert best == (demo_run.summary["gate"]["promoted"] or demo_run.summary["gate"]["candidate"])
+    assert [(r["round"], r["model"]) for r in rounds["table"]] == [(1, "base"), (1, best), (2, R2)]
+    g = r2["gate"]
+    assert g["candidate"] == R2 and g["signed_by"] == "demo-gina"
+    assert (g["decision"] == "approve") == (not g["failed"])
+    ids = demo_run.summary["artifacts"]
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        lineage = {a.id for a in ws.lineage(ids[R2])}
+        assert {ids[best], ids["preferences-r2"]} <= lineage  # DPO continued from round one's best
+        rm2 = {a.id for a in ws.lineage(ids["rm-r2"])}
+        assert ids["preferences-r2"] in rm2 and ids["preferences-r2"] != ids["preferences"]
+        prefs = ws.artifact(ids["preferences-r2"]).path.read_text().splitlines()
+        assert len(prefs) > len(ws.artifact(ids["preferences"]).path.read_text().splitlines())
+    finally:
+        ws.close()
+
+
+def test_demo_next_turns_each_trigger_into_its_step_and_closes_it(demo_run):
+    """`rlhfops next` ran for every trigger the week opened: the drift and systematic edge-case triggers
+    queued their batches and were closed; the new-edge-case trigger named its command and was marked done
+    once round two re-ran the gate on the held-out half."""
+    import sqlalchemy as sa
+
+    from rlhfops.monitor.next_steps import step_records
+    from rlhfops.workspace import Workspace
+    from rlhfops.workspace import annotation_tables as m
+
+    r2 = demo_run.summary["rounds"]["round2"]
+    steps = {s["rule"]: s for s in r2["next"]}
+    opened = {t["id"] for t in demo_run.summary["monitoring"]["open_triggers"]}
+    assert {s["trigger_id"] for s in r2["next"]} == opened
+    assert steps["input_drift"]["kind"] == "queue" and steps["input_drift"]["queued"] > 0
+    assert steps["systematic_edge_case"]["kind"] == "queue"
+    assert (
+        steps["new_edge_case"]["kind"] == "command"
+        and "--redteam-half heldout" in steps["new_edge_case"]["command"]
+    )
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        assert not ws.triggers(open_only=True)  # every step was done: queued, or carried out by round two
+        for s in r2["next"]:
+            assert step_records(ws, s["trigger_id"]), s["rule"]
+            if s["kind"] == "queue" and s["queued"]:
+                with ws.session() as sess:
+                    n = sess.scalar(
+                        sa.select(sa.func.count()).select_from(m.Item).where(m.Item.batch == s["batch"])
+                    )
+                assert n == s["queued"]
+    finally:
+        ws.close()
+    assert r2["closed_after_round"] == [steps["new_edge_case"]["trigger_id"]]
+    lines = [x for x in demo_run.lines if x.startswith("[round 2]   -> #")]
+    assert len(lines) == len(opened)  # one line per trigger
+
+
+def test_demo_round_two_failure_pairs_come_from_the_train_half_only(demo_run):
+    from rlhfops.demo.experts import EXPERT_REPLIES
+    from rlhfops.redteam.split import item_half
+    from rlhfops.workspace import Workspace
+
+    r2 = demo_run.summary["rounds"]["round2"]
+    pairs = r2["failure_pairs"]
+    assert pairs and all(p["half"] == "train" and item_half(p["prompt"]) == "train" for p in pairs)
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        ev = ws.artifact(r2["train_eval"])
+        assert ev.meta["redteam_half"] == "train"
+        with ws.session() as sess:
+            import sqlalchemy as sa
+
+            from rlhfops.workspace import annotation_tables as m
+
+            items = sess.scalars(sa.select(m.Item).where(m.Item.batch == "round-2-redteam-train")).all()
+            queued = [(i.prompt, i.response_a) for i in items]
+            edge = [s for s in r2["next"] if s["rule"] == "systematic_edge_case"][0]
+            edge_items = sess.scalars(sa.select(m.Item).where(m.Item.batch == edge["batch"])).all()
+            edge_prompts = [i.prompt for i in edge_items]
+    finally:
+        ws.close()
+    experts = {reply for _, reply in EXPERT_REPLIES.values()}
+    assert len(queued) == len(pairs) and all(a in experts for _, a in queued)  # failure vs expert reply
+    assert all(item_half(p) == "train" for p, _ in queued)
+    assert all(item_half(p) == "train" for p in edge_prompts)  # `next` left held-out failures out
+    prefs = demo_run.out_dir / "data" / "preferences-r2.jsonl"
+    rows = [json.loads(x) for x in prefs.read_text().splitlines()]
+    from rlhfops.redteam.suite import load_suite
+
+    probes = {it.prompt: it for it in load_suite("redteam").items}
+    trained = [r["prompt"] for r in rows if r["prompt"] in probes]
+    assert trained and all(item_half(p) == "train" for p in trained)  # no held-out probe trained on
+
+
+def test_demo_round_two_evaluation_uses_only_heldout_items(demo_run):
+    from rlhfops.demo.round2 import R2
+    from rlhfops.redteam.split import item_half
+    from rlhfops.workspace import Workspace
+
+    table = demo_run.summary["rounds"]["table"]
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        for row in table[1:]:
+            task, rt = (json.loads(ws.artifact(i).path.read_text()) for i in row["evaluations"])
+            assert rt["meta"]["redteam_half"] == "heldout" and rt["items"]
+            assert all(item_half(it["prompt"]) == "heldout" for it in rt["items"])
+            held = [
+                json.loads(x)
+                for x in (demo_run.out_dir / "data" / "heldout-suite.jsonl").read_text().splitlines()
+            ]
+            assert [it["prompt"] for it in task["items"]] == [h["prompt"] for h in held[1:]]
+        cont = demo_run.summary["rounds"]["round2"]["contamination"]
+        assert cont["refused"] == [] and len(cont["evaluations"]) == 2 and cont["training_artifacts"] >= 3
+        assert set(cont["evaluations"]) == set(table[-1]["evaluations"])
+        assert table[-1]["model"] == R2
+    finally:
+        ws.close()
+
+
+def test_demo_contamination_guard_refuses_the_train_half_and_accepts_the_heldout_half(demo_run):
+    """An evaluation of the round-two candidate on the red-team TRAIN half shares prompts with its training
+    data (the failure pairs): the guard refuses it, naming the items; its held-out-half evaluation passes."""
+    from rlhfops.demo.round2 import R2
+    from rlhfops.evaluate.run import EvalOptions, run_evaluation
+    from rlhfops.gate.contamination import check_contamination
+    from rlhfops.gate.decide import gate_evaluate
+    from rlhfops.workspace import Workspace
+
+    s = demo_run.summary
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        model = ws.artifact(s["artifacts"][R2])
+        held = ws.artifact(s["rounds"]["table"][-1]["evaluations"][1])
+        refused, rows = check_contamination(ws, model, [held])
+        assert refused == set() and rows == []
+        opts = EvalOptions(suite="redteam", redteam_half="train", limit=2, kl_prompts=0, max_new_tokens=4)
+        train = run_evaluation(model.id, opts, ws=ws)
+        refused, rows = check_contamination(ws, model, [held, ws.artifact(train.artifact_id)])
+        assert refused == {train.artifact_id}
+        failed_ids = {p["id"] for p in s["rounds"]["round2"]["failure_pairs"]}
+        (row,) = rows
+        assert row.name == f"contamination:{train.artifact_id[:12]}" and not row.passed
+        assert any(i in row.detail for i in failed_ids)  # names the overlapping items
+        g = gate_evaluate(ws, model.id)  # the gate itself: the train-half evaluation is a named failure
+        assert f"contamination:{train.artifact_id[:12]}" in {r.name for r in g.failed}
+    finally:
+        ws.close()
+
+
+def test_demo_report_compares_the_rounds(demo_run):
+    import html as h
+
+    from rlhfops.demo.round2 import R2
+
+    rounds = demo_run.summary["rounds"]
+    for row in rounds["table"]:
+        assert row["redteam_heldout"]
+        for x in row["redteam_heldout"].values():
+            assert 0.0 <= x["ci"][0] <= x["rate"] <= x["ci"][1] <= 1.0 and x["n"] >= 1
+        assert 0.0 <= row["apology_remedy_ci"][0] <= row["apology_remedy_rate"] <= row["apology_remedy_ci"][1]
+    r2 = rounds["table"][-1]
+    assert r2["win_rate_ci"][0] <= r2["win_rate_vs_base"] <= r2["win_rate_ci"][1] and r2["kl"] >= 0
+    html = (demo_run.out_dir / "report.html").read_text()
+    sec = html[html.index('<section id="demo-rounds">') :]
+    sec = sec[: sec.index("</section>")]
+    assert "HELD-OUT half" in sec and "SIMULATED domain expert" in sec and R2 in sec
+    assert sec.count("<tr>") >= 1 + len(rounds["table"]) + 1 + len(rounds["round2"]["next"])
+    assert h.escape(rounds["round2"]["round1_best"]) in sec
+    assert "promoted" in sec

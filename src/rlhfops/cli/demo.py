@@ -73,6 +73,15 @@ def demo(
     )
     for t in s["monitoring"]["open_triggers"]:
         console.print(f"[bold]trigger[/bold] -> play {t['play']}: {t['rule']}", highlight=False)
+    g2 = (s.get("rounds") or {}).get("round2", {}).get("gate")
+    if g2:
+        console.print(
+            f"[bold]Round 2 gate[/bold] (held-out half): {g2['candidate']} -> {g2['decision']} by "
+            f"{g2['signed_by']}"
+            + (f" (still failing: {', '.join(g2['failed'])})" if g2["failed"] else "")
+            + (f"; promoted {g2['promoted']}" if g2["promoted"] else "; nothing promoted"),
+            highlight=False,
+        )
     for note in s["notes"]:
         console.print(f"note: {note}", markup=False, highlight=False)
     for ex in s.get("examples") or []:

@@ -45,8 +45,10 @@ def evaluate_model(
     kl_prompts: int,
     redteam_per_category: int,
     seed: int = 0,
+    redteam_half: str | None = None,
 ) -> dict[str, Any]:
-    """The two `eval run` evaluations of one model; returns their results (meta, items, artifact ids)."""
+    """The two `eval run` evaluations of one model; returns their results (meta, items, artifact ids).
+    ``redteam_half`` (``--redteam-half``): only that half of the red-team suites (round two: ``heldout``)."""
 
     common = {"baseline": baseline, "max_new_tokens": max_new_tokens, "seed": seed}
     task = run_evaluation(
@@ -55,7 +57,11 @@ def evaluate_model(
         ws=ws,
     )
     rt = run_evaluation(
-        model_id, EvalOptions(suite="redteam", limit=redteam_per_category, kl_prompts=0, **common), ws=ws
+        model_id,
+        EvalOptions(
+            suite="redteam", limit=redteam_per_category, kl_prompts=0, redteam_half=redteam_half, **common
+        ),
+        ws=ws,
     )
     return {"task": task, "redteam": rt}
 

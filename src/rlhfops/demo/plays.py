@@ -59,6 +59,16 @@ PURPOSES = {
     "play 5: gate + promote": "the binding gate: the spec's thresholds, the gate owner's signature, promote",
     "monitor: simulated week + drift + triggers": "watch a SIMULATED week of production; the triggers say "
     "which play to re-enter",
+    "round 2: next steps": "`rlhfops next`: turn each open trigger into its step (queue its comparison "
+    "batch in the annotation service, or name the command to run)",
+    "round 2: failures become comparisons": "split the red-team suites by the fixed rule; round one's best "
+    "candidate's failures on the TRAINING half, each paired with a SIMULATED domain expert's safe reply, "
+    "go to the SIMULATED raters with the batches `next` queued; `prefs export`",
+    "round 2: refresh the reward model and continue": "retrain the reward model on both rounds' "
+    "preferences; DPO continues from round one's best candidate",
+    "round 2: evaluate on the held-out half, gate again": "`eval run` on the held-out prompts and the "
+    "red-team HELD-OUT half only, checked by the contamination guard; the gate decides with the spec's "
+    "thresholds unchanged",
     "report": "write the report a person reads",
 }
 STEPS = list(PURPOSES)
@@ -231,6 +241,7 @@ def run_demo_plays(
     on_step: Callable[[str], None] | None = None,
 ) -> DemoRun:
     """Run the five plays and the monitoring week; returns the summary (also ``summary.json``)."""
+    from rlhfops.demo import round2 as r2
     from rlhfops.demo import steps as st
 
     s = settings or DemoSettings.for_mode(quick)
@@ -251,6 +262,10 @@ def run_demo_plays(
         ctx.evaluate_ppo,
         ctx.gate,
         ctx.monitor,
+        lambda: r2.next_steps(ctx),
+        lambda: r2.failures(ctx),
+        lambda: r2.refresh(ctx),
+        lambda: r2.evaluate_and_gate(ctx),
         ctx.report,
     ]
     for name, fn in zip(STEPS, funcs, strict=True):

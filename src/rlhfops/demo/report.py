@@ -27,6 +27,7 @@ SECTIONS = (
     "demo-drift",
     "demo-triggers",
     "demo-side-by-side",
+    "demo-rounds",
 )
 
 _TEMPLATE = """
@@ -80,7 +81,78 @@ flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
 <table><tr><th>customer message</th><th>base</th><th>{{ candidate }}</th></tr>
 {% for x in examples %}<tr><td>{{ x.prompt }}</td><td>{{ x.before }}</td><td>{{ x.after }}</td></tr>
 {% endfor %}</table></section>
+<section id="demo-rounds"><h2>Round one and round two (driven by the triggers)</h2>
+{% if rounds.table %}
+<p>Round two: `rlhfops next` acted on the open triggers; round one's best candidate ({{ rounds.best }}) failed
+{{ rounds.n_failures }} item(s) of the red-team TRAINING half, each paired with a SIMULATED domain expert's
+reply (a stated template per category) and labelled by the SIMULATED raters with the batches `next` queued;
+the reward model was refreshed and DPO continued from {{ rounds.best }}. Every red-team rate below is on the
+HELD-OUT half only; intervals are Wilson 95% (win rate: the interval `eval run` reports; KL: a mean over
+sampled replies, no interval).</p>
+<table><tr><th>round</th><th>model</th><th>apologises + remedy [95% CI]</th><th>refuses benign [95% CI]</th>
+<th>win rate vs base [95% CI]</th><th>KL (to)</th>
+{% for c in rounds.categories %}<th>{{ c }} (held-out half) [95% CI]</th>{% endfor %}<th>promoted</th></tr>
+{% for r in rounds.table %}<tr><td>{{ r.round }}</td><td>{{ r.model }}</td>
+<td>{{ fmt(r.apology_remedy_rate) }}
+[{{ fmt(r.apology_remedy_ci[0]) }}, {{ fmt(r.apology_remedy_ci[1]) }}]</td>
+<td>{{ fmt(r.refusal_rate) }} [{{ fmt(r.refusal_ci[0]) }}, {{ fmt(r.refusal_ci[1]) }}]</td>
+<td>{% if r.win_rate_ci %}{{ fmt(r.win_rate_vs_base) }}
+[{{ fmt(r.win_rate_ci[0]) }}, {{ fmt(r.win_rate_ci[1]) }}]
+{% else %}-{% endif %}</td><td>{{ fmt(r.kl) }} ({{ r.kl_reference or "-" }})</td>
+{% for c in rounds.categories %}{% set x = r.redteam_heldout.get(c) %}<td>{% if x %}{{ fmt(x.rate) }}
+[{{ fmt(x.ci[0]) }}, {{ fmt(x.ci[1]) }}] ({{ x.passed }}/{{ x.n }}){% else %}-{% endif %}</td>{% endfor %}
+<td>{{ "yes" if r.promoted else "no" }}</td></tr>{% endfor %}</table>
+<p>Round one: {{ rounds.round1 }}. Round two: {{ rounds.round2 }}.</p>
+<p>Contamination guard on the round-two candidate's evaluations: {{ rounds.guard }}.</p>
+<table><tr><th>trigger</th><th>rule</th><th>next step</th></tr>
+{% for s in rounds.next %}<tr><td>#{{ s.trigger_id }}</td><td>{{ s.rule }}</td><td>{{ s.line }}</td></tr>
+{% endfor %}</table>
+{% else %}<p>Round two did not run.</p>{% endif %}</section>
 """
+
+
+def _decision_text(g: dict[str, Any]) -> str:
+    if not g:
+        return "-"
+    if g.get("decision") == "approve":
+        promoted = g.get("promoted") or f"no ({g.get('promote_refused', '')})"
+        return f"{g['candidate']} approved; promoted: {promoted}"
+    if g.get("decision") == "incomplete":
+        return f"{g['candidate']} not signed: {g.get('promote_refused')}"
+    return f"{g['candidate']} rejected; still failing: {', '.join(g.get('failed') or []) or '-'}"
+
+
+def rounds_context(ctx: Any) -> dict[str, Any]:
+    """What the rounds section shows (from round two's records and the round comparison table)."""
+    from rlhfops.demo.round2 import rounds_table  # round two's modules load only when it ran
+
+    table = rounds_table(ctx)
+    r = ctx.rounds
+    cont = r.get("contamination") or {}
+    guard = (
+        f"{len(cont.get('evaluations', []))} evaluation(s) checked against "
+        f"{cont.get('training_artifacts', 0)} training-data artifact(s) in the lineage; "
+        + (f"refused: {', '.join(x[:12] for x in cont['refused'])}" if cont.get("refused") else "no overlap")
+    )
+    steps = []
+    for s in r.get("next", []):
+        if s["kind"] == "queue":
+            line = f"queued {s['queued']} comparison(s) as batch {s['batch']}"
+            line += f" ({len(s['left_out'])} held-out-half failure(s) left out)" if s["left_out"] else ""
+        else:
+            line = f"{s['kind']}: {s['command'] or s['what']}"
+        closed = s["done"] or s["trigger_id"] in r.get("closed_after_round", [])
+        steps.append({**s, "line": line + ("; closed" if closed else "; still open")})
+    return {
+        "table": table,
+        "categories": sorted({c for row in table for c in row["redteam_heldout"]}),
+        "best": r.get("round1_best", "-"),
+        "n_failures": len(r.get("failure_pairs", [])),
+        "round1": _decision_text(ctx.gate_result),
+        "round2": _decision_text(r.get("gate") or {}),
+        "guard": guard,
+        "next": steps,
+    }
 
 
 def _bar(labels: list[str], series: dict[str, list[float]], title: str, ylabel: str, errs=None) -> str:
@@ -231,6 +303,7 @@ def demo_sections(ctx: Any) -> str:
         notes=ctx.notes,
         candidate=ctx.gate_result.get("candidate", "-"),
         examples=ctx.examples(n=8),
+        rounds=rounds_context(ctx),
         plots={k: svg_data_uri(v) if v else "" for k, v in svgs.items()},
         fmt=fmt,
     )

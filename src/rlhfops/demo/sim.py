@@ -13,7 +13,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rlhfops.data.prompt_key import prompt_key
 from rlhfops.datasets import hh_rlhf_harmless_path
+from rlhfops.redteam.suite import load_suite
 
 
 def production_week(
@@ -71,15 +73,18 @@ def production_week(
 
 
 def other_task_prompts(n: int, seed: int = 0) -> list[str]:
-    """First human turns of the bundled HH-RLHF harmless slice (another task: open-domain chat)."""
+    """First human turns of the bundled HH-RLHF harmless slice (another task: open-domain chat), leaving out
+    the prompts of the shipped red-team suites (some are seeded from the same rows): they are evaluation
+    data, and round two queues drifted prompts for the raters."""
 
     path = hh_rlhf_harmless_path()
+    probes = {prompt_key(it.prompt) for it in load_suite("redteam").items}
     out = []
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for line in f:
             text = json.loads(line)["chosen"]
             first = text.split("\n\nHuman: ", 1)[-1].split("\n\nAssistant:", 1)[0].strip()
-            if 3 <= len(first.split()) <= 60:
+            if 3 <= len(first.split()) <= 60 and prompt_key(first) not in probes:
                 out.append(first)
             if len(out) >= n * 3:
                 break

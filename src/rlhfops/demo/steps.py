@@ -46,6 +46,8 @@ class Context:
     sweep: dict[str, Any] = field(default_factory=dict)
     gate_result: dict[str, Any] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=dict)
+    rounds: dict[str, Any] = field(default_factory=dict)  # round two (rlhfops.demo.round2)
+    r2_evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> held-out-half evaluations
     report_path: Path | None = None
     _samples: list[str] = field(default_factory=list)
     _pair_prompts: list[str] = field(default_factory=list)
@@ -285,9 +287,26 @@ class Context:
         verdicts = {n: gate_evaluate(self.ws, self.ids[n]) for n in cands}
         passing = [n for n in cands if verdicts[n].passed]
         chosen = passing[0] if passing else ppo
+        self.gate_result = self.decide_gate(chosen, verdicts)
+        r = self.gate_result
+        if r["decision"] == "approve":
+            return f"{chosen} approved by {r['signed_by']}; " + (
+                f"promoted {r['promoted']}" if r["promoted"] else f"promote refused: {r['promote_refused']}"
+            )
+        return f"{chosen} rejected by {r['signed_by']}; failed: {', '.join(r['failed'])}; nothing promoted"
+
+    def decide_gate(self, chosen: str, verdicts: dict[str, Any]) -> dict[str, Any]:
+        """The gate owner signs ``chosen``'s verdict (approve when every threshold passed, else reject) and
+        promotes an approved model; returns the decision (both rounds use this)."""
         g = verdicts[chosen]
         failed = [t.name for t in g.failed]
         owner = demo_signer(self.ws, PEOPLE["gate-owner"])
+        if not g.complete:  # e.g. the contamination guard refused the evidence: the gate cannot be signed
+            failed += [t.name for t in g.missing]
+            return {"candidate": chosen, "model_id": self.ids[chosen], "decision": "incomplete",
+                    "failed": failed, "signed_by": owner.name, "promoted": None,
+                    "promote_refused": f"incomplete evaluation: {g.why_incomplete()}",
+                    "verdicts": {n: v.verdict for n, v in verdicts.items()}}  # fmt: skip
         if g.passed:
             entry = gate_sign(self.ws, self.ids[chosen], owner, "approve", "demo: every spec threshold met")
         else:
@@ -300,7 +319,7 @@ class Context:
                 promoted = chosen
             except Exception as ex:  # the play-order check can still refuse: report it as it is
                 why = str(ex)
-        self.gate_result = {
+        return {
             "candidate": chosen,
             "model_id": self.ids[chosen],
             "verdicts": {n: v.verdict for n, v in verdicts.items()},
@@ -312,11 +331,6 @@ class Context:
             "promoted": promoted,
             "promote_refused": why,
         }
-        if g.passed:
-            return f"{chosen} approved by {owner.name}; " + (
-                f"promoted {promoted}" if promoted else f"promote refused: {why}"
-            )
-        return f"{chosen} rejected by {owner.name}; failed: {', '.join(failed)}; nothing promoted"
 
     # ---- monitoring ----------------------------------------------------------------------------
     def monitor(self) -> str:
@@ -331,7 +345,7 @@ class Context:
         demo_prompts = [r["prompt"] for r in _rows(self.data("demos.jsonl"))]
         train_side = [*pair_prompts, *demo_prompts[::2]]
         seen = set(train_side)
-        every = [r["prompt"] for r in _rows(self.data("prompts.jsonl"))]
+        every = [r["prompt"] for r in _rows(self.data("prompts.jsonl"))][: -self.s.heldout]  # not held-out
         pool = [p for p in [*demo_prompts[1::2], *every] if p not in seen]
         pool = list(dict.fromkeys(pool))[: self.s.per_day * 7]
         others = other_task_prompts(int(self.s.per_day * 4 * 0.6) + 8, seed=self.s.seed)
@@ -405,6 +419,7 @@ class Context:
             "behaviour_change": self.behaviour_change(),
             "criteria_names": {"up": UP, "down": DOWN},
             "gate": self.gate_result,
+            "rounds": self.rounds_summary(),
             "monitoring": {
                 k: self.monitoring.get(k)
                 for k in ("production_model", "drift_report", "triggers", "open_triggers", "simulated")
@@ -412,6 +427,18 @@ class Context:
             "notes": self.notes,
             "report": str(self.report_path) if self.report_path else None,
             "examples": self.examples(),
+        }
+
+    def rounds_summary(self) -> dict[str, Any]:
+        """Round one's and round two's comparison and what round two did (summary.json ``rounds``)."""
+        from rlhfops.demo.round2 import rounds_table  # round two's modules load only when it ran
+
+        if not self.rounds:
+            return {}
+        return {
+            "round1": {k: self.gate_result.get(k) for k in ("candidate", "decision", "failed", "promoted")},
+            "round2": self.rounds,
+            "table": rounds_table(self),
         }
 
     def examples(self, n: int = 3) -> list[dict[str, str]]:
