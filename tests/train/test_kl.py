@@ -163,12 +163,14 @@ def test_evaluation_kl_is_non_negative_where_the_k1_mean_is_negative(tmp_path):
     cand = LoadedModel.load(str(make_tiny_model_dir(tmp_path / "a", seed=1)))
     ref = LoadedModel.load(str(make_tiny_model_dir(tmp_path / "b", seed=2)))
     prompts = ["hello", "where is my parcel"]
-    out = cand._run(cand.prompt_ids(prompts), 6, 1.0, 4)  # mean_kl's first batch with seed=4
+    # mean_kl's first batch with seed=1: a seed where the naive k1 mean is negative (the sampler draws per
+    # global row since issue 23, so the seed that showed it before, 4, no longer does)
+    out = cand._run(cand.prompt_ids(prompts), 6, 1.0, 1)
     attn = torch.cat([out.prompt_mask.long(), out.response_mask.long()], dim=1)
     mask = out.response_mask.float()
     pol = sequence_logprobs(cand.model, out.sequences, attn, out.prompt_length)
     rlp = sequence_logprobs(ref.model, out.sequences, attn, out.prompt_length)
     assert float(((pol - rlp) * mask).sum()) / 2 < 0  # the k1 mean the report used to print
-    reported = mean_kl(cand, ref, prompts, max_new_tokens=6, seed=4)
+    reported = mean_kl(cand, ref, prompts, max_new_tokens=6, seed=1)
     assert reported >= 0
     assert reported == pytest.approx(float(sequence_kl(pol, rlp, mask).sum()) / 2, rel=1e-6)
