@@ -9,7 +9,7 @@ constant learning rate. Two runs from the same seed, prompts, learning rate and 
   iteration's samples, so beta moves by up to 20% per iteration: visible within 10 iterations):
   - the mean score of the last 3 iterations is clearly above the first 3 (effect size reported);
   - the logged beta follows the logged KL by the controller's rule, fell while the KL was below the
-    target and rose once it was above;
+    target and rose after every iteration above it (if the KL crossed the target);
   - the measured KL over the last 3 iterations is within [0.5, 2] x target;
 - beta = 0 (fixed controller): the KL grows faster, i.e. the penalty does something. Marked `bench`
   (`make test` skips it and its run; `pytest -m bench` runs it): a second run of ~9 CPU min whose code,
@@ -22,7 +22,11 @@ beta 1.0 -> 0.21 while the KL was below target then 0.25, late KL 2.37 (1.18 x t
 KL 7.49, slope 1.04 vs 0.29 nats per iteration. On 2026-11-24 (same code, a fresh install) the adaptive
 run went KL 0.0 ... 0.76, 2.08, 1.30, 3.16 with beta 1.0 -> 0.21, up to 0.22, down to 0.17 (scores
 0.31 -> 0.58, effect 1.7, late KL 2.18): beta fell again after the KL dipped under the target, which
-the controller should do; the assertions below state the adaptation that way.
+the controller should do; the assertions below state the adaptation that way. On 2026-12-06 the sampler
+changed (issue 23: noise drawn per global row, so several processes sample what one would) and with it the
+trajectory: KL 0.0 ... 0.82, 1.36, 1.75, 0.80, 1.34, beta 1.0 -> 0.15, scores 0.25 -> 0.44 (effect 1.5), late
+KL 1.30: the KL did not cross 2 within the 10 iterations, so the test no longer requires a crossing (a
+target of 1 made it cross, but the raised beta then slowed learning below the effect asserted here).
 """
 
 from __future__ import annotations
@@ -132,9 +136,13 @@ def test_rl_learns_required_phrase_with_adaptive_kl_in_band(adaptive):
         assert beta[i] == pytest.approx(expected, rel=1e-9), (i, beta, kl)
     # beta visibly adapted: it fell while the KL was below the target, and rose after every iteration
     # above it (the KL may dip below again, and beta with it: the lowest beta need not come first)
+    # (whether the KL crosses the target within 10 iterations depends on the sampled replies: it did on
+    # 2026-11-23/24, not after the sampler changed on 2026-12-06 -- KL up to 1.78 against 2; the rule
+    # above is exact either way, and beta rising above the target is checked by hand values in
+    # tests/train/test_kl.py::test_adaptive_controller_hand_values_with_clipping)
     above = [i for i, k in enumerate(kl) if k > TARGET_KL]
-    assert above and above[0] < len(rows) - 1, kl  # the KL reached the target before the last iteration
-    assert beta[above[0]] < 0.8 * INIT_BETA, (kl, beta)  # every iteration before it was below target
+    first_above = above[0] if above else len(rows)
+    assert beta[first_above - 1] < 0.8 * INIT_BETA, (kl, beta)  # it fell while the KL was below target
     assert all(beta[i + 1] > beta[i] for i in above if i + 1 < len(rows)), (kl, beta)
     # the KL ends in the band
     assert 0.5 * TARGET_KL <= late_kl <= 2 * TARGET_KL, late_kl
