@@ -159,6 +159,21 @@ def test_command_step_is_recorded_once_and_closed_with_done(ws, cli):
     assert code == 2 and "no open trigger" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_command_step_without_a_model_names_a_placeholder(ws, cli):
+    ws.open_trigger(5, "new_edge_case", "a new failure", "test:edge")
+    code, out, err = cli(["next", "--dry-run", "--as", "erin"])  # nothing trained or deployed
+    assert code == 0, err
+    assert "{model}" not in out and "rlhfops gate evaluate MODEL_ID" in out
+
+
+def test_a_command_step_names_the_given_candidate(ws, models, cli):
+    tid = ws.open_trigger(5, "new_edge_case", "a new failure", "test:edge")
+    code, out, err = cli(["next", "--dry-run", "--model", models["ppo"], "--as", "erin"])
+    assert code == 0, err
+    assert "{model}" not in out and f"rlhfops gate evaluate {models['ppo']}" in out
+    assert any(t.id == tid for t in ws.triggers())
+
+
 def test_dry_run_plans_without_writing(ws, tmp_path, models, cli):
     tid = _open_drift(ws, tmp_path)
     ws.open_trigger(4, "reward_hacking", "reward hacking: length_drift", "test:rh")

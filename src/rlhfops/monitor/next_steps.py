@@ -319,6 +319,17 @@ def queue_step(ws: Workspace, step: Step, opts: NextOptions) -> None:
     step.done = step.queued + step.already_queued > 0
 
 
+MODEL_PLACEHOLDER = "MODEL_ID"  # a command's model when none is given and nothing is deployed
+
+
+def command_model(ws: Workspace, opts: NextOptions) -> str:
+    """The model a command step names: ``opts.model``, else the deployed model, else MODEL_ID."""
+    if opts.model:
+        return opts.model
+    found = deployed_model(ws.artifacts(), trusted_decisions(ws))
+    return found.id if found is not None else MODEL_PLACEHOLDER
+
+
 def run_next(ws: Workspace, creator: str, opts: NextOptions, rules: str | Path | None = None) -> list[Step]:
     """Act on every open trigger (see the module doc); with ``opts.dry_run`` only plan."""
     steps = []
@@ -328,6 +339,8 @@ def run_next(ws: Workspace, creator: str, opts: NextOptions, rules: str | Path |
         except UserError as err:  # its items cannot be found: say so, go on with the others
             steps.append(Step(trigger.id, trigger.rule, trigger.play, "blocked", str(err)))
             continue
+        if "{model}" in step.command:
+            step.command = step.command.replace("{model}", command_model(ws, opts))
         steps.append(step)
         if opts.dry_run:
             if step.kind == "queue":
