@@ -22,3 +22,7 @@ def _check_report(page, path) -> None:
         assert img.count() == 1
         assert img.evaluate("i => i.complete && i.naturalWidth > 0"), plot
     assert page.locator("section#demo-triggers td", has_text="input_drift").count() >= 1
+    # wide tables scroll in their own box: the page itself never scrolls sideways, on a desktop or a phone
+    for width, height in ((1280, 800), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, (width, height)
