@@ -38,7 +38,8 @@ are simulated (rater names start with <code>sim-</code>); people are demo people
 facts; the raters' preference is separate code), red-team suites by their detectors.</p>
 <ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul></section>
 <section id="demo-criteria"><h2>Success criteria before and after (held-out prompts)</h2>
-<div class="wide"><table><tr><th>model</th><th>apologises + remedy (policy judge)</th><th>95% CI</th>
+<div class="wide" tabindex="0"><table>
+<tr><th>model</th><th>apologises + remedy (policy judge)</th><th>95% CI</th>
 <th>refuses benign</th><th>95% CI</th>
 <th>n</th><th>KL (nats/response)</th><th>KL to</th></tr>
 {% for r in criteria %}<tr><td>{{ r.model }}</td><td>{{ fmt(r.apology_remedy_rate) }}</td>
@@ -62,7 +63,7 @@ more optimisation has stopped paying (reward over-optimisation, Gao et al. 2022)
 {{ fmt(ann.min_agreement) }}), percent agreement {{ fmt(ann.percent_agreement) }};
 drifting rater (by construction): {{ ann.drifting|join(", ") }};
 flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
-<div class="wide"><table>
+<div class="wide" tabindex="0"><table>
 <tr><th>calibration round</th><th>guidelines</th><th>status</th><th>percent agreement</th>
 <th>Krippendorff's alpha</th></tr>
 {% for r in ann.calibration_rounds %}<tr><td>{{ r.round }}</td><td>{{ r.guidelines }}</td>
@@ -74,12 +75,12 @@ flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
 <section id="demo-drift"><h2>Drift over the SIMULATED production week</h2>
 <img id="plot-demo-drift" alt="drift over time" src="{{ plots.drift }}"></section>
 <section id="demo-triggers"><h2>Triggers raised</h2>
-<div class="wide"><table><tr><th>play</th><th>rule</th><th>evidence</th></tr>
+<div class="wide" tabindex="0"><table><tr><th>play</th><th>rule</th><th>evidence</th></tr>
 {% for t in triggers %}<tr><td>{{ t.play }}</td><td>{{ t.rule }}</td><td>{{ t.evidence }}</td></tr>
 {% endfor %}
 </table></div>{% if not triggers %}<p>No trigger fired.</p>{% endif %}</section>
 <section id="demo-side-by-side"><h2>Held-out replies side by side: base vs {{ candidate }}</h2>
-<div class="wide"><table><tr><th>customer message</th><th>base</th><th>{{ candidate }}</th></tr>
+<div class="wide" tabindex="0"><table><tr><th>customer message</th><th>base</th><th>{{ candidate }}</th></tr>
 {% for x in examples %}<tr><td>{{ x.prompt }}</td><td>{{ x.before }}</td><td>{{ x.after }}</td></tr>
 {% endfor %}</table></div></section>
 <section id="demo-rounds"><h2>Round one and round two (driven by the triggers)</h2>
@@ -90,7 +91,7 @@ reply (a stated template per category) and labelled by the SIMULATED raters with
 the reward model was refreshed and DPO continued from {{ rounds.best }}. Every red-team rate below is on the
 HELD-OUT half only; intervals are Wilson 95% (win rate: the interval `eval run` reports; KL: a mean over
 sampled replies, no interval).</p>
-<div class="wide"><table>
+<div class="wide" tabindex="0"><table>
 <tr><th>round</th><th>model</th><th>apologises + remedy [95% CI]</th><th>refuses benign [95% CI]</th>
 <th>win rate vs base [95% CI]</th><th>KL (to)</th>
 {% for c in rounds.categories %}<th>{{ c }} (held-out half) [95% CI]</th>{% endfor %}<th>promoted</th></tr>
@@ -106,7 +107,7 @@ sampled replies, no interval).</p>
 <td>{{ "yes" if r.promoted else "no" }}</td></tr>{% endfor %}</table></div>
 <p>Round one: {{ rounds.round1 }}. Round two: {{ rounds.round2 }}.</p>
 <p>Contamination guard on the round-two candidate's evaluations: {{ rounds.guard }}.</p>
-<div class="wide"><table><tr><th>trigger</th><th>rule</th><th>next step</th></tr>
+<div class="wide" tabindex="0"><table><tr><th>trigger</th><th>rule</th><th>next step</th></tr>
 {% for s in rounds.next %}<tr><td>#{{ s.trigger_id }}</td><td>{{ s.rule }}</td><td>{{ s.line }}</td></tr>
 {% endfor %}</table></div>
 {% else %}<p>Round two did not run.</p>{% endif %}</section>
