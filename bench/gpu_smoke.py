@@ -230,8 +230,7 @@ def run_trl(stage: str, model_dir: Path, data: Path, work: Path, tiny: bool, bf1
     """The same stage with TRL 1.16 (its defaults otherwise), same batch, steps, learning rate, length."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-    from vs_trl import _trl_rows
+    from vs_trl import _trl_rows, trl_trainer
 
     from rlhfops.models.loading import load_tokenizer
 
@@ -255,32 +254,13 @@ def run_trl(stage: str, model_dir: Path, data: Path, work: Path, tiny: bool, bf1
         seed=0,
         bf16=bf16,
     )
-    kw = dict(dtype=torch.float32, attn_implementation="sdpa")
-    if stage == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
-        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=ds, processing_class=tok)
-    elif stage == "rm":
-        from trl import RewardConfig, RewardTrainer
-
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kw)
-        model.config.pad_token_id = tok.pad_token_id
-        trainer = RewardTrainer(
-            model=model, args=RewardConfig(**common), train_dataset=ds, processing_class=tok
-        )
-    else:
-        from trl import DPOConfig, DPOTrainer
-
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
-        args = DPOConfig(**common, beta=0.1)
-        trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    trainer = trl_trainer(stage, model_dir, tok, ds, common, beta=0.1)
     trainer.train()
     _sync()
     seconds = time.perf_counter() - t0
     peak, kind = _peak_memory_gb()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    del trainer, model
+    del trainer
     return {
         "seconds": seconds,
         "peak_memory_gb": peak,

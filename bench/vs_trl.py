@@ -200,10 +200,40 @@ def _trl_rows(stage: str, data: Path) -> list[dict]:
     return rows
 
 
-def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
+def trl_trainer(
+    stage: str, model_dir, tok, ds, common: dict, *, beta: float, loss_type=None, head: Path | None = None
+):
+    """TRL 1.16's trainer for ``stage`` (sft, rm, dpo) on ``model_dir`` in float32 with sdpa attention;
+    ``common`` is the TrainingArguments every stage shares, ``head`` an initial reward head (the same one
+    rlhfops starts from), ``loss_type`` DPO's (None: TRL's default). Also used by bench/gpu_smoke.py."""
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kw = dict(dtype=torch.float32, attn_implementation="sdpa")
+    if stage == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
+        return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=ds, processing_class=tok)
+    if stage == "rm":
+        from trl import RewardConfig, RewardTrainer
+
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kw)
+        model.config.pad_token_id = tok.pad_token_id
+        if head is not None:
+            with torch.no_grad():
+                model.score.weight.copy_(torch.load(head))
+        return RewardTrainer(model=model, args=RewardConfig(**common), train_dataset=ds, processing_class=tok)
+    from trl import DPOConfig, DPOTrainer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
+    extra = {} if loss_type is None else {"loss_type": loss_type}
+    args = DPOConfig(**common, beta=beta, **extra)
+    return DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+
+
+def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
+    from datasets import Dataset
 
     from rlhfops.models.loading import BUNDLED_NAME, load_tokenizer, resolve_model_dir
 
@@ -231,27 +261,7 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
         **_ckpt_kw("trl"),
         bf16=False,  # TRL 1.16 defaults to bf16 autocast, even on CPU; both sides compute in float32
     )
-    kw = dict(dtype=torch.float32, attn_implementation="sdpa")
-    if stage == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
-        trainer = SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=ds, processing_class=tok)
-    elif stage == "rm":
-        from trl import RewardConfig, RewardTrainer
-
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kw)
-        model.config.pad_token_id = tok.pad_token_id
-        with torch.no_grad():
-            model.score.weight.copy_(torch.load(head))
-        args = RewardConfig(**common)
-        trainer = RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
-    else:
-        from trl import DPOConfig, DPOTrainer
-
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
-        args = DPOConfig(**common, beta=BETA, loss_type=["sigmoid"])
-        trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    trainer = trl_trainer(stage, model_dir, tok, ds, common, beta=BETA, loss_type=["sigmoid"], head=head)
     trainer.train()
     seconds = _now() - t0
     records = [h for h in trainer.state.log_history if "loss" in h]
