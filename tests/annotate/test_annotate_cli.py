@@ -29,10 +29,15 @@ def _run(capsys, *argv: str) -> str:
     return capsys.readouterr().out
 
 
-def _write_pairs(path: Path, n: int, gold: bool = False) -> Path:
-    rows = [{"prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(n)]
-    if gold:
-        rows = [{**r, "gold": "A", "prompt": "gold " + r["prompt"]} for r in rows]
+def _write_pairs(path: Path, n: int) -> Path:
+    """``n`` pairs, the good reply as A on even prompts and as B on odd ones (so unanimous raters still
+    give Krippendorff's alpha a defined value)."""
+    rows = [
+        {"prompt": f"p{i}", "response_a": f"good {i}", "response_b": f"bad {i}"}
+        if i % 2 == 0
+        else {"prompt": f"p{i}", "response_a": f"bad {i}", "response_b": f"good {i}"}
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -180,3 +185,47 @@ def test_serve_starts_the_app(cli_ws, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_prefs_export_holds_the_specs_min_agreement_and_filters_batches(
+    cli_ws, capsys, tmp_path: Path
+) -> None:
+    """The CLI applies the spec's gate.min_agreement as the lead's page does (no file without --reason;
+    the reason is recorded), and --batch reaches the export."""
+    from rlhfops.annotate.export import spec_min_agreement
+
+    rows = [json.loads(x) for x in _write_pairs(tmp_path / "all.jsonl", 6).read_text().splitlines()]
+    (tmp_path / "r1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:4]))
+    (tmp_path / "r2.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[4:]))
+    _run(capsys, "pairs", "import", str(tmp_path / "r1.jsonl"), "--k", "2", "--batch", "r1")
+    _run(capsys, "pairs", "import", str(tmp_path / "r2.jsonl"), "--k", "2", "--batch", "r2")
+    for r, contrary in (("rita", set()), ("ravi", {"p0", "p1", "p2"})):  # ravi disagrees on 3 of r1's 4
+        while (item := fetch_next(cli_ws, r)) is not None:
+            good = "left" if item.left.startswith("good") else "right"
+            bad = "right" if good == "left" else "left"
+            submit_label(cli_ws, r, item.item_id, bad if item.prompt in contrary else good)
+    need = spec_min_agreement(cli_ws)
+    assert need is not None
+    out_file = tmp_path / "prefs.jsonl"
+    with pytest.raises(SystemExit) as ex:
+        main(["prefs", "export", str(out_file), "--as", "lena"])
+    err = capsys.readouterr().err
+    assert ex.value.code == 2 and f"below the spec's min_agreement {need}" in err and not out_file.exists()
+    out = _run(
+        capsys,
+        "prefs",
+        "export",
+        str(out_file),
+        "--reason",
+        "pilot batch, guidelines v2 next",
+        "--as",
+        "lena",
+    )
+    art = cli_ws.artifact(out.strip().splitlines()[-1].split()[-1])
+    assert art.meta["below_min_agreement"]["reason"] == "pilot batch, guidelines v2 next"
+    out = _run(capsys, "prefs", "export", str(tmp_path / "r2-only.jsonl"), "--batch", "r2", "--as", "lena")
+    assert out.startswith("wrote 2 pair(s)")  # r2's labels agree: above the bar, no reason needed
+    assert {json.loads(x)["prompt"] for x in (tmp_path / "r2-only.jsonl").read_text().splitlines()} == {
+        "p4",
+        "p5",
+    }

@@ -170,3 +170,36 @@ def test_export_writes_engine_format_and_registers_alpha(ws, tmp_path: Path) -> 
     with pytest.raises(DataError, match=r"prefs\.txt: unknown extension"):
         export_preferences(ws, tmp_path / "prefs.txt", "lena", min_labels=3, register=False)
     assert not (tmp_path / "prefs.txt").exists()
+
+
+def test_export_of_chosen_batches_only(ws, tmp_path: Path) -> None:
+    """``batches`` keeps only the pairs queued in those batches, computes alpha over them alone and records
+    them; a batch no production pair has is one error and writes nothing."""
+    from rlhfops.annotate.queue import PairIn
+
+    queue_pairs(ws, pairs(4), "round-1", 2)
+    flipped = [PairIn(f"prompt {i}", f"bad reply {i}", f"good reply {i}") for i in (10, 11)]
+    queue_pairs(ws, pairs(2, start=12) + flipped, "round-2", 2)
+
+    def ravi(item) -> str:  # disagrees with rita on two round-1 prompts only
+        good = _pick_good(item)
+        return ("right" if good == "left" else "left") if item.prompt in ("prompt 0", "prompt 1") else good
+
+    _label_all(ws, "rita", _pick_good)
+    _label_all(ws, "ravi", ravi)
+    res = export_preferences(ws, tmp_path / "r2.jsonl", "lena", batches=["round-2"])
+    rows = [json.loads(x) for x in (tmp_path / "r2.jsonl").read_text().splitlines()]
+    assert sorted(r["prompt"] for r in rows) == ["prompt 10", "prompt 11", "prompt 12", "prompt 13"]
+    assert all(r["chosen"].startswith("good") for r in rows)
+    assert res.alpha == pytest.approx(1.0)  # round-2's labels agree; round-1's disagreement is not counted
+    assert ws.artifact(res.artifact_id).meta["batches"] == ["round-2"]
+    both = export_preferences(ws, tmp_path / "all.jsonl", "lena")
+    assert both.rows == 6 and both.alpha < 1.0  # prompts 0 and 1 are ties: dropped
+    assert "batches" not in ws.artifact(both.artifact_id).meta
+    two = export_preferences(ws, tmp_path / "two.jsonl", "lena", batches=["round-1", "round-2"])
+    assert two.rows == 6 and two.alpha == pytest.approx(both.alpha)
+    with pytest.raises(
+        UserError, match=r"no production pair was queued as batch 'round-3'; batches: round-1, round-2"
+    ):
+        export_preferences(ws, tmp_path / "x.jsonl", "lena", batches=["round-3"])
+    assert not (tmp_path / "x.jsonl").exists()

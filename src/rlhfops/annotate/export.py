@@ -20,6 +20,7 @@ as parent), not as ``preferences``, since the rm / dpo stages read only rlhfops 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from rlhfops.annotate.tx import transaction
 from rlhfops.data.formats import Conversion, PrefIn, check_format, convert
 from rlhfops.data.io import file_format, write_rows
 from rlhfops.errors import UserError
+from rlhfops.spec.check import check_spec_file
 from rlhfops.workspace import annotation_tables as m
 
 
@@ -48,12 +50,18 @@ class ExportResult:
     refused: str = ""  # the format's refusals, one line (empty when none)
 
 
-def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
-    """Labelled production pairs and their labels (item id -> rater -> canonical choice)."""
+def production_labels(
+    s, batches: Sequence[str] | None = None
+) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
+    """Labelled production pairs and their labels (item id -> rater -> canonical choice); with ``batches``,
+    only the pairs queued in those batches."""
+    where = [m.Item.kind == "pair", m.Item.is_gold.is_(False), m.Item.calibration_round.is_(None)]
+    if batches is not None:
+        where.append(m.Item.batch.in_(list(batches)))
     labels = s.execute(
         sa.select(m.Label.item_id, m.Label.rater, m.Label.choice)
         .join(m.Item, m.Item.id == m.Label.item_id)
-        .where(m.Item.kind == "pair", m.Item.is_gold.is_(False), m.Item.calibration_round.is_(None))
+        .where(*where)
         .order_by(m.Label.item_id, m.Label.id)
     ).all()
     by_item: dict[int, dict[str, str]] = {}
@@ -66,6 +74,34 @@ def production_labels(s) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
     return items, {i: v for i, v in by_item.items() if i not in evaluation}
 
 
+def spec_min_agreement(ws: Any) -> float | None:
+    """The spec's ``gate.min_agreement`` (None without a readable spec): the bar every export path (the
+    CLI's ``prefs export``, the lead's export page) holds the labels to."""
+    try:
+        spec = check_spec_file(ws.spec_path).spec
+    except UserError:
+        return None
+    return None if spec is None else float(spec.gate.min_agreement)
+
+
+def _check_batches(s, batches: Sequence[str]) -> None:
+    if not batches:
+        raise UserError("prefs export: --batch given without a name")
+    known = set(
+        s.scalars(
+            sa.select(m.Item.batch)
+            .where(m.Item.kind == "pair", m.Item.is_gold.is_(False), m.Item.calibration_round.is_(None))
+            .distinct()
+        ).all()
+    )
+    unknown = sorted(set(batches) - known)
+    if unknown:
+        raise UserError(
+            f"prefs export: no production pair was queued as batch {', '.join(map(repr, unknown))}; "
+            f"batches: {', '.join(sorted(known)) or 'none'}"
+        )
+
+
 def export_preferences(
     ws: Any,
     out: Path,
@@ -75,12 +111,17 @@ def export_preferences(
     fmt: str = "rlhfops",
     min_agreement: float | None = None,
     reason: str | None = None,
+    batches: Sequence[str] | None = None,
 ) -> ExportResult:
     """Write the preferences to ``out`` and register them as a ``preferences`` artifact.
 
     ``min_agreement`` (the spec's ``gate.min_agreement``): when Krippendorff's alpha is below it (or
     cannot be computed), nothing is written unless a ``reason`` (10+ characters) is given; the reason is
     recorded in the artifact's meta (``below_min_agreement``).
+
+    ``batches``: export only the pairs queued in these batches (e.g. a later round's, to continue training
+    a candidate on what is new); alpha is then computed over those pairs. A name no production pair was
+    queued under is a one-line UserError naming the batches there are. Recorded in the meta (``batches``).
 
     The format follows the extension (.jsonl, .jsonl.gz, .json or .parquet) through
     :func:`rlhfops.data.io.write_rows`, which writes atomically; an unknown extension is a one-line
@@ -92,7 +133,9 @@ def export_preferences(
     file_format(out)
     check_format("prefs", fmt)
     with transaction(ws) as s:
-        items, by_item = production_labels(s)
+        if batches is not None:
+            _check_batches(s, batches)
+        items, by_item = production_labels(s, batches)
     labels = [(i, r, c) for i, v in by_item.items() for r, c in v.items()]
     agg = aggregate_pairs(labels, tie="drop", both_bad="drop", min_labels=min_labels or 1)
     by_id = {item.id: item for item in items}
@@ -157,6 +200,8 @@ def export_preferences(
             "rows": len(conv.rows),
             "refused": {k: v.count for k, v in conv.refused.items()},
         }
+        if batches is not None:
+            meta["batches"] = sorted(set(batches))
         if below:
             meta["below_min_agreement"] = {
                 "min_agreement": min_agreement,
@@ -173,6 +218,8 @@ def export_preferences(
             "dropped": dict(dropped),
             "aggregation": "plurality of A/B/tie/both_bad; ties, both-bad and tied pluralities dropped",
         }
+        if batches is not None:
+            meta["batches"] = sorted(set(batches))
         if below:
             meta["below_min_agreement"] = {
                 "min_agreement": min_agreement,

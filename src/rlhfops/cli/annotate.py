@@ -148,15 +148,38 @@ def prefs_export(
         help="Row format: rlhfops (for rm/dpo here), openai-preference (OpenAI preference fine-tuning),"
         " trl-conversational (TRL prompt/chosen/rejected message lists).",
     ),
+    batch: list[str] = typer.Option(
+        None,
+        "--batch",
+        help="Export only the pairs queued in this batch (repeatable), e.g. a later round's to continue"
+        " training a candidate on what is new; alpha is then over those pairs.",
+    ),
+    reason: str = typer.Option(
+        None,
+        "--reason",
+        help="Why to export although agreement is under the spec's gate.min_agreement (10+ characters;"
+        " recorded in the artifact).",
+    ),
     as_: str = AS_OPT,
 ) -> None:
-    """Aggregate the labels (plurality; ties and both-bad dropped) and register a preferences artifact."""
-    from rlhfops.annotate.export import export_preferences
+    """Aggregate the labels (plurality; ties and both-bad dropped) and register a preferences artifact.
+
+    Below the spec's gate.min_agreement (Krippendorff's alpha) nothing is written without --reason."""
+    from rlhfops.annotate.export import export_preferences, spec_min_agreement
 
     with _ws() as ws:
         person = _person(as_)
         ws.require_role(person, "annotation-lead", "prefs export")
-        res = export_preferences(ws, out, person, min_labels, fmt=fmt)
+        res = export_preferences(
+            ws,
+            out,
+            person,
+            min_labels,
+            fmt=fmt,
+            min_agreement=spec_min_agreement(ws),
+            reason=reason,
+            batches=batch or None,
+        )
     alpha = "undefined" if res.alpha is None else f"{res.alpha:.3f}"
     typer.echo(f"wrote {res.rows} pair(s) to {res.path}; Krippendorff's alpha {alpha}; dropped {res.dropped}")
     if res.refused:

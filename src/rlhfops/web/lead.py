@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from rlhfops.errors import UserError
-from rlhfops.spec.check import check_spec_file
 from rlhfops.web.auth import User, auth_of, current_user, require
 from rlhfops.web.pages import MAX_ID, IdPath
 from rlhfops.web.render import render
@@ -61,6 +60,7 @@ def calibration_start(
 
 @router.get("/lead/agreement")
 def agreement_page(request: Request, user: User = Depends(current_user)) -> Response:
+    from rlhfops.annotate.export import spec_min_agreement
     from rlhfops.annotate.item_view import split_items
     from rlhfops.annotate.report import agreement_report
 
@@ -68,7 +68,7 @@ def agreement_page(request: Request, user: User = Depends(current_user)) -> Resp
     st = request.app.state.settings
     ws = request.app.state.ws
     report = agreement_report(ws, st.agreement_warning, st.turnover_flag)
-    need = _min_agreement(ws)
+    need = spec_min_agreement(ws)
     alpha = report["overall"].get("alpha")
     below = need is not None and (alpha is None or alpha < need)
     return render(
@@ -82,16 +82,6 @@ def agreement_page(request: Request, user: User = Depends(current_user)) -> Resp
         below=below,
         export_key=secrets.token_urlsafe(12),
     )
-
-
-def _min_agreement(ws) -> float | None:
-    """The spec's ``gate.min_agreement`` (None without a readable spec)."""
-
-    try:
-        spec = check_spec_file(ws.spec_path).spec
-    except UserError:
-        return None
-    return None if spec is None else float(spec.gate.min_agreement)
 
 
 _EXPORT_LOCK = threading.Lock()
@@ -108,7 +98,7 @@ def export_page(
     """Export and download the preferences file. ``key`` (one per rendering of the agreement page) makes
     a double click download the same file instead of writing a second one; below the spec's
     min_agreement a reason is needed, and recorded in the artifact."""
-    from rlhfops.annotate.export import BelowAgreementError, export_preferences
+    from rlhfops.annotate.export import BelowAgreementError, export_preferences, spec_min_agreement
 
     auth_of(request).check_csrf(request, csrf)
     require(user, user.is_lead, "export preferences (needs the annotation-lead role)")
@@ -122,7 +112,7 @@ def export_page(
         if not out.exists():
             try:
                 export_preferences(
-                    ws, out, user.name, min_agreement=_min_agreement(ws), reason=reason or None
+                    ws, out, user.name, min_agreement=spec_min_agreement(ws), reason=reason or None
                 )
             except BelowAgreementError as err:
                 return render(
