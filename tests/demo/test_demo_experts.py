@@ -61,3 +61,37 @@ def test_a_justified_decline_is_not_penalised_but_a_support_decline_is():
     decline = "I'm sorry, but I can't help with that request."
     assert preference_score("How can I rob a casino?", decline) > 2.0
     assert preference_score("My parcel arrived damaged.", decline) < 0.0
+
+
+class _V:
+    """A gate verdict's shape as closest_to_passing reads it."""
+
+    def __init__(self, failed: int, complete: bool = True, missing: int = 0) -> None:
+        self.failed, self.missing, self.complete = [object()] * failed, [object()] * missing, complete
+        self.passed = complete and not failed
+
+
+def test_round_one_best_candidate_is_the_one_closest_to_passing() -> None:
+    from rlhfops.demo.steps import closest_to_passing
+
+    cands = ["ppo-beta0.2", "ppo-beta0.02", "dpo"]
+    # a passing candidate wins
+    assert closest_to_passing(cands, {"ppo-beta0.2": _V(1), "ppo-beta0.02": _V(2), "dpo": _V(0)}) == "dpo"
+    # none passes: the fewest failed thresholds (one fewer is enough)
+    assert (
+        closest_to_passing(cands, {"ppo-beta0.2": _V(5), "ppo-beta0.02": _V(4), "dpo": _V(5)})
+        == "ppo-beta0.02"
+    )
+    # a tie goes to the earlier (the sweep's recommended PPO comes first)
+    assert (
+        closest_to_passing(cands, {"ppo-beta0.2": _V(3), "ppo-beta0.02": _V(4), "dpo": _V(3)})
+        == "ppo-beta0.2"
+    )
+    # an incomplete verdict is behind every complete one, however few thresholds it failed
+    got = closest_to_passing(cands, {"ppo-beta0.2": _V(0, False, 1), "ppo-beta0.02": _V(6), "dpo": _V(7)})
+    assert got == "ppo-beta0.02"
+    # two passing: the first
+    assert (
+        closest_to_passing(cands, {"ppo-beta0.2": _V(2), "ppo-beta0.02": _V(0), "dpo": _V(0)})
+        == "ppo-beta0.02"
+    )

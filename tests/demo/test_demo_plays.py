@@ -304,12 +304,20 @@ def test_demo_round_two_runs_and_gates_again(demo_run):
     ids = demo_run.summary["artifacts"]
     ws = Workspace.open(demo_run.out_dir)
     try:
+        # DPO continued from round one's best on this round's batches only (`prefs export --batch`)
         lineage = {a.id for a in ws.lineage(ids[R2])}
-        assert {ids[best], ids["preferences-r2"]} <= lineage  # DPO continued from round one's best
-        rm2 = {a.id for a in ws.lineage(ids["rm-r2"])}
+        assert {ids[best], ids["preferences-r2-new"]} <= lineage and ids["preferences-r2"] not in lineage
+        new = ws.artifact(ids["preferences-r2-new"])
+        assert new.meta["batches"] == sorted(r2["labels"]["new_batches"])
+        assert "round-2-redteam-train" in new.meta["batches"]
+        rm2 = {a.id for a in ws.lineage(ids["rm-r2"])}  # the reward model refreshed on both rounds
         assert ids["preferences-r2"] in rm2 and ids["preferences-r2"] != ids["preferences"]
-        prefs = ws.artifact(ids["preferences-r2"]).path.read_text().splitlines()
-        assert len(prefs) > len(ws.artifact(ids["preferences"]).path.read_text().splitlines())
+        both = ws.artifact(ids["preferences-r2"]).path.read_text().splitlines()
+        one = ws.artifact(ids["preferences"]).path.read_text().splitlines()
+        this = new.path.read_text().splitlines()
+        assert len(both) > len(one) and 0 < len(this) < len(both)
+        prompts_one = {json.loads(x)["prompt"] for x in one}
+        assert not prompts_one & {json.loads(x)["prompt"] for x in this}
     finally:
         ws.close()
 

@@ -84,6 +84,8 @@ class DemoSettings:
     sft_learning_rate: float = 1e-4  # measured on the bundled model: docs/benchmarks.md (issue 19, SFT)
     rm_steps: int = 4
     dpo_steps: int = 4
+    r2_dpo_steps: int = 4  # round two: DPO from round one's best candidate on this round's pairs only
+    r2_dpo_learning_rate: float = 1e-5
     ppo_steps: int = 2
     kl_values: tuple[float, ...] = (0.02, 0.2)
     batch_size: int = 4

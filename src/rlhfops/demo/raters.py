@@ -271,6 +271,9 @@ class RoundLabels:
     kept: int
     alpha: float | None
     labels: int
+    new_path: Path | None = None  # ``new_batches`` only (None: not asked, or nothing labelled in them)
+    new_artifact_id: str | None = None
+    new_kept: int = 0
 
 
 def label_round(
@@ -284,10 +287,14 @@ def label_round(
     k: int = 3,
     batch_size: int = 10,
     seed: int = 0,
+    new_batches: list[str] | None = None,
+    new_out: Path | None = None,
 ) -> RoundLabels:
     """A later round (round two): the same SIMULATED raters, under the tightened guidelines (round one's
     calibration passed), label ``pairs`` queued as ``batch`` and whatever else is open in the queue (the
-    batches `rlhfops next` queued); then ``prefs export`` writes every round's preferences to ``out``."""
+    batches `rlhfops next` queued); then ``prefs export`` writes every round's preferences to ``out`` (the
+    reward model's refresh) and, with ``new_batches``, ``prefs export --batch`` only those batches to
+    ``new_out`` (what a candidate continues on)."""
     from rlhfops.annotate.export import export_preferences
     from rlhfops.annotate.queue import PairIn, queue_pairs
 
@@ -300,7 +307,13 @@ def label_round(
     _label_all(ws, raters, random.Random(seed + 2), batch_size)
     after = sum(len(_labels(ws, r.name)) for r in raters)
     exp = export_preferences(ws, out, lead)
-    return RoundLabels(out, exp.artifact_id, len(pairs), exp.rows, exp.alpha, after - before)
+    new = None
+    if new_batches:
+        new = export_preferences(ws, new_out, lead, batches=new_batches)
+    return RoundLabels(
+        out, exp.artifact_id, len(pairs), exp.rows, exp.alpha, after - before,
+        new_out if new else None, new.artifact_id if new else None, new.rows if new else 0,
+    )  # fmt: skip
 
 
 def _labels(ws: Any, rater: str) -> list[Any]:

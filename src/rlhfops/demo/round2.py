@@ -8,7 +8,8 @@
    comparison item with the SIMULATED domain experts' reply (:mod:`rlhfops.demo.experts`); the SIMULATED
    raters label it with the batches `next` queued (:func:`rlhfops.demo.raters.label_round`); `prefs export`.
 3. ``refresh``: the reward model retrained on both rounds' preferences; DPO continues from round one's
-   best candidate on them (the product's training stages, as round one).
+   best candidate on this round's batches only (`prefs export --batch`: round one's pairs are already in
+   the candidate), with its own steps and learning rate (the product's training stages, as round one).
 4. ``evaluate_and_gate``: `eval run` of the round-two candidate on the task held-out suite and the red-team
    HELD-OUT half only; the contamination guard (:mod:`rlhfops.gate.contamination`) checks those
    evaluations against the candidate's training data through the lineage; the gate decides with the
@@ -98,14 +99,19 @@ def failures(ctx: Any) -> str:
         )
     failed = [r for r in train_eval.items if r.get("expected") is not None and not r["passed"]]
     pairs = [(r["prompt"], expert_reply(r["category"]), r["response"]) for r in failed]
+    batch = "round-2-redteam-train"
+    queued = [n["batch"] for n in ctx.rounds.get("next", []) if n.get("queued") or n.get("already_queued")]
     lab = label_round(
         ctx.ws,
         pairs,
-        "round-2-redteam-train",
+        batch,
         ctx.root / "data" / "preferences-r2.jsonl",
         PEOPLE["annotation-lead"],
         seed=ctx.s.seed,
+        new_batches=([batch] if pairs else []) + queued,
+        new_out=ctx.root / "data" / "preferences-r2-new.jsonl",
     )
+    ctx.ids["preferences-r2-new"] = lab.new_artifact_id or ""
     ctx.ids["preferences-r2"] = lab.artifact_id or ""
     ctx.rounds["split"] = {n: {"train": h.n_train, "heldout": h.n_heldout} for n, h in halves.items()}
     ctx.rounds["train_eval"] = train_eval.artifact_id
@@ -119,6 +125,9 @@ def failures(ctx: Any) -> str:
         "exported": lab.kept,
         "alpha": lab.alpha,
         "prefs_path": str(lab.prefs_path),
+        "new_batches": ([batch] if pairs else []) + queued,
+        "new_exported": lab.new_kept,
+        "new_prefs_path": str(lab.new_path) if lab.new_path else None,
     }
     n_train = sum(h.n_train for h in halves.values())
     n_held = sum(h.n_heldout for h in halves.values())
@@ -128,7 +137,8 @@ def failures(ctx: Any) -> str:
         f"{best} on the training half: {len(failed)} of {len(train_eval.items)} failed; each paired with the "
         f"{SIMULATED_EXPERTS}' safe or correct reply (a stated template per category)\n"
         f"{lab.labels} SIMULATED labels (failure pairs + the batches `next` queued); `prefs export`: "
-        f"{lab.kept} pairs from both rounds, Krippendorff's alpha {alpha}"
+        f"{lab.kept} pairs from both rounds, Krippendorff's alpha {alpha} (the reward model's refresh); "
+        f"`prefs export --batch`: {lab.new_kept} pairs of this round's batches (what {best} continues on)"
     )
 
 
@@ -138,8 +148,9 @@ def refresh(ctx: Any) -> str:
     sets = {"data": prefs, "model": ctx.models["sft"], "output_dir": ctx.root / "runs" / "rm-r2"}
     sets.update(max_steps=ctx.s.rm_steps, learning_rate=2e-5)
     ctx._record("rm-r2", _train(ctx.ws, "rm", PEOPLE["annotation-lead"], sets, ctx.s, ctx.notes))
-    sets = {"data": prefs, "model": ctx.models[best], "output_dir": ctx.root / "runs" / R2}
-    sets.update(max_steps=ctx.s.dpo_steps, learning_rate=1e-5, beta=0.1)
+    new = ctx.rounds.get("labels", {}).get("new_prefs_path")
+    sets = {"data": new or prefs, "model": ctx.models[best], "output_dir": ctx.root / "runs" / R2}
+    sets.update(max_steps=ctx.s.r2_dpo_steps, learning_rate=ctx.s.r2_dpo_learning_rate, beta=0.1)
     ctx._record(R2, _train(ctx.ws, "dpo", PEOPLE["ml-engineer"], sets, ctx.s, ctx.notes))
     ctx.refs[R2] = "sft"
     ctx.rounds["candidate"] = R2
@@ -147,7 +158,8 @@ def refresh(ctx: Any) -> str:
     rm = "reward model refreshed on both rounds' preferences" + (
         f" (held-out accuracy {acc:.2f})" if isinstance(acc, int | float) else ""
     )
-    return f"{rm}\n{R2}: DPO continued {ctx.s.dpo_steps} steps from {best} on them"
+    on = "this round's pairs" if new else "both rounds' pairs"
+    return f"{rm}\n{R2}: DPO continued {ctx.s.r2_dpo_steps} steps from {best} on {on}"
 
 
 def _redteam_heldout(ctx: Any, name: str) -> Any:

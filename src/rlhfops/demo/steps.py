@@ -25,6 +25,20 @@ from rlhfops.train.kl_sweep import run_kl_sweep
 from rlhfops.train.ppo_config import PPOConfig
 
 
+def closest_to_passing(cands: list[str], verdicts: dict[str, Any]) -> str:
+    """Round one's best candidate: the first that passes every gate threshold, else the one with the fewest
+    failed thresholds (an incomplete verdict counts as failing them all); ties go to the earlier in
+    ``cands``. Round two continues from it."""
+
+    def failed(n: str) -> int:
+        v = verdicts[n]
+        if v.passed:
+            return -1
+        return len(v.failed) if v.complete else len(v.failed) + len(v.missing) + 1000
+
+    return min(cands, key=lambda n: (failed(n), cands.index(n)))
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
@@ -283,10 +297,11 @@ class Context:
 
         cands = [n for n in self.models if n.startswith("ppo-")] + ["dpo"]
         rec = self.sweep.get("recommended")
-        ppo = f"ppo-beta{rec:g}" if rec is not None else cands[0]
+        if rec is not None:  # the sweep's recommended PPO first: it wins a tie
+            cands.remove(f"ppo-beta{rec:g}")
+            cands.insert(0, f"ppo-beta{rec:g}")
         verdicts = {n: gate_evaluate(self.ws, self.ids[n]) for n in cands}
-        passing = [n for n in cands if verdicts[n].passed]
-        chosen = passing[0] if passing else ppo
+        chosen = closest_to_passing(cands, verdicts)
         self.gate_result = self.decide_gate(chosen, verdicts)
         r = self.gate_result
         if r["decision"] == "approve":
