@@ -95,3 +95,36 @@ def test_round_one_best_candidate_is_the_one_closest_to_passing() -> None:
         closest_to_passing(cands, {"ppo-beta0.2": _V(2), "ppo-beta0.02": _V(0), "dpo": _V(0)})
         == "ppo-beta0.02"
     )
+
+
+@pytest.mark.parametrize("round_two", [True, False])
+def test_round_two_setting_decides_whether_round_two_runs(tmp_path, monkeypatch, round_two) -> None:
+    """--quick stops after round one (its 5-minute budget); the full demo and the tiny tests run round two.
+    The plays are replaced by stubs here: only the sequencing is under test (the tiny demo runs them)."""
+    from rlhfops.demo import plays, round2, steps
+    from rlhfops.demo.narrate import set_sink
+
+    assert plays.DemoSettings.for_mode(True).round_two is False
+    assert plays.DemoSettings.for_mode(False).round_two is True
+    calls: list[str] = []
+    one = ("play2", "candidates", "labels", "reward_model", "dpo", "evaluate_first", "ppo_sweep")
+    one += ("evaluate_ppo", "gate", "monitor", "report")
+    for name in one:
+        monkeypatch.setattr(steps.Context, name, lambda self, n=name: calls.append(n) or "ok")
+    monkeypatch.setattr(steps.Context, "summary", lambda self: {})
+    monkeypatch.setattr(plays, "_play1", lambda ctx: calls.append("play1") or "ok")
+    two = ("next_steps", "failures", "refresh", "evaluate_and_gate")
+    for name in two:
+        monkeypatch.setattr(round2, name, lambda ctx, n=name: calls.append(n) or "ok")
+    lines: list[str] = []
+    set_sink(lines.append)
+    try:
+        s = plays.DemoSettings(progress=False, round_two=round_two)
+        run = plays.run_demo_plays(tmp_path / "d", settings=s)
+    finally:
+        set_sink(print)
+    assert [c for c in calls if c in two] == (list(two) if round_two else [])
+    assert calls[:2] == ["play1", "play2"] and calls[-1] == "report"
+    skipped = [x for x in lines if plays.ROUND_TWO_SKIPPED in x]
+    assert len(skipped) == (0 if round_two else 4)
+    assert run.summary["settings"]["round_two"] is round_two

@@ -20,6 +20,8 @@ def _tiny_settings(tiny) -> DemoSettings:
         sft_learning_rate=7e-5,
         rm_steps=2,
         dpo_steps=2,
+        r2_dpo_steps=3,
+        r2_dpo_learning_rate=3e-5,
         ppo_steps=2,
         batch_size=4,
         max_length=400,
@@ -158,13 +160,15 @@ def test_demo_every_play_has_artifacts_with_lineage(demo_run):
 
 
 def test_demo_sft_settings_reach_the_sft_run(demo_run):
-    """SFT has its own batch and learning rate (the other stages keep batch_size)."""
+    """SFT has its own batch and learning rate (the other stages keep batch_size); so has round two's DPO."""
     import yaml
 
     sft = yaml.safe_load((demo_run.out_dir / "runs" / "sft" / "config.yaml").read_text())
     rm = yaml.safe_load((demo_run.out_dir / "runs" / "rm" / "config.yaml").read_text())
     assert (sft["batch_size"], sft["learning_rate"], sft["max_steps"]) == (3, 7e-5, 2)
     assert rm["batch_size"] == 4
+    r2 = yaml.safe_load((demo_run.out_dir / "runs" / "dpo-r2" / "config.yaml").read_text())
+    assert (r2["max_steps"], r2["learning_rate"]) == (3, 3e-5)  # round two's own DPO settings
 
 
 def test_demo_simulated_marks_everywhere(demo_run):

@@ -72,6 +72,7 @@ PURPOSES = {
     "report": "write the report a person reads",
 }
 STEPS = list(PURPOSES)
+ROUND_TWO_SKIPPED = "not run in --quick; `make demo` (the full demo) runs round two"
 
 
 @dataclass
@@ -100,10 +101,13 @@ class DemoSettings:
     production_tokens: int = 16
     progress: bool = True
     seed: int = 0
+    # round two (the loop the triggers drive) runs in the full demo; --quick stops after round one's
+    # triggers to stay within its 5 minutes (round two alone costs about as much again)
+    round_two: bool = True
 
     @classmethod
     def for_mode(cls, quick: bool, model: str | None = None, progress: bool = True) -> DemoSettings:
-        s = cls(model=model or BUNDLED_NAME, progress=progress)
+        s = cls(model=model or BUNDLED_NAME, progress=progress, round_two=not quick)
         if not quick:
             s.sft_steps, s.rm_steps, s.dpo_steps, s.ppo_steps, s.batch_size = 30, 16, 16, 4, 8
             s.kl_values = (0.01, 0.05, 0.2)
@@ -264,10 +268,10 @@ def run_demo_plays(
         ctx.evaluate_ppo,
         ctx.gate,
         ctx.monitor,
-        lambda: r2.next_steps(ctx),
-        lambda: r2.failures(ctx),
-        lambda: r2.refresh(ctx),
-        lambda: r2.evaluate_and_gate(ctx),
+        lambda: r2.next_steps(ctx) if s.round_two else ROUND_TWO_SKIPPED,
+        lambda: r2.failures(ctx) if s.round_two else ROUND_TWO_SKIPPED,
+        lambda: r2.refresh(ctx) if s.round_two else ROUND_TWO_SKIPPED,
+        lambda: r2.evaluate_and_gate(ctx) if s.round_two else ROUND_TWO_SKIPPED,
         ctx.report,
     ]
     for name, fn in zip(STEPS, funcs, strict=True):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhfops.data.files import atomic_write_text
+from rlhfops.demo.plays import ROUND_TWO_SKIPPED
 from rlhfops.report.data import gate_report_data, read_metrics
 from rlhfops.report.plots import _figure, _svg, kl_frontier_plot  # the report's matplotlib set-up
 from rlhfops.report.render import fmt, render_html, svg_data_uri
@@ -110,7 +111,8 @@ sampled replies, no interval).</p>
 <div class="wide" tabindex="0"><table><tr><th>trigger</th><th>rule</th><th>next step</th></tr>
 {% for s in rounds.next %}<tr><td>#{{ s.trigger_id }}</td><td>{{ s.rule }}</td><td>{{ s.line }}</td></tr>
 {% endfor %}</table></div>
-{% else %}<p>Round two did not run.</p>{% endif %}</section>
+{% else %}<p>Round two did not run{% if rounds.skipped %}: {{ rounds.skipped }}{% endif %}.</p>
+{% endif %}</section>
 """
 
 
@@ -155,6 +157,7 @@ def rounds_context(ctx: Any) -> dict[str, Any]:
         "round2": _decision_text(r.get("gate") or {}),
         "guard": guard,
         "next": steps,
+        "skipped": None if ctx.s.round_two else ROUND_TWO_SKIPPED,
     }
 
 
