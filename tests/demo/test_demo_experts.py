@@ -106,6 +106,8 @@ def test_round_two_setting_decides_whether_round_two_runs(tmp_path, monkeypatch,
 
     assert plays.DemoSettings.for_mode(True).round_two is False
     assert plays.DemoSettings.for_mode(False).round_two is True
+    assert plays.DemoSettings.for_mode(True).kl_values == (0.05,)  # one PPO run in --quick
+    assert len(plays.DemoSettings.for_mode(False).kl_values) == 3
     calls: list[str] = []
     one = ("play2", "candidates", "labels", "reward_model", "dpo", "evaluate_first", "ppo_sweep")
     one += ("evaluate_ppo", "gate", "monitor", "report")

@@ -114,6 +114,8 @@ class DemoSettings:
             s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 48, 160, 40, 32
             s.max_new_tokens, s.per_day, s.redteam_per_category = 64, 60, 8
             s.production_tokens = 24
+        else:  # one PPO run (the full demo sweeps three penalties): keeps --quick near its 5 minutes
+            s.kl_values = (0.05,)
         return s
 
 

@@ -248,6 +248,10 @@ class Context:
             self.runs[name], self.models[name], self.ids[name] = str(run), str(run / "final"), aid
             self.train[name] = {k: row[k] for k in ("score", "kl", "alarms", "alarm_names")}
             self.refs[name] = "sft"
+        if len(result.rows) == 1:  # --quick: one penalty, nothing to compare
+            return (
+                f"1 PPO run at beta {self.s.kl_values[0]:g} (--quick; the full demo sweeps three penalties)"
+            )
         return (
             f"{len(result.rows)} PPO runs; the sweep recommends beta {result.recommended} ({result.reason})"
         )
