@@ -54,6 +54,13 @@ def test_gate_win_rate_uses_ci_lower_bound():
     assert g.complete and not g.passed and [r.name for r in g.failed] == ["win_rate"]
     g2 = evaluate_gate("m", "h", GateThresholds(), SUCCESS, _all(sbs=sbs_meta("m", "b", ci_low=0.55)))
     assert g2.passed  # boundary: >= passes
+    # the detail a person reads: numbers to 3 decimals, not a float's full repr
+    g3 = evaluate_gate(
+        "m", "h", GateThresholds(), SUCCESS, _all(sbs=sbs_meta("m", "b", ci_low=0.5050045019324932))
+    )
+    wr3 = next(r for r in g3.results if r.name == "win_rate")
+    assert wr3.observed == 0.5050045019324932  # the decision uses the number itself
+    assert "95% CI [0.505, " in wr3.detail and "0.5050045" not in wr3.detail
 
 
 def test_gate_redteam_per_category_rates():

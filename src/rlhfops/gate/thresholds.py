@@ -64,6 +64,12 @@ def behaviour_key(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip().lower()
 
 
+def _three(x: Any) -> str:
+    """A number as a person reads it in a threshold's detail (3 decimals; ``?`` when missing)."""
+    v = _num(x)
+    return "?" if v is None else f"{v:.3f}"
+
+
 def _num(x: Any) -> float | None:
     if isinstance(x, bool) or x is None:
         return None
@@ -246,9 +252,9 @@ def threshold_results(
     detail = ""
     if wr:
         detail = (
-            f"rate {_num(wr.get('rate')) or 0:.3f}, 95% CI [{ci_low if ci_low is not None else '?'}, "
-            f"{wr.get('ci_high', '?')}], W/T/L {wr.get('wins', '?')}/{wr.get('ties', '?')}/"
-            f"{wr.get('losses', '?')}, judge {wr.get('judge', '?')}"
+            f"rate {_three(wr.get('rate'))}, 95% CI [{_three(ci_low)}, {_three(wr.get('ci_high'))}], "
+            f"W/T/L {wr.get('wins', '?')}/{wr.get('ties', '?')}/{wr.get('losses', '?')}, "
+            f"judge {wr.get('judge', '?')}"
         )
     out.append(
         ThresholdResult(
