@@ -108,6 +108,7 @@ def test_round_two_setting_decides_whether_round_two_runs(tmp_path, monkeypatch,
     assert plays.DemoSettings.for_mode(False).round_two is True
     assert plays.DemoSettings.for_mode(True).kl_values == (0.05,)  # one PPO run in --quick
     assert len(plays.DemoSettings.for_mode(False).kl_values) == 3
+    assert plays.DemoSettings.for_mode(False).r2_dpo_steps == 16
     calls: list[str] = []
     one = ("play2", "candidates", "labels", "reward_model", "dpo", "evaluate_first", "ppo_sweep")
     one += ("evaluate_ppo", "gate", "monitor", "report")

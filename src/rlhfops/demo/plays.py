@@ -110,6 +110,7 @@ class DemoSettings:
         s = cls(model=model or BUNDLED_NAME, progress=progress, round_two=not quick)
         if not quick:
             s.sft_steps, s.rm_steps, s.dpo_steps, s.ppo_steps, s.batch_size = 30, 16, 16, 4, 8
+            s.r2_dpo_steps = 16  # round one's DPO budget again, on round two's pairs (learning rate 1e-5)
             s.kl_values = (0.01, 0.05, 0.2)
             s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 48, 160, 40, 32
             s.max_new_tokens, s.per_day, s.redteam_per_category = 64, 60, 8
