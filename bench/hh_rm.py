@@ -117,22 +117,37 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> dict:
         text = tok.apply_chat_template(prompt + [{"role": "assistant", "content": reply}], tokenize=False)
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
-    fit = [
-        r
-        for r in rows
-        if max(length(r["prompt"], r["chosen"]), length(r["prompt"], r["rejected"])) <= args.max_length
-    ]
-    if len(fit) < args.train_pairs + args.eval_pairs:
+    def fits(r: dict) -> bool:
+        return max(length(r["prompt"], r["chosen"]), length(r["prompt"], r["rejected"])) <= args.max_length
+
+    # The first train_pairs rows that fit and the last eval_pairs that fit, scanning from each end only as
+    # far as needed (tokenising all 1,500 rows took minutes of wall time on the loaded machine).
+    front, back, i, j = [], [], 0, len(rows) - 1
+    while len(front) < args.train_pairs and i <= j:
+        if fits(rows[i]):
+            front.append(rows[i])
+        i += 1
+    while len(back) < args.eval_pairs and j >= i:
+        if fits(rows[j]):
+            back.append(rows[j])
+        j -= 1
+    if len(front) < args.train_pairs or len(back) < args.eval_pairs:
         raise SystemExit(
-            f"only {len(fit)} of {len(rows)} rows fit in {args.max_length} tokens; "
+            f"only {len(front) + len(back)} of {len(rows)} rows fit in {args.max_length} tokens; "
             f"{args.train_pairs} + {args.eval_pairs} needed"
         )
-    train, held = fit[: args.train_pairs], fit[len(fit) - args.eval_pairs :]
+    train, held = front, back[::-1]
     if args.margin is not None:
         train = [dict(r, margin=args.margin) for r in train]
     write_rows(tmp / "train.jsonl", train)
     write_rows(tmp / "held.jsonl", held)
-    return {"imported": report.written, "of": report.total, "fit": len(fit)}
+    scanned = i + len(rows) - 1 - j
+    return {
+        "imported": report.written,
+        "of": report.total,
+        "scanned": scanned,
+        "too_long": scanned - len(train) - len(held),
+    }
 
 
 def overrides(pairs: list[str]) -> dict:
@@ -153,10 +168,31 @@ def overrides(pairs: list[str]) -> dict:
 
 
 # ---- one side, in a fresh process -------------------------------------------------------------------------
-def run_rlhfops(spec: dict, work: Path) -> dict:
-    import torch  # noqa: F401  (imports before the clock)
+def warm_imports(model: str) -> None:
+    """The imports both sides need, before the clock: torch, transformers' auto classes, the model's own
+    modelling module and tokenizer class (transformers imports these lazily, on first use: on a loaded
+    machine that alone took minutes of wall time, and it must not count against whichever side pays first),
+    accelerate and datasets."""
+    import accelerate  # noqa: F401
+    import datasets  # noqa: F401
+    import torch  # noqa: F401
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
-    import rlhfops.train.reward  # noqa: F401
+    from rlhfops.models.loading import resolve_model_dir
+
+    path = resolve_model_dir(model)
+    config = AutoConfig.from_pretrained(path)
+    for name in config.architectures or []:
+        for suffix in ("ForCausalLM", "ForSequenceClassification", "Model"):
+            getattr(transformers, name.replace("ForCausalLM", suffix), None)
+    transformers.AutoModelForCausalLM, transformers.AutoModelForSequenceClassification  # noqa: B018
+    AutoTokenizer.from_pretrained(path)  # imports the tokenizer class; the timed part loads it again
+
+
+def run_rlhfops(spec: dict, work: Path) -> dict:
+    import rlhfops.train.reward  # noqa: F401  (imports before the clock)
+    import rlhfops.train.runner  # noqa: F401
 
     tmp = work.parent
     steps, batch = spec["steps"], spec["batch"]
@@ -262,6 +298,7 @@ def child(side: str, work: Path, curve: bool) -> None:
     torch.set_num_threads(vs_trl.THREADS)
     spec = json.loads((work.parent / "spec.json").read_text())
     spec["curve"] = curve
+    warm_imports(spec["model"])
     out = run_rlhfops(spec, work) if side == "rlhfops" else run_trl(spec, work)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("RESULT " + json.dumps(out), flush=True)
