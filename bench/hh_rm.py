@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # vs_trl, beside this 
 
 import vs_trl  # noqa: E402  (after the path)
 
+ROOT = Path(__file__).resolve().parents[1]
 QUICK = {"train_pairs": 16, "eval_pairs": 16, "max_length": 192, "checkpoints": "0,16", "rounds": 2}
 
 
@@ -151,7 +152,7 @@ def prepare_data(args: argparse.Namespace, tmp: Path) -> dict:
 
 
 def overrides(pairs: list[str]) -> dict:
-    """``key=value`` / ``a.b=value`` (YAML values) -> nested dict for the rlhfops config."""
+    """``key=value`` / ``a.b=value`` (JSON, else YAML values) -> nested dict for the rlhfops config."""
     import yaml
 
     out: dict = {}
@@ -163,7 +164,10 @@ def overrides(pairs: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
+        try:  # JSON first: YAML 1.1 reads "2e-4" as a string
+            node[leaf] = json.loads(value)
+        except ValueError:
+            node[leaf] = yaml.safe_load(value)
     return out
 
 
@@ -312,6 +316,7 @@ def run_side(side: str, tmp: Path, i: int) -> dict:
     cmd = [sys.executable, __file__, "--child", side, "--work", str(work)] + (["--curve"] if i == 0 else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(vs_trl.THREADS), MKL_NUM_THREADS=str(vs_trl.THREADS))
     env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not burn CPU time that gets counted
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
