@@ -413,6 +413,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             for side in sides:
                 r = run_side(side, tmp, i)
                 runs[side].append(r)
+                print(f"# run {json.dumps({'side': side, 'round': i + 1, **r})}", file=sys.stderr, flush=True)
                 print(
                     f"# round {i + 1} {side}: wall {r['wall_seconds']:.1f} s, cpu {r['cpu_seconds']:.1f} s"
                     + (f", held-out accuracy {r['curve'][-1]['accuracy']:.3f}" if r["curve"] else ""),
