@@ -254,7 +254,7 @@ def run_trl(stage: str, model_dir: Path, data: Path, work: Path, tiny: bool, bf1
         seed=0,
         bf16=bf16,
     )
-    trainer = trl_trainer(stage, model_dir, tok, ds, common, beta=0.1)
+    trainer = trl_trainer(stage, model_dir, tok, ds, common, beta=0.1, loss_type=None)
     trainer.train()
     _sync()
     seconds = time.perf_counter() - t0

@@ -130,20 +130,29 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
-    import torch
-
+def rlhfops_config(
+    stage: str,
+    data: Path,
+    steps: int,
+    work: Path,
+    lr: float,
+    max_length: int,
+    batch: int = PAIRS_PER_STEP,
+    **extra,
+):
+    """rlhfops' config for ``stage``: the bench's batch, steps, learning rate and length; no warm-up, linear
+    decay, no checkpoint, no progress bar; ``extra`` sets any other field (eval_data, model, lora, ...)."""
     from rlhfops.train.config import DPOConfig, RewardConfig, SFTConfig
 
     cls = {"sft": SFTConfig, "rm": RewardConfig, "dpo": DPOConfig}[stage]
-    cfg = cls(
+    settings = dict(
         data=str(data),
         eval_fraction=0.0,
         output_dir=str(work / "run"),
-        batch_size=PAIRS_PER_STEP,
+        batch_size=batch,
         max_steps=steps,
-        learning_rate=LR[stage],
-        max_length=MAX_LENGTH,
+        learning_rate=lr,
+        max_length=max_length,
         warmup_ratio=0.0,
         lr_scheduler="linear",
         save_every=10_000,
@@ -151,6 +160,15 @@ def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> d
         **_ckpt_kw("rlhfops"),
         **({"beta": BETA} if stage == "dpo" else {}),
     )
+    settings.update(extra)
+    return cls(**settings)
+
+
+def timed_trainer_class(stage: str, head: Path):
+    """rlhfops' trainer for ``stage`` with TRL's starting reward head (``head``) and no evaluation or final
+    save (``finish`` returns None), so that the timed part is loading and training only."""
+    import torch
+
     from rlhfops.train.runner import trainer_class
 
     base = trainer_class(stage)
@@ -166,8 +184,13 @@ def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> d
         def finish(self):  # no evaluation, no final save inside the timed part
             return None
 
+    return Timed
+
+
+def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
+    cfg = rlhfops_config(stage, data, steps, work, LR[stage], MAX_LENGTH)
     t0 = _now()
-    trainer = Timed(cfg)
+    trainer = timed_trainer_class(stage, head)(cfg)
     trainer.setup()
     trainer.train()
     seconds = _now() - t0
@@ -176,60 +199,101 @@ def run_rlhfops(stage: str, data: Path, steps: int, work: Path, head: Path) -> d
     return {"seconds": seconds, "losses": losses, "checkpointing": cfg.gradient_checkpointing}
 
 
-def _trl_rows(stage: str, data: Path) -> list[dict]:
+def _trl_rows(stage: str, data: Path, seed: int = 0) -> list[dict]:
     """The examples in the order rlhfops' first epoch visits them (TRL then samples sequentially), so
-    both sides see the same batches at the same steps and their per-step losses are comparable."""
+    both sides see the same batches at the same steps and their per-step losses are comparable. A prompt
+    is a string (one user message) or already a list of messages (multi-turn data such as HH-RLHF); a
+    pair's ``margin`` is kept."""
     import numpy as np
 
-    lines = data.read_text().splitlines()
-    order = np.random.default_rng(0).permutation(len(lines))  # Trainer.rows_for_step, seed 0, epoch 0
+    lines = [x for x in data.read_text().splitlines() if x.strip()]
+    order = np.random.default_rng(seed).permutation(len(lines))  # Trainer.rows_for_step, epoch 0
     rows = []
     for i in order:
         r = json.loads(lines[i])
-        prompt = [{"role": "user", "content": r["prompt"]}]
+        prompt = r["prompt"] if isinstance(r["prompt"], list) else [{"role": "user", "content": r["prompt"]}]
         if stage == "sft":
             rows.append({"prompt": prompt, "completion": [{"role": "assistant", "content": r["completion"]}]})
         else:
-            rows.append(
-                {
-                    "prompt": prompt,
-                    "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                    "rejected": [{"role": "assistant", "content": r["rejected"]}],
-                }
-            )
+            pair = {
+                "prompt": prompt,
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+            if r.get("margin") is not None:  # TRL's RewardTrainer reads it as rlhfops does (use_margin)
+                pair["margin"] = float(r["margin"])
+            rows.append(pair)
     return rows
 
 
+def trl_args(
+    work: Path, steps: int, lr: float, max_length: int, batch: int = PAIRS_PER_STEP, seed: int = 0, **extra
+) -> dict:
+    """TRL config arguments shared by every stage: the bench's batch, steps, learning rate and length,
+    sequential sampling (the order of :func:`_trl_rows`), float32, no saving, no progress bar."""
+    common = dict(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=batch,
+        num_train_epochs=1,
+        max_steps=steps,
+        learning_rate=lr,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        max_length=max_length,
+        disable_tqdm=True,
+        seed=seed,
+        train_sampling_strategy="sequential",
+        **_ckpt_kw("trl"),
+        bf16=False,  # TRL 1.16 defaults to bf16 autocast, even on CPU; both sides compute in float32
+    )
+    common.update(extra)
+    return common
+
+
 def trl_trainer(
-    stage: str, model_dir, tok, ds, common: dict, *, beta: float, loss_type=None, head: Path | None = None
+    stage: str,
+    model_dir: Path,
+    tok,
+    ds,
+    common: dict,
+    head: Path | None = None,
+    *,
+    beta: float = BETA,
+    loss_type: list[str] | None = ["sigmoid"],  # noqa: B006 (read only)
+    **kw,
 ):
-    """TRL 1.16's trainer for ``stage`` (sft, rm, dpo) on ``model_dir`` in float32 with sdpa attention;
-    ``common`` is the TrainingArguments every stage shares, ``head`` an initial reward head (the same one
-    rlhfops starts from), ``loss_type`` DPO's (None: TRL's default). Also used by bench/gpu_smoke.py."""
+    """TRL's trainer for ``stage`` on ``ds`` (float32, sdpa); the reward head starts from ``head``; DPO's
+    ``beta`` and ``loss_type`` (None: TRL's default); ``kw`` goes to the trainer (e.g. ``eval_dataset``).
+    Also builds bench/gpu_smoke.py's TRL side."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    kw = dict(dtype=torch.float32, attn_implementation="sdpa")
+    load = dict(dtype=torch.float32, attn_implementation="sdpa")
     if stage == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
-        return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=ds, processing_class=tok)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, **load)
+        return SFTTrainer(model=model, args=SFTConfig(**common), train_dataset=ds, processing_class=tok, **kw)
     if stage == "rm":
         from trl import RewardConfig, RewardTrainer
 
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **kw)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1, **load)
         model.config.pad_token_id = tok.pad_token_id
         if head is not None:
             with torch.no_grad():
                 model.score.weight.copy_(torch.load(head))
-        return RewardTrainer(model=model, args=RewardConfig(**common), train_dataset=ds, processing_class=tok)
+        args = RewardConfig(**common)
+        return RewardTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, **kw)
     from trl import DPOConfig, DPOTrainer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, **kw)
-    extra = {} if loss_type is None else {"loss_type": loss_type}
-    args = DPOConfig(**common, beta=beta, **extra)
-    return DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **load)
+    args = DPOConfig(**common, beta=beta, **({} if loss_type is None else {"loss_type": loss_type}))
+    return DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, **kw)
 
 
 def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
@@ -241,27 +305,7 @@ def run_trl(stage: str, data: Path, steps: int, work: Path, head: Path) -> dict:
     model_dir = resolve_model_dir(BUNDLED_NAME)
     tok = load_tokenizer(BUNDLED_NAME)
     ds = Dataset.from_list(_trl_rows(stage, data))
-    common = dict(
-        output_dir=str(work / "trl"),
-        per_device_train_batch_size=PAIRS_PER_STEP,
-        num_train_epochs=1,
-        max_steps=steps,
-        learning_rate=LR[stage],
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        dataloader_num_workers=0,
-        max_length=MAX_LENGTH,
-        disable_tqdm=True,
-        seed=0,
-        train_sampling_strategy="sequential",
-        **_ckpt_kw("trl"),
-        bf16=False,  # TRL 1.16 defaults to bf16 autocast, even on CPU; both sides compute in float32
-    )
-    trainer = trl_trainer(stage, model_dir, tok, ds, common, beta=BETA, loss_type=["sigmoid"], head=head)
+    trainer = trl_trainer(stage, model_dir, tok, ds, trl_args(work, steps, LR[stage], MAX_LENGTH), head)
     trainer.train()
     seconds = _now() - t0
     records = [h for h in trainer.state.log_history if "loss" in h]
