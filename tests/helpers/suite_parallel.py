@@ -1,10 +1,11 @@
 """How `make test` shares the suite out among pytest-xdist workers (used by tests/conftest.py).
 
-`make test` runs `pytest -n auto --dist loadscope` (the Makefile's PARALLEL): one worker per core, a
-module's tests on one worker. Two things make that pay on a small machine: each worker's torch gets its
-share of the cores instead of one thread per core (four threads spinning on two cores cost more than they
-give), and the modules that train the bundled model (minutes each) are handed out first, so none of them
-starts last while the other workers sit idle.
+`make test` runs `pytest -n auto --dist loadscope --no-loadscope-reorder` (the Makefile's PARALLEL): one
+worker per core, a module's tests on one worker, the modules handed out in collection order. Two things
+make that pay on a small machine: each worker's torch gets its share of the cores instead of one thread
+per core (four threads spinning on two cores cost more than they give), and the modules that train the
+bundled model (minutes each) are handed out first, so none of them starts last while the other workers
+sit idle.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def _recipe(target: str) -> str:
 
 def test_make_test_runs_on_every_core_a_module_per_worker():
     assert _make_var("TEST_WORKERS") == "auto"
-    assert _make_var("PARALLEL") == "-n $(TEST_WORKERS) --dist loadscope"
+    # a module per worker, handed out in collection order (slow modules first: see below)
+    assert _make_var("PARALLEL") == "-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder"
     for target in ("test", "test-fast"):
         assert "-m pytest $(PARALLEL)" in _recipe(target), target
     # pytest-xdist is a locked test dependency, and every run still prints its slowest tests
