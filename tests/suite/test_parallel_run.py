@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tomllib
@@ -107,13 +108,17 @@ def test_each_worker_gets_its_share_of_the_cores():
     pytest.importorskip("xdist", reason="pytest-xdist is not installed (it is in the lock: make install)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS" and not k.startswith("PYTEST_")}
     env["RLHFOPS_PROBE_THREADS"] = str(max(1, cpu_count() // 2))
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadscope", "-p", "no:cacheprovider", "-q"]
-        + [f"{Path(__file__).relative_to(ROOT)}::test_worker_torch_threads_probe"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    cmd = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadscope", "-p", "no:cacheprovider", "-q"]
+    cmd.append(f"{Path(__file__).relative_to(ROOT)}::test_worker_torch_threads_probe")
+    # its own session, so a timeout ends the workers too (they would outlive a killed pytest)
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=pipe, stderr=pipe, text=True, start_new_session=True
     )
-    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    try:
+        out, err = proc.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the two-worker probe did not finish in 900 s")
+    assert proc.returncode == 0 and "1 passed" in out, out[-3000:] + err[-2000:]
