@@ -43,11 +43,20 @@ AXE_VERSION := 4.10.3
 axe:
 	npm install --prefix .cache/npm --no-save --no-audit --no-fund axe-core@$(AXE_VERSION)
 
+# The tests run on every core (pytest-xdist): -n auto starts one worker per core, and --dist loadscope keeps
+# a module's tests on one worker, so a module fixture (the quick demo, the RL run) runs once. The modules
+# are handed out in collection order, where tests/conftest.py puts the minutes-long (slow) ones first:
+# --no-loadscope-reorder keeps that order (xdist would otherwise start the modules with the most tests first
+# and the slow modules, which have one or two tests each, last). Each worker's torch gets cores / workers
+# threads (tests/conftest.py). One process: make test TEST_WORKERS=0.
+TEST_WORKERS ?= auto
+PARALLEL := -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PARALLEL)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(PARALLEL) -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -12,9 +12,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))  # gate_helpers, web_helpers, ... and fixtures
 
+from suite_parallel import cpu_count, slow_modules_first, threads_per_worker  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# make test's workers (pytest-xdist) share the cores: set before any test module imports torch, which reads
+# OMP_NUM_THREADS when it starts (tests/helpers/suite_parallel.py)
+_threads = threads_per_worker(os.environ, cpu_count())
+if _threads is not None:
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
 
 POSTGRES_URL = os.environ.get(
     "RLHFOPS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -58,6 +67,11 @@ def postgres_url_or_skip() -> str:
 @pytest.fixture
 def postgres_url() -> str:
     return postgres_url_or_skip()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # only when the tests are shared out among workers
+        items[:] = slow_modules_first(items)  # every worker collects, so every worker sorts alike
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -19,6 +19,7 @@ SRC = TESTS.parent / "src" / "rlhfops"
 ALLOWED = {
     "docs": "README and docs/ against the CLI: cross-cutting",
     "helpers": "helper modules and shared fixtures (no tests)",
+    "suite": "how the test suite itself runs (make test's parallel workers): cross-cutting",
 }
 ROOT_FILES = {
     "__init__.py",

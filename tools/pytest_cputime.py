@@ -6,12 +6,14 @@ wall time says little (docs/benchmarks.md, "make test time").
 
 Prints the 25 tests with the most CPU seconds and the total at the end; `--cputime-json` also writes
 every test's figures (nodeid -> {"cpu": s, "wall": s}). A module- or session-scoped fixture is charged to
-the first test that uses it (its setup).
+the first test that uses it (its setup). Under pytest-xdist every worker writes its own JSON (see
+``pytest_sessionfinish``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -37,6 +39,15 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     cpu0, wall0 = _cpu(), time.perf_counter()
     yield
     _records[item.nodeid] = {"cpu": _cpu() - cpu0, "wall": time.perf_counter() - wall0}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under pytest-xdist each worker measures its own tests and has no terminal: with --cputime-json OUT it
+    writes OUT.gw0.json, OUT.gw1.json, ... (the controller, which ran no test, writes nothing)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    out = session.config.getoption("--cputime-json")
+    if worker and out:
+        Path(f"{out}.{worker}.json").write_text(json.dumps(_records, indent=1, sort_keys=True))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

@@ -3,6 +3,8 @@ the gate decision in the decision log, triggers raised by the drifted week, and 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
@@ -38,18 +40,44 @@ def _tiny_settings(tiny) -> DemoSettings:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """The tiny-model demo, run once for the whole module the way a user runs it: `rlhfops demo --quick
+    --model TINY --dir WS --force` over an earlier demo's directory (settings shrunk for the test through
+    DemoSettings.for_mode). ``run.out`` is what the command printed, ``run.lines`` the narration."""
+    import rlhfops.cli.demo as cli_demo
     from rlhfops.demo.narrate import set_sink
     from rlhfops.models.tiny import make_tiny_model_dir
 
     tmp = tmp_path_factory.mktemp("demo")
     tiny = make_tiny_model_dir(tmp / "tiny")
-    lines: list[str] = []
-    set_sink(lines.append)
-    try:
-        run = run_demo_plays(tmp / "ws", quick=True, settings=_tiny_settings(tiny))
-    finally:
-        set_sink(print)
+    ws = tmp / "ws"
+    ws.mkdir()
+    (ws / "old").write_text("x")  # an earlier demo's file: --force replaces the directory
+    (ws / ".rlhfops-demo").write_text("an earlier demo\n")
+    runs, lines = [], []
+
+    def run_and_keep(*args, **kwargs):  # the real run; the test keeps what it returned
+        runs.append(run_demo_plays(*args, **kwargs))
+        return runs[-1]
+
+    def narrate(line: str) -> None:
+        lines.append(line)
+        print(line)
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DemoSettings, "for_mode", classmethod(lambda cls, q, m=None, p=True: _tiny_settings(m)))
+        mp.setattr(cli_demo, "run_demo_plays", run_and_keep)
+        mp.setenv("COLUMNS", "220")
+        set_sink(narrate)
+        try:
+            with contextlib.redirect_stdout(printed):
+                main(["demo", "--quick", "--model", str(tiny), "--dir", str(ws), "--force"])
+        finally:
+            set_sink(print)
+    (run,) = runs
     run.lines = lines
+    run.out = printed.getvalue()
+    run.dir_given = ws
     return run
 
 
@@ -253,26 +281,18 @@ def test_demo_refuses_non_empty_dir(tmp_path):
     assert (tmp_path / "keep.txt").exists()
 
 
-def test_demo_cli_on_tiny_model(tmp_path, monkeypatch, capsys):
-    """`rlhfops demo --quick --model TINY` prints the summary table (settings shrunk for the test)."""
-    from rlhfops.models.tiny import make_tiny_model_dir
-
-    tiny = make_tiny_model_dir(tmp_path / "tiny")
-    monkeypatch.setattr(
-        DemoSettings, "for_mode", classmethod(lambda cls, q, m=None, p=True: _tiny_settings(m))
-    )
-    monkeypatch.setenv("COLUMNS", "220")
-    (tmp_path / "ws").mkdir()
-    (tmp_path / "ws" / "old").write_text("x")
-    (tmp_path / "ws" / ".rlhfops-demo").write_text("an earlier demo\n")
-    main(["demo", "--quick", "--model", str(tiny), "--dir", str(tmp_path / "ws"), "--force"])
-    out = capsys.readouterr().out
+def test_demo_cli_on_tiny_model(demo_run):
+    """`rlhfops demo --quick --model TINY --force` (the module's run) prints the summary table, and --force
+    replaced the earlier demo's directory."""
+    out, ws = demo_run.out, demo_run.out_dir
+    assert ws == demo_run.dir_given.resolve()
     assert "apologises + remedy" in out and "ppo-beta0.2" in out and "trigger" in out
     assert "[play 3] " in out and "Result" in out
     assert "[round 2] " in out and "Round 2 gate (held-out half): dpo-r2 -> " in out
-    assert (tmp_path / "ws" / "report.html").exists() and not (tmp_path / "ws" / "old").exists()
+    assert (ws / "report.html").exists() and not (ws / "old").exists()
+    assert (ws / ".rlhfops-demo").read_text() != "an earlier demo\n"  # the marker is the new demo's
     # it ends with where the runs are and held-out replies before and after
-    assert f"runs: {tmp_path / 'ws' / 'runs'}" in out
+    assert f"runs: {ws / 'runs'}" in out
     assert out.count("held-out prompt: ") == 3 and out.count("before (base): ") == 3 and "after (" in out
 
 
