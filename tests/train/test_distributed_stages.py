@@ -3,8 +3,9 @@
 One module-scoped launch per configuration (``stages_worker.py`` runs every job of a plan in one process
 group): the single process runs every stage, then ``accelerate launch --multi_gpu --num_processes 2`` and
 ``--use_fsdp --fsdp_version 2`` run the same stages with the same settings (so the same global batch),
-then resumes cross the process count both ways. A launch runs when the first selected test needs it. Checked per stage: the per-step losses and the final weights equal the single process's, the
-run directory is written once (by the main process), and a checkpoint written by 2 processes resumes in 1
+then resumes cross the process count both ways. A launch runs when the first selected test needs it.
+Checked per stage: the per-step losses and the final weights equal the single process's, the run
+directory is written once (by the main process), and a checkpoint written by 2 processes resumes in 1
 (and the reverse) to the weights of the uninterrupted run.
 
 Tolerance: float32 everywhere; the two runs differ only in the order of float sums (each process sums
