@@ -16,6 +16,7 @@ from rlhfops.measures.diversity import (
     repeated_ngram_fraction,
 )
 from rlhfops.models.generate import generate
+from rlhfops.train.distributed import is_fsdp
 from rlhfops.train.kl import get_kl_estimator, sequence_kl
 from rlhfops.train.ppo_model import ShardedLM
 from rlhfops.train.ppo_parts import RolloutParts
@@ -74,8 +75,6 @@ def every_process_done(trainer: RolloutParts) -> Any:
     """Under FSDP, the sampler's lock-step rule (``generate(lockstep=...)``): this process's "my rows are
     finished" flag in, "every process's rows are finished" out (an all-reduce); None otherwise (one
     process or DDP: each process samples on its own whole copy of the weights)."""
-    from rlhfops.train.distributed import is_fsdp
-
     if not is_fsdp(trainer.accelerator):
         return None
     device = trainer.accelerator.device
