@@ -15,7 +15,8 @@ processes = 1 process.
   (``ppo_model.ShardedLM``, ``ActorCritic.forward(inside=...)``), and the sampler runs in lock-step: each
   process keeps calling the model (one placeholder row once its own rows have ended) until an all-reduce
   says every process's rows have ended (``generate(lockstep=...)``, ``ppo_rollout.every_process_done``),
-  so the per-layer weight gathers line up. The reference copy and a reward model are not sharded.
+  so weight gathers line up (needed with per-layer units, TRANSFORMER_BASED_WRAP; not yet tested: with
+  the default wrap policy the root is gathered once per rollout). Reference copy and reward model are whole.
 - Checkpoints and the final model under FSDP are gathered whole to the main process
   (:func:`full_state`), in the same layout as an unsharded run's, so they resume with DDP, one process or
   FSDP on any number of processes.
