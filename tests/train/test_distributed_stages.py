@@ -1,10 +1,11 @@
-"""Every stage under ``accelerate launch`` on 2 CPU processes (DDP over gloo) against 1 process.
+"""Every stage under ``accelerate launch`` on 2 CPU processes (DDP and FSDP2 over gloo) against 1 process.
 
 One module-scoped launch per configuration (``stages_worker.py`` runs every job of a plan in one process
-group): the single process runs every stage, then ``accelerate launch --multi_gpu --num_processes 2`` runs
-the same stages with the same settings (so the same global batch), then resumes cross the process count
-both ways. Checked per stage: the per-step losses and the final weights equal the single process's, the
-run directory is written once (by the main process), and a checkpoint written by 2 processes resumes in 1
+group): the single process runs every stage, then ``accelerate launch --multi_gpu --num_processes 2`` and
+``--use_fsdp --fsdp_version 2`` run the same stages with the same settings (so the same global batch),
+then resumes cross the process count both ways. A launch runs when the first selected test needs it.
+Checked per stage: the per-step losses and the final weights equal the single process's, the run
+directory is written once (by the main process), and a checkpoint written by 2 processes resumes in 1
 (and the reverse) to the weights of the uninterrupted run.
 
 Tolerance: float32 everywhere; the two runs differ only in the order of float sums (each process sums
@@ -18,6 +19,13 @@ iteration; measured differences ~5e-5, where per-process sampling seeds or white
 reward head's ``bias`` is left out of the weight check: Bradley-Terry depends on r_chosen - r_rejected
 only, its gradient is 0 up to rounding and Adam turns that rounding into steps of any sign (bounded by
 lr per step, and checked against that bound).
+
+The RL jobs penalise KL with the k3 estimator, not the default k1. In iteration 1 the policy is the
+reference, so the per-token KL is rounding: ~1e-6 per token with k1 (a difference of log-probs), ~1e-12 with
+k3 (quadratic in it). With k1 that rounding is the whole advantage of a group whose scores tie (RLOO, GRPO),
+and its sign picks the direction of the Adam steps of the embedding rows only that group saw: the same
+one-process run sampled with oneDNN-packed weights (the default on one process) and with plain matmuls
+(what the sharded forward computes) ended 1.2e-3 (RLOO) and 4.6e-3 (GRPO) apart; with k3, 1.4e-7.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,9 +46,13 @@ from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
 
-#: 4 launches (1 process, DDP, FSDP, 1 process resuming): ~78 CPU-seconds; 9-15 min wall on this busy
-#: 2-core machine, so outside the fast suite: run with -m slow
+#: 6 launches (1 process, DDP, FSDP, FSDP for the RL stage, 2 x 1 process resuming), each only when a
+#: selected test needs it (``-k "fsdp-rl"`` launches 1 process, FSDP-RL and its 1-process resume): ~78
+#: CPU-seconds for the first 4; 9-15 min wall on this busy 2-core machine, so outside the fast suite
 pytestmark = pytest.mark.slow
+#: seconds one launch may take before it is killed (with its process group) and its tests fail: a process
+#: waiting for a collective the others never join hangs, and must not hang the suite
+LAUNCH_TIMEOUT = 900
 
 WORKER = Path(__file__).with_name("stages_worker.py")
 LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5
@@ -58,7 +72,11 @@ PPO = [
     "max_length=160",
     "eval_fraction=0",
     "save_every=2",
+    "kl_estimator=k3",  # see the module docstring: k1 makes iteration 1 depend on rounding
 ]
+#: the RL jobs sample from the tiny model with its EOS logit raised (``make_tiny_model_dir(eos_boost=1.5)``):
+#: responses end at different lengths, so processes finish sampling at different steps
+RL_MODEL = "tiny-stops"
 #: name -> (stage, data kind, settings)
 JOBS: dict[str, tuple[str, str, list[str]]] = {
     "sft": ("sft", "demos", ["batch_size=8", "max_steps=3", "eval_fraction=0.25", "save_every=2",
@@ -72,9 +90,11 @@ JOBS: dict[str, tuple[str, str, list[str]]] = {
 }  # fmt: skip
 #: resumed across process counts: stopped after step 2 of 4 (checkpoint 2 written), resumed to the end
 RESUMED = {"sft": 4, "ppo": 4}
-#: what runs sharded (FSDP version 2): the stages without generation (PPO is refused, see below)
-FSDP_JOBS = ["sft", "rm", "dpo", "ipo"]
+RL_JOBS = [n for n in JOBS if JOBS[n][0] == "ppo"]
+#: what runs sharded (FSDP version 2): every stage; the RL stage in launches of its own (1 process too)
+FSDP_JOBS = [n for n in JOBS if n not in RL_JOBS]
 FSDP_RESUMED = ["sft"]
+FSDP_RL_JOBS = RL_JOBS
 
 LAUNCH = ["--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no"]
 DDP = ["--multi_gpu", "--num_processes=2"]  # accelerate's torchrun launcher; no GPU: DDP over gloo
@@ -82,17 +102,29 @@ FSDP = ["--use_fsdp", "--fsdp_version=2", "--num_processes=2"]
 #: tag -> (launcher arguments, None for one plain process; jobs run; partial runs written; resumes)
 #: a resume ``(tag, name)`` finishes a copy of ``tag``'s partial run ``name`` in this configuration
 CONFIGS: dict[str, tuple[list[str] | None, list[str], list[str], list[tuple[str, str]]]] = {
-    "one": (None, list(JOBS), list(RESUMED), []),
-    "two": (DDP, list(JOBS), list(RESUMED), [("one", "sft"), ("one", "ppo")]),
+    "one": (None, FSDP_JOBS, FSDP_RESUMED, []),
+    "one-rl": (None, FSDP_RL_JOBS, ["ppo"], []),
+    "two": (DDP, list(JOBS), list(RESUMED), [("one", "sft"), ("one-rl", "ppo")]),
     "fsdp": (FSDP, FSDP_JOBS, FSDP_RESUMED, [("one", "sft")]),
+    "fsdp-rl": (FSDP, FSDP_RL_JOBS, ["ppo"], [("one-rl", "ppo")]),
     "one-resumes": (None, [], [], [("two", "sft"), ("two", "ppo"), ("fsdp", "sft")]),
+    "one-from-fsdp-rl": (None, [], [], [("fsdp-rl", "ppo")]),
 }  # fmt: skip
+
+
+def _model(name: str) -> str:
+    return RL_MODEL if JOBS[name][0] == "ppo" else "tiny"
+
+
+def _one(name: str) -> str:
+    """The one-process configuration that runs job ``name`` (the baseline of every comparison)."""
+    return "one-rl" if JOBS[name][0] == "ppo" else "one"
 
 
 def _overrides(root: Path, name: str, out: Path, steps: int | None = None) -> list[str]:
     stage, kind, settings = JOBS[name]
     data = root / f"{kind}.jsonl"
-    sets = [f"model={root / 'tiny'}", f"data={data}", f"output_dir={out}", *COMMON, *settings]
+    sets = [f"model={root / _model(name)}", f"data={data}", f"output_dir={out}", *COMMON, *settings]
     return sets + ([f"max_steps={steps}"] if steps else [])
 
 
@@ -125,20 +157,48 @@ def _launch(root: Path, tag: str) -> None:
         accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
         assert accelerate, "accelerate's console script must be installed next to the test interpreter"
         cmd = [accelerate, "launch", *launcher, *LAUNCH, f"--main_process_port={free_port()}", *cmd[1:]]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    # a session of its own, so a hang is killed with every worker process the launcher started
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=LAUNCH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        raise AssertionError(
+            f"launch {tag!r} did not finish in {LAUNCH_TIMEOUT} s (killed): {err[-3000:]}"
+        ) from None
+    assert proc.returncode == 0, err[-4000:]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
+def runs(tmp_path_factory) -> Callable[[str], Path]:
+    """``runs(tag)``: the directory of every configuration's runs, after launching ``tag`` (and what it
+    resumes from, and the one-process baseline) the first time a test asks for it."""
     root = tmp_path_factory.mktemp("dist")
     make_tiny_model_dir(root / "tiny")
+    make_tiny_model_dir(root / RL_MODEL, eos_boost=1.5)
     write_demos(root / "demos.jsonl", n=32)
     write_prefs(root / "prefs.jsonl", n=40)
     write_prompts(root / "prompts.jsonl", n=24)
-    for tag in CONFIGS:  # in order: a partial run exists before another configuration resumes it
-        _launch(root, tag)
-    return root
+    outcome: dict[str, BaseException | None] = {}
+
+    def launched(tag: str) -> Path:
+        if tag not in outcome:
+            for dependency in [*(_one(n) for n in CONFIGS[tag][1]), *(src for src, _ in CONFIGS[tag][3])]:
+                if dependency != tag:
+                    launched(dependency)  # a partial run exists before another configuration resumes it
+            try:
+                _launch(root, tag)
+                outcome[tag] = None
+            except BaseException as err:  # noqa: BLE001 - every later test of this launch fails the same way
+                outcome[tag] = err
+        if outcome[tag] is not None:
+            raise AssertionError(f"launch {tag!r} failed") from outcome[tag]
+        return root
+
+    return launched
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -177,19 +237,20 @@ def _assert_same_run(a: Path, b: Path, name: str) -> None:
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=atol, msg=f"{a}: {k}")
 
 
-CASES = [("two", n) for n in JOBS] + [("fsdp", n) for n in FSDP_JOBS]
-DISTRIBUTED_TYPE = {"two": "MULTI_CPU", "fsdp": "FSDP"}
+CASES = [("two", n) for n in JOBS] + [("fsdp", n) for n in FSDP_JOBS] + [("fsdp-rl", n) for n in FSDP_RL_JOBS]
+DISTRIBUTED_TYPE = {"two": "MULTI_CPU", "fsdp": "FSDP", "fsdp-rl": "FSDP"}
 
 
 @pytest.mark.parametrize("tag,name", CASES)
 def test_two_processes_give_the_single_process_losses_and_weights(runs, tag, name):
-    _assert_same_run(runs / "one" / name, runs / tag / name, name)
+    runs = runs(tag)
+    _assert_same_run(runs / _one(name) / name, runs / tag / name, name)
     summary = json.loads((runs / tag / name / "summary.json").read_text())
     assert summary["world_size"] == 2
     assert summary["distributed_type"] == DISTRIBUTED_TYPE[tag]  # FSDP really sharded, not DDP
-    assert json.loads((runs / "one" / name / "summary.json").read_text())["distributed_type"] == "NO"
-    base = _weights(runs / "one" / name)
-    start = load_file(str(next((runs / "tiny").glob("*.safetensors"))))
+    assert json.loads((runs / _one(name) / name / "summary.json").read_text())["distributed_type"] == "NO"
+    base = _weights(runs / _one(name) / name)
+    start = load_file(str(next((runs / _model(name)).glob("*.safetensors"))))
     start = {k.removeprefix("model."): v for k, v in start.items()}  # a reward model saves its trunk bare
     base = {k.split(":", 1)[1].removeprefix("model."): v for k, v in base.items()}
     moved = max(float((base[k] - start[k]).abs().max()) for k in base if k in start)
@@ -199,7 +260,7 @@ def test_two_processes_give_the_single_process_losses_and_weights(runs, tag, nam
 
 @pytest.mark.parametrize("tag,name", CASES)
 def test_the_run_directory_is_written_once(runs, tag, name):
-    run = runs / tag / name
+    run = runs(tag) / tag / name
     steps = [r["step"] for r in _metrics(run) if r.get("step", 0) >= 1]
     assert steps == [1, 2, 3]  # one record per step: only the main process writes metrics
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000002"]
@@ -211,9 +272,21 @@ RESUMES = [(tag, src, n) for tag, (_, _, _, resumes) in CONFIGS.items() for src,
 
 @pytest.mark.parametrize("tag,src,name", RESUMES)
 def test_a_checkpoint_resumes_with_another_number_of_processes(runs, tag, src, name):
+    runs = runs(tag)
     resumed = runs / tag / f"{name}-resumed-from-{src}"
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["resumed_from_step"] == 2
     assert summary["world_size"] == (1 if CONFIGS[tag][0] is None else 2)
-    _assert_same_run(runs / "one" / f"{name}-long", resumed, name)
+    _assert_same_run(runs / _one(name) / f"{name}-long", resumed, name)
     _assert_same_run(runs / src / f"{name}-long", resumed, name)
+
+
+@pytest.mark.parametrize("name", RL_JOBS)
+def test_rl_responses_end_at_different_lengths(runs, name):
+    """The RL runs exercise the sampler's lock-step rule: in the first iteration responses end with EOS
+    before the length limit, at different lengths, so processes holding different rows finish sampling
+    at different steps. (Not enough to catch a process stopping at its own length: with the default wrap
+    policy the sharded root is gathered once per rollout; see docs/scaling.md.)"""
+    steps = [r for r in _metrics(runs("one-rl") / "one-rl" / name) if r.get("step", 0) >= 1]
+    # iteration 1 (the later ones have learnt to run to the limit): the mean length is well below it
+    assert steps[0]["response_length"] < 5 and steps[0]["hit_length_limit"] < 1, steps[0]

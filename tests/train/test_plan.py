@@ -275,6 +275,19 @@ def test_the_rl_stage_counts_reference_reward_model_and_kv_cache() -> None:
     assert full.memory_gb["kv_cache"] > 0
 
 
+def test_the_rl_stage_shards_the_policy_and_value_model_not_the_reference_or_reward_model() -> None:
+    """Under FSDP the trained module (policy, value head or value model) is sharded; the frozen reference
+    copy and the reward model are whole on every process (what ``ppo.build_model`` builds)."""
+    shape = SHAPES["1b"]
+    cfg = PPOConfig(data="p", reward_model="rm", batch_size=8, minibatch_size=8, value_model="separate")
+    ddp = build_plan("ppo", cfg, _launch(), shape).memory_gb
+    z3 = build_plan("ppo", cfg, _launch(distributed_type="FSDP", zero_stage=3), shape).memory_gb
+    assert z3["weights"] == pytest.approx(ddp["weights"] / 8, abs=0.01)
+    assert z3["reference"] == ddp["reference"] == ddp["weights"]
+    assert z3["reward_model"] == ddp["reward_model"] == ddp["weights"]
+    assert z3["value_model"] == pytest.approx(ddp["value_model"] / 8, abs=0.01)
+
+
 @pytest.mark.parametrize("size", ["135m", "1b", "7b"])
 def test_parameter_counts_match_transformers(size: str) -> None:
     """Built on the meta device (no memory): the shape's count is the model's."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -157,6 +157,7 @@ def generate(
     num_samples: int = 1,
     row_ids: list[int] | None = None,
     rows_total: int | None = None,
+    lockstep: Callable[[bool], bool] | None = None,
 ) -> GenerationOutput:
     """Sample responses (greedy when ``temperature == 0``; log-probs then use temperature 1).
 
@@ -171,6 +172,13 @@ def generate(
     sample does not depend on which other rows share its batch. Data-parallel processes pass the same
     generator and their rows' indices in the global batch: together they sample what one process holding
     the whole batch samples.
+
+    ``lockstep`` (sharded models, FSDP): a function taking this process's "every row is finished" flag and
+    returning whether every process's rows are finished (an all-reduce). Every process then calls
+    ``model`` the same number of times, so the weight gathers inside the sharded forward line up: the
+    shared-prefix prefill runs only if every process uses one, and a process whose rows have all ended
+    keeps stepping one placeholder row, whose outputs are discarded, until every process is done
+    (:func:`keep_stepping`). The responses are the ones generated without it.
     """
     from transformers import DynamicCache
 
@@ -184,6 +192,8 @@ def generate(
     # The cache's own layout: [shared prefix][left padding][rest of each prompt]. The mask and positions
     # make it equivalent to the returned left-padded layout (pads attend nowhere, positions count tokens).
     shared = _shared_prefix_length(prompts)
+    if lockstep is not None and not lockstep(shared > 0):  # one extra forward: all processes or none
+        shared = 0
     if shared:
         prefix = ids.new_tensor([prompts[0][:shared]])
         model(input_ids=prefix, **cache_arg(model, cache), use_cache=True, logits_to_keep=1)
@@ -218,7 +228,7 @@ def generate(
     with _packed_linears(model, B):
         steps = _decode(
             model, cache, logits, rows, attn, next_pos, tokens, logps, entropy,
-            temperature, top_p, eos_token_id, uniforms,
+            temperature, top_p, eos_token_id, uniforms, lockstep,
         )  # fmt: skip
     tokens, logps, entropy = tokens[:, :steps], logps[:, :steps], entropy[:, :steps]
     is_eos = tokens == eos_token_id
@@ -257,6 +267,17 @@ def _row_uniforms(
     return table[ids]
 
 
+def keep_stepping(
+    t: int, max_new_tokens: int, done_here: bool, lockstep: Callable[[bool], bool] | None
+) -> bool:
+    """Whether the decode loop takes another step after step ``t`` (0-based): not past the length limit,
+    and some row is still generating - on this process, or with ``lockstep`` on any process (every
+    process calls ``lockstep`` at every step, so all of them stop at the same step)."""
+    if t >= max_new_tokens - 1:
+        return False
+    return not (done_here if lockstep is None else lockstep(done_here))
+
+
 def _decode(
     model: torch.nn.Module,
     cache: Any,
@@ -271,24 +292,34 @@ def _decode(
     top_p: float,
     eos_token_id: int,
     uniforms: torch.Tensor | None,
+    lockstep: Callable[[bool], bool] | None = None,
 ) -> int:
-    """The token loop: fills ``tokens``/``logps``/``entropy`` in place, returns the steps taken."""
+    """The token loop: fills ``tokens``/``logps``/``entropy`` in place, returns the steps taken (this
+    process's; with ``lockstep`` the model may be called further with a placeholder row, see ``generate``)."""
     max_new_tokens = tokens.shape[1]
     steps = 0
+    placeholder = False  # lock-step only: the batch is one finished row, kept so the model is still called
     for t in range(max_new_tokens):
-        u = uniforms[rows.cpu(), t : t + 1] if uniforms is not None else None
-        nxt, logp, ent = _sample(logits, temperature, top_p, u)
-        tokens[rows, t] = nxt
-        logps[rows, t] = logp
-        entropy[rows, t] = ent
-        steps = t + 1
-        live = nxt != eos_token_id
-        if t == max_new_tokens - 1 or not bool(live.any()):
+        if not placeholder:
+            u = uniforms[rows.cpu(), t : t + 1] if uniforms is not None else None
+            nxt, logp, ent = _sample(logits, temperature, top_p, u)
+            tokens[rows, t] = nxt
+            logps[rows, t] = logp
+            entropy[rows, t] = ent
+            steps = t + 1
+            live = nxt != eos_token_id
+        done_here = placeholder or not bool(live.any())
+        if not keep_stepping(t, max_new_tokens, done_here, lockstep):
             break
-        if not bool(live.all()):  # drop finished rows from the batch and the cache
-            keep = live.nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
-            rows, nxt, attn, next_pos = rows[keep], nxt[keep], attn[keep], next_pos[keep]
+        if done_here and not placeholder:  # finished here, not everywhere: keep one row as a placeholder
+            placeholder = True
+            live = torch.zeros_like(live)
+            live[0] = True
+        if not placeholder or rows.numel() > 1:
+            if not bool(live.all()):  # drop finished rows from the batch and the cache
+                keep = live.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                rows, nxt, attn, next_pos = rows[keep], nxt[keep], attn[keep], next_pos[keep]
         attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
         out = model(
             input_ids=nxt[:, None],

@@ -44,9 +44,19 @@ def tiny_tokenizer() -> Any:
 
 
 def make_tiny_model_dir(
-    out_dir: str | Path, seed: int = 0, num_layers: int = 2, hidden_size: int = 64, num_heads: int = 4
+    out_dir: str | Path,
+    seed: int = 0,
+    num_layers: int = 2,
+    hidden_size: int = 64,
+    num_heads: int = 4,
+    eos_boost: float = 0.0,
 ) -> Path:
-    """Write a complete local Hugging Face Llama directory with random weights (deterministic per seed)."""
+    """Write a complete local Hugging Face Llama directory with random weights (deterministic per seed).
+
+    ``eos_boost`` > 0 raises the EOS logit so responses end early, at different lengths: every token
+    embedding gets 0.1 in coordinate 0 (the others are ~N(0, 0.02)), which the final norm scales to ~4,
+    and the LM head's EOS row reads that coordinate with weight ``eos_boost``. At 1.5, 56 of 64 sampled
+    responses ended within 6 tokens (3 of 64 without)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -67,6 +77,10 @@ def make_tiny_model_dir(
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    if eos_boost:
+        with torch.no_grad():
+            model.model.embed_tokens.weight[:, 0] = 0.1
+            model.lm_head.weight[tok.eos_token_id, 0] = eos_boost
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)

@@ -1,8 +1,9 @@
 """The one place a trainer gets its ``Accelerator``, and what ``accelerate launch`` may ask of it here.
 
 ``accelerate launch`` passes its choice to the processes in environment variables; ``Accelerator()``
-reads them. Tested on CPU (tests/train/test_distributed_stages.py): DDP over gloo for every stage, FSDP
-version 2 for SFT, RM and DPO; 2 processes = 1 process.
+reads them. Tested on CPU (tests/train/test_distributed_stages.py): DDP over gloo and FSDP version 2 for
+every stage (SFT, RM, DPO/IPO, and PPO/RLOO/GRPO with generation, reference and reward scoring); 2
+processes = 1 process.
 
 - FSDP without a GPU: accelerate 1.16 builds a CPU run (``cpu=True``) as ``MULTI_CPU`` and only checks
   ``ACCELERATE_USE_FSDP`` for GPU-class devices (``accelerate/state.py``, ``AcceleratorState.__init__``),
@@ -10,6 +11,12 @@ version 2 for SFT, RM and DPO; 2 processes = 1 process.
   gloo, so :func:`make_accelerator` sets the state to FSDP with the launch's plugin. FSDP version 1 is
   refused: accelerate's version-1 plugin itself raises on a CPU ("FSDP parameter initialization with
   sync_module_states=True is not supported on cpu").
+- The RL stage under FSDP: every call of the policy's weights goes through the sharded root's forward
+  (``ppo_model.ShardedLM``, ``ActorCritic.forward(inside=...)``), and the sampler runs in lock-step: each
+  process keeps calling the model (one placeholder row once its own rows have ended) until an all-reduce
+  says every process's rows have ended (``generate(lockstep=...)``, ``ppo_rollout.every_process_done``),
+  so weight gathers line up (needed with per-layer units, TRANSFORMER_BASED_WRAP; not yet tested: with
+  the default wrap policy the root is gathered once per rollout). Reference copy and reward model are whole.
 - Checkpoints and the final model under FSDP are gathered whole to the main process
   (:func:`full_state`), in the same layout as an unsharded run's, so they resume with DDP, one process or
   FSDP on any number of processes.

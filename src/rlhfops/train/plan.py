@@ -21,6 +21,8 @@ The memory estimate is a sum of parts (bytes per GPU), rough by design:
   rlhfops computes the LM head on completion positions only;
 - RL stage: a frozen reference copy (none with LoRA: the adapter is switched off), a reward model of the
   policy's shape (none for a programmatic reward), a separate value model, and the generation KV cache;
+  the reference copy and the reward model are whole on every process at any ZeRO stage (rlhfops shards
+  only the trained module, policy and value; ``docs/scaling.md``), the value model is sharded with it;
 - ``CUDA_OVERHEAD_GB`` for the CUDA context and the allocator. A plan fits when the sum is at most
   ``USABLE_SHARE`` of the GPU's memory.
 """
@@ -448,9 +450,10 @@ def build_plan(
         + tokens * shape.vocab * (abytes + 4),
     }
     if isinstance(config, PPOConfig):
+        whole = params * wbytes  # not sharded: every process holds the frozen models
         copy = params * wbytes / (shards if zero >= 3 else 1)
-        mem["reference"] = 0.0 if lora.enabled else copy
-        mem["reward_model"] = copy if config.reward_model else 0.0
+        mem["reference"] = 0.0 if lora.enabled else whole
+        mem["reward_model"] = whole if config.reward_model else 0.0
         if config.value_model == "separate" and config.advantage_estimator == "gae":
             mem["value_model"] = copy + 3 * params * wbytes / (shards if zero >= 1 else 1)
         kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * abytes

@@ -31,7 +31,7 @@ from rlhfops.models.heads import ValueModel
 from rlhfops.models.loading import load_causal_lm, load_tokenizer, save_model
 from rlhfops.train.alarms import reward_hacking_alarms
 from rlhfops.train.base import Trainer, split_train_eval
-from rlhfops.train.distributed import refuse_fsdp
+from rlhfops.train.distributed import is_fsdp
 from rlhfops.train.judge_reward import judge_reward_from_config
 from rlhfops.train.kl import AdaptiveKLController, FixedKLController
 from rlhfops.train.ppo_config import PPOConfig
@@ -91,12 +91,6 @@ class PPOTrainer(Trainer):
 
     def build_model(self) -> None:
         cfg = self.config
-        refuse_fsdp(
-            self.accelerator,
-            "ppo",
-            "rollouts call the policy outside its sharded forward, and each process stops sampling at its own"
-            " length, so the processes' weight gathers would not line up",
-        )
         lora = lora_settings(cfg)
         lm = load_causal_lm(
             cfg.model,
@@ -114,6 +108,8 @@ class PPOTrainer(Trainer):
             )
         self.model = ActorCritic(lm, value_model, with_value=critic)
         self.reference = Reference(lm, uses_lora=lora.enabled)
+        if is_fsdp(self.accelerator) and lora.enabled:  # the adapter-off forward reads sharded weights
+            self.reference.root = self.model  # sharded in place by ``prepare`` (FSDP2): the same object
         self.rollout_backend = make_backend(cfg, self.accelerator.distributed_type.value)
         device = self.accelerator.device
         if cfg.reward_judge:

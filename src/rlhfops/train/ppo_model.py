@@ -3,6 +3,11 @@
 With LoRA the reference is the same weights with the adapter disabled: no second copy in memory.
 With full fine-tuning the reference is a frozen copy of the starting policy.
 
+Under FSDP the ``ActorCritic`` is sharded: its decoder layers are FSDP units of their own (named by
+``_no_split_modules``, as a transformers model names them), the rest belongs to the root unit, whose
+parameters are whole only inside the root's forward. So whatever else calls the policy's weights - the
+sampler (:class:`ShardedLM`), the LoRA reference - runs inside that forward (``forward(inside=fn)``).
+
 Shapes: ``sequences`` [B, P+N] (left-padded prompts of width P, then N response positions),
 ``attention_mask`` and ``position_ids`` alike. Position ``P-1+t`` predicts response token ``t``; its
 hidden state also gives the value of the state before token ``t``.
@@ -11,8 +16,9 @@ hidden state also gives the value of the state before token ``t``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -69,6 +75,8 @@ class ActorCritic(nn.Module):
         self.lm = lm
         self.value_model = value_model
         self.value_head: nn.Linear | None = None
+        # FSDP wraps each of these layer classes as its own unit (accelerate's transformer wrap policy)
+        self._no_split_modules = list(getattr(lm, "_no_split_modules", None) or [])
         if with_value and value_model is None:
             hidden = lm.get_output_embeddings().in_features
             self.value_head = nn.Linear(hidden, 1)
@@ -77,12 +85,20 @@ class ActorCritic(nn.Module):
 
     def forward(
         self,
-        sequences: torch.Tensor,
-        attention_mask: torch.Tensor,
-        prompt_length: int,
+        sequences: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        prompt_length: int = 0,
         temperature: float = 1.0,
         with_entropy: bool = False,
-    ) -> PolicyOutput:
+        inside: Callable[[], Any] | None = None,
+    ) -> Any:
+        """The policy's response log-probs (and values, entropies): a ``PolicyOutput``. With ``inside``:
+        ``inside()``'s result instead, computed inside this forward (under FSDP: with the root's weights
+        gathered, so ``inside`` may call ``self.lm`` directly)."""
+        if inside is not None:
+            return inside()
+        if sequences is None or attention_mask is None:
+            raise TypeError("ActorCritic.forward needs sequences and attention_mask (or inside)")
         logits, hidden = _response_logps(self.lm, sequences, attention_mask, prompt_length, temperature)
         logps = _gather(logits, sequences[:, prompt_length:])
         values = None
@@ -102,12 +118,34 @@ class ActorCritic(nn.Module):
         return PolicyOutput(logps, values, entropy)
 
 
+class ShardedLM:
+    """The policy LM as the sampler calls it under FSDP: every call goes through the sharded root's
+    forward (``root(inside=...)``), so the FSDP hooks gather the weights it reads. Not an ``nn.Module``:
+    the sampler's packed-weight copies (``generate._packed_linears``) must not be made from shards, so
+    ``modules()`` is empty."""
+
+    def __init__(self, root: nn.Module, lm: nn.Module) -> None:
+        self.root = root
+        self.module = lm  # what ``generate`` unwraps to find the model's forward signature
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return self.root(inside=lambda: self.module(**kwargs))
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.module.parameters()
+
+    def modules(self) -> Iterator[nn.Module]:
+        return iter(())
+
+
 class Reference:
     """Log-probs of the reference policy: the adapter disabled (LoRA) or a frozen copy (full)."""
 
     def __init__(self, lm: nn.Module, uses_lora: bool) -> None:
         self.uses_lora = uses_lora
         self.lm = lm
+        #: FSDP with LoRA: the sharded ``ActorCritic`` holding ``lm``; the log-probs run inside its forward
+        self.root: nn.Module | None = None
         self.copy: nn.Module | None = None
         if not uses_lora:
             self.copy = copy.deepcopy(lm).eval()
@@ -125,6 +163,19 @@ class Reference:
     ) -> torch.Tensor:
         """Response-token log-probs [B, N]; with ``group`` = k samples per prompt (consecutive rows), each
         prompt is computed once (:func:`rlhfops.train.forward.hidden_after_prompts`)."""
+        args = (sequences, attention_mask, prompt_length, temperature, group)
+        if self.copy is None and self.root is not None:
+            return self.root(inside=lambda: self._logps(*args))
+        return self._logps(*args)
+
+    def _logps(
+        self,
+        sequences: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_length: int,
+        temperature: float,
+        group: int,
+    ) -> torch.Tensor:
         from rlhfops.train.forward import hidden_after_prompts  # cycle: forward imports this module
 
         model = self.copy if self.copy is not None else self.lm

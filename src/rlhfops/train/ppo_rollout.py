@@ -16,7 +16,9 @@ from rlhfops.measures.diversity import (
     repeated_ngram_fraction,
 )
 from rlhfops.models.generate import generate
+from rlhfops.train.distributed import is_fsdp
 from rlhfops.train.kl import get_kl_estimator, sequence_kl
+from rlhfops.train.ppo_model import ShardedLM
 from rlhfops.train.ppo_parts import RolloutParts
 from rlhfops.train.reward_sources import Responses
 from rlhfops.train.rl_math import (
@@ -69,6 +71,21 @@ def process_sum(trainer: RolloutParts) -> Any:
     return lambda t: trainer.accelerator.reduce(t.clone(), reduction="sum")
 
 
+def every_process_done(trainer: RolloutParts) -> Any:
+    """Under FSDP, the sampler's lock-step rule (``generate(lockstep=...)``): this process's "my rows are
+    finished" flag in, "every process's rows are finished" out (an all-reduce); None otherwise (one
+    process or DDP: each process samples on its own whole copy of the weights)."""
+    if not is_fsdp(trainer.accelerator):
+        return None
+    device = trainer.accelerator.device
+
+    def all_done(done_here: bool) -> bool:
+        busy = torch.tensor([0.0 if done_here else 1.0], dtype=torch.float64, device=device)
+        return float(trainer.accelerator.reduce(busy, reduction="sum").item()) == 0.0
+
+    return all_done
+
+
 def full_attention_mask(out: Any) -> torch.Tensor:
     """Prompt mask + response mask: exactly what generation attended to (a sampled token that happens to
     be the pad id still counts; everything after EOS does not)."""
@@ -85,13 +102,18 @@ def _generate(
     row_ids: list[int] | None = None,
     rows_total: int | None = None,
 ) -> GenerationOutput:
-    """Sample from the policy with the built-in sampler, or with ``backend`` (a rollout backend)."""
+    """Sample from the policy with the built-in sampler, or with ``backend`` (a rollout backend).
+
+    Under FSDP the sampler calls the policy through the sharded root's forward (``ShardedLM``) in lock-step
+    with the other processes (:func:`every_process_done`)."""
     cfg = trainer.config
     lm = trainer.accelerator.unwrap_model(trainer.model).lm
+    lockstep = every_process_done(trainer)
     was_training = lm.training
     lm.eval()
+    extra = {} if lockstep is None else {"lockstep": lockstep}
     out = (generate if backend is None else backend.generate)(
-        lm,
+        lm if lockstep is None else ShardedLM(trainer.model, lm),
         prompts,
         max_new_tokens=cfg.max_new_tokens,
         temperature=0.0 if greedy else cfg.temperature,
@@ -102,6 +124,7 @@ def _generate(
         num_samples=num_samples,
         row_ids=row_ids,
         rows_total=rows_total,
+        **extra,
     )
     lm.train(was_training)
     return out
