@@ -63,7 +63,10 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/gate/test_gate_limit_edges.py",
         "tests/gate/test_gate_thresholds_edges.py",
     ],
-    "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_access.py"],
+    # not tests/web/annotate/test_web_access.py: it drives the whole app on SQLite and PostgreSQL (34
+    # tests; >15 min traced on the loaded 2-core machine); test_web_auth_edges.py executes every line of
+    # web/auth.py that has a mutant with plain Starlette requests over a real workspace (8 s traced)
+    "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/test_web_auth_edges.py"],
     "web/deps.py": ["tests/web/test_web_deps.py", "tests/web/test_web_roles.py"],
     "web/sessions.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_security.py"],
     "measures/intervals.py": [
@@ -99,7 +102,11 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/train/test_math_edges.py",
         "tests/train/test_losses_edges.py",
     ],
-    "train/rl_math.py": ["tests/train/test_rl_math.py", "tests/train/test_math_edges.py"],
+    "train/rl_math.py": [
+        "tests/train/test_rl_math.py",
+        "tests/train/test_math_edges.py",
+        "tests/train/test_rl_math_edges.py",
+    ],
     "gate/decide.py": [
         "tests/gate/test_gate_decide.py",
         "tests/gate/test_gate_limit_edges.py",
