@@ -146,3 +146,15 @@ def test_no_eos_penalty_of_zero_is_allowed_and_changes_nothing():
     torch.testing.assert_close(apply_no_eos_penalty(s, torch.tensor([True, False]), 0.0), s)
     with pytest.raises(ValueError, match="does not match scores"):
         apply_no_eos_penalty(s, torch.tensor([True]), 1.0)
+
+
+def test_value_clip_is_around_non_zero_old_values():
+    from rlhfops.train.rl_math import ppo_value_loss
+
+    # old = [1, -1], V = [1.5, 1] (moves 0.5 and 2), clip 1 -> V_clip = [1.5, 0]; G = [1, 3]
+    #   err = [0.25, 4], err_clip = [0.25, 9] -> max = [0.25, 9]: loss = 0.5 * 9.25 / 2 = 2.3125
+    out = ppo_value_loss(
+        torch.tensor([1.5, 1.0]), torch.tensor([1.0, -1.0]), torch.tensor([1.0, 3.0]), torch.ones(2), 1.0
+    )
+    assert float(out.loss) == pytest.approx(2.3125, rel=1e-6)
+    assert float(out.clip_fraction) == 0.5
