@@ -63,7 +63,10 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/gate/test_gate_limit_edges.py",
         "tests/gate/test_gate_thresholds_edges.py",
     ],
-    "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_access.py"],
+    # not tests/web/annotate/test_web_access.py: it drives the whole app on SQLite and PostgreSQL (34
+    # tests; >15 min traced on the loaded 2-core machine); test_web_auth_edges.py executes every line of
+    # web/auth.py that has a mutant with plain Starlette requests over a real workspace (8 s traced)
+    "web/auth.py": ["tests/web/test_web_roles.py", "tests/web/test_web_auth_edges.py"],
     "web/deps.py": ["tests/web/test_web_deps.py", "tests/web/test_web_roles.py"],
     "web/sessions.py": ["tests/web/test_web_roles.py", "tests/web/annotate/test_web_security.py"],
     "measures/intervals.py": [
@@ -99,7 +102,11 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/train/test_math_edges.py",
         "tests/train/test_losses_edges.py",
     ],
-    "train/rl_math.py": ["tests/train/test_rl_math.py", "tests/train/test_math_edges.py"],
+    "train/rl_math.py": [
+        "tests/train/test_rl_math.py",
+        "tests/train/test_math_edges.py",
+        "tests/train/test_rl_math_edges.py",
+    ],
     "gate/decide.py": [
         "tests/gate/test_gate_decide.py",
         "tests/gate/test_gate_limit_edges.py",
@@ -136,18 +143,20 @@ class Mutant:
     op: str
     source: str
     status: str = "pending"  # killed | survived | not covered | timeout (killed)
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall-clock
     tests: list[str] = field(default_factory=list)  # the tests run against it
+    cpu_seconds: float = 0.0  # CPU (user + system) of the test run
 
 
 @dataclass
 class ModuleResult:
     module: str
     tests: list[str]
-    baseline_seconds: float = 0.0
+    baseline_seconds: float = 0.0  # wall-clock of the untraced baseline
     total: int = 0
     sampled: int = 0
     mutants: list[Mutant] = field(default_factory=list)
+    baseline_cpu_seconds: float = 0.0  # CPU (user + system) of the untraced baseline
 
 
 # --------------------------------------------------------------------------------------------------
@@ -336,9 +345,23 @@ def _status(code: int) -> str:
     return {0: "survived", 4: "selection", 5: "selection"}.get(code, "killed")
 
 
-def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str, float]:
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system, with its waited-for children) a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str, float, float]:
     """Run pytest in a forked child of this process, whose heavy third-party imports are already done
-    (torch, transformers, ...); only rlhfops is imported afresh, from the mutated copy."""
+    (torch, transformers, ...); only rlhfops is imported afresh, from the mutated copy.
+
+    ``timeout`` is in CPU seconds of the child (a mutant that loops forever burns CPU), so that a
+    shared, loaded machine, where a child may wait far longer for a core than it computes, cannot turn
+    a slow run into a "timeout" kill; a child that sleeps instead (a deadlock) is stopped after a
+    generous wall-clock limit of 20 x ``timeout`` + 300 s. Returns (status, wall s, CPU s)."""
     t0 = time.monotonic()
     pid = os.fork()
     if pid == 0:  # child
@@ -355,16 +378,19 @@ def _run_forked(tests: list[str], copy_root: Path, timeout: float) -> tuple[str,
             os._exit(int(code))
         except BaseException:  # noqa: BLE001 - any failure in the child is a failed run
             os._exit(99)
+    wall_limit = 20 * timeout + 300
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
             break
-        if time.monotonic() - t0 > timeout:
+        cpu = _cpu_of(pid)
+        if cpu > timeout or time.monotonic() - t0 > wall_limit:
             os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            return "timeout", time.monotonic() - t0
+            _, _, usage = os.wait4(pid, 0)
+            return "timeout", time.monotonic() - t0, usage.ru_utime + usage.ru_stime
         time.sleep(0.2)
-    return _status(os.waitstatus_to_exitcode(status)), time.monotonic() - t0
+    cpu = usage.ru_utime + usage.ru_stime
+    return _status(os.waitstatus_to_exitcode(status)), time.monotonic() - t0, cpu
 
 
 FORK: dict[str, Path | None] = {"copy_root": None}
@@ -415,35 +441,45 @@ def _preimport(copy_root: Path, tests: list[str]) -> None:
         raise SystemExit("the runner must not import the code under test before forking")
 
 
-def _run(tests: list[str], env: dict[str, str], timeout: float) -> tuple[str, float]:
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _run(tests: list[str], env: dict[str, str], timeout: float) -> tuple[str, float, float]:
+    """(status, wall s, CPU s). Forked: ``timeout`` is CPU seconds (see :func:`_run_forked`); a fresh
+    interpreter (``--no-fork``, and the traced baseline): wall-clock seconds."""
     if FORK["copy_root"] is not None and "MUTATION_TRACE_FILE" not in env:
         return _run_forked(tests, FORK["copy_root"], timeout)
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), _children_cpu()
     try:
         proc = subprocess.run(
             [*PYTEST, *tests], cwd=ROOT, env=env, timeout=timeout, capture_output=True, text=True
         )
     except subprocess.TimeoutExpired:
-        return "timeout", time.monotonic() - t0
-    return _status(proc.returncode), time.monotonic() - t0
+        return "timeout", time.monotonic() - t0, _children_cpu() - c0
+    return _status(proc.returncode), time.monotonic() - t0, _children_cpu() - c0
 
 
-def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[dict[int, set[str]], float]:
+def baseline(copy_root: Path, module: str, tests: list[str]) -> tuple[dict[int, set[str]], float, float]:
     """For each line of ``module`` the tests execute, the tests that execute it ("" for a line run at
-    import or collection, outside any test); and the untraced run time. Raises if the tests fail."""
+    import or collection, outside any test); and the untraced run's wall and CPU seconds. Raises if the
+    tests fail."""
     target = str(copy_root / PKG / module)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "sitecustomize.py").write_text(TRACER)
         out = Path(tmp) / "lines.json"
         env = _env(copy_root, {"MUTATION_TRACE_FILE": target, "MUTATION_TRACE_OUT": str(out)})
         env["PYTHONPATH"] = os.pathsep.join([tmp, env["PYTHONPATH"]])
-        status, _ = _run(tests, env, timeout=3600)
+        status, _, _ = _run(tests, env, timeout=3600)
         if status != "survived":
             raise SystemExit(f"{module}: the mapped tests fail (or time out) on the unmutated code: {tests}")
         raw = json.loads(out.read_text()) if out.exists() else {}
         hit = {int(line): set(ts) for line, ts in raw.items()}
-    status, seconds = _run(tests, _env(copy_root), timeout=3600)
-    return hit, seconds
+    status, seconds, cpu = _run(tests, _env(copy_root), timeout=3600)
+    return hit, seconds, cpu
 
 
 def _covering(tests: list[str], covering: set[str]) -> list[str]:
@@ -474,7 +510,7 @@ def run_module(
     if missing:
         raise SystemExit(f"{module}: mapped tests missing: {missing}")
     try:
-        hit, res.baseline_seconds = baseline(copy_root, module, tests)
+        hit, res.baseline_seconds, res.baseline_cpu_seconds = baseline(copy_root, module, tests)
     except SystemExit as err:  # the mapped tests fail unmutated: say so, score nothing, go on
         print(f"== {module}: SKIPPED, {err}", flush=True)
         res.total = res.sampled = -1
@@ -486,10 +522,12 @@ def run_module(
     elif sample is not None and len(mutants) > sample:
         mutants = sorted(random.Random(f"{seed}:{module}").sample(mutants, sample), key=lambda m: m.index)
     res.sampled = len(mutants)
-    timeout = max(3 * res.baseline_seconds, res.baseline_seconds + 30)
+    # forked: CPU seconds (a loaded machine does not turn slow runs into kills); --no-fork: wall
+    base = res.baseline_cpu_seconds if FORK["copy_root"] is not None else res.baseline_seconds
+    timeout = max(3 * base, base + 30)
     print(
-        f"== {module}: {res.total} mutants, running {res.sampled} "
-        f"(baseline {res.baseline_seconds:.1f}s, {len(hit)} lines covered)",
+        f"== {module}: {res.total} mutants, running {res.sampled} (baseline {res.baseline_seconds:.1f}s "
+        f"wall, {res.baseline_cpu_seconds:.1f}s CPU, {len(hit)} lines covered)",
         flush=True,
     )
     try:
@@ -504,10 +542,10 @@ def run_module(
                     m.status = f"skipped ({type(err).__name__})"
                     continue
                 m.tests = _covering(tests, hit[m.line])
-                m.status, m.seconds = _run(m.tests, _env(copy_root), timeout)
+                m.status, m.seconds, m.cpu_seconds = _run(m.tests, _env(copy_root), timeout)
                 if m.status == "selection":  # the narrowed selection collected nothing: run them all
                     m.tests = tests
-                    m.status, m.seconds = _run(tests, _env(copy_root), timeout)
+                    m.status, m.seconds, m.cpu_seconds = _run(tests, _env(copy_root), timeout)
                 path.write_text(text)
             mark = "." if m.status in ("killed", "timeout") else "S"
             print(mark, end="", flush=True)
@@ -557,13 +595,19 @@ def main(argv: list[str] | None = None) -> int:
         "--survivors-of", metavar="JSON", help="run again only the survivors of a saved run (same source)"
     )
     ap.add_argument(
+        "--with-timeouts",
+        action="store_true",
+        help="with --survivors-of: also run again the mutants a timeout killed (to confirm those kills)",
+    )
+    ap.add_argument(
         "--no-fork", action="store_true", help="a fresh interpreter per mutant (slower; no shared imports)"
     )
     args = ap.parse_args(argv)
     only_idx: dict[str, set[int]] = {}
     if args.survivors_of:
         for r in json.loads(Path(args.survivors_of).read_text()):
-            idx = {m["index"] for m in r["mutants"] if m["status"] in ("survived", "not covered")}
+            again = ("survived", "not covered", *(("timeout",) if args.with_timeouts else ()))
+            idx = {m["index"] for m in r["mutants"] if m["status"] in again}
             if idx:
                 only_idx[r["module"]] = idx
         args.only = [m for m in TARGETS if m in only_idx]

@@ -94,3 +94,24 @@ def test_records_may_be_objects_as_well_as_dicts():
     rows = compare_to_baseline({}, [SimpleNamespace()])
     (row,) = [m for m in rows if m.name == "review_minutes_per_output"]
     assert row.n == 0  # a record without the field is not counted
+
+
+def test_a_metric_without_records_keeps_its_baseline_and_nothing_else():
+    rows = compare_to_baseline({"client_flag_rate": 0.05}, [{"review_minutes": 3.0}])
+    (row,) = [m for m in rows if m.name == "client_flag_rate"]
+    assert (row.baseline, row.current, row.ci_low, row.ci_high, row.better, row.n) == (
+        0.05,
+        None,
+        None,
+        None,
+        None,
+        0,
+    )
+
+
+def test_a_business_metric_is_immutable():
+    import dataclasses
+
+    (row, *_) = compare_to_baseline({}, _records(X))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        row.better = True
