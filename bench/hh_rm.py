@@ -42,7 +42,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -315,14 +314,8 @@ def run_side(side: str, tmp: Path, i: int) -> dict:
     work.mkdir()
     cmd = [sys.executable, __file__, "--child", side, "--work", str(work)] + (["--curve"] if i == 0 else [])
     env = dict(os.environ, OMP_NUM_THREADS=str(vs_trl.THREADS), MKL_NUM_THREADS=str(vs_trl.THREADS))
-    env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not burn CPU time that gets counted
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-6000:])
-        raise SystemExit(f"{side} failed (exit {proc.returncode})")
-    return json.loads(lines[-1][len("RESULT ") :])
+    return vs_trl.run_child(cmd, env, side)
 
 
 def summarise(side: str, runs: list[dict]) -> dict:

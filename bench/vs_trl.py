@@ -531,12 +531,19 @@ def run_side(side: str, stage: str, data: Path, steps: int, tmp: Path, i: int) -
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
     env["BENCH_CHECKPOINTING"] = CHECKPOINTING
     env["BENCH_CLOCK"] = CLOCK
-    env["OMP_WAIT_POLICY"] = "PASSIVE"  # idle OpenMP threads must not burn CPU time that gets counted
+    return run_child(cmd, env, f"{side} {stage}")
+
+
+def run_child(cmd: list[str], env: dict, what: str) -> dict:
+    """Run one bench child process with idle OpenMP threads passive (their spinning would be counted as CPU
+    time) and return the JSON of its last ``RESULT`` line; a failed child stops the bench in one line
+    after its output tail. Also used by bench/hh_rm.py."""
+    env = {**env, "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-6000:])
-        raise SystemExit(f"{side} {stage} failed (exit {proc.returncode})")
+        raise SystemExit(f"{what} failed (exit {proc.returncode})")
     return json.loads(lines[-1][len("RESULT ") :])
 
 
