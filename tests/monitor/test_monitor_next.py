@@ -129,6 +129,35 @@ def test_input_drift_queues_the_batch_closes_the_trigger_and_is_not_acted_on_twi
     assert len(_items(ws, f"trigger-{tid}-input_drift")) == len(items) and len(step_records(ws, tid)) == 1
 
 
+def test_drifted_prompts_that_are_evaluation_items_stay_out_of_the_batch(ws, tmp_path, models):
+    """A drifted production prompt that is also an item of a stored evaluation (the red-team held-out half,
+    the success suite) is not queued: trained on, it would make the gate refuse the next model as
+    contaminated. Matched by the gate's prompt key (case and spacing normalised); the others are queued."""
+    tid = _open_drift(ws, tmp_path, n=4)
+    items = [
+        {"id": "heldout-7", "prompt": "  how do I bake BREAD number 2? "},  # drifted prompt 2, respelt
+        {"id": "other", "prompt": "Where is my parcel?"},
+    ]
+    add(
+        ws,
+        tmp_path,
+        "evaluation",
+        "eval-overlap.json",
+        {"suite": "s"},
+        [models["ppo"]],
+        text=json.dumps({"meta": {}, "items": items}),
+    )
+    step = plan_step(ws, next(t for t in ws.triggers() if t.id == tid))
+    assert [p["prompt"] for p in step.prompts] == [f"How do I bake bread number {i}?" for i in (0, 1, 3)]
+    (left,) = step.left_out
+    assert left.endswith("/heldout-7") and "1 drifted prompt(s) are evaluation items" in step.what
+    queued = next(s for s in run_next(ws, "erin", OPTS) if s.trigger_id == tid)
+    assert "How do I bake bread number 2?" not in {
+        it.prompt for it in _items(ws, f"trigger-{tid}-input_drift")
+    }
+    assert queued.done
+
+
 def test_systematic_edge_case_queues_only_the_training_half(ws, tmp_path, models):
     tid = _open_systematic(ws, tmp_path, models["ppo"])
     train, held = _failures_on_both_halves()

@@ -143,7 +143,7 @@ def rounds_context(ctx: Any) -> dict[str, Any]:
     for s in r.get("next", []):
         if s["kind"] == "queue":
             line = f"queued {s['queued']} comparison(s) as batch {s['batch']}"
-            line += f" ({len(s['left_out'])} held-out-half failure(s) left out)" if s["left_out"] else ""
+            line += f" ({len(s['left_out'])} held-out item(s) left out)" if s["left_out"] else ""
         else:
             line = f"{s['kind']}: {s['command'] or s['what']}"
         closed = s["done"] or s["trigger_id"] in r.get("closed_after_round", [])

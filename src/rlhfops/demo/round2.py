@@ -68,7 +68,7 @@ def next_steps(ctx: Any) -> str:
     for s in steps:
         head = f"#{s.trigger_id} {s.rule} -> play {s.play}: "
         if s.kind == "queue":
-            left = f"; {len(s.left_out)} held-out-half failure(s) left out" if s.left_out else ""
+            left = f"; {len(s.left_out)} held-out item(s) left out" if s.left_out else ""
             state = "trigger closed" if s.done else "trigger stays open"
             lines.append(
                 f"{head}queued {s.queued} comparison(s) ({best} vs sft) as batch {s.batch}{left}; {state}"

@@ -44,8 +44,10 @@ from typing import TYPE_CHECKING, Any
 
 from rlhfops.annotate.settings import annotation_settings
 from rlhfops.data.io import read_rows
+from rlhfops.data.prompt_key import prompt_keys
 from rlhfops.errors import UserError
 from rlhfops.evaluate.generation import LoadedModel
+from rlhfops.gate.contamination import evaluation_items
 from rlhfops.monitor.engine import workspace_rules
 from rlhfops.monitor.facts import deployed_model, trusted_decisions
 from rlhfops.monitor.triggers import CONDITIONS, PLAYS
@@ -106,7 +108,7 @@ class Step:
     what: str
     command: str = ""
     prompts: list[dict[str, Any]] = field(default_factory=list)  # queue steps: {id, prompt, source}
-    left_out: list[str] = field(default_factory=list)  # failing items on the held-out half
+    left_out: list[str] = field(default_factory=list)  # held-out-half failures / drifted evaluation items
     batch: str | None = None
     model: str | None = None
     reference: str | None = None
@@ -154,8 +156,23 @@ def step_records(ws: Workspace, trigger_id: int | None = None) -> list[ArtifactR
     ]
 
 
-def drift_prompts(ws: Workspace, trigger: TriggerRecord) -> list[dict[str, Any]]:
-    """The drifted prompts of an input-drift trigger: the ``prompts`` artifact its evidence names."""
+def evaluation_prompt_keys(ws: Workspace) -> dict[str, str]:
+    """Prompt key -> "<evaluation short id>/<item id>" for every item of every stored evaluation: prompts
+    that must stay out of training data (the gate's contamination guard would refuse the model)."""
+
+    keys: dict[str, str] = {}
+    for a in ws.artifacts():
+        if a.kind not in ("evaluation", "redteam"):
+            continue
+        for i, it in enumerate(evaluation_items(a)):
+            for key in prompt_keys(it.get("prompt")):
+                keys.setdefault(key, f"{a.short_id}/{it.get('id', i)}")
+    return keys
+
+
+def drift_prompts(ws: Workspace, trigger: TriggerRecord) -> tuple[list[dict[str, Any]], list[str]]:
+    """(drifted prompts to queue, drifted prompts left out because they are evaluation items) of an
+    input-drift trigger: the ``prompts`` artifact its evidence names."""
 
     ref = _BATCH_REF.search(trigger.evidence)
     if ref is None:
@@ -165,11 +182,20 @@ def drift_prompts(ws: Workspace, trigger: TriggerRecord) -> list[dict[str, Any]]
             f"`rlhfops next --done {trigger.id}`"
         )
     art = ws.artifact(ref.group(1))
-    return [
-        {"id": r.data.get("id") or f"drift-{r.line}", "prompt": r.data["prompt"], "source": "drift"}
-        for r in read_rows(art.path)
-        if isinstance(r.data.get("prompt"), str)
-    ]
+    held = evaluation_prompt_keys(ws)
+    keep: list[dict[str, Any]] = []
+    left: list[str] = []
+    for r in read_rows(art.path):
+        if not isinstance(r.data.get("prompt"), str):
+            continue
+        hit = next((held[k] for k in prompt_keys(r.data["prompt"]) if k in held), None)
+        if hit is not None:
+            left.append(hit)
+            continue
+        keep.append(
+            {"id": r.data.get("id") or f"drift-{r.line}", "prompt": r.data["prompt"], "source": "drift"}
+        )
+    return keep, left
 
 
 def failure_prompts(ws: Workspace, trigger: TriggerRecord) -> tuple[list[dict[str, Any]], list[str]]:
@@ -239,11 +265,14 @@ def plan_step(ws: Workspace, trigger: TriggerRecord, rules: str | Path | None = 
     base = {"trigger_id": trigger.id, "rule": trigger.rule, "play": trigger.play}
     if is_queue_step(cond, trigger.play):
         if cond == "input_drift":
-            prompts, left = drift_prompts(ws, trigger), []
+            prompts, left = drift_prompts(ws, trigger)
             what = (
                 "Play 3: collect preferences on the {n} drifted production prompt(s) so the reward "
                 "model learns the new traffic; then refresh the reward model."
             )
+            if left:
+                shown = ", ".join(left[:3])
+                what += f" {len(left)} drifted prompt(s) are evaluation items and stay out: {shown}."
         else:
             prompts, left = failure_prompts(ws, trigger)
             what = (
