@@ -249,6 +249,7 @@ HEAVY: dict[str, str] = {  # top-level name -> why it is loaded only when needed
     ),
     "playwright": "browser tests only",
     "vllm": "the optional GPU rollout engine (rollout_backend: vllm): may be absent",
+    "deepspeed": "the optional DeepSpeed engine (accelerate launch --use_deepspeed): not in the lock file",
 }
 
 # (importing module, imported module) -> why the import stays inside a function although the imported

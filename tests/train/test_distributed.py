@@ -1,7 +1,7 @@
 """What ``accelerate launch`` may ask of a trainer here: FSDP version 2 is accepted (its settings parsed
-as accelerate parses them); FSDP version 1, DeepSpeed and the RL stage under FSDP are refused in one line
-(instead of accelerate silently training with DDP on CPU). FSDP training itself:
-test_distributed_stages.py."""
+as accelerate parses them); FSDP version 1, DeepSpeed without its package, and under DeepSpeed gradient
+accumulation, checkpoints and the RL stage are refused in one line (instead of accelerate silently training
+with DDP on CPU). FSDP training itself: test_distributed_stages.py; DeepSpeed's: test_deepspeed_cpu.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from helpers_train import free_port, worker_pythonpath, write_demos
 from rlhfops.errors import ConfigError
 from rlhfops.models.tiny import make_tiny_model_dir
 from rlhfops.train import distributed
-from rlhfops.train.distributed import check_launch, fsdp_plugin_from_env
+from rlhfops.train.distributed import check_launch, configure_deepspeed, fsdp_plugin_from_env
 
 LAUNCH_VARS = (
     "ACCELERATE_USE_FSDP",
@@ -68,15 +68,77 @@ def test_fsdp_settings_are_parsed_as_accelerate_parses_them(env):
         check_launch(has_gpu=False)
 
 
-def test_deepspeed_is_refused_when_missing_and_on_cpu(env):
+def test_deepspeed_is_refused_when_missing_and_accepted_when_installed(env):
     env.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     env.setattr(distributed.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ConfigError, match="deepspeed package is not installed"):
-        check_launch(has_gpu=True)
+    for gpu in (True, False):
+        with pytest.raises(ConfigError, match="deepspeed package is not installed"):
+            check_launch(has_gpu=gpu)
     env.setattr(distributed.importlib.util, "find_spec", lambda name: object())  # as if installed
-    with pytest.raises(ConfigError, match="DeepSpeed only on a GPU"):
-        check_launch(has_gpu=False)
-    check_launch(has_gpu=True)  # installed, on a GPU: accelerate's own DeepSpeed path
+    assert check_launch(has_gpu=True) is None  # on a GPU: accelerate's own DeepSpeed path
+    assert check_launch(has_gpu=False) is None  # on CPU: make_accelerator sets the state (slow test)
+
+
+class FakeDeepSpeed:
+    """An accelerator as ``configure_deepspeed`` reads it: the distributed type, the plugin's config."""
+
+    def __init__(self, kind: str = "DEEPSPEED", processes: int = 2, zero_stage: int = 2) -> None:
+        from accelerate.utils import DistributedType
+
+        self.distributed_type = DistributedType[kind]
+        self.num_processes = processes
+        self.config = {"train_micro_batch_size_per_gpu": "auto", "gradient_clipping": "auto"}
+        plugin = type("Plugin", (), {"deepspeed_config": self.config, "zero_stage": zero_stage})()
+        self.state = type("State", (), {"deepspeed_plugin": plugin})()
+
+
+def _stage_config(stage: str, *sets: str):
+    from rlhfops.config import load_config
+    from rlhfops.train.runner import STAGES
+
+    return load_config(STAGES[stage], None, ["model=m", "data=d.jsonl", *sets], stage=stage)
+
+
+def test_configure_deepspeed_sets_the_micro_batch_and_clipping_from_the_stage():
+    acc = FakeDeepSpeed()
+    cfg = _stage_config("sft", "batch_size=8", "save_every=4", "max_grad_norm=0.5")
+    configure_deepspeed(acc, cfg, per_device_micro_batch=4, total_steps=3)
+    assert acc.config == {
+        "train_micro_batch_size_per_gpu": 4,  # what accelerate would read from a prepared dataloader
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": 8,
+        "gradient_clipping": 0.5,  # the stage's max_grad_norm, not DeepSpeed's default
+    }
+    ddp = FakeDeepSpeed("MULTI_CPU")  # not DeepSpeed: nothing refused, nothing set
+    configure_deepspeed(ddp, _stage_config("sft", "gradient_accumulation_steps=2", "save_every=1"), 4, 3)
+    configure_deepspeed(ddp, _stage_config("ppo", "reward_fn=length_target:6"), 4, 3, resume=True)
+    assert ddp.config["train_micro_batch_size_per_gpu"] == "auto"
+
+
+def test_configure_deepspeed_refuses_what_rlhfops_does_not_run_under_it():
+    ok = ["save_every=4"]
+    configure_deepspeed(FakeDeepSpeed(), _stage_config("rm", *ok, "gradient_accumulation_steps=1"), 4, 3)
+    with pytest.raises(ConfigError, match="gradient_accumulation_steps=2 under DeepSpeed: .* use 1"):
+        configure_deepspeed(FakeDeepSpeed(), _stage_config("rm", *ok, "gradient_accumulation_steps=2"), 2, 3)
+    configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=4"), 4, total_steps=3)
+    with pytest.raises(ConfigError, match="save_every=3 would write a checkpoint within 3 steps.*above 3"):
+        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, total_steps=3)
+    with pytest.raises(ConfigError, match="--resume under DeepSpeed"):
+        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", *ok), 4, 3, resume=True)
+    with pytest.raises(ConfigError, match="the RL stage does not run under DeepSpeed"):
+        configure_deepspeed(FakeDeepSpeed(), _stage_config("ppo", "reward_fn=length_target:6", *ok), 4, 3)
+    # ZeRO-3 and selective checkpointing (the default): refused; whole layers or none run (slow test)
+    selective = _stage_config("sft", *ok)
+    assert selective.gradient_checkpointing == "selective"
+    configure_deepspeed(FakeDeepSpeed(zero_stage=2), selective, 4, 3)
+    with pytest.raises(
+        ConfigError, match="gradient_checkpointing: selective under DeepSpeed ZeRO-3: .* true"
+    ):
+        configure_deepspeed(FakeDeepSpeed(zero_stage=3), selective, 4, 3)
+    for whole in ("true", "false"):
+        configure_deepspeed(
+            FakeDeepSpeed(zero_stage=3), _stage_config("sft", *ok, f"gradient_checkpointing={whole}"), 4, 3
+        )
 
 
 def test_accelerate_launch_with_fsdp_version_1_exits_2_with_one_line(tmp_path):

@@ -286,7 +286,8 @@ def test_rl_responses_end_at_different_lengths(runs, name):
     """The RL runs exercise the sampler's lock-step rule: in the first iteration responses end with EOS
     before the length limit, at different lengths, so processes holding different rows finish sampling
     at different steps. (Not enough to catch a process stopping at its own length: with the default wrap
-    policy the sharded root is gathered once per rollout; see docs/scaling.md.)"""
+    policy the sharded root is gathered once per rollout; test_fsdp_lockstep_launch.py catches it with
+    per-layer units.)"""
     steps = [r for r in _metrics(runs("one-rl") / "one-rl" / name) if r.get("step", 0) >= 1]
     # iteration 1 (the later ones have learnt to run to the limit): the mean length is well below it
     assert steps[0]["response_length"] < 5 and steps[0]["hit_length_limit"] < 1, steps[0]

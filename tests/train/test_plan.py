@@ -238,6 +238,16 @@ def test_launch_problems_on_both_sides() -> None:
         _sft(batch_size=16, gradient_accumulation_steps=2), distributed_type="DEEPSPEED"
     )
     assert "DeepSpeed" not in problems(cfg, distributed_type="DEEPSPEED", deepspeed_gradient_accumulation=1)
+    zero3 = {"distributed_type": "DEEPSPEED", "zero_stage": 3}
+    assert "selective under ZeRO-3" in problems(cfg, **zero3)  # the default checkpointing
+    assert "selective under ZeRO-3" not in problems(cfg, distributed_type="DEEPSPEED", zero_stage=2)
+    for whole in (True, False):
+        assert "selective" not in problems(_sft(batch_size=16, gradient_checkpointing=whole), **zero3)
+    ppo = PPOConfig(data="p.jsonl", reward_fn="length", batch_size=8, minibatch_size=8)
+    rl = " | ".join(build_plan("ppo", ppo, _launch(distributed_type="DEEPSPEED"), shape).problems)
+    assert "RL stage does not run under DeepSpeed" in rl
+    rl = " | ".join(build_plan("ppo", ppo, _launch(distributed_type="FSDP"), shape).problems)
+    assert "DeepSpeed" not in rl
     assert "both recompute" in problems(cfg, distributed_type="FSDP", fsdp_activation_checkpointing=True)
     off = _sft(batch_size=16, gradient_checkpointing=False)
     plan = build_plan("sft", off, _launch(distributed_type="FSDP", fsdp_activation_checkpointing=True), shape)

@@ -33,7 +33,14 @@ import numpy as np
 from rlhfops.errors import ConfigError, DataError, TrainingStopped
 from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_checkpoint, write_manifest
 from rlhfops.train.config import TrainConfig
-from rlhfops.train.distributed import full_state, is_fsdp, load_full_state, make_accelerator
+from rlhfops.train.distributed import (
+    configure_deepspeed,
+    full_state,
+    is_fsdp,
+    load_full_state,
+    make_accelerator,
+    whole_weights,
+)
 from rlhfops.train.plan import check_split
 from rlhfops.train.progress import progress_bar
 from rlhfops.train.rundir import RunDir, atomic_write_text, default_run_dir
@@ -152,9 +159,7 @@ class Trainer(abc.ABC):
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process
-        check_split(
-            cfg, self.world
-        )  # the plan's rule (train/plan.py): ConfigError when the batch cannot split
+        split = check_split(cfg, self.world)  # the plan's rule (train/plan.py): ConfigError when it cannot
         self._seed_all(cfg.seed)
         self.load_data()
         n = len(self.train_rows)
@@ -165,6 +170,8 @@ class Trainer(abc.ABC):
             )
         self.steps_per_epoch = n // cfg.batch_size
         self.total_steps = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
+        micro = split.per_device_micro_batch
+        configure_deepspeed(self.accelerator, cfg, micro, self.total_steps, self.resume)
         self.build_model()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_adamw(params, cfg.learning_rate, cfg.weight_decay)
@@ -445,8 +452,10 @@ class Trainer(abc.ABC):
         summary: dict[str, Any] = {}
         if is_fsdp(self.accelerator):
             self._unshard_for_saving()
+        with whole_weights(self.accelerator, self.model):  # DeepSpeed ZeRO-3: every process gathers
+            if self.is_main:
+                self.save_final(self.run.final_dir)
         if self.is_main:
-            self.save_final(self.run.final_dir)
             history = [r for r in self.run.read_metrics() if "loss" in r]
             summary = {
                 "stage": self.stage,
@@ -460,7 +469,7 @@ class Trainer(abc.ABC):
                 "eval": metrics,
                 "world_size": self.world,
                 **self.summary_extra(),
-                # how the processes share the work: NO (one), MULTI_CPU / MULTI_GPU (DDP), FSDP
+                # how the processes share the work: NO (one), MULTI_CPU / MULTI_GPU (DDP), FSDP, DEEPSPEED
                 "distributed_type": str(self.accelerator.distributed_type.value),
             }
             if getattr(self, "truncation", None):

@@ -15,22 +15,32 @@ processes = 1 process.
   (``ppo_model.ShardedLM``, ``ActorCritic.forward(inside=...)``), and the sampler runs in lock-step: each
   process keeps calling the model (one placeholder row once its own rows have ended) until an all-reduce
   says every process's rows have ended (``generate(lockstep=...)``, ``ppo_rollout.every_process_done``),
-  so weight gathers line up (needed with per-layer units, TRANSFORMER_BASED_WRAP; not yet tested: with
-  the default wrap policy the root is gathered once per rollout). Reference copy and reward model are whole.
+  so weight gathers line up (needed with per-layer units, TRANSFORMER_BASED_WRAP: without it the launch
+  hangs, tests/train/test_fsdp_lockstep_launch.py; with the default wrap policy the root is gathered once
+  per rollout). Reference copy and reward model are whole.
 - Checkpoints and the final model under FSDP are gathered whole to the main process
   (:func:`full_state`), in the same layout as an unsharded run's, so they resume with DDP, one process or
   FSDP on any number of processes.
-- DeepSpeed: not installed here (refused, naming the package), and accelerate never uses it with
-  ``cpu=True`` (its ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``): refused on CPU.
+- DeepSpeed ZeRO-2/3 without a GPU: accelerate builds a CPU run as ``MULTI_CPU`` (its
+  ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``), so :func:`make_accelerator` sets the state to
+  DEEPSPEED with the launch's plugin, as for FSDP; DeepSpeed falls back to its CPU accelerator and wraps
+  the gloo process group. Tested for SFT, RM and DPO (tests/train/test_deepspeed_cpu.py, when the deepspeed
+  package is importable). :func:`configure_deepspeed` fills in what accelerate would read from a prepared
+  dataloader (the per-process micro-batch) and the stage's gradient clipping. Not supported under
+  DeepSpeed (one line each): gradient accumulation (the engine steps inside ``backward``), checkpoints
+  (ZeRO partitions the optimizer state per process), the RL stage (its lock-step sampling is FSDP's),
+  ZeRO-3 with selective activation checkpointing (fails in backward).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import nullcontext
 from typing import Any
 
 from rlhfops.errors import ConfigError
+from rlhfops.train.ppo_config import PPOConfig
 
 
 def _flag(name: str) -> bool:
@@ -47,11 +57,7 @@ def check_launch(has_gpu: bool) -> Any:
                 "package is not installed; install it on a GPU machine, or launch without --use_deepspeed "
                 "(DDP: --multi_gpu; sharded: --use_fsdp --fsdp_version 2)"
             )
-        if not has_gpu:
-            raise ConfigError(
-                "accelerate launch asked for DeepSpeed, but accelerate runs DeepSpeed only on a GPU (with no "
-                "GPU it would silently train with DDP); launch with --use_fsdp --fsdp_version 2 on CPU"
-            )
+        return None
     if not _flag("ACCELERATE_USE_FSDP"):
         return None
     version = os.environ.get("FSDP_VERSION", "1").strip()  # accelerate's default is version 1
@@ -92,11 +98,79 @@ def make_accelerator() -> Any:
     has_gpu = torch.cuda.is_available()
     plugin = check_launch(has_gpu)
     accelerator = Accelerator(cpu=not has_gpu)
-    if plugin is not None and accelerator.distributed_type == DistributedType.MULTI_CPU:
+    cpu_processes = plugin is not None or _flag("ACCELERATE_USE_DEEPSPEED")
+    if not cpu_processes or accelerator.distributed_type != DistributedType.MULTI_CPU:
+        return accelerator
+    if plugin is not None:
         accelerator.state.fsdp_plugin = plugin
         accelerator.state.distributed_type = DistributedType.FSDP
         PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    else:  # DeepSpeed on CPU processes over gloo: DeepSpeed's CPU accelerator
+        from accelerate.utils import DeepSpeedPlugin
+
+        ds = DeepSpeedPlugin()  # from the launch's environment, as Accelerator() builds it on a GPU
+        ds.set_mixed_precision(accelerator.state.mixed_precision)
+        ds.select(_from_accelerator_state=True)
+        accelerator.state.deepspeed_plugins = ds
+        accelerator.state.distributed_type = DistributedType.DEEPSPEED
+        PartialState._shared_state["distributed_type"] = DistributedType.DEEPSPEED
     return accelerator
+
+
+def is_deepspeed(accelerator: Any) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
+
+def configure_deepspeed(
+    accelerator: Any, config: Any, per_device_micro_batch: int, total_steps: int, resume: bool = False
+) -> None:
+    """DeepSpeed: refuse in one line what rlhfops does not run under it, and set the engine's micro-batch
+    and gradient clipping from the stage's config (accelerate reads the micro-batch from a prepared
+    dataloader; rlhfops prepares none). Call before ``prepare``; nothing happens without DeepSpeed."""
+    if not is_deepspeed(accelerator):
+        return
+    if isinstance(config, PPOConfig):
+        raise ConfigError(
+            "the RL stage does not run under DeepSpeed (its sampler's lock-step with sharded weights is "
+            "FSDP's): launch it with --use_fsdp --fsdp_version 2, or with DDP (--multi_gpu)"
+        )
+    if config.gradient_accumulation_steps > 1:
+        raise ConfigError(
+            f"gradient_accumulation_steps={config.gradient_accumulation_steps} under DeepSpeed: its engine "
+            "steps the optimizer inside backward; use 1 (a larger batch_size), or launch with FSDP"
+        )
+    if resume:
+        raise ConfigError("--resume under DeepSpeed: rlhfops writes no checkpoints under it; use FSDP")
+    if config.save_every <= total_steps:
+        raise ConfigError(
+            f"save_every={config.save_every} would write a checkpoint within {total_steps} steps, and "
+            "rlhfops does not write checkpoints under DeepSpeed yet (ZeRO partitions the optimizer state per "
+            f"process): set save_every above {total_steps}, or launch with FSDP (--use_fsdp --fsdp_version 2)"
+        )
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin.zero_stage == 3 and config.gradient_checkpointing == "selective":
+        raise ConfigError(
+            "gradient_checkpointing: selective under DeepSpeed ZeRO-3: ZeRO-3 frees the gathered weights "
+            "inside the recomputation, which torch's selective checkpointing refuses (aten.empty encountered "
+            "during backward); set gradient_checkpointing to true (whole layers) or false"
+        )
+    ds = plugin.deepspeed_config
+    ds["train_micro_batch_size_per_gpu"] = per_device_micro_batch
+    ds["gradient_accumulation_steps"] = 1
+    ds["train_batch_size"] = per_device_micro_batch * accelerator.num_processes
+    ds["gradient_clipping"] = float(config.max_grad_norm)
+
+
+def whole_weights(accelerator: Any, model: Any) -> Any:
+    """A context in which every process holds the whole weights of ``model``: DeepSpeed ZeRO-3 gathers
+    its partitioned parameters (every process must enter it); a no-op otherwise."""
+    if not is_deepspeed(accelerator) or accelerator.state.deepspeed_plugin.zero_stage != 3:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
 
 
 def is_fsdp(accelerator: Any) -> bool:

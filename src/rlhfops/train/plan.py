@@ -415,7 +415,19 @@ def build_plan(
                 f"(deepspeed_config: {gas}): DeepSpeed's engine steps the optimizer inside backward, rlhfops "
                 "accumulates itself; set both to 1 and raise the per-device batch, or use FSDP"
             )
-        notes.append("DeepSpeed: not run here (no DeepSpeed on this machine); FSDP is the tested sharding")
+        if isinstance(config, PPOConfig):
+            problems.append(
+                "the RL stage does not run under DeepSpeed (its lock-step sampling is FSDP's); use FSDP"
+            )
+        if launch.zero_stage == 3 and config.gradient_checkpointing == "selective":
+            problems.append(
+                "gradient_checkpointing: selective under ZeRO-3 fails in backward (ZeRO-3 frees weights "
+                "inside the recomputation); set gradient_checkpointing to true or false"
+            )
+        notes.append(
+            "DeepSpeed: tested on 2 CPU processes (SFT, RM; ZeRO-2/3), not on a GPU; rlhfops writes no "
+            "checkpoints under it (save_every above the run's steps)"
+        )
     ckpt = config.gradient_checkpointing
     if ckpt and launch.fsdp_activation_checkpointing:
         problems.append(
