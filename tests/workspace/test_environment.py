@@ -87,3 +87,33 @@ def test_shipped_lock_pins_everything_with_hashes_and_cpu_torch(monkeypatch):
         for i in pinned
         for ln in [lines[i]]
     ), "a pin without its hash"
+
+
+def test_deepspeed_lock_pins_with_hashes_and_leaves_torch_to_the_main_lock(monkeypatch):
+    """`make deepspeed` installs with --no-deps from this lock: every pin hashed, no torch or CUDA package (a
+    second torch would replace the CPU build), and every dependency deepspeed declares is in one of the two
+    locks."""
+    monkeypatch.delenv("RLHFOPS_LOCK", raising=False)
+    main = read_lock(default_lock_path().read_text())
+    text = default_lock_path().with_name("requirements-deepspeed.lock").read_text()
+    pins = read_lock(text)
+    assert set(pins) == {"deepspeed", "einops", "hjson", "msgpack", "ninja", "py-cpuinfo"}
+    assert not set(pins) & set(main), "a package pinned in both locks"
+    lines = text.splitlines()
+    pinned = [i for i, ln in enumerate(lines) if "==" in ln and not ln.startswith(("#", " "))]
+    assert len(pinned) == len(pins) and all(lines[i + 1].strip().startswith("--hash=sha256:") for i in pinned)
+    # deepspeed 0.19.8's Requires-Dist without extras
+    for dep in (
+        "einops",
+        "hjson",
+        "msgpack",
+        "ninja",
+        "numpy",
+        "packaging",
+        "psutil",
+        "py-cpuinfo",
+        "pydantic",
+        "torch",
+        "tqdm",
+    ):
+        assert dep in pins or dep in main, dep
