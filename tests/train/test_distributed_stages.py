@@ -17,8 +17,9 @@ orders of magnitude). The PPO family: losses atol 2e-5 (a clipped surrogate of w
 hundredths around 0, so a relative tolerance means nothing) and weights atol 2e-4 (12 Adam steps, 4 per
 iteration; measured differences ~5e-5, where per-process sampling seeds or whitening gave ~1e-2). The
 reward head's ``bias`` is left out of the weight check: Bradley-Terry depends on r_chosen - r_rejected
-only, its gradient is 0 up to rounding and Adam turns that rounding into steps of any sign (bounded by
-lr per step, and checked against that bound).
+only, its gradient is 0 up to rounding and Adam turns that rounding into steps of any sign. (It used to be
+checked against 2 x lr x steps, a bound Adam's normalised steps keep whatever the code does, so a check
+that could not fail; it is now not compared at all.)
 
 The RL jobs penalise KL with the k3 estimator, not the default k1. In iteration 1 the policy is the
 reference, so the per-token KL is rounding: ~1e-6 per token with k1 (a difference of log-probs), ~1e-12 with
@@ -231,9 +232,7 @@ def _assert_same_run(a: Path, b: Path, name: str) -> None:
     atol = RL_WEIGHT_ATOL if rl else WEIGHT_ATOL
     for k in wa:
         if k in UNIDENTIFIED.get(name, ()):
-            steps = len(la)
-            torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=2 * 1e-3 * steps, msg=f"{a}: {k}")
-            continue
+            continue  # not compared: any bound Adam's steps respect could never fail (module docstring)
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=atol, msg=f"{a}: {k}")
 
 
