@@ -149,8 +149,7 @@ def test_zero_on_two_cpu_processes_gives_the_single_process_losses_and_weights(r
     for k in wa:
         assert wb[k].numel() == wa[k].numel() > 0, k  # ZeRO-3: gathered whole before saving, not a shard
         if k in UNIDENTIFIED.get(name, ()):
-            torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=2 * 1e-3 * len(la), msg=k)
-            continue
+            continue  # not compared (test_distributed_stages' docstring: no bound on it could fail)
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=WEIGHT_ATOL, msg=k)
     start = load_file(str(next((runs / "tiny").glob("*.safetensors"))))
     start = {k.removeprefix("model."): v for k, v in start.items()}
