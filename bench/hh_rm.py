@@ -234,7 +234,24 @@ def run_rlhfops(spec: dict, work: Path) -> dict:
     out["losses"] = [r["loss"] for r in trainer.run.read_metrics() if "loss" in r]
     out["curve"] = curve
     out["checkpointing"] = cfg.gradient_checkpointing
+    out["settings"] = effective_settings(cfg, trainer)
     return out
+
+
+def effective_settings(cfg, trainer) -> dict:
+    """What the rlhfops run actually trained with (so a test can see that ``--set`` / ``--margin`` reached
+    it): learning rate, LoRA and its rank, the margin setting and the margins on the training rows, and
+    the trainable vs all parameters of the model that trained."""
+    params = list(trainer.model.parameters())
+    return {
+        "learning_rate": cfg.learning_rate,
+        "lora": cfg.lora.enabled,
+        "lora_r": cfg.lora.r,
+        "use_margin": cfg.use_margin,
+        "margins": sorted({r.margin for r in trainer.train_rows if r.margin is not None}),
+        "trainable_params": sum(p.numel() for p in params if p.requires_grad),
+        "all_params": sum(p.numel() for p in params),
+    }
 
 
 def run_trl(spec: dict, work: Path) -> dict:
@@ -335,6 +352,7 @@ def summarise(side: str, runs: list[dict]) -> dict:
         "mean_loss": statistics.fmean(first["losses"]) if first["losses"] else None,
         "peak_rss_mb": round(med(r["peak_rss_mb"] for r in runs), 1),
         "gradient_checkpointing": first["checkpointing"],
+        **({"settings": first["settings"]} if "settings" in first else {}),
     }
 
 

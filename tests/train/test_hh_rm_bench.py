@@ -61,6 +61,25 @@ def test_the_bench_runs_both_sides_on_the_tiny_model(tiny_dir: Path, tmp_path: P
     assert result["steps"] == 2 and result["data"]["train_pairs"] == 8 and result["data"]["eval_pairs"] == 6
     assert isinstance(result["target_met"], bool) and len(result["load_average_before"]) == 3
     assert "# round 1 rlhfops" in printed.err and "# round 1 trl" in printed.err
+    settings = result["rlhfops"]["settings"]  # the defaults: full fine-tuning at --lr, no margin
+    assert settings["lora"] is False and settings["learning_rate"] == 2e-5 and settings["margins"] == []
+    assert settings["trainable_params"] == settings["all_params"] > 0
+
+
+def test_set_and_margin_reach_the_rlhfops_run(tiny_dir: Path, tmp_path: Path) -> None:
+    """The experiments' settings (LoRA at a higher learning rate, a margin) are in the run that trained,
+    not only parsed: the child reports its config and its model's trainable parameters."""
+    bench = _bench()
+    argv = ["--model", str(tiny_dir), "--train-pairs", "8", "--eval-pairs", "6", "--batch", "4"]
+    argv += ["--max-length", "512", "--rounds", "1", "--sides", "rlhfops", "--margin", "0.5"]
+    argv += ["--set", "lora.enabled=true", "--set", "lora.r=4", "--set", "learning_rate=2e-4"]
+    result = bench.main(argv)
+    assert "trl" not in result and "ratio_cpu" not in result
+    settings = result["rlhfops"]["settings"]
+    assert settings["lora"] is True and settings["lora_r"] == 4 and settings["learning_rate"] == 2e-4
+    assert 0 < settings["trainable_params"] < settings["all_params"] / 2  # an adapter, not the trunk
+    assert settings["use_margin"] is True and settings["margins"] == [0.5]
+    assert result["margin"] == 0.5 and result["rlhfops_overrides"][0] == "lora.enabled=true"
 
 
 def _fake_run(seconds: dict[str, list[float]], calls: list[tuple[str, int]], acc: dict[str, float]):
