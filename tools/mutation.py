@@ -90,6 +90,7 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/monitor/test_monitor_drift_math.py",
         "tests/monitor/test_monitor_drift_rule.py",
         "tests/monitor/test_monitor_drift_config.py",
+        "tests/monitor/test_monitor_drift_edges.py",
     ],
     "annotate/agreement.py": [
         "tests/annotate/test_annotate_agreement.py",

@@ -1,0 +1,102 @@
+"""monitor/drift.py at its edges (issue 17: survivors of the full mutation run): input checks on both
+sides, the bandwidth fallback, the window size and time-window bounds, the report's counts and order,
+immutable results. Small arrays, a few permutations: each test runs in well under a second."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from rlhfops.errors import ConfigError, DataError
+from rlhfops.monitor import drift
+from rlhfops.monitor.drift import DriftConfig, input_drift, median_bandwidth, mmd_permutation_test
+
+
+def test_each_side_needs_its_minimum_rows():
+    ok = np.zeros((3, 2))
+    drift._check_pair(ok, ok, min_rows=3)
+    for x, y in ((ok[:2], ok), (ok, ok[:2])):  # either side short is refused
+        with pytest.raises(DataError, match="at least 3 rows"):
+            drift._check_pair(x, y, min_rows=3)
+
+
+def test_subsampling_only_above_the_cap():
+    rng = np.random.default_rng(0)
+    assert drift._subsample(5, 5, rng).tolist() == [0, 1, 2, 3, 4]  # exactly at the cap: every row
+    assert drift._subsample(5, None, rng).tolist() == [0, 1, 2, 3, 4]
+    picked = drift._subsample(6, 5, rng)
+    assert len(picked) == 5 and len(set(picked.tolist())) == 5  # without replacement
+
+
+def test_bandwidth_is_the_median_distance_below_one_and_one_when_all_points_coincide():
+    pts = np.array([[0.0], [0.5], [1.0]])  # distances 0.5, 1.0, 0.5: median 0.5
+    assert median_bandwidth(drift.squared_distances(pts, pts)) == pytest.approx(0.5)
+    same = np.zeros((4, 2))
+    assert median_bandwidth(drift.squared_distances(same, same)) == 1.0
+
+
+def test_one_permutation_is_allowed_zero_is_not():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 2)), rng.normal(size=(8, 2))
+    assert mmd_permutation_test(x, y, n_permutations=1).n_permutations == 1
+    with pytest.raises(ConfigError, match="n_permutations=0"):
+        mmd_permutation_test(x, y, n_permutations=0)
+
+
+def _pair(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(60, 3)), np.concatenate([rng.normal(size=(40, 3)), rng.normal(size=(20, 3)) + 4])
+
+
+def test_the_report_counts_its_rows_and_lists_the_most_novel_first():
+    train, prod = _pair()
+    rep = input_drift(train, prod, n_permutations=19)
+    assert (rep.n_train, rep.n_prod) == (60, 60)
+    assert rep.shifted_indices, "the planted rows are novel"
+    dist, threshold, _ref = drift._novelty(train, prod, DriftConfig(n_permutations=19))
+    novel = [i for i in range(len(prod)) if dist[i] > threshold]
+    assert sorted(rep.shifted_indices) == novel
+    assert [dist[i] for i in rep.shifted_indices] == sorted(dist[novel], reverse=True)
+    assert rep.novel_share == pytest.approx(len(novel) / 60)
+
+
+def test_results_are_immutable():
+    train, prod = _pair()
+    rep = input_drift(train, prod, n_permutations=19)
+    for obj, name in ((rep, "drifted"), (rep.mmd, "p_value"), (rep.auc, "auc")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, name, None)
+    c = drift.Cluster([0], [0], 1, 0.1, 1.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.size = 2
+
+
+def test_window_and_step_must_be_positive():
+    assert drift._window_bounds(3, None, 1, 1) == [(0, 1), (1, 2), (2, 3)]
+    for window, step in ((0, 1), (1, 0)):
+        with pytest.raises(ConfigError, match="must be >= 1"):
+            drift._window_bounds(3, None, window, step)
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    times = [t0 + timedelta(hours=i) for i in range(3)]
+    hour = timedelta(hours=1)
+    assert drift._window_bounds(3, times, hour, hour) == [(0, 1), (1, 2), (2, 3)]
+    for window, step in ((timedelta(0), hour), (hour, timedelta(0))):
+        with pytest.raises(ConfigError, match="must be positive"):
+            drift._window_bounds(3, times, window, step)
+
+
+def test_a_time_window_starting_at_the_last_record_is_kept():
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    times = [t0, t0 + timedelta(hours=2)]
+    # windows start at t0 and t0 + 2h: the second starts exactly at the last record and holds it
+    assert drift._window_bounds(2, times, timedelta(hours=1), timedelta(hours=2)) == [(0, 1), (1, 2)]
+
+
+def test_a_window_of_exactly_min_window_records_rows_is_analysed():
+    train, prod = _pair()
+    wins = drift.windowed_drift(train, prod, window=30, min_window_records=30, n_permutations=19)
+    assert [(w.start, w.end) for w in wins] == [(0, 30), (30, 60)]
+    assert drift.windowed_drift(train, prod, window=29, step=60, min_window_records=30) == []
