@@ -100,3 +100,69 @@ def test_a_window_of_exactly_min_window_records_rows_is_analysed():
     wins = drift.windowed_drift(train, prod, window=30, min_window_records=30, n_permutations=19)
     assert [(w.start, w.end) for w in wins] == [(0, 30), (30, 60)]
     assert drift.windowed_drift(train, prod, window=29, step=60, min_window_records=30) == []
+
+
+def test_an_explicit_bandwidth_must_be_positive():
+    x = np.random.default_rng(0).normal(size=(6, 2))
+    assert mmd_permutation_test(x, x + 1, n_permutations=1, bandwidth=1e-3).bandwidth == 1e-3
+    with pytest.raises(ConfigError, match="must be > 0"):
+        mmd_permutation_test(x, x + 1, n_permutations=1, bandwidth=0.0)
+
+
+def test_nearest_distances_to_another_matrix_keep_an_identical_row():
+    a = np.array([[0.0, 0.0], [5.0, 0.0]])
+    b = np.array([[0.0, 0.0], [1.0, 0.0]])
+    assert drift.nearest_distances(a, b).tolist() == [0.0, 4.0]  # row 0 of b is row 0 of a: distance 0
+    assert drift.nearest_distances(b, b, exclude_self=True).tolist() == [1.0, 1.0]
+
+
+def test_few_rows_of_the_training_distribution_are_novel():
+    # the threshold is the 95% quantile of training rows' leave-one-out nearest distances: fresh rows
+    # of the same distribution are novel about 5% of the time, not always
+    rng = np.random.default_rng(1)
+    rep = input_drift(rng.normal(size=(200, 3)), rng.normal(size=(200, 3)), n_permutations=19)
+    assert 0.0 < rep.novel_share < 0.2
+
+
+def test_the_classifier_needs_cv_rows_per_side_and_uses_cv_folds():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)) + 3
+    assert drift.domain_classifier_auc(x, y, cv=3).auc == 1.0  # 3 folds of 3 rows per side
+    with pytest.raises(DataError, match="at least 4 rows"):
+        drift.domain_classifier_auc(x, y, cv=4)
+
+
+def test_rows_left_out_of_the_classifier_subsample_are_scored_by_a_fit_on_the_subsample():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 2)), rng.normal(size=(12, 2)) + 1  # only X is subsampled
+    res = drift.domain_classifier_auc(x, y, cv=2, seed=3, max_per_side=12)
+    pick = np.random.default_rng(3)
+    ix, iy = drift._subsample(30, 12, pick), drift._subsample(12, 12, pick)
+    rest = np.setdiff1d(np.arange(30), ix)
+    z, labels = np.concatenate([x[ix], y[iy]]), np.r_[np.zeros(12), np.ones(12)]
+    full = LogisticRegression(C=1.0, max_iter=1000, random_state=3).fit(z, labels)
+    assert res.per_sample_scores[rest] == pytest.approx(full.predict_proba(x[rest])[:, 1], rel=1e-9)
+
+
+def test_input_drift_passes_its_seed_and_cap_to_the_mmd_test():
+    train, prod = _pair()
+    rep = input_drift(train, prod, n_permutations=19, seed=1, mmd_max_per_side=10)
+    assert rep.mmd == mmd_permutation_test(train, prod, 19, seed=1, max_per_side=10)
+    assert (rep.mmd.n_x, rep.mmd.n_y) == (10, 10)
+
+
+def test_input_drift_needs_three_rows_per_side_whatever_the_folds():
+    rng = np.random.default_rng(0)
+    with pytest.raises(DataError, match="at least 3 rows"):
+        input_drift(rng.normal(size=(2, 2)), rng.normal(size=(2, 2)), cv=2, n_permutations=19)
+
+
+def test_window_clusters_name_rows_of_the_whole_production_matrix():
+    train, prod = _pair()
+    wins = drift.windowed_drift(train, prod, window=30, min_window_records=30, n_permutations=19)
+    clusters = wins[1].report.new_clusters  # rows 30-59: the planted rows are 40-59
+    assert clusters, "the planted rows form a new cluster"
+    for c in clusters:
+        assert all(40 <= i < 60 for i in c.members + c.centroid_examples)
