@@ -100,6 +100,10 @@ def test_a_window_of_exactly_min_window_records_rows_is_analysed():
     wins = drift.windowed_drift(train, prod, window=30, min_window_records=30, n_permutations=19)
     assert [(w.start, w.end) for w in wins] == [(0, 30), (30, 60)]
     assert drift.windowed_drift(train, prod, window=29, step=60, min_window_records=30) == []
+    # two windows of 29 rows (0-29, 30-59): both too small, wherever they start
+    assert drift.windowed_drift(train, prod, window=29, step=30, min_window_records=30) == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        wins[0].start = 1
 
 
 def test_an_explicit_bandwidth_must_be_positive():
@@ -166,3 +170,30 @@ def test_window_clusters_name_rows_of_the_whole_production_matrix():
     assert clusters, "the planted rows form a new cluster"
     for c in clusters:
         assert all(40 <= i < 60 for i in c.members + c.centroid_examples)
+
+
+def test_the_laplacian_kernel_is_exp_of_minus_distance_over_sigma():
+    d2 = np.array([[0.0, 4.0], [4.0, 0.0]])
+    k = drift.kernel_matrix(d2, "laplacian", 0.5)
+    assert k == pytest.approx(np.array([[1.0, np.exp(-4.0)], [np.exp(-4.0), 1.0]]), rel=1e-12)
+
+
+def test_a_reference_capped_below_the_training_rows_calibrates_on_the_rows_left_out():
+    rng = np.random.default_rng(0)
+    train, prod = rng.normal(size=(120, 3)), rng.normal(size=(30, 3))
+    cfg = DriftConfig(max_reference=50)
+    dist, threshold, ref = drift._novelty(train, prod, cfg)
+    order = np.random.default_rng(cfg.seed + 1).permutation(120)
+    ref_rows, calib = train[order[:50]], train[order[50:]]  # 70 rows left out: >= 20, used
+    assert np.array_equal(ref, ref_rows)
+    calib_d = [min(np.linalg.norm(c - r) for r in ref_rows) for c in calib]
+    assert threshold == pytest.approx(float(np.quantile(calib_d, 0.95)), rel=1e-9)
+    assert dist == pytest.approx([min(np.linalg.norm(p - r) for r in ref_rows) for p in prod], rel=1e-9)
+
+
+def test_novel_rows_beyond_max_cluster_points_join_their_nearest_cluster():
+    train, prod = _pair()
+    full = input_drift(train, prod, n_permutations=19).new_clusters
+    capped = input_drift(train, prod, n_permutations=19, max_cluster_points=10).new_clusters
+    assert capped and sum(c.size for c in capped) == sum(c.size for c in full)
+    assert sorted(i for c in capped for i in c.members) == sorted(i for c in full for i in c.members)
