@@ -89,6 +89,8 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
     "monitor/drift.py": [
         "tests/monitor/test_monitor_drift_math.py",
         "tests/monitor/test_monitor_drift_rule.py",
+        "tests/monitor/test_monitor_drift_config.py",
+        "tests/monitor/test_monitor_drift_edges.py",
     ],
     "annotate/agreement.py": [
         "tests/annotate/test_annotate_agreement.py",

@@ -223,3 +223,13 @@ def test_gate_log_any_byte_edit_names_its_entry(gws, ready):
             checked += 1
     path.write_bytes(good)
     assert dlog.verify(gws).ok and checked > 100
+
+
+def test_a_deployment_record_is_immutable():
+    import dataclasses
+
+    from rlhfops.gate.decide import Deployment
+
+    d = Deployment("m", "ppo-model", "gina", "2026-01-01T00:00:00+00:00", False, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.override = True  # a promotion's record is evidence, not a draft

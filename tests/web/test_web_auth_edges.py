@@ -89,6 +89,35 @@ def test_roles_of_an_unknown_name_are_empty(ws):
     assert a.roles("rita") == frozenset({"rater", "annotation-lead"})
 
 
+def test_a_role_change_is_seen_after_five_seconds_and_not_before(ws, monkeypatch):
+    # docs/benchmarks.md: role and token lookups hit the database on a cache miss every 5 s; a role
+    # granted (or revoked) takes effect that long after the last lookup, no later
+    now = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    a = auth.Auth(ws)
+    assert a.roles("rita") == frozenset({"rater", "annotation-lead"})
+    ws.add_person("rita", "gate-owner", "alice")
+    now[0] = 1004.999
+    assert "gate-owner" not in a.roles("rita")  # cached
+    now[0] = 1005.0
+    assert "gate-owner" in a.roles("rita")
+
+
+def test_the_signature_is_hmac_sha256_under_the_derived_key(monkeypatch):
+    # an independent computation of the token: sessions signed by one release must verify in the next
+    import base64
+    import hmac
+
+    monkeypatch.setattr(auth.time, "time", lambda: 1_700_000_000.0)
+    secret = b"s" * 64
+    payload = f"{base64.urlsafe_b64encode(b'ann').decode()}.1700000000"
+    key = hashlib.sha256(b"rlhfops-web:" + secret).digest()
+    mac = base64.urlsafe_b64encode(hmac.new(key, payload.encode(), hashlib.sha256).digest()).decode()
+    token = auth.Signer(secret).sign("ann")
+    assert token == f"{payload}.{mac}"
+    assert auth.Signer(secret).unsign(token) == "ann"
+
+
 def test_resolve_user_caches_the_user_on_the_request_and_401s_without_one(ws):
     from rlhfops.web.sessions import create_session
 
