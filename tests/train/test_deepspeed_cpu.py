@@ -47,6 +47,7 @@ def test_deepspeed_is_installed_where_required():
     """With RLHFOPS_REQUIRE_DEEPSPEED=1 (CI) a missing deepspeed is a failure, not a skip."""
     assert not MISSING, "RLHFOPS_REQUIRE_DEEPSPEED=1 but deepspeed is not importable: run `make deepspeed`"
 
+
 LAUNCH_TIMEOUT = 900
 WORKER = Path(__file__).with_name("stages_worker.py")
 LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5
