@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -68,6 +69,23 @@ def worker_pythonpath(helpers: Path) -> str:
     src = str(Path(rlhfops.__file__).resolve().parents[1])
     old = os.environ.get("PYTHONPATH", "")
     return os.pathsep.join(p for p in [str(helpers), src, *old.split(os.pathsep)] if p)
+
+
+def run_launch(cmd: list[str], env: dict[str, str], timeout: float, what: str) -> str:
+    """Run a launch (``accelerate launch`` or a worker) in a session of its own, so a hang is killed with
+    every process the launcher started; fail the test if it does not end in ``timeout`` s or exits non-zero
+    (``what`` names it in the message). Returns its stderr."""
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+        raise AssertionError(f"{what}: no end in {timeout} s (killed): {err[-3000:]}") from None
+    assert proc.returncode == 0, f"{what} failed: {err[-6000:]}"
+    return err
 
 
 def run_two_processes(worker: Path, out: Path, *args: str) -> dict[str, Any]:

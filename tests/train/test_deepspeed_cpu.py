@@ -18,14 +18,12 @@ import importlib.util
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers_train import free_port, worker_pythonpath, write_demos, write_prefs
+from helpers_train import free_port, run_launch, worker_pythonpath, write_demos, write_prefs
 from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
@@ -100,18 +98,7 @@ def _launch(root: Path, tag: str) -> None:
             (root / "deepspeed-zero3.json").write_text(json.dumps(ZERO3))
             launch.append(str(root / "deepspeed-zero3.json"))
         cmd = [accelerate, "launch", *launch, f"--main_process_port={free_port()}", *cmd[1:]]
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        _, err = proc.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        raise AssertionError(
-            f"launch {tag!r}: no end in {LAUNCH_TIMEOUT} s (killed): {err[-3000:]}"
-        ) from None
-    assert proc.returncode == 0, err[-4000:]
+    run_launch(cmd, env, LAUNCH_TIMEOUT, f"launch {tag!r}")
 
 
 @pytest.fixture(scope="module")

@@ -34,15 +34,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from helpers_train import free_port, worker_pythonpath, write_demos, write_prefs, write_prompts
+from helpers_train import free_port, run_launch, worker_pythonpath, write_demos, write_prefs, write_prompts
 from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
@@ -158,19 +156,7 @@ def _launch(root: Path, tag: str) -> None:
         accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
         assert accelerate, "accelerate's console script must be installed next to the test interpreter"
         cmd = [accelerate, "launch", *launcher, *LAUNCH, f"--main_process_port={free_port()}", *cmd[1:]]
-    # a session of its own, so a hang is killed with every worker process the launcher started
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        _, err = proc.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        raise AssertionError(
-            f"launch {tag!r} did not finish in {LAUNCH_TIMEOUT} s (killed): {err[-3000:]}"
-        ) from None
-    assert proc.returncode == 0, err[-4000:]
+    run_launch(cmd, env, LAUNCH_TIMEOUT, f"launch {tag!r}")
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from helpers_train import free_port, worker_pythonpath, write_prompts
+from helpers_train import free_port, run_launch, worker_pythonpath, write_prompts
 
 from rlhfops.models.tiny import make_tiny_model_dir
 
@@ -72,17 +70,7 @@ def test_per_layer_fsdp_rl_run_finishes_when_one_process_stops_sampling_first(tm
         "PYTHONPATH": worker_pythonpath(WORKER.parent),
         "RLHFOPS_TEST_WATCHDOG": str(WATCHDOG),
     }
-    # a session of its own, so a hang is killed with every worker process the launcher started
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        _, err = proc.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        raise AssertionError(f"no end in {LAUNCH_TIMEOUT} s (killed): {err[-3000:]}") from None
-    assert proc.returncode == 0, f"the launch failed (a worker blocked in a collective?): {err[-6000:]}"
+    run_launch(cmd, env, LAUNCH_TIMEOUT, "the launch (a worker blocked in a collective?)")
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["distributed_type"] == "FSDP"
