@@ -50,12 +50,17 @@ class ExportResult:
     refused: str = ""  # the format's refusals, one line (empty when none)
 
 
+def _production_pair() -> list[Any]:
+    """The clauses of a production pair: a pair, neither a gold item nor a calibration-round item."""
+    return [m.Item.kind == "pair", m.Item.is_gold.is_(False), m.Item.calibration_round.is_(None)]
+
+
 def production_labels(
     s, batches: Sequence[str] | None = None
 ) -> tuple[list[m.Item], dict[int, dict[str, str]]]:
     """Labelled production pairs and their labels (item id -> rater -> canonical choice); with ``batches``,
     only the pairs queued in those batches."""
-    where = [m.Item.kind == "pair", m.Item.is_gold.is_(False), m.Item.calibration_round.is_(None)]
+    where = _production_pair()
     if batches is not None:
         where.append(m.Item.batch.in_(list(batches)))
     labels = s.execute(
@@ -87,13 +92,7 @@ def spec_min_agreement(ws: Any) -> float | None:
 def _check_batches(s, batches: Sequence[str]) -> None:
     if not batches:
         raise UserError("prefs export: --batch given without a name")
-    known = set(
-        s.scalars(
-            sa.select(m.Item.batch)
-            .where(m.Item.kind == "pair", m.Item.is_gold.is_(False), m.Item.calibration_round.is_(None))
-            .distinct()
-        ).all()
-    )
+    known = set(s.scalars(sa.select(m.Item.batch).where(*_production_pair()).distinct()).all())
     unknown = sorted(set(batches) - known)
     if unknown:
         raise UserError(
@@ -193,21 +192,23 @@ def export_preferences(
         raise UserError(f"prefs export --format {fmt}: no pair fits the format; {conv.summary()}")
     write_rows(out, conv.rows)
     artifact_id = None
+    extra: dict[str, Any] = {}
+    if batches is not None:
+        extra["batches"] = sorted(set(batches))
+    if below:
+        extra["below_min_agreement"] = {
+            "min_agreement": min_agreement,
+            "reason": reason.strip(),
+            "by": creator,
+        }
     if register and fmt != "rlhfops":
         parents = [ws.register_spec_version(creator)]
         meta = {
             "format": fmt,
             "rows": len(conv.rows),
             "refused": {k: v.count for k, v in conv.refused.items()},
+            **extra,
         }
-        if batches is not None:
-            meta["batches"] = sorted(set(batches))
-        if below:
-            meta["below_min_agreement"] = {
-                "min_agreement": min_agreement,
-                "reason": reason.strip(),
-                "by": creator,
-            }
         artifact_id = ws.register_artifact("dataset", out, parents, creator, meta)
     elif register:
         meta = {
@@ -217,15 +218,8 @@ def export_preferences(
             "pairs": len(rows),
             "dropped": dict(dropped),
             "aggregation": "plurality of A/B/tie/both_bad; ties, both-bad and tied pluralities dropped",
+            **extra,
         }
-        if batches is not None:
-            meta["batches"] = sorted(set(batches))
-        if below:
-            meta["below_min_agreement"] = {
-                "min_agreement": min_agreement,
-                "reason": reason.strip(),
-                "by": creator,
-            }
         parents = [ws.register_spec_version(creator)]
         artifact_id = ws.register_artifact("preferences", out, parents, creator, meta)
     return ExportResult(out, artifact_id, len(conv.rows), dict(dropped), alpha, pct, conv.summary())
