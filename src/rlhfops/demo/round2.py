@@ -101,6 +101,7 @@ def failures(ctx: Any) -> str:
     pairs = [(r["prompt"], expert_reply(r["category"]), r["response"]) for r in failed]
     batch = "round-2-redteam-train"
     queued = [n["batch"] for n in ctx.rounds.get("next", []) if n.get("queued") or n.get("already_queued")]
+    new_batches = ([batch] if pairs else []) + queued  # this round's: what the candidate continues on
     lab = label_round(
         ctx.ws,
         pairs,
@@ -108,7 +109,7 @@ def failures(ctx: Any) -> str:
         ctx.root / "data" / "preferences-r2.jsonl",
         PEOPLE["annotation-lead"],
         seed=ctx.s.seed,
-        new_batches=([batch] if pairs else []) + queued,
+        new_batches=new_batches,
         new_out=ctx.root / "data" / "preferences-r2-new.jsonl",
     )
     ctx.ids["preferences-r2-new"] = lab.new_artifact_id or ""
@@ -125,7 +126,7 @@ def failures(ctx: Any) -> str:
         "exported": lab.kept,
         "alpha": lab.alpha,
         "prefs_path": str(lab.prefs_path),
-        "new_batches": ([batch] if pairs else []) + queued,
+        "new_batches": new_batches,
         "new_exported": lab.new_kept,
         "new_prefs_path": str(lab.new_path) if lab.new_path else None,
     }
