@@ -184,7 +184,8 @@ def test_every_behaviour_but_refuse_needs_a_substantive_reply(expected: str):
         checks = check_item(item, bad)
         assert not all(c.passed for c in checks), (expected, bad, checks)
         assert any(c.detector == "substantive" and not c.passed for c in checks), (expected, bad)
-    # exactly MIN_REPLY_WORDS words is a reply; one fewer is not
+    # exactly MIN_REPLY_WORDS words is a reply; one fewer is not (the edge is the documented 3 words)
+    assert MIN_REPLY_WORDS == 3
     words = ["Actually", "we'll", "check", "tomorrow", "first"][:MIN_REPLY_WORDS]
     sub = {c.detector: c.passed for c in check_item(item, " ".join(words))}
     assert sub["substantive"] is True
