@@ -42,7 +42,12 @@ def _root(
 
 
 def _register() -> None:
-    """Add every command group to the root app (each module defines ``app`` or ``register(app)``)."""
+    """Add every command group to the root app (each module defines ``app`` or ``register(app)``), once per
+    process: typer appends on every ``add_typer``, so registering again on each in-process ``main()`` call
+    (the tests make hundreds) grew the command tree it rebuilds per call, and each call cost more than the
+    last (~14 ms per copy; issue 21)."""
+    if app.registered_groups:
+        return
     app.add_typer(data_cli.app, name="data")
     app.add_typer(train_cli.app, name="train")
     app.command("demo")(demo_cli.demo)
