@@ -6,6 +6,7 @@ Errors the user caused (:class:`rlhfops.errors.UserError`) print one line and ex
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
@@ -59,8 +60,32 @@ def _register() -> None:
     monitor_cli.register(app)  # monitor ingest/drift, triggers
 
 
+class _ToStderr(logging.Filter):
+    """Sends a library's log record to stderr instead of the handlers it set up (returns False for them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sys.stderr.write(f"[{record.name}] {record.levelname}: {record.getMessage()}\n")
+        return False
+
+
+# Libraries that log to stdout: DeepSpeed's logger writes to sys.stdout (deepspeed/utils/logging.py), and its
+# first import (accelerate imports it whenever it is installed) warns "Setting accelerator to CPU", which
+# landed inside a command's printed result. stdout carries the command's result; their lines go to stderr.
+STDOUT_LOGGERS = ("DeepSpeed",)
+
+
+def library_logs_to_stderr() -> None:
+    """Route the loggers in ``STDOUT_LOGGERS`` to stderr; idempotent. The filter sits on the logger itself, so
+    it holds for handlers the library adds later (DeepSpeed adds its stdout handler at import)."""
+    for name in STDOUT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ToStderr) for f in logger.filters):
+            logger.addFilter(_ToStderr())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
+    library_logs_to_stderr()
     _register()
     try:
         # without standalone mode click returns (does not raise) a typer.Exit's code: pass it on
