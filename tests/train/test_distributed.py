@@ -18,6 +18,7 @@ from rlhfops.errors import ConfigError
 from rlhfops.models.tiny import make_tiny_model_dir
 from rlhfops.train import distributed
 from rlhfops.train.distributed import check_launch, configure_deepspeed, fsdp_plugin_from_env
+from rlhfops.train.distributed_rules import deepspeed_refusals
 
 LAUNCH_VARS = (
     "ACCELERATE_USE_FSDP",
@@ -115,30 +116,70 @@ def test_configure_deepspeed_sets_the_micro_batch_and_clipping_from_the_stage():
     assert ddp.config["train_micro_batch_size_per_gpu"] == "auto"
 
 
-def test_configure_deepspeed_refuses_what_rlhfops_does_not_run_under_it():
-    ok = ["save_every=4"]
-    configure_deepspeed(FakeDeepSpeed(), _stage_config("rm", *ok, "gradient_accumulation_steps=1"), 4, 3)
-    with pytest.raises(ConfigError, match="gradient_accumulation_steps=2 under DeepSpeed: .* use 1"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("rm", *ok, "gradient_accumulation_steps=2"), 2, 3)
-    configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=4"), 4, total_steps=3)
-    with pytest.raises(ConfigError, match="save_every=3 would write a checkpoint within 3 steps.*above 3"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, total_steps=3)
-    with pytest.raises(ConfigError, match="--resume under DeepSpeed"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", *ok), 4, 3, resume=True)
-    with pytest.raises(ConfigError, match="the RL stage does not run under DeepSpeed"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("ppo", "reward_fn=length_target:6", *ok), 4, 3)
+def test_each_deepspeed_rule_on_both_sides_of_its_edge():
+    """One rule per refusal (``distributed_rules``), one line each; a config on the allowed side of every
+    edge gives no refusal."""
+    ok = ["save_every=4", "gradient_checkpointing=true"]
+
+    def refused(stage: str, *sets: str, zero: int = 2, **kw) -> list[str]:
+        return deepspeed_refusals(_stage_config(stage, *ok, *sets), zero, total_steps=3, **kw)
+
+    assert refused("sft") == refused("rm") == refused("sft", zero=3) == []
+    # gradient accumulation: rlhfops's and DeepSpeed's own, each above 1
+    assert refused("rm", "gradient_accumulation_steps=1", engine_accumulation=1) == []
+    (line,) = refused("rm", "gradient_accumulation_steps=2")
+    assert line.startswith("gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed: its")
+    (line,) = refused("rm", engine_accumulation=2)
+    assert line.startswith("gradient_accumulation_steps=1 (deepspeed_config: 2) under DeepSpeed")
+    # a checkpoint within the run's steps, and --resume
+    assert deepspeed_refusals(_stage_config("sft", "save_every=4"), 2, total_steps=3) == []
+    (line,) = deepspeed_refusals(_stage_config("sft", "save_every=3"), 2, total_steps=3)
+    assert line.startswith("save_every=3 would write a checkpoint within 3 steps: rlhfops writes no")
+    assert deepspeed_refusals(_stage_config("sft", "save_every=3"), 2, total_steps=None) == []  # a plan
+    (line,) = refused("sft", resume=True)
+    assert line.startswith("--resume under DeepSpeed: rlhfops writes no checkpoints under DeepSpeed yet")
+    # the RL stage
+    (line,) = refused("ppo", "reward_fn=length_target:6")
+    assert line.startswith("the RL stage does not run under DeepSpeed")
     # ZeRO-3 and selective checkpointing (the default): refused; whole layers or none run (slow test)
-    selective = _stage_config("sft", *ok)
+    selective = _stage_config("sft", "save_every=4")
     assert selective.gradient_checkpointing == "selective"
-    configure_deepspeed(FakeDeepSpeed(zero_stage=2), selective, 4, 3)
-    with pytest.raises(
-        ConfigError, match="gradient_checkpointing: selective under DeepSpeed ZeRO-3: .* true"
-    ):
-        configure_deepspeed(FakeDeepSpeed(zero_stage=3), selective, 4, 3)
-    for whole in ("true", "false"):
-        configure_deepspeed(
-            FakeDeepSpeed(zero_stage=3), _stage_config("sft", *ok, f"gradient_checkpointing={whole}"), 4, 3
-        )
+    assert deepspeed_refusals(selective, 2) == []
+    (line,) = deepspeed_refusals(selective, 3)
+    assert line.startswith("gradient_checkpointing: selective under DeepSpeed ZeRO-3 fails in backward")
+    assert refused("sft", "gradient_checkpointing=false", zero=3) == []
+    for lines in (refused("rm", "gradient_accumulation_steps=2", resume=True), [line]):
+        assert all("\n" not in x for x in lines)
+    assert len(refused("rm", "gradient_accumulation_steps=2", resume=True)) == 2  # one line per rule
+
+
+def test_the_run_refuses_with_the_plans_message():
+    """``configure_deepspeed`` (when a run starts) raises the first refusal ``train plan`` lists, in the same
+    words; DeepSpeed's own gradient_accumulation_steps is read from the launch's plugin ("auto": not set)."""
+    from rlhfops.train.plan import SHAPES, Launch, build_plan
+
+    shape = SHAPES["135m"]
+    cases = [
+        ("rm", ["gradient_accumulation_steps=2"], 2, None),
+        ("sft", ["save_every=3"], 2, None),
+        ("sft", [], 3, None),
+        ("ppo", ["reward_fn=length_target:6"], 2, None),
+        ("sft", [], 2, 2),
+    ]
+    for stage, sets, zero, engine in cases:
+        cfg = _stage_config(stage, "max_steps=3", "batch_size=8", *sets)
+        launch = Launch("a.yaml", "DEEPSPEED", 2, 1, "no", zero, 2, deepspeed_gradient_accumulation=engine)
+        problems = build_plan(stage, cfg, launch, shape).problems
+        acc = FakeDeepSpeed(zero_stage=zero)
+        acc.config["gradient_accumulation_steps"] = "auto" if engine is None else engine
+        with pytest.raises(ConfigError) as err:
+            configure_deepspeed(acc, cfg, 4, total_steps=3)
+        assert problems == [str(err.value)], (stage, sets)  # the same rule, the same words
+    acc = FakeDeepSpeed()
+    acc.config["gradient_accumulation_steps"] = 1
+    configure_deepspeed(acc, _stage_config("sft", "save_every=4"), 4, total_steps=3)
+    with pytest.raises(ConfigError, match="--resume under DeepSpeed"):
+        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=4"), 4, 3, resume=True)
 
 
 def test_accelerate_launch_with_fsdp_version_1_exits_2_with_one_line(tmp_path):

@@ -26,10 +26,8 @@ processes = 1 process.
   DEEPSPEED with the launch's plugin, as for FSDP; DeepSpeed falls back to its CPU accelerator and wraps
   the gloo process group. Tested for SFT, RM and DPO (tests/train/test_deepspeed_cpu.py, when the deepspeed
   package is importable). :func:`configure_deepspeed` fills in what accelerate would read from a prepared
-  dataloader (the per-process micro-batch) and the stage's gradient clipping. Not supported under
-  DeepSpeed (one line each): gradient accumulation (the engine steps inside ``backward``), checkpoints
-  (ZeRO partitions the optimizer state per process), the RL stage (its lock-step sampling is FSDP's),
-  ZeRO-3 with selective activation checkpointing (fails in backward).
+  dataloader (the per-process micro-batch) and the stage's gradient clipping, after refusing in one line
+  what rlhfops does not run under DeepSpeed (``distributed_rules``, the rules ``train plan`` reports).
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from rlhfops.errors import ConfigError
-from rlhfops.train.ppo_config import PPOConfig
+from rlhfops.train.distributed_rules import deepspeed_refusals
 
 
 def _flag(name: str) -> bool:
@@ -126,37 +124,25 @@ def is_deepspeed(accelerator: Any) -> bool:
 def configure_deepspeed(
     accelerator: Any, config: Any, per_device_micro_batch: int, total_steps: int, resume: bool = False
 ) -> None:
-    """DeepSpeed: refuse in one line what rlhfops does not run under it, and set the engine's micro-batch
-    and gradient clipping from the stage's config (accelerate reads the micro-batch from a prepared
-    dataloader; rlhfops prepares none). Call before ``prepare``; nothing happens without DeepSpeed."""
+    """DeepSpeed: refuse in one line what rlhfops does not run under it (the first of
+    ``distributed_rules.deepspeed_refusals``, the rules ``rlhfops train plan`` reports too), and set the
+    engine's micro-batch and gradient clipping from the stage's config (accelerate reads the micro-batch
+    from a prepared dataloader; rlhfops prepares none). Call before ``prepare``; nothing happens without
+    DeepSpeed."""
     if not is_deepspeed(accelerator):
         return
-    if isinstance(config, PPOConfig):
-        raise ConfigError(
-            "the RL stage does not run under DeepSpeed (its sampler's lock-step with sharded weights is "
-            "FSDP's): launch it with --use_fsdp --fsdp_version 2, or with DDP (--multi_gpu)"
-        )
-    if config.gradient_accumulation_steps > 1:
-        raise ConfigError(
-            f"gradient_accumulation_steps={config.gradient_accumulation_steps} under DeepSpeed: its engine "
-            "steps the optimizer inside backward; use 1 (a larger batch_size), or launch with FSDP"
-        )
-    if resume:
-        raise ConfigError("--resume under DeepSpeed: rlhfops writes no checkpoints under it; use FSDP")
-    if config.save_every <= total_steps:
-        raise ConfigError(
-            f"save_every={config.save_every} would write a checkpoint within {total_steps} steps, and "
-            "rlhfops does not write checkpoints under DeepSpeed yet (ZeRO partitions the optimizer state per "
-            f"process): set save_every above {total_steps}, or launch with FSDP (--use_fsdp --fsdp_version 2)"
-        )
     plugin = accelerator.state.deepspeed_plugin
-    if plugin.zero_stage == 3 and config.gradient_checkpointing == "selective":
-        raise ConfigError(
-            "gradient_checkpointing: selective under DeepSpeed ZeRO-3: ZeRO-3 frees the gathered weights "
-            "inside the recomputation, which torch's selective checkpointing refuses (aten.empty encountered "
-            "during backward); set gradient_checkpointing to true (whole layers) or false"
-        )
     ds = plugin.deepspeed_config
+    engine = ds.get("gradient_accumulation_steps")
+    refused = deepspeed_refusals(
+        config,
+        plugin.zero_stage,
+        engine_accumulation=engine if isinstance(engine, int) else None,  # "auto": rlhfops sets it below
+        total_steps=total_steps,
+        resume=resume,
+    )
+    if refused:
+        raise ConfigError(refused[0])
     ds["train_micro_batch_size_per_gpu"] = per_device_micro_batch
     ds["gradient_accumulation_steps"] = 1
     ds["train_batch_size"] = per_device_micro_batch * accelerator.num_processes
