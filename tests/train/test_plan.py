@@ -250,8 +250,11 @@ def test_launch_problems_on_both_sides() -> None:
     for whole in (True, False):
         assert "selective" not in problems(_sft(batch_size=16, gradient_checkpointing=whole), **zero3)
     ppo = PPOConfig(data="p.jsonl", reward_fn="length", batch_size=8, minibatch_size=8)
-    rl = " | ".join(build_plan("ppo", ppo, _launch(distributed_type="DEEPSPEED"), shape).problems)
-    assert "the RL stage does not run under DeepSpeed" in rl
+    deepspeed = {"distributed_type": "DEEPSPEED"}
+    rl = " | ".join(build_plan("ppo", ppo, _launch(**deepspeed, zero_stage=3), shape).problems)
+    assert "the RL stage under DeepSpeed ZeRO-3" in rl
+    rl = " | ".join(build_plan("ppo", ppo, _launch(**deepspeed, zero_stage=2), shape).problems)
+    assert "DeepSpeed" not in rl
     rl = " | ".join(build_plan("ppo", ppo, _launch(distributed_type="FSDP"), shape).problems)
     assert "DeepSpeed" not in rl
     assert "both recompute" in problems(cfg, distributed_type="FSDP", fsdp_activation_checkpointing=True)

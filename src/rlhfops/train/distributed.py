@@ -24,10 +24,13 @@ processes = 1 process.
 - DeepSpeed ZeRO-2/3 without a GPU: accelerate builds a CPU run as ``MULTI_CPU`` (its
   ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``), so :func:`make_accelerator` sets the state to
   DEEPSPEED with the launch's plugin, as for FSDP; DeepSpeed falls back to its CPU accelerator and wraps
-  the gloo process group. Tested for SFT, RM and DPO (tests/train/test_deepspeed_cpu.py, when the deepspeed
-  package is importable). :func:`configure_deepspeed` fills in what accelerate would read from a prepared
-  dataloader (the per-process micro-batch) and the stage's gradient clipping, after refusing in one line
-  what rlhfops does not run under DeepSpeed (``distributed_rules``, the rules ``train plan`` reports).
+  the gloo process group. Tested for SFT, RM and DPO with ZeRO-2 and ZeRO-3, and for the RL stage (PPO,
+  GRPO) with ZeRO-2 (tests/train/test_deepspeed_cpu.py, when the deepspeed package is importable): the
+  policy (and value) is the engine, each process samples on its own whole copy of the weights as under DDP,
+  and the frozen reference copy and reward model are not engines (whole on every process, as under FSDP).
+  :func:`configure_deepspeed` fills in what accelerate would read from a prepared dataloader (the
+  per-process micro-batch) and the stage's gradient clipping, after refusing in one line what rlhfops does
+  not run under DeepSpeed (``distributed_rules``, the rules ``train plan`` reports).
 """
 
 from __future__ import annotations

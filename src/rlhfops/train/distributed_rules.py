@@ -42,12 +42,13 @@ def _checkpoints(config: Any, total_steps: int | None, resume: bool) -> str | No
 
 
 def _rl_stage(config: Any, zero_stage: int) -> str | None:
-    """The RL stage: its sampler's lock-step over sharded weights is written for FSDP."""
-    if not isinstance(config, PPOConfig):
+    """The RL stage: ZeRO-2 leaves the whole weights on every process, so each samples on its own copy as
+    under DDP; ZeRO-3 partitions them, and rlhfops's lock-step sampling over sharded weights is FSDP's."""
+    if not isinstance(config, PPOConfig) or zero_stage < 3:
         return None
     return (
-        "the RL stage does not run under DeepSpeed (its sampler's lock-step over sharded weights is "
-        "FSDP's): " + FSDP + ", or with DDP (--multi_gpu)"
+        "the RL stage under DeepSpeed ZeRO-3: its sampler would read partitioned weights (rlhfops's "
+        "lock-step generation over sharded weights is written for FSDP); use --zero_stage 2, or " + FSDP
     )
 
 
