@@ -1,5 +1,5 @@
-"""SFT, RM, DPO and the RL stage (PPO, GRPO) under ``accelerate launch --use_deepspeed`` on 2 CPU processes
-against 1: ZeRO-2 for every stage, ZeRO-3 for SFT, RM and DPO (it refuses the RL stage, distributed_rules).
+"""SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) under ``accelerate launch --use_deepspeed`` on 2 CPU
+processes against 1: ZeRO-2 for every stage, ZeRO-3 for all but the RL stage (refused, distributed_rules).
 
 DeepSpeed has its own hashed lock (``make deepspeed``); the test runs when the ``deepspeed`` package is
 importable and is skipped otherwise, except under RLHFOPS_REQUIRE_DEEPSPEED=1 (CI), where it must run
@@ -10,7 +10,7 @@ CPU-seconds, once).
 
 Checked per stage and ZeRO stage, as for DDP (tests/train/test_distributed_stages.py): the per-step losses
 and every final weight of one process with the same global batch, within the DDP cases' tolerances (SFT,
-RM, DPO: losses rtol 1e-4, weights atol 2e-5, the reward head's bias left out, see there; RL: losses atol
+RM, DPO, IPO: losses rtol 1e-4, weights atol 2e-5, the reward head's bias left out, see there; RL: losses atol
 2e-5, weights atol 2e-4), weights moved well beyond them, and the summary says DEEPSPEED on 2 processes.
 The RL stage under ZeRO-2: the policy (with its value head) is the DeepSpeed engine, each process samples
 its rows on its own whole copy of the weights (as under DDP), and the frozen reference copy and the reward
@@ -81,6 +81,7 @@ JOBS = {
     "sft": ("sft", "demos", "tiny", PREF),
     "rm": ("rm", "prefs", "tiny", PREF),
     "dpo": ("dpo", "prefs", "tiny", PREF),
+    "ipo": ("dpo", "prefs", "tiny", [*PREF, "loss_type=ipo"]),
     "ppo": ("ppo", "prompts", "tiny-stops", RL),
     "grpo": ("ppo", "prompts", "tiny-stops", [*RL, "advantage_estimator=grpo", "samples_per_prompt=2",
                                               "eval_fraction=0.25"]),
@@ -104,22 +105,68 @@ ZERO3 = {
     "gradient_accumulation_steps": 1,
     "gradient_clipping": "auto",
 }
-CONFIGS = {"one": None, "zero2": [*LAUNCH, "--zero_stage=2"], "zero3": [*LAUNCH, "--deepspeed_config_file"]}
+CONFIGS = {
+    "one": None,
+    "zero2": [*LAUNCH, "--zero_stage=2"],
+    "zero3": [*LAUNCH, "--deepspeed_config_file"],
+    "one-resumes": None,
+}
 #: what each launch runs: the RL stage under ZeRO-2 only (ZeRO-3 refuses it, distributed_rules)
-RUNS = {"one": list(JOBS), "zero2": list(JOBS), "zero3": [n for n in JOBS if n not in RL_JOBS]}
+RUNS = {
+    "one": list(JOBS),
+    "zero2": list(JOBS),
+    "zero3": [n for n in JOBS if n not in RL_JOBS],
+    "one-resumes": [],
+}
 #: ZeRO-3 refuses the default selective checkpointing (see configure_deepspeed); whole layers give the
 #: same numbers
 EXTRA = {"zero3": ["gradient_checkpointing=true"]}
+#: checkpoints (ZeRO-2): SFT run for 4 steps with a checkpoint after step 2; "one" runs it whole (the
+#: baseline) and stopped after the checkpoint, "zero2" stopped after it; each resumes the other's
+CHECKPOINTED = "sft"
+STOPPED = {"one": True, "zero2": True}
+RESUMES = {"zero2": "one", "one-resumes": "zero2"}  # launch -> whose stopped run it finishes
+LONG = ["max_steps=4", "save_every=2"]
+
+
+def _sets(root: Path, tag: str, name: str, out: Path, extra: list[str]) -> list[str]:
+    _, kind, model, settings = JOBS[name]
+    sets = [f"model={root / model}", f"data={root / kind}.jsonl", f"output_dir={out}", *COMMON, *settings]
+    return [*sets, "save_every=100", *EXTRA.get(tag, []), *extra]
 
 
 def _launch(root: Path, tag: str) -> None:
-    plan = []
+    here = root / tag
+    plan: list[dict] = []
     for name in RUNS[tag]:
-        stage, kind, model, settings = JOBS[name]
-        out = root / tag / name
-        sets = [f"model={root / model}", f"data={root / kind}.jsonl", f"output_dir={out}", *COMMON, *settings]
-        sets += ["save_every=100", *EXTRA.get(tag, [])]
-        plan.append({"kind": "run", "stage": stage, "out": str(out), "overrides": sets})
+        out = here / name
+        plan.append(
+            {
+                "kind": "run",
+                "stage": JOBS[name][0],
+                "out": str(out),
+                "overrides": _sets(root, tag, name, out, []),
+            }
+        )
+    stage = JOBS[CHECKPOINTED][0]
+    if tag == "one":  # the uninterrupted baseline of the resumed runs
+        out = here / "long"
+        plan.append(
+            {
+                "kind": "run",
+                "stage": stage,
+                "out": str(out),
+                "overrides": _sets(root, tag, CHECKPOINTED, out, LONG),
+            }
+        )
+    if STOPPED.get(tag):
+        out = here / "stopped"
+        sets = _sets(root, tag, CHECKPOINTED, out, LONG)
+        plan.append({"kind": "partial", "stage": stage, "out": str(out), "stop_at": 2, "overrides": sets})
+    if tag in RESUMES:
+        out = here / f"resumed-from-{RESUMES[tag]}"
+        shutil.copytree(root / RESUMES[tag] / "stopped", out)
+        plan.append({"kind": "resume", "stage": stage, "out": str(out)})
     (root / f"{tag}.json").write_text(json.dumps(plan))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(WORKER.parent)}
     cmd = [sys.executable, str(WORKER), str(root / f"{tag}.json")]
@@ -211,3 +258,29 @@ def test_zero_on_two_cpu_processes_gives_the_single_process_losses_and_weights(r
             got, want = summary["eval"][which], base_summary["eval"][which]
             assert got["prompts"] == want["prompts"] > 0
             assert got["score"] == pytest.approx(want["score"], abs=1e-6)
+
+
+@pytest.mark.parametrize("tag", list(RESUMES))
+def test_a_zero2_checkpoint_is_written_once_and_resumes_with_another_number_of_processes(runs, tag):
+    """A checkpoint written by 2 ZeRO-2 processes (whole tensors: the weights, and AdamW's state gathered
+    from its partitions) finishes in 1 process, and 1 process's checkpoint finishes under ZeRO-2 (loaded into
+    each process's partition), with the losses and weights of the uninterrupted one-process run."""
+    for needed in ("one", "zero2", tag):
+        root = runs(needed)
+    stopped = root / "zero2" / "stopped"
+    assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["step-000002"]  # by the main process
+    assert not list(stopped.rglob("*.tmp")) and not list(stopped.rglob(".tmp*"))
+    resumed = root / tag / f"resumed-from-{RESUMES[tag]}"
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 2
+    assert (summary["world_size"], summary["distributed_type"]) == (
+        (2, "DEEPSPEED") if CONFIGS[tag] else (1, "NO")
+    )
+    long = root / "one" / "long"
+    la, lb = _losses(long), _losses(resumed)
+    assert len(la) == len(lb) == 4, (la, lb)
+    torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), rtol=LOSS_RTOL, atol=0)
+    wa, wb = _weights(long), _weights(resumed)
+    assert wa.keys() == wb.keys() and wa
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=WEIGHT_ATOL, msg=k)

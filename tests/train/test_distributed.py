@@ -1,7 +1,8 @@
 """What ``accelerate launch`` may ask of a trainer here: FSDP version 2 is accepted (its settings parsed
-as accelerate parses them); FSDP version 1, DeepSpeed without its package, and under DeepSpeed gradient
-accumulation, checkpoints and the RL stage are refused in one line (instead of accelerate silently training
-with DDP on CPU). FSDP training itself: test_distributed_stages.py; DeepSpeed's: test_deepspeed_cpu.py."""
+as accelerate parses them); FSDP version 1 and DeepSpeed without its package are refused in one line
+(instead of accelerate silently training with DDP on CPU), and so is what rlhfops does not run under
+DeepSpeed (``distributed_rules``: each rule on both sides of its edge, and ``train plan`` and the run in the
+same words). FSDP training itself: test_distributed_stages.py; DeepSpeed's: test_deepspeed_cpu.py."""
 
 from __future__ import annotations
 
@@ -131,13 +132,19 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     assert line.startswith("gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed: its")
     (line,) = refused("rm", engine_accumulation=2)
     assert line.startswith("gradient_accumulation_steps=1 (deepspeed_config: 2) under DeepSpeed")
-    # a checkpoint within the run's steps, and --resume
-    assert deepspeed_refusals(_stage_config("sft", "save_every=4"), 2, total_steps=3) == []
-    (line,) = deepspeed_refusals(_stage_config("sft", "save_every=3"), 2, total_steps=3)
+    # checkpoints: written and resumed under ZeRO-1/2; under ZeRO-3 a checkpoint within the run's steps and
+    # --resume are refused
+    z3 = "gradient_checkpointing=true"
+    for zero in (1, 2):
+        assert (
+            deepspeed_refusals(_stage_config("sft", "save_every=3"), zero, total_steps=3, resume=True) == []
+        )
+    assert deepspeed_refusals(_stage_config("sft", "save_every=4", z3), 3, total_steps=3) == []
+    (line,) = deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=3)
     assert line.startswith("save_every=3 would write a checkpoint within 3 steps: rlhfops writes no")
-    assert deepspeed_refusals(_stage_config("sft", "save_every=3"), 2, total_steps=None) == []  # a plan
-    (line,) = refused("sft", resume=True)
-    assert line.startswith("--resume under DeepSpeed: rlhfops writes no checkpoints under DeepSpeed yet")
+    assert deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=None) == []  # a plan
+    (line,) = refused("sft", zero=3, resume=True)
+    assert line.startswith("--resume under DeepSpeed ZeRO-3: rlhfops writes no checkpoints under DeepSpeed")
     # the RL stage: ZeRO-2 (whole weights on every process) runs, ZeRO-3 (partitioned) is refused
     assert refused("ppo", "reward_fn=length_target:6", zero=2) == []
     (line,) = refused("ppo", "reward_fn=length_target:6", zero=3)
@@ -149,9 +156,8 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     (line,) = deepspeed_refusals(selective, 3)
     assert line.startswith("gradient_checkpointing: selective under DeepSpeed ZeRO-3 fails in backward")
     assert refused("sft", "gradient_checkpointing=false", zero=3) == []
-    for lines in (refused("rm", "gradient_accumulation_steps=2", resume=True), [line]):
-        assert all("\n" not in x for x in lines)
-    assert len(refused("rm", "gradient_accumulation_steps=2", resume=True)) == 2  # one line per rule
+    both = refused("rm", "gradient_accumulation_steps=2", zero=3, resume=True)
+    assert len(both) == 2 and all("\n" not in x for x in both)  # one line per rule
 
 
 def test_the_run_refuses_with_the_plans_message():
@@ -162,7 +168,7 @@ def test_the_run_refuses_with_the_plans_message():
     shape = SHAPES["135m"]
     cases = [
         ("rm", ["gradient_accumulation_steps=2"], 2, None),
-        ("sft", ["save_every=3"], 2, None),
+        ("sft", ["save_every=3", "gradient_checkpointing=true"], 3, None),
         ("sft", [], 3, None),
         ("ppo", ["reward_fn=length_target:6", "gradient_checkpointing=true"], 3, None),
         ("sft", [], 2, 2),
@@ -179,8 +185,10 @@ def test_the_run_refuses_with_the_plans_message():
     acc = FakeDeepSpeed()
     acc.config["gradient_accumulation_steps"] = 1
     configure_deepspeed(acc, _stage_config("sft", "save_every=4"), 4, total_steps=3)
-    with pytest.raises(ConfigError, match="--resume under DeepSpeed"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=4"), 4, 3, resume=True)
+    configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, 3, resume=True)  # ZeRO-2
+    with pytest.raises(ConfigError, match="--resume under DeepSpeed ZeRO-3"):
+        three = _stage_config("sft", "save_every=4", "gradient_checkpointing=true")
+        configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
 
 
 def test_accelerate_launch_with_fsdp_version_1_exits_2_with_one_line(tmp_path):

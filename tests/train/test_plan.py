@@ -241,9 +241,15 @@ def test_launch_problems_on_both_sides() -> None:
         cfg, distributed_type="DEEPSPEED", deepspeed_gradient_accumulation=4
     )  # DeepSpeed's own, from the accelerate file
     assert "DeepSpeed" not in problems(cfg, distributed_type="DEEPSPEED", deepspeed_gradient_accumulation=1)
-    ds = {"distributed_type": "DEEPSPEED"}
-    assert "would write a checkpoint within 10 steps" in problems(_sft(max_steps=10, save_every=10), **ds)
-    assert "checkpoint" not in problems(_sft(max_steps=10, save_every=11), **ds)
+    ds = {"distributed_type": "DEEPSPEED", "zero_stage": 3}
+    z3 = {"gradient_checkpointing": True}
+    assert "would write a checkpoint within 10 steps" in problems(
+        _sft(max_steps=10, save_every=10, **z3), **ds
+    )
+    assert "checkpoint" not in problems(_sft(max_steps=10, save_every=11, **z3), **ds)
+    assert "checkpoint" not in problems(
+        _sft(max_steps=10, save_every=10), distributed_type="DEEPSPEED", zero_stage=2
+    )
     zero3 = {"distributed_type": "DEEPSPEED", "zero_stage": 3}
     assert "selective under DeepSpeed ZeRO-3" in problems(cfg, **zero3)  # the default checkpointing
     assert "selective under DeepSpeed ZeRO-3" not in problems(cfg, distributed_type="DEEPSPEED", zero_stage=2)

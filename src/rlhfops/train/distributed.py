@@ -31,6 +31,10 @@ processes = 1 process.
   :func:`configure_deepspeed` fills in what accelerate would read from a prepared dataloader (the
   per-process micro-batch) and the stage's gradient clipping, after refusing in one line what rlhfops does
   not run under DeepSpeed (``distributed_rules``, the rules ``train plan`` reports).
+- Checkpoints under DeepSpeed ZeRO-1/2 hold whole tensors in the unsharded layout too: each process's
+  partition of AdamW's state is gathered per parameter (:func:`deepspeed_full_state`) and a resume copies
+  each process's slice back into its partition (:func:`load_deepspeed_state`), so they resume with any
+  number of processes, with or without DeepSpeed. ZeRO-3 writes none (``distributed_rules``).
 """
 
 from __future__ import annotations
@@ -223,3 +227,74 @@ def load_full_state(model: Any, optimizer: Any, weights: dict, opt_state: dict |
 
 def _inner(optimizer: Any) -> Any:
     return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps torch's
+
+
+def deepspeed_full_state(accelerator: Any, model: Any, names: list[str]) -> tuple[dict, dict]:
+    """DeepSpeed ZeRO-1/2: the whole trainable weights ``names`` and AdamW state, on the main process (empty
+    elsewhere), in the layout of :func:`full_state` (``optimizer.state_dict()``'s, parameters numbered in
+    optimizer order), so the checkpoint reads the same whoever wrote it. Every process must call it: each
+    holds one partition of the optimizer state, gathered per parameter with DeepSpeed's
+    ``safe_get_full_optimizer_state`` (an all-reduce)."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+    zero = model.optimizer  # the engine's ZeRO optimizer; ``zero.optimizer`` is the torch AdamW it wraps
+    named = dict(accelerator.unwrap_model(model).named_parameters())
+    params = [named[n] for n in names]
+    weights, state = {}, {}
+    for i, (name, p) in enumerate(zip(names, params, strict=True)):
+        weights[name] = safe_get_full_fp32_param(p).detach().cpu().contiguous()
+        state[i] = {k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in ("exp_avg", "exp_avg_sq")}
+    number = {id(p): i for i, p in enumerate(params)}
+    groups = []
+    for g, flat in enumerate(zero.single_partition_of_fp32_groups):
+        step = zero.optimizer.state[flat]["step"].detach().cpu().clone()
+        members = [number[id(p)] for p in zero.bit16_groups[g]]
+        for i in members:  # a tensor each: torch's fused AdamW adds 1 in place to every parameter's step
+            state[i]["step"] = step.clone()
+        hyper = {k: v for k, v in zero.optimizer.param_groups[g].items() if k != "params"}
+        groups.append({**hyper, "params": members})
+    if not accelerator.is_main_process:
+        return {}, {}
+    return weights, {"state": state, "param_groups": groups}
+
+
+def load_deepspeed_state(
+    accelerator: Any, model: Any, names: list[str], weights: dict, opt_state: dict
+) -> None:
+    """DeepSpeed ZeRO-1/2: load whole weights and an ``optimizer.state_dict()``-layout AdamW state (from a
+    checkpoint any number of processes wrote; ``names``: the trainable parameters in optimizer order, how
+    the state numbers them) into the model (whole on every process) and into this
+    process's partition of the float32 master weights and of the optimizer state. Before the first step
+    (DeepSpeed links its per-parameter views of the optimizer state at that step)."""
+    import torch
+
+    zero = model.optimizer  # the engine's ZeRO optimizer; ``zero.optimizer`` is the torch AdamW it wraps
+    named = dict(accelerator.unwrap_model(model).named_parameters())
+    order = names  # the trainable parameters in optimizer order: the state's numbering
+    number = {id(named[n]): i for i, n in enumerate(order)}
+    with torch.no_grad():
+        for name, value in weights.items():
+            named[name].copy_(value)
+        for g, flat in enumerate(zero.single_partition_of_fp32_groups):
+            base = zero.optimizer.state.setdefault(flat, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                base.setdefault(key, torch.zeros_like(flat))
+            for p in zero.bit16_groups[g]:
+                saved = opt_state["state"][number[id(p)]]
+                _into_partition(p, flat, weights[order[number[id(p)]]])
+                for key in ("exp_avg", "exp_avg_sq"):
+                    _into_partition(p, base[key], saved[key])
+            base["step"] = saved["step"].detach().clone().to(torch.float32)
+            hyper = opt_state["param_groups"][g]
+            zero.optimizer.param_groups[g].update({k: v for k, v in hyper.items() if k != "params"})
+
+
+def _into_partition(param: Any, flat: Any, whole: Any) -> None:
+    """Copy the slice of ``whole`` (a tensor shaped like ``param``) that this process's ZeRO partition holds
+    into ``flat`` (the partition's flat buffer: master weights or an optimizer state)."""
+    mapping = getattr(param, "_hp_mapping", None)
+    if mapping is None:  # no element of this parameter in this process's partition
+        return
+    lp, hp = mapping.lp_fragment_address, mapping.hp_fragment_address
+    piece = whole.reshape(-1).narrow(0, lp.start, lp.numel)
+    flat.narrow(0, hp.start, hp.numel).copy_(piece.to(flat.dtype))

@@ -26,29 +26,33 @@ def _accumulation(config: Any, engine_accumulation: int | None) -> str | None:
     )
 
 
-def _checkpoints(config: Any, total_steps: int | None, resume: bool) -> str | None:
-    """Checkpoints: rlhfops's hold whole tensors, and ZeRO partitions the optimizer state per process."""
-    why = (
-        "rlhfops writes no checkpoints under DeepSpeed yet (ZeRO partitions the optimizer state per process)"
-    )
+def _checkpoints(config: Any, zero_stage: int, total_steps: int | None, resume: bool) -> str | None:
+    """Checkpoints under ZeRO-3: rlhfops's hold whole tensors, and gathering ZeRO-3's partitioned weights
+    and optimizer state into them (and back) is not written yet; ZeRO-1/2 checkpoints are."""
+    if zero_stage < 3:
+        return None
+    why = "rlhfops writes no checkpoints under DeepSpeed ZeRO-3 yet (weights and optimizer state partitioned)"
     if resume:
-        return f"--resume under DeepSpeed: {why}; resume with FSDP, DDP or one process"
+        return f"--resume under DeepSpeed ZeRO-3: {why}; resume with ZeRO-2, FSDP, DDP or one process"
     if total_steps is not None and config.save_every <= total_steps:
         return (
             f"save_every={config.save_every} would write a checkpoint within {total_steps} steps: {why}; "
-            f"set save_every above {total_steps}, or " + FSDP
+            f"set save_every above {total_steps}, use --zero_stage 2, or " + FSDP
         )
     return None
 
 
 def _rl_stage(config: Any, zero_stage: int) -> str | None:
     """The RL stage: ZeRO-2 leaves the whole weights on every process, so each samples on its own copy as
-    under DDP; ZeRO-3 partitions them, and rlhfops's lock-step sampling over sharded weights is FSDP's."""
+    under DDP. ZeRO-3 partitions them: the sampler would need the lock-step generation written for FSDP, and
+    accelerate builds every model loaded under ZeRO-3 already partitioned (its ``zero3_init_flag`` defaults
+    on), the frozen reference copy and reward model too, which no engine gathers."""
     if not isinstance(config, PPOConfig) or zero_stage < 3:
         return None
     return (
         "the RL stage under DeepSpeed ZeRO-3: its sampler would read partitioned weights (rlhfops's "
-        "lock-step generation over sharded weights is written for FSDP); use --zero_stage 2, or " + FSDP
+        "lock-step generation is written for FSDP) and the frozen reference and reward models would be "
+        "loaded partitioned; use --zero_stage 2, or " + FSDP
     )
 
 
@@ -78,7 +82,7 @@ def deepspeed_refusals(
     found = [
         _rl_stage(config, zero_stage),
         _accumulation(config, engine_accumulation),
-        _checkpoints(config, total_steps, resume),
+        _checkpoints(config, zero_stage, total_steps, resume),
         _zero3_selective(config, zero_stage),
     ]
     return [line for line in found if line is not None]
