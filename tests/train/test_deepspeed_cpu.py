@@ -1,5 +1,5 @@
 """SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) under ``accelerate launch --use_deepspeed`` on 2 CPU
-processes against 1: ZeRO-2 for every stage, ZeRO-3 for all but the RL stage (refused, distributed_rules).
+processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 checkpoints resumed across process counts.
 
 DeepSpeed has its own hashed lock (``make deepspeed``); the test runs when the ``deepspeed`` package is
 importable and is skipped otherwise, except under RLHFOPS_REQUIRE_DEEPSPEED=1 (CI), where it must run
@@ -12,10 +12,12 @@ Checked per stage and ZeRO stage, as for DDP (tests/train/test_distributed_stage
 and every final weight of one process with the same global batch, within the DDP cases' tolerances (SFT,
 RM, DPO, IPO: losses rtol 1e-4, weights atol 2e-5, the reward head's bias left out, see there; RL: losses atol
 2e-5, weights atol 2e-4), weights moved well beyond them, and the summary says DEEPSPEED on 2 processes.
-The RL stage under ZeRO-2: the policy (with its value head) is the DeepSpeed engine, each process samples
-its rows on its own whole copy of the weights (as under DDP), and the frozen reference copy and the reward
-are not engines: every process holds them whole and scores its own rows. GRPO also evaluates held-out
-prompts (before and after training, sampling through the engine's model): its scores equal one process's.
+The RL stage: the policy (with its value head) is the DeepSpeed engine; under ZeRO-2 each process samples
+its rows on its own whole copy of the weights (as under DDP), under ZeRO-3 in lock-step through the engine's
+forward (as under FSDP; the tiny model's raised EOS logit makes processes finish sampling at different
+steps); the frozen reference copy and the reward are not engines: every process holds them whole (loaded
+outside ZeRO-3's partitioning init) and scores its own rows. GRPO also evaluates held-out prompts (before
+and after training, sampling through the engine's model): its scores equal one process's.
 """
 
 from __future__ import annotations
@@ -111,13 +113,8 @@ CONFIGS = {
     "zero3": [*LAUNCH, "--deepspeed_config_file"],
     "one-resumes": None,
 }
-#: what each launch runs: the RL stage under ZeRO-2 only (ZeRO-3 refuses it, distributed_rules)
-RUNS = {
-    "one": list(JOBS),
-    "zero2": list(JOBS),
-    "zero3": [n for n in JOBS if n not in RL_JOBS],
-    "one-resumes": [],
-}
+#: what each launch runs
+RUNS = {"one": list(JOBS), "zero2": list(JOBS), "zero3": list(JOBS), "one-resumes": []}
 #: ZeRO-3 refuses the default selective checkpointing (see configure_deepspeed); whole layers give the
 #: same numbers
 EXTRA = {"zero3": ["gradient_checkpointing=true"]}

@@ -24,10 +24,12 @@ processes = 1 process.
 - DeepSpeed ZeRO-2/3 without a GPU: accelerate builds a CPU run as ``MULTI_CPU`` (its
   ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``), so :func:`make_accelerator` sets the state to
   DEEPSPEED with the launch's plugin, as for FSDP; DeepSpeed falls back to its CPU accelerator and wraps
-  the gloo process group. Tested for SFT, RM and DPO with ZeRO-2 and ZeRO-3, and for the RL stage (PPO,
-  GRPO) with ZeRO-2 (tests/train/test_deepspeed_cpu.py, when the deepspeed package is importable): the
-  policy (and value) is the engine, each process samples on its own whole copy of the weights as under DDP,
-  and the frozen reference copy and reward model are not engines (whole on every process, as under FSDP).
+  the gloo process group. Tested for SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) with ZeRO-2 and ZeRO-3
+  (tests/train/test_deepspeed_cpu.py, when the deepspeed package is importable). The RL stage: the policy
+  (and value) is the engine; under ZeRO-2 each process samples on its own whole copy of the weights as
+  under DDP, under ZeRO-3 in lock-step as under FSDP (:func:`shards_weights`); the frozen reference copy
+  and reward model are not engines (whole on every process; :func:`whole_models` keeps ZeRO-3's
+  partitioning init off while they load).
   :func:`configure_deepspeed` fills in what accelerate would read from a prepared dataloader (the
   per-process micro-batch) and the stage's gradient clipping, after refusing in one line what rlhfops does
   not run under DeepSpeed (``distributed_rules``, the rules ``train plan`` reports).
@@ -41,7 +43,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from rlhfops.errors import ConfigError
@@ -164,6 +166,35 @@ def whole_weights(accelerator: Any, model: Any) -> Any:
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+
+
+def shards_weights(accelerator: Any) -> bool:
+    """Whether the trained model's weights are partitioned over the processes outside its forward (FSDP,
+    DeepSpeed ZeRO-3): then every call of them must be in lock-step on every process."""
+    if is_fsdp(accelerator):
+        return True
+    return is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3
+
+
+def whole_models(accelerator: Any) -> Any:
+    """A context in which models are loaded whole on every process: under DeepSpeed ZeRO-3 accelerate
+    would otherwise load them already partitioned (``zero3_init_flag``), frozen ones too."""
+    if not is_deepspeed(accelerator) or accelerator.state.deepspeed_plugin.zero_stage != 3:
+        return nullcontext()
+    return _without_zero3_init(accelerator.state.deepspeed_plugin)
+
+
+@contextmanager
+def _without_zero3_init(plugin: Any) -> Any:
+    # accelerate's own ``zero3_init_context_manager(enable=False)`` re-registers the same ZeRO-3 config with
+    # transformers, whose ``from_pretrained`` then still partitions (tried): unregister it meanwhile
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
 
 
 def is_fsdp(accelerator: Any) -> bool:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlhfops.train.ppo_config import PPOConfig
-
 FSDP = "launch with FSDP (--use_fsdp --fsdp_version 2)"
 
 
@@ -42,20 +40,6 @@ def _checkpoints(config: Any, zero_stage: int, total_steps: int | None, resume: 
     return None
 
 
-def _rl_stage(config: Any, zero_stage: int) -> str | None:
-    """The RL stage: ZeRO-2 leaves the whole weights on every process, so each samples on its own copy as
-    under DDP. ZeRO-3 partitions them: the sampler would need the lock-step generation written for FSDP, and
-    accelerate builds every model loaded under ZeRO-3 already partitioned (its ``zero3_init_flag`` defaults
-    on), the frozen reference copy and reward model too, which no engine gathers."""
-    if not isinstance(config, PPOConfig) or zero_stage < 3:
-        return None
-    return (
-        "the RL stage under DeepSpeed ZeRO-3: its sampler would read partitioned weights (rlhfops's "
-        "lock-step generation is written for FSDP) and the frozen reference and reward models would be "
-        "loaded partitioned; use --zero_stage 2, or " + FSDP
-    )
-
-
 def _zero3_selective(config: Any, zero_stage: int) -> str | None:
     """ZeRO-3 frees the gathered weights inside torch's selective recomputation, which refuses that."""
     if zero_stage != 3 or config.gradient_checkpointing != "selective":
@@ -80,7 +64,6 @@ def deepspeed_refusals(
     (None: not set or ``auto``), ``total_steps`` the run's optimizer steps (None: not known yet, as in a
     plan without ``max_steps``), ``resume`` whether the run resumes a checkpoint."""
     found = [
-        _rl_stage(config, zero_stage),
         _accumulation(config, engine_accumulation),
         _checkpoints(config, zero_stage, total_steps, resume),
         _zero3_selective(config, zero_stage),
