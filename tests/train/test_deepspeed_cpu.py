@@ -1,4 +1,5 @@
-"""SFT and RM under ``accelerate launch --use_deepspeed`` (ZeRO-2 and ZeRO-3) on 2 CPU processes against 1.
+"""SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) under ``accelerate launch --use_deepspeed`` on 2 CPU
+processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 checkpoints resumed across process counts.
 
 DeepSpeed has its own hashed lock (``make deepspeed``); the test runs when the ``deepspeed`` package is
 importable and is skipped otherwise, except under RLHFOPS_REQUIRE_DEEPSPEED=1 (CI), where it must run
@@ -8,8 +9,15 @@ its first start compiles a small C++ op (shared-memory collectives) into ~/.cach
 CPU-seconds, once).
 
 Checked per stage and ZeRO stage, as for DDP (tests/train/test_distributed_stages.py): the per-step losses
-within rtol 1e-4 and every final weight within atol 2e-5 of one process with the same global batch (the
-reward head's bias only against its bound, see there), and the summary says DEEPSPEED on 2 processes.
+and every final weight of one process with the same global batch, within the DDP cases' tolerances (SFT,
+RM, DPO, IPO: losses rtol 1e-4, weights atol 2e-5, the reward head's bias left out, see there; RL: losses atol
+2e-5, weights atol 2e-4), weights moved well beyond them, and the summary says DEEPSPEED on 2 processes.
+The RL stage: the policy (with its value head) is the DeepSpeed engine; under ZeRO-2 each process samples
+its rows on its own whole copy of the weights (as under DDP), under ZeRO-3 in lock-step through the engine's
+forward (as under FSDP; the tiny model's raised EOS logit makes processes finish sampling at different
+steps); the frozen reference copy and the reward are not engines: every process holds them whole (loaded
+outside ZeRO-3's partitioning init) and scores its own rows. GRPO also evaluates held-out prompts (before
+and after training, sampling through the engine's model): its scores equal one process's.
 """
 
 from __future__ import annotations
@@ -19,11 +27,12 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from helpers_train import free_port, run_launch, worker_pythonpath, write_demos, write_prefs
+from helpers_train import free_port, run_launch, worker_pythonpath, write_demos, write_prefs, write_prompts
 from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
@@ -49,13 +58,37 @@ def test_deepspeed_is_installed_where_required():
 LAUNCH_TIMEOUT = 900
 WORKER = Path(__file__).with_name("stages_worker.py")
 LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5
-COMMON = ["max_length=128", "progress=false", "learning_rate=1e-3", "seed=3", "batch_size=8", "max_steps=3"]
-#: no checkpoint within the run (rlhfops writes none under DeepSpeed); gradient accumulation 1 (required)
+#: the RL stage's tolerances of the DDP and FSDP cases (test_distributed_stages' docstring): losses absolute
+#: (a clipped surrogate of whitened advantages, a few hundredths around 0), weights after 6 Adam steps
+RL_LOSS_ATOL, RL_WEIGHT_ATOL = 2e-5, 2e-4
+COMMON = ["max_length=128", "progress=false", "learning_rate=1e-3", "seed=3", "max_steps=3"]
+PREF = ["batch_size=8", "eval_fraction=0.25"]
+#: the RL jobs of test_distributed_stages (k3: iteration 1's KL is rounding, see there), 2 PPO epochs of
+#: one minibatch per iteration: 6 optimizer steps, each one DeepSpeed engine step
+RL = [
+    "reward_fn=length_target:6",
+    "batch_size=4",
+    "minibatch_size=4",
+    "ppo_epochs=2",
+    "max_new_tokens=6",
+    "max_length=160",
+    "eval_fraction=0",
+    "kl_estimator=k3",
+]
+#: name -> (stage, data, model, settings); every job: no checkpoint within the run (rlhfops writes none
+#: under DeepSpeed) and gradient accumulation 1 (required). The RL stage: PPO (GAE; value head, a second
+#: forward in the rollout) and GRPO (critic-free, 2 samples per prompt); RLOO runs GRPO's code path with
+#: another baseline (a function of each prompt's group, which stays on one process)
 JOBS = {
-    "sft": ("demos", [*COMMON, "eval_fraction=0.25", "save_every=100"]),
-    "rm": ("prefs", [*COMMON, "eval_fraction=0.25", "save_every=100"]),
-    "dpo": ("prefs", [*COMMON, "eval_fraction=0.25", "save_every=100"]),
-}
+    "sft": ("sft", "demos", "tiny", PREF),
+    "rm": ("rm", "prefs", "tiny", PREF),
+    "dpo": ("dpo", "prefs", "tiny", PREF),
+    "ipo": ("dpo", "prefs", "tiny", [*PREF, "loss_type=ipo"]),
+    "ppo": ("ppo", "prompts", "tiny-stops", RL),
+    "grpo": ("ppo", "prompts", "tiny-stops", [*RL, "advantage_estimator=grpo", "samples_per_prompt=2",
+                                              "eval_fraction=0.25"]),
+}  # fmt: skip
+RL_JOBS = [n for n in JOBS if JOBS[n][0] == "ppo"]
 UNIDENTIFIED = {"rm": {"score_head:bias"}}  # gradient 0 in exact arithmetic (test_distributed_stages)
 LAUNCH = [
     "--use_deepspeed",
@@ -74,19 +107,63 @@ ZERO3 = {
     "gradient_accumulation_steps": 1,
     "gradient_clipping": "auto",
 }
-CONFIGS = {"one": None, "zero2": [*LAUNCH, "--zero_stage=2"], "zero3": [*LAUNCH, "--deepspeed_config_file"]}
+CONFIGS = {
+    "one": None,
+    "zero2": [*LAUNCH, "--zero_stage=2"],
+    "zero3": [*LAUNCH, "--deepspeed_config_file"],
+    "one-resumes": None,
+}
+#: what each launch runs
+RUNS = {"one": list(JOBS), "zero2": list(JOBS), "zero3": list(JOBS), "one-resumes": []}
 #: ZeRO-3 refuses the default selective checkpointing (see configure_deepspeed); whole layers give the
 #: same numbers
 EXTRA = {"zero3": ["gradient_checkpointing=true"]}
+#: checkpoints (ZeRO-2): SFT run for 4 steps with a checkpoint after step 2; "one" runs it whole (the
+#: baseline) and stopped after the checkpoint, "zero2" stopped after it; each resumes the other's
+CHECKPOINTED = "sft"
+STOPPED = {"one": True, "zero2": True}
+RESUMES = {"zero2": "one", "one-resumes": "zero2"}  # launch -> whose stopped run it finishes
+LONG = ["max_steps=4", "save_every=2"]
+
+
+def _sets(root: Path, tag: str, name: str, out: Path, extra: list[str]) -> list[str]:
+    _, kind, model, settings = JOBS[name]
+    sets = [f"model={root / model}", f"data={root / kind}.jsonl", f"output_dir={out}", *COMMON, *settings]
+    return [*sets, "save_every=100", *EXTRA.get(tag, []), *extra]
 
 
 def _launch(root: Path, tag: str) -> None:
-    plan = []
-    for name, (kind, settings) in JOBS.items():
-        out = root / tag / name
-        sets = [f"model={root / 'tiny'}", f"data={root / kind}.jsonl", f"output_dir={out}", *settings]
-        sets += EXTRA.get(tag, [])
-        plan.append({"kind": "run", "stage": name, "out": str(out), "overrides": sets})
+    here = root / tag
+    plan: list[dict] = []
+    for name in RUNS[tag]:
+        out = here / name
+        plan.append(
+            {
+                "kind": "run",
+                "stage": JOBS[name][0],
+                "out": str(out),
+                "overrides": _sets(root, tag, name, out, []),
+            }
+        )
+    stage = JOBS[CHECKPOINTED][0]
+    if tag == "one":  # the uninterrupted baseline of the resumed runs
+        out = here / "long"
+        plan.append(
+            {
+                "kind": "run",
+                "stage": stage,
+                "out": str(out),
+                "overrides": _sets(root, tag, CHECKPOINTED, out, LONG),
+            }
+        )
+    if STOPPED.get(tag):
+        out = here / "stopped"
+        sets = _sets(root, tag, CHECKPOINTED, out, LONG)
+        plan.append({"kind": "partial", "stage": stage, "out": str(out), "stop_at": 2, "overrides": sets})
+    if tag in RESUMES:
+        out = here / f"resumed-from-{RESUMES[tag]}"
+        shutil.copytree(root / RESUMES[tag] / "stopped", out)
+        plan.append({"kind": "resume", "stage": stage, "out": str(out)})
     (root / f"{tag}.json").write_text(json.dumps(plan))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(WORKER.parent)}
     cmd = [sys.executable, str(WORKER), str(root / f"{tag}.json")]
@@ -102,14 +179,29 @@ def _launch(root: Path, tag: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
+def runs(tmp_path_factory) -> Callable[[str], Path]:
+    """``runs(tag)``: the directory of the runs, after launching ``tag`` the first time a test asks for it
+    (``-k zero2`` launches one process and ZeRO-2 only); a failed launch fails every test that needs it."""
     root = tmp_path_factory.mktemp("ds")
     make_tiny_model_dir(root / "tiny")
+    make_tiny_model_dir(root / "tiny-stops", eos_boost=1.5)  # responses of different lengths
     write_demos(root / "demos.jsonl", n=32)
     write_prefs(root / "prefs.jsonl", n=40)
-    for tag in CONFIGS:
-        _launch(root, tag)
-    return root
+    write_prompts(root / "prompts.jsonl", n=24)
+    outcome: dict[str, BaseException | None] = {}
+
+    def launched(tag: str) -> Path:
+        if tag not in outcome:
+            try:
+                _launch(root, tag)
+                outcome[tag] = None
+            except BaseException as err:  # noqa: BLE001 - every later test of this launch fails the same way
+                outcome[tag] = err
+        if outcome[tag] is not None:
+            raise AssertionError(f"launch {tag!r} failed") from outcome[tag]
+        return root
+
+    return launched
 
 
 def _losses(run: Path) -> list[float]:
@@ -124,25 +216,68 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("tag", ["zero2", "zero3"])
-@pytest.mark.parametrize("name", list(JOBS))
+CASES = [(tag, name) for tag in ("zero2", "zero3") for name in RUNS[tag]]
+
+
+@pytest.mark.parametrize("tag,name", CASES)
 def test_zero_on_two_cpu_processes_gives_the_single_process_losses_and_weights(runs, tag, name):
-    one, two = runs / "one" / name, runs / tag / name
+    runs("one")
+    root = runs(tag)
+    one, two = root / "one" / name, root / tag / name
+    rl = name in RL_JOBS
     la, lb = _losses(one), _losses(two)
     assert len(la) == len(lb) == 3, (la, lb)
-    torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), rtol=LOSS_RTOL, atol=0)
+    torch.testing.assert_close(
+        torch.tensor(lb, dtype=torch.float64),
+        torch.tensor(la, dtype=torch.float64),
+        rtol=0 if rl else LOSS_RTOL,
+        atol=RL_LOSS_ATOL if rl else 0,
+    )
+    atol = RL_WEIGHT_ATOL if rl else WEIGHT_ATOL
     wa, wb = _weights(one), _weights(two)
     assert wa.keys() == wb.keys() and wa
-    moved = 0.0
     for k in wa:
         assert wb[k].numel() == wa[k].numel() > 0, k  # ZeRO-3: gathered whole before saving, not a shard
         if k in UNIDENTIFIED.get(name, ()):
             continue  # not compared (test_distributed_stages' docstring: no bound on it could fail)
-        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=WEIGHT_ATOL, msg=k)
-    start = load_file(str(next((runs / "tiny").glob("*.safetensors"))))
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=atol, msg=k)
+    start = load_file(str(next((root / JOBS[name][2]).glob("*.safetensors"))))
     start = {k.removeprefix("model."): v for k, v in start.items()}
     base = {k.split(":", 1)[1].removeprefix("model."): v for k, v in wa.items()}
     moved = max(float((base[k] - start[k]).abs().max()) for k in base if k in start)
-    assert moved > 20 * WEIGHT_ATOL, moved  # training moved the weights well beyond the tolerance
+    assert moved > 20 * atol, moved  # training moved the weights well beyond the tolerance
     summary = json.loads((two / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["distributed_type"] == "DEEPSPEED"
+    base_summary = json.loads((one / "summary.json").read_text())
+    assert base_summary["distributed_type"] == "NO"
+    if "eval_fraction=0.25" in JOBS[name][3] and rl:  # held-out sampling and scoring under the engine
+        for which in ("policy", "reference"):
+            got, want = summary["eval"][which], base_summary["eval"][which]
+            assert got["prompts"] == want["prompts"] > 0
+            assert got["score"] == pytest.approx(want["score"], abs=1e-6)
+
+
+@pytest.mark.parametrize("tag", list(RESUMES))
+def test_a_zero2_checkpoint_is_written_once_and_resumes_with_another_number_of_processes(runs, tag):
+    """A checkpoint written by 2 ZeRO-2 processes (whole tensors: the weights, and AdamW's state gathered
+    from its partitions) finishes in 1 process, and 1 process's checkpoint finishes under ZeRO-2 (loaded into
+    each process's partition), with the losses and weights of the uninterrupted one-process run."""
+    for needed in ("one", "zero2", tag):
+        root = runs(needed)
+    stopped = root / "zero2" / "stopped"
+    assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["step-000002"]  # by the main process
+    assert not list(stopped.rglob("*.tmp")) and not list(stopped.rglob(".tmp*"))
+    resumed = root / tag / f"resumed-from-{RESUMES[tag]}"
+    summary = json.loads((resumed / "summary.json").read_text())
+    assert summary["resumed_from_step"] == 2
+    assert (summary["world_size"], summary["distributed_type"]) == (
+        (2, "DEEPSPEED") if CONFIGS[tag] else (1, "NO")
+    )
+    long = root / "one" / "long"
+    la, lb = _losses(long), _losses(resumed)
+    assert len(la) == len(lb) == 4, (la, lb)
+    torch.testing.assert_close(torch.tensor(lb), torch.tensor(la), rtol=LOSS_RTOL, atol=0)
+    wa, wb = _weights(long), _weights(resumed)
+    assert wa.keys() == wb.keys() and wa
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=WEIGHT_ATOL, msg=k)

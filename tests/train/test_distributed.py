@@ -1,7 +1,8 @@
 """What ``accelerate launch`` may ask of a trainer here: FSDP version 2 is accepted (its settings parsed
-as accelerate parses them); FSDP version 1, DeepSpeed without its package, and under DeepSpeed gradient
-accumulation, checkpoints and the RL stage are refused in one line (instead of accelerate silently training
-with DDP on CPU). FSDP training itself: test_distributed_stages.py; DeepSpeed's: test_deepspeed_cpu.py."""
+as accelerate parses them); FSDP version 1 and DeepSpeed without its package are refused in one line
+(instead of accelerate silently training with DDP on CPU), and so is what rlhfops does not run under
+DeepSpeed (``distributed_rules``: each rule on both sides of its edge, and ``train plan`` and the run in the
+same words). FSDP training itself: test_distributed_stages.py; DeepSpeed's: test_deepspeed_cpu.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rlhfops.errors import ConfigError
 from rlhfops.models.tiny import make_tiny_model_dir
 from rlhfops.train import distributed
 from rlhfops.train.distributed import check_launch, configure_deepspeed, fsdp_plugin_from_env
+from rlhfops.train.distributed_rules import deepspeed_refusals
 
 LAUNCH_VARS = (
     "ACCELERATE_USE_FSDP",
@@ -115,30 +117,80 @@ def test_configure_deepspeed_sets_the_micro_batch_and_clipping_from_the_stage():
     assert ddp.config["train_micro_batch_size_per_gpu"] == "auto"
 
 
-def test_configure_deepspeed_refuses_what_rlhfops_does_not_run_under_it():
-    ok = ["save_every=4"]
-    configure_deepspeed(FakeDeepSpeed(), _stage_config("rm", *ok, "gradient_accumulation_steps=1"), 4, 3)
-    with pytest.raises(ConfigError, match="gradient_accumulation_steps=2 under DeepSpeed: .* use 1"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("rm", *ok, "gradient_accumulation_steps=2"), 2, 3)
-    configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=4"), 4, total_steps=3)
-    with pytest.raises(ConfigError, match="save_every=3 would write a checkpoint within 3 steps.*above 3"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, total_steps=3)
-    with pytest.raises(ConfigError, match="--resume under DeepSpeed"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", *ok), 4, 3, resume=True)
-    with pytest.raises(ConfigError, match="the RL stage does not run under DeepSpeed"):
-        configure_deepspeed(FakeDeepSpeed(), _stage_config("ppo", "reward_fn=length_target:6", *ok), 4, 3)
-    # ZeRO-3 and selective checkpointing (the default): refused; whole layers or none run (slow test)
-    selective = _stage_config("sft", *ok)
-    assert selective.gradient_checkpointing == "selective"
-    configure_deepspeed(FakeDeepSpeed(zero_stage=2), selective, 4, 3)
-    with pytest.raises(
-        ConfigError, match="gradient_checkpointing: selective under DeepSpeed ZeRO-3: .* true"
-    ):
-        configure_deepspeed(FakeDeepSpeed(zero_stage=3), selective, 4, 3)
-    for whole in ("true", "false"):
-        configure_deepspeed(
-            FakeDeepSpeed(zero_stage=3), _stage_config("sft", *ok, f"gradient_checkpointing={whole}"), 4, 3
+def test_each_deepspeed_rule_on_both_sides_of_its_edge():
+    """One rule per refusal (``distributed_rules``), one line each; a config on the allowed side of every
+    edge gives no refusal."""
+    ok = ["save_every=4", "gradient_checkpointing=true"]
+
+    def refused(stage: str, *sets: str, zero: int = 2, **kw) -> list[str]:
+        return deepspeed_refusals(_stage_config(stage, *ok, *sets), zero, total_steps=3, **kw)
+
+    assert refused("sft") == refused("rm") == refused("sft", zero=3) == []
+    # gradient accumulation: rlhfops's and DeepSpeed's own, each above 1
+    assert refused("rm", "gradient_accumulation_steps=1", engine_accumulation=1) == []
+    (line,) = refused("rm", "gradient_accumulation_steps=2")
+    assert line.startswith("gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed: its")
+    (line,) = refused("rm", engine_accumulation=2)
+    assert line.startswith("gradient_accumulation_steps=1 (deepspeed_config: 2) under DeepSpeed")
+    # checkpoints: written and resumed under ZeRO-1/2; under ZeRO-3 a checkpoint within the run's steps and
+    # --resume are refused
+    z3 = "gradient_checkpointing=true"
+    for zero in (1, 2):
+        assert (
+            deepspeed_refusals(_stage_config("sft", "save_every=3"), zero, total_steps=3, resume=True) == []
         )
+    assert deepspeed_refusals(_stage_config("sft", "save_every=4", z3), 3, total_steps=3) == []
+    (line,) = deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=3)
+    assert line.startswith("save_every=3 would write a checkpoint within 3 steps: rlhfops writes no")
+    assert deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=None) == []  # a plan
+    (line,) = refused("sft", zero=3, resume=True)
+    assert line.startswith("--resume under DeepSpeed ZeRO-3: rlhfops writes no checkpoints under DeepSpeed")
+    # the RL stage runs under ZeRO-2 and ZeRO-3 (lock-step sampling over ZeRO-3's partitions): no rule
+    assert (
+        refused("ppo", "reward_fn=length_target:6", zero=2)
+        == refused("ppo", "reward_fn=length_target:6", zero=3)
+        == []
+    )
+    # ZeRO-3 and selective checkpointing (the default): refused; whole layers or none run (slow test)
+    selective = _stage_config("sft", "save_every=4")
+    assert selective.gradient_checkpointing == "selective"
+    assert deepspeed_refusals(selective, 2) == []
+    (line,) = deepspeed_refusals(selective, 3)
+    assert line.startswith("gradient_checkpointing: selective under DeepSpeed ZeRO-3 fails in backward")
+    assert refused("sft", "gradient_checkpointing=false", zero=3) == []
+    both = refused("rm", "gradient_accumulation_steps=2", zero=3, resume=True)
+    assert len(both) == 2 and all("\n" not in x for x in both)  # one line per rule
+
+
+def test_the_run_refuses_with_the_plans_message():
+    """``configure_deepspeed`` (when a run starts) raises the first refusal ``train plan`` lists, in the same
+    words; DeepSpeed's own gradient_accumulation_steps is read from the launch's plugin ("auto": not set)."""
+    from rlhfops.train.plan import SHAPES, Launch, build_plan
+
+    shape = SHAPES["135m"]
+    cases = [
+        ("rm", ["gradient_accumulation_steps=2"], 2, None),
+        ("sft", ["save_every=3", "gradient_checkpointing=true"], 3, None),
+        ("sft", [], 3, None),
+        ("ppo", ["reward_fn=length_target:6"], 3, None),  # the RL stage: selective checkpointing only
+        ("sft", [], 2, 2),
+    ]
+    for stage, sets, zero, engine in cases:
+        cfg = _stage_config(stage, "max_steps=3", "batch_size=8", *sets)
+        launch = Launch("a.yaml", "DEEPSPEED", 2, 1, "no", zero, 2, deepspeed_gradient_accumulation=engine)
+        problems = build_plan(stage, cfg, launch, shape).problems
+        acc = FakeDeepSpeed(zero_stage=zero)
+        acc.config["gradient_accumulation_steps"] = "auto" if engine is None else engine
+        with pytest.raises(ConfigError) as err:
+            configure_deepspeed(acc, cfg, 4, total_steps=3)
+        assert problems == [str(err.value)], (stage, sets)  # the same rule, the same words
+    acc = FakeDeepSpeed()
+    acc.config["gradient_accumulation_steps"] = 1
+    configure_deepspeed(acc, _stage_config("sft", "save_every=4"), 4, total_steps=3)
+    configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, 3, resume=True)  # ZeRO-2
+    with pytest.raises(ConfigError, match="--resume under DeepSpeed ZeRO-3"):
+        three = _stage_config("sft", "save_every=4", "gradient_checkpointing=true")
+        configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
 
 
 def test_accelerate_launch_with_fsdp_version_1_exits_2_with_one_line(tmp_path):

@@ -45,9 +45,9 @@ from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
 
-#: 6 launches (1 process, DDP, FSDP, FSDP for the RL stage, 2 x 1 process resuming), each only when a
-#: selected test needs it (``-k "fsdp-rl"`` launches 1 process, FSDP-RL and its 1-process resume): ~78
-#: CPU-seconds for the first 4; 9-15 min wall on this busy 2-core machine, so outside the fast suite
+#: 4 launches (1 process, DDP, FSDP, 1 process resuming), each the first time a selected test needs it;
+#: every stage runs in each (they were 7, the RL stage apart: merged, 123 -> 92 CPU-seconds back to back);
+#: minutes of wall on this busy 2-core machine, so outside the fast suite
 pytestmark = pytest.mark.slow
 #: seconds one launch may take before it is killed (with its process group) and its tests fail: a process
 #: waiting for a collective the others never join hangs, and must not hang the suite
@@ -90,10 +90,6 @@ JOBS: dict[str, tuple[str, str, list[str]]] = {
 #: resumed across process counts: stopped after step 2 of 4 (checkpoint 2 written), resumed to the end
 RESUMED = {"sft": 4, "ppo": 4}
 RL_JOBS = [n for n in JOBS if JOBS[n][0] == "ppo"]
-#: what runs sharded (FSDP version 2): every stage; the RL stage in launches of its own (1 process too)
-FSDP_JOBS = [n for n in JOBS if n not in RL_JOBS]
-FSDP_RESUMED = ["sft"]
-FSDP_RL_JOBS = RL_JOBS
 
 LAUNCH = ["--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no"]
 DDP = ["--multi_gpu", "--num_processes=2"]  # accelerate's torchrun launcher; no GPU: DDP over gloo
@@ -101,13 +97,10 @@ FSDP = ["--use_fsdp", "--fsdp_version=2", "--num_processes=2"]
 #: tag -> (launcher arguments, None for one plain process; jobs run; partial runs written; resumes)
 #: a resume ``(tag, name)`` finishes a copy of ``tag``'s partial run ``name`` in this configuration
 CONFIGS: dict[str, tuple[list[str] | None, list[str], list[str], list[tuple[str, str]]]] = {
-    "one": (None, FSDP_JOBS, FSDP_RESUMED, []),
-    "one-rl": (None, FSDP_RL_JOBS, ["ppo"], []),
-    "two": (DDP, list(JOBS), list(RESUMED), [("one", "sft"), ("one-rl", "ppo")]),
-    "fsdp": (FSDP, FSDP_JOBS, FSDP_RESUMED, [("one", "sft")]),
-    "fsdp-rl": (FSDP, FSDP_RL_JOBS, ["ppo"], [("one-rl", "ppo")]),
-    "one-resumes": (None, [], [], [("two", "sft"), ("two", "ppo"), ("fsdp", "sft")]),
-    "one-from-fsdp-rl": (None, [], [], [("fsdp-rl", "ppo")]),
+    "one": (None, list(JOBS), list(RESUMED), []),
+    "two": (DDP, list(JOBS), list(RESUMED), [("one", "sft"), ("one", "ppo")]),
+    "fsdp": (FSDP, list(JOBS), list(RESUMED), [("one", "sft"), ("one", "ppo")]),
+    "one-resumes": (None, [], [], [("two", "sft"), ("two", "ppo"), ("fsdp", "sft"), ("fsdp", "ppo")]),
 }  # fmt: skip
 
 
@@ -117,7 +110,7 @@ def _model(name: str) -> str:
 
 def _one(name: str) -> str:
     """The one-process configuration that runs job ``name`` (the baseline of every comparison)."""
-    return "one-rl" if JOBS[name][0] == "ppo" else "one"
+    return "one"
 
 
 def _overrides(root: Path, name: str, out: Path, steps: int | None = None) -> list[str]:
@@ -222,8 +215,8 @@ def _assert_same_run(a: Path, b: Path, name: str) -> None:
         torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=atol, msg=f"{a}: {k}")
 
 
-CASES = [("two", n) for n in JOBS] + [("fsdp", n) for n in FSDP_JOBS] + [("fsdp-rl", n) for n in FSDP_RL_JOBS]
-DISTRIBUTED_TYPE = {"two": "MULTI_CPU", "fsdp": "FSDP", "fsdp-rl": "FSDP"}
+CASES = [("two", n) for n in JOBS] + [("fsdp", n) for n in JOBS]
+DISTRIBUTED_TYPE = {"two": "MULTI_CPU", "fsdp": "FSDP"}
 
 
 @pytest.mark.parametrize("tag,name", CASES)
@@ -273,6 +266,6 @@ def test_rl_responses_end_at_different_lengths(runs, name):
     at different steps. (Not enough to catch a process stopping at its own length: with the default wrap
     policy the sharded root is gathered once per rollout; test_fsdp_lockstep_launch.py catches it with
     per-layer units.)"""
-    steps = [r for r in _metrics(runs("one-rl") / "one-rl" / name) if r.get("step", 0) >= 1]
+    steps = [r for r in _metrics(runs("one") / "one" / name) if r.get("step", 0) >= 1]
     # iteration 1 (the later ones have learnt to run to the limit): the mean length is well below it
     assert steps[0]["response_length"] < 5 and steps[0]["hit_length_limit"] < 1, steps[0]

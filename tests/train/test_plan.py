@@ -234,18 +234,34 @@ def test_launch_problems_on_both_sides() -> None:
     assert "use_orig_params" in problems(lora, distributed_type="FSDP", fsdp_use_orig_params=False)
     assert "use_orig_params" not in problems(lora, distributed_type="FSDP", fsdp_use_orig_params=True)
     assert "use_orig_params" not in problems(cfg, distributed_type="FSDP", fsdp_use_orig_params=False)
-    assert "DeepSpeed" in problems(
-        _sft(batch_size=16, gradient_accumulation_steps=2), distributed_type="DEEPSPEED"
-    )
+    # DeepSpeed: the rules of distributed_rules (each on both sides there), read from the accelerate file
+    accum = "gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed"
+    assert accum in problems(_sft(batch_size=16, gradient_accumulation_steps=2), distributed_type="DEEPSPEED")
+    assert "(deepspeed_config: 4) under DeepSpeed" in problems(
+        cfg, distributed_type="DEEPSPEED", deepspeed_gradient_accumulation=4
+    )  # DeepSpeed's own, from the accelerate file
     assert "DeepSpeed" not in problems(cfg, distributed_type="DEEPSPEED", deepspeed_gradient_accumulation=1)
+    ds = {"distributed_type": "DEEPSPEED", "zero_stage": 3}
+    z3 = {"gradient_checkpointing": True}
+    assert "would write a checkpoint within 10 steps" in problems(
+        _sft(max_steps=10, save_every=10, **z3), **ds
+    )
+    assert "checkpoint" not in problems(_sft(max_steps=10, save_every=11, **z3), **ds)
+    assert "checkpoint" not in problems(
+        _sft(max_steps=10, save_every=10), distributed_type="DEEPSPEED", zero_stage=2
+    )
     zero3 = {"distributed_type": "DEEPSPEED", "zero_stage": 3}
-    assert "selective under ZeRO-3" in problems(cfg, **zero3)  # the default checkpointing
-    assert "selective under ZeRO-3" not in problems(cfg, distributed_type="DEEPSPEED", zero_stage=2)
+    assert "selective under DeepSpeed ZeRO-3" in problems(cfg, **zero3)  # the default checkpointing
+    assert "selective under DeepSpeed ZeRO-3" not in problems(cfg, distributed_type="DEEPSPEED", zero_stage=2)
     for whole in (True, False):
         assert "selective" not in problems(_sft(batch_size=16, gradient_checkpointing=whole), **zero3)
     ppo = PPOConfig(data="p.jsonl", reward_fn="length", batch_size=8, minibatch_size=8)
-    rl = " | ".join(build_plan("ppo", ppo, _launch(distributed_type="DEEPSPEED"), shape).problems)
-    assert "RL stage does not run under DeepSpeed" in rl
+    deepspeed = {"distributed_type": "DEEPSPEED"}
+    for zero in (2, 3):  # the RL stage runs under ZeRO-2 and ZeRO-3
+        whole = PPOConfig(
+            data="p.jsonl", reward_fn="length", batch_size=8, minibatch_size=8, gradient_checkpointing=True
+        )
+        assert build_plan("ppo", whole, _launch(**deepspeed, zero_stage=zero), shape).problems == []
     rl = " | ".join(build_plan("ppo", ppo, _launch(distributed_type="FSDP"), shape).problems)
     assert "DeepSpeed" not in rl
     assert "both recompute" in problems(cfg, distributed_type="FSDP", fsdp_activation_checkpointing=True)

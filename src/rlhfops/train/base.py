@@ -35,8 +35,11 @@ from rlhfops.train.checkpoint_manifest import MANIFEST, load_state, verify_check
 from rlhfops.train.config import TrainConfig
 from rlhfops.train.distributed import (
     configure_deepspeed,
+    deepspeed_full_state,
     full_state,
+    is_deepspeed,
     is_fsdp,
+    load_deepspeed_state,
     load_full_state,
     make_accelerator,
     whole_weights,
@@ -332,6 +335,8 @@ class Trainer(abc.ABC):
             weights, opt_state = full_state(
                 self.accelerator, self.model, self.optimizer, self._trainable_names()
             )
+        elif is_deepspeed(self.accelerator):  # every process gathers its partition of the optimizer state
+            weights, opt_state = deepspeed_full_state(self.accelerator, self.model, self._trainable_names())
         else:
             weights, opt_state = (
                 (self._trainable_state(), self.optimizer.state_dict()) if self.is_main else ({}, {})
@@ -421,7 +426,8 @@ class Trainer(abc.ABC):
             if wrong:
                 return f"{name} does not fit the model ({len(wrong)} tensors differ, e.g. {wrong[0]})"
             sharded = is_fsdp(self.accelerator)
-            if not sharded:
+            partitioned = is_deepspeed(self.accelerator)  # ZeRO-1/2: the optimizer state is partitioned
+            if not sharded and not partitioned:
                 with torch.no_grad():
                     for key, value in weights.items():
                         params[key].copy_(value)
@@ -429,6 +435,8 @@ class Trainer(abc.ABC):
             state = load_state(path / name)
             if sharded:  # whole tensors (written by any number of processes) into this run's shards
                 load_full_state(self.model, self.optimizer, weights, state["optimizer"])
+            elif partitioned:
+                load_deepspeed_state(self.accelerator, self.model, list(params), weights, state["optimizer"])
             else:
                 self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])

@@ -24,23 +24,30 @@ processes = 1 process.
 - DeepSpeed ZeRO-2/3 without a GPU: accelerate builds a CPU run as ``MULTI_CPU`` (its
   ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``), so :func:`make_accelerator` sets the state to
   DEEPSPEED with the launch's plugin, as for FSDP; DeepSpeed falls back to its CPU accelerator and wraps
-  the gloo process group. Tested for SFT, RM and DPO (tests/train/test_deepspeed_cpu.py, when the deepspeed
-  package is importable). :func:`configure_deepspeed` fills in what accelerate would read from a prepared
-  dataloader (the per-process micro-batch) and the stage's gradient clipping. Not supported under
-  DeepSpeed (one line each): gradient accumulation (the engine steps inside ``backward``), checkpoints
-  (ZeRO partitions the optimizer state per process), the RL stage (its lock-step sampling is FSDP's),
-  ZeRO-3 with selective activation checkpointing (fails in backward).
+  the gloo process group. Tested for SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) with ZeRO-2 and ZeRO-3
+  (tests/train/test_deepspeed_cpu.py, when the deepspeed package is importable). The RL stage: the policy
+  (and value) is the engine; under ZeRO-2 each process samples on its own whole copy of the weights as
+  under DDP, under ZeRO-3 in lock-step as under FSDP (:func:`shards_weights`); the frozen reference copy
+  and reward model are not engines (whole on every process; :func:`whole_models` keeps ZeRO-3's
+  partitioning init off while they load).
+  :func:`configure_deepspeed` fills in what accelerate would read from a prepared dataloader (the
+  per-process micro-batch) and the stage's gradient clipping, after refusing in one line what rlhfops does
+  not run under DeepSpeed (``distributed_rules``, the rules ``train plan`` reports).
+- Checkpoints under DeepSpeed ZeRO-1/2 hold whole tensors in the unsharded layout too: each process's
+  partition of AdamW's state is gathered per parameter (:func:`deepspeed_full_state`) and a resume copies
+  each process's slice back into its partition (:func:`load_deepspeed_state`), so they resume with any
+  number of processes, with or without DeepSpeed. ZeRO-3 writes none (``distributed_rules``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from rlhfops.errors import ConfigError
-from rlhfops.train.ppo_config import PPOConfig
+from rlhfops.train.distributed_rules import deepspeed_refusals
 
 
 def _flag(name: str) -> bool:
@@ -126,37 +133,25 @@ def is_deepspeed(accelerator: Any) -> bool:
 def configure_deepspeed(
     accelerator: Any, config: Any, per_device_micro_batch: int, total_steps: int, resume: bool = False
 ) -> None:
-    """DeepSpeed: refuse in one line what rlhfops does not run under it, and set the engine's micro-batch
-    and gradient clipping from the stage's config (accelerate reads the micro-batch from a prepared
-    dataloader; rlhfops prepares none). Call before ``prepare``; nothing happens without DeepSpeed."""
+    """DeepSpeed: refuse in one line what rlhfops does not run under it (the first of
+    ``distributed_rules.deepspeed_refusals``, the rules ``rlhfops train plan`` reports too), and set the
+    engine's micro-batch and gradient clipping from the stage's config (accelerate reads the micro-batch
+    from a prepared dataloader; rlhfops prepares none). Call before ``prepare``; nothing happens without
+    DeepSpeed."""
     if not is_deepspeed(accelerator):
         return
-    if isinstance(config, PPOConfig):
-        raise ConfigError(
-            "the RL stage does not run under DeepSpeed (its sampler's lock-step with sharded weights is "
-            "FSDP's): launch it with --use_fsdp --fsdp_version 2, or with DDP (--multi_gpu)"
-        )
-    if config.gradient_accumulation_steps > 1:
-        raise ConfigError(
-            f"gradient_accumulation_steps={config.gradient_accumulation_steps} under DeepSpeed: its engine "
-            "steps the optimizer inside backward; use 1 (a larger batch_size), or launch with FSDP"
-        )
-    if resume:
-        raise ConfigError("--resume under DeepSpeed: rlhfops writes no checkpoints under it; use FSDP")
-    if config.save_every <= total_steps:
-        raise ConfigError(
-            f"save_every={config.save_every} would write a checkpoint within {total_steps} steps, and "
-            "rlhfops does not write checkpoints under DeepSpeed yet (ZeRO partitions the optimizer state per "
-            f"process): set save_every above {total_steps}, or launch with FSDP (--use_fsdp --fsdp_version 2)"
-        )
     plugin = accelerator.state.deepspeed_plugin
-    if plugin.zero_stage == 3 and config.gradient_checkpointing == "selective":
-        raise ConfigError(
-            "gradient_checkpointing: selective under DeepSpeed ZeRO-3: ZeRO-3 frees the gathered weights "
-            "inside the recomputation, which torch's selective checkpointing refuses (aten.empty encountered "
-            "during backward); set gradient_checkpointing to true (whole layers) or false"
-        )
     ds = plugin.deepspeed_config
+    engine = ds.get("gradient_accumulation_steps")
+    refused = deepspeed_refusals(
+        config,
+        plugin.zero_stage,
+        engine_accumulation=engine if isinstance(engine, int) else None,  # "auto": rlhfops sets it below
+        total_steps=total_steps,
+        resume=resume,
+    )
+    if refused:
+        raise ConfigError(refused[0])
     ds["train_micro_batch_size_per_gpu"] = per_device_micro_batch
     ds["gradient_accumulation_steps"] = 1
     ds["train_batch_size"] = per_device_micro_batch * accelerator.num_processes
@@ -171,6 +166,35 @@ def whole_weights(accelerator: Any, model: Any) -> Any:
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+
+
+def shards_weights(accelerator: Any) -> bool:
+    """Whether the trained model's weights are partitioned over the processes outside its forward (FSDP,
+    DeepSpeed ZeRO-3): then every call of them must be in lock-step on every process."""
+    if is_fsdp(accelerator):
+        return True
+    return is_deepspeed(accelerator) and accelerator.state.deepspeed_plugin.zero_stage == 3
+
+
+def whole_models(accelerator: Any) -> Any:
+    """A context in which models are loaded whole on every process: under DeepSpeed ZeRO-3 accelerate
+    would otherwise load them already partitioned (``zero3_init_flag``), frozen ones too."""
+    if not is_deepspeed(accelerator) or accelerator.state.deepspeed_plugin.zero_stage != 3:
+        return nullcontext()
+    return _without_zero3_init(accelerator.state.deepspeed_plugin)
+
+
+@contextmanager
+def _without_zero3_init(plugin: Any) -> Any:
+    # accelerate's own ``zero3_init_context_manager(enable=False)`` re-registers the same ZeRO-3 config with
+    # transformers, whose ``from_pretrained`` then still partitions (tried): unregister it meanwhile
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        plugin.set_deepspeed_weakref()
 
 
 def is_fsdp(accelerator: Any) -> bool:
@@ -234,3 +258,74 @@ def load_full_state(model: Any, optimizer: Any, weights: dict, opt_state: dict |
 
 def _inner(optimizer: Any) -> Any:
     return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps torch's
+
+
+def deepspeed_full_state(accelerator: Any, model: Any, names: list[str]) -> tuple[dict, dict]:
+    """DeepSpeed ZeRO-1/2: the whole trainable weights ``names`` and AdamW state, on the main process (empty
+    elsewhere), in the layout of :func:`full_state` (``optimizer.state_dict()``'s, parameters numbered in
+    optimizer order), so the checkpoint reads the same whoever wrote it. Every process must call it: each
+    holds one partition of the optimizer state, gathered per parameter with DeepSpeed's
+    ``safe_get_full_optimizer_state`` (an all-reduce)."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+    zero = model.optimizer  # the engine's ZeRO optimizer; ``zero.optimizer`` is the torch AdamW it wraps
+    named = dict(accelerator.unwrap_model(model).named_parameters())
+    params = [named[n] for n in names]
+    weights, state = {}, {}
+    for i, (name, p) in enumerate(zip(names, params, strict=True)):
+        weights[name] = safe_get_full_fp32_param(p).detach().cpu().contiguous()
+        state[i] = {k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in ("exp_avg", "exp_avg_sq")}
+    number = {id(p): i for i, p in enumerate(params)}
+    groups = []
+    for g, flat in enumerate(zero.single_partition_of_fp32_groups):
+        step = zero.optimizer.state[flat]["step"].detach().cpu().clone()
+        members = [number[id(p)] for p in zero.bit16_groups[g]]
+        for i in members:  # a tensor each: torch's fused AdamW adds 1 in place to every parameter's step
+            state[i]["step"] = step.clone()
+        hyper = {k: v for k, v in zero.optimizer.param_groups[g].items() if k != "params"}
+        groups.append({**hyper, "params": members})
+    if not accelerator.is_main_process:
+        return {}, {}
+    return weights, {"state": state, "param_groups": groups}
+
+
+def load_deepspeed_state(
+    accelerator: Any, model: Any, names: list[str], weights: dict, opt_state: dict
+) -> None:
+    """DeepSpeed ZeRO-1/2: load whole weights and an ``optimizer.state_dict()``-layout AdamW state (from a
+    checkpoint any number of processes wrote; ``names``: the trainable parameters in optimizer order, how
+    the state numbers them) into the model (whole on every process) and into this
+    process's partition of the float32 master weights and of the optimizer state. Before the first step
+    (DeepSpeed links its per-parameter views of the optimizer state at that step)."""
+    import torch
+
+    zero = model.optimizer  # the engine's ZeRO optimizer; ``zero.optimizer`` is the torch AdamW it wraps
+    named = dict(accelerator.unwrap_model(model).named_parameters())
+    order = names  # the trainable parameters in optimizer order: the state's numbering
+    number = {id(named[n]): i for i, n in enumerate(order)}
+    with torch.no_grad():
+        for name, value in weights.items():
+            named[name].copy_(value)
+        for g, flat in enumerate(zero.single_partition_of_fp32_groups):
+            base = zero.optimizer.state.setdefault(flat, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                base.setdefault(key, torch.zeros_like(flat))
+            for p in zero.bit16_groups[g]:
+                saved = opt_state["state"][number[id(p)]]
+                _into_partition(p, flat, weights[order[number[id(p)]]])
+                for key in ("exp_avg", "exp_avg_sq"):
+                    _into_partition(p, base[key], saved[key])
+            base["step"] = saved["step"].detach().clone().to(torch.float32)
+            hyper = opt_state["param_groups"][g]
+            zero.optimizer.param_groups[g].update({k: v for k, v in hyper.items() if k != "params"})
+
+
+def _into_partition(param: Any, flat: Any, whole: Any) -> None:
+    """Copy the slice of ``whole`` (a tensor shaped like ``param``) that this process's ZeRO partition holds
+    into ``flat`` (the partition's flat buffer: master weights or an optimizer state)."""
+    mapping = getattr(param, "_hp_mapping", None)
+    if mapping is None:  # no element of this parameter in this process's partition
+        return
+    lp, hp = mapping.lp_fragment_address, mapping.hp_fragment_address
+    piece = whole.reshape(-1).narrow(0, lp.start, lp.numel)
+    flat.narrow(0, hp.start, hp.numel).copy_(piece.to(flat.dtype))

@@ -39,6 +39,7 @@ import yaml
 from rlhfops.config import load_config
 from rlhfops.errors import ConfigError
 from rlhfops.train.config import TrainConfig
+from rlhfops.train.distributed_rules import deepspeed_refusals
 from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.runner import STAGES
 
@@ -408,25 +409,15 @@ def build_plan(
             "weights share FSDP's flat parameters otherwise)"
         )
     if launch.distributed_type == "DEEPSPEED":
-        gas = launch.deepspeed_gradient_accumulation
-        if config.gradient_accumulation_steps > 1 or (gas is not None and gas > 1):
-            problems.append(
-                f"DeepSpeed with gradient_accumulation_steps={config.gradient_accumulation_steps} "
-                f"(deepspeed_config: {gas}): DeepSpeed's engine steps the optimizer inside backward, rlhfops "
-                "accumulates itself; set both to 1 and raise the per-device batch, or use FSDP"
-            )
-        if isinstance(config, PPOConfig):
-            problems.append(
-                "the RL stage does not run under DeepSpeed (its lock-step sampling is FSDP's); use FSDP"
-            )
-        if launch.zero_stage == 3 and config.gradient_checkpointing == "selective":
-            problems.append(
-                "gradient_checkpointing: selective under ZeRO-3 fails in backward (ZeRO-3 frees weights "
-                "inside the recomputation); set gradient_checkpointing to true or false"
-            )
+        problems += deepspeed_refusals(
+            config,
+            launch.zero_stage,
+            engine_accumulation=launch.deepspeed_gradient_accumulation,
+            total_steps=config.max_steps,  # None without max_steps: the run checks save_every when it starts
+        )
         notes.append(
-            "DeepSpeed: tested on 2 CPU processes (SFT, RM; ZeRO-2/3), not on a GPU; rlhfops writes no "
-            "checkpoints under it (save_every above the run's steps)"
+            "DeepSpeed: tested on 2 CPU processes (SFT, RM, DPO, IPO, PPO, GRPO: ZeRO-2/3; checkpoints and "
+            "resume: ZeRO-2), not on a GPU"
         )
     ckpt = config.gradient_checkpointing
     if ckpt and launch.fsdp_activation_checkpointing:

@@ -31,7 +31,7 @@ from rlhfops.models.heads import ValueModel
 from rlhfops.models.loading import load_causal_lm, load_tokenizer, save_model
 from rlhfops.train.alarms import reward_hacking_alarms
 from rlhfops.train.base import Trainer, split_train_eval
-from rlhfops.train.distributed import is_fsdp
+from rlhfops.train.distributed import shards_weights, whole_models
 from rlhfops.train.judge_reward import judge_reward_from_config
 from rlhfops.train.kl import AdaptiveKLController, FixedKLController
 from rlhfops.train.ppo_config import PPOConfig
@@ -90,6 +90,10 @@ class PPOTrainer(Trainer):
             self.train_rows, self.eval_rows = [prompts[i] for i in tr], [prompts[i] for i in ev]
 
     def build_model(self) -> None:
+        with whole_models(self.accelerator):  # ZeRO-3: loaded whole; only ``prepare`` partitions the policy
+            self._build_model()
+
+    def _build_model(self) -> None:
         cfg = self.config
         lora = lora_settings(cfg)
         lm = load_causal_lm(
@@ -108,7 +112,7 @@ class PPOTrainer(Trainer):
             )
         self.model = ActorCritic(lm, value_model, with_value=critic)
         self.reference = Reference(lm, uses_lora=lora.enabled)
-        if is_fsdp(self.accelerator) and lora.enabled:  # the adapter-off forward reads sharded weights
+        if shards_weights(self.accelerator) and lora.enabled:  # the adapter-off forward reads sharded weights
             self.reference.root = self.model  # sharded in place by ``prepare`` (FSDP2): the same object
         self.rollout_backend = make_backend(cfg, self.accelerator.distributed_type.value)
         device = self.accelerator.device

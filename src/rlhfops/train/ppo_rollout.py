@@ -16,7 +16,7 @@ from rlhfops.measures.diversity import (
     repeated_ngram_fraction,
 )
 from rlhfops.models.generate import generate
-from rlhfops.train.distributed import is_fsdp
+from rlhfops.train.distributed import shards_weights
 from rlhfops.train.kl import get_kl_estimator, sequence_kl
 from rlhfops.train.ppo_model import ShardedLM
 from rlhfops.train.ppo_parts import RolloutParts
@@ -72,10 +72,11 @@ def process_sum(trainer: RolloutParts) -> Any:
 
 
 def every_process_done(trainer: RolloutParts) -> Any:
-    """Under FSDP, the sampler's lock-step rule (``generate(lockstep=...)``): this process's "my rows are
-    finished" flag in, "every process's rows are finished" out (an all-reduce); None otherwise (one
-    process or DDP: each process samples on its own whole copy of the weights)."""
-    if not is_fsdp(trainer.accelerator):
+    """With weights partitioned over the processes (FSDP, DeepSpeed ZeRO-3: ``shards_weights``), the
+    sampler's lock-step rule (``generate(lockstep=...)``): this process's "my rows are finished" flag in,
+    "every process's rows are finished" out (an all-reduce); None otherwise (one process, DDP or ZeRO-2:
+    each process samples on its own whole copy of the weights)."""
+    if not shards_weights(trainer.accelerator):
         return None
     device = trainer.accelerator.device
 
@@ -104,8 +105,9 @@ def _generate(
 ) -> GenerationOutput:
     """Sample from the policy with the built-in sampler, or with ``backend`` (a rollout backend).
 
-    Under FSDP the sampler calls the policy through the sharded root's forward (``ShardedLM``) in lock-step
-    with the other processes (:func:`every_process_done`)."""
+    Under FSDP or DeepSpeed ZeRO-3 the sampler calls the policy through the sharded root's forward
+    (``ShardedLM``; the engine's under ZeRO-3) in lock-step with the other processes
+    (:func:`every_process_done`)."""
     cfg = trainer.config
     lm = trainer.accelerator.unwrap_model(trainer.model).lm
     lockstep = every_process_done(trainer)
