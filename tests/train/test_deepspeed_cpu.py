@@ -1,5 +1,6 @@
 """SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) under ``accelerate launch --use_deepspeed`` on 2 CPU
-processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 checkpoints resumed across process counts.
+processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 and ZeRO-3 (SFT) checkpoints resumed across
+process counts.
 
 DeepSpeed has its own hashed lock (``make deepspeed``); the test runs when the ``deepspeed`` package is
 importable and is skipped otherwise, except under RLHFOPS_REQUIRE_DEEPSPEED=1 (CI), where it must run
@@ -118,12 +119,15 @@ RUNS = {"one": list(JOBS), "zero2": list(JOBS), "zero3": list(JOBS), "one-resume
 #: ZeRO-3 refuses the default selective checkpointing (see configure_deepspeed); whole layers give the
 #: same numbers
 EXTRA = {"zero3": ["gradient_checkpointing=true"]}
-#: checkpoints (ZeRO-2): SFT run for 4 steps with a checkpoint after step 2; "one" runs it whole (the
-#: baseline) and stopped after the checkpoint, "zero2" stopped after it; each resumes the other's
+#: checkpoints (ZeRO-2, ZeRO-3): SFT run for 4 steps with a checkpoint after step 2; "one" runs it whole
+#: (the baseline) and stopped after the checkpoint, "zero2" and "zero3" stopped after it; each ZeRO launch
+#: resumes one process's checkpoint and "one-resumes" each ZeRO launch's, in its one process
 CHECKPOINTED = "sft"
-STOPPED = {"one": True, "zero2": True}
-RESUMES = {"zero2": "one", "one-resumes": "zero2"}  # launch -> whose stopped run it finishes
-LONG = ["max_steps=4", "save_every=2"]
+STOPPED = {"one": True, "zero2": True, "zero3": True}
+RESUMES = {"zero2": ["one"], "zero3": ["one"], "one-resumes": ["zero2", "zero3"]}  # whose stopped runs
+#: whole-layer checkpointing in every launch: a resume takes the stopped run's config, and ZeRO-3 refuses the
+#: default selective checkpointing
+LONG = ["max_steps=4", "save_every=2", "gradient_checkpointing=true"]
 
 
 def _sets(root: Path, tag: str, name: str, out: Path, extra: list[str]) -> list[str]:
@@ -160,9 +164,9 @@ def _launch(root: Path, tag: str) -> None:
         out = here / "stopped"
         sets = _sets(root, tag, CHECKPOINTED, out, LONG)
         plan.append({"kind": "partial", "stage": stage, "out": str(out), "stop_at": 2, "overrides": sets})
-    if tag in RESUMES:
-        out = here / f"resumed-from-{RESUMES[tag]}"
-        shutil.copytree(root / RESUMES[tag] / "stopped", out)
+    for source in RESUMES.get(tag, []):
+        out = here / f"resumed-from-{source}"
+        shutil.copytree(root / source / "stopped", out)
         plan.append({"kind": "resume", "stage": stage, "out": str(out)})
     (root / f"{tag}.json").write_text(json.dumps(plan))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": worker_pythonpath(WORKER.parent)}
@@ -257,17 +261,28 @@ def test_zero_on_two_cpu_processes_gives_the_single_process_losses_and_weights(r
             assert got["score"] == pytest.approx(want["score"], abs=1e-6)
 
 
-@pytest.mark.parametrize("tag", list(RESUMES))
-def test_a_zero2_checkpoint_is_written_once_and_resumes_with_another_number_of_processes(runs, tag):
-    """A checkpoint written by 2 ZeRO-2 processes (whole tensors: the weights, and AdamW's state gathered
-    from its partitions) finishes in 1 process, and 1 process's checkpoint finishes under ZeRO-2 (loaded into
-    each process's partition), with the losses and weights of the uninterrupted one-process run."""
-    for needed in ("one", "zero2", tag):
+RESUMED = [(tag, source) for tag, sources in RESUMES.items() for source in sources]
+
+
+@pytest.mark.parametrize("tag,source", RESUMED)
+def test_a_zero_checkpoint_is_written_once_and_resumes_with_another_number_of_processes(runs, tag, source):
+    """A checkpoint written by 2 ZeRO-2 or ZeRO-3 processes (whole tensors: the weights, gathered under
+    ZeRO-3, and AdamW's state gathered from its partitions) finishes in 1 process, and 1 process's
+    checkpoint finishes under ZeRO-2 and ZeRO-3 (loaded into each process's partition), with the losses and
+    weights of the uninterrupted one-process run."""
+    for needed in ("one", *RESUMES.get(tag, []), tag):
         root = runs(needed)
-    stopped = root / "zero2" / "stopped"
-    assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["step-000002"]  # by the main process
-    assert not list(stopped.rglob("*.tmp")) and not list(stopped.rglob(".tmp*"))
-    resumed = root / tag / f"resumed-from-{RESUMES[tag]}"
+    for writer in (source, tag):  # whichever of the two ran 2 ZeRO processes wrote its checkpoint once
+        stopped = root / writer / "stopped"
+        if CONFIGS[writer] and stopped.exists():
+            assert [p.name for p in (stopped / "checkpoints").iterdir()] == ["step-000002"]  # main process
+            assert not list(stopped.rglob("*.tmp")) and not list(stopped.rglob(".tmp*"))
+            ckpt = load_file(str(stopped / "checkpoints" / "step-000002" / "trainable.safetensors"))
+            one = load_file(
+                str(root / "one" / "stopped" / "checkpoints" / "step-000002" / "trainable.safetensors")
+            )
+            assert {k: v.shape for k, v in ckpt.items()} == {k: v.shape for k, v in one.items()}  # whole
+    resumed = root / tag / f"resumed-from-{source}"
     summary = json.loads((resumed / "summary.json").read_text())
     assert summary["resumed_from_step"] == 2
     assert (summary["world_size"], summary["distributed_type"]) == (

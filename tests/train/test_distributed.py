@@ -132,19 +132,26 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     assert line.startswith("gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed: its")
     (line,) = refused("rm", engine_accumulation=2)
     assert line.startswith("gradient_accumulation_steps=1 (deepspeed_config: 2) under DeepSpeed")
-    # checkpoints: written and resumed under ZeRO-1/2; under ZeRO-3 a checkpoint within the run's steps and
-    # --resume are refused
+    # checkpoints: written and resumed under ZeRO-1/2 by every stage, under ZeRO-3 by SFT (the tested one);
+    # the other stages' under ZeRO-3, a checkpoint within the run's steps and --resume, are refused
     z3 = "gradient_checkpointing=true"
     for zero in (1, 2):
-        assert (
-            deepspeed_refusals(_stage_config("sft", "save_every=3"), zero, total_steps=3, resume=True) == []
-        )
-    assert deepspeed_refusals(_stage_config("sft", "save_every=4", z3), 3, total_steps=3) == []
-    (line,) = deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=3)
-    assert line.startswith("save_every=3 would write a checkpoint within 3 steps: rlhfops writes no")
-    assert deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=None) == []  # a plan
-    (line,) = refused("sft", zero=3, resume=True)
-    assert line.startswith("--resume under DeepSpeed ZeRO-3: rlhfops writes no checkpoints under DeepSpeed")
+        for stage in ("sft", "rm"):
+            assert (
+                deepspeed_refusals(_stage_config(stage, "save_every=3"), zero, total_steps=3, resume=True)
+                == []
+            )
+    assert deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=3, resume=True) == []
+    assert deepspeed_refusals(_stage_config("rm", "save_every=4", z3), 3, total_steps=3) == []
+    (line,) = deepspeed_refusals(_stage_config("rm", "save_every=3", z3), 3, total_steps=3)
+    assert line.startswith(
+        "save_every=3 would write a checkpoint within 3 steps: rlhfops's ZeRO-3 checkpoints"
+    )
+    assert deepspeed_refusals(_stage_config("rm", "save_every=3", z3), 3, total_steps=None) == []  # a plan
+    (line,) = refused("rm", zero=3, resume=True)
+    assert line.startswith("--resume under DeepSpeed ZeRO-3: rlhfops's ZeRO-3 checkpoints (gathered from the")
+    (line,) = refused("ppo", "reward_fn=length_target:6", zero=3, resume=True)
+    assert line.endswith("are tested for SFT only; resume with ZeRO-2, FSDP, DDP or one process")
     # the RL stage runs under ZeRO-2 and ZeRO-3 (lock-step sampling over ZeRO-3's partitions): no rule
     assert (
         refused("ppo", "reward_fn=length_target:6", zero=2)
@@ -170,7 +177,7 @@ def test_the_run_refuses_with_the_plans_message():
     shape = SHAPES["135m"]
     cases = [
         ("rm", ["gradient_accumulation_steps=2"], 2, None),
-        ("sft", ["save_every=3", "gradient_checkpointing=true"], 3, None),
+        ("rm", ["save_every=3", "gradient_checkpointing=true"], 3, None),
         ("sft", [], 3, None),
         ("ppo", ["reward_fn=length_target:6"], 3, None),  # the RL stage: selective checkpointing only
         ("sft", [], 2, 2),
@@ -188,8 +195,10 @@ def test_the_run_refuses_with_the_plans_message():
     acc.config["gradient_accumulation_steps"] = 1
     configure_deepspeed(acc, _stage_config("sft", "save_every=4"), 4, total_steps=3)
     configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, 3, resume=True)  # ZeRO-2
+    three = _stage_config("sft", "save_every=3", "gradient_checkpointing=true")
+    configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)  # SFT under ZeRO-3
     with pytest.raises(ConfigError, match="--resume under DeepSpeed ZeRO-3"):
-        three = _stage_config("sft", "save_every=4", "gradient_checkpointing=true")
+        three = _stage_config("rm", "save_every=4", "gradient_checkpointing=true")
         configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
 
 

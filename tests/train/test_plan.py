@@ -243,10 +243,13 @@ def test_launch_problems_on_both_sides() -> None:
     assert "DeepSpeed" not in problems(cfg, distributed_type="DEEPSPEED", deepspeed_gradient_accumulation=1)
     ds = {"distributed_type": "DEEPSPEED", "zero_stage": 3}
     z3 = {"gradient_checkpointing": True}
-    assert "would write a checkpoint within 10 steps" in problems(
-        _sft(max_steps=10, save_every=10, **z3), **ds
-    )
-    assert "checkpoint" not in problems(_sft(max_steps=10, save_every=11, **z3), **ds)
+    # ZeRO-3 checkpoints: SFT's are written (tested in test_deepspeed_cpu); the other stages' refused
+    assert "checkpoint" not in problems(_sft(max_steps=10, save_every=10, **z3), **ds)
+    dpo = {"data": "p", "batch_size": 8, "max_steps": 10, **z3}
+    within = build_plan("dpo", DPOConfig(save_every=10, **dpo), _launch(**ds), shape).problems
+    assert "would write a checkpoint within 10 steps: rlhfops's ZeRO-3 checkpoints" in " | ".join(within)
+    beyond = build_plan("dpo", DPOConfig(save_every=11, **dpo), _launch(**ds), shape).problems
+    assert "checkpoint" not in " | ".join(beyond)
     assert "checkpoint" not in problems(
         _sft(max_steps=10, save_every=10), distributed_type="DEEPSPEED", zero_stage=2
     )

@@ -421,12 +421,14 @@ class Trainer(abc.ABC):
         try:
             weights = load_file(str(path / name))
             wrong = sorted(set(weights) ^ set(params)) + sorted(
-                k for k in weights.keys() & params.keys() if weights[k].shape != params[k].shape
+                k for k in weights.keys() & params.keys() if weights[k].shape != _whole_shape(params[k])
             )
             if wrong:
                 return f"{name} does not fit the model ({len(wrong)} tensors differ, e.g. {wrong[0]})"
             sharded = is_fsdp(self.accelerator)
-            partitioned = is_deepspeed(self.accelerator)  # ZeRO-1/2: the optimizer state is partitioned
+            partitioned = is_deepspeed(
+                self.accelerator
+            )  # the optimizer state (ZeRO-3: weights too) partitioned
             if not sharded and not partitioned:
                 with torch.no_grad():
                     for key, value in weights.items():
@@ -528,3 +530,9 @@ class Trainer(abc.ABC):
 
 def env_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _whole_shape(param: Any) -> Any:
+    """A parameter's whole shape: DeepSpeed ZeRO-3 keeps it in ``ds_shape`` (the tensor itself is empty
+    outside a gather)."""
+    return getattr(param, "ds_shape", param.shape)

@@ -33,10 +33,12 @@ processes = 1 process.
   :func:`configure_deepspeed` fills in what accelerate would read from a prepared dataloader (the
   per-process micro-batch) and the stage's gradient clipping, after refusing in one line what rlhfops does
   not run under DeepSpeed (``distributed_rules``, the rules ``train plan`` reports).
-- Checkpoints under DeepSpeed ZeRO-1/2 hold whole tensors in the unsharded layout too: each process's
-  partition of AdamW's state is gathered per parameter (:func:`deepspeed_full_state`) and a resume copies
-  each process's slice back into its partition (:func:`load_deepspeed_state`), so they resume with any
-  number of processes, with or without DeepSpeed. ZeRO-3 writes none (``distributed_rules``).
+- Checkpoints under DeepSpeed ZeRO-1/2/3 hold whole tensors in the unsharded layout too: each process's
+  partition of the float32 master weights and of AdamW's state is gathered per parameter
+  (:func:`deepspeed_full_state`) and a resume copies each process's slice back into its partition
+  (:func:`load_deepspeed_state`; under ZeRO-3 the model's partitioned weights are gathered, set and
+  partitioned again), so they resume with any number of processes, with or without DeepSpeed. Under
+  ZeRO-3 only SFT's are tested, and the other stages' refused (``distributed_rules``).
 """
 
 from __future__ import annotations
@@ -260,12 +262,26 @@ def _inner(optimizer: Any) -> Any:
     return getattr(optimizer, "optimizer", optimizer)  # accelerate's AcceleratedOptimizer wraps torch's
 
 
+def _zero_groups(zero: Any) -> list[tuple[Any, list[Any], int]]:
+    """The engine's ZeRO optimizer's groups: (this process's flat float32 partition, which is the key of its
+    AdamW state; the model parameters it covers; the torch param group's index). ZeRO-1/2: one per param
+    group (``single_partition_of_fp32_groups``, ``bit16_groups``); ZeRO-3: one per sub-group
+    (``fp32_partitioned_groups_flat``, ``fp16_groups``, ``sub_group_to_group_id``), as its ``_optimizer_step``
+    steps them."""
+    if hasattr(zero, "fp32_partitioned_groups_flat"):  # ZeRO-3
+        flats = zero.fp32_partitioned_groups_flat
+        return [(f, list(zero.fp16_groups[i]), zero.sub_group_to_group_id[i]) for i, f in enumerate(flats)]
+    return [(f, list(zero.bit16_groups[g]), g) for g, f in enumerate(zero.single_partition_of_fp32_groups)]
+
+
 def deepspeed_full_state(accelerator: Any, model: Any, names: list[str]) -> tuple[dict, dict]:
-    """DeepSpeed ZeRO-1/2: the whole trainable weights ``names`` and AdamW state, on the main process (empty
-    elsewhere), in the layout of :func:`full_state` (``optimizer.state_dict()``'s, parameters numbered in
-    optimizer order), so the checkpoint reads the same whoever wrote it. Every process must call it: each
-    holds one partition of the optimizer state, gathered per parameter with DeepSpeed's
-    ``safe_get_full_optimizer_state`` (an all-reduce)."""
+    """DeepSpeed ZeRO-1/2/3: the whole trainable weights ``names`` (the float32 master copy) and AdamW
+    state, on the main process (empty elsewhere), in the layout of :func:`full_state`
+    (``optimizer.state_dict()``'s, parameters numbered in optimizer order), so the checkpoint reads the same
+    whoever wrote it. Every process must call it: each holds one partition of the master weights and of
+    the optimizer state, gathered per parameter with DeepSpeed's ``safe_get_full_fp32_param`` /
+    ``safe_get_full_optimizer_state`` (an all-reduce under ZeRO-1/2, an all-gather of ``ds_id``-partitioned
+    parameters under ZeRO-3)."""
     from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
 
     zero = model.optimizer  # the engine's ZeRO optimizer; ``zero.optimizer`` is the torch AdamW it wraps
@@ -276,14 +292,15 @@ def deepspeed_full_state(accelerator: Any, model: Any, names: list[str]) -> tupl
         weights[name] = safe_get_full_fp32_param(p).detach().cpu().contiguous()
         state[i] = {k: safe_get_full_optimizer_state(p, k).detach().cpu() for k in ("exp_avg", "exp_avg_sq")}
     number = {id(p): i for i, p in enumerate(params)}
-    groups = []
-    for g, flat in enumerate(zero.single_partition_of_fp32_groups):
+    members: dict[int, list[int]] = {}
+    for flat, group, g in _zero_groups(zero):
         step = zero.optimizer.state[flat]["step"].detach().cpu().clone()
-        members = [number[id(p)] for p in zero.bit16_groups[g]]
-        for i in members:  # a tensor each: torch's fused AdamW adds 1 in place to every parameter's step
+        for i in (number[id(p)] for p in group):  # a tensor each: fused AdamW adds 1 in place to each step
             state[i]["step"] = step.clone()
-        hyper = {k: v for k, v in zero.optimizer.param_groups[g].items() if k != "params"}
-        groups.append({**hyper, "params": members})
+            members.setdefault(g, []).append(i)
+    groups = []
+    for g, hyper in enumerate(zero.optimizer.param_groups):
+        groups.append({**{k: v for k, v in hyper.items() if k != "params"}, "params": members.get(g, [])})
     if not accelerator.is_main_process:
         return {}, {}
     return weights, {"state": state, "param_groups": groups}
@@ -292,32 +309,66 @@ def deepspeed_full_state(accelerator: Any, model: Any, names: list[str]) -> tupl
 def load_deepspeed_state(
     accelerator: Any, model: Any, names: list[str], weights: dict, opt_state: dict
 ) -> None:
-    """DeepSpeed ZeRO-1/2: load whole weights and an ``optimizer.state_dict()``-layout AdamW state (from a
+    """DeepSpeed ZeRO-1/2/3: load whole weights and an ``optimizer.state_dict()``-layout AdamW state (from a
     checkpoint any number of processes wrote; ``names``: the trainable parameters in optimizer order, how
-    the state numbers them) into the model (whole on every process) and into this
-    process's partition of the float32 master weights and of the optimizer state. Before the first step
-    (DeepSpeed links its per-parameter views of the optimizer state at that step)."""
+    the state numbers them) into the model and into this process's partition of the float32 master weights
+    and of the optimizer state. Every process calls it with the same whole tensors (under ZeRO-3 the
+    weights are gathered, set and partitioned again). Before the first step (DeepSpeed links its
+    per-parameter views of the optimizer state at that step; AdamW creates its state lazily)."""
     import torch
 
     zero = model.optimizer  # the engine's ZeRO optimizer; ``zero.optimizer`` is the torch AdamW it wraps
     named = dict(accelerator.unwrap_model(model).named_parameters())
     order = names  # the trainable parameters in optimizer order: the state's numbering
     number = {id(named[n]): i for i, n in enumerate(order)}
+    zero3 = hasattr(zero, "fp32_partitioned_groups_flat")
     with torch.no_grad():
-        for name, value in weights.items():
-            named[name].copy_(value)
-        for g, flat in enumerate(zero.single_partition_of_fp32_groups):
+        with _modifiable(accelerator, [named[n] for n in weights], zero3):
+            for name, value in weights.items():
+                named[name].copy_(value)
+        for flat, group, g in _zero_groups(zero):
             base = zero.optimizer.state.setdefault(flat, {})
             for key in ("exp_avg", "exp_avg_sq"):
                 base.setdefault(key, torch.zeros_like(flat))
-            for p in zero.bit16_groups[g]:
+            for p in group:
                 saved = opt_state["state"][number[id(p)]]
-                _into_partition(p, flat, weights[order[number[id(p)]]])
+                whole = weights[order[number[id(p)]]]
+                if zero3:
+                    _into_zero3_partition(zero, p, whole, saved)
+                    continue
+                _into_partition(p, flat, whole)
                 for key in ("exp_avg", "exp_avg_sq"):
                     _into_partition(p, base[key], saved[key])
             base["step"] = saved["step"].detach().clone().to(torch.float32)
             hyper = opt_state["param_groups"][g]
             zero.optimizer.param_groups[g].update({k: v for k, v in hyper.items() if k != "params"})
+
+
+def _modifiable(accelerator: Any, params: list[Any], zero3: bool) -> Any:
+    """ZeRO-3: gather ``params`` whole, and on leaving partition them again from the main process's values
+    (every process sets the same); a no-op otherwise (ZeRO-1/2 weights are whole on every process)."""
+    if not zero3:
+        return nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
+
+
+def _into_zero3_partition(zero: Any, param: Any, whole: Any, saved: dict) -> None:
+    """ZeRO-3: this process's slice of the whole master weight ``whole`` and of its AdamW state ``saved``
+    into the partitions DeepSpeed keeps for ``param``: as its ``set_full_hp_param``, which narrows the
+    flattened tensor at ``rank * partition size`` (and would run past the end on the last, padded
+    partition of a parameter whose size the process count does not divide)."""
+    import torch
+
+    rank = zero._get_param_partition_rank(param)
+    for key, value in (("", whole), ("exp_avg", saved["exp_avg"]), ("exp_avg_sq", saved["exp_avg_sq"])):
+        part, _ = zero._get_fp32_opt_state_partition(
+            param, release_swap_buffers=False, optim_state_key=key or None
+        )
+        flat = value.detach().reshape(-1).to(part.dtype)
+        flat = torch.cat([flat, flat.new_zeros(max(0, part.numel() * (rank + 1) - flat.numel()))])
+        part.copy_(flat.narrow(0, part.numel() * rank, part.numel()))
 
 
 def _into_partition(param: Any, flat: Any, whole: Any) -> None:

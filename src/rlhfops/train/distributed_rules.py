@@ -25,11 +25,14 @@ def _accumulation(config: Any, engine_accumulation: int | None) -> str | None:
 
 
 def _checkpoints(config: Any, zero_stage: int, total_steps: int | None, resume: bool) -> str | None:
-    """Checkpoints under ZeRO-3: rlhfops's hold whole tensors, and gathering ZeRO-3's partitioned weights
-    and optimizer state into them (and back) is not written yet; ZeRO-1/2 checkpoints are."""
-    if zero_stage < 3:
+    """Checkpoints under ZeRO-3: rlhfops's hold whole tensors, gathered from ZeRO-3's partitioned weights
+    and optimizer state (and scattered back on resume); tested for SFT only, so the other stages are
+    refused under ZeRO-3. ZeRO-1/2 checkpoints are written and resumed for every stage."""
+    from rlhfops.train.config import SFTConfig
+
+    if zero_stage < 3 or isinstance(config, SFTConfig):
         return None
-    why = "rlhfops writes no checkpoints under DeepSpeed ZeRO-3 yet (weights and optimizer state partitioned)"
+    why = "rlhfops's ZeRO-3 checkpoints (gathered from the partitions) are tested for SFT only"
     if resume:
         return f"--resume under DeepSpeed ZeRO-3: {why}; resume with ZeRO-2, FSDP, DDP or one process"
     if total_steps is not None and config.save_every <= total_steps:
