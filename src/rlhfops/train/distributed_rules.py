@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlhfops.train.config import SFTConfig
+
 FSDP = "launch with FSDP (--use_fsdp --fsdp_version 2)"
 
 
@@ -28,8 +30,6 @@ def _checkpoints(config: Any, zero_stage: int, total_steps: int | None, resume: 
     """Checkpoints under ZeRO-3: rlhfops's hold whole tensors, gathered from ZeRO-3's partitioned weights
     and optimizer state (and scattered back on resume); tested for SFT only, so the other stages are
     refused under ZeRO-3. ZeRO-1/2 checkpoints are written and resumed for every stage."""
-    from rlhfops.train.config import SFTConfig
-
     if zero_stage < 3 or isinstance(config, SFTConfig):
         return None
     why = "rlhfops's ZeRO-3 checkpoints (gathered from the partitions) are tested for SFT only"
