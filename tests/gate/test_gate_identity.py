@@ -17,6 +17,8 @@ from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import deployed, gate_sign, promote
 from rlhfops.workspace import db
 
+pytestmark = pytest.mark.usefixtures("cheap_kdf")  # tests/gate/conftest.py: not a KDF test
+
 
 @pytest.fixture
 def ready(gws, tmp_path: Path, monkeypatch):
