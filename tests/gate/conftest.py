@@ -18,3 +18,16 @@ def cheap_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(signing, "KDF_N", 2**4)
     monkeypatch.setattr(accounts, "SCRYPT_N", 2**4)
+
+
+@pytest.fixture
+def c_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``yaml.safe_load`` through libyaml's CSafeLoader (the same documents, parsed in C).
+
+    The spec is checked from its YAML text on every ``current_spec()``: test_gate_decide.py parsed it 195
+    times in pure Python (~5 of its ~20 CPU s). Not for tests of YAML error messages (the C parser's
+    marks can differ); the gate files mapped to gate/decide.py have none.
+    """
+    import yaml
+
+    monkeypatch.setattr(yaml, "safe_load", lambda stream: yaml.load(stream, Loader=yaml.CSafeLoader))

@@ -14,7 +14,7 @@ from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import GateRefused, deployed, gate_evaluate, gate_sign, promote
 from rlhfops.workspace.plays import compute_status
 
-pytestmark = pytest.mark.usefixtures("cheap_kdf")  # tests/gate/conftest.py: not a KDF test
+pytestmark = pytest.mark.usefixtures("cheap_kdf", "c_yaml")  # tests/gate/conftest.py
 
 
 @pytest.fixture

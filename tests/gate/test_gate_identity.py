@@ -17,7 +17,7 @@ from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import deployed, gate_sign, promote
 from rlhfops.workspace import db
 
-pytestmark = pytest.mark.usefixtures("cheap_kdf")  # tests/gate/conftest.py: not a KDF test
+pytestmark = pytest.mark.usefixtures("cheap_kdf", "c_yaml")  # tests/gate/conftest.py
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import gate_evaluate, gate_sign
 from rlhfops.workspace import attest, db
 
-pytestmark = pytest.mark.usefixtures("cheap_kdf")  # tests/gate/conftest.py: not a KDF test
+pytestmark = pytest.mark.usefixtures("cheap_kdf", "c_yaml")  # tests/gate/conftest.py
 
 
 @pytest.fixture
