@@ -13,3 +13,15 @@ from rlhfops.errors import UserError
 def test_fleiss_kappa_refuses_an_empty_or_flat_matrix(shape):
     with pytest.raises(UserError, match="non-empty items x categories"):
         fleiss_kappa(np.zeros(shape))
+
+
+def test_category_counts_and_coincidences_are_immutable():
+    # issue 17 (session 4): the public results are frozen; a caller cannot relabel them in place
+    import dataclasses
+
+    from rlhfops.annotate.agreement import category_counts, coincidence_matrix
+
+    ratings = [["a", "b", "a"], ["a", "b", "b"]]
+    for result, field in ((category_counts(ratings), "labels"), (coincidence_matrix(ratings), "values")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(result, field, ["x", "y"])
