@@ -343,3 +343,24 @@ def test_clusters_are_listed_largest_first(sizes):
     dist = _nearest_ref_distances(ref, prod)
     clusters = drift.novel_clusters(prod, ref, dist, novel, cut=2.0, cfg=DriftConfig())
     assert [c.size for c in clusters] == [9, 6]
+
+
+def test_the_clustered_sample_is_max_cluster_points_distinct_novel_rows(monkeypatch):
+    # above max_cluster_points the novel rows are subsampled WITHOUT replacement: as many distinct rows
+    # as the cap (a sample with replacement clusters fewer rows and weights its repeats in the centroids)
+    from sklearn.cluster import AgglomerativeClustering
+
+    seen = []
+    fit_predict = AgglomerativeClustering.fit_predict
+    monkeypatch.setattr(
+        AgglomerativeClustering, "fit_predict", lambda self, x: seen.append(x) or fit_predict(self, x)
+    )
+    ref = np.random.default_rng(0).normal(size=(40, 3))
+    prod = np.concatenate([np.random.default_rng(1).normal(size=(20, 3)), _group([8, 8, 8], 30, 2)])
+    novel = np.arange(20, 50)
+    dist = _nearest_ref_distances(ref, prod)
+    cfg = DriftConfig(max_cluster_points=25)
+    (c,) = drift.novel_clusters(prod, ref, dist, novel, cut=2.0, cfg=cfg)
+    assert c.size == 30
+    (x,) = seen
+    assert len(x) == 25 and len(np.unique(x, axis=0)) == 25
