@@ -25,3 +25,15 @@ def test_category_counts_and_coincidences_are_immutable():
     for result, field in ((category_counts(ratings), "labels"), (coincidence_matrix(ratings), "values")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(result, field, ["x", "y"])
+
+
+def test_alpha_is_undefined_when_the_expected_disagreement_is_exactly_zero():
+    # two distinct values whose squared difference underflows to 0.0: expected disagreement 0 is refused;
+    # a difference whose square is still a positive float gives a number (both sides of `expected <= 0`)
+    from rlhfops.annotate.agreement import krippendorff_alpha
+
+    with pytest.raises(UserError, match="expected disagreement is 0"):
+        krippendorff_alpha([[0.0, 1e-200, 0.0], [0.0, 1e-200, 1e-200]], level="interval")
+    assert krippendorff_alpha([[0.0, 1e-150, 0.0], [0.0, 1e-150, 1e-150]], level="interval") == pytest.approx(
+        4 / 9
+    )
