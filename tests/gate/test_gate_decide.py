@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,9 @@ def test_gate_happy_path_promotes_and_records(gws, ready):
     assert e2.get("action") == "promote" and e2.get("prev") == e1.hash
     d = deployed(gws)
     assert d is not None and d.model == ready["ppo"] and d.person == "gina" and not d.override
+    assert (d.model_kind, d.entry, d.promoted_at) == ("ppo-model", e2.seq, e2.get("logged_at"))
+    for e in (e1, e2):  # UTC to the second, as every signed time (workspace/signing.py stamp)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", e.get("logged_at")), e.get("logged_at")
     # both entries are decision artifacts; only the promotion counts as a deployment for status/monitor
     arts = {a.id: a for a in gws.artifacts("decision")}
     assert arts[e1.hash].meta["decision"] == "sign-approve" and arts[e2.hash].meta["decision"] == "promoted"
