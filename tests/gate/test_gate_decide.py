@@ -239,3 +239,32 @@ def test_a_deployment_record_is_immutable():
     d = Deployment("m", "ppo-model", "gina", "2026-01-01T00:00:00+00:00", False, 3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.override = True  # a promotion's record is evidence, not a draft
+
+
+@pytest.mark.parametrize("meanwhile", ["reject", "promote"])
+def test_promote_rechecks_under_the_log_lock(gws, ready, monkeypatch, meanwhile):
+    # issue 17 (session 4): a decision recorded between promote's read of the log and its append (another
+    # process) is seen under the lock: a newer sign, or the same model promoted meanwhile
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
+    append = dlog.append
+
+    def racing(ws, record, *args, **kwargs):
+        if record.get("action") == "promote" and not racing.done:
+            racing.done = True  # the other process's decision lands first
+            if meanwhile == "reject":
+                gate_sign(gws, ready["ppo"], who(gws, "gina"), "reject", "second thoughts")
+            else:
+                append(ws, record, *args, **kwargs)
+        return append(ws, record, *args, **kwargs)
+
+    racing.done = False
+    monkeypatch.setattr(dlog, "append", racing)
+    want = "newer gate decision" if meanwhile == "reject" else "was deployed meanwhile"
+    with pytest.raises(GateRefused, match=want):
+        promote(gws, ready["ppo"], who(gws, "gina"))
+    assert len([e for e in dlog.entries(gws) if e.get("action") == "promote"]) == (meanwhile == "promote")
+
+
+def test_the_evaluation_names_the_model_and_the_spec(gws, ready):
+    g = gate_evaluate(gws, ready["ppo"])
+    assert (g.model, g.spec_hash) == (ready["ppo"], gws.current_spec().hash)
