@@ -268,3 +268,13 @@ def test_promote_rechecks_under_the_log_lock(gws, ready, monkeypatch, meanwhile)
 def test_the_evaluation_names_the_model_and_the_spec(gws, ready):
     g = gate_evaluate(gws, ready["ppo"])
     assert (g.model, g.spec_hash) == (ready["ppo"], gws.current_spec().hash)
+
+
+def test_an_evaluation_belongs_to_the_model_its_meta_names_whatever_the_parent_order(gws, ready, tmp_path):
+    # issue 17 (session 4): a side-by-side whose baseline is listed first is the candidate's evaluation
+    from rlhfops.gate.decide import gate_model, model_evaluations
+
+    ppo, sft = ready["ppo"], ready["sft"]
+    sbs = add_eval(gws, tmp_path, sbs_meta(ppo, sft), [sft, ppo])
+    assert sbs in [a.id for a in model_evaluations(gws, gate_model(gws, ppo))]
+    assert sbs not in [a.id for a in model_evaluations(gws, gate_model(gws, sft))]
