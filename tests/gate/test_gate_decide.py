@@ -278,3 +278,40 @@ def test_an_evaluation_belongs_to_the_model_its_meta_names_whatever_the_parent_o
     sbs = add_eval(gws, tmp_path, sbs_meta(ppo, sft), [sft, ppo])
     assert sbs in [a.id for a in model_evaluations(gws, gate_model(gws, ppo))]
     assert sbs not in [a.id for a in model_evaluations(gws, gate_model(gws, sft))]
+
+
+def _log(*records):
+    return [dlog.LogEntry(i, {"seq": i, **r}, f"h{i}") for i, r in enumerate(records, start=1)]
+
+
+def test_the_latest_signature_is_this_models_latest_sign():
+    from rlhfops.gate.decide import latest_signature
+
+    entries = _log(
+        {"action": "sign", "model": "A", "decision": "approve"},
+        {"action": "sign", "model": "B", "decision": "reject"},  # another model's sign
+        {"action": "promote", "model": "A"},  # not a sign
+    )
+    assert latest_signature(entries, "A").hash == "h1"
+    assert latest_signature(entries, "B").hash == "h2"
+    assert latest_signature(entries, "C") is None
+
+
+def test_the_deployed_model_is_the_latest_promotion():
+    from rlhfops.gate.decide import _deployed_from
+
+    entries = _log(
+        {"action": "promote", "model": "A", "model_kind": "sft-model", "person": "gina", "logged_at": "t1"},
+        {"action": "sign", "model": "B", "decision": "approve"},
+        {"action": "promote", "model": "B", "model_kind": "ppo-model", "person": "gina", "logged_at": "t3"},
+    )
+    d = _deployed_from(entries)
+    assert (d.model, d.model_kind, d.promoted_at, d.entry) == ("B", "ppo-model", "t3", 3)
+    assert _deployed_from(entries[:2]).model == "A" and _deployed_from(entries[1:2]) is None
+
+
+def test_promoting_the_deployed_model_again_is_refused_as_such(gws, ready):
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
+    first = promote(gws, ready["ppo"], who(gws, "gina"))
+    with pytest.raises(GateRefused, match=f"already the deployed model \\(decision log entry {first.seq}\\)"):
+        promote(gws, ready["ppo"], who(gws, "gina"))
