@@ -315,3 +315,12 @@ def test_promoting_the_deployed_model_again_is_refused_as_such(gws, ready):
     first = promote(gws, ready["ppo"], who(gws, "gina"))
     with pytest.raises(GateRefused, match=f"already the deployed model \\(decision log entry {first.seq}\\)"):
         promote(gws, ready["ppo"], who(gws, "gina"))
+
+
+def test_a_spec_that_fails_its_check_is_named_by_its_first_problem(gws, ready):
+    gws.spec_path.write_text("task: [unclosed\n", encoding="utf-8")  # not YAML
+    problem = gws.current_spec().check.problems[0]
+    with pytest.raises(
+        GateRefused, match=f"gate evaluate: the spec does not pass .*\\({re.escape(str(problem))}\\)"
+    ):
+        gate_evaluate(gws, ready["ppo"])
