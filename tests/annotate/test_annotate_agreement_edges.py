@@ -37,3 +37,12 @@ def test_alpha_is_undefined_when_the_expected_disagreement_is_exactly_zero():
     assert krippendorff_alpha([[0.0, 1e-150, 0.0], [0.0, 1e-150, 1e-150]], level="interval") == pytest.approx(
         4 / 9
     )
+
+
+def test_category_counts_are_items_by_categories_for_a_non_square_matrix():
+    # 2 raters x 3 items, 2 categories: counts [3 items, 2 categories] (not raters x ..., not transposed)
+    from rlhfops.annotate.agreement import category_counts
+
+    cc = category_counts([["a", "b", "a"], ["a", "b", None]])
+    assert cc.labels == ["a", "b"]
+    assert cc.counts.tolist() == [[2, 0], [0, 2], [1, 0]]
