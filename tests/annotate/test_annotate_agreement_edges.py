@@ -46,3 +46,13 @@ def test_category_counts_are_items_by_categories_for_a_non_square_matrix():
     cc = category_counts([["a", "b", "a"], ["a", "b", None]])
     assert cc.labels == ["a", "b"]
     assert cc.counts.tolist() == [[2, 0], [0, 2], [1, 0]]
+
+
+def test_float_ratings_with_none_for_missing_equal_the_nan_matrix():
+    # None makes the matrix an object array: its float ratings are values, only None / NaN are missing
+    from rlhfops.annotate.agreement import krippendorff_alpha, percent_agreement
+
+    with_none = [[1.0, None, 2.0, 1.5], [1.0, 2.0, 2.0, 1.0]]
+    with_nan = np.array([[1.0, np.nan, 2.0, 1.5], [1.0, 2.0, 2.0, 1.0]])
+    assert percent_agreement(with_none) == percent_agreement(with_nan) == 2 / 3
+    assert krippendorff_alpha(with_none, level="interval") == krippendorff_alpha(with_nan, level="interval")
