@@ -56,3 +56,12 @@ def test_float_ratings_with_none_for_missing_equal_the_nan_matrix():
     with_nan = np.array([[1.0, np.nan, 2.0, 1.5], [1.0, 2.0, 2.0, 1.0]])
     assert percent_agreement(with_none) == percent_agreement(with_nan) == 2 / 3
     assert krippendorff_alpha(with_none, level="interval") == krippendorff_alpha(with_nan, level="interval")
+
+
+def test_a_wrong_shape_names_the_shape_expected():
+    from rlhfops.annotate.agreement import cohen_kappa, krippendorff_alpha
+
+    with pytest.raises(UserError, match=r"expected a 2-D array \(raters x items\)"):
+        krippendorff_alpha([1, 2, 3])
+    with pytest.raises(UserError, match=r"expected a 1-D array \(one rating per item\)"):
+        cohen_kappa([[1, 2]], [1, 2])
