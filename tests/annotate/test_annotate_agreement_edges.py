@@ -65,3 +65,23 @@ def test_a_wrong_shape_names_the_shape_expected():
         krippendorff_alpha([1, 2, 3])
     with pytest.raises(UserError, match=r"expected a 1-D array \(one rating per item\)"):
         cohen_kappa([[1, 2]], [1, 2])
+
+
+def test_a_nan_among_string_ratings_is_missing_not_a_category():
+    from rlhfops.annotate.agreement import percent_agreement
+
+    assert percent_agreement([["a", np.nan, "a"], ["a", "b", "a"]]) == 1.0  # not 'nan' vs 'b'
+
+
+def test_numeric_ratings_of_a_non_square_matrix():
+    from rlhfops.annotate.agreement import category_counts, percent_agreement
+
+    assert percent_agreement(np.array([[1, 2, 1], [1, 2, 2]])) == pytest.approx(2 / 3)
+    assert category_counts(np.array([[1, 2, 1], [1, 2, 2]])).counts.tolist() == [[2, 0], [0, 2], [1, 1]]
+
+
+def test_a_coincidence_matrix_covers_an_unused_value_of_the_domain():
+    from rlhfops.annotate.agreement import coincidence_matrix
+
+    c = coincidence_matrix([["a", "b"], ["a", "b"]], value_domain=["a", "b", "c"])
+    assert c.values == ["a", "b", "c"] and c.matrix.tolist() == [[2, 0, 0], [0, 2, 0], [0, 0, 0]]
