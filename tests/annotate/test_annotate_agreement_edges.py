@@ -85,3 +85,12 @@ def test_a_coincidence_matrix_covers_an_unused_value_of_the_domain():
 
     c = coincidence_matrix([["a", "b"], ["a", "b"]], value_domain=["a", "b", "c"])
     assert c.values == ["a", "b", "c"] and c.matrix.tolist() == [[2, 0, 0], [0, 2, 0], [0, 0, 0]]
+
+
+def test_a_numeric_value_domain_given_unsorted_codes_each_rating_as_its_value():
+    from rlhfops.annotate.agreement import coincidence_matrix
+
+    ratings = np.array([[3.0, 1.0, 2.0], [3.0, 1.0, 1.0]])
+    c = coincidence_matrix(ratings, value_domain=[3.0, 1.0, 2.0])
+    assert c.values == [3.0, 1.0, 2.0]  # the domain's order is kept
+    assert c.matrix.tolist() == [[2, 0, 0], [0, 2, 1], [0, 1, 0]]
