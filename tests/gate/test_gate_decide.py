@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from rlhfops.errors import PlayOrderError, UserError
 from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import GateRefused, deployed, gate_evaluate, gate_sign, promote
 from rlhfops.workspace.plays import compute_status
+
+pytestmark = pytest.mark.usefixtures("cheap_kdf", "c_yaml")  # tests/gate/conftest.py
 
 
 @pytest.fixture
@@ -31,6 +34,9 @@ def test_gate_happy_path_promotes_and_records(gws, ready):
     assert e2.get("action") == "promote" and e2.get("prev") == e1.hash
     d = deployed(gws)
     assert d is not None and d.model == ready["ppo"] and d.person == "gina" and not d.override
+    assert (d.model_kind, d.entry, d.promoted_at) == ("ppo-model", e2.seq, e2.get("logged_at"))
+    for e in (e1, e2):  # UTC to the second, as every signed time (workspace/signing.py stamp)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", e.get("logged_at")), e.get("logged_at")
     # both entries are decision artifacts; only the promotion counts as a deployment for status/monitor
     arts = {a.id: a for a in gws.artifacts("decision")}
     assert arts[e1.hash].meta["decision"] == "sign-approve" and arts[e2.hash].meta["decision"] == "promoted"
@@ -233,3 +239,88 @@ def test_a_deployment_record_is_immutable():
     d = Deployment("m", "ppo-model", "gina", "2026-01-01T00:00:00+00:00", False, 3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.override = True  # a promotion's record is evidence, not a draft
+
+
+@pytest.mark.parametrize("meanwhile", ["reject", "promote"])
+def test_promote_rechecks_under_the_log_lock(gws, ready, monkeypatch, meanwhile):
+    # issue 17 (session 4): a decision recorded between promote's read of the log and its append (another
+    # process) is seen under the lock: a newer sign, or the same model promoted meanwhile
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
+    append = dlog.append
+
+    def racing(ws, record, *args, **kwargs):
+        if record.get("action") == "promote" and not racing.done:
+            racing.done = True  # the other process's decision lands first
+            if meanwhile == "reject":
+                gate_sign(gws, ready["ppo"], who(gws, "gina"), "reject", "second thoughts")
+            else:
+                append(ws, record, *args, **kwargs)
+        return append(ws, record, *args, **kwargs)
+
+    racing.done = False
+    monkeypatch.setattr(dlog, "append", racing)
+    want = "newer gate decision" if meanwhile == "reject" else "was deployed meanwhile"
+    with pytest.raises(GateRefused, match=want):
+        promote(gws, ready["ppo"], who(gws, "gina"))
+    assert len([e for e in dlog.entries(gws) if e.get("action") == "promote"]) == (meanwhile == "promote")
+
+
+def test_the_evaluation_names_the_model_and_the_spec(gws, ready):
+    g = gate_evaluate(gws, ready["ppo"])
+    assert (g.model, g.spec_hash) == (ready["ppo"], gws.current_spec().hash)
+
+
+def test_an_evaluation_belongs_to_the_model_its_meta_names_whatever_the_parent_order(gws, ready, tmp_path):
+    # issue 17 (session 4): a side-by-side whose baseline is listed first is the candidate's evaluation
+    from rlhfops.gate.decide import gate_model, model_evaluations
+
+    ppo, sft = ready["ppo"], ready["sft"]
+    sbs = add_eval(gws, tmp_path, sbs_meta(ppo, sft), [sft, ppo])
+    assert sbs in [a.id for a in model_evaluations(gws, gate_model(gws, ppo))]
+    assert sbs not in [a.id for a in model_evaluations(gws, gate_model(gws, sft))]
+
+
+def _log(*records):
+    return [dlog.LogEntry(i, {"seq": i, **r}, f"h{i}") for i, r in enumerate(records, start=1)]
+
+
+def test_the_latest_signature_is_this_models_latest_sign():
+    from rlhfops.gate.decide import latest_signature
+
+    entries = _log(
+        {"action": "sign", "model": "A", "decision": "approve"},
+        {"action": "sign", "model": "B", "decision": "reject"},  # another model's sign
+        {"action": "promote", "model": "A"},  # not a sign
+    )
+    assert latest_signature(entries, "A").hash == "h1"
+    assert latest_signature(entries, "B").hash == "h2"
+    assert latest_signature(entries, "C") is None
+
+
+def test_the_deployed_model_is_the_latest_promotion():
+    from rlhfops.gate.decide import _deployed_from
+
+    entries = _log(
+        {"action": "promote", "model": "A", "model_kind": "sft-model", "person": "gina", "logged_at": "t1"},
+        {"action": "sign", "model": "B", "decision": "approve"},
+        {"action": "promote", "model": "B", "model_kind": "ppo-model", "person": "gina", "logged_at": "t3"},
+    )
+    d = _deployed_from(entries)
+    assert (d.model, d.model_kind, d.promoted_at, d.entry) == ("B", "ppo-model", "t3", 3)
+    assert _deployed_from(entries[:2]).model == "A" and _deployed_from(entries[1:2]) is None
+
+
+def test_promoting_the_deployed_model_again_is_refused_as_such(gws, ready):
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
+    first = promote(gws, ready["ppo"], who(gws, "gina"))
+    with pytest.raises(GateRefused, match=f"already the deployed model \\(decision log entry {first.seq}\\)"):
+        promote(gws, ready["ppo"], who(gws, "gina"))
+
+
+def test_a_spec_that_fails_its_check_is_named_by_its_first_problem(gws, ready):
+    gws.spec_path.write_text("task: [unclosed\n", encoding="utf-8")  # not YAML
+    problem = gws.current_spec().check.problems[0]
+    with pytest.raises(
+        GateRefused, match=f"gate evaluate: the spec does not pass .*\\({re.escape(str(problem))}\\)"
+    ):
+        gate_evaluate(gws, ready["ppo"])

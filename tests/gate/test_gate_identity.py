@@ -17,6 +17,8 @@ from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import deployed, gate_sign, promote
 from rlhfops.workspace import db
 
+pytestmark = pytest.mark.usefixtures("cheap_kdf", "c_yaml")  # tests/gate/conftest.py
+
 
 @pytest.fixture
 def ready(gws, tmp_path: Path, monkeypatch):
@@ -221,3 +223,21 @@ def test_a_workspace_member_cannot_mint_a_token_or_reset_a_password_for_someone_
     code, out, err = cli(["raters", "add", "gina", "--role", "gate-owner", "--password-stdin"])
     assert code == 0 and "updated" in out, err
     assert authenticate(gws, "gina", "her-new-password") is not None
+
+
+def test_promote_needs_a_registered_key_of_the_gate_owner(gws, ready):
+    # issue 17 (session 4): promote's own check, as gate sign's above (the sign is made with her key)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from rlhfops.workspace.signing import SignatureError, Signer
+
+    gate_sign(gws, ready["ppo"], who(gws, "gina"), "approve", "all met")
+    with pytest.raises(UserError, match="needs the person's credential"):
+        promote(gws, ready["ppo"], "gina")
+    key = Ed25519PrivateKey.generate()  # a key of her own making, never registered
+    public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    with pytest.raises(SignatureError, match=f"signing key {public[:12]} is not registered to gina"):
+        promote(gws, ready["ppo"], Signer("gina", public, "password:made-up", key))
+    assert deployed(gws) is None
+    assert promote(gws, ready["ppo"], who(gws, "gina")).get("action") == "promote"  # her registered key

@@ -30,6 +30,8 @@ from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import gate_evaluate, gate_sign
 from rlhfops.workspace import attest, db
 
+pytestmark = pytest.mark.usefixtures("cheap_kdf", "c_yaml")  # tests/gate/conftest.py
+
 
 @pytest.fixture
 def ready(gws, tmp_path: Path):

@@ -197,3 +197,170 @@ def test_novel_rows_beyond_max_cluster_points_join_their_nearest_cluster():
     capped = input_drift(train, prod, n_permutations=19, max_cluster_points=10).new_clusters
     assert capped and sum(c.size for c in capped) == sum(c.size for c in full)
     assert sorted(i for c in capped for i in c.members) == sorted(i for c in full for i in c.members)
+
+
+# --- session 4 (issue 17): the survivors left open after session 3 -------------------------------------
+
+
+@pytest.mark.parametrize("n_permutations", [1, 7])
+def test_every_permutation_counts_when_every_relabelling_ties(n_permutations):
+    # all rows the same point: every relabelling's MMD equals the observed one, so all n count
+    # and p = (1 + n) / (1 + n) = 1 (a loop that skipped the first permutation gives n / (1 + n))
+    same = np.ones((6, 2))
+    assert mmd_permutation_test(same, same.copy(), n_permutations=n_permutations).p_value == 1.0
+
+
+def _planted(n_group: int, offset: float = 0.0, spread: float = 1.0, seed: int = 0):
+    """Training rows near the origin; production rows: 30 of the same and a tight group at (8, 8, 8)."""
+    rng = np.random.default_rng(seed)
+    train = offset + spread * rng.normal(size=(60, 3))
+    prod = offset + spread * np.concatenate(
+        [rng.normal(size=(30, 3)), 8.0 + 0.1 * rng.normal(size=(n_group, 3))]
+    )
+    return train, prod
+
+
+def test_float32_embeddings_give_the_float64_report():
+    # far from the origin (1000 + 0.01 x), float32 squared distances (|a|^2 + |b|^2 - 2ab) are noise;
+    # the same values as float64 give the real ones. The report must not depend on the input dtype,
+    # on either side (the training side: the novelty threshold; the production side: the clusters).
+    train, prod = _planted(12, offset=1000.0, spread=0.01)
+    t32, p32 = train.astype(np.float32), prod.astype(np.float32)
+    a = input_drift(t32, p32, n_permutations=19)
+    b = input_drift(t32.astype(np.float64), p32.astype(np.float64), n_permutations=19)
+    assert b.new_clusters and b.shifted_indices, "the planted group is found in float64"
+    assert a.novelty_threshold == b.novelty_threshold
+    assert a.shifted_indices == b.shifted_indices
+    assert a.new_clusters == b.new_clusters
+    assert a.mmd == b.mmd and a.auc.auc == b.auc.auc
+    assert np.array_equal(a.auc.per_sample_scores, b.auc.per_sample_scores)
+
+
+def test_the_classifier_is_fit_to_convergence_on_unscaled_features():
+    # one feature on a scale of 1e4: lbfgs needs more than sklearn's default 100 iterations here (its
+    # AUC would be 0.5139); the AUC is that of a fit run to convergence on the same folds (0.5192)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 20)), rng.normal(size=(60, 20))
+    y[:, 0] += 0.5
+    x[:, 1] *= 1e4
+    y[:, 1] *= 1e4
+    z, labels = np.concatenate([x, y]), np.r_[np.zeros(60), np.ones(60)]
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    converged = LogisticRegression(C=1.0, max_iter=20_000, random_state=0)
+    oof = cross_val_predict(converged, z, labels, cv=folds, method="predict_proba")[:, 1]
+    assert drift.domain_classifier_auc(x, y, cv=5, seed=0).auc == roc_auc_score(labels, oof)
+
+
+def test_the_classifier_scores_are_p_from_production_training_rows_first():
+    train, prod = _planted(20)
+    scores = input_drift(train, prod, n_permutations=19).auc.per_sample_scores
+    planted = scores[60 + 30 :]  # production rows 30-49 (the group), after the 60 training rows
+    assert len(scores) == 60 + 50
+    assert planted.min() > 0.5 > scores[:60].mean()
+
+
+def _nearest_ref_distances(train, prod):
+    return np.array([min(np.linalg.norm(p - r) for r in train) for p in prod])
+
+
+@pytest.mark.parametrize("left_out", [19, 20])
+def test_calibration_falls_back_to_leave_one_out_below_twenty_rows_left_out(left_out):
+    rng = np.random.default_rng(0)
+    train, prod = rng.normal(size=(50 + left_out, 3)), rng.normal(size=(10, 3))
+    cfg = DriftConfig(max_reference=50)
+    _dist, threshold, ref = drift._novelty(train, prod, cfg)
+    order = np.random.default_rng(cfg.seed + 1).permutation(len(train))
+    assert np.array_equal(ref, train[order[:50]])
+    calib = train[order[50:]]
+    held_out = _nearest_ref_distances(ref, calib)
+    loo = np.array(
+        [min(np.linalg.norm(r - s) for j, s in enumerate(ref) if j != i) for i, r in enumerate(ref)]
+    )
+    want = np.quantile(held_out if left_out >= 20 else loo, 0.95)
+    other = np.quantile(loo if left_out >= 20 else held_out, 0.95)
+    assert threshold == pytest.approx(float(want), rel=1e-9)
+    assert threshold != pytest.approx(float(other), rel=1e-6)
+
+
+def _group(center, n, seed):
+    return np.asarray(center) + 0.1 * np.random.default_rng(seed).normal(size=(n, 3))
+
+
+@pytest.mark.parametrize("n_group", [4, 5])
+def test_a_cluster_needs_min_cluster_size_rows(n_group):
+    ref = np.random.default_rng(0).normal(size=(40, 3))
+    prod = np.concatenate([np.random.default_rng(1).normal(size=(20, 3)), _group([8, 8, 8], n_group, 2)])
+    novel = np.arange(20, 20 + n_group)
+    dist = _nearest_ref_distances(ref, prod)
+    clusters = drift.novel_clusters(prod, ref, dist, novel, cut=2.0, cfg=DriftConfig(min_cluster_size=5))
+    assert [c.size for c in clusters] == ([5] if n_group == 5 else [])
+
+
+@pytest.mark.parametrize("n_extra", [4, 5])
+def test_a_group_inside_the_novel_rows_needs_min_cluster_size_members(n_extra):
+    # 6 novel rows in one group (enough novel rows overall) and n_extra in another
+    ref = np.random.default_rng(0).normal(size=(40, 3))
+    prod = np.concatenate(
+        [
+            np.random.default_rng(1).normal(size=(20, 3)),
+            _group([8, 8, 8], 6, 2),
+            _group([-8, 8, -8], n_extra, 3),
+        ]
+    )
+    novel = np.arange(20, len(prod))
+    dist = _nearest_ref_distances(ref, prod)
+    clusters = drift.novel_clusters(prod, ref, dist, novel, cut=2.0, cfg=DriftConfig(min_cluster_size=5))
+    assert sorted(c.size for c in clusters) == ([6] if n_extra == 4 else [5, 6])
+
+
+def test_cluster_examples_are_the_members_nearest_the_centroid():
+    ref = np.random.default_rng(0).normal(size=(40, 3))
+    prod = np.concatenate([np.random.default_rng(1).normal(size=(20, 3)), _group([8, 8, 8], 9, 4)])
+    novel = np.arange(20, 29)
+    dist = _nearest_ref_distances(ref, prod)
+    (c,) = drift.novel_clusters(prod, ref, dist, novel, cut=2.0, cfg=DriftConfig(n_examples=3))
+    centroid = prod[novel].mean(0)
+    by_distance = novel[np.argsort(np.linalg.norm(prod[novel] - centroid, axis=1))]
+    assert c.centroid_examples == [int(i) for i in by_distance[:3]]
+    assert c.members == list(range(20, 29))
+
+
+@pytest.mark.parametrize("sizes", [(6, 9), (9, 6)])
+def test_clusters_are_listed_largest_first(sizes):
+    ref = np.random.default_rng(0).normal(size=(40, 3))
+    prod = np.concatenate(
+        [
+            np.random.default_rng(1).normal(size=(20, 3)),
+            _group([8, 8, 8], sizes[0], 2),
+            _group([-8, 8, -8], sizes[1], 3),
+        ]
+    )
+    novel = np.arange(20, len(prod))
+    dist = _nearest_ref_distances(ref, prod)
+    clusters = drift.novel_clusters(prod, ref, dist, novel, cut=2.0, cfg=DriftConfig())
+    assert [c.size for c in clusters] == [9, 6]
+
+
+def test_the_clustered_sample_is_max_cluster_points_distinct_novel_rows(monkeypatch):
+    # above max_cluster_points the novel rows are subsampled WITHOUT replacement: as many distinct rows
+    # as the cap (a sample with replacement clusters fewer rows and weights its repeats in the centroids)
+    from sklearn.cluster import AgglomerativeClustering
+
+    seen = []
+    fit_predict = AgglomerativeClustering.fit_predict
+    monkeypatch.setattr(
+        AgglomerativeClustering, "fit_predict", lambda self, x: seen.append(x) or fit_predict(self, x)
+    )
+    ref = np.random.default_rng(0).normal(size=(40, 3))
+    prod = np.concatenate([np.random.default_rng(1).normal(size=(20, 3)), _group([8, 8, 8], 30, 2)])
+    novel = np.arange(20, 50)
+    dist = _nearest_ref_distances(ref, prod)
+    cfg = DriftConfig(max_cluster_points=25)
+    (c,) = drift.novel_clusters(prod, ref, dist, novel, cut=2.0, cfg=cfg)
+    assert c.size == 30
+    (x,) = seen
+    assert len(x) == 25 and len(np.unique(x, axis=0)) == 25
