@@ -1,5 +1,5 @@
 """SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) under ``accelerate launch --use_deepspeed`` on 2 CPU
-processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 and ZeRO-3 checkpoints of SFT, DPO and PPO
+processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 and ZeRO-3 checkpoints of SFT, RM, DPO and PPO
 (GAE) resumed across process counts.
 
 DeepSpeed has its own hashed lock (``make deepspeed``); the test runs when the ``deepspeed`` package is
@@ -119,11 +119,11 @@ RUNS = {"one": list(JOBS), "zero2": list(JOBS), "zero3": list(JOBS), "one-resume
 #: ZeRO-3 refuses the default selective checkpointing (see configure_deepspeed); whole layers give the
 #: same numbers
 EXTRA = {"zero3": ["gradient_checkpointing=true"]}
-#: checkpoints (ZeRO-2, ZeRO-3): SFT, DPO (the pair stage, RM's code path) and PPO (GAE: the policy with its
+#: checkpoints (ZeRO-2, ZeRO-3): SFT, RM, DPO and PPO (GAE: the policy with its
 #: value head, and the KL controller) run for 4 steps with a checkpoint after step 2; "one" runs each whole
 #: (the baseline) and stopped after the checkpoint, "zero2" and "zero3" stopped after it; each ZeRO launch
 #: resumes one process's checkpoints and "one-resumes" each ZeRO launch's, in its one process
-CHECKPOINTED = ["sft", "dpo", "ppo"]
+CHECKPOINTED = ["sft", "rm", "dpo", "ppo"]
 STOPPED = {"one": True, "zero2": True, "zero3": True}
 RESUMES = {"zero2": ["one"], "zero3": ["one"], "one-resumes": ["zero2", "zero3"]}  # whose stopped runs
 #: whole-layer checkpointing in every launch: a resume takes the stopped run's config, and ZeRO-3 refuses the

@@ -117,6 +117,10 @@ def test_configure_deepspeed_sets_the_micro_batch_and_clipping_from_the_stage():
     assert ddp.config["train_micro_batch_size_per_gpu"] == "auto"
 
 
+#: the RL stage without a value head, whose ZeRO-3 checkpoints are not tested (refused)
+GRPO = ("reward_fn=length_target:6", "advantage_estimator=grpo", "samples_per_prompt=2")
+
+
 def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     """One rule per refusal (``distributed_rules``), one line each; a config on the allowed side of every
     edge gives no refusal."""
@@ -132,9 +136,9 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     assert line.startswith("gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed: its")
     (line,) = refused("rm", engine_accumulation=2)
     assert line.startswith("gradient_accumulation_steps=1 (deepspeed_config: 2) under DeepSpeed")
-    # checkpoints: written and resumed under ZeRO-1/2 by every stage, under ZeRO-3 by SFT, DPO (IPO: the
-    # same stage) and PPO with GAE (the tested ones, test_deepspeed_cpu); the other stages' (RM, GRPO, RLOO)
-    # under ZeRO-3, a checkpoint within the run's steps and --resume, are refused
+    # checkpoints: written and resumed under ZeRO-1/2 by every stage, under ZeRO-3 by SFT, RM, DPO (IPO: the
+    # same stage) and PPO with GAE (the tested ones, test_deepspeed_cpu); GRPO's and RLOO's under ZeRO-3, a
+    # checkpoint within the run's steps and --resume, are refused
     z3 = "gradient_checkpointing=true"
     rl = "reward_fn=length_target:6"
     for zero in (1, 2):
@@ -143,24 +147,24 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
                 deepspeed_refusals(_stage_config(stage, "save_every=3"), zero, total_steps=3, resume=True)
                 == []
             )
-    for tested in (["sft"], ["dpo"], ["dpo", "loss_type=ipo"], ["ppo", rl]):
+    for tested in (["sft"], ["rm"], ["dpo"], ["dpo", "loss_type=ipo"], ["ppo", rl]):
         stage, *sets = tested
         config = _stage_config(stage, "save_every=3", z3, *sets)
         assert deepspeed_refusals(config, 3, total_steps=3, resume=True) == [], tested
-    assert deepspeed_refusals(_stage_config("rm", "save_every=4", z3), 3, total_steps=3) == []
-    (line,) = deepspeed_refusals(_stage_config("rm", "save_every=3", z3), 3, total_steps=3)
+    assert deepspeed_refusals(_stage_config("ppo", "save_every=4", z3, *GRPO), 3, total_steps=3) == []
+    (line,) = deepspeed_refusals(_stage_config("ppo", "save_every=3", z3, *GRPO), 3, total_steps=3)
     assert line.startswith(
         "save_every=3 would write a checkpoint within 3 steps: rlhfops's ZeRO-3 checkpoints"
     )
-    assert deepspeed_refusals(_stage_config("rm", "save_every=3", z3), 3, total_steps=None) == []  # a plan
-    (line,) = refused("rm", zero=3, resume=True)
+    assert deepspeed_refusals(_stage_config("ppo", "save_every=3", z3, *GRPO), 3, total_steps=None) == []
+    (line,) = refused("ppo", *GRPO, zero=3, resume=True)
     assert line.startswith("--resume under DeepSpeed ZeRO-3: rlhfops's ZeRO-3 checkpoints (gathered from the")
     for untested in ("grpo", "rloo"):  # the RL stage without a value head: not tested, refused
         (line,) = refused(
             "ppo", rl, f"advantage_estimator={untested}", "samples_per_prompt=2", zero=3, resume=True
         )
         assert line.endswith(
-            "are tested for SFT, DPO and PPO (GAE) only; resume with ZeRO-2, FSDP, DDP or one process"
+            "are tested for SFT, RM, DPO and PPO (GAE) only; resume with ZeRO-2, FSDP, DDP or one process"
         )
         assert (
             refused("ppo", rl, f"advantage_estimator={untested}", "samples_per_prompt=2", zero=2, resume=True)
@@ -175,7 +179,7 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     (line,) = deepspeed_refusals(selective, 3)
     assert line.startswith("gradient_checkpointing: selective under DeepSpeed ZeRO-3 fails in backward")
     assert refused("sft", "gradient_checkpointing=false", zero=3) == []
-    both = refused("rm", "gradient_accumulation_steps=2", zero=3, resume=True)
+    both = refused("ppo", *GRPO, "gradient_accumulation_steps=2", zero=3, resume=True)
     assert len(both) == 2 and all("\n" not in x for x in both)  # one line per rule
 
 
@@ -187,7 +191,7 @@ def test_the_run_refuses_with_the_plans_message():
     shape = SHAPES["135m"]
     cases = [
         ("rm", ["gradient_accumulation_steps=2"], 2, None),
-        ("rm", ["save_every=3", "gradient_checkpointing=true"], 3, None),
+        ("ppo", [*GRPO, "save_every=3", "gradient_checkpointing=true"], 3, None),  # GRPO: not tested
         ("sft", [], 3, None),
         ("ppo", ["reward_fn=length_target:6"], 3, None),  # the RL stage: selective checkpointing only
         ("sft", [], 2, 2),
@@ -209,7 +213,7 @@ def test_the_run_refuses_with_the_plans_message():
         three = _stage_config(stage, "save_every=3", "gradient_checkpointing=true")
         configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
     with pytest.raises(ConfigError, match="--resume under DeepSpeed ZeRO-3"):
-        three = _stage_config("rm", "save_every=4", "gradient_checkpointing=true")
+        three = _stage_config("ppo", *GRPO, "save_every=4", "gradient_checkpointing=true")
         configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
 
 
