@@ -117,6 +117,10 @@ def test_configure_deepspeed_sets_the_micro_batch_and_clipping_from_the_stage():
     assert ddp.config["train_micro_batch_size_per_gpu"] == "auto"
 
 
+#: the RL stage without a value head, whose ZeRO-3 checkpoints are not tested (refused)
+GRPO = ("reward_fn=length_target:6", "advantage_estimator=grpo", "samples_per_prompt=2")
+
+
 def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     """One rule per refusal (``distributed_rules``), one line each; a config on the allowed side of every
     edge gives no refusal."""
@@ -132,32 +136,42 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     assert line.startswith("gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed: its")
     (line,) = refused("rm", engine_accumulation=2)
     assert line.startswith("gradient_accumulation_steps=1 (deepspeed_config: 2) under DeepSpeed")
-    # checkpoints: written and resumed under ZeRO-1/2 by every stage, under ZeRO-3 by SFT (the tested one);
-    # the other stages' under ZeRO-3, a checkpoint within the run's steps and --resume, are refused
+    # checkpoints: written and resumed under ZeRO-1/2 by every stage, under ZeRO-3 by SFT, RM, DPO (IPO: the
+    # same stage) and PPO with GAE (the tested ones, test_deepspeed_cpu); GRPO's and RLOO's under ZeRO-3, a
+    # checkpoint within the run's steps and --resume, are refused
     z3 = "gradient_checkpointing=true"
+    rl = "reward_fn=length_target:6"
     for zero in (1, 2):
         for stage in ("sft", "rm"):
             assert (
                 deepspeed_refusals(_stage_config(stage, "save_every=3"), zero, total_steps=3, resume=True)
                 == []
             )
-    assert deepspeed_refusals(_stage_config("sft", "save_every=3", z3), 3, total_steps=3, resume=True) == []
-    assert deepspeed_refusals(_stage_config("rm", "save_every=4", z3), 3, total_steps=3) == []
-    (line,) = deepspeed_refusals(_stage_config("rm", "save_every=3", z3), 3, total_steps=3)
+    for tested in (["sft"], ["rm"], ["dpo"], ["dpo", "loss_type=ipo"], ["ppo", rl]):
+        stage, *sets = tested
+        config = _stage_config(stage, "save_every=3", z3, *sets)
+        assert deepspeed_refusals(config, 3, total_steps=3, resume=True) == [], tested
+    assert deepspeed_refusals(_stage_config("ppo", "save_every=4", z3, *GRPO), 3, total_steps=3) == []
+    (line,) = deepspeed_refusals(_stage_config("ppo", "save_every=3", z3, *GRPO), 3, total_steps=3)
     assert line.startswith(
         "save_every=3 would write a checkpoint within 3 steps: rlhfops's ZeRO-3 checkpoints"
     )
-    assert deepspeed_refusals(_stage_config("rm", "save_every=3", z3), 3, total_steps=None) == []  # a plan
-    (line,) = refused("rm", zero=3, resume=True)
+    assert deepspeed_refusals(_stage_config("ppo", "save_every=3", z3, *GRPO), 3, total_steps=None) == []
+    (line,) = refused("ppo", *GRPO, zero=3, resume=True)
     assert line.startswith("--resume under DeepSpeed ZeRO-3: rlhfops's ZeRO-3 checkpoints (gathered from the")
-    (line,) = refused("ppo", "reward_fn=length_target:6", zero=3, resume=True)
-    assert line.endswith("are tested for SFT only; resume with ZeRO-2, FSDP, DDP or one process")
+    for untested in ("grpo", "rloo"):  # the RL stage without a value head: not tested, refused
+        (line,) = refused(
+            "ppo", rl, f"advantage_estimator={untested}", "samples_per_prompt=2", zero=3, resume=True
+        )
+        assert line.endswith(
+            "are tested for SFT, RM, DPO and PPO (GAE) only; resume with ZeRO-2, FSDP, DDP or one process"
+        )
+        assert (
+            refused("ppo", rl, f"advantage_estimator={untested}", "samples_per_prompt=2", zero=2, resume=True)
+            == []
+        )
     # the RL stage runs under ZeRO-2 and ZeRO-3 (lock-step sampling over ZeRO-3's partitions): no rule
-    assert (
-        refused("ppo", "reward_fn=length_target:6", zero=2)
-        == refused("ppo", "reward_fn=length_target:6", zero=3)
-        == []
-    )
+    assert refused("ppo", rl, zero=2) == refused("ppo", rl, zero=3) == []
     # ZeRO-3 and selective checkpointing (the default): refused; whole layers or none run (slow test)
     selective = _stage_config("sft", "save_every=4")
     assert selective.gradient_checkpointing == "selective"
@@ -165,7 +179,7 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     (line,) = deepspeed_refusals(selective, 3)
     assert line.startswith("gradient_checkpointing: selective under DeepSpeed ZeRO-3 fails in backward")
     assert refused("sft", "gradient_checkpointing=false", zero=3) == []
-    both = refused("rm", "gradient_accumulation_steps=2", zero=3, resume=True)
+    both = refused("ppo", *GRPO, "gradient_accumulation_steps=2", zero=3, resume=True)
     assert len(both) == 2 and all("\n" not in x for x in both)  # one line per rule
 
 
@@ -177,7 +191,7 @@ def test_the_run_refuses_with_the_plans_message():
     shape = SHAPES["135m"]
     cases = [
         ("rm", ["gradient_accumulation_steps=2"], 2, None),
-        ("rm", ["save_every=3", "gradient_checkpointing=true"], 3, None),
+        ("ppo", [*GRPO, "save_every=3", "gradient_checkpointing=true"], 3, None),  # GRPO: not tested
         ("sft", [], 3, None),
         ("ppo", ["reward_fn=length_target:6"], 3, None),  # the RL stage: selective checkpointing only
         ("sft", [], 2, 2),
@@ -195,10 +209,11 @@ def test_the_run_refuses_with_the_plans_message():
     acc.config["gradient_accumulation_steps"] = 1
     configure_deepspeed(acc, _stage_config("sft", "save_every=4"), 4, total_steps=3)
     configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, 3, resume=True)  # ZeRO-2
-    three = _stage_config("sft", "save_every=3", "gradient_checkpointing=true")
-    configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)  # SFT under ZeRO-3
+    for stage in ("sft", "dpo"):  # the tested stages under ZeRO-3
+        three = _stage_config(stage, "save_every=3", "gradient_checkpointing=true")
+        configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
     with pytest.raises(ConfigError, match="--resume under DeepSpeed ZeRO-3"):
-        three = _stage_config("rm", "save_every=4", "gradient_checkpointing=true")
+        three = _stage_config("ppo", *GRPO, "save_every=4", "gradient_checkpointing=true")
         configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
 
 

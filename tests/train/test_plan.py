@@ -10,7 +10,7 @@ import pytest
 from shared_helpers import run_cli
 
 from rlhfops.errors import ConfigError
-from rlhfops.train.config import DPOConfig, SFTConfig
+from rlhfops.train.config import DPOConfig, RewardConfig, SFTConfig
 from rlhfops.train.plan import (
     GPUS,
     SHAPES,
@@ -243,13 +243,30 @@ def test_launch_problems_on_both_sides() -> None:
     assert "DeepSpeed" not in problems(cfg, distributed_type="DEEPSPEED", deepspeed_gradient_accumulation=1)
     ds = {"distributed_type": "DEEPSPEED", "zero_stage": 3}
     z3 = {"gradient_checkpointing": True}
-    # ZeRO-3 checkpoints: SFT's are written (tested in test_deepspeed_cpu); the other stages' refused
+    # ZeRO-3 checkpoints: SFT's, RM's, DPO's and PPO's (GAE) are written (tested in test_deepspeed_cpu);
+    # GRPO's refused
     assert "checkpoint" not in problems(_sft(max_steps=10, save_every=10, **z3), **ds)
-    dpo = {"data": "p", "batch_size": 8, "max_steps": 10, **z3}
-    within = build_plan("dpo", DPOConfig(save_every=10, **dpo), _launch(**ds), shape).problems
-    assert "would write a checkpoint within 10 steps: rlhfops's ZeRO-3 checkpoints" in " | ".join(within)
-    beyond = build_plan("dpo", DPOConfig(save_every=11, **dpo), _launch(**ds), shape).problems
-    assert "checkpoint" not in " | ".join(beyond)
+    pairs = {"data": "p", "batch_size": 8, "max_steps": 10, **z3}
+    for cls, stage, tested in ((DPOConfig, "dpo", True), (RewardConfig, "rm", True)):
+        within = build_plan(stage, cls(save_every=10, **pairs), _launch(**ds), shape).problems
+        refusal = "would write a checkpoint within 10 steps: rlhfops's ZeRO-3 checkpoints"
+        assert (refusal in " | ".join(within)) is not tested, stage
+        beyond = build_plan(stage, cls(save_every=11, **pairs), _launch(**ds), shape).problems
+        assert "checkpoint" not in " | ".join(beyond)
+    rl = {
+        "data": "p.jsonl",
+        "reward_fn": "length",
+        "batch_size": 8,
+        "minibatch_size": 8,
+        "max_steps": 10,
+        **z3,
+    }
+    for estimator, extra, tested in (("gae", {}, True), ("grpo", {"samples_per_prompt": 2}, False)):
+        cfg_rl = PPOConfig(save_every=10, advantage_estimator=estimator, **extra, **rl)
+        within = build_plan("ppo", cfg_rl, _launch(**ds), shape).problems
+        assert ("would write a checkpoint within" in " | ".join(within)) is not tested, estimator
+        cfg_rl = PPOConfig(save_every=11, advantage_estimator=estimator, **extra, **rl)
+        assert "checkpoint" not in " | ".join(build_plan("ppo", cfg_rl, _launch(**ds), shape).problems)
     assert "checkpoint" not in problems(
         _sft(max_steps=10, save_every=10), distributed_type="DEEPSPEED", zero_stage=2
     )

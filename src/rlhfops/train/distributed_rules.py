@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlhfops.train.config import SFTConfig
+from rlhfops.train.config import DPOConfig, RewardConfig, SFTConfig
+from rlhfops.train.ppo_config import PPOConfig
 
 FSDP = "launch with FSDP (--use_fsdp --fsdp_version 2)"
 
@@ -26,13 +27,26 @@ def _accumulation(config: Any, engine_accumulation: int | None) -> str | None:
     )
 
 
+def _zero3_checkpoints_tested(config: Any) -> bool:
+    """The stages whose ZeRO-3 checkpoints are tested (resumed across process counts, test_deepspeed_cpu):
+    SFT, RM, DPO (and IPO, its loss on the same path) and the RL stage with GAE (policy and value head)."""
+    if isinstance(config, PPOConfig):
+        return config.advantage_estimator == "gae"
+    return isinstance(config, SFTConfig | RewardConfig | DPOConfig)
+
+
 def _checkpoints(config: Any, zero_stage: int, total_steps: int | None, resume: bool) -> str | None:
     """Checkpoints under ZeRO-3: rlhfops's hold whole tensors, gathered from ZeRO-3's partitioned weights
-    and optimizer state (and scattered back on resume); tested for SFT only, so the other stages are
-    refused under ZeRO-3. ZeRO-1/2 checkpoints are written and resumed for every stage."""
-    if zero_stage < 3 or isinstance(config, SFTConfig):
+    and optimizer state (and scattered back on resume); resumed across process counts in tests for SFT, RM,
+    DPO and PPO with GAE, so the RL stage without a value head (GRPO, RLOO) is refused under ZeRO-3. ZeRO-1/2
+    checkpoints are allowed for every stage; their resume across process counts is tested for the same
+    four."""
+    if zero_stage < 3 or _zero3_checkpoints_tested(config):
         return None
-    why = "rlhfops's ZeRO-3 checkpoints (gathered from the partitions) are tested for SFT only"
+    why = (
+        "rlhfops's ZeRO-3 checkpoints (gathered from the partitions) are tested for SFT, RM, DPO and PPO "
+        "(GAE) only"
+    )
     if resume:
         return f"--resume under DeepSpeed ZeRO-3: {why}; resume with ZeRO-2, FSDP, DDP or one process"
     if total_steps is not None and config.save_every <= total_steps:
