@@ -67,3 +67,25 @@ def test_no_other_module_normalises_reward_scores():
             ):
                 found.append(f"{path.relative_to(src)}:{node.lineno}")
     assert found == [], "score with rlhfops.models.reward_scoring.score_ids"
+
+
+def test_score_ids_reads_the_models_pooling(rm_dir, tmp_path):
+    """A model saved with ``pooling: mean`` scores the mean of the head's outputs over the reply's tokens
+    (computed here from one plain forward), an empty reply the last prompt token; ``last`` differs."""
+    import torch
+
+    from rlhfops.models.heads import RewardModel
+    from rlhfops.models.reward_scoring import score_ids
+
+    model = RewardModel.from_pretrained(rm_dir).eval()
+    model.pooling = "mean"
+    mean_dir = model.save_pretrained(tmp_path / "mean")
+    model = RewardModel.from_pretrained(mean_dir).eval()
+    got = score_ids(model, [[5, 6, 7], [8], [4, 4]], [[], [9, 10, 11], [3]], pad_id=0)
+    with torch.no_grad():
+        a = float(model(torch.tensor([[5, 6, 7]]))[0, -1])
+        b = float(model(torch.tensor([[8, 9, 10, 11]]))[0, 1:].mean())
+        c = float(model(torch.tensor([[4, 4, 3]]))[0, -1])
+    assert got.tolist() == pytest.approx([(a - 0.5) / 2, (b - 0.5) / 2, (c - 0.5) / 2], rel=1e-4, abs=1e-5)
+    last = score_ids(RewardModel.from_pretrained(rm_dir).eval(), [[8]], [[9, 10, 11]], pad_id=0)
+    assert abs(float(last[0]) - got.tolist()[1]) > 1e-4

@@ -79,3 +79,57 @@ def test_eval_accuracy_counts_chosen_above_rejected(setup):
     r = np.corrcoef(torch.cat([rc, rr]).numpy(), np.array(lengths, float))[0, 1]
     assert ev["reward_length_correlation"] == pytest.approx(float(r), rel=1e-4, abs=1e-6)
     trainer.cleanup()
+
+
+def _mean_reward(model, prompt_ids, reply_ids):
+    """``pooling: mean`` computed here: trunk + head on one unpadded sequence, averaged over the reply's
+    tokens (not by the code under test)."""
+    out = model.trunk(input_ids=torch.tensor([prompt_ids + reply_ids]), use_cache=False)
+    per = model.head(out.last_hidden_state.float())[0, :, 0]
+    return per[len(prompt_ids) :].mean()
+
+
+@pytest.mark.parametrize("share_prompt", [True, False])
+def test_mean_pooling_reaches_the_loss_in_both_packings(setup, share_prompt):
+    """The `pooling` setting: with `mean` the first step's loss and gradient equal the mean of the head's
+    outputs over each reply's tokens, computed independently, for the shared-prompt packing (the rejected
+    reply's tokens after the chosen ones) and the plain one; and differ from `last`'s."""
+    tmp, model, prefs = setup
+    sets = ["use_margin=false", "pooling=mean", f"share_prompt={str(share_prompt).lower()}"]
+    trainer = make_trainer(
+        RewardTrainer, RewardConfig, stage_args(tmp, model, prefs, f"rm-mean-{share_prompt}", sets)
+    )
+    assert trainer.model.pooling == "mean"
+    rows = trainer.rows_for_step(1)
+    loss, _, _ = trainer.accumulate_gradients(1)
+    got = grads(trainer.model)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    rc = torch.stack([_mean_reward(trainer.model, r.prompt_ids, r.chosen_ids) for r in rows])
+    rr = torch.stack([_mean_reward(trainer.model, r.prompt_ids, r.rejected_ids) for r in rows])
+    expected = -F.logsigmoid(rc - rr).mean()
+    expected.backward()
+    assert math.isclose(loss, float(expected), rel_tol=1e-5), (loss, float(expected))
+    assert_grads_close(got, grads(trainer.model))
+    trainer.optimizer.zero_grad(set_to_none=True)
+    lc, lr_ = _rewards(trainer.model, rows)
+    last = float(-F.logsigmoid(lc - lr_).mean())
+    assert abs(last - loss) > 1e-4, (last, loss)  # the setting changes the number
+    trainer.cleanup()
+
+
+def test_pooling_is_saved_with_the_model_and_refused_when_unknown(tmp_path):
+    from rlhfops.errors import UserError
+    from rlhfops.models.heads import META_FILE, RewardModel
+
+    model = RewardModel.from_causal_lm(str(make_tiny_model_dir(tmp_path / "tiny")))
+    model.pooling = "mean"
+    out = model.save_pretrained(tmp_path / "rm")
+    assert RewardModel.from_pretrained(out).pooling == "mean"
+    meta = (out / META_FILE).read_text()
+    (out / META_FILE).write_text(meta.replace('"pooling": "mean"', '"pooling": "max"'))
+    with pytest.raises(UserError, match="pooling 'max' is not one of last, mean"):
+        RewardModel.from_pretrained(out)
+    (out / META_FILE).write_text(meta.replace(',\n  "pooling": "mean"', ""))
+    assert RewardModel.from_pretrained(out).pooling == "last"  # saved before the setting existed
+    with pytest.raises(ValueError, match="pooling"):
+        RewardConfig(model="m", data="d", pooling="max")

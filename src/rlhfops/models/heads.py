@@ -141,10 +141,23 @@ class ScalarHeadModel(nn.Module):
         return None
 
 
+#: how a reply's score is read from the head's per-token outputs (``RewardConfig.pooling``)
+POOLINGS = ("last", "mean")
+
+
+def reply_mean(reply_values: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``mean`` pooling: the mean of the head's outputs over a reply's tokens [n]; ``fallback`` (the output at
+    the token before the reply) for an empty reply, as ``last`` pooling reads it there."""
+    return reply_values.mean() if reply_values.numel() else fallback
+
+
 class RewardModel(ScalarHeadModel):
-    """Reward model with its normalisation: ``normalize(raw) = (raw - mean) / std``."""
+    """Reward model with its normalisation: ``normalize(raw) = (raw - mean) / std``, and its ``pooling``
+    (``last``: the output at the reply's last token; ``mean``: the mean over the reply's tokens), both
+    stored with the model so that every scorer reads a reply as training did."""
 
     kind = "reward"
+    pooling = "last"
 
     def __init__(self, trunk: nn.Module, head: nn.Linear | None = None) -> None:
         super().__init__(trunk, head)
@@ -159,10 +172,19 @@ class RewardModel(ScalarHeadModel):
         return (raw - self.reward_mean.to(raw.device)) / self.reward_std.to(raw.device)
 
     def meta(self) -> dict[str, Any]:
-        return {**super().meta(), "mean": float(self.reward_mean), "std": float(self.reward_std)}
+        return {
+            **super().meta(),
+            "mean": float(self.reward_mean),
+            "std": float(self.reward_std),
+            "pooling": self.pooling,
+        }
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.set_normalization(meta.get("mean", 0.0), meta.get("std", 1.0))
+        pooling = meta.get("pooling", "last")  # models saved before the setting: the last token
+        if pooling not in POOLINGS:
+            raise UserError(f"{META_FILE}: pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
+        self.pooling = pooling
 
 
 class ValueModel(ScalarHeadModel):

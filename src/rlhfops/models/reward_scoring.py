@@ -7,8 +7,9 @@ text encode it with :func:`rlhfops.data.encode.encode_replies`, exactly as the r
 pairs were encoded (the prompt as one user message, the reply as the assistant turn, rendered with the
 model's chat template; the reply cut to fit ``max_length``).
 
-The score is the head's output at the reply's last token (the last prompt token for an empty reply),
-normalised with the mean / std stored with the model: ``(raw - mean) / std``. torch loads on first use.
+The score is the head's output at the reply's last token (the last prompt token for an empty reply), or
+with ``pooling: mean`` stored with the model the mean of its outputs over the reply's tokens, normalised
+with the mean / std stored with the model: ``(raw - mean) / std``. torch loads on first use.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def score_ids(
             h = out.last_hidden_state[:, P - 1 :]
         else:
             h = hidden(model.trunk, ids, mask, P)
+        if getattr(model, "pooling", "last") == "mean":
+            from rlhfops.models.heads import reply_mean
+
+            per = model.head(h.float()).squeeze(-1)  # [B, W+1]: column 0 is the last prompt token
+            raw = torch.stack(
+                [reply_mean(per[i, 1 : len(r) + 1], per[i, 0]) for i, r in enumerate(response_ids)]
+            )
+            return model.normalize(raw).cpu()
         last = torch.tensor([len(r) for r in response_ids], device=h.device)  # column P-1 is index 0
         raw = model.head(h[torch.arange(len(response_ids), device=h.device), last].float())
         return model.normalize(raw.squeeze(-1)).cpu()

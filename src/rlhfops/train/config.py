@@ -136,6 +136,12 @@ class RewardConfig(TrainConfig):
 
     learning_rate: float = Field(1e-5, gt=0, description="Peak learning rate (AdamW).")
     use_margin: bool = Field(True, description="Subtract the row's `margin` inside the Bradley-Terry loss.")
+    pooling: Literal["last", "mean"] = Field(
+        "last",
+        description="How a response's score is read from the head's per-token outputs: `last` (its last "
+        "token, as TRL and OpenRLHF do) or `mean` (the mean over its tokens). Stored with the model; every "
+        "scorer (PPO, the reward-model judge, monitoring) reads responses the same way.",
+    )
     share_prompt: bool = Field(
         True,
         description="Compute each pair's prompt once ([prompt][chosen][rejected] with a custom mask; "

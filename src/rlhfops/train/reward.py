@@ -1,6 +1,7 @@
 """Reward model: causal-LM trunk + scalar head trained with the Bradley-Terry loss on preference pairs.
 
-The reward of a response is the head's output at the last token of prompt+response. After training,
+The reward of a response is the head's output at the last token of prompt+response (``pooling: last``)
+or the mean of its outputs over the response's tokens (``pooling: mean``). After training,
 rewards are normalised to mean 0 / std 1 over the training responses and the statistics are stored with
 the model. The summary reports held-out pairwise accuracy and the correlation of reward with response
 length (a reward-hacking risk signal: a reward model that pays for length will be gamed by PPO).
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from rlhfops.measures.intervals import wilson_interval
-from rlhfops.models.heads import RewardModel
+from rlhfops.models.heads import RewardModel, reply_mean
 from rlhfops.train.base import StepStats, Trainer
 from rlhfops.train.config import RewardConfig
 from rlhfops.train.losses import bradley_terry_loss
@@ -42,6 +43,7 @@ class RewardTrainer(Trainer):
             attn_implementation=cfg.attn_implementation,
             gradient_checkpointing=cfg.checkpointing(),
         )
+        self.model.pooling = cfg.pooling
 
     def _batch(self, rows: list[Any]):
         batch = pack_pair_batch(
@@ -59,7 +61,17 @@ class RewardTrainer(Trainer):
         values = self.model(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
         )
-        scores = values[batch.last_row, batch.last_pos].float()
+        if self.config.pooling == "mean":  # each response's tokens end at its last token (both layouts)
+            scores = torch.stack(
+                [
+                    reply_mean(values[row, last - k + 1 : last + 1], values[row, last]).float()
+                    for row, last, k in zip(
+                        batch.last_row.tolist(), batch.last_pos.tolist(), batch.lengths.tolist(), strict=True
+                    )
+                ]
+            )
+        else:
+            scores = values[batch.last_row, batch.last_pos].float()
         n = len(rows)
         return scores[:n], scores[n:]
 
