@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,27 @@ def run_two_processes(worker: Path, out: Path, *args: str) -> dict[str, Any]:
     saved = torch.load(out)
     assert saved["rlhfops_file"] == rlhfops.__file__  # the workers ran the code under test
     return saved
+
+
+def lazy_launches(
+    launch: Callable[[str], None], needs: Callable[[str], list[str]] = lambda tag: []
+) -> Callable[[str], None]:
+    """``launched(tag)``: runs ``launch(tag)`` the first time a test asks for it, after the launches
+    ``needs(tag)`` names (``-k zero2`` launches only what those tests need); a failed launch fails every later
+    test that needs it, with the launch's error as the cause."""
+    outcome: dict[str, BaseException | None] = {}
+
+    def launched(tag: str) -> None:
+        if tag not in outcome:
+            for dependency in needs(tag):
+                if dependency != tag:
+                    launched(dependency)  # e.g. a partial run exists before another configuration resumes it
+            try:
+                launch(tag)
+                outcome[tag] = None
+            except BaseException as err:  # noqa: BLE001 - every later test of this launch fails the same way
+                outcome[tag] = err
+        if outcome[tag] is not None:
+            raise AssertionError(f"launch {tag!r} failed") from outcome[tag]
+
+    return launched

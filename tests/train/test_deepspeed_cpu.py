@@ -33,7 +33,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_train import free_port, run_launch, worker_pythonpath, write_demos, write_prefs, write_prompts
+from helpers_train import (
+    free_port,
+    lazy_launches,
+    run_launch,
+    worker_pythonpath,
+    write_demos,
+    write_prefs,
+    write_prompts,
+)
 from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
@@ -188,17 +196,10 @@ def runs(tmp_path_factory) -> Callable[[str], Path]:
     write_demos(root / "demos.jsonl", n=32)
     write_prefs(root / "prefs.jsonl", n=40)
     write_prompts(root / "prompts.jsonl", n=24)
-    outcome: dict[str, BaseException | None] = {}
+    launch = lazy_launches(lambda tag: _launch(root, tag))
 
     def launched(tag: str) -> Path:
-        if tag not in outcome:
-            try:
-                _launch(root, tag)
-                outcome[tag] = None
-            except BaseException as err:  # noqa: BLE001 - every later test of this launch fails the same way
-                outcome[tag] = err
-        if outcome[tag] is not None:
-            raise AssertionError(f"launch {tag!r} failed") from outcome[tag]
+        launch(tag)
         return root
 
     return launched
@@ -207,6 +208,17 @@ def runs(tmp_path_factory) -> Callable[[str], Path]:
 def _losses(run: Path) -> list[float]:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     return [r["loss"] for r in rows if r.get("step", 0) >= 1]
+
+
+def _assert_same_losses(got: list[float], want: list[float], steps: int, rl: bool) -> None:
+    """``steps`` losses each, equal within the stage's tolerance (the RL stage's absolute, see above)."""
+    assert len(got) == len(want) == steps, (got, want)
+    torch.testing.assert_close(
+        torch.tensor(got, dtype=torch.float64),
+        torch.tensor(want, dtype=torch.float64),
+        rtol=0 if rl else LOSS_RTOL,
+        atol=RL_LOSS_ATOL if rl else 0,
+    )
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -225,14 +237,7 @@ def test_zero_on_two_cpu_processes_gives_the_single_process_losses_and_weights(r
     root = runs(tag)
     one, two = root / "one" / name, root / tag / name
     rl = name in RL_JOBS
-    la, lb = _losses(one), _losses(two)
-    assert len(la) == len(lb) == 3, (la, lb)
-    torch.testing.assert_close(
-        torch.tensor(lb, dtype=torch.float64),
-        torch.tensor(la, dtype=torch.float64),
-        rtol=0 if rl else LOSS_RTOL,
-        atol=RL_LOSS_ATOL if rl else 0,
-    )
+    _assert_same_losses(_losses(two), _losses(one), 3, rl)
     atol = RL_WEIGHT_ATOL if rl else WEIGHT_ATOL
     wa, wb = _weights(one), _weights(two)
     assert wa.keys() == wb.keys() and wa
@@ -296,14 +301,7 @@ def test_a_zero_checkpoint_is_written_once_and_resumes_with_another_number_of_pr
     )
     rl = name in RL_JOBS
     long = root / "one" / f"long-{name}"
-    la, lb = _losses(long), _losses(resumed)
-    assert len(la) == len(lb) == 4, (la, lb)
-    torch.testing.assert_close(
-        torch.tensor(lb, dtype=torch.float64),
-        torch.tensor(la, dtype=torch.float64),
-        rtol=0 if rl else LOSS_RTOL,
-        atol=RL_LOSS_ATOL if rl else 0,
-    )
+    _assert_same_losses(_losses(resumed), _losses(long), 4, rl)
     wa, wb = _weights(long), _weights(resumed)  # the RL stage too: measured within 1.6e-6 (docs/scaling.md)
     assert wa.keys() == wb.keys() and wa
     for k in wa:

@@ -40,7 +40,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers_train import free_port, run_launch, worker_pythonpath, write_demos, write_prefs, write_prompts
+from helpers_train import (
+    free_port,
+    lazy_launches,
+    run_launch,
+    worker_pythonpath,
+    write_demos,
+    write_prefs,
+    write_prompts,
+)
 from safetensors.torch import load_file
 
 from rlhfops.models.tiny import make_tiny_model_dir
@@ -162,20 +170,13 @@ def runs(tmp_path_factory) -> Callable[[str], Path]:
     write_demos(root / "demos.jsonl", n=32)
     write_prefs(root / "prefs.jsonl", n=40)
     write_prompts(root / "prompts.jsonl", n=24)
-    outcome: dict[str, BaseException | None] = {}
+    launch = lazy_launches(
+        lambda tag: _launch(root, tag),
+        needs=lambda tag: [*(_one(n) for n in CONFIGS[tag][1]), *(src for src, _ in CONFIGS[tag][3])],
+    )
 
     def launched(tag: str) -> Path:
-        if tag not in outcome:
-            for dependency in [*(_one(n) for n in CONFIGS[tag][1]), *(src for src, _ in CONFIGS[tag][3])]:
-                if dependency != tag:
-                    launched(dependency)  # a partial run exists before another configuration resumes it
-            try:
-                _launch(root, tag)
-                outcome[tag] = None
-            except BaseException as err:  # noqa: BLE001 - every later test of this launch fails the same way
-                outcome[tag] = err
-        if outcome[tag] is not None:
-            raise AssertionError(f"launch {tag!r} failed") from outcome[tag]
+        launch(tag)
         return root
 
     return launched
