@@ -426,9 +426,8 @@ class Trainer(abc.ABC):
             if wrong:
                 return f"{name} does not fit the model ({len(wrong)} tensors differ, e.g. {wrong[0]})"
             sharded = is_fsdp(self.accelerator)
-            partitioned = is_deepspeed(
-                self.accelerator
-            )  # the optimizer state (ZeRO-3: weights too) partitioned
+            # DeepSpeed: the optimizer state (under ZeRO-3 the weights too) is partitioned over the processes
+            partitioned = is_deepspeed(self.accelerator)
             if not sharded and not partitioned:
                 with torch.no_grad():
                     for key, value in weights.items():
