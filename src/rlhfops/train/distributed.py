@@ -37,8 +37,9 @@ processes = 1 process.
   partition of the float32 master weights and of AdamW's state is gathered per parameter
   (:func:`deepspeed_full_state`) and a resume copies each process's slice back into its partition
   (:func:`load_deepspeed_state`; under ZeRO-3 the model's partitioned weights are gathered, set and
-  partitioned again), so they resume with any number of processes, with or without DeepSpeed. Under
-  ZeRO-3 only SFT's are tested, and the other stages' refused (``distributed_rules``).
+  partitioned again), so they resume with any number of processes, with or without DeepSpeed. Tested for
+  SFT, RM, DPO and PPO (GAE) under ZeRO-2 and ZeRO-3; GRPO's and RLOO's are refused under ZeRO-3
+  (``distributed_rules``).
 """
 
 from __future__ import annotations
