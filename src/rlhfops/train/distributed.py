@@ -320,8 +320,7 @@ def load_deepspeed_state(
 
     zero = model.optimizer  # the engine's ZeRO optimizer; ``zero.optimizer`` is the torch AdamW it wraps
     named = dict(accelerator.unwrap_model(model).named_parameters())
-    order = names  # the trainable parameters in optimizer order: the state's numbering
-    number = {id(named[n]): i for i, n in enumerate(order)}
+    number = {id(named[n]): i for i, n in enumerate(names)}  # the state numbers parameters in names' order
     zero3 = hasattr(zero, "fp32_partitioned_groups_flat")
     with torch.no_grad():
         with _modifiable(accelerator, [named[n] for n in weights], zero3):
@@ -333,7 +332,7 @@ def load_deepspeed_state(
                 base.setdefault(key, torch.zeros_like(flat))
             for p in group:
                 saved = opt_state["state"][number[id(p)]]
-                whole = weights[order[number[id(p)]]]
+                whole = weights[names[number[id(p)]]]
                 if zero3:
                     _into_zero3_partition(zero, p, whole, saved)
                     continue

@@ -416,8 +416,8 @@ def build_plan(
             total_steps=config.max_steps,  # None without max_steps: the run checks save_every when it starts
         )
         notes.append(
-            "DeepSpeed: tested on 2 CPU processes (SFT, RM, DPO, IPO, PPO, GRPO: ZeRO-2/3; checkpoints and "
-            "resume: ZeRO-2), not on a GPU"
+            "DeepSpeed: tested on 2 CPU processes (SFT, RM, DPO with and without LoRA, IPO, PPO, GRPO: "
+            "ZeRO-2/3; checkpoints and resume: SFT, RM, DPO, PPO with GAE), not on a GPU"
         )
     ckpt = config.gradient_checkpointing
     if ckpt and launch.fsdp_activation_checkpointing:
