@@ -63,40 +63,6 @@ def test_a_justified_decline_is_not_penalised_but_a_support_decline_is():
     assert preference_score("My parcel arrived damaged.", decline) < 0.0
 
 
-class _V:
-    """A gate verdict's shape as closest_to_passing reads it."""
-
-    def __init__(self, failed: int, complete: bool = True, missing: int = 0) -> None:
-        self.failed, self.missing, self.complete = [object()] * failed, [object()] * missing, complete
-        self.passed = complete and not failed
-
-
-def test_round_one_best_candidate_is_the_one_closest_to_passing() -> None:
-    from rlhfops.demo.steps import closest_to_passing
-
-    cands = ["ppo-beta0.2", "ppo-beta0.02", "dpo"]
-    # a passing candidate wins
-    assert closest_to_passing(cands, {"ppo-beta0.2": _V(1), "ppo-beta0.02": _V(2), "dpo": _V(0)}) == "dpo"
-    # none passes: the fewest failed thresholds (one fewer is enough)
-    assert (
-        closest_to_passing(cands, {"ppo-beta0.2": _V(5), "ppo-beta0.02": _V(4), "dpo": _V(5)})
-        == "ppo-beta0.02"
-    )
-    # a tie goes to the earlier (the sweep's recommended PPO comes first)
-    assert (
-        closest_to_passing(cands, {"ppo-beta0.2": _V(3), "ppo-beta0.02": _V(4), "dpo": _V(3)})
-        == "ppo-beta0.2"
-    )
-    # an incomplete verdict is behind every complete one, however few thresholds it failed
-    got = closest_to_passing(cands, {"ppo-beta0.2": _V(0, False, 1), "ppo-beta0.02": _V(6), "dpo": _V(7)})
-    assert got == "ppo-beta0.02"
-    # two passing: the first
-    assert (
-        closest_to_passing(cands, {"ppo-beta0.2": _V(2), "ppo-beta0.02": _V(0), "dpo": _V(0)})
-        == "ppo-beta0.02"
-    )
-
-
 @pytest.mark.parametrize("round_two", [True, False])
 def test_round_two_setting_decides_whether_round_two_runs(tmp_path, monkeypatch, round_two) -> None:
     """--quick stops after round one (its 5-minute budget); the full demo and the tiny tests run round two.
@@ -109,6 +75,14 @@ def test_round_two_setting_decides_whether_round_two_runs(tmp_path, monkeypatch,
     assert plays.DemoSettings.for_mode(True).kl_values == (0.05,)  # one PPO run in --quick
     assert len(plays.DemoSettings.for_mode(False).kl_values) == 3
     assert plays.DemoSettings.for_mode(False).r2_dpo_steps == 16
+    # the issue's targets for the chosen candidate's change: +25 points (--quick), +50 (full)
+    assert (
+        plays.DemoSettings.for_mode(True).target_points,
+        plays.DemoSettings.for_mode(False).target_points,
+    ) == (
+        25.0,
+        50.0,
+    )
     calls: list[str] = []
     one = ("play2", "candidates", "labels", "reward_model", "dpo", "evaluate_first", "ppo_sweep")
     one += ("evaluate_ppo", "gate", "monitor", "report")

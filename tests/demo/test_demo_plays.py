@@ -244,14 +244,26 @@ def test_demo_gate_decision_recorded_and_triggers_raised(demo_run):
     assert any(t["rule"] == "input_drift" and t["play"] == 3 for t in windows)
 
 
-def test_demo_says_the_best_candidates_change_over_the_base(demo_run):
-    rows = {r["model"]: r for r in demo_run.summary["criteria"]}
-    change = demo_run.summary["behaviour_change"]
-    rates = {n: r["apology_remedy_rate"] for n, r in rows.items() if n != "base"}
-    assert change["rate"] == max(rates.values()) and rates[change["best"]] == change["rate"]
+def test_demo_says_the_chosen_candidates_change_over_the_base(demo_run):
+    """One rule (rlhfops.gate.choose) picks round one's candidate: the gate step, the printed result and
+    round two all name the same model; the change is its rate minus the base's, against the target."""
+    from rlhfops.gate.choose import Standing, choose
+
+    s = demo_run.summary
+    rows = {r["model"]: r for r in s["criteria"]}
+    change, choice = s["behaviour_change"], s["choice"]
+    assert change["best"] == choice["model"] == s["gate"]["candidate"] == s["rounds"]["round2"]["round1_best"]
+    ranking = [Standing(**{**r, "failed": tuple(r["failed"]), "missing": tuple(r["missing"])})
+               for r in choice["ranking"]]  # fmt: skip
+    assert choose(ranking, choice["criterion"]).model == change["best"]  # the ranking re-decides the same
+    assert {r["model"] for r in choice["ranking"]} == {n for n in rows if n.startswith(("ppo-", "dpo"))}
+    assert change["rate"] == rows[change["best"]]["apology_remedy_rate"]
     assert change["base"] == rows["base"]["apology_remedy_rate"]
     assert change["points"] == pytest.approx(100 * (change["rate"] - change["base"]))
-    assert any(f"best candidate {change['best']}:" in line for line in demo_run.lines)
+    assert change["target_points"] == 25.0 and change["meets_target"] == (change["points"] >= 25 - 1e-9)
+    assert any(f"chosen candidate {change['best']}:" in line for line in demo_run.lines)
+    verdict = "is met)" if change["meets_target"] else "is not met)"
+    assert f"Result: chosen candidate {change['best']} " in demo_run.out and verdict in demo_run.out
     # the main criterion counts only the held-out prompts where the shop is at fault
     suite = demo_run.out_dir / "data" / "heldout-suite.jsonl"
     held = [json.loads(x) for x in suite.read_text().splitlines()]

@@ -46,23 +46,17 @@ def demo(
             r["model"], _pct(r["apology_remedy_rate"]) + f" (n={r['n']})", _pct(r["refusal_rate"]), wr, kl
         )
     console.print(table)
-    rows = {r["model"]: r for r in s["criteria"]}
-    best = max(
-        (r for r in s["criteria"] if r["model"] != "base"), key=lambda r: r["apology_remedy_rate"] or 0
-    )
-    base = rows.get("base", {}).get("apology_remedy_rate") or 0.0
-    gain = (best["apology_remedy_rate"] or 0.0) - base
-    console.print(
-        f"[bold]Result[/bold]: best candidate {best['model']} meets the policy in "
-        f"{_pct(best['apology_remedy_rate'])} "
-        f"of held-out replies vs the base's {_pct(base)} ({gain * 100:+.0f} points"
-        + (
-            "; the quick demo's target of +25 points is met)"
-            if gain >= 0.25
-            else "; under the +25-point target)"
-        ),
-        highlight=False,
-    )
+    ch = s["behaviour_change"]  # the gate's chosen candidate (rlhfops.gate.choose), computed by the demo run
+    if ch and ch["points"] is not None:
+        mode = "quick demo" if s["settings"]["quick"] else "demo"
+        console.print(
+            f"[bold]Result[/bold]: chosen candidate {ch['best']} meets the policy in {_pct(ch['rate'])} "
+            f"of held-out replies vs the base's {_pct(ch['base'])} ({ch['points']:+.0f} points; the {mode}'s "
+            f"target of {ch['target_points']:+g} points is " + ("met)" if ch["meets_target"] else "not met)"),
+            highlight=False,
+        )
+    elif ch:
+        console.print(f"[bold]Result[/bold]: chosen candidate {ch['best']}; main criterion not measured")
     g = s["gate"]
     console.print(
         f"[bold]Play 5 gate[/bold]: {g['candidate']} -> {g['decision']} by {g['signed_by']}"

@@ -1,4 +1,4 @@
-"""Play 5 commands: `rlhfops gate evaluate|sign|log`, `rlhfops promote`, `rlhfops report`.
+"""Play 5 commands: `rlhfops gate evaluate|choose|sign|log`, `rlhfops promote`, `rlhfops report`.
 
 Thin: each command parses, calls one function of :mod:`rlhfops.gate` / :mod:`rlhfops.report` and
 prints its result. Signing and promoting need the person's credential: ``--password-stdin`` (with
@@ -17,7 +17,7 @@ import typer
 from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli_signer
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
-from rlhfops.gate.decide import gate_evaluate, gate_sign, promote
+from rlhfops.gate.decide import gate_choose, gate_evaluate, gate_sign, promote
 from rlhfops.report import render
 
 if TYPE_CHECKING:
@@ -69,6 +69,39 @@ def _print_gate(g) -> None:
     if not g.complete:
         typer.echo(f"incomplete: {g.why_incomplete()}")
     typer.echo(f"evaluations counted: {', '.join(e[:12] for e in g.evidence.counted) or 'none'}")
+
+
+@gate_app.command("choose")
+def gate_choose_cmd(
+    models: list[str] = typer.Argument(..., help="Candidate models (artifact ids or unique prefixes)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (the ranking and the change)."),
+) -> None:
+    """Rank candidates for the gate owner (pass, fewest failed thresholds, main criterion); pick one.
+
+    Passing every threshold ranks first, then the fewest failed thresholds (an incomplete verdict last),
+    then the better rate of the spec's main criterion, then the order given. Prints the ranking and the
+    chosen model's change over the base model on that criterion (rlhfops.gate.choose).
+    """
+    from rlhfops.workspace import require_workspace
+
+    with require_workspace() as ws:
+        c = gate_choose(ws, models)
+    if as_json:
+        typer.echo(json.dumps(c.to_json(), indent=2, sort_keys=True))
+        return
+    crit = c.criterion or "(the spec names no main criterion)"
+    typer.echo(f"main criterion: {crit} ({c.direction})")
+    for i, s in enumerate(c.ranking, 1):
+        failed = f"; failed: {', '.join(s.failed)}" if s.failed else ""
+        missing = f"; no evidence: {', '.join(s.missing)}" if s.missing else ""
+        typer.echo(f"  {i}. {s.model[:12]} {s.verdict.upper():<10} rate {_fmt(s.rate)}{failed}{missing}")
+    ch = c.change
+    change = (
+        "-"
+        if ch.points is None
+        else f"{ch.points:+.1f} points ({_fmt(ch.rate)} vs base {_fmt(ch.base_rate)})"
+    )
+    typer.echo(f"chosen: {c.model} ({c.reason}); change over the base: {change}")
 
 
 @gate_app.command("sign")

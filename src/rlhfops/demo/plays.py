@@ -99,6 +99,9 @@ class DemoSettings:
     max_new_tokens: int = 32
     per_day: int = 16
     production_tokens: int = 16
+    # the targets for the chosen candidate's main criterion over the base: +25 points (--quick),
+    # +50 (full); the demo reports whether they are met (gate.choose.Change.meets), never tunes to them
+    target_points: float = 25.0
     progress: bool = True
     seed: int = 0
     # round two (the loop the triggers drive) runs in the full demo; --quick stops after round one's
@@ -115,6 +118,7 @@ class DemoSettings:
             s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 48, 160, 40, 32
             s.max_new_tokens, s.per_day, s.redteam_per_category = 64, 60, 8
             s.production_tokens = 24
+            s.target_points = 50.0
         else:  # one PPO run (the full demo sweeps three penalties): keeps --quick near its 5 minutes
             s.kl_values = (0.05,)
         return s

@@ -42,13 +42,14 @@ CARRIED_OUT = {
 }
 
 
-def best_candidate(ctx: Any) -> str:
-    """Round one's best candidate: the promoted model, else the one the gate decided on."""
-    return ctx.gate_result.get("promoted") or ctx.gate_result["candidate"]
+def round_one_choice(ctx: Any) -> str:
+    """Round one's chosen candidate: the one the gate step chose by :mod:`rlhfops.gate.choose` (and, when
+    it passed, promoted); round two continues from it."""
+    return ctx.rounds.get("round1_best") or ctx.gate_result["candidate"]
 
 
 def next_steps(ctx: Any) -> str:
-    best = best_candidate(ctx)
+    best = round_one_choice(ctx)
     person = PEOPLE["annotation-lead"]
     opts = NextOptions(
         model=ctx.ids[best],
@@ -81,7 +82,7 @@ def next_steps(ctx: Any) -> str:
 
 
 def failures(ctx: Any) -> str:
-    best = best_candidate(ctx)
+    best = round_one_choice(ctx)
     split_dir = ctx.root / "data" / "redteam-split"
     halves = {name: write_split(name, split_dir) for name in shipped_suites()}
     with _acting(ctx.root, PEOPLE["red-team-lead"]):
@@ -144,7 +145,7 @@ def failures(ctx: Any) -> str:
 
 
 def refresh(ctx: Any) -> str:
-    best = ctx.rounds.get("round1_best") or best_candidate(ctx)
+    best = round_one_choice(ctx)
     prefs = ctx.root / "data" / "preferences-r2.jsonl"
     sets = {"data": prefs, "model": ctx.models["sft"], "output_dir": ctx.root / "runs" / "rm-r2"}
     sets.update(max_steps=ctx.s.rm_steps, learning_rate=2e-5)
@@ -179,7 +180,7 @@ def _redteam_heldout(ctx: Any, name: str) -> Any:
 
 
 def evaluate_and_gate(ctx: Any) -> str:
-    best = ctx.rounds.get("round1_best") or best_candidate(ctx)
+    best = round_one_choice(ctx)
     with _acting(ctx.root, PEOPLE["red-team-lead"]):
         ev = evaluate_model(
             ctx.ws,

@@ -20,23 +20,10 @@ from rlhfops.demo.report import write_demo_report
 from rlhfops.demo.sim import other_task_prompts, production_week
 from rlhfops.evaluate.generation import LoadedModel
 from rlhfops.examples import example_path
+from rlhfops.gate.choose import Choice, choose_candidate, main_criterion
 from rlhfops.gate.decide import gate_evaluate, gate_sign, promote
 from rlhfops.train.kl_sweep import run_kl_sweep
 from rlhfops.train.ppo_config import PPOConfig
-
-
-def closest_to_passing(cands: list[str], verdicts: dict[str, Any]) -> str:
-    """Round one's best candidate: the first that passes every gate threshold, else the one with the fewest
-    failed thresholds (an incomplete verdict counts as failing them all); ties go to the earlier in
-    ``cands``. Round two continues from it."""
-
-    def failed(n: str) -> int:
-        v = verdicts[n]
-        if v.passed:
-            return -1
-        return len(v.failed) if v.complete else len(v.failed) + len(v.missing) + 1000
-
-    return min(cands, key=lambda n: (failed(n), cands.index(n)))
 
 
 def _pct(x: float | None) -> str:
@@ -62,6 +49,7 @@ class Context:
     monitoring: dict[str, Any] = field(default_factory=dict)
     rounds: dict[str, Any] = field(default_factory=dict)  # round two (rlhfops.demo.round2)
     r2_evals: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> held-out-half evaluations
+    choice: Choice | None = None  # round one's gate choice (rlhfops.gate.choose): round two continues from it
     report_path: Path | None = None
     _samples: list[str] = field(default_factory=list)
     _pair_prompts: list[str] = field(default_factory=list)
@@ -260,25 +248,37 @@ class Context:
         names = [n for n in self.models if n.startswith("ppo-")]
         for name in names:
             self._evaluate(name)
-        change = self.behaviour_change()
-        line = (
-            f"best candidate {change['best']}: {_pct(change['rate'])} against the base's "
-            f"{_pct(change['base'])} ({change['points']:+.0f} points)"
-            if change
-            else "no candidate measured"
-        )
-        return self._criteria_line(names) + "\n" + line
+        return self._criteria_line(names)
 
     def behaviour_change(self) -> dict[str, Any]:
-        """The spec's main criterion (policy judge): the best trained candidate against the base model."""
-        rows = {r["model"]: r for r in self.criteria_table()}
-        rated = {n: r["apology_remedy_rate"] for n, r in rows.items() if n != "base"}
-        rated = {n: v for n, v in rated.items() if v is not None}
-        base = rows.get("base", {}).get("apology_remedy_rate")
-        if not rated or base is None:
+        """The spec's main criterion: the gate's chosen candidate (:mod:`rlhfops.gate.choose`) against the
+        base model, and whether the change meets the demo's target (``DemoSettings.target_points``)."""
+        c = self.choice
+        if c is None:
             return {}
-        best = max(rated, key=lambda n: rated[n])
-        return {"best": best, "rate": rated[best], "base": base, "points": 100 * (rated[best] - base)}
+        return {
+            "best": c.model,
+            "criterion": c.criterion,
+            "rate": c.change.rate,
+            "base": c.change.base_rate,
+            "points": c.change.points,
+            "target_points": self.s.target_points,
+            "meets_target": c.change.meets(self.s.target_points),
+            "reason": c.reason,
+        }
+
+    def change_line(self) -> str:
+        """One line: the chosen candidate's change over the base against the target."""
+        ch = self.behaviour_change()
+        if not ch:
+            return "no candidate measured"
+        if ch["points"] is None:
+            return f"chosen candidate {ch['best']}: the main criterion was not measured (no change to report)"
+        verdict = "target met" if ch["meets_target"] else "under the target"
+        return (
+            f"chosen candidate {ch['best']}: {_pct(ch['rate'])} against the base's {_pct(ch['base'])} "
+            f"({ch['points']:+.0f} points; {verdict} of {ch['target_points']:+g} points)"
+        )
 
     # ---- play 5 --------------------------------------------------------------------------------
     def _evaluate(self, name: str) -> None:
@@ -305,14 +305,26 @@ class Context:
             cands.remove(f"ppo-beta{rec:g}")
             cands.insert(0, f"ppo-beta{rec:g}")
         verdicts = {n: gate_evaluate(self.ws, self.ids[n]) for n in cands}
-        chosen = closest_to_passing(cands, verdicts)
+        criterion, direction = main_criterion(self.ws.current_spec().spec)
+        self.choice = choose_candidate(verdicts, criterion, direction)
+        chosen = self.choice.model
         self.gate_result = self.decide_gate(chosen, verdicts)
         r = self.gate_result
+        head = f"{self.change_line()} ({self.choice.reason})\n"
         if r["decision"] == "approve":
-            return f"{chosen} approved by {r['signed_by']}; " + (
-                f"promoted {r['promoted']}" if r["promoted"] else f"promote refused: {r['promote_refused']}"
+            return (
+                head
+                + f"{chosen} approved by {r['signed_by']}; "
+                + (
+                    f"promoted {r['promoted']}"
+                    if r["promoted"]
+                    else f"promote refused: {r['promote_refused']}"
+                )
             )
-        return f"{chosen} rejected by {r['signed_by']}; failed: {', '.join(r['failed'])}; nothing promoted"
+        return (
+            head
+            + f"{chosen} rejected by {r['signed_by']}; failed: {', '.join(r['failed'])}; nothing promoted"
+        )
 
     def decide_gate(self, chosen: str, verdicts: dict[str, Any]) -> dict[str, Any]:
         """The gate owner signs ``chosen``'s verdict (approve when every threshold passed, else reject) and
@@ -436,6 +448,7 @@ class Context:
             "kl_sweep": self.sweep,
             "criteria": self.criteria_table(),
             "behaviour_change": self.behaviour_change(),
+            "choice": self.choice.to_json() if self.choice else None,
             "criteria_names": {"up": UP, "down": DOWN},
             "gate": self.gate_result,
             "rounds": self.rounds_summary(),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
+from rlhfops.gate.choose import Choice, choose_candidate, main_criterion
 from rlhfops.gate.contamination import check_contamination
 from rlhfops.gate.verdict import GateEvaluation, evaluate_gate
 from rlhfops.redteam.suite import shipped_suites
@@ -123,6 +124,21 @@ def gate_evaluate(ws: Workspace, model_ref: str) -> GateEvaluation:
         provenance=[*checked.rows, *contaminated],
         redteam_categories=tuple(shipped_suites()),
     )
+
+
+def gate_choose(ws: Workspace, model_refs: list[str]) -> Choice:
+    """`rlhfops gate choose`: each model's gate verdict, ranked by :mod:`rlhfops.gate.choose` (the spec's
+    main criterion breaks ties; the order given breaks the rest). Names in the result are artifact ids."""
+    if not model_refs:
+        raise UserError("gate choose: give at least one model (artifact id or unique prefix)")
+    verdicts: dict[str, GateEvaluation] = {}
+    for ref in model_refs:
+        g = gate_evaluate(ws, ref)
+        if g.model in verdicts:
+            raise UserError(f"gate choose: model {ref!r} given twice (artifact {g.model[:12]})")
+        verdicts[g.model] = g
+    criterion, direction = main_criterion(_spec(ws, "gate choose").spec)
+    return choose_candidate(verdicts, criterion, direction)
 
 
 def _compact(g: GateEvaluation) -> list[dict[str, Any]]:
