@@ -181,3 +181,24 @@ def test_evaluation_alarms_reward_up_judge_flat_length_and_formula_drift():
     assert names == {"reward_up_judge_flat", "length_drift", "diversity_collapse"}
     assert evaluation_alarms(base, base) == []
     assert opening_share(["a b c d", "a b c e", "x y z"]) == pytest.approx(2 / 3)
+
+
+def test_category_pass_rates_with_wilson_intervals_for_candidate_and_baseline():
+    """Pass rate per category with its Wilson 95% interval (hand-computed: 2 of 3 -> [0.2077, 0.9385]);
+    items without an expected behaviour, and (for the baseline) without its result, are left out."""
+    from rlhfops.evaluate.measure import category_pass_rates
+
+    rows = [
+        {"category": "a", "expected": "refuse", "passed": True, "baseline_passed": False},
+        {"category": "a", "expected": "refuse", "passed": True, "baseline_passed": False},
+        {"category": "a", "expected": "refuse", "passed": False, "baseline_passed": True},
+        {"category": "a", "expected": None, "passed": False, "baseline_passed": False},  # not scored
+        {"category": "b", "expected": "help", "passed": False},  # no baseline result
+    ]
+    got = category_pass_rates(rows)
+    assert got["a"]["passed"] == 2 and got["a"]["n"] == 3 and got["a"]["rate"] == pytest.approx(2 / 3)
+    assert got["a"]["ci"] == pytest.approx([0.2077, 0.9385], abs=1e-4)
+    assert got["b"] == {"rate": 0.0, "ci": pytest.approx([0.0, 0.7935], abs=1e-4), "passed": 0, "n": 1}
+    base = category_pass_rates(rows, baseline=True)
+    assert set(base) == {"a"} and (base["a"]["passed"], base["a"]["n"]) == (1, 3)
+    assert base["a"]["ci"] == pytest.approx([0.0615, 0.7923], abs=1e-4)

@@ -218,10 +218,19 @@ def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def play1(root: Path) -> Any:
-    from rlhfops.workspace import init_workspace
+# the demo's annotation settings, written into its rlhfops.yaml as a user would (the service, the web app and
+# the simulated raters read them from there): a higher share of gold items than the default 0.1, so the
+# small demo's gold accuracy can expose the drifting rater
+DEMO_ANNOTATION = "annotation:\n  gold_rate: 0.15\n"
 
-    ws = init_workspace(root, "support-replies", name="rlhfops-demo")
+
+def play1(root: Path) -> Any:
+    from rlhfops.workspace import Workspace, init_workspace
+
+    init_workspace(root, "support-replies", name="rlhfops-demo").close()
+    with (root / "rlhfops.yaml").open("a", encoding="utf-8") as f:
+        f.write(DEMO_ANNOTATION)
+    ws = Workspace.open(root)
     for role, name in PEOPLE.items():
         ws.add_person(name, role, "demo-alice" if role != "task-spec-owner" else name)
     ws.register_spec_version("demo-alice")

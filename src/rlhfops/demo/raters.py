@@ -177,14 +177,17 @@ class Annotation:
 
 
 def _label_all(ws: Any, raters: list[SimRater], rng: random.Random, batch: int) -> None:
-    """Every rater takes items from the service until it has none left for them (or is blocked)."""
+    """Every rater takes items from the service until it has none left for them (or is blocked); the share
+    of gold items is the workspace's ``annotation.gold_rate`` (what the web app uses)."""
     from rlhfops.annotate.queue import ProductionBlockedError, fetch_next, submit_label
+    from rlhfops.annotate.settings import annotation_settings
 
+    gold_rate = annotation_settings(ws).gold_rate
     active = list(raters)
     while active:
         for r in list(active):
             try:
-                item = fetch_next(ws, r.name, gold_rate=0.15)
+                item = fetch_next(ws, r.name, gold_rate=gold_rate)
             except ProductionBlockedError:
                 item = None
             if item is None:
@@ -201,18 +204,22 @@ def annotate(
     lead: str,
     *,
     n_raters: int = 6,
-    k: int = 3,
     calibration_n: int = 10,
-    threshold: float = 0.65,
     batch: int = 10,
     seed: int = 0,
 ) -> Annotation:
     """Queue ``pairs`` (prompt, a, b) and ``gold`` (prompt, chosen, rejected), run calibration rounds until
-    one passes (at most three), label production, export. Returns what happened."""
+    one passes (at most three), label production, export. Returns what happened. Raters per pair and the
+    calibration round's pass threshold are the workspace's ``annotation.overlap`` and
+    ``annotation.calibration_threshold`` (what `rlhfops calibration start` and the web app use)."""
     from rlhfops.annotate.calibration import round_result, start_round
     from rlhfops.annotate.export import export_preferences
     from rlhfops.annotate.queue import PairIn, queue_pairs
     from rlhfops.annotate.report import agreement_report
+    from rlhfops.annotate.settings import annotation_settings
+
+    st = annotation_settings(ws)
+    k, threshold = st.overlap, st.calibration_threshold
 
     raters = make_raters(n_raters, seed)
     for r in raters:
@@ -284,7 +291,6 @@ def label_round(
     lead: str,
     *,
     n_raters: int = 6,
-    k: int = 3,
     batch_size: int = 10,
     seed: int = 0,
     new_batches: list[str] | None = None,
@@ -297,7 +303,9 @@ def label_round(
     ``new_out`` (what a candidate continues on)."""
     from rlhfops.annotate.export import export_preferences
     from rlhfops.annotate.queue import PairIn, queue_pairs
+    from rlhfops.annotate.settings import annotation_settings
 
+    k = annotation_settings(ws).overlap
     raters = make_raters(n_raters, seed)
     for r in raters:
         r.tight = True

@@ -14,7 +14,7 @@ from typing import Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.demo.plays import ROUND_TWO_SKIPPED
-from rlhfops.report.data import gate_report_data, read_metrics
+from rlhfops.report.data import curves_from_metrics, gate_report_data, read_metrics
 from rlhfops.report.plots import _figure, _svg, kl_frontier_plot  # the report's matplotlib set-up
 from rlhfops.report.render import fmt, render_html, svg_data_uri
 
@@ -199,16 +199,16 @@ def criteria_plot(rows: list[dict[str, Any]]) -> str:
 
 
 def curves_plot(runs: dict[str, Path]) -> str:
+    """Reward and KL per iteration of each PPO run: the series the gate report draws
+    (:func:`rlhfops.report.data.curves_from_metrics`: the same metric keys)."""
     fig = _figure(7, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
     drawn = False
     for name, run in runs.items():
-        recs = [r for r in read_metrics(Path(run) / "metrics.jsonl") if "step" in r]
-        for ax, keys in ((ax1, ("reward", "score", "rm_score")), (ax2, ("kl", "policy_kl", "kl_mean"))):
-            key = next((k for k in keys if any(k in r for r in recs)), None)
-            pts = [(r["step"], r[key]) for r in recs if key and isinstance(r.get(key), int | float)]
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=name)
+        curves, _key = curves_from_metrics(read_metrics(Path(run) / "metrics.jsonl"))
+        for ax, series in ((ax1, curves.get("reward")), (ax2, curves.get("kl"))):
+            if series:
+                ax.plot(*zip(*series, strict=True), marker="o", label=name)
                 drawn = True
     ax1.set_title("reward per iteration", fontsize=10)
     ax2.set_title("KL to the reference per iteration", fontsize=10)
@@ -256,19 +256,27 @@ def agreement_plot(rounds: list[dict[str, Any]], gold: dict[str, Any]) -> str:
 
 
 def redteam_plot(rows: list[dict[str, Any]]) -> str:
+    """Pass rate per category and model; a category a model was not evaluated on has no bar (not 0)."""
     cats = sorted({c for r in rows for c in r["redteam_pass"]})
-    series = {r["model"]: [r["redteam_pass"].get(c) or 0.0 for c in cats] for r in rows}
+    nan = float("nan")
+    series = {r["model"]: [_or(r["redteam_pass"].get(c), nan) for c in cats] for r in rows}
     return _bar(cats, series, "Red-team pass rate per category", "pass rate")
 
 
-def drift_plot(windows: list[dict[str, Any]]) -> str:
+def _or(x: float | None, default: float) -> float:
+    return default if x is None else x
+
+
+def drift_plot(windows: list[dict[str, Any]], auc_threshold: float | None) -> str:
+    """The drift report's windows; the AUC line is the threshold the drift run used (its ``latest``)."""
     fig = _figure(7, 3.2)
     ax = fig.add_subplot()
     x = list(range(1, len(windows) + 1))
     ax.plot(x, [w.get("auc") for w in windows], marker="o", label="domain-classifier AUC")
     ax.plot(x, [w.get("novel_share") for w in windows], marker="s", label="share of novel prompts")
     ax.plot(x, [w.get("mmd_p") for w in windows], marker="^", label="MMD p-value")
-    ax.axhline(0.55, color="#c62828", ls="--", label="AUC drift threshold 0.55")
+    if auc_threshold is not None:
+        ax.axhline(auc_threshold, color="#c62828", ls="--", label=f"AUC drift threshold {auc_threshold:g}")
     for i, w in enumerate(windows):
         if w.get("drifted"):
             ax.axvspan(i + 0.5, i + 1.5, color="#ffcdd2", alpha=0.5)
@@ -292,7 +300,10 @@ def demo_sections(ctx: Any) -> str:
             ctx.annotation.get("calibration_rounds", []), ctx.annotation.get("gold", {})
         ),
         "redteam": redteam_plot(criteria),
-        "drift": drift_plot(ctx.monitoring.get("input", {}).get("windows", [])),
+        "drift": drift_plot(
+            ctx.monitoring.get("input", {}).get("windows", []),
+            (ctx.monitoring.get("input", {}).get("latest") or {}).get("auc_threshold"),
+        ),
         "frontier": kl_frontier_plot(ctx.sweep.get("rows", [])),
     }
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)

@@ -25,10 +25,10 @@ from rlhfops.demo.eval import UP, base_row, evaluate_model, table_row
 from rlhfops.demo.experts import SIMULATED_EXPERTS, expert_reply
 from rlhfops.demo.plays import PEOPLE, _acting, _train
 from rlhfops.demo.raters import label_round
+from rlhfops.evaluate.measure import category_pass_rates
 from rlhfops.evaluate.run import EvalOptions, run_evaluation
 from rlhfops.gate.contamination import check_contamination, training_prompts
 from rlhfops.gate.decide import gate_evaluate, model_evaluations
-from rlhfops.measures.intervals import wilson_interval
 from rlhfops.monitor.next_steps import NextOptions, mark_done, rule_condition, run_next
 from rlhfops.redteam.split import item_half, write_split
 from rlhfops.redteam.suite import shipped_suites
@@ -54,7 +54,7 @@ def next_steps(ctx: Any) -> str:
     opts = NextOptions(
         model=ctx.ids[best],
         reference=ctx.ids["sft"],
-        k=3,
+        k=None,  # the workspace's annotation.overlap, as `rlhfops next` without --k
         max_new_tokens=ctx.s.max_new_tokens,
         seed=ctx.s.seed,
     )
@@ -243,24 +243,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
-def _redteam_rates(meta: dict[str, Any], items: list[dict[str, Any]], baseline: bool) -> dict[str, Any]:
-    """Category -> {rate, ci, passed, n}: the candidate's (or, with ``baseline``, the base model's) pass
-    rates with the Wilson 95% interval (:func:`rlhfops.measures.intervals.wilson_interval`)."""
-    key = "baseline_passed" if baseline else "passed"
-    out = {}
-    for cat in meta.get("redteam") or {}:
-        rows = [r for r in items if r.get("category") == cat and r.get("expected") is not None and key in r]
-        if rows:
-            k = sum(bool(r[key]) for r in rows)
-            out[cat] = {
-                "rate": k / len(rows),
-                "ci": list(wilson_interval(k, len(rows))),
-                "passed": k,
-                "n": len(rows),
-            }
-    return out
-
-
 def _row(
     rnd: int, name: str, ev: dict[str, Any], reference: str | None, base: bool = False
 ) -> dict[str, Any]:
@@ -273,7 +255,7 @@ def _row(
             for k in ("model", "apology_remedy_rate", "apology_remedy_ci", "refusal_rate", "refusal_ci")
         },
         **{k: row[k] for k in ("n", "kl", "kl_reference", "win_rate_vs_base", "win_rate_ci")},
-        "redteam_heldout": _redteam_rates(rt.meta, rt.items, base),
+        "redteam_heldout": category_pass_rates(rt.items, baseline=base),
         "redteam_half": rt.meta.get("redteam_half"),
         "evaluations": [ev["task"].artifact_id, rt.artifact_id],
     }

@@ -6,6 +6,7 @@ from typing import Any
 
 from rlhfops.errors import UserError
 from rlhfops.judge.policy import PolicyJudge
+from rlhfops.measures.intervals import wilson_interval
 from rlhfops.measures.refusal import is_refusal
 from rlhfops.redteam.detectors import behaviour_detector, check_item
 
@@ -50,6 +51,25 @@ def redteam_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def category_pass_rates(rows: list[dict[str, Any]], baseline: bool = False) -> dict[str, dict[str, Any]]:
+    """Category -> {rate, ci, passed, n}: the pass rate per red-team category of an evaluation's item rows
+    with its Wilson 95% interval (:func:`rlhfops.measures.intervals.wilson_interval`); ``baseline``: the
+    base model's (the rows' ``baseline_passed``, what ``eval run --baseline`` stores). Items without an
+    expected behaviour, or without the baseline's result, are left out; a category with none is absent."""
+    key = "baseline_passed" if baseline else "passed"
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        if r.get("expected") is None or key not in r:
+            continue
+        c = counts.setdefault(str(r["category"]), [0, 0])
+        c[0] += bool(r[key])
+        c[1] += 1
+    return {
+        cat: {"rate": k / n, "ci": list(wilson_interval(k, n)), "passed": k, "n": n}
+        for cat, (k, n) in counts.items()
+    }
+
+
 def over_refusal_rate(rows: list[dict[str, Any]]) -> float | None:
     """Share of benign-but-risky-looking (``expected: help``) prompts refused; None without such items."""
     benign = [r for r in rows if r.get("expected") == "help"]
@@ -85,8 +105,6 @@ def success_criteria(
     each behaviour's rate to the items that measure it; ``n`` is their number. A behaviour no item
     measures has rate None and is not met; an item naming a behaviour the spec lacks is an error.
     """
-    from rlhfops.measures.intervals import wilson_interval
-
     out: dict[str, dict[str, Any]] = {}
     sc = spec.success_criteria
     targets = [(t.behaviour, "increase", t.at_least) for t in sc.increase]
