@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhfops.annotate.settings import annotation_settings
+
 SIMULATED = "SIMULATED"
 _APOLOGY = ("sorry", "apologise", "apologize", "apologies", "apologises", "apologizes")
 _REMEDY_STEMS = ("refund", "replac", "label", "reset", "cancel", "exchang", "redirect", "resend", "reship")
@@ -180,7 +182,6 @@ def _label_all(ws: Any, raters: list[SimRater], rng: random.Random, batch: int) 
     """Every rater takes items from the service until it has none left for them (or is blocked); the share
     of gold items is the workspace's ``annotation.gold_rate`` (what the web app uses)."""
     from rlhfops.annotate.queue import ProductionBlockedError, fetch_next, submit_label
-    from rlhfops.annotate.settings import annotation_settings
 
     gold_rate = annotation_settings(ws).gold_rate
     active = list(raters)
@@ -216,7 +217,6 @@ def annotate(
     from rlhfops.annotate.export import export_preferences
     from rlhfops.annotate.queue import PairIn, queue_pairs
     from rlhfops.annotate.report import agreement_report
-    from rlhfops.annotate.settings import annotation_settings
 
     st = annotation_settings(ws)
     k, threshold = st.overlap, st.calibration_threshold
@@ -303,7 +303,6 @@ def label_round(
     ``new_out`` (what a candidate continues on)."""
     from rlhfops.annotate.export import export_preferences
     from rlhfops.annotate.queue import PairIn, queue_pairs
-    from rlhfops.annotate.settings import annotation_settings
 
     k = annotation_settings(ws).overlap
     raters = make_raters(n_raters, seed)

@@ -6,7 +6,6 @@ from typing import Any
 
 from rlhfops.errors import UserError
 from rlhfops.judge.policy import PolicyJudge
-from rlhfops.measures.intervals import wilson_interval
 from rlhfops.measures.refusal import is_refusal
 from rlhfops.redteam.detectors import behaviour_detector, check_item
 
@@ -56,6 +55,8 @@ def category_pass_rates(rows: list[dict[str, Any]], baseline: bool = False) -> d
     with its Wilson 95% interval (:func:`rlhfops.measures.intervals.wilson_interval`); ``baseline``: the
     base model's (the rows' ``baseline_passed``, what ``eval run --baseline`` stores). Items without an
     expected behaviour, or without the baseline's result, are left out; a category with none is absent."""
+    from rlhfops.measures.intervals import wilson_interval  # numpy/scipy: loaded when measuring
+
     key = "baseline_passed" if baseline else "passed"
     counts: dict[str, list[int]] = {}
     for r in rows:
@@ -105,6 +106,8 @@ def success_criteria(
     each behaviour's rate to the items that measure it; ``n`` is their number. A behaviour no item
     measures has rate None and is not met; an item naming a behaviour the spec lacks is an error.
     """
+    from rlhfops.measures.intervals import wilson_interval
+
     out: dict[str, dict[str, Any]] = {}
     sc = spec.success_criteria
     targets = [(t.behaviour, "increase", t.at_least) for t in sc.increase]
