@@ -281,6 +281,11 @@ def test_demo_criteria_for_every_model_with_kl(demo_run):
         assert r["kl_reference"] in ("base", "sft") and r["judge"] == "policy"
         assert 0.0 <= r["apology_remedy_ci"][0] <= r["apology_remedy_rate"] <= r["apology_remedy_ci"][1] <= 1
         assert 0.0 <= r["win_rate_ci"][0] <= r["win_rate_vs_base"] <= r["win_rate_ci"][1] <= 1.0
+        assert r["kl"] >= 0 and r["kl_note"] == "nats per reply, summed k3 estimator, never negative"
+    html = (demo_run.out_dir / "report.html").read_text()
+    crit = html[html.index('<section id="demo-criteria">') :]
+    assert "KL (nats per reply, summed k3 estimator, never negative)" in crit[: crit.index("</section>")]
+    assert "k3" in demo_run.out  # the printed table's KL column names its estimator
 
 
 def test_demo_refuses_non_empty_dir(tmp_path):

@@ -79,7 +79,9 @@ def test_eval_run_with_baseline_judge_reward_and_kl(tiny, cli, no_ws: Path):
     assert wr["n"] == 4 and wr["wins"] + wr["ties"] + wr["losses"] == 4 and wr["judge"] == "rule"
     assert 0.0 <= wr["ci_low"] <= wr["rate"] <= wr["ci_high"] <= 1.0
     assert set(meta["reward"]) == {"candidate", "baseline"} and isinstance(meta["alarms"], list)
-    assert meta["kl"] is not None and meta["kl"] == meta["kl"]  # finite
+    assert meta["kl"] is not None and meta["kl"] == meta["kl"] and meta["kl"] >= 0  # finite, k3
+    assert meta["kl_estimator"] == "k3"  # the artifact says how its KL reads (rlhfops.measures.kl_reading)
+    assert f"KL to reference: {meta['kl']:.3f} (nats per reply, summed k3 estimator, never negative)" in out
     assert meta["kind"] == "success" and "success_criteria" not in meta  # no spec outside a workspace
 
 

@@ -32,7 +32,7 @@ def demo(
         "apologises + remedy (policy)",
         "refuses benign",
         "win rate vs base [95% CI]",
-        "KL (to)",
+        "KL (summed k3 >= 0; to)",
     ):
         table.add_column(col)
     for r in s["criteria"]:

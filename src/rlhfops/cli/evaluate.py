@@ -15,6 +15,7 @@ from rlhfops.cli.options import AS_OPT
 from rlhfops.errors import UserError
 from rlhfops.evaluate.run import EvalOptions, run_evaluation
 from rlhfops.judge.settings import make_judge, settings_from_workspace
+from rlhfops.measures.kl_reading import kl_note
 from rlhfops.redteam.split import HALVES, write_split
 from rlhfops.redteam.suite import HELDOUT, REDTEAM, load_suite, shipped_suites
 
@@ -73,7 +74,7 @@ def _print_summary(res: Any) -> None:
             f"  reward: candidate {m['reward']['candidate']:.3f} vs baseline {m['reward']['baseline']:.3f}"
         )
     if m.get("kl") is not None:
-        typer.echo(f"  KL to reference: {m['kl']:.3f} nats/sequence")
+        typer.echo(f"  KL to reference: {m['kl']:.3f} ({kl_note(m['kl'], m.get('kl_estimator'))})")
     for a in m.get("alarms") or []:
         typer.echo(f"  ALARM {a['name']}: {a['evidence']}")
     for note in res.notes:

@@ -18,6 +18,7 @@ from rlhfops.cli.options import AS_OPT, PASSWORD_STDIN_OPT, TOKEN_STDIN_OPT, cli
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import gate_choose, gate_evaluate, gate_sign, promote
+from rlhfops.measures.kl_reading import kl_note
 from rlhfops.report import render
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ def _print_gate(g) -> None:
     for r in g.results:
         src = f" [{r.source[:12]}]" if r.source else ""
         detail = f"  ({r.detail})" if r.detail else ""
+        if r.name == "kl" and r.observed is not None:  # how to read the number (not part of the verdict)
+            detail += f"  ({kl_note(g.evidence.kl, g.evidence.kl_estimator)})"
         typer.echo(
             f"  {r.status:<11} {r.label}: {_fmt(r.observed)} {r.comparator} {_fmt(r.required)}{src}{detail}"
         )

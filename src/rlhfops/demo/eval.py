@@ -17,6 +17,7 @@ from typing import Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.evaluate.run import EvalOptions, run_evaluation
+from rlhfops.measures.kl_reading import kl_note
 
 UP = "apologises and offers a remedy when the shop is at fault"
 DOWN = "refuses a benign request"
@@ -80,6 +81,7 @@ def table_row(name: str, ev: dict[str, Any], reference: str | None) -> dict[str,
         "refusal_ci": down.get("ci"),
         "n": up.get("n"),
         "kl": meta.get("kl"),
+        "kl_note": kl_note(meta.get("kl"), meta.get("kl_estimator")),
         "kl_reference": reference,
         "win_rate_vs_base": wr.get("rate"),
         "win_rate_ci": [wr.get("ci_low"), wr.get("ci_high")] if wr else None,
@@ -102,6 +104,7 @@ def base_row(ev: dict[str, Any]) -> dict[str, Any]:
         "refusal_ci": down.get("baseline_ci"),
         "n": up.get("n"),
         "kl": 0.0,
+        "kl_note": "the base model itself",
         "kl_reference": None,
         "win_rate_vs_base": None,
         "win_rate_ci": None,

@@ -14,6 +14,9 @@ from typing import Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.demo.plays import ROUND_TWO_SKIPPED
+from rlhfops.measures.kl_reading import NOTE as KL_NOTE
+from rlhfops.measures.kl_reading import UNIT as KL_UNIT
+from rlhfops.measures.kl_reading import curve_note
 from rlhfops.report.data import curves_from_metrics, gate_report_data, read_metrics
 from rlhfops.report.plots import _figure, _svg, kl_frontier_plot  # the report's matplotlib set-up
 from rlhfops.report.render import fmt, render_html, svg_data_uri
@@ -42,11 +45,12 @@ facts; the raters' preference is separate code), red-team suites by their detect
 <div class="wide" tabindex="0"><table>
 <tr><th>model</th><th>apologises + remedy (policy judge)</th><th>95% CI</th>
 <th>refuses benign</th><th>95% CI</th>
-<th>n</th><th>KL (nats/response)</th><th>KL to</th></tr>
+<th>n</th><th>KL ({{ kl_unit }}, {{ kl_header }})</th><th>KL to</th></tr>
 {% for r in criteria %}<tr><td>{{ r.model }}</td><td>{{ fmt(r.apology_remedy_rate) }}</td>
 <td>[{{ fmt(r.apology_remedy_ci[0]) }}, {{ fmt(r.apology_remedy_ci[1]) }}]</td>
 <td>{{ fmt(r.refusal_rate) }}</td>
-<td>[{{ fmt(r.refusal_ci[0]) }}, {{ fmt(r.refusal_ci[1]) }}]</td><td>{{ r.n }}</td><td>{{ fmt(r.kl) }}</td>
+<td>[{{ fmt(r.refusal_ci[0]) }}, {{ fmt(r.refusal_ci[1]) }}]</td><td>{{ r.n }}</td>
+<td>{{ fmt(r.kl) }}{% if r.kl is not none and r.kl < 0 %} ({{ r.kl_note }}){% endif %}</td>
 <td>{{ r.kl_reference or "-" }}</td></tr>{% endfor %}</table></div>
 <img id="plot-demo-criteria" alt="success criteria per model" src="{{ plots.criteria }}"></section>
 <section id="demo-curves"><h2>PPO: reward and KL per iteration (KL sweep)</h2>
@@ -94,7 +98,7 @@ HELD-OUT half only; intervals are Wilson 95% (win rate: the interval `eval run` 
 sampled replies, no interval).</p>
 <div class="wide" tabindex="0"><table>
 <tr><th>round</th><th>model</th><th>apologises + remedy [95% CI]</th><th>refuses benign [95% CI]</th>
-<th>win rate vs base [95% CI]</th><th>KL (to)</th>
+<th>win rate vs base [95% CI]</th><th>KL ({{ kl_header }}; to)</th>
 {% for c in rounds.categories %}<th>{{ c }} (held-out half) [95% CI]</th>{% endfor %}<th>promoted</th></tr>
 {% for r in rounds.table %}<tr><td>{{ r.round }}</td><td>{{ r.model }}</td>
 <td>{{ fmt(r.apology_remedy_rate) }}
@@ -102,7 +106,8 @@ sampled replies, no interval).</p>
 <td>{{ fmt(r.refusal_rate) }} [{{ fmt(r.refusal_ci[0]) }}, {{ fmt(r.refusal_ci[1]) }}]</td>
 <td>{% if r.win_rate_ci %}{{ fmt(r.win_rate_vs_base) }}
 [{{ fmt(r.win_rate_ci[0]) }}, {{ fmt(r.win_rate_ci[1]) }}]
-{% else %}-{% endif %}</td><td>{{ fmt(r.kl) }} ({{ r.kl_reference or "-" }})</td>
+{% else %}-{% endif %}</td><td>{{ fmt(r.kl) }} ({{ r.kl_reference or "-" }})
+{% if r.kl is not none and r.kl < 0 %}; {{ r.kl_note }}{% endif %}</td>
 {% for c in rounds.categories %}{% set x = r.redteam_heldout.get(c) %}<td>{% if x %}{{ fmt(x.rate) }}
 [{{ fmt(x.ci[0]) }}, {{ fmt(x.ci[1]) }}] ({{ x.passed }}/{{ x.n }}){% else %}-{% endif %}</td>{% endfor %}
 <td>{{ "yes" if r.promoted else "no" }}</td></tr>{% endfor %}</table></div>
@@ -204,14 +209,16 @@ def curves_plot(runs: dict[str, Path]) -> str:
     fig = _figure(7, 3.2)
     ax1, ax2 = fig.subplots(1, 2)
     drawn = False
+    kls: list[float] = []
     for name, run in runs.items():
         curves, _key = curves_from_metrics(read_metrics(Path(run) / "metrics.jsonl"))
+        kls += [v for _, v in curves.get("kl") or []]
         for ax, series in ((ax1, curves.get("reward")), (ax2, curves.get("kl"))):
             if series:
                 ax.plot(*zip(*series, strict=True), marker="o", label=name)
                 drawn = True
     ax1.set_title("reward per iteration", fontsize=10)
-    ax2.set_title("KL to the reference per iteration", fontsize=10)
+    ax2.set_title(curve_note(kls) + " per iteration", fontsize=8)
     for ax in (ax1, ax2):
         ax.set_xlabel("iteration")
         ax.legend(fontsize=7) if drawn else None
@@ -323,6 +330,8 @@ def demo_sections(ctx: Any) -> str:
         rounds=rounds_context(ctx),
         plots={k: svg_data_uri(v) if v else "" for k, v in svgs.items()},
         fmt=fmt,
+        kl_unit=KL_UNIT,
+        kl_header=KL_NOTE,
     )
 
 

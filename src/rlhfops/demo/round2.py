@@ -254,7 +254,7 @@ def _row(
             k: row[k]
             for k in ("model", "apology_remedy_rate", "apology_remedy_ci", "refusal_rate", "refusal_ci")
         },
-        **{k: row[k] for k in ("n", "kl", "kl_reference", "win_rate_vs_base", "win_rate_ci")},
+        **{k: row[k] for k in ("n", "kl", "kl_note", "kl_reference", "win_rate_vs_base", "win_rate_ci")},
         "redteam_heldout": category_pass_rates(rt.items, baseline=base),
         "redteam_half": rt.meta.get("redteam_half"),
         "evaluations": [ev["task"].artifact_id, rt.artifact_id],

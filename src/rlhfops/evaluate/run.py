@@ -21,6 +21,7 @@ from rlhfops.judge import JudgeSettings, make_judge
 from rlhfops.judge.http import JudgeError
 from rlhfops.judge.reward_model import RewardModelJudge
 from rlhfops.judge.settings import settings_from_workspace
+from rlhfops.measures.kl_reading import REPORTED as KL_REPORTED
 from rlhfops.models.loading import BUNDLED_NAME, resolve_model_dir
 from rlhfops.redteam.split import select_half
 from rlhfops.redteam.suite import load_suite
@@ -197,6 +198,7 @@ def run_evaluation(
             else LoadedModel.load(resolve_model(ref_path, ws).path)
         )
         meta["kl"] = mean_kl(cand_model, ref, prompts[: opts.kl_prompts], opts.max_new_tokens, seed=opts.seed)
+        meta["kl_estimator"] = KL_REPORTED  # what a reader of the number needs (rlhfops.measures.kl_reading)
     result = EvalResult(meta=meta, items=rows, notes=notes)
     judge = (meta.get("win_rate") or {}).get("judge") or opts.judge or "rlhfops.redteam.detectors"
     _store(

@@ -48,6 +48,7 @@ class Evidence:
     success_criteria: dict[str, dict[str, Any]] = field(default_factory=dict)
     win_rate: dict[str, Any] | None = None
     kl: float | None = None
+    kl_estimator: str | None = None  # the evaluation's meta.kl_estimator (None: an older evaluation)
     reward: dict[str, float] | None = None
     alarms: list[dict[str, Any]] | None = None  # None: no counted evaluation reported alarms
     counted: list[str] = field(default_factory=list)  # evaluation ids counted (latest per kind+suite)
@@ -112,6 +113,7 @@ def merge_evidence(evals: list[EvalSource]) -> Evidence:
             ev.sources["win_rate"] = e.id
         if _num(m.get("kl")) is not None:
             ev.kl = _num(m["kl"])
+            ev.kl_estimator = str(m["kl_estimator"]) if m.get("kl_estimator") else None
             ev.sources["kl"] = e.id
         if isinstance(m.get("reward"), dict):
             ev.reward = dict(m["reward"])

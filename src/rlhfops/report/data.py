@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from rlhfops.errors import UserError
 from rlhfops.gate import log as dlog
 from rlhfops.gate.decide import gate_evaluate, gate_model
+from rlhfops.measures.kl_reading import kl_note
 
 if TYPE_CHECKING:
     from rlhfops.gate.verdict import GateEvaluation
@@ -48,6 +49,7 @@ class ReportData:
     win_rates: list[dict[str, Any]] = field(default_factory=list)  # label + win_rate contract dict
     min_win_rate: float | None = None
     kl: float | None = None
+    kl_note: str = ""  # how to read it (rlhfops.measures.kl_reading.kl_note)
     reward: dict[str, float] | None = None
     alarms: list[dict[str, Any]] = field(default_factory=list)
     curves: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # "kl", "reward" -> points
@@ -181,6 +183,15 @@ def _redteam_rows(g: GateEvaluation) -> list[dict[str, Any]]:
     return rows
 
 
+def _with_kl_note(row: dict[str, Any], ev: Any) -> dict[str, Any]:
+    """The KL threshold's row with how to read its number added to the shown detail (the verdict's own
+    rows, which its digest binds, are not changed)."""
+    if row.get("name") == "kl" and ev.kl is not None:
+        note = kl_note(ev.kl, ev.kl_estimator)
+        row = {**row, "detail": "; ".join(x for x in (row.get("detail"), note) if x)}
+    return row
+
+
 def gate_report_data(ws: Workspace, model_ref: str) -> ReportData:
     """Collect a gate report for a model: gate evaluation, evidence, training curves, lineage, decisions."""
     model = gate_model(ws, model_ref)
@@ -193,13 +204,14 @@ def gate_report_data(ws: Workspace, model_ref: str) -> ReportData:
         workspace=ws.settings.name,
         spec_hash=g.spec_hash,
         verdict=g.verdict,
-        thresholds=[r.to_json() for r in g.results],
+        thresholds=[_with_kl_note(r.to_json(), ev) for r in g.results],
         success=_success_rows(g),
         redteam=_redteam_rows(g),
         over_refusal_rate=ev.over_refusal_rate,
         win_rates=[{"label": "candidate vs baseline", **ev.win_rate}] if ev.win_rate else [],
         min_win_rate=sv.spec.gate.min_win_rate if sv.spec is not None else None,
         kl=ev.kl,
+        kl_note=kl_note(ev.kl, ev.kl_estimator),
         reward=ev.reward,
         alarms=list(ev.alarms or []),
         lineage=[r.to_json() for r in ws.lineage(model.id)],

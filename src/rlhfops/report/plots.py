@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from rlhfops.measures.kl_reading import curve_note
+
 _GREEN, _RED, _GREY, _BLUE = "#2e7d32", "#c62828", "#9e9e9e", "#1565c0"
 
 
@@ -114,9 +116,7 @@ def curves_plot(curves: dict[str, list[tuple[float, float]]], reward_key: str = 
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         ax.plot(xs, ys, marker="o", ms=3, color=_BLUE if name == "kl" else _GREEN)
         ax.set_xlabel("iteration (step)")
-        ax.set_title(
-            "KL to the reference" if name == "kl" else f"reward ({reward_key or 'reward'})", fontsize=10
-        )
+        ax.set_title(curve_note(ys) if name == "kl" else f"reward ({reward_key or 'reward'})", fontsize=9)
         ax.grid(alpha=0.3)
     return _svg(fig)
 

@@ -148,7 +148,7 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
 
 
 def render_table(report: dict[str, Any]) -> str:
-    head = f"| {report['kind']} | reward | KL | length | distinct-2 | judge | alarms |\n"
+    head = f"| {report['kind']} | reward | KL (summed k3, >= 0) | length | distinct-2 | judge | alarms |\n"
     head += "|---|---|---|---|---|---|---|\n"
     lines = []
     for r in report["rows"]:
@@ -163,7 +163,8 @@ def render_table(report: dict[str, Any]) -> str:
     front = [(r["value"], p) for r in report["rows"] for p in r.get("frontier", [])]
     if front:
         out += "\nFrontier (held-out, per iteration):\n\n"
-        out += f"| {report['kind']} | iteration | KL | reward | judge |\n|---|---|---|---|---|\n"
+        out += f"| {report['kind']} | iteration | KL (summed k3, >= 0) | reward | judge |\n"
+        out += "|---|---|---|---|---|\n"
         for v, p in front:
             judge = "-" if p["judge_score"] is None else f"{p['judge_score']:.3f}"
             out += f"| {v:g} | {p['step']} | {p['kl']:.3f} | {p['score']:.3f} | {judge} |\n"
