@@ -240,15 +240,29 @@ def run_rlhfops(spec: dict, work: Path) -> dict:
 
 def effective_settings(cfg, trainer) -> dict:
     """What the rlhfops run actually trained with (so a test can see that ``--set`` / ``--margin`` reached
-    it): learning rate, LoRA and its rank, the margin setting and the margins on the training rows, and
+    it): learning rate, LoRA and its rank, whether a margin entered the loss (``use_margin``: the trainer's
+    rule, false when the data has no margins whatever the setting; the setting itself is
+    ``use_margin_setting``) and the margins on the training rows, and
     the trainable vs all parameters of the model that trained."""
+    from rlhfops.train.reward import margin_applies
+
     params = list(trainer.model.parameters())
+    margins = sorted({r.margin for r in trainer.train_rows if r.margin is not None})
+    used = margin_applies(cfg.use_margin, trainer.train_rows)  # the trainer's own rule, not the flag alone
     return {
         "learning_rate": cfg.learning_rate,
         "lora": cfg.lora.enabled,
         "lora_r": cfg.lora.r,
-        "use_margin": cfg.use_margin,
-        "margins": sorted({r.margin for r in trainer.train_rows if r.margin is not None}),
+        "use_margin": used,  # true only when a margin entered the loss
+        "use_margin_setting": cfg.use_margin,
+        "margin_note": (
+            f"margins {margins} used in the loss"
+            if used
+            else "margins absent from the data: not used"
+            if not margins
+            else f"margins {margins} in the data, not used (use_margin=false)"
+        ),
+        "margins": margins,
         "trainable_params": sum(p.numel() for p in params if p.requires_grad),
         "all_params": sum(p.numel() for p in params),
     }

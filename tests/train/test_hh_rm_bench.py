@@ -63,6 +63,9 @@ def test_the_bench_runs_both_sides_on_the_tiny_model(tiny_dir: Path, tmp_path: P
     assert "# round 1 rlhfops" in printed.err and "# round 1 trl" in printed.err
     settings = result["rlhfops"]["settings"]  # the defaults: full fine-tuning at --lr, no margin
     assert settings["lora"] is False and settings["learning_rate"] == 2e-5 and settings["margins"] == []
+    # the setting is on by default, but the data has no margins: the printed settings say none was used
+    assert settings["use_margin_setting"] is True and settings["use_margin"] is False
+    assert settings["margin_note"] == "margins absent from the data: not used"
     assert settings["trainable_params"] == settings["all_params"] > 0
 
 
@@ -79,6 +82,7 @@ def test_set_and_margin_reach_the_rlhfops_run(tiny_dir: Path, tmp_path: Path) ->
     assert settings["lora"] is True and settings["lora_r"] == 4 and settings["learning_rate"] == 2e-4
     assert 0 < settings["trainable_params"] < settings["all_params"] / 2  # an adapter, not the trunk
     assert settings["use_margin"] is True and settings["margins"] == [0.5]
+    assert settings["margin_note"] == "margins [0.5] used in the loss"
     assert result["margin"] == 0.5 and result["rlhfops_overrides"][0] == "lora.enabled=true"
 
 
@@ -185,3 +189,16 @@ def test_overrides_and_the_trl_rows_keep_what_rlhfops_reads(tmp_path: Path) -> N
     out = sorted(vs_trl._trl_rows("rm", data), key=lambda r: len(r["prompt"]))
     assert out[0]["prompt"] == [{"role": "user", "content": "q"}] and "margin" not in out[0]
     assert out[1]["prompt"] == msgs and out[1]["margin"] == 0.5
+
+
+def test_margin_applies_only_when_on_and_the_data_has_margins() -> None:
+    """The trainer's rule the bench reports (rlhfops.train.reward.margin_applies), both sides of each edge."""
+    from types import SimpleNamespace as Row
+
+    from rlhfops.train.reward import margin_applies
+
+    plain, with_margin = [Row(margin=None), Row(margin=None)], [Row(margin=None), Row(margin=0.5)]
+    assert margin_applies(True, with_margin) is True
+    assert margin_applies(True, plain) is False  # on, but nothing to subtract
+    assert margin_applies(False, with_margin) is False  # margins in the data, setting off
+    assert margin_applies(True, []) is False

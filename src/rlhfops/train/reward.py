@@ -26,6 +26,13 @@ from rlhfops.train.sft import _zero_with_grad, lora_settings
 NORM_PAIRS = 128
 
 
+def margin_applies(use_margin: bool, rows: list[Any]) -> bool:
+    """Whether the Bradley-Terry loss subtracts a margin for ``rows``: ``use_margin`` is on and at least one
+    row carries a ``margin`` (rows without one count as 0). With no margin in the data the setting does
+    nothing, whatever its value (the plain loss)."""
+    return bool(use_margin) and any(r.margin is not None for r in rows)
+
+
 class RewardTrainer(Trainer):
     stage = "rm"
     unit_name = "pairs"
@@ -80,7 +87,7 @@ class RewardTrainer(Trainer):
             return StepStats(loss=_zero_with_grad(self.model))
         chosen, rejected = self.rewards(rows)
         margin = None
-        if self.config.use_margin and any(r.margin is not None for r in rows):
+        if margin_applies(self.config.use_margin, rows):
             margin = torch.tensor([r.margin or 0.0 for r in rows], dtype=chosen.dtype, device=chosen.device)
         out = bradley_terry_loss(chosen, rejected, margin)
         n = len(rows)
