@@ -4,12 +4,21 @@
 filled in one pass); :func:`load_spec` raises the first one as a :class:`SpecError`.
 The spec's content hash is the SHA-256 of the file's bytes: any change, even a comment, is a new
 version and makes earlier signatures stale.
+
+:func:`check_spec_file` is called many times per command (the gate reads the current spec for every
+model and threshold): the parse and validation of one file content are cached, keyed by the resolved
+path, modification time, size and the SHA-256 of the bytes (read anyway, for the hash), at most
+:data:`CACHE_SIZE` entries. Any edit is a new key and is re-read; whether the edge-case appendix exists
+is checked on every call. Each call returns its own copy (a deep copy of the spec), so a caller that
+changes what it got cannot change what the next caller gets.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,14 +165,55 @@ def check_spec_text(text: str, path: Path) -> SpecCheck:
     return SpecCheck(path, sha, spec, problems)
 
 
+CACHE_SIZE = 16
+_CACHE: OrderedDict[tuple[str, int, int, str], tuple[SpecCheck, bool | None]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def _copy(check: SpecCheck) -> SpecCheck:
+    spec = check.spec.model_copy(deep=True) if check.spec is not None else None
+    return replace(check, spec=spec, problems=list(check.problems))
+
+
+def _appendix_exists(check: SpecCheck) -> bool | None:
+    """Whether the spec's edge-case appendix file exists now (None: the spec names none)."""
+    if check.spec is None or not check.spec.edge_cases:
+        return None
+    return (check.path.parent / check.spec.edge_cases).is_file()
+
+
+def clear_spec_cache() -> None:
+    """Forget every cached check (tests; nothing else needs it: an edited file is a new key)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
 def check_spec_file(path: str | Path) -> SpecCheck:
-    """Check a spec file; every problem is returned (none raised) except a missing file."""
+    """Check a spec file; every problem is returned (none raised) except a missing file. Cached per file
+    content (module docstring); the result is the caller's own copy."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"{p}: spec file not found; create it with `rlhfops init` or point spec_file at it")
     # hash the bytes exactly as stored (text decoding must not hide a change)
+    st = p.stat()
     raw = p.read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, sha)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+    if hit is not None and hit[0].path == p and _appendix_exists(hit[0]) == hit[1]:
+        return _copy(hit[0])
+    check = _check_bytes(p, raw, sha)
+    with _CACHE_LOCK:
+        _CACHE[key] = (_copy(check), _appendix_exists(check))
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return check
+
+
+def _check_bytes(p: Path, raw: bytes, sha: str) -> SpecCheck:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:  # one problem: the file is not text we can read, nothing else is known
