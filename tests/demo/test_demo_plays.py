@@ -148,6 +148,19 @@ def test_demo_evaluations_are_the_artifacts_eval_run_writes(demo_run, monkeypatc
         == "policy-judge"
     )
     assert demo_ev["meta"]["win_rate"]["judge"] == "policy"
+    # and the red-team evaluation: `eval run DPO --suite redteam --limit N --baseline BASE --kl-prompts 0`
+    rt = ["eval", "run", s["artifacts"]["dpo"], "--suite", "redteam", "--baseline", s["settings"]["model"]]
+    rt += ["--limit", str(s["settings"]["redteam_per_category"]), "--kl-prompts", "0"]
+    main([*rt, "--max-new-tokens", str(s["settings"]["max_new_tokens"]), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    ws = Workspace.open(root)
+    try:
+        user_rt = json.loads(ws.artifact(out["artifact"]).path.read_text())
+        demo_rt = json.loads(ws.artifact(row["evaluations"][1]).path.read_text())
+    finally:
+        ws.close()
+    assert user_rt["meta"] == demo_rt["meta"] and user_rt["items"] == demo_rt["items"]
+    assert demo_rt["meta"]["kind"] == "redteam" and demo_rt["items"]
 
 
 def test_demo_report_shows_replies_side_by_side_escaped(demo_run):

@@ -38,9 +38,13 @@ def test_quick_demo_runs_every_play_on_the_bundled_model(quick):
     assert set(rows) == {"base", "sft", "dpo"} | {f"ppo-beta{b:g}" for b in betas}
     # the main criterion counts the held-out prompts where the shop is at fault (their `criteria`)
     assert all(0 < r["n"] <= s["settings"]["heldout"] for r in rows.values())
-    # issue 19's quick target: the best candidate at least 25 points above the base (policy judge)
-    best = max(r["apology_remedy_rate"] for m, r in rows.items() if m != "base")
-    assert best >= rows["base"]["apology_remedy_rate"] + 0.25, rows
+    # issue 19's quick target: the chosen candidate (rlhfops.gate.choose: the gate's choice, which round
+    # two would continue from) at least 25 points above the base on the main criterion (policy judge)
+    change = s["behaviour_change"]
+    assert change["best"] == s["gate"]["candidate"] and change["target_points"] == 25.0
+    assert change["rate"] == rows[change["best"]]["apology_remedy_rate"]
+    assert change["base"] == rows["base"]["apology_remedy_rate"]
+    assert change["meets_target"] and change["points"] >= 25 - 1e-9, (change, rows)
     # the sweep evaluated each run on the held-out prompts, not on its training prompts
     for row in s["kl_sweep"]["rows"]:
         run = quick / "runs" / "ppo-sweep" / f"beta-{row['value']:g}"
