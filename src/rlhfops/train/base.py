@@ -174,7 +174,7 @@ class Trainer(abc.ABC):
         self.steps_per_epoch = n // cfg.batch_size
         self.total_steps = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
         micro = split.per_device_micro_batch
-        configure_deepspeed(self.accelerator, cfg, micro, self.total_steps, self.resume)
+        configure_deepspeed(self.accelerator, cfg, micro)
         self.build_model()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_adamw(params, cfg.learning_rate, cfg.weight_decay)
