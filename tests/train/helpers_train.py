@@ -150,9 +150,10 @@ def stopped_copy(run: Path, out: Path, step: int) -> Path:
 
 #: how far a resumed RL run may be from an uninterrupted one, in units of the uninterrupted 2-against-1 gap
 #: (see ``assert_resumed_within_the_process_count_gap``), and the floor under it (losses: half the RL stage's
-#: fixed 2-against-1 tolerance of 2e-5; weights: a twentieth of its 2e-4). Measured (docs/scaling.md): resumed
-#: runs within 1.1 x the gap, or 4e-6 where the gap is 1e-6; resumes that lose the optimizer's moments or the
-#: minibatch RNG miss by 1.5e-4 to 3.4e-2 (losses) or 1.2e-3 (weights)
+#: fixed 2-against-1 tolerance of 2e-5; weights: a twentieth of its 2e-4). Measured (docs/scaling.md): GRPO's
+#: resumed runs within 1.1 x its gap (4e-6 where the gap is 1.2e-6), RLOO's within 6.1e-8 (its gap 2e-8 to
+#: 6e-8); resumes that lose the optimizer's moments or the minibatch RNG miss by 1.5e-4 to 3.4e-2 (losses) or
+#: 1.2e-3 (weights)
 GAP_FACTOR, GAP_LOSS_FLOOR, GAP_WEIGHT_FLOOR = 3.0, 1e-5, 1e-5
 
 

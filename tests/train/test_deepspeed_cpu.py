@@ -128,14 +128,33 @@ ZERO3 = {
     "gradient_accumulation_steps": 1,
     "gradient_clipping": "auto",
 }
+#: ZeRO-Offload: ZeRO-2 with AdamW's state and step on the CPU. rlhfops hands DeepSpeed torch's AdamW, which
+#: DeepSpeed refuses to offload unless ``zero_force_ds_cpu_optimizer`` is false (it asks for its own
+#: DeepSpeedCPUAdam, a compiled op, for speed)
+OFFLOAD = {
+    "zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu"}},
+    "zero_force_ds_cpu_optimizer": False,
+    "train_micro_batch_size_per_gpu": "auto",
+    "train_batch_size": "auto",
+    "gradient_accumulation_steps": 1,
+    "gradient_clipping": "auto",
+}
 CONFIGS = {
     "one": None,
     "zero2": [*LAUNCH, "--zero_stage=2"],
     "zero3": [*LAUNCH, "--deepspeed_config_file"],
+    "offload": [*LAUNCH, "--deepspeed_config_file"],
     "one-resumes": None,
 }
-#: what each launch runs
-RUNS = {"one": list(JOBS), "zero2": list(JOBS), "zero3": list(JOBS), "one-resumes": []}
+CONFIG_FILES = {"zero3": ZERO3, "offload": OFFLOAD}
+#: what the engine ran, as the run's summary records it (``distributed.deepspeed_record``)
+ENGINE = {
+    "zero2": {"zero_stage": 2, "offload_optimizer": None},
+    "zero3": {"zero_stage": 3, "offload_optimizer": None},
+    "offload": {"zero_stage": 2, "offload_optimizer": "cpu"},
+}
+#: what each launch runs (ZeRO-Offload: SFT only, its optimizer step being the only thing that differs)
+RUNS = {"one": list(JOBS), "zero2": list(JOBS), "zero3": list(JOBS), "offload": ["sft"], "one-resumes": []}
 #: the RL stage without a value head (GRPO, RLOO): its job runs 4 iterations with a checkpoint after the
 #: 2nd in every launch (the 2-against-1 case compares its first 3, as for the other jobs), and each resume
 #: finishes a copy of another launch's run stopped at that checkpoint (``stopped_copy``): the uninterrupted
@@ -150,8 +169,21 @@ EXTRA = {"zero3": ["gradient_checkpointing=true"]}
 #: (the baseline) and stopped after the checkpoint, "zero2" and "zero3" stopped after it; each ZeRO launch
 #: resumes one process's checkpoints and "one-resumes" each ZeRO launch's, in its one process
 CHECKPOINTED = ["sft", "rm", "dpo", "ppo"]
-STOPPED = {"one": True, "zero2": True, "zero3": True}
-RESUMES = {"zero2": ["one"], "zero3": ["one"], "one-resumes": ["zero2", "zero3"]}  # whose stopped runs
+CHECKPOINTED_IN = {"offload": ["sft"]}  # the launches that checkpoint fewer
+STOPPED = {"one": True, "zero2": True, "zero3": True, "offload": True}
+#: whose stopped runs each launch resumes
+RESUMES = {
+    "zero2": ["one"],
+    "zero3": ["one"],
+    "offload": ["one"],
+    "one-resumes": ["zero2", "zero3", "offload"],
+}
+
+
+def _checkpointed(tag: str, name: str) -> bool:
+    return name in CHECKPOINTED_IN.get(tag, CHECKPOINTED)
+
+
 #: whole-layer checkpointing in every launch: a resume takes the stopped run's config, and ZeRO-3 refuses the
 #: default selective checkpointing
 LONG = ["max_steps=4", "save_every=2", "gradient_checkpointing=true"]
@@ -183,16 +215,20 @@ def _launch(root: Path, tag: str) -> None:
             out = here / f"long-{name}"
             sets = _sets(root, tag, name, out, LONG)
             plan.append({"kind": "run", "stage": stage, "out": str(out), "overrides": sets})
-        if STOPPED.get(tag):
+        if STOPPED.get(tag) and _checkpointed(tag, name):
             out = here / f"stopped-{name}"
             sets = _sets(root, tag, name, out, LONG)
             plan.append({"kind": "partial", "stage": stage, "out": str(out), "stop_at": 2, "overrides": sets})
         for source in RESUMES.get(tag, []):
+            if not (_checkpointed(tag, name) and _checkpointed(source, name)):
+                continue
             out = here / f"resumed-{name}-from-{source}"
             shutil.copytree(root / source / f"stopped-{name}", out)
             plan.append({"kind": "resume", "stage": stage, "out": str(out)})
     for name in RL_RESUMED:
         for source in RESUMES.get(tag, []):
+            if name not in RUNS[source] or (CONFIGS[tag] and name not in RUNS[tag]):
+                continue
             out = stopped_copy(root / source / name, here / f"resumed-{name}-from-{source}", 2)
             plan.append({"kind": "resume", "stage": JOBS[name][0], "out": str(out)})
     (root / f"{tag}.json").write_text(json.dumps(plan))
@@ -203,8 +239,8 @@ def _launch(root: Path, tag: str) -> None:
         assert accelerate, "accelerate's console script must be installed next to the test interpreter"
         launch = list(CONFIGS[tag])
         if launch[-1] == "--deepspeed_config_file":
-            (root / "deepspeed-zero3.json").write_text(json.dumps(ZERO3))
-            launch.append(str(root / "deepspeed-zero3.json"))
+            (root / f"deepspeed-{tag}.json").write_text(json.dumps(CONFIG_FILES[tag]))
+            launch.append(str(root / f"deepspeed-{tag}.json"))
         cmd = [accelerate, "launch", *launch, f"--main_process_port={free_port()}", *cmd[1:]]
     run_launch(cmd, env, LAUNCH_TIMEOUT, f"launch {tag!r}")
 
@@ -251,7 +287,7 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-CASES = [(tag, name) for tag in ("zero2", "zero3") for name in RUNS[tag]]
+CASES = [(tag, name) for tag in ("zero2", "zero3", "offload") for name in RUNS[tag]]
 
 
 @pytest.mark.parametrize("tag,name", CASES)
@@ -282,8 +318,9 @@ def test_zero_on_two_cpu_processes_gives_the_single_process_losses_and_weights(r
     assert moved > 20 * atol, moved  # training moved the weights well beyond the tolerance
     summary = json.loads((two / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["distributed_type"] == "DEEPSPEED"
+    assert summary["deepspeed"] == ENGINE[tag]  # the ZeRO stage and offload the engine ran
     base_summary = json.loads((one / "summary.json").read_text())
-    assert base_summary["distributed_type"] == "NO"
+    assert base_summary["distributed_type"] == "NO" and "deepspeed" not in base_summary
     if "eval_fraction=0.25" in JOBS[name][3] and rl:  # held-out sampling and scoring under the engine
         for which in ("policy", "reference"):
             got, want = summary["eval"][which], base_summary["eval"][which]
@@ -292,7 +329,11 @@ def test_zero_on_two_cpu_processes_gives_the_single_process_losses_and_weights(r
 
 
 RESUMED = [
-    (tag, source, name) for tag, sources in RESUMES.items() for source in sources for name in CHECKPOINTED
+    (tag, source, name)
+    for tag, sources in RESUMES.items()
+    for source in sources
+    for name in CHECKPOINTED
+    if _checkpointed(tag, name) and _checkpointed(source, name)
 ]
 
 
@@ -328,6 +369,7 @@ def test_a_zero_checkpoint_is_written_once_and_resumes_with_another_number_of_pr
     assert (summary["world_size"], summary["distributed_type"]) == (
         (2, "DEEPSPEED") if CONFIGS[tag] else (1, "NO")
     )
+    assert summary.get("deepspeed") == ENGINE.get(tag)
     rl = name in RL_JOBS
     long = root / "one" / f"long-{name}"
     _assert_same_losses(_losses(resumed), _losses(long), 4, rl)
@@ -340,7 +382,11 @@ def test_a_zero_checkpoint_is_written_once_and_resumes_with_another_number_of_pr
 
 
 RL_RESUMES = [
-    (tag, source, name) for tag, sources in RESUMES.items() for source in sources for name in RL_RESUMED
+    (tag, source, name)
+    for tag, sources in RESUMES.items()
+    for source in sources
+    for name in RL_RESUMED
+    if name in RUNS[source] and (not CONFIGS[tag] or name in RUNS[tag])
 ]
 
 

@@ -36,6 +36,7 @@ from rlhfops.train.config import TrainConfig
 from rlhfops.train.distributed import (
     configure_deepspeed,
     deepspeed_full_state,
+    deepspeed_record,
     full_state,
     is_deepspeed,
     is_fsdp,
@@ -481,6 +482,8 @@ class Trainer(abc.ABC):
                 # how the processes share the work: NO (one), MULTI_CPU / MULTI_GPU (DDP), FSDP, DEEPSPEED
                 "distributed_type": str(self.accelerator.distributed_type.value),
             }
+            if is_deepspeed(self.accelerator):  # the ZeRO stage and ZeRO-Offload the engine ran
+                summary["deepspeed"] = deepspeed_record(self.accelerator, self.model)
             if getattr(self, "truncation", None):
                 summary["truncation"] = self.truncation  # per data file: whole, truncated, dropped
             if self.damaged_checkpoints:

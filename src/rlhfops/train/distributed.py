@@ -40,6 +40,10 @@ processes = 1 process.
   partitioned again), so they resume with any number of processes, with or without DeepSpeed. Tested for
   SFT, RM, DPO, PPO (GAE), GRPO and RLOO under ZeRO-2 and ZeRO-3 (GRPO's and RLOO's within the gap the
   same launches measure between 1 and 2 uninterrupted processes, ``tests/train/helpers_train.py``).
+- ZeRO-Offload (ZeRO-2 with ``offload_optimizer: {device: cpu}``) runs and resumes across process counts
+  too (SFT, tested): DeepSpeed offloads torch's AdamW, which rlhfops hands it, only with
+  ``"zero_force_ds_cpu_optimizer": false`` in its config. :func:`deepspeed_record` puts the engine's ZeRO
+  stage and offload in the run's summary.
 """
 
 from __future__ import annotations
@@ -155,6 +159,20 @@ def configure_deepspeed(accelerator: Any, config: Any, per_device_micro_batch: i
     ds["gradient_accumulation_steps"] = 1
     ds["train_batch_size"] = per_device_micro_batch * accelerator.num_processes
     ds["gradient_clipping"] = float(config.max_grad_norm)
+
+
+def deepspeed_record(accelerator: Any, engine: Any) -> dict[str, Any] | None:
+    """Under DeepSpeed, what the engine runs, for the run's summary: its ZeRO stage and where its optimizer
+    state and step live (``offload_optimizer``: "cpu" under ZeRO-Offload, read from the engine's ZeRO
+    optimizer, not from the config asked for); None without DeepSpeed."""
+    if not is_deepspeed(accelerator):
+        return None
+    zero = engine.optimizer  # ZeRO-1/2: ``cpu_offload``; ZeRO-3: ``offload_optimizer``
+    offload = bool(getattr(zero, "cpu_offload", False) or getattr(zero, "offload_optimizer", False))
+    return {
+        "zero_stage": int(engine.zero_optimization_stage()),
+        "offload_optimizer": "cpu" if offload else None,
+    }
 
 
 def whole_weights(accelerator: Any, model: Any) -> Any:
