@@ -1,7 +1,9 @@
-"""SFT, RM, DPO (full and LoRA), IPO and the RL stage (PPO, GRPO, RLOO) under ``accelerate launch
---use_deepspeed`` on 2 CPU processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 and ZeRO-3 checkpoints
-of SFT, RM, DPO, PPO (GAE), GRPO and RLOO resumed across process counts (GRPO's and RLOO's judged by the gap
-between the same job's uninterrupted runs on 1 and 2 processes, measured in the same launches).
+"""SFT, RM, DPO (full and LoRA), IPO and the RL stage (PPO, PPO with LoRA, GRPO, RLOO) under ``accelerate
+launch --use_deepspeed`` on 2 CPU processes against 1, with ZeRO-2 and with ZeRO-3; ZeRO-2 and ZeRO-3
+checkpoints of SFT, RM, DPO, PPO (GAE), GRPO and RLOO resumed across process counts (GRPO's and RLOO's judged
+by the gap between the same job's uninterrupted runs on 1 and 2 processes, measured in the same launches);
+SFT under ZeRO-Offload (ZeRO-2, optimizer on the CPU) too, 2 against 1 and resumed both ways. Every
+DeepSpeed run's summary records the ZeRO stage and offload its engine ran.
 
 DeepSpeed has its own hashed lock (``make deepspeed``); the test runs when the ``deepspeed`` package is
 importable and is skipped otherwise, except under RLHFOPS_REQUIRE_DEEPSPEED=1 (CI), where it must run
@@ -54,7 +56,7 @@ REQUIRE = os.environ.get("RLHFOPS_REQUIRE_DEEPSPEED") == "1"
 MISSING = importlib.util.find_spec("deepspeed") is None
 
 pytestmark = [
-    pytest.mark.slow,  # 3 launches, ~2 minutes of CPU (plus the op's one-time compile)
+    pytest.mark.slow,  # 5 launches, ~3 minutes of CPU (plus the op's one-time compile)
     pytest.mark.skipif(
         MISSING and not REQUIRE,
         reason="deepspeed is not installed: `make deepspeed` (docs/scaling.md, 'DeepSpeed on CPU')",
