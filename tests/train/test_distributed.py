@@ -104,7 +104,7 @@ def _stage_config(stage: str, *sets: str):
 def test_configure_deepspeed_sets_the_micro_batch_and_clipping_from_the_stage():
     acc = FakeDeepSpeed()
     cfg = _stage_config("sft", "batch_size=8", "save_every=4", "max_grad_norm=0.5")
-    configure_deepspeed(acc, cfg, per_device_micro_batch=4, total_steps=3)
+    configure_deepspeed(acc, cfg, per_device_micro_batch=4)
     assert acc.config == {
         "train_micro_batch_size_per_gpu": 4,  # what accelerate would read from a prepared dataloader
         "gradient_accumulation_steps": 1,
@@ -112,12 +112,13 @@ def test_configure_deepspeed_sets_the_micro_batch_and_clipping_from_the_stage():
         "gradient_clipping": 0.5,  # the stage's max_grad_norm, not DeepSpeed's default
     }
     ddp = FakeDeepSpeed("MULTI_CPU")  # not DeepSpeed: nothing refused, nothing set
-    configure_deepspeed(ddp, _stage_config("sft", "gradient_accumulation_steps=2", "save_every=1"), 4, 3)
-    configure_deepspeed(ddp, _stage_config("ppo", "reward_fn=length_target:6"), 4, 3, resume=True)
+    configure_deepspeed(ddp, _stage_config("sft", "gradient_accumulation_steps=2", "save_every=1"), 4)
+    configure_deepspeed(ddp, _stage_config("ppo", "reward_fn=length_target:6"), 4)
     assert ddp.config["train_micro_batch_size_per_gpu"] == "auto"
 
 
-#: the RL stage without a value head, whose ZeRO-3 checkpoints are not tested (refused)
+#: the RL stage without a value head (its ZeRO-3 checkpoints were refused until test_deepspeed_cpu resumed
+#: them)
 GRPO = ("reward_fn=length_target:6", "advantage_estimator=grpo", "samples_per_prompt=2")
 
 
@@ -127,7 +128,7 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     ok = ["save_every=4", "gradient_checkpointing=true"]
 
     def refused(stage: str, *sets: str, zero: int = 2, **kw) -> list[str]:
-        return deepspeed_refusals(_stage_config(stage, *ok, *sets), zero, total_steps=3, **kw)
+        return deepspeed_refusals(_stage_config(stage, *ok, *sets), zero, **kw)
 
     assert refused("sft") == refused("rm") == refused("sft", zero=3) == []
     # gradient accumulation: rlhfops's and DeepSpeed's own, each above 1
@@ -136,40 +137,16 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     assert line.startswith("gradient_accumulation_steps=2 (deepspeed_config: None) under DeepSpeed: its")
     (line,) = refused("rm", engine_accumulation=2)
     assert line.startswith("gradient_accumulation_steps=1 (deepspeed_config: 2) under DeepSpeed")
-    # checkpoints: written and resumed under ZeRO-1/2 by every stage, under ZeRO-3 by SFT, RM, DPO (IPO: the
-    # same stage) and PPO with GAE (the tested ones, test_deepspeed_cpu); GRPO's and RLOO's under ZeRO-3, a
-    # checkpoint within the run's steps and --resume, are refused
+    # checkpoints: no rule. Written and resumed under ZeRO-1/2/3 by every stage (test_deepspeed_cpu resumes
+    # SFT, RM, DPO, PPO with GAE, GRPO and RLOO across process counts under ZeRO-2 and ZeRO-3); GRPO's and
+    # RLOO's under ZeRO-3 were refused until then, a checkpoint within the run's steps and --resume alike
     z3 = "gradient_checkpointing=true"
     rl = "reward_fn=length_target:6"
-    for zero in (1, 2):
-        for stage in ("sft", "rm"):
-            assert (
-                deepspeed_refusals(_stage_config(stage, "save_every=3"), zero, total_steps=3, resume=True)
-                == []
-            )
-    for tested in (["sft"], ["rm"], ["dpo"], ["dpo", "loss_type=ipo"], ["ppo", rl]):
-        stage, *sets = tested
-        config = _stage_config(stage, "save_every=3", z3, *sets)
-        assert deepspeed_refusals(config, 3, total_steps=3, resume=True) == [], tested
-    assert deepspeed_refusals(_stage_config("ppo", "save_every=4", z3, *GRPO), 3, total_steps=3) == []
-    (line,) = deepspeed_refusals(_stage_config("ppo", "save_every=3", z3, *GRPO), 3, total_steps=3)
-    assert line.startswith(
-        "save_every=3 would write a checkpoint within 3 steps: rlhfops's ZeRO-3 checkpoints"
-    )
-    assert deepspeed_refusals(_stage_config("ppo", "save_every=3", z3, *GRPO), 3, total_steps=None) == []
-    (line,) = refused("ppo", *GRPO, zero=3, resume=True)
-    assert line.startswith("--resume under DeepSpeed ZeRO-3: rlhfops's ZeRO-3 checkpoints (gathered from the")
-    for untested in ("grpo", "rloo"):  # the RL stage without a value head: not tested, refused
-        (line,) = refused(
-            "ppo", rl, f"advantage_estimator={untested}", "samples_per_prompt=2", zero=3, resume=True
-        )
-        assert line.endswith(
-            "are tested for SFT, RM, DPO and PPO (GAE) only; resume with ZeRO-2, FSDP, DDP or one process"
-        )
-        assert (
-            refused("ppo", rl, f"advantage_estimator={untested}", "samples_per_prompt=2", zero=2, resume=True)
-            == []
-        )
+    every = (["sft"], ["rm"], ["dpo"], ["dpo", "loss_type=ipo"], ["ppo", rl], ["ppo", *GRPO],
+             ["ppo", rl, "advantage_estimator=rloo", "samples_per_prompt=2"])  # fmt: skip
+    for zero in (1, 2, 3):
+        for stage, *sets in every:
+            assert deepspeed_refusals(_stage_config(stage, "save_every=1", z3, *sets), zero) == [], sets
     # the RL stage runs under ZeRO-2 and ZeRO-3 (lock-step sampling over ZeRO-3's partitions): no rule
     assert refused("ppo", rl, zero=2) == refused("ppo", rl, zero=3) == []
     # ZeRO-3 and selective checkpointing (the default): refused; whole layers or none run (slow test)
@@ -179,7 +156,7 @@ def test_each_deepspeed_rule_on_both_sides_of_its_edge():
     (line,) = deepspeed_refusals(selective, 3)
     assert line.startswith("gradient_checkpointing: selective under DeepSpeed ZeRO-3 fails in backward")
     assert refused("sft", "gradient_checkpointing=false", zero=3) == []
-    both = refused("ppo", *GRPO, "gradient_accumulation_steps=2", zero=3, resume=True)
+    both = deepspeed_refusals(_stage_config("ppo", *GRPO, "gradient_accumulation_steps=2"), 3)
     assert len(both) == 2 and all("\n" not in x for x in both)  # one line per rule
 
 
@@ -191,7 +168,7 @@ def test_the_run_refuses_with_the_plans_message():
     shape = SHAPES["135m"]
     cases = [
         ("rm", ["gradient_accumulation_steps=2"], 2, None),
-        ("ppo", [*GRPO, "save_every=3", "gradient_checkpointing=true"], 3, None),  # GRPO: not tested
+        ("ppo", [*GRPO, "gradient_accumulation_steps=2", "gradient_checkpointing=true"], 3, None),
         ("sft", [], 3, None),
         ("ppo", ["reward_fn=length_target:6"], 3, None),  # the RL stage: selective checkpointing only
         ("sft", [], 2, 2),
@@ -203,18 +180,14 @@ def test_the_run_refuses_with_the_plans_message():
         acc = FakeDeepSpeed(zero_stage=zero)
         acc.config["gradient_accumulation_steps"] = "auto" if engine is None else engine
         with pytest.raises(ConfigError) as err:
-            configure_deepspeed(acc, cfg, 4, total_steps=3)
+            configure_deepspeed(acc, cfg, 4)
         assert problems == [str(err.value)], (stage, sets)  # the same rule, the same words
     acc = FakeDeepSpeed()
     acc.config["gradient_accumulation_steps"] = 1
-    configure_deepspeed(acc, _stage_config("sft", "save_every=4"), 4, total_steps=3)
-    configure_deepspeed(FakeDeepSpeed(), _stage_config("sft", "save_every=3"), 4, 3, resume=True)  # ZeRO-2
-    for stage in ("sft", "dpo"):  # the tested stages under ZeRO-3
-        three = _stage_config(stage, "save_every=3", "gradient_checkpointing=true")
-        configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
-    with pytest.raises(ConfigError, match="--resume under DeepSpeed ZeRO-3"):
-        three = _stage_config("ppo", *GRPO, "save_every=4", "gradient_checkpointing=true")
-        configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4, 3, resume=True)
+    configure_deepspeed(acc, _stage_config("sft", "save_every=4"), 4)
+    for stage, *sets in (["sft"], ["dpo"], ["ppo", *GRPO]):  # checkpoints within the run, under ZeRO-3
+        three = _stage_config(stage, "save_every=1", "gradient_checkpointing=true", *sets)
+        configure_deepspeed(FakeDeepSpeed(zero_stage=3), three, 4)
 
 
 def test_accelerate_launch_with_fsdp_version_1_exits_2_with_one_line(tmp_path):
@@ -248,3 +221,44 @@ def test_the_rl_stage_is_refused_under_fsdp():
         refuse_fsdp(Fake(), "ppo", "why")
     Fake.distributed_type = DistributedType.MULTI_CPU
     refuse_fsdp(Fake(), "ppo", "why")
+
+
+class FakeZero3Partition:
+    """What ``distributed._into_zero3_partition`` reads of DeepSpeed's ZeRO-3 optimizer, for one parameter
+    on process ``rank`` of ``world``: its partition of the master weight and of AdamW's two moments, each
+    ``ceil(numel / world)`` elements, holding the flattened whole narrowed at ``rank x partition size``, the
+    last one zero-padded (deepspeed 0.19.8: ``partition_parameters._padding_size`` / ``_partition_numel``,
+    ``stage3.set_grad_positions``, ``_get_fp32_opt_state_partition``)."""
+
+    def __init__(self, rank: int, world: int, numel: int) -> None:
+        import torch
+
+        self.rank, size = rank, -(-numel // world)
+        self.parts = {key: torch.full((size,), -1.0) for key in ("", "exp_avg", "exp_avg_sq")}
+
+    def _get_param_partition_rank(self, param):
+        return self.rank
+
+    def _get_fp32_opt_state_partition(self, param, release_swap_buffers, optim_state_key=None):
+        return self.parts[optim_state_key or ""], 0
+
+
+@pytest.mark.parametrize("numel,world", [(1, 2), (5, 2), (7, 3), (6, 2)])
+def test_a_zero3_resume_pads_a_parameter_the_process_count_does_not_divide(numel, world):
+    """ZeRO-3 pads a parameter's flattened tensor to a multiple of the process count, so the last process's
+    partition runs past its end (1 element on 2 processes: the value head's and the reward head's bias; 5 on
+    2; 7 on 3). Every process copies its slice of the checkpoint's whole tensors into its partitions: put
+    together they are the whole tensors, then zeros (DeepSpeed's own ``set_full_hp_param`` narrows past the
+    end there). The launches (test_deepspeed_cpu, PPO's value head and RM's head under ZeRO-3) run this with
+    DeepSpeed's real partitions of 1-element biases."""
+    import torch
+
+    whole = torch.arange(1.0, numel + 1).reshape(-1, 1) if numel % 2 else torch.arange(1.0, numel + 1)
+    saved = {"exp_avg": whole * 10, "exp_avg_sq": whole * 100}
+    fakes = [FakeZero3Partition(rank, world, numel) for rank in range(world)]
+    for fake in fakes:
+        distributed._into_zero3_partition(fake, None, whole, saved)
+    pad = -(-numel // world) * world - numel
+    for key, value in (("", whole), *saved.items()):
+        joined = torch.cat([fake.parts[key] for fake in fakes])
+        assert joined.tolist() == value.reshape(-1).tolist() + [0.0] * pad, key

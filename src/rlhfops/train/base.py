@@ -36,6 +36,7 @@ from rlhfops.train.config import TrainConfig
 from rlhfops.train.distributed import (
     configure_deepspeed,
     deepspeed_full_state,
+    deepspeed_record,
     full_state,
     is_deepspeed,
     is_fsdp,
@@ -174,7 +175,7 @@ class Trainer(abc.ABC):
         self.steps_per_epoch = n // cfg.batch_size
         self.total_steps = cfg.max_steps or max(1, int(math.ceil(cfg.epochs * self.steps_per_epoch)))
         micro = split.per_device_micro_batch
-        configure_deepspeed(self.accelerator, cfg, micro, self.total_steps, self.resume)
+        configure_deepspeed(self.accelerator, cfg, micro)
         self.build_model()
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_adamw(params, cfg.learning_rate, cfg.weight_decay)
@@ -481,6 +482,8 @@ class Trainer(abc.ABC):
                 # how the processes share the work: NO (one), MULTI_CPU / MULTI_GPU (DDP), FSDP, DEEPSPEED
                 "distributed_type": str(self.accelerator.distributed_type.value),
             }
+            if is_deepspeed(self.accelerator):  # the ZeRO stage and ZeRO-Offload the engine ran
+                summary["deepspeed"] = deepspeed_record(self.accelerator, self.model)
             if getattr(self, "truncation", None):
                 summary["truncation"] = self.truncation  # per data file: whole, truncated, dropped
             if self.damaged_checkpoints:

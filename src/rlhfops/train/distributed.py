@@ -24,9 +24,9 @@ processes = 1 process.
 - DeepSpeed ZeRO-2/3 without a GPU: accelerate builds a CPU run as ``MULTI_CPU`` (its
   ``ACCELERATE_USE_DEEPSPEED`` check is ``and not cpu``), so :func:`make_accelerator` sets the state to
   DEEPSPEED with the launch's plugin, as for FSDP; DeepSpeed falls back to its CPU accelerator and wraps
-  the gloo process group. Tested for SFT, RM, DPO, IPO and the RL stage (PPO, GRPO) with ZeRO-2 and ZeRO-3
-  (tests/train/test_deepspeed_cpu.py, when the deepspeed package is importable). The RL stage: the policy
-  (and value) is the engine; under ZeRO-2 each process samples on its own whole copy of the weights as
+  the gloo process group. Tested for SFT, RM, DPO, IPO and the RL stage (PPO, GRPO, RLOO) with ZeRO-2 and
+  ZeRO-3 (tests/train/test_deepspeed_cpu.py, when the deepspeed package is importable). The RL stage: the
+  policy (and value) is the engine; under ZeRO-2 each process samples on its own whole copy of the weights as
   under DDP, under ZeRO-3 in lock-step as under FSDP (:func:`shards_weights`); the frozen reference copy
   and reward model are not engines (whole on every process; :func:`whole_models` keeps ZeRO-3's
   partitioning init off while they load).
@@ -38,8 +38,12 @@ processes = 1 process.
   (:func:`deepspeed_full_state`) and a resume copies each process's slice back into its partition
   (:func:`load_deepspeed_state`; under ZeRO-3 the model's partitioned weights are gathered, set and
   partitioned again), so they resume with any number of processes, with or without DeepSpeed. Tested for
-  SFT, RM, DPO and PPO (GAE) under ZeRO-2 and ZeRO-3; GRPO's and RLOO's are refused under ZeRO-3
-  (``distributed_rules``).
+  SFT, RM, DPO, PPO (GAE), GRPO and RLOO under ZeRO-2 and ZeRO-3 (GRPO's and RLOO's within the gap the
+  same launches measure between 1 and 2 uninterrupted processes, ``tests/train/helpers_train.py``).
+- ZeRO-Offload (ZeRO-2 with ``offload_optimizer: {device: cpu}``) runs and resumes across process counts
+  too (SFT, tested): DeepSpeed offloads torch's AdamW, which rlhfops hands it, only with
+  ``"zero_force_ds_cpu_optimizer": false`` in its config. :func:`deepspeed_record` puts the engine's ZeRO
+  stage and offload in the run's summary.
 """
 
 from __future__ import annotations
@@ -133,9 +137,7 @@ def is_deepspeed(accelerator: Any) -> bool:
     return accelerator.distributed_type == DistributedType.DEEPSPEED
 
 
-def configure_deepspeed(
-    accelerator: Any, config: Any, per_device_micro_batch: int, total_steps: int, resume: bool = False
-) -> None:
+def configure_deepspeed(accelerator: Any, config: Any, per_device_micro_batch: int) -> None:
     """DeepSpeed: refuse in one line what rlhfops does not run under it (the first of
     ``distributed_rules.deepspeed_refusals``, the rules ``rlhfops train plan`` reports too), and set the
     engine's micro-batch and gradient clipping from the stage's config (accelerate reads the micro-batch
@@ -150,8 +152,6 @@ def configure_deepspeed(
         config,
         plugin.zero_stage,
         engine_accumulation=engine if isinstance(engine, int) else None,  # "auto": rlhfops sets it below
-        total_steps=total_steps,
-        resume=resume,
     )
     if refused:
         raise ConfigError(refused[0])
@@ -159,6 +159,20 @@ def configure_deepspeed(
     ds["gradient_accumulation_steps"] = 1
     ds["train_batch_size"] = per_device_micro_batch * accelerator.num_processes
     ds["gradient_clipping"] = float(config.max_grad_norm)
+
+
+def deepspeed_record(accelerator: Any, engine: Any) -> dict[str, Any] | None:
+    """Under DeepSpeed, what the engine runs, for the run's summary: its ZeRO stage and where its optimizer
+    state and step live (``offload_optimizer``: "cpu" under ZeRO-Offload, read from the engine's ZeRO
+    optimizer, not from the config asked for); None without DeepSpeed."""
+    if not is_deepspeed(accelerator):
+        return None
+    zero = engine.optimizer  # ZeRO-1/2: ``cpu_offload``; ZeRO-3: ``offload_optimizer``
+    offload = bool(getattr(zero, "cpu_offload", False) or getattr(zero, "offload_optimizer", False))
+    return {
+        "zero_stage": int(engine.zero_optimization_stage()),
+        "offload_optimizer": "cpu" if offload else None,
+    }
 
 
 def whole_weights(accelerator: Any, model: Any) -> Any:

@@ -413,11 +413,10 @@ def build_plan(
             config,
             launch.zero_stage,
             engine_accumulation=launch.deepspeed_gradient_accumulation,
-            total_steps=config.max_steps,  # None without max_steps: the run checks save_every when it starts
         )
         notes.append(
-            "DeepSpeed: tested on 2 CPU processes (SFT, RM, DPO with and without LoRA, IPO, PPO, GRPO: "
-            "ZeRO-2/3; checkpoints and resume: SFT, RM, DPO, PPO with GAE), not on a GPU"
+            "DeepSpeed: tested on 2 CPU processes (SFT, RM, DPO with and without LoRA, IPO, PPO, GRPO, RLOO: "
+            "ZeRO-2/3, checkpoints resumed across process counts too), not on a GPU"
         )
     ckpt = config.gradient_checkpointing
     if ckpt and launch.fsdp_activation_checkpointing:
