@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlhfops.models.generate import cache_arg
+from rlhfops.models.generate import _shared_prefix_length, cache_arg, left_pad
 from rlhfops.models.masks import attention_bias
 from rlhfops.train.losses import segment_sum
 from rlhfops.train.ppo_model import position_ids_from_mask
@@ -282,8 +282,6 @@ def _common_prefix_length(ids: torch.Tensor, mask: torch.Tensor) -> int:
     """Tokens every left-padded prompt row starts with, leaving each row at least one token of its own;
     0 unless computing them once saves ``SHARED_PREFIX_MIN_SAVING`` token positions (the generation
     sampler's rule, :func:`rlhfops.models.generate._shared_prefix_length`)."""
-    from rlhfops.models.generate import _shared_prefix_length
-
     lengths = mask.sum(-1).tolist()
     P = ids.shape[1]
     return _shared_prefix_length([ids[i, P - n :].tolist() for i, n in enumerate(lengths)])
@@ -296,8 +294,6 @@ def _hidden_after_shared_prefix(
     computed once: the KV cache holds [prefix][left padding][rest of each prompt][response], as the
     generation sampler lays it out; the mask and positions make it the same computation."""
     from transformers import DynamicCache
-
-    from rlhfops.models.generate import left_pad
 
     B = ids.shape[0]
     lengths = mask[:, :P].sum(-1).tolist()
