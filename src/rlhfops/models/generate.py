@@ -9,8 +9,8 @@ CPU costs addressed (measured on SmolLM2-135M, batch 8, one thread): (1) a decod
 each of a few rows) is bound by reading the weight matrices, and ``F.linear`` (MKL) does that poorly at
 8 rows; the decode loop runs every float32 ``nn.Linear`` on a copy of its weight reordered once per call
 into oneDNN's blocked layout (``mkldnn._linear_pointwise``: 52 ms vs 79 ms per step of matmuls; same
-values to rounding; a trained model's copy lives only during the call, a frozen model's is kept for the
-next call). (2) Sampling is by inverse CDF (one uniform
+values to rounding; the copy lives only during the call, unless a frozen model is asked to keep it for the
+next call, ``keep_packed``). (2) Sampling is by inverse CDF (one uniform
 per row and a cumulative sum) instead of ``torch.multinomial``, which draws one exponential per
 vocabulary entry (10 ms per step at 8 x 49k). The distribution is the same, the random stream is not:
 a seed gives other samples than before. (3) A prefix every prompt shares (the chat template's system
