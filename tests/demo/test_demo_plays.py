@@ -212,6 +212,40 @@ def test_demo_sft_settings_reach_the_sft_run(demo_run):
     assert (r2["max_steps"], r2["learning_rate"]) == (3, 3e-5)  # round two's own DPO settings
 
 
+def test_demo_trains_without_gradient_checkpointing(demo_run):
+    """DemoSettings.gradient_checkpointing (off: the demo's batches fit without it, and it costs ~20% per
+    step) reaches every training run of both rounds, PPO's included; the product's default is selective."""
+    import yaml
+
+    from rlhfops.train.config import SFTConfig
+
+    assert SFTConfig.model_fields["gradient_checkpointing"].default == "selective"
+    configs = sorted((demo_run.out_dir / "runs").glob("**/config.yaml"))
+    stages = {yaml.safe_load(c.read_text())["stage"] for c in configs}
+    assert {"sft", "rm", "dpo", "ppo"} <= stages, stages
+    for c in configs:
+        assert yaml.safe_load(c.read_text())["gradient_checkpointing"] is False, c
+
+
+def test_demo_train_passes_its_gradient_checkpointing_setting(monkeypatch, tmp_path):
+    """The other side: a demo set to selective checkpointing trains with it."""
+    import rlhfops.demo.plays as plays
+
+    seen = []
+    monkeypatch.setattr(plays, "run_stage", lambda stage, cfg, overrides: seen.append(overrides))
+    monkeypatch.setattr(plays, "_override_if_blocked", lambda *a: None)
+
+    class Ws:
+        root = tmp_path
+
+    for value, expected in (
+        ("selective", "gradient_checkpointing=selective"),
+        (False, "gradient_checkpointing=false"),
+    ):
+        plays._train(Ws(), "sft", "demo-dave", {"data": "d"}, DemoSettings(gradient_checkpointing=value), [])
+        assert expected in seen[-1]
+
+
 def test_demo_simulated_marks_everywhere(demo_run):
     root = demo_run.out_dir
     prefs = [json.loads(x) for x in (root / "data" / "preferences.jsonl").read_text().splitlines()]

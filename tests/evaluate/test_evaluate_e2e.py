@@ -126,6 +126,32 @@ def test_kl_is_zero_to_itself_and_logprobs_match_generation(tiny):
     assert mean_kl(m, other, ["hello", "where is my parcel"], max_new_tokens=6) > 0.0
 
 
+def test_kl_runs_one_forward_pass_per_batch_and_the_lm_head_on_replies_only(tiny, monkeypatch):
+    """mean_kl: the reference's forward only (the candidate's log-probs come from its sampler), and
+    sequence_logprobs equals the log-softmax of the full logits at the reply positions."""
+    import torch
+
+    from rlhfops.evaluate import generation
+    from rlhfops.evaluate.generation import LoadedModel, mean_kl, sequence_logprobs
+
+    cand, ref = LoadedModel.load(str(tiny["cand"])), LoadedModel.load(str(tiny["base"]))
+    out = cand._run(cand.prompt_ids(["hi there", "a longer prompt about my refund"]), 6, 1.0, 3)
+    attn = torch.cat([out.prompt_mask.long(), out.response_mask.long()], dim=1)
+    P = out.prompt_length
+    with torch.no_grad():
+        full = ref.model(
+            input_ids=out.sequences, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0)
+        )
+    by_hand = torch.log_softmax(full.logits[:, P - 1 : -1].float(), -1).gather(-1, out.sequences[:, P:, None])
+    torch.testing.assert_close(sequence_logprobs(ref.model, out.sequences, attn, P), by_hand.squeeze(-1))
+    models = []
+    real = generation.sequence_logprobs
+    monkeypatch.setattr(generation, "sequence_logprobs", lambda m, *a: models.append(m) or real(m, *a))
+    kl = mean_kl(cand, ref, ["hello", "where is my parcel", "refund?"], max_new_tokens=6, batch_size=2)
+    assert kl > 0 and models == [ref.model, ref.model]  # two batches, the reference only
+    assert mean_kl(cand, LoadedModel.load(str(tiny["cand"])), ["hello"], max_new_tokens=6) == 0.0
+
+
 def test_in_a_workspace_the_evaluation_is_an_artifact_the_gate_reads(tiny, cli, tmp_path, monkeypatch):
     from rlhfops.gate.auth import enrol
     from rlhfops.workspace import init_workspace

@@ -332,3 +332,35 @@ def test_a_row_samples_the_same_whatever_rows_share_its_batch(tiny):
         torch.testing.assert_close(half.logprobs, whole.logprobs[ids, :steps], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="row_ids"):
         generate(model, PROMPTS, generator=torch.Generator(), row_ids=[0], rows_total=4, **kw)
+
+
+def test_scoring_computes_a_prefix_every_prompt_shares_once(tiny, monkeypatch):
+    """Reference log-probs (and reward scores, the same function) of prompts that share a long prefix (a
+    chat template's system prompt), left-padded to different lengths: the prefix runs once (tokens counted),
+    the log-probs equal one forward over every row (1e-5). Below the saving threshold: one plain forward."""
+    from rlhfops.train import forward
+
+    model, tok = tiny
+    prefix = [1] + list(range(10, 30))
+    prompts = [prefix + [60, 61, 62, 63], prefix + [70], prefix + [80, 81]]
+    kw = dict(max_new_tokens=8, temperature=1.0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    monkeypatch.setattr("rlhfops.models.generate.SHARED_PREFIX_MIN_SAVING", 10**9)  # a plain prefill
+    out = generate(model, prompts, generator=torch.Generator().manual_seed(1), **kw)
+    monkeypatch.undo()
+    attn, mask = full_attention_mask(out), out.response_mask.float()
+    P, W = out.prompt_length, out.sequences.shape[1]
+    ref = Reference(model, uses_lora=False)
+    calls, hook = _count_tokens(ref.copy.get_decoder())
+    shared = ref.logps(out.sequences, attn, P, 1.0)
+    assert calls == [len(prefix), len(prompts) * (W - len(prefix))]
+    monkeypatch.setattr(forward, "_common_prefix_length", lambda ids, m: 0)
+    plain = ref.logps(out.sequences, attn, P, 1.0)
+    hook.remove()
+    assert calls[2:] == [len(prompts) * W]
+    torch.testing.assert_close(shared * mask, plain * mask, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared * mask, out.logprobs, rtol=1e-5, atol=1e-5)
+    monkeypatch.undo()
+    short = [p[len(prefix) - 5 :] for p in prompts]  # 5 shared tokens, 3 rows: saves 10 < 32 positions
+    ids, m = left_pad(short, tok.pad_token_id)
+    assert forward._common_prefix_length(ids, m) == 0
+    assert forward._common_prefix_length(*left_pad(prompts, tok.pad_token_id)) == len(prefix)

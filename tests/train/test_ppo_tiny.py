@@ -290,3 +290,48 @@ def test_ppo_honours_gradient_checkpointing(tmp_path, value_model):
     assert finals[True].keys() == finals[False].keys()
     for key in finals[False]:
         torch.testing.assert_close(finals[True][key], finals[False][key], rtol=1e-5, atol=1e-6)
+
+
+def test_held_out_evaluation_reads_the_samplers_logprobs(tmp_path, monkeypatch):
+    """evaluate_policy computes no policy forward: the policy's KL from the sampler's log-probs equals the
+    KL from the training forward on the same samples (to 1e-4 relative), and the reference's evaluation has
+    KL 0 exactly (the reference against itself)."""
+    import numpy as np
+
+    from rlhfops.train.kl import sequence_kl
+    from rlhfops.train.ppo import PPOTrainer
+    from rlhfops.train.ppo_model import ActorCritic
+    from rlhfops.train.ppo_rollout import _generate, evaluate_policy, full_attention_mask
+
+    model = make_tiny_model_dir(tmp_path / "tiny")
+    cfg = load_config(PPOConfig, None, _ppo_args(tmp_path, model, "run", ["max_steps=1"]))
+    trainer = PPOTrainer(cfg)
+    trainer.setup()
+    trainer.before_train()
+    trainer.run.append_metrics(trainer.step(1))  # the policy has moved away from the reference
+    calls = []
+    real_forward = ActorCritic.forward
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("inside") is None)
+        return real_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(ActorCritic, "forward", counting)
+    fast = evaluate_policy(trainer, trainer.eval_rows)
+    start = evaluate_policy(trainer, trainer.eval_rows, reference=True)
+    assert calls == [] and start["kl"] == 0.0
+    monkeypatch.undo()
+    # by hand, as it was computed before: the same samples (same seed), the policy's training forward
+    gen = torch.Generator().manual_seed(cfg.seed + 424242)
+    kls = []
+    with torch.no_grad():
+        for i in range(0, len(trainer.eval_rows), cfg.batch_size):
+            out = _generate(trainer, trainer.eval_rows[i : i + cfg.batch_size], gen)
+            attn = full_attention_mask(out)
+            temp = cfg.temperature or 1.0
+            pol = trainer.model(out.sequences, attn, out.prompt_length, temp).logps
+            ref = trainer.reference.logps(out.sequences, attn, out.prompt_length, temp)
+            kls += sequence_kl(pol, ref, out.response_mask.float()).tolist()
+    trainer.cleanup()
+    assert float(np.mean(kls)) > 0
+    assert fast["kl"] == pytest.approx(float(np.mean(kls)), rel=1e-4)

@@ -104,6 +104,11 @@ class DemoSettings:
     target_points: float = 25.0
     progress: bool = True
     seed: int = 0
+    # every training stage's `gradient_checkpointing`: off, because the demo's batches fit in memory without
+    # it and the product's default (selective) recomputes in every backward pass -- measured on the bundled
+    # model, one SFT step of 8 demonstrations: 11.4 CPU s selective vs 9.5 off (docs/benchmarks.md, issue 19,
+    # section 9); the numbers are the same in every mode
+    gradient_checkpointing: bool | str = False
     # round two (the loop the triggers drive) runs in the full demo; --quick stops after round one's
     # triggers to stay within its 5 minutes (round two alone costs about as much again)
     round_two: bool = True
@@ -209,6 +214,7 @@ def _train(ws: Any, stage: str, person: str, sets: dict[str, Any], s: DemoSettin
         "seed": s.seed,
         "batch_size": s.batch_size,
         "max_length": s.max_length,
+        "gradient_checkpointing": str(s.gradient_checkpointing).lower(),
     }
     with _acting(ws.root, person):
         return run_stage(stage, None, [f"{k}={v}" for k, v in {**common, **sets}.items()])

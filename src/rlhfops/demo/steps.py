@@ -217,6 +217,7 @@ class Context:
             progress=self.s.progress,
             seed=self.s.seed,
             learning_rate=1e-5,
+            gradient_checkpointing=self.s.gradient_checkpointing,
         )
         result = run_kl_sweep(cfg, list(self.s.kl_values), "beta")
         self.sweep = {"recommended": result.recommended, "reason": result.reason, "rows": result.rows}

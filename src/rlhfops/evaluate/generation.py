@@ -72,6 +72,7 @@ class LoadedModel:
             eos_token_id=self.tokenizer.eos_token_id,
             pad_token_id=self.tokenizer.pad_token_id,
             generator=gen,
+            keep_packed=True,  # batch after batch from the same frozen model: reorder its weights once
         )
 
     def decode(self, out: Any) -> list[str]:
@@ -109,13 +110,17 @@ class LoadedModel:
 
 
 def sequence_logprobs(model: Any, sequences: Any, attention: Any, prompt_length: int) -> Any:
-    """log p of every response token under ``model``: [B, N] (N = sequences.shape[1] - prompt_length)."""
+    """log p of every response token under ``model``: [B, N] (N = sequences.shape[1] - prompt_length).
+    The LM head and the softmax run only at the N positions that predict a response token."""
     import torch
 
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    n = sequences.shape[1] - prompt_length
     with torch.no_grad():
-        logits = model(input_ids=sequences, attention_mask=attention, position_ids=positions).logits.float()
-    logp = torch.log_softmax(logits[:, prompt_length - 1 : -1], -1)
+        out = model(
+            input_ids=sequences, attention_mask=attention, position_ids=positions, logits_to_keep=n + 1
+        )
+    logp = torch.log_softmax(out.logits[:, :-1].float(), -1)  # positions prompt_length - 1 .. end - 1
     return logp.gather(-1, sequences[:, prompt_length:, None]).squeeze(-1)
 
 
@@ -127,19 +132,24 @@ def mean_kl(
     seed: int = 0,
     batch_size: int = 8,
 ) -> float:
-    """Mean per-sequence KL(candidate || reference) in nats on replies sampled from the candidate (>= 0)."""
+    """Mean per-sequence KL(candidate || reference) in nats on replies sampled from the candidate (>= 0).
+
+    The candidate's log-probs of its replies are the sampler's (temperature 1: the model's own distribution;
+    equal to a forward pass to 1e-5, tests/models/test_generate_alignment.py), so only the reference runs a
+    forward pass. A model against itself (the same files) is 0 without sampling."""
     import torch
 
     from rlhfops.train.kl import sequence_kl
 
+    if model_fingerprint(candidate.path) == model_fingerprint(reference.path):
+        return 0.0
     ids = candidate.prompt_ids(prompts)
     total, n = 0.0, 0
     for start in range(0, len(ids), batch_size):
         out = candidate._run(ids[start : start + batch_size], max_new_tokens, 1.0, seed + start)
         attn = torch.cat([out.prompt_mask.long(), out.response_mask.long()], dim=1)
         mask = out.response_mask.float()
-        pol = sequence_logprobs(candidate.model, out.sequences, attn, out.prompt_length)
         ref = sequence_logprobs(reference.model, out.sequences, attn, out.prompt_length)
-        total += float(sequence_kl(pol, ref, mask).sum())
+        total += float(sequence_kl(out.logprobs.float(), ref, mask).sum())
         n += len(out.sequences)
     return total / max(n, 1)

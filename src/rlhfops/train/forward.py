@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlhfops.models.generate import cache_arg
+from rlhfops.models.generate import _shared_prefix_length, cache_arg, left_pad
 from rlhfops.models.masks import attention_bias
 from rlhfops.train.losses import segment_sum
 from rlhfops.train.ppo_model import position_ids_from_mask
@@ -240,21 +240,20 @@ def hidden_after_prompts(
     follows them (responses). When ``group`` > 1 and each run of ``group`` consecutive rows holds the same
     prompt (k samples per prompt, as rollouts are laid out), every prompt but its last token is computed
     once and its KV cache repeated for the group's rows, instead of once per row: at 4 samples of ~60 prompt
-    tokens and 32 response tokens that is about half the tokens. Same values as one forward over ``ids``
-    (to float rounding; tested). Only in eval mode without gradients: a training-mode layer under
-    gradient checkpointing would drop the cache (transformers does), so there it is one plain forward.
+    tokens and 32 response tokens that is about half the tokens. Otherwise, when every prompt starts with
+    the same tokens (a chat template's system prompt: ~22 of the bundled model's ~60 prompt tokens), that
+    prefix is computed once for all rows (:func:`_hidden_after_shared_prefix`). Same values as one forward
+    over ``ids`` (to float rounding; tested). Only in eval mode without gradients: a training-mode layer
+    under gradient checkpointing would drop the cache (transformers does), so there it is one plain forward.
     """
     positions = position_ids_from_mask(mask)
     B, P = ids.shape[0], prompt_width
-    shared = (
-        group > 1
-        and B % group == 0
-        and P > 1
-        and not trunk.training
-        and not torch.is_grad_enabled()
-        and _rows_repeat(ids[:, :P], mask[:, :P], group)
-    )
+    cached = not trunk.training and not torch.is_grad_enabled() and P > 1
+    shared = cached and group > 1 and B % group == 0 and _rows_repeat(ids[:, :P], mask[:, :P], group)
     if not shared:
+        prefix = _common_prefix_length(ids[:, :P], mask[:, :P]) if cached else 0
+        if prefix:
+            return _hidden_after_shared_prefix(trunk, ids, mask, P, prefix)
         out = trunk(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
         return out.last_hidden_state[:, P - 1 :]
     from transformers import DynamicCache
@@ -277,6 +276,51 @@ def hidden_after_prompts(
         use_cache=True,
     )
     return out.last_hidden_state
+
+
+def _common_prefix_length(ids: torch.Tensor, mask: torch.Tensor) -> int:
+    """Tokens every left-padded prompt row starts with, leaving each row at least one token of its own;
+    0 unless computing them once saves ``SHARED_PREFIX_MIN_SAVING`` token positions (the generation
+    sampler's rule, :func:`rlhfops.models.generate._shared_prefix_length`)."""
+    lengths = mask.sum(-1).tolist()
+    P = ids.shape[1]
+    return _shared_prefix_length([ids[i, P - n :].tolist() for i, n in enumerate(lengths)])
+
+
+def _hidden_after_shared_prefix(
+    trunk: nn.Module, ids: torch.Tensor, mask: torch.Tensor, P: int, prefix: int
+) -> torch.Tensor:
+    """:func:`hidden_after_prompts` with the first ``prefix`` prompt tokens (the same in every row)
+    computed once: the KV cache holds [prefix][left padding][rest of each prompt][response], as the
+    generation sampler lays it out; the mask and positions make it the same computation."""
+    from transformers import DynamicCache
+
+    B = ids.shape[0]
+    lengths = mask[:, :P].sum(-1).tolist()
+    rests = [ids[i, P - n + prefix : P].tolist() for i, n in enumerate(lengths)]
+    pad = int(ids[0, 0]) if int(mask[0, 0]) == 0 else 0  # any id: padded positions are masked out
+    rest_ids, rest_mask = (x.to(ids.device) for x in left_pad(rests, pad))
+    width = rest_ids.shape[1]
+    cache = DynamicCache()
+    first = ids[:1, P - lengths[0] : P - lengths[0] + prefix]
+    trunk(
+        input_ids=first,
+        position_ids=torch.arange(prefix, device=ids.device)[None],
+        **cache_arg(trunk, cache),
+        use_cache=True,
+    )
+    cache.batch_repeat_interleave(B)
+    body_mask = torch.cat([rest_mask.to(mask.dtype), mask[:, P:]], dim=1)
+    attn = torch.cat([torch.ones_like(mask[:, :1]).expand(B, prefix), body_mask], dim=1)
+    positions = position_ids_from_mask(attn)[:, prefix:]
+    out = trunk(
+        input_ids=torch.cat([rest_ids, ids[:, P:]], dim=1),
+        attention_mask=attn,
+        position_ids=positions,
+        **cache_arg(trunk, cache),
+        use_cache=True,
+    )
+    return out.last_hidden_state[:, width - 1 :]
 
 
 def _rows_repeat(ids: torch.Tensor, mask: torch.Tensor, group: int) -> bool:

@@ -237,6 +237,17 @@ def make_rollout(
     )
 
 
+def policy_eval_logps(out: GenerationOutput, ref_logps: torch.Tensor, reference: bool) -> torch.Tensor:
+    """The evaluated model's log-probs of its own sampled replies [B, N] (``out``: the built-in sampler's),
+    without a second forward pass: evaluating the reference, they are the reference's (``ref_logps``; its KL
+    to itself is 0 exactly); evaluating the policy, the sampler's log-probs are the policy's (same weights,
+    eval mode, the same temperature; equal to the training forward to 1e-5,
+    tests/models/test_generate_alignment.py), as :func:`make_rollout` uses them."""
+    if reference:
+        return ref_logps
+    return out.logprobs.to(ref_logps.device).float()
+
+
 @torch.no_grad()
 def evaluate_policy(
     trainer: RolloutParts, prompts: list[list[int]], reference: bool = False
@@ -276,9 +287,9 @@ def evaluate_policy(
         attn = full_attention_mask(out).to(seqs.device)
         mask = out.response_mask.to(seqs.device).float()
         temp = cfg.temperature or 1.0
-        pol = trainer.model(seqs, attn, out.prompt_length, temp)
         ref = trainer.reference.logps(seqs, attn, out.prompt_length, temp)
-        kls.extend(sequence_kl(pol.logps, ref, mask).tolist())  # >= 0 (k3 summed), see kl.sequence_kl
+        pol = policy_eval_logps(out, ref, reference)  # the built-in sampler's log-probs (_generate)
+        kls.extend(sequence_kl(pol, ref, mask).tolist())  # >= 0 (k3 summed), see kl.sequence_kl
         scores.extend(trainer.scorer.score(responses).tolist())
         if trainer.judge is not None:
             judge.extend(trainer.judge.score(responses).tolist())
