@@ -61,7 +61,7 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     pairs = [r.pair for r in trainer.rows_for_step(1)]
     per_token = loss_type == "ipo"
 
-    loss, _sums, units = trainer.accumulate_gradients(1)
+    loss, sums, units = trainer.accumulate_gradients(1)
     got = grads(lm)
     trainer.optimizer.zero_grad(set_to_none=True)
 
@@ -75,6 +75,13 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     assert_grads_close(got, grads(lm))
     # the policy really moved: the numbers depend on beta (and would on the order of the pair)
     assert abs(float(((pc - rc) - (pr - rr)).abs().mean())) > 1e-2
+    # the logged statistics: implicit rewards beta * (log pi - log pi_ref), summed per pair over micro-batches
+    chosen, rejected = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+    assert sums["reward_accuracy"] == pytest.approx(float((chosen > rejected).sum()), abs=1e-9)
+    margin = float((chosen - rejected).mean())
+    assert sums["reward_margin"] / units == pytest.approx(margin, rel=1e-4, abs=1e-6)
+    assert sums["chosen_reward"] / units == pytest.approx(float(chosen.mean()), rel=1e-4, abs=1e-6)
+    assert sums["rejected_reward"] / units == pytest.approx(float(rejected.mean()), rel=1e-4, abs=1e-6)
     trainer.cleanup()
 
 
@@ -92,4 +99,30 @@ def test_implicit_accuracy_and_margin_are_beta_times_the_log_ratio_gap(setup):
     assert got["pairs"] == len(rows)
     assert got["accuracy"] == pytest.approx(float((m > 0).float().mean()), abs=1e-9)
     assert got["margin"] == pytest.approx(float(m.mean()), rel=1e-4, abs=1e-6)
+    trainer.cleanup()
+
+
+def test_evaluate_reports_train_and_held_out_implicit_accuracy_with_its_interval(setup):
+    """``evaluate()``: the implicit accuracy and margin on the pairs this run trains on and on the held-out
+    pairs, each from log-probs computed here, and the Wilson interval of the held-out count."""
+    from rlhfops.measures.intervals import wilson_interval
+
+    tmp, model, prefs, ref_lm = setup
+    trainer = make_trainer(
+        DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-eval", ["beta=0.3", "batch_size=2"])
+    )
+    trainer.before_train()
+    perturb(trainer.model.lm, seed=3)
+    out = trainer.evaluate()
+    for prefix, rows in (("train_", trainer.planned_rows()), ("eval_", trainer.eval_rows)):
+        pairs = [r.pair for r in rows]
+        with torch.no_grad():
+            pc, pr = pair_logps(trainer.model.lm, pairs)
+            rc, rr = pair_logps(ref_lm, pairs)
+        m = 0.3 * ((pc - rc) - (pr - rr))
+        assert out[prefix + "pairs"] == len(rows) > 1
+        assert out[prefix + "accuracy"] == pytest.approx(float((m > 0).float().mean()), abs=1e-9)
+        assert out[prefix + "margin"] == pytest.approx(float(m.mean()), rel=1e-4, abs=1e-6)
+    n = out["eval_pairs"]
+    assert out["eval_accuracy_ci95"] == list(wilson_interval(round(out["eval_accuracy"] * n), n))
     trainer.cleanup()
