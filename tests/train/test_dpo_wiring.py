@@ -126,3 +126,40 @@ def test_evaluate_reports_train_and_held_out_implicit_accuracy_with_its_interval
     n = out["eval_pairs"]
     assert out["eval_accuracy_ci95"] == list(wilson_interval(round(out["eval_accuracy"] * n), n))
     trainer.cleanup()
+
+
+def test_the_reference_table_is_written_once_and_read_back_on_resume(setup):
+    """``before_train``: the table of reference log-probs (every planned and held-out pair) is written to
+    the run directory; called again (a resumed run) it is read from there, not recomputed from the policy,
+    which has moved by then."""
+    from rlhfops.train.checkpoint_manifest import load_state
+    from rlhfops.train.dpo import REF_FILE
+
+    tmp, model, prefs, ref_lm = setup
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-ref", ["batch_size=2"]))
+    trainer.before_train()
+    path = trainer.run.path / REF_FILE
+    assert path.is_file() and not list(path.parent.glob(f".{REF_FILE}*"))
+    rows = trainer.planned_rows() + trainer.eval_rows
+    assert set(trainer.ref) == {r.key for r in rows}
+    with torch.no_grad():
+        rc, rr = pair_logps(ref_lm, [r.pair for r in rows])
+    table = load_state(path)
+    got = torch.tensor([table[r.key] for r in rows])
+    torch.testing.assert_close(got, torch.stack([rc, rr], 1), rtol=1e-5, atol=1e-5)
+
+    perturb(trainer.model.lm, seed=4)
+    trainer.ref = {}
+    trainer.before_train()
+    assert trainer.ref == table
+    trainer.cleanup()
+
+
+def test_a_process_without_rows_contributes_a_zero_loss_that_still_reaches_every_parameter(setup):
+    tmp, model, prefs, _ = setup
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-empty"))
+    stats = trainer.micro_loss([], 4.0)
+    assert float(stats.loss) == 0.0 and stats.loss.requires_grad
+    stats.loss.backward()
+    assert all(p.grad is not None for p in trainer.model.parameters() if p.requires_grad)
+    trainer.cleanup()
