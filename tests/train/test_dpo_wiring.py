@@ -85,11 +85,19 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     trainer.cleanup()
 
 
+def _dropout_and_train_mode(model: torch.nn.Module) -> None:
+    """Attention dropout, as a real model may have, with the model left in training mode."""
+    for m in model.modules():
+        if hasattr(m, "attention_dropout"):
+            m.attention_dropout = 0.5
+    model.train()
+
+
 def test_implicit_accuracy_and_margin_are_beta_times_the_log_ratio_gap(setup):
     tmp, model, prefs, ref_lm = setup
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-acc", ["beta=0.3"]))
     trainer.before_train()
-    perturb(trainer.model.lm, seed=3)
+    perturb(trainer.model.lm, seed=7)
     rows = trainer.eval_rows
     got = trainer.implicit_accuracy(rows)
     with torch.no_grad():
@@ -97,7 +105,8 @@ def test_implicit_accuracy_and_margin_are_beta_times_the_log_ratio_gap(setup):
         rc, rr = pair_logps(ref_lm, [r.pair for r in rows])
     m = 0.3 * ((pc - rc) - (pr - rr))
     assert got["pairs"] == len(rows)
-    assert got["accuracy"] == pytest.approx(float((m > 0).float().mean()), abs=1e-9)
+    assert 0 < int((m > 0).sum()) < len(rows)  # some pairs ranked right, some wrong
+    assert got["accuracy"] == pytest.approx(float((m > 0).double().mean()), abs=1e-12)
     assert got["margin"] == pytest.approx(float(m.mean()), rel=1e-4, abs=1e-6)
     trainer.cleanup()
 
@@ -112,8 +121,10 @@ def test_evaluate_reports_train_and_held_out_implicit_accuracy_with_its_interval
         DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-eval", ["beta=0.3", "batch_size=2"])
     )
     trainer.before_train()
-    perturb(trainer.model.lm, seed=3)
+    perturb(trainer.model.lm, seed=7)
+    _dropout_and_train_mode(trainer.model)  # evaluation must switch dropout off itself
     out = trainer.evaluate()
+    trainer.model.eval()
     for prefix, rows in (("train_", trainer.planned_rows()), ("eval_", trainer.eval_rows)):
         pairs = [r.pair for r in rows]
         with torch.no_grad():
@@ -121,7 +132,8 @@ def test_evaluate_reports_train_and_held_out_implicit_accuracy_with_its_interval
             rc, rr = pair_logps(ref_lm, pairs)
         m = 0.3 * ((pc - rc) - (pr - rr))
         assert out[prefix + "pairs"] == len(rows) > 1
-        assert out[prefix + "accuracy"] == pytest.approx(float((m > 0).float().mean()), abs=1e-9)
+        assert 0 < int((m > 0).sum()) < len(rows)
+        assert out[prefix + "accuracy"] == pytest.approx(float((m > 0).double().mean()), abs=1e-12)
         assert out[prefix + "margin"] == pytest.approx(float(m.mean()), rel=1e-4, abs=1e-6)
     n = out["eval_pairs"]
     assert out["eval_accuracy_ci95"] == list(wilson_interval(round(out["eval_accuracy"] * n), n))
@@ -137,6 +149,7 @@ def test_the_reference_table_is_written_once_and_read_back_on_resume(setup):
 
     tmp, model, prefs, ref_lm = setup
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-ref", ["batch_size=2"]))
+    _dropout_and_train_mode(trainer.model)  # the table must be computed without dropout
     trainer.before_train()
     path = trainer.run.path / REF_FILE
     assert path.is_file() and not list(path.parent.glob(f".{REF_FILE}*"))
@@ -162,4 +175,18 @@ def test_a_process_without_rows_contributes_a_zero_loss_that_still_reaches_every
     assert float(stats.loss) == 0.0 and stats.loss.requires_grad
     stats.loss.backward()
     assert all(p.grad is not None for p in trainer.model.parameters() if p.requires_grad)
+    trainer.cleanup()
+
+
+def test_the_final_model_is_the_trained_policy(setup):
+    tmp, model, prefs, _ = setup
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-save"))
+    perturb(trainer.model.lm, seed=2)
+    trainer.save_final(tmp / "dpo-save-out")
+    saved = AutoModelForCausalLM.from_pretrained(tmp / "dpo-save-out").eval()
+    ids = torch.tensor([trainer.train_rows[0].pair.prompt_ids])
+    with torch.no_grad():
+        want = trainer.model.lm.eval()(ids).logits
+        torch.testing.assert_close(saved(ids).logits, want, rtol=1e-5, atol=1e-5)
+    assert (tmp / "dpo-save-out" / "tokenizer_config.json").is_file()
     trainer.cleanup()
