@@ -57,7 +57,7 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, name, extra))
     trainer.before_train()  # reference table from the unchanged starting model
     lm = trainer.model.lm
-    perturb(lm)
+    perturb(lm, seed=7)
     pairs = [r.pair for r in trainer.rows_for_step(1)]
     per_token = loss_type == "ipo"
 
@@ -77,6 +77,7 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     assert abs(float(((pc - rc) - (pr - rr)).abs().mean())) > 1e-2
     # the logged statistics: implicit rewards beta * (log pi - log pi_ref), summed per pair over micro-batches
     chosen, rejected = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+    assert 0 < int((chosen > rejected).sum()) < len(pairs)  # some pairs ranked right, some wrong
     assert sums["reward_accuracy"] == pytest.approx(float((chosen > rejected).sum()), abs=1e-9)
     margin = float((chosen - rejected).mean())
     assert sums["reward_margin"] / units == pytest.approx(margin, rel=1e-4, abs=1e-6)
@@ -121,6 +122,9 @@ def test_evaluate_reports_train_and_held_out_implicit_accuracy_with_its_interval
         DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-eval", ["beta=0.3", "batch_size=2"])
     )
     trainer.before_train()
+    at_start = trainer.evaluate()  # policy == reference: every gap is exactly 0, a tie, not a right ranking
+    assert at_start["train_accuracy"] == at_start["eval_accuracy"] == 0.0
+    assert at_start["train_margin"] == at_start["eval_margin"] == 0.0
     perturb(trainer.model.lm, seed=7)
     _dropout_and_train_mode(trainer.model)  # evaluation must switch dropout off itself
     out = trainer.evaluate()
@@ -171,6 +175,7 @@ def test_the_reference_table_is_written_once_and_read_back_on_resume(setup):
 def test_a_process_without_rows_contributes_a_zero_loss_that_still_reaches_every_parameter(setup):
     tmp, model, prefs, _ = setup
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-empty"))
+    assert trainer.implicit_accuracy([]) == {"accuracy": 0.0, "margin": 0.0, "pairs": 0}
     stats = trainer.micro_loss([], 4.0)
     assert float(stats.loss) == 0.0 and stats.loss.requires_grad
     stats.loss.backward()
