@@ -150,6 +150,41 @@ def test_gae_rollout_matches_an_independent_computation(env, gae_trainer, case):
     adv, ret = _gae(rewards, values, m, case["gamma"], case["lam"])
     torch.testing.assert_close(roll.returns, ret, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(roll.advantages, _whiten(adv, m), rtol=1e-4, atol=1e-5)
+    _check_rollout_record(trainer, roll, raw, has_eos, kl)
+
+
+def _check_rollout_record(trainer, roll, raw, has_eos, kl):
+    """What the rollout logs and keeps besides the advantages, recomputed from the sampled rows."""
+    from rlhfops.measures.diversity import distinct_n, repeated_ngram_fraction
+
+    m, P = roll.mask, roll.prompt_length
+    B = m.shape[0]
+    resp = [roll.sequences[i, P:][m[i].bool()].tolist() for i in range(B)]
+    assert roll.texts == trainer.tokenizer.batch_decode(resp, skip_special_tokens=True)
+    assert torch.equal(roll.attention_mask[:, P:], m.long())  # the response part: tokens up to EOS
+    assert torch.equal(roll.row_ids, torch.arange(B))
+    k3 = (
+        torch.exp(-(roll.old_logps - roll.ref_logps).double())
+        - 1
+        + (roll.old_logps - roll.ref_logps).double()
+    )
+    torch.testing.assert_close(roll.kl_measured.double(), (k3 * m).sum(-1), rtol=1e-5, atol=1e-6)
+    got = roll.metrics
+    assert got["score"] == pytest.approx(float(raw.mean()), abs=1e-6)  # before the no-EOS penalty
+    assert got["response_length"] == pytest.approx(float(m.sum(-1).mean()))
+    assert got["hit_length_limit"] == pytest.approx(float((~has_eos).float().mean()))
+    assert got["distinct_2"] == distinct_n(resp, 2)
+    assert got["repeated_4gram"] == repeated_ngram_fraction(resp, 4)
+    assert got["kl_penalty"] == pytest.approx(float(kl.sum(-1).mean()), rel=1e-5, abs=1e-7)
+    ent = torch.zeros(B)  # mean entropy over response tokens, from a plain forward per row
+    lm, temp = trainer.model.lm, trainer.config.temperature or 1.0
+    for i in range(B):
+        prompt = roll.sequences[i, :P][roll.attention_mask[i, :P].bool()].tolist()
+        with torch.no_grad():
+            logits = lm(input_ids=torch.tensor([prompt + resp[i]])).logits[0, len(prompt) - 1 : -1].float()
+        logp = torch.log_softmax(logits / temp, -1)
+        ent[i] = -(logp.exp() * logp).sum(-1).sum()
+    assert got["entropy"] == pytest.approx(float(ent.sum() / m.sum()), rel=1e-4)
 
 
 @pytest.mark.parametrize("estimator", ["rloo", "grpo"])
@@ -181,11 +216,15 @@ LOSS_CASES = [
     dict(clip_eps=0.3, value_clip=0.5, vf_coef=0.7, kl_mode="reward", kl_estimator="k1"),
     dict(clip_eps=0.1, value_clip=0.05, vf_coef=0.3, kl_mode="loss", kl_estimator="k3"),
     dict(clip_eps=0.1, value_clip=0.05, vf_coef=0.0, kl_mode="loss", kl_estimator="k2"),
+    # log-probs at the sampling temperature (logits / T), in the rollout and in the update alike
+    dict(clip_eps=0.3, value_clip=0.5, vf_coef=0.7, kl_mode="reward", kl_estimator="k1", temperature=0.7),
 ]
 
 
 @pytest.mark.parametrize(
-    "case", LOSS_CASES, ids=lambda c: f"clip{c['clip_eps']}-vf{c['vf_coef']}-{c['kl_mode']}"
+    "case",
+    LOSS_CASES,
+    ids=lambda c: f"clip{c['clip_eps']}-vf{c['vf_coef']}-{c['kl_mode']}-t{c.get('temperature', 1.0)}",
 )
 def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
     trainer = gae_trainer
@@ -199,7 +238,10 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         with torch.no_grad():
             # as if another micro-batch (or process) held as many tokens again: half the token mean
             loss, stats = minibatch_loss(trainer, mb, P, num_tokens_global=2 * float(m.sum()))
-            out = trainer.model(mb["sequences"], mb["attention_mask"], P)
+            out = trainer.model(mb["sequences"], mb["attention_mask"], P, case.get("temperature", 1.0))
+            if "temperature" in case:  # the temperature changes the log-probs
+                at_one = trainer.model(mb["sequences"], mb["attention_mask"], P).logps
+                assert float(((out.logps - at_one) * m).abs().max()) > 1e-2
         n = m.sum()
         ratio = torch.exp(out.logps - mb["old_logps"])
         eps = case["clip_eps"]
@@ -241,11 +283,16 @@ def _recorded_update(trainer, roll, accum: int):
     trainer.optimizer.step = lambda *a, **k: seen.append(
         {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
     )
+    modes = []  # the update's forward passes run in training mode (dropout on, checkpointing active)
+    hook = trainer.model.register_forward_pre_hook(lambda mod, _args: modes.append(mod.training))
+    trainer.model.eval()  # as a rollout or an evaluation may leave it
     try:
         torch.manual_seed(123)  # the minibatch order is drawn from torch's generator
         stats = ppo_update(trainer, roll)
     finally:
         del trainer.optimizer.step
+        hook.remove()
+    assert modes and all(modes)
     return seen, stats
 
 
@@ -268,3 +315,110 @@ def test_update_steps_once_per_minibatch_and_accumulation_does_not_change_the_gr
     ev = 1 - ((g - v) - (g - v).mean()).pow(2).mean() / (g - g.mean()).pow(2).mean()
     assert stats["explained_variance"] == pytest.approx(float(ev), rel=1e-6)
     assert {"policy_loss", "value_loss", "clip_fraction", "approx_kl", "loss"} <= stats.keys()
+
+
+def test_the_global_sum_of_token_counts_is_exact_beyond_float32():
+    """With several processes the token and row counts are all-reduced in float64: a count past 2**24 is
+    not representable in float32 (2**24 + 1 would come back as 2**24)."""
+    from types import SimpleNamespace
+
+    from rlhfops.train.ppo_update import _global_sum
+
+    class TwoProcesses:
+        device = torch.device("cpu")
+
+        def reduce(self, t, reduction):
+            assert reduction == "sum"
+            return t + t  # the other process holds as many
+
+    trainer = SimpleNamespace(world=2, accelerator=TwoProcesses())
+    assert _global_sum(trainer, float(2**24 + 1)) == 2.0 * (2**24 + 1)
+    assert _global_sum(SimpleNamespace(world=1), 3.0) == 3.0
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_evaluate_policy_matches_an_independent_computation(env, gae_trainer, reference):
+    """The held-out evaluation: the same samples as the sampler draws with the evaluation seed (from the
+    policy, or from the reference copy), then score, KL (summed k3), length, EOS share and diversity
+    recomputed here; batches of batch_size prompts share one generator."""
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.8})
+    try:
+        _check_evaluation(env, trainer, reference)
+    finally:
+        trainer.config = before
+
+
+def _check_evaluation(env, trainer, reference):
+    from rlhfops.measures.diversity import distinct_n, looping_share, opening_share
+    from rlhfops.models.generate import generate
+    from rlhfops.train.ppo_rollout import evaluate_policy
+
+    prompts = list(trainer.train_rows[:5])
+    assert len(prompts) == 5  # three batches of 2, 2 and 1
+    cfg, tok, ref_lm = trainer.config, trainer.tokenizer, env[3]
+    got = evaluate_policy(trainer, prompts, reference=reference)
+    sampler = trainer.reference.copy if reference else trainer.model.lm
+    gen = torch.Generator().manual_seed(cfg.seed + 424242)
+    resp, scores, kls, no_eos = [], [], [], []
+    for i in range(0, 5, 2):
+        part = prompts[i : i + 2]
+        out = generate(
+            sampler,
+            part,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=0.8,
+            top_p=cfg.top_p,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            generator=gen,
+        )
+        for j, prompt in enumerate(part):
+            r = out.response_ids[j][out.response_mask[j].bool()].tolist()
+            with torch.no_grad():
+                lp = torch.log_softmax(
+                    trainer.model.lm(input_ids=torch.tensor([prompt + r])).logits[0] / 0.8, -1
+                )
+                rp = torch.log_softmax(ref_lm(input_ids=torch.tensor([prompt + r])).logits[0] / 0.8, -1)
+            idx = torch.tensor(r)[:, None]
+            d = (lp[len(prompt) - 1 : -1].gather(-1, idx) - rp[len(prompt) - 1 : -1].gather(-1, idx)).double()
+            kls.append(float((torch.exp(-d) - 1 + d).sum()))
+            resp.append(r)
+            scores.append(-abs(len(r) - TARGET) / TARGET)
+            no_eos.append(r[-1] != tok.eos_token_id)
+    texts = tok.batch_decode(resp, skip_special_tokens=True)
+    assert got["prompts"] == 5 and got["examples"] == texts[:3]
+    assert got["score"] == pytest.approx(sum(scores) / 5)
+    assert got["score_sem"] == pytest.approx(
+        float(torch.tensor(scores, dtype=torch.float64).std(unbiased=False)) / 5**0.5
+    )
+    assert got["kl"] == pytest.approx(sum(kls) / 5, rel=1e-4, abs=1e-6)
+    assert max(kls) > 1e-3  # the policy has moved from the reference
+    assert got["response_length"] == pytest.approx(sum(map(len, resp)) / 5)
+    assert got["hit_length_limit"] == pytest.approx(sum(no_eos) / 5)
+    assert got["distinct_2"] == distinct_n(resp, 2)
+    assert got["opening_share"] == opening_share(texts) and got["looping_share"] == looping_share(texts)
+    assert "judge_score" not in got
+
+
+def test_a_rollout_without_row_ids_is_one_process_holding_every_row(gae_trainer):
+    """``Rollout.row_ids`` None means rows 0..B-1 (one process): the update is the same as with them; with
+    several processes the global row ids are required."""
+    trainer = gae_trainer
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    roll = _rollout(trainer, 0.3, seed=7)
+    saved = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    try:
+        with_ids, _ = _recorded_update(trainer, roll, 1)
+        roll.row_ids = None
+        without, _ = _recorded_update(trainer, roll, 1)
+        trainer.world = 2
+        with pytest.raises(ValueError, match="needs the rollout's global row_ids"):
+            _recorded_update(trainer, roll, 1)
+    finally:
+        trainer.world = 1
+        trainer.model.load_state_dict(saved)
+    assert len(with_ids) == len(without) == 4
+    for a, b in zip(with_ids, without, strict=True):
+        assert_grads_close(b, a)
