@@ -218,6 +218,8 @@ LOSS_CASES = [
     dict(clip_eps=0.1, value_clip=0.05, vf_coef=0.0, kl_mode="loss", kl_estimator="k2"),
     # log-probs at the sampling temperature (logits / T), in the rollout and in the update alike
     dict(clip_eps=0.3, value_clip=0.5, vf_coef=0.7, kl_mode="reward", kl_estimator="k1", temperature=0.7),
+    # greedy sampling: log-probs at temperature 1
+    dict(clip_eps=0.3, value_clip=0.5, vf_coef=0.7, kl_mode="reward", kl_estimator="k1", temperature=0.0),
 ]
 
 
@@ -238,8 +240,8 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         with torch.no_grad():
             # as if another micro-batch (or process) held as many tokens again: half the token mean
             loss, stats = minibatch_loss(trainer, mb, P, num_tokens_global=2 * float(m.sum()))
-            out = trainer.model(mb["sequences"], mb["attention_mask"], P, case.get("temperature", 1.0))
-            if "temperature" in case:  # the temperature changes the log-probs
+            out = trainer.model(mb["sequences"], mb["attention_mask"], P, case.get("temperature") or 1.0)
+            if case.get("temperature"):  # the temperature changes the log-probs
                 at_one = trainer.model(mb["sequences"], mb["attention_mask"], P).logps
                 assert float(((out.logps - at_one) * m).abs().max()) > 1e-2
         n = m.sum()
@@ -270,9 +272,18 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         trainer.model.load_state_dict(saved)
 
 
-def _recorded_update(trainer, roll, accum: int):
-    """ppo_update with the optimizer's step replaced by a recorder of the gradients it would apply."""
+def _recorded_update(trainer, roll, accum: int, rows: list | None = None):
+    """ppo_update with the optimizer's step replaced by a recorder of the gradients it would apply (and,
+    given ``rows``, the row indices of every micro-batch appended to it)."""
+    from rlhfops.train import ppo_update as upd
     from rlhfops.train.ppo_update import ppo_update
+
+    real_slice = upd._slice
+
+    def recording_slice(r, idx):
+        if rows is not None:
+            rows.append(idx.tolist())
+        return real_slice(r, idx)
 
     cfg = dict(
         GAE_CASES[0], gradient_accumulation_steps=accum, minibatch_size=2, ppo_epochs=2, max_grad_norm=0
@@ -286,12 +297,14 @@ def _recorded_update(trainer, roll, accum: int):
     modes = []  # the update's forward passes run in training mode (dropout on, checkpointing active)
     hook = trainer.model.register_forward_pre_hook(lambda mod, _args: modes.append(mod.training))
     trainer.model.eval()  # as a rollout or an evaluation may leave it
+    upd._slice = recording_slice
     try:
         torch.manual_seed(123)  # the minibatch order is drawn from torch's generator
         stats = ppo_update(trainer, roll)
     finally:
         del trainer.optimizer.step
         hook.remove()
+        upd._slice = real_slice
     assert modes and all(modes)
     return seen, stats
 
@@ -303,17 +316,25 @@ def test_update_steps_once_per_minibatch_and_accumulation_does_not_change_the_gr
     saved = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     perturb(trainer.model, scale=0.03, seed=11)
     try:
-        one, stats = _recorded_update(trainer, roll, 1)
+        rows = []
+        one, stats = _recorded_update(trainer, roll, 1, rows)
         two, _ = _recorded_update(trainer, roll, 2)
     finally:
         trainer.model.load_state_dict(saved)
     assert len(one) == len(two) == 2 * (4 // 2)  # ppo_epochs x minibatches per epoch
+    assert len(rows) == 4 and all(len(r) == 2 for r in rows)  # minibatch_size 2
+    for epoch in (rows[:2], rows[2:]):  # every epoch trains on every row once
+        assert sorted(epoch[0] + epoch[1]) == [0, 1, 2, 3]
     for a, b in zip(one, two, strict=True):
         assert_grads_close(b, a)
     m = roll.mask.bool()
     g, v = roll.returns[m].double(), roll.values[m].double()
     ev = 1 - ((g - v) - (g - v).mean()).pow(2).mean() / (g - g.mean()).pow(2).mean()
     assert stats["explained_variance"] == pytest.approx(float(ev), rel=1e-6)
+    # one process, one micro-batch per minibatch, KL in the reward: each minibatch's loss is its policy
+    # loss plus vf_coef x its value loss, so the means over minibatches are too
+    vf = trainer.config.vf_coef
+    assert stats["loss"] == pytest.approx(stats["policy_loss"] + vf * stats["value_loss"], rel=1e-5, abs=1e-7)
     assert {"policy_loss", "value_loss", "clip_fraction", "approx_kl", "loss"} <= stats.keys()
 
 
@@ -422,3 +443,20 @@ def test_a_rollout_without_row_ids_is_one_process_holding_every_row(gae_trainer)
     assert len(with_ids) == len(without) == 4
     for a, b in zip(with_ids, without, strict=True):
         assert_grads_close(b, a)
+
+
+def test_a_micro_batch_of_one_token_reports_that_tokens_loss(gae_trainer):
+    """The logged policy loss is the micro-batch's own token mean, whatever share of the global token
+    count it holds: with one response token, that token's loss. Right after the rollout the ratio is 1, so
+    the token's clipped loss is minus its advantage."""
+    trainer = gae_trainer
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    roll = _rollout(trainer, 0.3, seed=3)
+    mb = _slice(roll, torch.tensor([0]))
+    mb["mask"] = torch.zeros_like(mb["mask"])
+    mb["mask"][0, 0] = 1.0
+    with torch.no_grad():
+        _, stats = minibatch_loss(trainer, mb, roll.prompt_length, num_tokens_global=4.0)
+    adv = float(mb["advantages"][0, 0])
+    assert abs(adv) > 1e-3
+    assert stats["policy_loss"] == pytest.approx(-adv, rel=1e-4, abs=1e-6)
