@@ -272,7 +272,7 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         trainer.model.load_state_dict(saved)
 
 
-def _recorded_update(trainer, roll, accum: int, rows: list | None = None):
+def _recorded_update(trainer, roll, accum: int, rows: list | None = None, max_grad_norm: float = 0.0):
     """ppo_update with the optimizer's step replaced by a recorder of the gradients it would apply (and,
     given ``rows``, the row indices of every micro-batch appended to it)."""
     from rlhfops.train import ppo_update as upd
@@ -286,7 +286,11 @@ def _recorded_update(trainer, roll, accum: int, rows: list | None = None):
         return real_slice(r, idx)
 
     cfg = dict(
-        GAE_CASES[0], gradient_accumulation_steps=accum, minibatch_size=2, ppo_epochs=2, max_grad_norm=0
+        GAE_CASES[0],
+        gradient_accumulation_steps=accum,
+        minibatch_size=2,
+        ppo_epochs=2,
+        max_grad_norm=max_grad_norm,
     )
     trainer.config = trainer.config.model_copy(update=cfg)
     seen = []
@@ -319,10 +323,17 @@ def test_update_steps_once_per_minibatch_and_accumulation_does_not_change_the_gr
         rows = []
         one, stats = _recorded_update(trainer, roll, 1, rows)
         two, _ = _recorded_update(trainer, roll, 2)
+        clipped, clipped_stats = _recorded_update(trainer, roll, 1, max_grad_norm=0.05)
     finally:
         trainer.model.load_state_dict(saved)
     assert len(one) == len(two) == 2 * (4 // 2)  # ppo_epochs x minibatches per epoch
     assert len(rows) == 4 and all(len(r) == 2 for r in rows)  # minibatch_size 2
+    # max_grad_norm: each minibatch's gradient scaled to that norm; the logged norm is the mean pre-clip norm
+    norms = [float(torch.cat([g.flatten() for g in step.values()]).norm()) for step in one]
+    assert "grad_norm" not in stats and min(norms) > 0.05
+    assert clipped_stats["grad_norm"] == pytest.approx(sum(norms) / len(norms), rel=1e-4)
+    for raw, got, norm in zip(one, clipped, norms, strict=True):
+        assert_grads_close(got, {k: g * (0.05 / norm) for k, g in raw.items()})
     for epoch in (rows[:2], rows[2:]):  # every epoch trains on every row once
         assert sorted(epoch[0] + epoch[1]) == [0, 1, 2, 3]
     for a, b in zip(one, two, strict=True):
