@@ -471,3 +471,35 @@ def test_a_micro_batch_of_one_token_reports_that_tokens_loss(gae_trainer):
     adv = float(mb["advantages"][0, 0])
     assert abs(adv) > 1e-3
     assert stats["policy_loss"] == pytest.approx(-adv, rel=1e-4, abs=1e-6)
+
+
+def test_a_minibatch_of_one_response_token_is_not_averaged_over_more(gae_trainer):
+    """A minibatch whose responses hold one token in all (one row that is just EOS): its loss is that
+    token's policy loss + vf_coef x its value loss, not a share of a larger count."""
+    import dataclasses
+
+    from rlhfops.train.ppo_update import ppo_update
+
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "minibatch_size": 1, "ppo_epochs": 1, "max_grad_norm": 0}
+    )
+    roll = _rollout(trainer, 0.3, seed=3)
+    one = {f.name: getattr(roll, f.name) for f in dataclasses.fields(roll)}
+    for name, v in one.items():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == roll.mask.shape[0]:
+            one[name] = v[:1].clone()
+    one["mask"] = torch.zeros_like(one["mask"])
+    one["mask"][0, 0] = 1.0
+    one["row_ids"] = torch.tensor([0])
+    trainer.optimizer.step = lambda *a, **k: None
+    try:
+        stats = ppo_update(trainer, dataclasses.replace(roll, **one))
+    finally:
+        del trainer.optimizer.step
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.config = before
+    vf = trainer.config.vf_coef
+    assert abs(stats["value_loss"]) > 1e-6
+    assert stats["loss"] == pytest.approx(stats["policy_loss"] + vf * stats["value_loss"], rel=1e-5, abs=1e-7)
