@@ -375,7 +375,9 @@ def test_evaluate_policy_matches_an_independent_computation(env, gae_trainer, re
     recomputed here; batches of batch_size prompts share one generator."""
     trainer = gae_trainer
     before = trainer.config
-    trainer.config = trainer.config.model_copy(update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.8})
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.8, "top_p": 0.6}
+    )
     try:
         _check_evaluation(env, trainer, reference)
     finally:
@@ -401,7 +403,7 @@ def _check_evaluation(env, trainer, reference):
             part,
             max_new_tokens=cfg.max_new_tokens,
             temperature=0.8,
-            top_p=cfg.top_p,
+            top_p=0.6,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
             generator=gen,
