@@ -112,6 +112,16 @@ def gae_trainer(env):
     with torch.no_grad():  # a value head that is not 0, so gamma and lambda enter separately
         trainer.model.value_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(4))
         trainer.model.value_head.bias.fill_(0.1)
+    # EOS made likely (its logit + 4, in sampling and in every forward of the policy alike), so responses
+    # end at different lengths and the response mask has zeros to get wrong
+    eos = trainer.tokenizer.eos_token_id
+
+    def likelier_eos(_module, _args, logits):
+        logits = logits.clone()
+        logits[..., eos] += 4.0
+        return logits
+
+    trainer.model.lm.lm_head.register_forward_hook(likelier_eos)
     yield trainer
     trainer.cleanup()
 
@@ -150,6 +160,7 @@ def test_gae_rollout_matches_an_independent_computation(env, gae_trainer, case):
     adv, ret = _gae(rewards, values, m, case["gamma"], case["lam"])
     torch.testing.assert_close(roll.returns, ret, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(roll.advantages, _whiten(adv, m), rtol=1e-4, atol=1e-5)
+    assert 0 < int(has_eos.sum()) < len(has_eos)  # some responses end with EOS, some at the length limit
     _check_rollout_record(trainer, roll, raw, has_eos, kl)
 
 
