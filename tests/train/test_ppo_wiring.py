@@ -516,3 +516,24 @@ def test_a_minibatch_of_one_response_token_is_not_averaged_over_more(gae_trainer
     vf = trainer.config.vf_coef
     assert abs(stats["value_loss"]) > 1e-6
     assert stats["loss"] == pytest.approx(stats["policy_loss"] + vf * stats["value_loss"], rel=1e-5, abs=1e-7)
+
+
+def test_the_rollout_scores_its_samples_in_eval_mode(gae_trainer):
+    """Sampling and the policy's scoring forward (old log-probs, values) run without dropout, whatever mode
+    the model was in; the model's training mode is restored after."""
+    trainer = gae_trainer
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    modes = []
+    hooks = [
+        trainer.model.register_forward_pre_hook(lambda mod, _args: modes.append(("policy", mod.training))),
+        trainer.model.lm.register_forward_pre_hook(lambda mod, _args: modes.append(("lm", mod.training))),
+    ]
+    trainer.model.train()
+    try:
+        _rollout(trainer, 0.3, seed=2)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert ("policy", False) in modes and ("lm", False) in modes
+    assert not any(training for _, training in modes)
+    assert trainer.model.training and trainer.model.lm.training
