@@ -403,7 +403,9 @@ def _check_evaluation(env, trainer, reference):
     prompts = list(trainer.train_rows[:5])
     assert len(prompts) == 5  # three batches of 2, 2 and 1
     cfg, tok, ref_lm = trainer.config, trainer.tokenizer, env[3]
-    got = evaluate_policy(trainer, prompts, reference=reference)
+    got = (
+        evaluate_policy(trainer, prompts, reference=True) if reference else evaluate_policy(trainer, prompts)
+    )
     sampler = trainer.reference.copy if reference else trainer.model.lm
     gen = torch.Generator().manual_seed(cfg.seed + 424242)
     resp, scores, kls, no_eos = [], [], [], []
