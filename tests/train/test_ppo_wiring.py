@@ -104,16 +104,9 @@ def _rollout(trainer, beta, seed=0):
     return make_rollout(trainer, prompts, torch.Generator().manual_seed(seed), beta=beta)
 
 
-@pytest.fixture(scope="module")
-def gae_trainer(env):
-    tmp, model, prompts, _ = env
-    trainer = make_trainer(PPOTrainer, PPOConfig, _args(tmp, model, prompts, "gae", ["no_eos_penalty=0.7"]))
-    perturb(trainer.model.lm, scale=0.05, seed=2)  # policy != reference: the KL is not 0
-    with torch.no_grad():  # a value head that is not 0, so gamma and lambda enter separately
-        trainer.model.value_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(4))
-        trainer.model.value_head.bias.fill_(0.1)
-    # EOS made likely (its logit + 4, in sampling and in every forward of the policy alike), so responses
-    # end at different lengths and the response mask has zeros to get wrong
+def _likelier_eos(trainer) -> None:
+    """EOS made likely (its logit + 4, in sampling and in every forward of the policy alike), so responses
+    end at different lengths and the response mask has zeros to get wrong."""
     eos = trainer.tokenizer.eos_token_id
 
     def likelier_eos(_module, _args, logits):
@@ -122,6 +115,17 @@ def gae_trainer(env):
         return logits
 
     trainer.model.lm.lm_head.register_forward_hook(likelier_eos)
+
+
+@pytest.fixture(scope="module")
+def gae_trainer(env):
+    tmp, model, prompts, _ = env
+    trainer = make_trainer(PPOTrainer, PPOConfig, _args(tmp, model, prompts, "gae", ["no_eos_penalty=0.7"]))
+    perturb(trainer.model.lm, scale=0.05, seed=2)  # policy != reference: the KL is not 0
+    with torch.no_grad():  # a value head that is not 0, so gamma and lambda enter separately
+        trainer.model.value_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(4))
+        trainer.model.value_head.bias.fill_(0.1)
+    _likelier_eos(trainer)
     yield trainer
     trainer.cleanup()
 
@@ -204,10 +208,12 @@ def test_group_baselines_match_an_independent_computation(env, estimator):
     extra = [f"advantage_estimator={estimator}", "samples_per_prompt=2", "kl_estimator=k1"]
     trainer = make_trainer(PPOTrainer, PPOConfig, _args(tmp, model, prompts, estimator, extra))
     perturb(trainer.model.lm, scale=0.05, seed=2)
+    _likelier_eos(trainer)
     beta = 0.2
     roll = _rollout(trainer, beta, seed=1)
     m = roll.mask
     pol, ref, raw, has_eos = _independent(trainer, roll, ref_lm)
+    assert 0 < int(has_eos.sum()) < len(has_eos)  # some responses end early: the mask has zeros
     torch.testing.assert_close(roll.old_logps, pol * m, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(roll.ref_logps, ref * m, rtol=1e-4, atol=1e-4)
     s = (raw - 1.0 * (~has_eos).float()) - beta * ((roll.old_logps - roll.ref_logps) * m).sum(-1)
@@ -379,6 +385,21 @@ def test_the_global_sum_of_token_counts_is_exact_beyond_float32():
     assert _global_sum(SimpleNamespace(world=1), 3.0) == 3.0
 
 
+class _LengthJudge:
+    """A stand-in judge: the length of each response's text."""
+
+    def score(self, responses):
+        return torch.tensor([float(len(t)) for t in responses.texts])
+
+
+def test_global_row_ids_interleave_prompts_over_processes():
+    from rlhfops.train.ppo_rollout import global_row_ids
+
+    # process 1 of 2 holds prompts 1 and 3 of the iteration, 3 samples each
+    assert global_row_ids(2, 3, rank=1, world=2) == [3, 4, 5, 9, 10, 11]
+    assert global_row_ids(2, 3, rank=0, world=1) == [0, 1, 2, 3, 4, 5]
+
+
 @pytest.mark.parametrize("reference", [False, True])
 def test_evaluate_policy_matches_an_independent_computation(env, gae_trainer, reference):
     """The held-out evaluation: the same samples as the sampler draws with the evaluation seed (from the
@@ -403,9 +424,15 @@ def _check_evaluation(env, trainer, reference):
     prompts = list(trainer.train_rows[:5])
     assert len(prompts) == 5  # three batches of 2, 2 and 1
     cfg, tok, ref_lm = trainer.config, trainer.tokenizer, env[3]
-    got = (
-        evaluate_policy(trainer, prompts, reference=True) if reference else evaluate_policy(trainer, prompts)
-    )
+    trainer.judge = _LengthJudge()
+    try:
+        got = (
+            evaluate_policy(trainer, prompts, reference=True)
+            if reference
+            else evaluate_policy(trainer, prompts)
+        )
+    finally:
+        trainer.judge = None
     sampler = trainer.reference.copy if reference else trainer.model.lm
     gen = torch.Generator().manual_seed(cfg.seed + 424242)
     resp, scores, kls, no_eos = [], [], [], []
@@ -446,7 +473,9 @@ def _check_evaluation(env, trainer, reference):
     assert got["hit_length_limit"] == pytest.approx(sum(no_eos) / 5)
     assert got["distinct_2"] == distinct_n(resp, 2)
     assert got["opening_share"] == opening_share(texts) and got["looping_share"] == looping_share(texts)
-    assert "judge_score" not in got
+    judged = torch.tensor([float(len(t)) for t in texts], dtype=torch.float64)
+    assert got["judge_score"] == pytest.approx(float(judged.mean()))
+    assert got["judge_sem"] == pytest.approx(float(judged.std(unbiased=False)) / 5**0.5)
 
 
 def test_a_rollout_without_row_ids_is_one_process_holding_every_row(gae_trainer):
@@ -531,11 +560,14 @@ def test_the_rollout_scores_its_samples_in_eval_mode(gae_trainer):
         trainer.model.lm.register_forward_pre_hook(lambda mod, _args: modes.append(("lm", mod.training))),
     ]
     trainer.model.train()
+    trainer.judge = _LengthJudge()
     try:
-        _rollout(trainer, 0.3, seed=2)
+        roll = _rollout(trainer, 0.3, seed=2)
     finally:
+        trainer.judge = None
         for h in hooks:
             h.remove()
+    assert roll.metrics["judge_score"] == pytest.approx(sum(len(t) for t in roll.texts) / len(roll.texts))
     assert ("policy", False) in modes and ("lm", False) in modes
     assert not any(training for _, training in modes)
     assert trainer.model.training and trainer.model.lm.training
