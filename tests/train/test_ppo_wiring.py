@@ -81,8 +81,17 @@ def _gae(rewards, values, m, gamma, lam):
     return adv.float(), (adv + values.double() * m).float() * m
 
 
+def _logps_at(lm, prompt, resp, temperature):
+    """Completion log-probs of one plain forward at the sampling temperature (logits / T)."""
+    if temperature == 1.0:
+        return completion_logps(lm, prompt, resp)
+    logits = lm(input_ids=torch.tensor([prompt + resp])).logits[0, len(prompt) - 1 : -1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(resp)[:, None]).squeeze(-1)
+
+
 def _independent(trainer, roll, ref_lm):
     """(policy logps, reference logps, raw scores, has_eos) recomputed row by row."""
+    temp = trainer.config.temperature or 1.0
     P, m = roll.prompt_length, roll.mask.bool()
     eos = trainer.tokenizer.eos_token_id
     pol, ref, scores, has_eos = torch.zeros_like(roll.old_logps), torch.zeros_like(roll.old_logps), [], []
@@ -92,8 +101,8 @@ def _independent(trainer, roll, ref_lm):
         resp = roll.sequences[i, P:][m[i]].tolist()
         n = len(resp)
         with torch.no_grad():
-            pol[i, :n] = completion_logps(lm, prompt, resp)
-            ref[i, :n] = completion_logps(ref_lm, prompt, resp)
+            pol[i, :n] = _logps_at(lm, prompt, resp, temp)
+            ref[i, :n] = _logps_at(ref_lm, prompt, resp, temp)
         scores.append(-abs(n - TARGET) / TARGET)
         has_eos.append(resp[-1] == eos)
     return pol, ref, torch.tensor(scores), torch.tensor(has_eos)
@@ -131,13 +140,17 @@ def gae_trainer(env):
 
 
 GAE_CASES = [
-    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False),
-    dict(gamma=0.6, lam=0.9, kl_estimator="k2", kl_mode="reward", whiten_rewards=True),
-    dict(gamma=1.0, lam=0.95, kl_estimator="k3", kl_mode="loss", whiten_rewards=False),
+    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False, temperature=1.0),
+    dict(gamma=0.6, lam=0.9, kl_estimator="k2", kl_mode="reward", whiten_rewards=True, temperature=1.0),
+    dict(gamma=1.0, lam=0.95, kl_estimator="k3", kl_mode="loss", whiten_rewards=False, temperature=1.0),
+    # log-probs of policy and reference at the sampling temperature
+    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False, temperature=0.7),
 ]
 
 
-@pytest.mark.parametrize("case", GAE_CASES, ids=lambda c: f"{c['kl_estimator']}-{c['kl_mode']}-g{c['gamma']}")
+@pytest.mark.parametrize(
+    "case", GAE_CASES, ids=lambda c: f"{c['kl_estimator']}-{c['kl_mode']}-g{c['gamma']}-t{c['temperature']}"
+)
 def test_gae_rollout_matches_an_independent_computation(env, gae_trainer, case):
     trainer = gae_trainer
     trainer.config = trainer.config.model_copy(update=case)
