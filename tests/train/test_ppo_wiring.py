@@ -145,6 +145,8 @@ GAE_CASES = [
     dict(gamma=1.0, lam=0.95, kl_estimator="k3", kl_mode="loss", whiten_rewards=False, temperature=1.0),
     # log-probs of policy and reference at the sampling temperature
     dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False, temperature=0.7),
+    # greedy sampling: log-probs at temperature 1
+    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False, temperature=0.0),
 ]
 
 
@@ -177,7 +179,8 @@ def test_gae_rollout_matches_an_independent_computation(env, gae_trainer, case):
     adv, ret = _gae(rewards, values, m, case["gamma"], case["lam"])
     torch.testing.assert_close(roll.returns, ret, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(roll.advantages, _whiten(adv, m), rtol=1e-4, atol=1e-5)
-    assert 0 < int(has_eos.sum()) < len(has_eos)  # some responses end with EOS, some at the length limit
+    if case["temperature"]:  # sampled: some responses end with EOS, some at the length limit
+        assert 0 < int(has_eos.sum()) < len(has_eos)
     _check_rollout_record(trainer, roll, raw, has_eos, kl)
 
 
