@@ -194,4 +194,6 @@ def test_the_final_model_is_the_trained_policy(setup):
         want = trainer.model.lm.eval()(ids).logits
         torch.testing.assert_close(saved(ids).logits, want, rtol=1e-5, atol=1e-5)
     assert (tmp / "dpo-save-out" / "tokenizer_config.json").is_file()
+    # training turned the KV cache off (activation checkpointing); the saved model has it on again
+    assert trainer.model.lm.config.use_cache is False and saved.config.use_cache is True
     trainer.cleanup()
