@@ -94,3 +94,26 @@ def test_a_numeric_value_domain_given_unsorted_codes_each_rating_as_its_value():
     c = coincidence_matrix(ratings, value_domain=[3.0, 1.0, 2.0])
     assert c.values == [3.0, 1.0, 2.0]  # the domain's order is kept
     assert c.matrix.tolist() == [[2, 0, 0], [0, 2, 1], [0, 1, 0]]
+
+
+def test_ratio_alpha_checks_only_the_values_rated_for_a_negative():
+    """A value_domain may name values no rating uses; only used values must be >= 0 on a ratio scale."""
+    from rlhfops.annotate.agreement import krippendorff_alpha
+
+    ratings = [[1.0, 2.0, 3.0, 2.0], [1.0, 3.0, 3.0, 2.0]]
+    plain = krippendorff_alpha(ratings, "ratio")
+    assert krippendorff_alpha(ratings, "ratio", value_domain=[-1.0, 1.0, 2.0, 3.0]) == pytest.approx(plain)
+    with pytest.raises(UserError, match="ratio data must be >= 0"):
+        krippendorff_alpha([[-1.0, 2.0], [-1.0, 3.0]], "ratio")
+
+
+def test_labels_of_mixed_types_are_ordered_by_type_then_text():
+    """Nominal labels of mixed types (an int beside strings) cannot be sorted directly: alpha is the same as
+    for the labels written as text, and the coincidence matrix lists the categories by type name then text."""
+    from rlhfops.annotate.agreement import coincidence_matrix, krippendorff_alpha
+
+    mixed = np.array([[1, "a", "b", "a"], [1, "a", "a", "b"]], dtype=object)
+    text = [["1", "a", "b", "a"], ["1", "a", "a", "b"]]
+    assert krippendorff_alpha(mixed) == pytest.approx(krippendorff_alpha(text))
+    c = coincidence_matrix(mixed)
+    assert list(c.values) == [1, "a", "b"]  # 'int' < 'str'

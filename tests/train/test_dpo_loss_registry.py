@@ -100,3 +100,14 @@ def test_an_option_the_variant_does_not_read_is_refused_not_ignored():
     message = r"label_smoothing=0.1 is not used by loss_type='ipo' \(only by sigmoid\)"
     with pytest.raises(ConfigError, match=message):
         load_config(DPOConfig, None, [*base, "loss_type=ipo", "label_smoothing=0.1"])
+
+
+def test_a_registered_variant_is_immutable():
+    """Every DPOConfig and trainer shares the registry's entries: one that could be changed in place (a
+    plugin setting ``per_token_logps`` on the registered IPO entry) would change every later run."""
+    import dataclasses
+
+    variant = dpo_variant("ipo")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        variant.per_token_logps = False  # type: ignore[misc]
+    assert dpo_variant("ipo").per_token_logps is True

@@ -57,11 +57,11 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, name, extra))
     trainer.before_train()  # reference table from the unchanged starting model
     lm = trainer.model.lm
-    perturb(lm)
+    perturb(lm, seed=7)
     pairs = [r.pair for r in trainer.rows_for_step(1)]
     per_token = loss_type == "ipo"
 
-    loss, _sums, units = trainer.accumulate_gradients(1)
+    loss, sums, units = trainer.accumulate_gradients(1)
     got = grads(lm)
     trainer.optimizer.zero_grad(set_to_none=True)
 
@@ -75,14 +75,30 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     assert_grads_close(got, grads(lm))
     # the policy really moved: the numbers depend on beta (and would on the order of the pair)
     assert abs(float(((pc - rc) - (pr - rr)).abs().mean())) > 1e-2
+    # the logged statistics: implicit rewards beta * (log pi - log pi_ref), summed per pair over micro-batches
+    chosen, rejected = (beta * (pc - rc)).detach(), (beta * (pr - rr)).detach()
+    assert 0 < int((chosen > rejected).sum()) < len(pairs)  # some pairs ranked right, some wrong
+    assert sums["reward_accuracy"] == pytest.approx(float((chosen > rejected).sum()), abs=1e-9)
+    margin = float((chosen - rejected).mean())
+    assert sums["reward_margin"] / units == pytest.approx(margin, rel=1e-4, abs=1e-6)
+    assert sums["chosen_reward"] / units == pytest.approx(float(chosen.mean()), rel=1e-4, abs=1e-6)
+    assert sums["rejected_reward"] / units == pytest.approx(float(rejected.mean()), rel=1e-4, abs=1e-6)
     trainer.cleanup()
+
+
+def _dropout_and_train_mode(model: torch.nn.Module) -> None:
+    """Attention dropout, as a real model may have, with the model left in training mode."""
+    for m in model.modules():
+        if hasattr(m, "attention_dropout"):
+            m.attention_dropout = 0.5
+    model.train()
 
 
 def test_implicit_accuracy_and_margin_are_beta_times_the_log_ratio_gap(setup):
     tmp, model, prefs, ref_lm = setup
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-acc", ["beta=0.3"]))
     trainer.before_train()
-    perturb(trainer.model.lm, seed=3)
+    perturb(trainer.model.lm, seed=7)
     rows = trainer.eval_rows
     got = trainer.implicit_accuracy(rows)
     with torch.no_grad():
@@ -90,6 +106,94 @@ def test_implicit_accuracy_and_margin_are_beta_times_the_log_ratio_gap(setup):
         rc, rr = pair_logps(ref_lm, [r.pair for r in rows])
     m = 0.3 * ((pc - rc) - (pr - rr))
     assert got["pairs"] == len(rows)
-    assert got["accuracy"] == pytest.approx(float((m > 0).float().mean()), abs=1e-9)
+    assert 0 < int((m > 0).sum()) < len(rows)  # some pairs ranked right, some wrong
+    assert got["accuracy"] == pytest.approx(float((m > 0).double().mean()), abs=1e-12)
     assert got["margin"] == pytest.approx(float(m.mean()), rel=1e-4, abs=1e-6)
+    trainer.cleanup()
+
+
+def test_evaluate_reports_train_and_held_out_implicit_accuracy_with_its_interval(setup):
+    """``evaluate()``: the implicit accuracy and margin on the pairs this run trains on and on the held-out
+    pairs, each from log-probs computed here, and the Wilson interval of the held-out count."""
+    from rlhfops.measures.intervals import wilson_interval
+
+    tmp, model, prefs, ref_lm = setup
+    trainer = make_trainer(
+        DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-eval", ["beta=0.3", "batch_size=2"])
+    )
+    trainer.before_train()
+    at_start = trainer.evaluate()  # policy == reference: every gap is exactly 0, a tie, not a right ranking
+    assert at_start["train_accuracy"] == at_start["eval_accuracy"] == 0.0
+    assert at_start["train_margin"] == at_start["eval_margin"] == 0.0
+    perturb(trainer.model.lm, seed=7)
+    _dropout_and_train_mode(trainer.model)  # evaluation must switch dropout off itself
+    out = trainer.evaluate()
+    trainer.model.eval()
+    for prefix, rows in (("train_", trainer.planned_rows()), ("eval_", trainer.eval_rows)):
+        pairs = [r.pair for r in rows]
+        with torch.no_grad():
+            pc, pr = pair_logps(trainer.model.lm, pairs)
+            rc, rr = pair_logps(ref_lm, pairs)
+        m = 0.3 * ((pc - rc) - (pr - rr))
+        assert out[prefix + "pairs"] == len(rows) > 1
+        assert 0 < int((m > 0).sum()) < len(rows)
+        assert out[prefix + "accuracy"] == pytest.approx(float((m > 0).double().mean()), abs=1e-12)
+        assert out[prefix + "margin"] == pytest.approx(float(m.mean()), rel=1e-4, abs=1e-6)
+    n = out["eval_pairs"]
+    assert out["eval_accuracy_ci95"] == list(wilson_interval(round(out["eval_accuracy"] * n), n))
+    trainer.cleanup()
+
+
+def test_the_reference_table_is_written_once_and_read_back_on_resume(setup):
+    """``before_train``: the table of reference log-probs (every planned and held-out pair) is written to
+    the run directory; called again (a resumed run) it is read from there, not recomputed from the policy,
+    which has moved by then."""
+    from rlhfops.train.checkpoint_manifest import load_state
+    from rlhfops.train.dpo import REF_FILE
+
+    tmp, model, prefs, ref_lm = setup
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-ref", ["batch_size=2"]))
+    _dropout_and_train_mode(trainer.model)  # the table must be computed without dropout
+    trainer.before_train()
+    path = trainer.run.path / REF_FILE
+    assert path.is_file() and not list(path.parent.glob(f".{REF_FILE}*"))
+    rows = trainer.planned_rows() + trainer.eval_rows
+    assert set(trainer.ref) == {r.key for r in rows}
+    with torch.no_grad():
+        rc, rr = pair_logps(ref_lm, [r.pair for r in rows])
+    table = load_state(path)
+    got = torch.tensor([table[r.key] for r in rows])
+    torch.testing.assert_close(got, torch.stack([rc, rr], 1), rtol=1e-5, atol=1e-5)
+
+    perturb(trainer.model.lm, seed=4)
+    trainer.ref = {}
+    trainer.before_train()
+    assert trainer.ref == table
+    trainer.cleanup()
+
+
+def test_a_process_without_rows_contributes_a_zero_loss_that_still_reaches_every_parameter(setup):
+    tmp, model, prefs, _ = setup
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-empty"))
+    assert trainer.implicit_accuracy([]) == {"accuracy": 0.0, "margin": 0.0, "pairs": 0}
+    stats = trainer.micro_loss([], 4.0)
+    assert float(stats.loss) == 0.0 and stats.loss.requires_grad
+    stats.loss.backward()
+    assert all(p.grad is not None for p in trainer.model.parameters() if p.requires_grad)
+    trainer.cleanup()
+
+
+def test_the_final_model_is_the_trained_policy(setup):
+    tmp, model, prefs, _ = setup
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-save"))
+    perturb(trainer.model.lm, seed=2)
+    trainer.save_final(tmp / "dpo-save-out")
+    saved = AutoModelForCausalLM.from_pretrained(tmp / "dpo-save-out").eval()
+    ids = torch.tensor([trainer.train_rows[0].pair.prompt_ids])
+    with torch.no_grad():
+        want = trainer.model.lm.eval()(ids).logits
+        torch.testing.assert_close(saved(ids).logits, want, rtol=1e-5, atol=1e-5)
+    assert (tmp / "dpo-save-out" / "tokenizer_config.json").is_file()
+    # training turned the KV cache off (activation checkpointing); the saved model has it on again
+    assert trainer.model.lm.config.use_cache is False and saved.config.use_cache is True
     trainer.cleanup()

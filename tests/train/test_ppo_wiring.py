@@ -81,8 +81,17 @@ def _gae(rewards, values, m, gamma, lam):
     return adv.float(), (adv + values.double() * m).float() * m
 
 
+def _logps_at(lm, prompt, resp, temperature):
+    """Completion log-probs of one plain forward at the sampling temperature (logits / T)."""
+    if temperature == 1.0:
+        return completion_logps(lm, prompt, resp)
+    logits = lm(input_ids=torch.tensor([prompt + resp])).logits[0, len(prompt) - 1 : -1].float()
+    return torch.log_softmax(logits / temperature, -1).gather(-1, torch.tensor(resp)[:, None]).squeeze(-1)
+
+
 def _independent(trainer, roll, ref_lm):
     """(policy logps, reference logps, raw scores, has_eos) recomputed row by row."""
+    temp = trainer.config.temperature or 1.0
     P, m = roll.prompt_length, roll.mask.bool()
     eos = trainer.tokenizer.eos_token_id
     pol, ref, scores, has_eos = torch.zeros_like(roll.old_logps), torch.zeros_like(roll.old_logps), [], []
@@ -92,8 +101,8 @@ def _independent(trainer, roll, ref_lm):
         resp = roll.sequences[i, P:][m[i]].tolist()
         n = len(resp)
         with torch.no_grad():
-            pol[i, :n] = completion_logps(lm, prompt, resp)
-            ref[i, :n] = completion_logps(ref_lm, prompt, resp)
+            pol[i, :n] = _logps_at(lm, prompt, resp, temp)
+            ref[i, :n] = _logps_at(ref_lm, prompt, resp, temp)
         scores.append(-abs(n - TARGET) / TARGET)
         has_eos.append(resp[-1] == eos)
     return pol, ref, torch.tensor(scores), torch.tensor(has_eos)
@@ -104,6 +113,19 @@ def _rollout(trainer, beta, seed=0):
     return make_rollout(trainer, prompts, torch.Generator().manual_seed(seed), beta=beta)
 
 
+def _likelier_eos(trainer) -> None:
+    """EOS made likely (its logit + 4, in sampling and in every forward of the policy alike), so responses
+    end at different lengths and the response mask has zeros to get wrong."""
+    eos = trainer.tokenizer.eos_token_id
+
+    def likelier_eos(_module, _args, logits):
+        logits = logits.clone()
+        logits[..., eos] += 4.0
+        return logits
+
+    trainer.model.lm.lm_head.register_forward_hook(likelier_eos)
+
+
 @pytest.fixture(scope="module")
 def gae_trainer(env):
     tmp, model, prompts, _ = env
@@ -112,18 +134,25 @@ def gae_trainer(env):
     with torch.no_grad():  # a value head that is not 0, so gamma and lambda enter separately
         trainer.model.value_head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(4))
         trainer.model.value_head.bias.fill_(0.1)
+    _likelier_eos(trainer)
     yield trainer
     trainer.cleanup()
 
 
 GAE_CASES = [
-    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False),
-    dict(gamma=0.6, lam=0.9, kl_estimator="k2", kl_mode="reward", whiten_rewards=True),
-    dict(gamma=1.0, lam=0.95, kl_estimator="k3", kl_mode="loss", whiten_rewards=False),
+    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False, temperature=1.0),
+    dict(gamma=0.6, lam=0.9, kl_estimator="k2", kl_mode="reward", whiten_rewards=True, temperature=1.0),
+    dict(gamma=1.0, lam=0.95, kl_estimator="k3", kl_mode="loss", whiten_rewards=False, temperature=1.0),
+    # log-probs of policy and reference at the sampling temperature
+    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False, temperature=0.7),
+    # greedy sampling: log-probs at temperature 1
+    dict(gamma=0.9, lam=0.6, kl_estimator="k1", kl_mode="reward", whiten_rewards=False, temperature=0.0),
 ]
 
 
-@pytest.mark.parametrize("case", GAE_CASES, ids=lambda c: f"{c['kl_estimator']}-{c['kl_mode']}-g{c['gamma']}")
+@pytest.mark.parametrize(
+    "case", GAE_CASES, ids=lambda c: f"{c['kl_estimator']}-{c['kl_mode']}-g{c['gamma']}-t{c['temperature']}"
+)
 def test_gae_rollout_matches_an_independent_computation(env, gae_trainer, case):
     trainer = gae_trainer
     trainer.config = trainer.config.model_copy(update=case)
@@ -150,6 +179,43 @@ def test_gae_rollout_matches_an_independent_computation(env, gae_trainer, case):
     adv, ret = _gae(rewards, values, m, case["gamma"], case["lam"])
     torch.testing.assert_close(roll.returns, ret, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(roll.advantages, _whiten(adv, m), rtol=1e-4, atol=1e-5)
+    if case["temperature"]:  # sampled: some responses end with EOS, some at the length limit
+        assert 0 < int(has_eos.sum()) < len(has_eos)
+    _check_rollout_record(trainer, roll, raw, has_eos, kl)
+
+
+def _check_rollout_record(trainer, roll, raw, has_eos, kl):
+    """What the rollout logs and keeps besides the advantages, recomputed from the sampled rows."""
+    from rlhfops.measures.diversity import distinct_n, repeated_ngram_fraction
+
+    m, P = roll.mask, roll.prompt_length
+    B = m.shape[0]
+    resp = [roll.sequences[i, P:][m[i].bool()].tolist() for i in range(B)]
+    assert roll.texts == trainer.tokenizer.batch_decode(resp, skip_special_tokens=True)
+    assert torch.equal(roll.attention_mask[:, P:], m.long())  # the response part: tokens up to EOS
+    assert torch.equal(roll.row_ids, torch.arange(B))
+    k3 = (
+        torch.exp(-(roll.old_logps - roll.ref_logps).double())
+        - 1
+        + (roll.old_logps - roll.ref_logps).double()
+    )
+    torch.testing.assert_close(roll.kl_measured.double(), (k3 * m).sum(-1), rtol=1e-5, atol=1e-6)
+    got = roll.metrics
+    assert got["score"] == pytest.approx(float(raw.mean()), abs=1e-6)  # before the no-EOS penalty
+    assert got["response_length"] == pytest.approx(float(m.sum(-1).mean()))
+    assert got["hit_length_limit"] == pytest.approx(float((~has_eos).float().mean()))
+    assert got["distinct_2"] == distinct_n(resp, 2)
+    assert got["repeated_4gram"] == repeated_ngram_fraction(resp, 4)
+    assert got["kl_penalty"] == pytest.approx(float(kl.sum(-1).mean()), rel=1e-5, abs=1e-7)
+    ent = torch.zeros(B)  # mean entropy over response tokens, from a plain forward per row
+    lm, temp = trainer.model.lm, trainer.config.temperature or 1.0
+    for i in range(B):
+        prompt = roll.sequences[i, :P][roll.attention_mask[i, :P].bool()].tolist()
+        with torch.no_grad():
+            logits = lm(input_ids=torch.tensor([prompt + resp[i]])).logits[0, len(prompt) - 1 : -1].float()
+        logp = torch.log_softmax(logits / temp, -1)
+        ent[i] = -(logp.exp() * logp).sum(-1).sum()
+    assert got["entropy"] == pytest.approx(float(ent.sum() / m.sum()), rel=1e-4)
 
 
 @pytest.mark.parametrize("estimator", ["rloo", "grpo"])
@@ -158,10 +224,12 @@ def test_group_baselines_match_an_independent_computation(env, estimator):
     extra = [f"advantage_estimator={estimator}", "samples_per_prompt=2", "kl_estimator=k1"]
     trainer = make_trainer(PPOTrainer, PPOConfig, _args(tmp, model, prompts, estimator, extra))
     perturb(trainer.model.lm, scale=0.05, seed=2)
+    _likelier_eos(trainer)
     beta = 0.2
     roll = _rollout(trainer, beta, seed=1)
     m = roll.mask
     pol, ref, raw, has_eos = _independent(trainer, roll, ref_lm)
+    assert 0 < int(has_eos.sum()) < len(has_eos)  # some responses end early: the mask has zeros
     torch.testing.assert_close(roll.old_logps, pol * m, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(roll.ref_logps, ref * m, rtol=1e-4, atol=1e-4)
     s = (raw - 1.0 * (~has_eos).float()) - beta * ((roll.old_logps - roll.ref_logps) * m).sum(-1)
@@ -181,11 +249,17 @@ LOSS_CASES = [
     dict(clip_eps=0.3, value_clip=0.5, vf_coef=0.7, kl_mode="reward", kl_estimator="k1"),
     dict(clip_eps=0.1, value_clip=0.05, vf_coef=0.3, kl_mode="loss", kl_estimator="k3"),
     dict(clip_eps=0.1, value_clip=0.05, vf_coef=0.0, kl_mode="loss", kl_estimator="k2"),
+    # log-probs at the sampling temperature (logits / T), in the rollout and in the update alike
+    dict(clip_eps=0.3, value_clip=0.5, vf_coef=0.7, kl_mode="reward", kl_estimator="k1", temperature=0.7),
+    # greedy sampling: log-probs at temperature 1
+    dict(clip_eps=0.3, value_clip=0.5, vf_coef=0.7, kl_mode="reward", kl_estimator="k1", temperature=0.0),
 ]
 
 
 @pytest.mark.parametrize(
-    "case", LOSS_CASES, ids=lambda c: f"clip{c['clip_eps']}-vf{c['vf_coef']}-{c['kl_mode']}"
+    "case",
+    LOSS_CASES,
+    ids=lambda c: f"clip{c['clip_eps']}-vf{c['vf_coef']}-{c['kl_mode']}-t{c.get('temperature', 1.0)}",
 )
 def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
     trainer = gae_trainer
@@ -199,7 +273,10 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         with torch.no_grad():
             # as if another micro-batch (or process) held as many tokens again: half the token mean
             loss, stats = minibatch_loss(trainer, mb, P, num_tokens_global=2 * float(m.sum()))
-            out = trainer.model(mb["sequences"], mb["attention_mask"], P)
+            out = trainer.model(mb["sequences"], mb["attention_mask"], P, case.get("temperature") or 1.0)
+            if case.get("temperature"):  # the temperature changes the log-probs
+                at_one = trainer.model(mb["sequences"], mb["attention_mask"], P).logps
+                assert float(((out.logps - at_one) * m).abs().max()) > 1e-2
         n = m.sum()
         ratio = torch.exp(out.logps - mb["old_logps"])
         eps = case["clip_eps"]
@@ -228,12 +305,25 @@ def test_minibatch_loss_matches_its_definition(env, gae_trainer, case):
         trainer.model.load_state_dict(saved)
 
 
-def _recorded_update(trainer, roll, accum: int):
-    """ppo_update with the optimizer's step replaced by a recorder of the gradients it would apply."""
+def _recorded_update(trainer, roll, accum: int, rows: list | None = None, max_grad_norm: float = 0.0):
+    """ppo_update with the optimizer's step replaced by a recorder of the gradients it would apply (and,
+    given ``rows``, the row indices of every micro-batch appended to it)."""
+    from rlhfops.train import ppo_update as upd
     from rlhfops.train.ppo_update import ppo_update
 
+    real_slice = upd._slice
+
+    def recording_slice(r, idx):
+        if rows is not None:
+            rows.append(idx.tolist())
+        return real_slice(r, idx)
+
     cfg = dict(
-        GAE_CASES[0], gradient_accumulation_steps=accum, minibatch_size=2, ppo_epochs=2, max_grad_norm=0
+        GAE_CASES[0],
+        gradient_accumulation_steps=accum,
+        minibatch_size=2,
+        ppo_epochs=2,
+        max_grad_norm=max_grad_norm,
     )
     trainer.config = trainer.config.model_copy(update=cfg)
     seen = []
@@ -241,11 +331,18 @@ def _recorded_update(trainer, roll, accum: int):
     trainer.optimizer.step = lambda *a, **k: seen.append(
         {n: p.grad.detach().clone() for n, p in params.items() if p.grad is not None}
     )
+    modes = []  # the update's forward passes run in training mode (dropout on, checkpointing active)
+    hook = trainer.model.register_forward_pre_hook(lambda mod, _args: modes.append(mod.training))
+    trainer.model.eval()  # as a rollout or an evaluation may leave it
+    upd._slice = recording_slice
     try:
         torch.manual_seed(123)  # the minibatch order is drawn from torch's generator
         stats = ppo_update(trainer, roll)
     finally:
         del trainer.optimizer.step
+        hook.remove()
+        upd._slice = real_slice
+    assert modes and all(modes)
     return seen, stats
 
 
@@ -256,15 +353,237 @@ def test_update_steps_once_per_minibatch_and_accumulation_does_not_change_the_gr
     saved = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     perturb(trainer.model, scale=0.03, seed=11)
     try:
-        one, stats = _recorded_update(trainer, roll, 1)
+        rows = []
+        one, stats = _recorded_update(trainer, roll, 1, rows)
         two, _ = _recorded_update(trainer, roll, 2)
+        clipped, clipped_stats = _recorded_update(trainer, roll, 1, max_grad_norm=0.05)
     finally:
         trainer.model.load_state_dict(saved)
     assert len(one) == len(two) == 2 * (4 // 2)  # ppo_epochs x minibatches per epoch
+    assert len(rows) == 4 and all(len(r) == 2 for r in rows)  # minibatch_size 2
+    # max_grad_norm: each minibatch's gradient scaled to that norm; the logged norm is the mean pre-clip norm
+    norms = [float(torch.cat([g.flatten() for g in step.values()]).norm()) for step in one]
+    assert "grad_norm" not in stats and min(norms) > 0.05
+    assert clipped_stats["grad_norm"] == pytest.approx(sum(norms) / len(norms), rel=1e-4)
+    for raw, got, norm in zip(one, clipped, norms, strict=True):
+        assert_grads_close(got, {k: g * (0.05 / norm) for k, g in raw.items()})
+    for epoch in (rows[:2], rows[2:]):  # every epoch trains on every row once
+        assert sorted(epoch[0] + epoch[1]) == [0, 1, 2, 3]
     for a, b in zip(one, two, strict=True):
         assert_grads_close(b, a)
     m = roll.mask.bool()
     g, v = roll.returns[m].double(), roll.values[m].double()
     ev = 1 - ((g - v) - (g - v).mean()).pow(2).mean() / (g - g.mean()).pow(2).mean()
     assert stats["explained_variance"] == pytest.approx(float(ev), rel=1e-6)
+    # one process, one micro-batch per minibatch, KL in the reward: each minibatch's loss is its policy
+    # loss plus vf_coef x its value loss, so the means over minibatches are too
+    vf = trainer.config.vf_coef
+    assert stats["loss"] == pytest.approx(stats["policy_loss"] + vf * stats["value_loss"], rel=1e-5, abs=1e-7)
     assert {"policy_loss", "value_loss", "clip_fraction", "approx_kl", "loss"} <= stats.keys()
+
+
+def test_the_global_sum_of_token_counts_is_exact_beyond_float32():
+    """With several processes the token and row counts are all-reduced in float64: a count past 2**24 is
+    not representable in float32 (2**24 + 1 would come back as 2**24)."""
+    from types import SimpleNamespace
+
+    from rlhfops.train.ppo_update import _global_sum
+
+    class TwoProcesses:
+        device = torch.device("cpu")
+
+        def reduce(self, t, reduction):
+            assert reduction == "sum"
+            return t + t  # the other process holds as many
+
+    trainer = SimpleNamespace(world=2, accelerator=TwoProcesses())
+    assert _global_sum(trainer, float(2**24 + 1)) == 2.0 * (2**24 + 1)
+    assert _global_sum(SimpleNamespace(world=1), 3.0) == 3.0
+
+
+class _LengthJudge:
+    """A stand-in judge: the length of each response's text."""
+
+    def score(self, responses):
+        return torch.tensor([float(len(t)) for t in responses.texts])
+
+
+def test_global_row_ids_interleave_prompts_over_processes():
+    from rlhfops.train.ppo_rollout import global_row_ids
+
+    # process 1 of 2 holds prompts 1 and 3 of the iteration, 3 samples each
+    assert global_row_ids(2, 3, rank=1, world=2) == [3, 4, 5, 9, 10, 11]
+    assert global_row_ids(2, 3, rank=0, world=1) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_evaluate_policy_matches_an_independent_computation(env, gae_trainer, reference):
+    """The held-out evaluation: the same samples as the sampler draws with the evaluation seed (from the
+    policy, or from the reference copy), then score, KL (summed k3), length, EOS share and diversity
+    recomputed here; batches of batch_size prompts share one generator."""
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.8, "top_p": 0.6}
+    )
+    try:
+        _check_evaluation(env, trainer, reference)
+    finally:
+        trainer.config = before
+
+
+def _check_evaluation(env, trainer, reference):
+    from rlhfops.measures.diversity import distinct_n, looping_share, opening_share
+    from rlhfops.models.generate import generate
+    from rlhfops.train.ppo_rollout import evaluate_policy
+
+    prompts = list(trainer.train_rows[:5])
+    assert len(prompts) == 5  # three batches of 2, 2 and 1
+    cfg, tok, ref_lm = trainer.config, trainer.tokenizer, env[3]
+    trainer.judge = _LengthJudge()
+    try:
+        got = (
+            evaluate_policy(trainer, prompts, reference=True)
+            if reference
+            else evaluate_policy(trainer, prompts)
+        )
+    finally:
+        trainer.judge = None
+    sampler = trainer.reference.copy if reference else trainer.model.lm
+    gen = torch.Generator().manual_seed(cfg.seed + 424242)
+    resp, scores, kls, no_eos = [], [], [], []
+    for i in range(0, 5, 2):
+        part = prompts[i : i + 2]
+        out = generate(
+            sampler,
+            part,
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=0.8,
+            top_p=0.6,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            generator=gen,
+        )
+        for j, prompt in enumerate(part):
+            r = out.response_ids[j][out.response_mask[j].bool()].tolist()
+            with torch.no_grad():
+                lp = torch.log_softmax(
+                    trainer.model.lm(input_ids=torch.tensor([prompt + r])).logits[0] / 0.8, -1
+                )
+                rp = torch.log_softmax(ref_lm(input_ids=torch.tensor([prompt + r])).logits[0] / 0.8, -1)
+            idx = torch.tensor(r)[:, None]
+            d = (lp[len(prompt) - 1 : -1].gather(-1, idx) - rp[len(prompt) - 1 : -1].gather(-1, idx)).double()
+            kls.append(float((torch.exp(-d) - 1 + d).sum()))
+            resp.append(r)
+            scores.append(-abs(len(r) - TARGET) / TARGET)
+            no_eos.append(r[-1] != tok.eos_token_id)
+    texts = tok.batch_decode(resp, skip_special_tokens=True)
+    assert got["prompts"] == 5 and got["examples"] == texts[:3]
+    assert got["score"] == pytest.approx(sum(scores) / 5)
+    assert got["score_sem"] == pytest.approx(
+        float(torch.tensor(scores, dtype=torch.float64).std(unbiased=False)) / 5**0.5
+    )
+    assert got["kl"] == pytest.approx(sum(kls) / 5, rel=1e-4, abs=1e-6)
+    assert max(kls) > 1e-3  # the policy has moved from the reference
+    assert got["response_length"] == pytest.approx(sum(map(len, resp)) / 5)
+    assert got["hit_length_limit"] == pytest.approx(sum(no_eos) / 5)
+    assert got["distinct_2"] == distinct_n(resp, 2)
+    assert got["opening_share"] == opening_share(texts) and got["looping_share"] == looping_share(texts)
+    judged = torch.tensor([float(len(t)) for t in texts], dtype=torch.float64)
+    assert got["judge_score"] == pytest.approx(float(judged.mean()))
+    assert got["judge_sem"] == pytest.approx(float(judged.std(unbiased=False)) / 5**0.5)
+
+
+def test_a_rollout_without_row_ids_is_one_process_holding_every_row(gae_trainer):
+    """``Rollout.row_ids`` None means rows 0..B-1 (one process): the update is the same as with them; with
+    several processes the global row ids are required."""
+    trainer = gae_trainer
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    roll = _rollout(trainer, 0.3, seed=7)
+    saved = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    try:
+        with_ids, _ = _recorded_update(trainer, roll, 1)
+        roll.row_ids = None
+        without, _ = _recorded_update(trainer, roll, 1)
+        trainer.world = 2
+        with pytest.raises(ValueError, match="needs the rollout's global row_ids"):
+            _recorded_update(trainer, roll, 1)
+    finally:
+        trainer.world = 1
+        trainer.model.load_state_dict(saved)
+    assert len(with_ids) == len(without) == 4
+    for a, b in zip(with_ids, without, strict=True):
+        assert_grads_close(b, a)
+
+
+def test_a_micro_batch_of_one_token_reports_that_tokens_loss(gae_trainer):
+    """The logged policy loss is the micro-batch's own token mean, whatever share of the global token
+    count it holds: with one response token, that token's loss. Right after the rollout the ratio is 1, so
+    the token's clipped loss is minus its advantage."""
+    trainer = gae_trainer
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    roll = _rollout(trainer, 0.3, seed=3)
+    mb = _slice(roll, torch.tensor([0]))
+    mb["mask"] = torch.zeros_like(mb["mask"])
+    mb["mask"][0, 0] = 1.0
+    with torch.no_grad():
+        _, stats = minibatch_loss(trainer, mb, roll.prompt_length, num_tokens_global=4.0)
+    adv = float(mb["advantages"][0, 0])
+    assert abs(adv) > 1e-3
+    assert stats["policy_loss"] == pytest.approx(-adv, rel=1e-4, abs=1e-6)
+
+
+def test_a_minibatch_of_one_response_token_is_not_averaged_over_more(gae_trainer):
+    """A minibatch whose responses hold one token in all (one row that is just EOS): its loss is that
+    token's policy loss + vf_coef x its value loss, not a share of a larger count."""
+    import dataclasses
+
+    from rlhfops.train.ppo_update import ppo_update
+
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "minibatch_size": 1, "ppo_epochs": 1, "max_grad_norm": 0}
+    )
+    roll = _rollout(trainer, 0.3, seed=3)
+    one = {f.name: getattr(roll, f.name) for f in dataclasses.fields(roll)}
+    for name, v in one.items():
+        if isinstance(v, torch.Tensor) and v.dim() >= 1 and v.shape[0] == roll.mask.shape[0]:
+            one[name] = v[:1].clone()
+    one["mask"] = torch.zeros_like(one["mask"])
+    one["mask"][0, 0] = 1.0
+    one["row_ids"] = torch.tensor([0])
+    trainer.optimizer.step = lambda *a, **k: None
+    try:
+        stats = ppo_update(trainer, dataclasses.replace(roll, **one))
+    finally:
+        del trainer.optimizer.step
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.config = before
+    vf = trainer.config.vf_coef
+    assert abs(stats["value_loss"]) > 1e-6
+    assert stats["loss"] == pytest.approx(stats["policy_loss"] + vf * stats["value_loss"], rel=1e-5, abs=1e-7)
+
+
+def test_the_rollout_scores_its_samples_in_eval_mode(gae_trainer):
+    """Sampling and the policy's scoring forward (old log-probs, values) run without dropout, whatever mode
+    the model was in; the model's training mode is restored after."""
+    trainer = gae_trainer
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    modes = []
+    hooks = [
+        trainer.model.register_forward_pre_hook(lambda mod, _args: modes.append(("policy", mod.training))),
+        trainer.model.lm.register_forward_pre_hook(lambda mod, _args: modes.append(("lm", mod.training))),
+    ]
+    trainer.model.train()
+    trainer.judge = _LengthJudge()
+    try:
+        roll = _rollout(trainer, 0.3, seed=2)
+    finally:
+        trainer.judge = None
+        for h in hooks:
+            h.remove()
+    assert roll.metrics["judge_score"] == pytest.approx(sum(len(t) for t in roll.texts) / len(roll.texts))
+    assert ("policy", False) in modes and ("lm", False) in modes
+    assert not any(training for _, training in modes)
+    assert trainer.model.training and trainer.model.lm.training
