@@ -432,7 +432,8 @@ def test_evaluate_policy_matches_an_independent_computation(env, gae_trainer, re
         trainer.config = before
 
 
-def _check_evaluation(env, trainer, reference):
+def _check_evaluation(env, trainer, reference, temperature=0.8):
+    """``temperature`` 0: greedy replies, log-probs of policy and reference at temperature 1."""
     from rlhfops.measures.diversity import distinct_n, looping_share, opening_share
     from rlhfops.models.generate import generate
     from rlhfops.train.ppo_rollout import evaluate_policy
@@ -440,6 +441,8 @@ def _check_evaluation(env, trainer, reference):
     prompts = list(trainer.train_rows[:5])
     assert len(prompts) == 5  # three batches of 2, 2 and 1
     cfg, tok, ref_lm = trainer.config, trainer.tokenizer, env[3]
+    assert cfg.temperature == temperature
+    t = temperature or 1.0
     trainer.judge = _LengthJudge()
     try:
         got = (
@@ -449,7 +452,8 @@ def _check_evaluation(env, trainer, reference):
         )
     finally:
         trainer.judge = None
-    sampler = trainer.reference.copy if reference else trainer.model.lm
+    # the reference of a LoRA policy is the base model (the adapter off): the tiny model as saved
+    sampler = (trainer.reference.copy or ref_lm) if reference else trainer.model.lm
     gen = torch.Generator().manual_seed(cfg.seed + 424242)
     resp, scores, kls, no_eos = [], [], [], []
     for i in range(0, 5, 2):
@@ -458,7 +462,7 @@ def _check_evaluation(env, trainer, reference):
             sampler,
             part,
             max_new_tokens=cfg.max_new_tokens,
-            temperature=0.8,
+            temperature=temperature,
             top_p=0.6,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
@@ -468,9 +472,9 @@ def _check_evaluation(env, trainer, reference):
             r = out.response_ids[j][out.response_mask[j].bool()].tolist()
             with torch.no_grad():
                 lp = torch.log_softmax(
-                    trainer.model.lm(input_ids=torch.tensor([prompt + r])).logits[0] / 0.8, -1
+                    trainer.model.lm(input_ids=torch.tensor([prompt + r])).logits[0] / t, -1
                 )
-                rp = torch.log_softmax(ref_lm(input_ids=torch.tensor([prompt + r])).logits[0] / 0.8, -1)
+                rp = torch.log_softmax(ref_lm(input_ids=torch.tensor([prompt + r])).logits[0] / t, -1)
             idx = torch.tensor(r)[:, None]
             d = (lp[len(prompt) - 1 : -1].gather(-1, idx) - rp[len(prompt) - 1 : -1].gather(-1, idx)).double()
             kls.append(float((torch.exp(-d) - 1 + d).sum()))
@@ -592,3 +596,152 @@ def test_the_rollout_scores_its_samples_in_eval_mode(gae_trainer):
     assert ("policy", False) in modes and ("lm", False) in modes
     assert not any(training for _, training in modes)
     assert trainer.model.training and trainer.model.lm.training
+
+
+def test_evaluate_policy_at_temperature_0_is_greedy_with_log_probs_at_temperature_1(env, gae_trainer):
+    """Greedy evaluation: the replies are the most likely tokens and the KL is measured at temperature 1
+    (``cfg.temperature or 1.0``), for the policy and the reference alike."""
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.0, "top_p": 0.6}
+    )
+    try:
+        _check_evaluation(env, trainer, reference=False, temperature=0.0)
+    finally:
+        trainer.config = before
+
+
+def test_the_reference_of_a_lora_policy_is_the_base_model_with_the_adapter_off(env):
+    """A LoRA policy keeps no reference copy: evaluating the reference samples the policy with its adapter
+    disabled, i.e. the base model; its KL to itself is 0."""
+    tmp, model, prompts, _ = env
+    extra = ["lora.enabled=true", "lora.r=4", "lora.alpha=8", "kl_estimator=k1"]
+    trainer = make_trainer(PPOTrainer, PPOConfig, _args(tmp, model, prompts, "lora", extra))
+    try:
+        assert trainer.reference.copy is None
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():  # move the adapter only: the base weights stay the saved tiny model's
+            for name, p in trainer.model.lm.named_parameters():
+                if "lora_" in name:
+                    p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+        trainer.config = trainer.config.model_copy(
+            update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.8, "top_p": 0.6}
+        )
+        _check_evaluation(env, trainer, reference=True)
+    finally:
+        trainer.cleanup()
+
+
+def test_generate_greedy_ignores_the_sampling_temperature(gae_trainer):
+    """``_generate(greedy=True)`` samples at temperature 0 (the most likely token), whatever
+    ``cfg.temperature`` is."""
+    from rlhfops.models.generate import generate
+    from rlhfops.train.ppo_rollout import _generate
+
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(update={**GAE_CASES[0], "temperature": 1.0})
+    prompts = trainer.rows_for_step(1)
+    try:
+        got = _generate(trainer, prompts, torch.Generator().manual_seed(5), greedy=True)
+        tok = trainer.tokenizer
+        kw = dict(max_new_tokens=6, top_p=1.0, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        with torch.no_grad():
+            greedy = generate(trainer.model.lm.eval(), prompts, temperature=0.0, **kw)
+            sampled = generate(
+                trainer.model.lm, prompts, temperature=1.0, generator=torch.Generator().manual_seed(5), **kw
+            )
+    finally:
+        trainer.config = before
+        trainer.model.train()
+    assert torch.equal(got.sequences, greedy.sequences)
+    assert not torch.equal(greedy.sequences, sampled.sequences)  # the test can tell the two apart
+
+
+_SPACE, _A = 223, 67  # the tiny tokenizer's bytes " " and "a"
+
+
+def _force_alternation(lm):
+    """Hooks making ``lm`` reply " a a a ...": the token after " " is "a", after anything else " " (its
+    logit + 100, over the likelier-EOS hook), so every reply repeats its n-grams. Returns the handles."""
+    seen = {}
+
+    def keep_ids(_module, args):
+        seen["ids"] = args[0]
+
+    def force(_module, _args, logits):
+        ids = seen["ids"][:, -logits.shape[1] :]
+        nxt = torch.where(ids == _SPACE, _A, _SPACE)
+        return logits.clone().scatter_add_(
+            -1, nxt[..., None], torch.full((*nxt.shape, 1), 100.0, dtype=logits.dtype)
+        )
+
+    return [
+        lm.get_input_embeddings().register_forward_pre_hook(keep_ids),
+        lm.get_output_embeddings().register_forward_hook(force),
+    ]
+
+
+class _AlternatingBackend:
+    """A non-default rollout backend: the built-in sampler with the alternation forced while it samples."""
+
+    exact_logprobs = False
+    last_generate_seconds = 0.5
+    last_sync_seconds = 0.25
+
+    def generate(self, lm, prompts, **kw):
+        from rlhfops.models.generate import generate
+
+        hooks = _force_alternation(lm)
+        try:
+            return generate(lm, prompts, **kw)
+        finally:
+            for h in hooks:
+                h.remove()
+
+
+def test_the_rollout_samples_with_its_backend_and_logs_its_n_grams(env, gae_trainer):
+    """The rollout samples with ``trainer.rollout_backend`` (here one whose replies repeat " a"), and its
+    logged distinct-2 and repeated-4-gram share are of n = 2 and n = 4: with repeating replies other n
+    give other values."""
+    from rlhfops.measures.diversity import distinct_n, repeated_ngram_fraction
+
+    trainer = gae_trainer
+    before, backend = trainer.config, trainer.rollout_backend
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    trainer.rollout_backend = _AlternatingBackend()
+    try:
+        roll = _rollout(trainer, 0.3, seed=4)
+    finally:
+        trainer.config, trainer.rollout_backend = before, backend
+    m, P = roll.mask, roll.prompt_length
+    resp = [roll.sequences[i, P:][m[i].bool()].tolist() for i in range(m.shape[0])]
+    assert resp == [[_SPACE, _A] * 3] * len(resp)  # the backend's replies, not the built-in sampler's
+    got = roll.metrics
+    assert (got["generate_seconds"], got["sync_seconds"]) == (0.5, 0.25)
+    assert got["distinct_2"] == distinct_n(resp, 2) != distinct_n(resp, 3)
+    assert got["repeated_4gram"] == repeated_ngram_fraction(resp, 4) != repeated_ngram_fraction(resp, 5)
+
+
+def test_evaluate_policy_logs_distinct_2_and_at_most_three_loop_examples(gae_trainer):
+    """Held-out replies that all loop: distinct-2 is of n = 2 (n = 3 differs on them) and three of the
+    five looping replies are kept as examples."""
+    from rlhfops.measures.diversity import distinct_n, loops
+    from rlhfops.train.ppo_rollout import evaluate_policy
+
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(update={**GAE_CASES[0], "batch_size": 5, "max_new_tokens": 10})
+    hooks = _force_alternation(trainer.model.lm)
+    try:
+        got = evaluate_policy(trainer, list(trainer.train_rows[:5]))
+    finally:
+        trainer.config = before
+        for h in hooks:
+            h.remove()
+    resp = [[_SPACE, _A] * 5] * 5
+    assert got["examples"] == [" a a a a a"] * 3 and loops(" a a a a a")
+    assert got["looping_share"] == 1.0
+    assert got["loop_examples"] == [" a a a a a"] * 3
+    assert got["distinct_2"] == distinct_n(resp, 2) != distinct_n(resp, 3)
