@@ -15,7 +15,15 @@ import torch
 import torch.nn.functional as F
 from helpers_train import write_prefs
 from transformers import AutoModelForCausalLM
-from wiring_helpers import assert_grads_close, grads, make_trainer, pair_logps, perturb, stage_args
+from wiring_helpers import (
+    assert_empty_micro_batch_reaches_every_parameter,
+    assert_grads_close,
+    grads,
+    make_trainer,
+    pair_logps,
+    perturb,
+    stage_args,
+)
 
 from rlhfops.models.tiny import make_tiny_model_dir
 from rlhfops.train.config import DPOConfig
@@ -176,10 +184,7 @@ def test_a_process_without_rows_contributes_a_zero_loss_that_still_reaches_every
     tmp, model, prefs, _ = setup
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, "dpo-empty"))
     assert trainer.implicit_accuracy([]) == {"accuracy": 0.0, "margin": 0.0, "pairs": 0}
-    stats = trainer.micro_loss([], 4.0)
-    assert float(stats.loss) == 0.0 and stats.loss.requires_grad
-    stats.loss.backward()
-    assert all(p.grad is not None for p in trainer.model.parameters() if p.requires_grad)
+    assert_empty_micro_batch_reaches_every_parameter(trainer)
     trainer.cleanup()
 
 

@@ -11,7 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers_train import write_prefs
-from wiring_helpers import assert_grads_close, grads, last_token_reward, make_trainer, stage_args
+from wiring_helpers import (
+    assert_empty_micro_batch_reaches_every_parameter,
+    assert_grads_close,
+    grads,
+    last_token_reward,
+    make_trainer,
+    stage_args,
+)
 
 from rlhfops.measures.intervals import wilson_interval
 from rlhfops.models.tiny import make_tiny_model_dir
@@ -225,10 +232,7 @@ def test_a_process_without_rows_contributes_a_zero_loss_that_still_reaches_every
     tmp, model, prefs = setup
     trainer = make_trainer(RewardTrainer, RewardConfig, stage_args(tmp, model, prefs, "rm-empty"))
     assert [len(a) for a in trainer.score_rows([])] == [0, 0]
-    stats = trainer.micro_loss([], 4.0)
-    assert float(stats.loss) == 0.0 and stats.loss.requires_grad
-    stats.loss.backward()
-    assert all(p.grad is not None for p in trainer.model.parameters() if p.requires_grad)
+    assert_empty_micro_batch_reaches_every_parameter(trainer)
     trainer.cleanup()
 
 

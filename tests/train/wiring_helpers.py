@@ -80,3 +80,12 @@ def assert_grads_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], r
     assert scale > 0
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=rtol * scale, msg=name)
+
+
+def assert_empty_micro_batch_reaches_every_parameter(trainer: Any) -> None:
+    """A process with no rows (an uneven last batch) contributes a zero loss that still has a gradient for
+    every trainable parameter, so the processes' gradient all-reduce has the same tensors on every side."""
+    stats = trainer.micro_loss([], 4.0)
+    assert float(stats.loss) == 0.0 and stats.loss.requires_grad
+    stats.loss.backward()
+    assert all(p.grad is not None for p in trainer.model.parameters() if p.requires_grad)
