@@ -200,6 +200,22 @@ def test_demo_every_play_has_artifacts_with_lineage(demo_run):
         ws.close()
 
 
+def test_demo_report_finds_every_trained_models_training_metrics(demo_run):
+    """The gate report's training section reads each model's metrics.jsonl: the KL sweep's PPO runs
+    (runs/ppo-sweep/beta-X/, one level deeper than the other stages) are found through their recorded
+    run directory, not reported as 'no training metrics found for this model'."""
+    from rlhfops.report.data import find_metrics
+    from rlhfops.workspace import Workspace
+
+    ws = Workspace.open(demo_run.out_dir)
+    try:
+        ids = demo_run.summary["artifacts"]
+        for name in ("sft", "rm", "dpo", "ppo-beta0.02", "ppo-beta0.2"):
+            assert find_metrics(ws, ws.artifact(ids[name])) is not None, name
+    finally:
+        ws.close()
+
+
 def test_demo_sft_settings_reach_the_sft_run(demo_run):
     """SFT has its own batch and learning rate (the other stages keep batch_size); so has round two's DPO."""
     import yaml

@@ -232,7 +232,11 @@ class Context:
                 inputs,
                 run / "final",
                 PEOPLE["ml-engineer"],
-                {"eval": summary.get("eval", {}), "kl_sweep": {"beta": row["value"]}},
+                {
+                    "eval": summary.get("eval", {}),
+                    "kl_sweep": {"beta": row["value"]},
+                    "run_dir": str(run.resolve()),
+                },
             )
             self.runs[name], self.models[name], self.ids[name] = str(run), str(run / "final"), aid
             self.train[name] = {k: row[k] for k in ("score", "kl", "alarms", "alarm_names")}
