@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 from wiring_helpers import (
     assert_empty_micro_batch_reaches_every_parameter,
     assert_grads_close,
+    completion_logps,
     grads,
     make_trainer,
     pair_logps,
@@ -92,6 +93,81 @@ def test_first_step_loss_and_gradient_match_an_independent_computation(setup, lo
     assert sums["chosen_reward"] / units == pytest.approx(float(chosen.mean()), rel=1e-4, abs=1e-6)
     assert sums["rejected_reward"] / units == pytest.approx(float(rejected.mean()), rel=1e-4, abs=1e-6)
     trainer.cleanup()
+
+
+RPO_CASES = [  # loss_type, beta, rpo_alpha, gradient_accumulation_steps, share_prompt
+    ("sigmoid", 0.1, 1.0, 1, True),
+    ("sigmoid", 0.5, 0.5, 2, False),
+    ("ipo", 0.5, 1.0, 2, True),
+]
+
+
+def _nll(lm: torch.nn.Module, prompt: list[int], completion: list[int]) -> torch.Tensor:
+    return -completion_logps(lm, prompt, completion).mean()
+
+
+@pytest.mark.parametrize("loss_type,beta,alpha,accum,share", RPO_CASES)
+def test_rpo_alpha_adds_the_chosen_replies_nll_per_token_to_the_first_step(
+    setup, loss_type, beta, alpha, accum, share
+):
+    """``rpo_alpha``: loss = DPO + alpha * mean over pairs of the chosen reply's NLL per chosen token (Pang et
+    al. 2024), computed here one sequence at a time from the chosen completion's tokens only; the loss
+    without the term, or with the rejected reply's or the prompt's tokens in it, is far from what the
+    trainer computed."""
+    tmp, model, prefs, ref_lm = setup
+    name = f"dpo-rpo-{loss_type}-{beta}-{alpha}-{accum}-{share}"
+    extra = [f"loss_type={loss_type}", f"beta={beta}", f"gradient_accumulation_steps={accum}"]
+    extra += [f"rpo_alpha={alpha}", f"share_prompt={str(share).lower()}"]
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, name, extra))
+    trainer.before_train()
+    lm = trainer.model.lm
+    perturb(lm, seed=7)
+    pairs = [r.pair for r in trainer.rows_for_step(1)]
+    per_token = loss_type == "ipo"
+
+    loss, sums, units = trainer.accumulate_gradients(1)
+    got = grads(lm)
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+    with torch.no_grad():
+        rc, rr = pair_logps(ref_lm, pairs, per_token)
+    pc, pr = pair_logps(lm, pairs, per_token)
+    dpo = _expected_loss(pc, pr, rc, rr, loss_type, beta, 0.0)
+    nll = torch.stack([_nll(lm, p.prompt_ids, p.chosen_ids) for p in pairs])
+    expected = dpo + alpha * nll.mean()
+    expected.backward()
+    assert units == len(pairs) == 4
+    assert len({len(p.chosen_ids) for p in pairs}) > 1  # replies of different lengths: padding in the batch
+    assert math.isclose(loss, float(expected), rel_tol=1e-5), (loss, float(expected))
+    assert_grads_close(got, grads(lm))
+    assert sums["chosen_nll"] / units == pytest.approx(float(nll.mean()), rel=1e-5)
+    with torch.no_grad():
+        both = torch.stack([_nll(lm, p.prompt_ids, p.chosen_ids + p.rejected_ids) for p in pairs])
+        with_prompt = torch.stack(
+            [_nll(lm, p.prompt_ids[:1], p.prompt_ids[1:] + p.chosen_ids) for p in pairs]
+        )
+        summed = torch.stack([-completion_logps(lm, p.prompt_ids, p.chosen_ids).sum() for p in pairs])
+        wrong = {
+            "term ignored": dpo,
+            "rejected tokens in it": dpo + alpha * both.mean(),
+            "prompt tokens in it": dpo + alpha * with_prompt.mean(),
+            "a token sum, not a mean": dpo + alpha * summed.mean(),
+        }
+    for what, value in wrong.items():
+        assert abs(float(value) - loss) > 1e-3 * abs(loss), what
+    trainer.cleanup()
+
+
+def test_a_negative_rpo_alpha_is_a_one_line_error(setup):
+    from rlhfops.config import load_config
+    from rlhfops.errors import ConfigError
+
+    tmp, model, prefs, _ = setup
+    with pytest.raises(ConfigError, match=r"rpo_alpha=-0.5: .*greater than or equal to 0") as err:
+        load_config(DPOConfig, None, stage_args(tmp, model, prefs, "dpo-neg", ["rpo_alpha=-0.5"]))
+    assert "\n" not in str(err.value).strip()
+    zero = load_config(DPOConfig, None, stage_args(tmp, model, prefs, "dpo-zero", ["rpo_alpha=0"]))
+    assert zero.rpo_alpha == 0
 
 
 def _dropout_and_train_mode(model: torch.nn.Module) -> None:

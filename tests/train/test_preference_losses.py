@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from rlhfops.errors import ConfigError
 from rlhfops.train.losses import (
     DPO_LOSSES,
+    add_nll_term,
     bradley_terry_loss,
+    chosen_nll,
     dpo_sigmoid_loss,
     get_dpo_loss,
     ipo_loss,
@@ -103,6 +105,31 @@ def test_ipo_hand_values_and_gradient():
     close(pc.grad, [2.0, -0.5])  # 2 (h - 1) / B = [2*2/2, 2*(-0.5)/2]
     with pytest.raises(ConfigError, match="sigmoid DPO loss only"):
         ipo_loss(pc, t(-3.0, -2.0), t(-2.0, -1.5), t(-1.0, -2.0), beta=0.5, label_smoothing=0.1)
+
+
+def test_dpo_with_the_chosen_replies_nll_hand_values_and_gradient():
+    """RPO (Pang et al. 2024): loss_i = dpo_i + alpha * (-sum log pi(y_w) / |y_w|), NLL per chosen token."""
+    # the DPO batch above (beta 0.5): dpo losses [softplus(-1), ln 2] = [0.313261687, 0.693147181]
+    # chosen sums PC = [-1, -2] over 4 and 1 tokens -> nll = [0.25, 2.0]; alpha = 0.5 adds [0.125, 1.0]
+    pc = t(*PC, grad=True)
+    nll = chosen_nll(pc, torch.tensor([4, 1]))
+    close(nll, [0.25, 2.0])
+    dpo = dpo_sigmoid_loss(pc, t(*PR), t(*RC), t(*RR), beta=0.5)
+    out = add_nll_term(dpo, nll, 0.5)
+    close(out.losses, [0.438261687, 1.693147181])
+    close(out.loss, 1.065704434)  # mean
+    close(out.chosen_rewards, [0.5, 0.0])  # the implicit rewards are DPO's, unchanged
+    close(out.reward_margin, 0.5)
+    out.loss.backward()
+    # dL/dpc_i = DPO's [-0.067235355, -0.125] + alpha * (-1 / |y_w,i|) / B = -0.5 * [0.25, 1] / 2
+    close(pc.grad, [-0.129735355, -0.375])
+    assert add_nll_term(dpo, nll, 0.0) is dpo  # off: the same tensors, no number changes
+    with pytest.raises(ConfigError, match=r"^rpo_alpha must be >= 0, got -0.1$"):
+        add_nll_term(dpo, nll, -0.1)
+    with pytest.raises(ValueError, match="differ"):
+        add_nll_term(dpo, nll[:1], 0.5)
+    with pytest.raises(ValueError, match=">= 1 completion token"):
+        chosen_nll(pc, torch.tensor([4, 0]))
 
 
 def test_dpo_registry():

@@ -135,6 +135,32 @@ def test_dpo_label_smoothing_matches_trl_single_pair_aot(label_smoothing):
         torch.testing.assert_close(ours.losses[i], trl_loss, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_dpo_with_the_chosen_nll_matches_trl_sigmoid_plus_sft_single_pair(alpha):
+    """``rpo_alpha``: TRL 1.16 writes it as ``loss_type=["sigmoid", "sft"]`` with ``loss_weights=[1, alpha]``;
+    its SFT term is a token mean over the batch's chosen tokens, ours a per-pair mean per chosen token (so a
+    step split into micro-batches gives the same loss): the two agree pair by pair."""
+    from rlhfops.train.losses import add_nll_term, chosen_nll
+
+    inputs, token_logps, ref_seq, comp_len = _dpo_batch(6, pairs=4)
+    p = 4
+    seq = token_logps.sum(dim=1)
+    dpo = dpo_sigmoid_loss(seq[:p], seq[p:], ref_seq[:p], ref_seq[p:], 0.3)
+    ours = add_nll_term(dpo, chosen_nll(seq[:p], comp_len[:p]), alpha)
+    assert len(set(comp_len[:p].tolist())) > 1  # chosen replies of different lengths
+    for i in range(p):
+        rows = [i, p + i]
+        one = {k: v[rows] for k, v in inputs.items() if k not in ("ref_chosen_logps", "ref_rejected_logps")}
+        one["ref_chosen_logps"] = inputs["ref_chosen_logps"][i : i + 1]
+        one["ref_rejected_logps"] = inputs["ref_rejected_logps"][i : i + 1]
+        trl_self = _trl_self(loss_types=["sigmoid", "sft"], loss_weights=[1.0, alpha], beta=0.3)
+        trl_loss = trl_dpo.DPOTrainer._compute_loss(
+            trl_self, _stub_lm(token_logps[rows]), one, return_outputs=False
+        )
+        torch.testing.assert_close(ours.losses[i], trl_loss, rtol=1e-6, atol=1e-9)
+        assert float(ours.losses[i] - dpo.losses[i]) > 0.1  # the term is there
+
+
 @pytest.mark.parametrize(("seed", "beta"), [(4, 0.1), (5, 1.0)])
 def test_ipo_matches_trl_with_mean_per_token_logps(seed, beta):
     inputs, token_logps, ref_seq, comp_len = _dpo_batch(seed)

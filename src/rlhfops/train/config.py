@@ -166,6 +166,14 @@ class DPOConfig(TrainConfig):
         lt=0.5,
         description="Conservative DPO: assumed share of flipped labels (sigmoid loss only).",
     )
+    rpo_alpha: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of a negative log-likelihood (SFT) term on the chosen reply, per chosen token, "
+        "added to the DPO loss: loss = DPO + rpo_alpha * NLL(chosen) (Pang et al. 2024, RPO; TRL's "
+        "rpo_alpha). "
+        "Pulls the policy toward the chosen replies, not only away from the rejected ones; 0 = off.",
+    )
 
     @field_validator("loss_type", mode="before")
     @classmethod

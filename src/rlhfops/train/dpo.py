@@ -4,7 +4,8 @@ Before the first step the starting model (which is the reference) scores every t
 will use (all of them unless ``max_steps`` ends inside the first epoch) and every held-out pair; those
 sums are stored in the run directory (``ref_logps.pt``), so no second model sits in memory and a resumed
 run does not recompute them. Loss variants (their functions, options and log-prob convention) come from
-the registry in ``loss_registry.py``; the trainer has no per-variant branch.
+the registry in ``loss_registry.py``; the trainer has no per-variant branch. ``rpo_alpha`` > 0 adds a
+negative log-likelihood term on the chosen replies to any variant (Pang et al. 2024; ``losses.add_nll_term``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rlhfops.train.checkpoint_manifest import load_state
 from rlhfops.train.config import DPOConfig
 from rlhfops.train.forward import CompletionLogProbs, sequence_sums
 from rlhfops.train.loss_registry import DPOVariant, dpo_variant
+from rlhfops.train.losses import add_nll_term, chosen_nll
 from rlhfops.train.prefs import load_pref_rows, pack_pair_batch
 from rlhfops.train.sft import _zero_with_grad, load_policy
 
@@ -55,12 +57,9 @@ class DPOTrainer(Trainer):
     def build_model(self) -> None:
         self.model = CompletionLogProbs(load_policy(self.config))
 
-    def pair_logps(self, rows: list[IndexedPair]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy log-probs of chosen and rejected responses, each [len(rows)].
-
-        Sums over completion tokens, or means per completion token when the configured loss variant
-        asks for them (``DPOVariant.per_token_logps``: IPO, as in Azar et al. 2023's code and TRL).
-        """
+    def pair_sums(self, rows: list[IndexedPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sums, lengths), each [2 * len(rows)]: the policy's log-prob sums over each completion's tokens and
+        the completions' token counts, chosen replies first, then rejected ones."""
         pairs = [r.pair for r in rows]
         batch = pack_pair_batch(
             self.config,
@@ -69,11 +68,21 @@ class DPOTrainer(Trainer):
             [p.chosen_ids for p in pairs],
             [p.rejected_ids for p in pairs],
         ).to(self.accelerator.device)
-        sums = sequence_sums(self.model(batch), batch)
+        return sequence_sums(self.model(batch), batch), batch.lengths
+
+    def _convention(self, sums: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.variant.per_token_logps:
-            sums = sums / batch.lengths.to(sums.dtype)
-        n = len(rows)
+            sums = sums / lengths.to(sums.dtype)
+        n = sums.shape[0] // 2
         return sums[:n], sums[n:]
+
+    def pair_logps(self, rows: list[IndexedPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy log-probs of chosen and rejected responses, each [len(rows)].
+
+        Sums over completion tokens, or means per completion token when the configured loss variant
+        asks for them (``DPOVariant.per_token_logps``: IPO, as in Azar et al. 2023's code and TRL).
+        """
+        return self._convention(*self.pair_sums(rows))
 
     @torch.no_grad()
     def _compute_reference(self, rows: list[IndexedPair]) -> None:
@@ -104,11 +113,15 @@ class DPOTrainer(Trainer):
     def micro_loss(self, rows: list[IndexedPair], global_units: float) -> StepStats:
         if not rows:
             return StepStats(loss=_zero_with_grad(self.model))
-        pc, pr = self.pair_logps(rows)
+        sums, lengths = self.pair_sums(rows)
+        pc, pr = self._convention(sums, lengths)
         rc, rr = self._ref_tensors(rows, pc)
         variant = self.variant
         out = variant.loss(pc, pr, rc, rr, self.config.beta, **variant.option_values(self.config))
         n = len(rows)
+        # RPO (Pang et al. 2024): + rpo_alpha * the chosen replies' NLL per token; 0 returns `out` as is
+        nll = chosen_nll(sums[:n], lengths[:n])
+        out = add_nll_term(out, nll, self.config.rpo_alpha)
         return StepStats(
             loss=out.loss * (n / global_units),
             sums={
@@ -116,6 +129,7 @@ class DPOTrainer(Trainer):
                 "reward_margin": float(out.reward_margin) * n,
                 "chosen_reward": float(out.chosen_rewards.mean()) * n,
                 "rejected_reward": float(out.rejected_rewards.mean()) * n,
+                "chosen_nll": float(nll.detach().mean()) * n,
             },
         )
 

@@ -1,4 +1,4 @@
-"""Pure tensor losses for SFT, the Bradley-Terry reward model and DPO / IPO.
+"""Pure tensor losses for SFT, the Bradley-Terry reward model and DPO / IPO (with an optional NLL term).
 
 Every function here is a function of tensors only (no model, no optimiser, no config object) and is
 tested against numbers worked out by hand in ``tests/train``.
@@ -42,7 +42,9 @@ __all__ = [
     "IGNORE_INDEX",
     "DPOLossOutput",
     "RewardLossOutput",
+    "add_nll_term",
     "bradley_terry_loss",
+    "chosen_nll",
     "dpo_sigmoid_loss",
     "entropy_from_logits",
     "gather_token_logprobs",
@@ -343,6 +345,54 @@ def ipo_loss(
     pc, pr, rc, rr = policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps
     losses = (_log_ratio_gap(pc, pr, rc, rr) - 1.0 / (2.0 * beta)) ** 2
     return _dpo_output(losses, pc, pr, rc, rr, beta)
+
+
+def chosen_nll(policy_chosen_logps: Tensor, chosen_lengths: Tensor) -> Tensor:
+    """Negative log-likelihood of each chosen reply per chosen token: ``-log pi(y_w | x) / |y_w|``.
+
+    The length-normalised NLL term of Pang et al. 2024 ("Iterative Reasoning Preference Optimization",
+    arXiv:2404.19733, sec. 2, the DPO+NLL loss), normalised here by the chosen completion's length only (the
+    prompt is not predicted). A per-pair value, so a mean over pairs stays invariant to how a step is split
+    into micro-batches (TRL 1.16's ``loss_type="sft"`` takes a token mean over the whole batch's chosen tokens
+    instead; the two agree for one pair).
+
+    Args:
+        policy_chosen_logps: [B] sums of the policy's log-probs over each chosen completion's tokens.
+        chosen_lengths: [B] number of completion tokens of each chosen reply (>= 1).
+    Returns:
+        [B] per-pair NLL (>= 0).
+    """
+    if policy_chosen_logps.shape != chosen_lengths.shape:
+        raise ValueError(
+            f"chosen log-probs {tuple(policy_chosen_logps.shape)} and lengths "
+            f"{tuple(chosen_lengths.shape)} differ"
+        )
+    if bool((chosen_lengths < 1).any()):
+        raise ValueError(f"every chosen reply needs >= 1 completion token; lengths {chosen_lengths.tolist()}")
+    return -policy_chosen_logps / chosen_lengths.to(policy_chosen_logps.dtype)
+
+
+def add_nll_term(out: DPOLossOutput, nll: Tensor, alpha: float) -> DPOLossOutput:
+    """A DPO-family loss plus ``alpha`` times the chosen replies' NLL (Pang et al. 2024, sec. 2)::
+
+        loss_i = dpo_i + alpha * nll_i          nll_i = -log pi(y_w,i | x_i) / |y_w,i|  (:func:`chosen_nll`)
+
+    TRL <= 0.x calls ``alpha`` ``rpo_alpha``. The implicit-reward metrics are the DPO loss's, unchanged;
+    ``alpha = 0`` returns ``out`` itself (the same tensors: off changes no number).
+
+    Args:
+        out: the DPO-family loss of B pairs.
+        nll: [B] per-pair NLL of the chosen replies, with gradient.
+        alpha: weight (>= 0).
+    """
+    if not alpha >= 0:
+        raise ConfigError(f"rpo_alpha must be >= 0, got {alpha}")
+    if nll.shape != out.losses.shape:
+        raise ValueError(f"nll {tuple(nll.shape)} and per-pair losses {tuple(out.losses.shape)} differ")
+    if alpha == 0:
+        return out
+    losses = out.losses + alpha * nll
+    return out._replace(loss=losses.mean(), losses=losses)
 
 
 DPOLossFn = Callable[..., DPOLossOutput]
