@@ -119,6 +119,7 @@ def test_a_session_lasts_exactly_twelve_hours(ws) -> None:
     assert SESSION_MAX_AGE == 12 * 60 * 60
     t = 1_000_000.0
     token = create_session(ws, "rita", now=t)
+    assert len(token) == 43  # 32 random bytes, URL-safe base64
     assert session_account(ws, token, now=t + 12 * 3600 - 1).name == "rita"
     assert session_account(ws, token, now=t + 12 * 3600) is None
 
