@@ -762,12 +762,14 @@ class _OneOfTwoProcesses:
         self.distributed_type = distributed_type or DistributedType.MULTI_CPU
         self.backwards: list[bool] = []
         self._no_sync = False
+        self.reduces = 0
 
     def unwrap_model(self, model):
         return self.real.unwrap_model(model)
 
     def reduce(self, t, reduction):
         assert reduction == "sum"
+        self.reduces += 1
         return t + t
 
     def no_sync(self, _model):
@@ -860,12 +862,13 @@ def test_sharded_weights_sample_in_lock_step_through_the_roots_forward(gae_train
     try:
         plain = _generate(trainer, prompts, torch.Generator().manual_seed(5))
         assert not calls
-        trainer.accelerator = _OneOfTwoProcesses(real, 0, DistributedType.FSDP)
+        fsdp = trainer.accelerator = _OneOfTwoProcesses(real, 0, DistributedType.FSDP)
         sharded = _generate(trainer, prompts, torch.Generator().manual_seed(5))
     finally:
         hook.remove()
         trainer.config, trainer.accelerator = before, real
     assert calls and all("inside" in kw for kw in calls)
+    assert fsdp.reduces > 0  # the sampler asked every process whether its rows were finished
     assert torch.equal(sharded.sequences, plain.sequences)
 
 
