@@ -122,6 +122,37 @@ def test_login_throttle_limit_and_window_edges(ws):
     assert t.retry_after("ann", "1.2.3.4") is None
 
 
+def test_a_new_failure_deletes_the_failures_older_than_the_window(ws):
+    """Recording a failure deletes every pair's failures that are ``window`` old or older (the table stays
+    bounded), and keeps the younger ones."""
+    import sqlalchemy as sa
+
+    from rlhfops.annotate.tx import read_transaction
+    from rlhfops.workspace import annotation_tables as m
+
+    now = [0.0]
+    t = LoginThrottle(ws, limit=3, window=60.0, clock=lambda: now[0])
+    t.failed("ann", "c")
+    now[0] = 1.0
+    t.failed("bob", "d")
+    now[0] = 60.0  # ann's failure is exactly `window` old
+    t.failed("cy", "e")
+    with read_transaction(ws) as c:
+        kept = sorted(c.execute(sa.select(m.LoginFailure.__table__.c.at)).scalars().all())
+    assert kept == [1.0, 60.0]
+
+
+def test_the_csrf_token_is_an_hmac_of_the_session_and_names_are_cut_to_200():
+    import hashlib
+    import hmac
+
+    from rlhfops.web.sessions import csrf_for_session, login_key
+
+    key = b"c" * 32
+    assert csrf_for_session(key, "s1") == hmac.new(key, b"csrf:s1", hashlib.sha256).hexdigest()
+    assert login_key("  " + "a" * 250 + " ") == "a" * 200  # stripped, then the column's 200 characters
+
+
 def test_get_workspace_yields_the_apps_own_workspace():
     ws = object()
     request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(ws=ws)))

@@ -274,6 +274,7 @@ def test_client_address_rule() -> None:
         client_address("10.0.0.5", "6.6.6.6, 1.2.3.4, 10.1.2.3", proxies) == "1.2.3.4"
     )  # right-most untrusted
     assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
+    assert client_address("testclient", "1.2.3.4", proxies) == "testclient"  # not an IP address: no proxy
     with pytest.raises(ValueError, match="'nope' is not an IP"):
         parse_proxies(["nope"])
 
