@@ -170,6 +170,10 @@ def test_retry_after_is_at_least_one_second(ws):
     assert t.retry_after("ann", "c") == 1.0  # 0.5 s left, reported as the 1 s floor
     now[0] = 30.0
     assert t.retry_after("ann", "c") == 30.0
+    now[0] = 100.0  # a failure at 100: at 130 it is 30 s old, 30 s to wait
+    t.failed("bob", "c")
+    now[0] = 130.0
+    assert t.retry_after("bob", "c") == 30.0
 
 
 def test_sessions_last_twelve_hours():

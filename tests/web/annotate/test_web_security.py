@@ -165,6 +165,16 @@ def test_a_new_session_deletes_every_expired_one(ws) -> None:
     assert [e for _a, e in after] == [t + 1 + 12 * 3600, t + 24 * 3600]
 
 
+def test_revoking_counts_the_sessions_ended(ws) -> None:
+    from rlhfops.web.sessions import create_session, revoke_sessions
+
+    assert revoke_sessions(ws, "rita") == 0  # no session: none ended
+    create_session(ws, "rita")
+    create_session(ws, "rita")
+    assert revoke_sessions(ws, "rita") == 2
+    assert revoke_sessions(ws, "nobody") is None
+
+
 def test_old_style_signed_name_cookie_is_refused(app) -> None:
     """The old cookie was ``name.issued.mac``; a value that is not a live session's token signs nobody in."""
     signer = app.state.auth.signer
@@ -275,6 +285,12 @@ def test_client_address_rule() -> None:
     )  # right-most untrusted
     assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
     assert client_address("testclient", "1.2.3.4", proxies) == "testclient"  # not an IP address: no proxy
+    # every hop a trusted proxy: the left-most; a CIDR with host bits set is its network
+    assert client_address("10.0.0.5", "10.1.0.1, 10.1.0.2", proxies) == "10.1.0.1"
+    assert parse_proxies(["10.1.2.3/16"]) == parse_proxies(["10.1.0.0/16"])
+    # addresses are cut to the column's 100 characters, the peer's and a forged header's alike
+    assert client_address("p" * 150, None, []) == "p" * 100
+    assert client_address("10.0.0.5", "y" * 150, proxies) == "y" * 100
     with pytest.raises(ValueError, match="'nope' is not an IP"):
         parse_proxies(["nope"])
 
