@@ -130,6 +130,7 @@ def test_a_new_failure_deletes_the_failures_older_than_the_window(ws):
     from rlhfops.annotate.tx import read_transaction
     from rlhfops.workspace import annotation_tables as m
 
+    assert (LoginThrottle(ws).limit, LoginThrottle(ws).window) == (5, 15 * 60)  # the documented defaults
     now = [0.0]
     t = LoginThrottle(ws, limit=3, window=60.0, clock=lambda: now[0])
     t.failed("ann", "c")
