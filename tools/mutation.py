@@ -114,6 +114,7 @@ TARGETS: dict[str, list[str]] = {  # fastest tests first, so a time-boxed run co
         "tests/gate/test_gate_limit_edges.py",
         "tests/gate/test_gate_identity.py",
         "tests/gate/test_gate_provenance.py",
+        "tests/gate/test_gate_choose.py",  # gate_choose (added after session 4's run)
     ],
     "train/reward.py": ["tests/train/test_reward_wiring.py"],
     "train/dpo.py": ["tests/train/test_dpo_wiring.py", "tests/train/test_dpo_loss_registry.py"],

@@ -151,6 +151,17 @@ def test_binary_rounding_at_a_limit_still_meets_it():
     assert _row(res, "redteam:pii").passed is False and _row(res, "redteam:harmful_request").passed is False
 
 
+def test_the_rounding_tolerance_is_1e_12_and_includes_its_edge():
+    """The tolerance for binary rounding is 1e-12 (not more): a value exactly 1e-12 past a limit still meets
+    it (the tolerance's edge is inside), 1.5e-12 past it does not."""
+    ev = _evidence(over_refusal_rate=0.1 + 1e-12, win_rate={"ci_low": 0.55 - 1e-12})
+    res = threshold_results(_gate(), SUCCESS, ev)
+    assert _row(res, "over_refusal").passed is True and _row(res, "win_rate").passed is True
+    ev = _evidence(over_refusal_rate=0.1 + 1.5e-12, win_rate={"ci_low": 0.55 - 1.5e-12})
+    res = threshold_results(_gate(), SUCCESS, ev)
+    assert _row(res, "over_refusal").passed is False and _row(res, "win_rate").passed is False
+
+
 def test_limits_off_or_without_evidence():
     res = threshold_results(
         _gate(max_kl=None, require_no_alarms=False, require_success_criteria=False),

@@ -186,6 +186,14 @@ def test_signed_evidence_of_a_trained_model_passes(gws, ready):
     assert g.passed, g.to_json()
     model_row = _row(g, "provenance:model")
     assert model_row.passed is True and "training attestation verified (stage ppo)" in model_row.detail
+    # a provenance row reads "<label> == True": the check's outcome is the observed value
+    m = gws.artifact(ready["ppo"])
+    assert (model_row.label, model_row.comparator, model_row.required, model_row.observed) == (
+        f"provenance: {m.kind} {m.short_id} trained by rlhfops",
+        "==",
+        True,
+        True,
+    )
     assert sorted(g.evidence.counted) == sorted(ready["evals"])
     stmt = attest.verify_envelope(
         attest.public_key(gws.root), gws.artifact(ready["evals"][0]).meta["attestation"]
@@ -290,6 +298,8 @@ def test_a_swapped_model_file_fails_its_training_attestation(gws, ready):
     weights.write_bytes(os.urandom(256))
     g = gate_evaluate(gws, ready["ppo"])
     assert "no longer hash to its id" in _prov_failures(g)["provenance:model"] and not g.passed
+    row = _row(g, "provenance:model")
+    assert (row.comparator, row.required, row.observed, row.passed) == ("==", True, False, False)
 
 
 def test_a_model_whose_training_statement_names_another_model_fails(gws, ready):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from rlhfops.measures.diversity import distinct_n, opening_share, repeated_ngram_fraction, text_distinct_n
+from rlhfops.measures.diversity import (
+    LOOP_REPEAT_FRACTION,
+    distinct_n,
+    looping_share,
+    loops,
+    opening_share,
+    repeated_ngram_fraction,
+    text_distinct_n,
+)
 
 
 def test_distinct_n_pooled_over_sequences():
@@ -39,3 +47,39 @@ def test_opening_share():
     assert opening_share(["Hello there friend", "hello  THERE friend"]) == 1.0  # case and spacing ignored
     assert opening_share(["a b c d", "a b x"], words=2) == 1.0
     assert opening_share([]) == 0.0
+
+
+def test_n_below_one_is_refused_everywhere():
+    for fn in (distinct_n, repeated_ngram_fraction):
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            fn([[1, 2, 3]], 0)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        text_distinct_n("a b c", 0)
+
+
+def test_repeated_ngram_fraction_defaults_to_4_grams():
+    seq = [1, 2, 3, 4, 1, 2, 3, 4, 1]
+    # 4-grams: 1234 2341 3412 4123 1234 2341 -> 2 of 6 repeat; 5-grams: 1 of 5
+    assert repeated_ngram_fraction([seq]) == pytest.approx(1 / 3, rel=1e-12)
+    assert repeated_ngram_fraction([seq], 5) == pytest.approx(1 / 5, rel=1e-12)
+
+
+# 17 distinct words, then the first 6 again: 20 word 4-grams of which 3 repeat (exactly 0.15); of the 19
+# 5-grams 2 repeat (0.105)
+AT_THE_LIMIT = " ".join([f"w{i}" for i in range(17)] + [f"w{i}" for i in range(6)])
+
+
+def test_a_reply_loops_at_exactly_the_limit_of_repeated_4_grams():
+    assert LOOP_REPEAT_FRACTION == 0.15
+    assert repeated_ngram_fraction([AT_THE_LIMIT.split()]) == 0.15
+    assert loops(AT_THE_LIMIT)  # at the limit (>=) with the default 4-grams
+    assert not loops(AT_THE_LIMIT, 5)  # 2 of 19 5-grams
+    assert not loops(AT_THE_LIMIT, limit=0.16)
+    assert not loops(" ".join(f"w{i}" for i in range(23)))
+
+
+def test_looping_share_is_the_share_of_replies_that_loop():
+    assert looping_share([AT_THE_LIMIT, "a b c d e", AT_THE_LIMIT, "x"]) == 0.5  # default 4-grams, 0.15
+    assert looping_share([AT_THE_LIMIT, "a b c d e"], 5) == 0.0
+    assert looping_share([AT_THE_LIMIT], limit=0.2) == 0.0
+    assert looping_share([]) == 0.0

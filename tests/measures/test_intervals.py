@@ -83,3 +83,29 @@ def test_half_tie_interval_by_hand():
     assert half_tie_interval(1, 0, 0) == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="no comparisons"):
         half_tie_interval(0, 0, 0)
+
+
+def test_wilson_is_exactly_0_and_1_at_the_ends_despite_rounding():
+    # the formula's centre - half at p = 0 is 5.6e-17 for n = 3 in floating point, centre + half at p = 1
+    # is 0.9999999999999999 for n = 10: the ends are set exactly
+    assert wilson_interval(0, 3)[0] == 0.0
+    assert wilson_interval(10, 10)[1] == 1.0
+    # below n the upper end is clipped too: 1.0000000000000002 unclipped for 7 - 1e-12 of 7
+    assert wilson_interval(7 - 1e-12, 7)[1] == 1.0
+
+
+def test_half_tie_interval_is_clipped_to_1():
+    s, lo, hi = half_tie_interval(1, 1, 0)  # s = 0.75, s + z sqrt(Var) = 1.096
+    assert s == 0.75 and hi == 1.0 and lo == pytest.approx(0.75 - 1.959963984540054 * (0.0625 / 2) ** 0.5)
+
+
+def test_float32_values_are_summarised_in_float64():
+    x32 = np.array([0.1, 0.7, 1e4 + 0.3, 2.9, 5.5], dtype=np.float32)
+    x64 = x32.astype(np.float64)
+    assert t_interval(x32) == t_interval(x64)
+    assert bootstrap_interval(x32) == bootstrap_interval(x64)
+
+
+def test_the_bootstrap_draws_2000_resamples_by_default():
+    x = np.array([0.3, 1.2, 2.0, 4.1, 0.7, 3.3])
+    assert bootstrap_interval(x) == bootstrap_interval(x, n_resamples=2000, seed=0)

@@ -745,3 +745,168 @@ def test_evaluate_policy_logs_distinct_2_and_at_most_three_loop_examples(gae_tra
     assert got["looping_share"] == 1.0
     assert got["loop_examples"] == [" a a a a a"] * 3
     assert got["distinct_2"] == distinct_n(resp, 2) != distinct_n(resp, 3)
+
+
+class _OneOfTwoProcesses:
+    """A stand-in accelerator: this process is ``rank`` of two, and the other process holds the same numbers
+    (every all-reduce sum is twice this process's value; its "still sampling" flag is this one's). Records
+    each backward and whether it ran under ``no_sync`` (where DDP skips the gradient all-reduce)."""
+
+    num_processes = 2
+    device = torch.device("cpu")
+
+    def __init__(self, real, rank: int, distributed_type=None):
+        from accelerate.utils import DistributedType
+
+        self.real, self.process_index = real, rank
+        self.distributed_type = distributed_type or DistributedType.MULTI_CPU
+        self.backwards: list[bool] = []
+        self._no_sync = False
+        self.reduces = 0
+
+    def unwrap_model(self, model):
+        return self.real.unwrap_model(model)
+
+    def reduce(self, t, reduction):
+        assert reduction == "sum"
+        self.reduces += 1
+        return t + t
+
+    def no_sync(self, _model):
+        import contextlib
+
+        @contextlib.contextmanager
+        def quiet():
+            self._no_sync = True
+            try:
+                yield
+            finally:
+                self._no_sync = False
+
+        return quiet()
+
+    def backward(self, loss):
+        self.backwards.append(self._no_sync)
+        loss.backward()
+
+
+def _whiten_over_both(x, m, shift_mean=True):
+    """Whitening with the statistics of a global batch of these rows twice (the other process's copy)."""
+    return _whiten(torch.cat([x, x]), torch.cat([m, m]), shift_mean)[: x.shape[0]]
+
+
+def test_a_process_of_two_samples_its_global_rows_and_whitens_over_both(gae_trainer):
+    """Process 1 of 2 holds prompts 1 and 3 of the iteration's 4: it samples rows 1 and 3 of the global
+    batch (the replies one process holding all four draws for them), and whitens rewards and advantages
+    with the count, sum and squared deviations summed over both processes (here the other holds the same)."""
+    trainer = gae_trainer
+    before, real = trainer.config, trainer.accelerator
+    case = GAE_CASES[1]  # k2 in the reward, rewards whitened too
+    trainer.config = trainer.config.model_copy(update=case)
+    batch, beta = trainer.rows_for_step(1), 0.3
+    assert len(batch) == 4 and trainer.config.samples_per_prompt == 1
+    try:
+        whole = make_rollout(trainer, batch, torch.Generator().manual_seed(6), beta=beta)
+        trainer.accelerator = _OneOfTwoProcesses(real, rank=1)
+        gen = torch.Generator().manual_seed(6)
+        roll = make_rollout(trainer, batch[1::2], gen, beta=beta, batch_prompts=4)
+    finally:
+        trainer.config, trainer.accelerator = before, real
+    assert roll.row_ids.tolist() == [1, 3]
+    assert roll.texts == [whole.texts[1], whole.texts[3]]
+    m = roll.mask
+    kl = _kl(case["kl_estimator"], roll.old_logps, roll.ref_logps) * m
+    rewards = -beta * kl
+    for i in range(m.shape[0]):
+        rewards[i, int(m[i].sum()) - 1] += roll.scores[i]
+    rewards = _whiten_over_both(rewards, m, shift_mean=False)
+    adv, ret = _gae(rewards, roll.values, m, case["gamma"], case["lam"])
+    torch.testing.assert_close(roll.returns, ret, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(roll.advantages, _whiten_over_both(adv, m), rtol=1e-4, atol=1e-5)
+    # the test can tell: this process's rows alone give other advantages
+    assert not torch.allclose(_whiten(adv, m), _whiten_over_both(adv, m), rtol=1e-3)
+
+
+def test_sharded_weights_sample_in_lock_step_through_the_roots_forward(gae_trainer):
+    """Under FSDP / ZeRO-3 every process keeps stepping until every process's rows are finished (the flag
+    "still busy" summed over processes is 0), and the sampler calls the policy inside the sharded root's
+    forward: the same replies as without sharding."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from rlhfops.train.ppo_rollout import _generate, every_process_done
+
+    class Peer:  # FSDP over two processes; the other process's "still busy" flag is `other`
+        distributed_type, device, num_processes = DistributedType.FSDP, torch.device("cpu"), 2
+
+        def __init__(self, other):
+            self.other = other
+
+        def reduce(self, t, reduction):
+            assert reduction == "sum"
+            return t + self.other
+
+    assert every_process_done(SimpleNamespace(accelerator=_OneOfTwoProcesses(None, 0))) is None  # DDP
+    done_there = every_process_done(SimpleNamespace(accelerator=Peer(0.0)))
+    busy_there = every_process_done(SimpleNamespace(accelerator=Peer(1.0)))
+    assert done_there(True) is True and done_there(False) is False
+    assert busy_there(True) is False and busy_there(False) is False
+
+    trainer = gae_trainer
+    before, real = trainer.config, trainer.accelerator
+    trainer.config = trainer.config.model_copy(update=GAE_CASES[0])
+    prompts = trainer.rows_for_step(1)
+    calls = []
+    hook = trainer.model.register_forward_pre_hook(lambda _m, _a, kw: calls.append(kw), with_kwargs=True)
+    try:
+        plain = _generate(trainer, prompts, torch.Generator().manual_seed(5))
+        assert not calls
+        fsdp = trainer.accelerator = _OneOfTwoProcesses(real, 0, DistributedType.FSDP)
+        sharded = _generate(trainer, prompts, torch.Generator().manual_seed(5))
+    finally:
+        hook.remove()
+        trainer.config, trainer.accelerator = before, real
+    assert calls and all("inside" in kw for kw in calls)
+    assert fsdp.reduces > 0  # the sampler asked every process whether its rows were finished
+    assert torch.equal(sharded.sequences, plain.sequences)
+
+
+def test_a_process_without_rows_in_a_minibatch_joins_its_gradient_all_reduce(gae_trainer):
+    """Two processes, one row each (this one holds global row 1), minibatches of one row: in the minibatch of
+    the other process's row this process runs one masked-out row, so it still backpropagates (a zero
+    gradient for every parameter) outside ``no_sync``, and DDP's all-reduce is joined by every process."""
+    import dataclasses
+
+    from rlhfops.train.ppo_update import ppo_update
+
+    trainer = gae_trainer
+    before, real = trainer.config, trainer.accelerator
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "minibatch_size": 1, "ppo_epochs": 1, "max_grad_norm": 0}
+    )
+    roll = _rollout(trainer, 0.3, seed=3)
+    one = {
+        f.name: getattr(roll, f.name)[:1].clone()
+        for f in dataclasses.fields(roll)
+        if isinstance(getattr(roll, f.name), torch.Tensor) and getattr(roll, f.name).dim() >= 1
+    }
+    one["row_ids"] = torch.tensor([1])
+    stub = _OneOfTwoProcesses(real, rank=1)
+    trainable = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    steps = []
+    trainer.optimizer.step = lambda *a, **k: steps.append(
+        {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    )
+    trainer.accelerator, trainer.world = stub, 2
+    try:
+        torch.manual_seed(0)
+        ppo_update(trainer, dataclasses.replace(roll, **one))
+    finally:
+        del trainer.optimizer.step
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.config, trainer.accelerator, trainer.world = before, real, 1
+    assert stub.backwards == [False, False]  # one backward per minibatch, each with the gradient all-reduce
+    assert len(steps) == 2 and all(s.keys() == trainable for s in steps)
+    zero = [all(float(g.abs().max()) == 0.0 for g in s.values()) for s in steps]
+    assert sorted(zero) == [False, True]  # the other process's row: a zero gradient from this one

@@ -48,20 +48,22 @@ def _refused(dep, request) -> str:
 
 
 @pytest.mark.parametrize(
-    ("dep", "allowed", "denied"),
+    ("dep", "allowed", "denied", "action", "roles"),
     [
-        (gate_reader, "gate-owner", "rater"),
-        (monitor_reader, "task-spec-owner", "rater"),
-        (monitor_writer, "ml-engineer", "gate-owner"),
+        (gate_reader, "gate-owner", "rater", "read the deployment gate", auth.GATE_READERS),
+        (monitor_reader, "task-spec-owner", "rater", "read monitoring", auth.MONITOR_READERS),
+        (monitor_writer, "ml-engineer", "gate-owner", "post production logs", auth.MONITOR_WRITERS),
     ],
 )
-def test_each_dependency_lets_its_role_in_and_keeps_others_out(dep, allowed, denied):
+def test_each_dependency_lets_its_role_in_and_keeps_others_out(dep, allowed, denied, action, roles):
     ok = _user(allowed)
     headers = {auth.CSRF_HEADER: csrf_for_session(KEY, "s1")}
     _call(dep, _request(ok, headers=headers))
     _call(dep, _request(_user(allowed, via="token")))
-    assert "ann may not" in _refused(dep, _request(_user(denied), headers=headers))
-    assert "ann may not" in _refused(dep, _request(_user(), headers=headers))
+    # the refusal names what was refused and the roles that may do it
+    expected = f"ann may not {action} (needs one of: {', '.join(roles)})"
+    assert _refused(dep, _request(_user(denied), headers=headers)) == expected
+    assert _refused(dep, _request(_user(), headers=headers)) == expected
 
 
 @pytest.mark.parametrize("dep", [gate_reader, monitor_reader, monitor_writer])

@@ -122,6 +122,38 @@ def test_login_throttle_limit_and_window_edges(ws):
     assert t.retry_after("ann", "1.2.3.4") is None
 
 
+def test_a_new_failure_deletes_the_failures_older_than_the_window(ws):
+    """Recording a failure deletes every pair's failures that are ``window`` old or older (the table stays
+    bounded), and keeps the younger ones."""
+    import sqlalchemy as sa
+
+    from rlhfops.annotate.tx import read_transaction
+    from rlhfops.workspace import annotation_tables as m
+
+    assert (LoginThrottle(ws).limit, LoginThrottle(ws).window) == (5, 15 * 60)  # the documented defaults
+    now = [0.0]
+    t = LoginThrottle(ws, limit=3, window=60.0, clock=lambda: now[0])
+    t.failed("ann", "c")
+    now[0] = 1.0
+    t.failed("bob", "d")
+    now[0] = 60.0  # ann's failure is exactly `window` old
+    t.failed("cy", "e")
+    with read_transaction(ws) as c:
+        kept = sorted(c.execute(sa.select(m.LoginFailure.__table__.c.at)).scalars().all())
+    assert kept == [1.0, 60.0]
+
+
+def test_the_csrf_token_is_an_hmac_of_the_session_and_names_are_cut_to_200():
+    import hashlib
+    import hmac
+
+    from rlhfops.web.sessions import csrf_for_session, login_key
+
+    key = b"c" * 32
+    assert csrf_for_session(key, "s1") == hmac.new(key, b"csrf:s1", hashlib.sha256).hexdigest()
+    assert login_key("  " + "a" * 250 + " ") == "a" * 200  # stripped, then the column's 200 characters
+
+
 def test_get_workspace_yields_the_apps_own_workspace():
     ws = object()
     request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(ws=ws)))
@@ -139,6 +171,10 @@ def test_retry_after_is_at_least_one_second(ws):
     assert t.retry_after("ann", "c") == 1.0  # 0.5 s left, reported as the 1 s floor
     now[0] = 30.0
     assert t.retry_after("ann", "c") == 30.0
+    now[0] = 100.0  # a failure at 100: at 130 it is 30 s old, 30 s to wait
+    t.failed("bob", "c")
+    now[0] = 130.0
+    assert t.retry_after("bob", "c") == 30.0
 
 
 def test_sessions_last_twelve_hours():

@@ -101,6 +101,80 @@ def test_session_lifetime_edges(ws) -> None:
     assert session_account(ws, None) is None
 
 
+def _session_rows(ws) -> list[tuple[int, float]]:
+    import sqlalchemy as sa
+
+    from rlhfops.annotate.tx import read_transaction
+    from rlhfops.workspace import annotation_tables as m
+
+    t = m.WebSession.__table__
+    with read_transaction(ws) as c:
+        return sorted(c.execute(sa.select(t.c.account_id, t.c.expires)).all())
+
+
+def test_a_session_lasts_exactly_twelve_hours(ws) -> None:
+    """The documented 12 h: live the second before its expiry, dead at it."""
+    from rlhfops.web.sessions import SESSION_MAX_AGE, create_session, session_account
+
+    assert SESSION_MAX_AGE == 12 * 60 * 60
+    t = 1_000_000.0
+    token = create_session(ws, "rita", now=t)
+    assert len(token) == 43  # 32 random bytes, URL-safe base64
+    assert session_account(ws, token, now=t + 12 * 3600 - 1).name == "rita"
+    assert session_account(ws, token, now=t + 12 * 3600) is None
+
+
+def test_a_session_names_its_account_and_is_immutable(ws) -> None:
+    """The account behind a session is the account's id, not the session row's (sessions of another account
+    first, so the two differ)."""
+    import dataclasses
+
+    import sqlalchemy as sa
+
+    from rlhfops.annotate.tx import read_transaction
+    from rlhfops.web.sessions import create_session, session_account
+    from rlhfops.workspace import annotation_tables as m
+
+    acc = m.Account.__table__
+    with read_transaction(ws) as c:
+        rita = c.execute(sa.select(acc.c.id).where(acc.c.name == "rita")).scalar()
+    for _ in range(rita + 1):
+        create_session(ws, "ravi")
+    token = create_session(ws, "rita")
+    got = session_account(ws, token)
+    with read_transaction(ws) as c:
+        s = m.WebSession.__table__
+        session_id = c.execute(sa.select(s.c.id).where(s.c.account_id == rita)).scalar()
+    assert session_id != rita  # the test can tell the two ids apart
+    assert (got.account_id, got.name, got.is_admin) == (rita, "rita", False)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.name = "root"
+
+
+def test_a_new_session_deletes_every_expired_one(ws) -> None:
+    """Creating a session deletes the sessions of every account that have expired (at their expiry time)."""
+    from rlhfops.web.sessions import create_session
+
+    t = 1_000_000.0
+    create_session(ws, "ravi", now=t)
+    create_session(ws, "rita", now=t + 1)
+    before = _session_rows(ws)
+    create_session(ws, "rita", now=t + 12 * 3600)  # ravi's expires now; rita's first one a second later
+    after = _session_rows(ws)
+    assert len(before) == 2 and len(after) == 2
+    assert [e for _a, e in after] == [t + 1 + 12 * 3600, t + 24 * 3600]
+
+
+def test_revoking_counts_the_sessions_ended(ws) -> None:
+    from rlhfops.web.sessions import create_session, revoke_sessions
+
+    assert revoke_sessions(ws, "rita") == 0  # no session: none ended
+    create_session(ws, "rita")
+    create_session(ws, "rita")
+    assert revoke_sessions(ws, "rita") == 2
+    assert revoke_sessions(ws, "nobody") is None
+
+
 def test_old_style_signed_name_cookie_is_refused(app) -> None:
     """The old cookie was ``name.issued.mac``; a value that is not a live session's token signs nobody in."""
     signer = app.state.auth.signer
@@ -210,6 +284,13 @@ def test_client_address_rule() -> None:
         client_address("10.0.0.5", "6.6.6.6, 1.2.3.4, 10.1.2.3", proxies) == "1.2.3.4"
     )  # right-most untrusted
     assert client_address("10.0.0.5", None, proxies) == "10.0.0.5"
+    assert client_address("testclient", "1.2.3.4", proxies) == "testclient"  # not an IP address: no proxy
+    # every hop a trusted proxy: the left-most; a CIDR with host bits set is its network
+    assert client_address("10.0.0.5", "10.1.0.1, 10.1.0.2", proxies) == "10.1.0.1"
+    assert parse_proxies(["10.1.2.3/16"]) == parse_proxies(["10.1.0.0/16"])
+    # addresses are cut to the column's 100 characters, the peer's and a forged header's alike
+    assert client_address("p" * 150, None, []) == "p" * 100
+    assert client_address("10.0.0.5", "y" * 150, proxies) == "y" * 100
     with pytest.raises(ValueError, match="'nope' is not an IP"):
         parse_proxies(["nope"])
 
