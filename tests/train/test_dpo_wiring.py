@@ -56,27 +56,33 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("loss_type,beta,eps,accum", CASES)
-def test_first_step_loss_and_gradient_match_an_independent_computation(setup, loss_type, beta, eps, accum):
+def _first_step(setup, name: str, extra: list[str], per_token: bool):
+    """The trainer's first step from a perturbed policy (reference table from the unchanged model): the
+    trainer, its policy, the step's pairs, (loss, sums, units), the gradients, and the pairs' log-probs
+    recomputed here (policy with gradient; reference without)."""
     tmp, model, prefs, ref_lm = setup
-    name = f"dpo-{loss_type}-{beta}-{eps}-{accum}"
-    extra = [f"loss_type={loss_type}", f"beta={beta}", f"gradient_accumulation_steps={accum}"]
-    if eps:
-        extra.append(f"label_smoothing={eps}")
     trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, name, extra))
     trainer.before_train()  # reference table from the unchanged starting model
     lm = trainer.model.lm
     perturb(lm, seed=7)
     pairs = [r.pair for r in trainer.rows_for_step(1)]
-    per_token = loss_type == "ipo"
-
-    loss, sums, units = trainer.accumulate_gradients(1)
+    step = trainer.accumulate_gradients(1)
     got = grads(lm)
     trainer.optimizer.zero_grad(set_to_none=True)
-
     with torch.no_grad():
         rc, rr = pair_logps(ref_lm, pairs, per_token)
     pc, pr = pair_logps(lm, pairs, per_token)
+    return trainer, lm, pairs, step, got, (pc, pr, rc, rr)
+
+
+@pytest.mark.parametrize("loss_type,beta,eps,accum", CASES)
+def test_first_step_loss_and_gradient_match_an_independent_computation(setup, loss_type, beta, eps, accum):
+    extra = [f"loss_type={loss_type}", f"beta={beta}", f"gradient_accumulation_steps={accum}"]
+    if eps:
+        extra.append(f"label_smoothing={eps}")
+    trainer, lm, pairs, (loss, sums, units), got, (pc, pr, rc, rr) = _first_step(
+        setup, f"dpo-{loss_type}-{beta}-{eps}-{accum}", extra, per_token=loss_type == "ipo"
+    )
     expected = _expected_loss(pc, pr, rc, rr, loss_type, beta, eps)
     expected.backward()
     assert units == len(pairs) == 4
@@ -114,24 +120,11 @@ def test_rpo_alpha_adds_the_chosen_replies_nll_per_token_to_the_first_step(
     al. 2024), computed here one sequence at a time from the chosen completion's tokens only; the loss
     without the term, or with the rejected reply's or the prompt's tokens in it, is far from what the
     trainer computed."""
-    tmp, model, prefs, ref_lm = setup
-    name = f"dpo-rpo-{loss_type}-{beta}-{alpha}-{accum}-{share}"
     extra = [f"loss_type={loss_type}", f"beta={beta}", f"gradient_accumulation_steps={accum}"]
     extra += [f"rpo_alpha={alpha}", f"share_prompt={str(share).lower()}"]
-    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, name, extra))
-    trainer.before_train()
-    lm = trainer.model.lm
-    perturb(lm, seed=7)
-    pairs = [r.pair for r in trainer.rows_for_step(1)]
-    per_token = loss_type == "ipo"
-
-    loss, sums, units = trainer.accumulate_gradients(1)
-    got = grads(lm)
-    trainer.optimizer.zero_grad(set_to_none=True)
-
-    with torch.no_grad():
-        rc, rr = pair_logps(ref_lm, pairs, per_token)
-    pc, pr = pair_logps(lm, pairs, per_token)
+    trainer, lm, pairs, (loss, sums, units), got, (pc, pr, rc, rr) = _first_step(
+        setup, f"dpo-rpo-{loss_type}-{beta}-{alpha}-{accum}-{share}", extra, per_token=loss_type == "ipo"
+    )
     dpo = _expected_loss(pc, pr, rc, rr, loss_type, beta, 0.0)
     nll = torch.stack([_nll(lm, p.prompt_ids, p.chosen_ids) for p in pairs])
     expected = dpo + alpha * nll.mean()
