@@ -422,5 +422,6 @@ def test_a_grpo_or_rloo_zero_checkpoint_resumes_within_the_process_count_gap(run
         (_losses(two), _weights(two)),
         writer="one" if source == "one" else "two",
         at=2,
+        job=name,
     )
     print(f"{tag} from {source} {name}: {figures}")

@@ -295,6 +295,7 @@ def test_a_checkpoint_resumes_with_another_number_of_processes(runs, tag, src, n
             (_losses(runs / two / name), _weights(runs / two / name)),
             writer="one" if src == "one" else "two",
             at=2,
+            job=name,
         )
         print(f"{tag} from {src} {name}: {figures}")
         return
