@@ -2,11 +2,12 @@
 
 Reproduces section 6's setup with the product's own functions, then adds DPO's ``rpo_alpha`` (Pang et al.
 2024): START = the quick demo's round-one DPO model; its failures on the red-team TRAINING half (the first 8
-items per category) each paired with the SIMULATED experts' reply (``demo/experts.py``) as chosen and the
-failing reply as rejected; scored on the whole red-team HELD-OUT half (``redteam.detectors.judge_item``) and
-on the last 32 shipped task prompts (``evaluate.measure.success_criteria`` with the spec: the main criterion
-by the policy judge over the 21 at-fault prompts, "refuses a benign request" over all 32). Greedy replies,
-``max_new_tokens`` 64 (the full demo's).
+items per category) each paired with the SIMULATED experts' reply for that item (``demo/experts.py``) as
+chosen and the failing reply as rejected; scored on the whole red-team HELD-OUT half
+(``redteam.detectors.judge_item``) and on the last 32 shipped task prompts
+(``evaluate.measure.success_criteria`` with the spec: the main criterion by the policy judge over the 21
+at-fault prompts, "refuses a benign request" over all 32). Greedy replies, ``max_new_tokens`` 64 (the full
+demo's).
 
     python bench/r2_nll.py prep START ROUND1_PREFS OUT      # OUT/failures.jsonl, OUT/replay.jsonl
     python bench/r2_nll.py train START DATA RUN key=value... # `rlhfops train dpo` on DATA from START
@@ -55,7 +56,9 @@ def prep(start: str, round1_prefs: str, out: str) -> None:
     train, _ = _halves()
     replies = _respond(start, [it.prompt for it in train])
     failed = [(it, r) for it, r in zip(train, replies, strict=True) if not judge_item(it, r)]
-    rows = [{"prompt": it.prompt, "chosen": expert_reply(it.category), "rejected": r} for it, r in failed]
+    rows = [
+        {"prompt": it.prompt, "chosen": expert_reply(it.category, it.id), "rejected": r} for it, r in failed
+    ]
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     (out_dir / "failures.jsonl").write_text(lines, encoding="utf-8")
     replay = Path(round1_prefs).read_text(encoding="utf-8")
@@ -141,11 +144,12 @@ CATEGORIES = [  # the table's column order (section 6's)
 
 def table(*paths: str) -> None:
     """One markdown row per score file: pass rates per category, the criteria, and how degenerate the replies
-    are -- refusals outside the harmful category and replies that are one of the experts' templates."""
-    from rlhfops.demo.experts import EXPERT_REPLIES
+    are -- refusals outside the harmful category and replies that open with an expert reply (a template or a
+    written reply)."""
+    from rlhfops.demo.experts import all_replies
     from rlhfops.measures.refusal import is_refusal
 
-    templates = {reply[:40] for _, reply in EXPERT_REPLIES.values()}
+    templates = {reply[:40] for reply in all_replies()}  # the templates and the written replies
     head = [name for _, name in CATEGORIES] + [
         "remedy (policy judge)",
         "refuses benign",
@@ -168,7 +172,8 @@ def table(*paths: str) -> None:
         cells.append(f"{sum(x[:40] in templates for x in every)}/{len(every)}")
         print(f"| {Path(path).stem} | " + " | ".join(cells) + " |")
     print("* refusals: replies with a refusal phrase among the 90 red-team replies outside harmful requests")
-    print("  and the 32 task replies; templates: replies that open with an expert template (all 139)")
+    print("  and the 32 task replies; templates: replies that open with an expert reply, template or written")
+    print("  (its first 40 characters; all 139 replies)")
 
 
 if __name__ == "__main__":

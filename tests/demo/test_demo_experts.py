@@ -1,26 +1,126 @@
-"""The SIMULATED domain experts' templates (round two) and the raters' safety section."""
+"""The SIMULATED domain experts (round two): the replies written per training-half item, the category
+templates (the fallback) and the raters' safety section."""
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from importlib import resources
 
 import pytest
 
-from rlhfops.demo.experts import EXPERT_REPLIES, expert_reply
+from rlhfops.demo.experts import (
+    EXPERT_REPLIES,
+    WRITTEN_REPLIES_FILE,
+    all_replies,
+    expert_reply,
+    template_reply,
+    written_replies,
+)
 from rlhfops.demo.raters import preference_score, safety_score
 from rlhfops.examples import example_path
-from rlhfops.redteam.detectors import check_item
+from rlhfops.judge.policy import PolicyJudge, sentences
+from rlhfops.redteam.detectors import check_item, judge_item
+from rlhfops.redteam.split import split_items
 from rlhfops.redteam.suite import load_suite, shipped_suites
+
+APOLOGY_OPENER = re.compile(r"\W*(i'm |i am |we're |we are )?(sorry|apolog)", re.I)
+
+
+@pytest.fixture(scope="module")
+def halves():
+    """(training half, held-out half) of every shipped red-team suite, by the fixed split."""
+    train, held = [], []
+    for name in shipped_suites():
+        tr, he = split_items(load_suite(name).items)
+        train += tr
+        held += he
+    return train, held
+
+
+@pytest.fixture(scope="module")
+def policy_judge() -> PolicyJudge:
+    """The policy judge with the shipped support-replies spec's policy (as tests/judge builds it)."""
+    from pathlib import Path
+
+    import yaml
+
+    import rlhfops.spec
+    from rlhfops.spec.schema import TaskSpec
+
+    raw = yaml.safe_load(
+        (Path(rlhfops.spec.__file__).parent / "templates" / "support_replies.yaml").read_text()
+    )
+    raw.pop("edge_cases", None)
+    return PolicyJudge(TaskSpec(**raw).policy)
 
 
 def test_every_category_has_a_template_that_passes_its_own_detectors():
-    """Each shipped red-team item passes its checks when answered with its category's expert reply."""
+    """Each shipped red-team item passes its checks when answered with its category's template (fallback)."""
     assert set(EXPERT_REPLIES) == set(shipped_suites())
     for it in load_suite("redteam").items:
-        checks = check_item(it, expert_reply(it.category))
+        checks = check_item(it, template_reply(it.category))
         assert all(c.passed for c in checks), (it.id, [c.reason for c in checks])
     with pytest.raises(KeyError, match="no SIMULATED expert template"):
-        expert_reply("unknown")
+        template_reply("unknown")
+    with pytest.raises(KeyError, match="no SIMULATED expert template"):
+        expert_reply("unknown", "harm-002")
+
+
+def test_every_training_item_has_one_written_reply_and_no_heldout_item_has_one(halves):
+    """The experts wrote for the training half only: one line per training item, none for a held-out item."""
+    train, held = halves
+    text = (resources.files("rlhfops.demo") / WRITTEN_REPLIES_FILE).read_text(encoding="utf-8")
+    ids = [json.loads(line)["id"] for line in text.splitlines() if line.strip()]
+    assert len(train) == 85
+    assert Counter(ids) == Counter(it.id for it in train)  # each training id exactly once, nothing else
+    assert not set(ids) & {it.id for it in held}
+    assert set(written_replies()) == {it.id for it in train}
+
+
+def test_each_written_reply_passes_its_item_detectors_and_the_policy_judge(halves, policy_judge):
+    """Each reply shows its item's expected behaviour (the red-team detectors and the item's rules) and
+    states no wrong or invented fact (the policy judge's violations: quantities, order numbers, phrases)."""
+    train, _ = halves
+    bad = []
+    for it in train:
+        reply = written_replies()[it.id]
+        if not judge_item(it, reply):
+            bad.append((it.id, [c.reason for c in check_item(it, reply) if not c.passed]))
+        if policy_judge.violations(it.prompt, reply):
+            bad.append((it.id, policy_judge.violations(it.prompt, reply)))
+        if it.category == "benign_but_risky_looking" and APOLOGY_OPENER.match(reply):
+            bad.append((it.id, "a benign request answered with an apology opener"))
+    assert not bad, bad
+
+
+def test_written_replies_have_two_to_four_sentences():
+    counts = {i: len(sentences(r)) for i, r in written_replies().items()}
+    assert {i: n for i, n in counts.items() if not 2 <= n <= 4} == {}
+
+
+def test_written_replies_vary_their_wording():
+    """No 4-word opening is shared by more than 3 replies (the templates' one opening is what the model
+    copied); no written reply is a template or opens like the harmful template."""
+    replies = list(written_replies().values())
+    openings = Counter(" ".join(r.lower().split()[:4]) for r in replies)
+    assert [o for o, n in openings.items() if n > 3] == []
+    templates = {reply for _, reply in EXPERT_REPLIES.values()}
+    assert not templates & set(replies)
+    assert not [r for r in replies if r.startswith("I'm sorry, but I can't help with that request")]
+    assert len(set(replies)) == len(replies)
+    assert set(all_replies()) == templates | set(replies)
+
+
+def test_expert_reply_is_the_items_written_reply_else_the_template(halves):
+    train, held = halves
+    for it in train:
+        assert expert_reply(it.category, it.id) == written_replies()[it.id] != template_reply(it.category)
+    for it in held[:12]:  # the experts never saw the held-out half: the template
+        assert expert_reply(it.category, it.id) == template_reply(it.category)
+    assert expert_reply("harmful_requests", "no-such-id") == template_reply("harmful_requests")
+    assert expert_reply("harmful_requests") == template_reply("harmful_requests")
 
 
 def test_the_safety_section_never_fires_on_the_support_prompts():
@@ -53,8 +153,8 @@ def test_the_safety_section_never_fires_on_the_support_prompts():
     ],
 )
 def test_the_raters_prefer_the_expert_reply_over_the_failing_kind(prompt, good, bad):
-    assert safety_score(prompt, expert_reply(good)) > safety_score(prompt, bad)
-    assert preference_score(prompt, expert_reply(good)) > preference_score(prompt, bad) + 1.0
+    assert safety_score(prompt, template_reply(good)) > safety_score(prompt, bad)
+    assert preference_score(prompt, template_reply(good)) > preference_score(prompt, bad) + 1.0
 
 
 def test_a_justified_decline_is_not_penalised_but_a_support_decline_is():

@@ -465,7 +465,7 @@ def test_demo_next_turns_each_trigger_into_its_step_and_closes_it(demo_run):
 
 
 def test_demo_round_two_failure_pairs_come_from_the_train_half_only(demo_run):
-    from rlhfops.demo.experts import EXPERT_REPLIES
+    from rlhfops.demo.experts import expert_reply, written_replies
     from rlhfops.redteam.split import item_half
     from rlhfops.workspace import Workspace
 
@@ -488,8 +488,11 @@ def test_demo_round_two_failure_pairs_come_from_the_train_half_only(demo_run):
             edge_prompts = [i.prompt for i in edge_items]
     finally:
         ws.close()
-    experts = {reply for _, reply in EXPERT_REPLIES.values()}
-    assert len(queued) == len(pairs) and all(a in experts for _, a in queued)  # failure vs expert reply
+    assert len(queued) == len(pairs)
+    by_prompt = {p["prompt"]: p for p in pairs}
+    for prompt, a in queued:  # failure vs the reply the experts wrote for that item (not a template)
+        p = by_prompt[prompt]
+        assert a == expert_reply(p["category"], p["id"]) == written_replies()[p["id"]], p["id"]
     assert all(item_half(p) == "train" for p, _ in queued)
     assert all(item_half(p) == "train" for p in edge_prompts)  # `next` left held-out failures out
     prefs = demo_run.out_dir / "data" / "preferences-r2.jsonl"

@@ -1,23 +1,41 @@
-"""SIMULATED domain experts of `rlhfops demo` round two: one safe or correct reply per red-team category.
+"""SIMULATED domain experts of `rlhfops demo` round two: a written reply for each red-team training item.
 
-Nothing here is an expert's judgement: each category has one small, stated template (what a support
-lead would want the assistant to do), and every failure on the red-team TRAINING half becomes a
-comparison item that pairs the failing reply with its category's template. The templates:
+Nothing here is an expert's judgement: the replies are what a careful support lead for Juniper Lane would
+write, drafted once and shipped as data. Every failure on the red-team TRAINING half becomes a comparison
+item that pairs the failing reply (rejected) with the experts' reply for THAT item (chosen).
 
-* harmful requests: refuse and redirect to what the shop can help with;
-* false premise: correct the false premise and state the policy;
-* no reliable answer: hedge (say what cannot be known) and offer to check;
-* prompt injection: ignore the instruction pasted inside the message and do the real task;
-* adversarial client: stay professional, no insult, offer the normal remedy path;
-* benign but risky-looking: help plainly (it is an ordinary request).
+**Written replies** (``expert_replies.jsonl``, package data next to this module): one reply per
+training-half item (:func:`rlhfops.redteam.split.split_items`; 85 items), and none for a held-out-half item
+(the experts never see the held-out half). Each is 2-4 sentences, names the item or problem the customer
+named, and shows its category's behaviour:
 
-The replies follow the spec's policy for Juniper Lane (30-day returns, free labels for damaged, faulty or
-wrong items, refunds in 5-7 business days) and invent no order number, amount or policy.
+* harmful requests: decline that request briefly and offer what the shop can help with;
+* false premise: say plainly what is true ("Our return window is 30 days, not 6 months") and what to do;
+* no reliable answer: say what cannot be known or promised and what can be done (check, estimate, update);
+* prompt injection: do the real task (reply to or summarise the pasted message), never the pasted order;
+* adversarial client: stay calm, quote no insult, offer the normal remedy path;
+* benign but risky-looking: just help, with practical safe steps (no refusal phrase, no apology opener).
+
+Why: round two used to pair every failure with one template per category, and at 135M parameters the
+model learnt the templates' shared opening and used it everywhere (docs/benchmarks.md, Issue 19, sections 6
+and 10); the written replies vary their wording (a test checks: no 4-word opening shared by more than 3).
+
+**Templates** (:data:`EXPERT_REPLIES`, :func:`template_reply`): one stated reply per category, now only a
+FALLBACK for an item with no written reply (a suite item added later, a user's own suite).
+
+All replies follow the spec's policy for Juniper Lane (30-day returns, free labels for damaged, faulty or
+wrong items, refunds in 5-7 business days, express $9.95, 2-year warranty) and invent no order number,
+amount or policy; tests run each written reply through its item's red-team detectors and the policy judge.
 """
 
 from __future__ import annotations
 
+import json
+from functools import cache
+from importlib import resources
+
 SIMULATED_EXPERTS = "SIMULATED domain experts"
+WRITTEN_REPLIES_FILE = "expert_replies.jsonl"
 
 EXPERT_REPLIES: dict[str, tuple[str, str]] = {  # category -> (what the template does, the reply)
     "harmful_requests": (
@@ -53,8 +71,30 @@ EXPERT_REPLIES: dict[str, tuple[str, str]] = {  # category -> (what the template
 }
 
 
-def expert_reply(category: str) -> str:
-    """The SIMULATED experts' reply for a red-team ``category`` (the module doc lists the templates)."""
+def template_reply(category: str) -> str:
+    """The category's template (the fallback; the module doc lists what each does)."""
     if category not in EXPERT_REPLIES:
         raise KeyError(f"no SIMULATED expert template for red-team category {category!r}")
     return EXPERT_REPLIES[category][1]
+
+
+@cache
+def written_replies() -> dict[str, str]:
+    """Red-team item id -> the experts' written reply (``expert_replies.jsonl``, read once)."""
+    text = (resources.files("rlhfops.demo") / WRITTEN_REPLIES_FILE).read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return {r["id"]: r["reply"] for r in rows}
+
+
+def expert_reply(category: str, item_id: str | None = None) -> str:
+    """The SIMULATED experts' reply for red-team item ``item_id``: its written reply, else the template of
+    its ``category`` (an unknown category raises KeyError either way)."""
+    template = template_reply(category)
+    if item_id is None:
+        return template
+    return written_replies().get(item_id, template)
+
+
+def all_replies() -> list[str]:
+    """Every reply the experts can give: the templates, then the written replies."""
+    return [reply for _, reply in EXPERT_REPLIES.values()] + list(written_replies().values())

@@ -92,10 +92,10 @@ flagged by gold accuracy: {{ ann.flagged|join(", ") or "none" }}.</p>
 {% if rounds.table %}
 <p>Round two: `rlhfops next` acted on the open triggers; round one's best candidate ({{ rounds.best }}) failed
 {{ rounds.n_failures }} item(s) of the red-team TRAINING half, each paired with a SIMULATED domain expert's
-reply (a stated template per category) and labelled by the SIMULATED raters with the batches `next` queued;
-the reward model was refreshed and DPO continued from {{ rounds.best }}. Every red-team rate below is on the
-HELD-OUT half only; intervals are Wilson 95% (win rate: the interval `eval run` reports; KL: a mean over
-sampled replies, no interval).</p>
+reply written for that item (a category template only as fallback) and labelled by the SIMULATED raters with
+the batches `next` queued; the reward model was refreshed and DPO continued from {{ rounds.best }}. Every
+red-team rate below is on the HELD-OUT half only; intervals are Wilson 95% (win rate: the interval `eval run`
+reports; KL: a mean over sampled replies, no interval).</p>
 <div class="wide" tabindex="0"><table>
 <tr><th>round</th><th>model</th><th>apologises + remedy [95% CI]</th><th>refuses benign [95% CI]</th>
 <th>win rate vs base [95% CI]</th><th>KL ({{ kl_header }}; to)</th>

@@ -5,8 +5,9 @@
    red-team training half) in the annotation service and close the trigger; command steps name the command.
 2. ``failures``: the red-team suites split by the fixed rule (:mod:`rlhfops.redteam.split`); round one's
    best candidate runs on the TRAIN half (`eval run --redteam-half train`); each failure becomes a
-   comparison item with the SIMULATED domain experts' reply (:mod:`rlhfops.demo.experts`); the SIMULATED
-   raters label it with the batches `next` queued (:func:`rlhfops.demo.raters.label_round`); `prefs export`.
+   comparison item with the SIMULATED domain experts' reply written for that item
+   (:mod:`rlhfops.demo.experts`; a category template only as fallback); the SIMULATED raters label it with
+   the batches `next` queued (:func:`rlhfops.demo.raters.label_round`); `prefs export`.
 3. ``refresh``: the reward model retrained on both rounds' preferences; DPO continues from round one's
    best candidate on this round's batches only (`prefs export --batch`: round one's pairs are already in
    the candidate), with its own steps and learning rate (the product's training stages, as round one).
@@ -99,7 +100,7 @@ def failures(ctx: Any) -> str:
             ws=ctx.ws,
         )
     failed = [r for r in train_eval.items if r.get("expected") is not None and not r["passed"]]
-    pairs = [(r["prompt"], expert_reply(r["category"]), r["response"]) for r in failed]
+    pairs = [(r["prompt"], expert_reply(r["category"], r["id"]), r["response"]) for r in failed]
     batch = "round-2-redteam-train"
     queued = [n["batch"] for n in ctx.rounds.get("next", []) if n.get("queued") or n.get("already_queued")]
     new_batches = ([batch] if pairs else []) + queued  # this round's: what the candidate continues on
@@ -137,7 +138,7 @@ def failures(ctx: Any) -> str:
     return (
         f"red-team suites split by the fixed rule: {n_train} training-half / {n_held} held-out-half items\n"
         f"{best} on the training half: {len(failed)} of {len(train_eval.items)} failed; each paired with the "
-        f"{SIMULATED_EXPERTS}' safe or correct reply (a stated template per category)\n"
+        f"{SIMULATED_EXPERTS}' reply written for that item (a category template only as fallback)\n"
         f"{lab.labels} SIMULATED labels (failure pairs + the batches `next` queued); `prefs export`: "
         f"{lab.kept} pairs from both rounds, Krippendorff's alpha {alpha} (the reward model's refresh); "
         f"`prefs export --batch`: {lab.new_kept} pairs of this round's batches (what {best} continues on)"
