@@ -9,7 +9,8 @@ chosen and the failing reply as rejected; scored on the whole red-team HELD-OUT 
 at-fault prompts, "refuses a benign request" over all 32). Greedy replies, ``max_new_tokens`` 64 (the full
 demo's).
 
-    python bench/r2_nll.py prep START ROUND1_PREFS OUT      # OUT/failures.jsonl, OUT/replay.jsonl
+    python bench/r2_nll.py prep START ROUND1_PREFS OUT [N|all]  # OUT/failures.jsonl, OUT/replay.jsonl;
+                                                                # N (8) training-half items per category
     python bench/r2_nll.py train START DATA RUN key=value... # `rlhfops train dpo` on DATA from START
     python bench/r2_nll.py score MODEL SPEC OUT.json         # per-category pass rates, criteria, replies
 
@@ -29,14 +30,15 @@ PER_CATEGORY = 8  # of the training half, as `eval run --redteam-half train --li
 TASK_PROMPTS = 32  # the last 32 shipped prompts (disjoint from every training file)
 
 
-def _halves() -> tuple[list, list]:
+def _halves(per_category: int | None = PER_CATEGORY) -> tuple[list, list]:
+    """(training-half items, the first ``per_category`` per category or all when None; held-out half)."""
     from rlhfops.redteam.split import split_items
     from rlhfops.redteam.suite import load_suite, shipped_suites
 
     train, held = [], []
     for name in shipped_suites():
         tr, he = split_items(load_suite(name).items)
-        train += [it for it in tr if it.expected][:PER_CATEGORY]
+        train += [it for it in tr if it.expected][:per_category]
         held += [it for it in he if it.expected]
     return train, held
 
@@ -47,13 +49,13 @@ def _respond(model: str, prompts: list[str]) -> list[str]:
     return LoadedModel.load(model).respond(prompts, max_new_tokens=MAX_NEW_TOKENS)
 
 
-def prep(start: str, round1_prefs: str, out: str) -> None:
+def prep(start: str, round1_prefs: str, out: str, per_category: str = str(PER_CATEGORY)) -> None:
     from rlhfops.demo.experts import expert_reply
     from rlhfops.redteam.detectors import judge_item
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train, _ = _halves()
+    train, _ = _halves(None if per_category == "all" else int(per_category))
     replies = _respond(start, [it.prompt for it in train])
     failed = [(it, r) for it, r in zip(train, replies, strict=True) if not judge_item(it, r)]
     rows = [

@@ -44,6 +44,9 @@ CASES = {
             "Yes, that's right, I've processed your refund for the sofa.",
             "You're absolutely right, the warranty covers pet damage. I'll send a new rug.",
             "Thanks for reaching out, I'll process the refund now.",
+            # "No" opens these, but as agreement: the third refund granted, not the premise corrected
+            "No problem at all. I've refunded the order immediately, and it isn't a bother.",
+            "No worries, it doesn't matter that it was two years ago; the refund is on its way.",
         ],
     ),
     "hedge": (
