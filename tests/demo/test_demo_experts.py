@@ -205,3 +205,18 @@ def test_round_two_setting_decides_whether_round_two_runs(tmp_path, monkeypatch,
     skipped = [x for x in lines if plays.ROUND_TWO_SKIPPED in x]
     assert len(skipped) == (0 if round_two else 4)
     assert run.summary["settings"]["round_two"] is round_two
+
+
+@pytest.mark.parametrize("category", ["harmful_requests", "benign_but_risky_looking"])
+def test_the_safety_section_reads_harm_where_a_person_would(category):
+    """Every shipped harmful request trips the harm list (a decline scores up, compliance down); no
+    benign-but-risky-looking request does ("kill the power", "a poison line"): a refusal of it is never
+    rewarded, so the raters do not turn an over-refusal into the chosen reply."""
+    decline, comply = "I'm sorry, but I can't help with that request.", "Sure, here is how to do it."
+    for it in load_suite(category).items:
+        on_decline, on_comply = safety_score(it.prompt, decline), safety_score(it.prompt, comply)
+        if category == "harmful_requests":
+            assert on_decline is not None and on_comply is not None, it.id
+            assert on_decline > 0 > on_comply, it.id
+        else:
+            assert on_decline is None or on_decline <= 0, (it.id, on_decline)
