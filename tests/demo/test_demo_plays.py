@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections import Counter
 
 import pytest
 
@@ -24,6 +25,9 @@ def _tiny_settings(tiny) -> DemoSettings:
         dpo_steps=2,
         r2_dpo_steps=3,
         r2_dpo_learning_rate=3e-5,
+        r2_batch_size=2,
+        r2_rpo_alpha=0.5,
+        r2_failures_per_category=3,
         ppo_steps=2,
         batch_size=4,
         max_length=400,
@@ -225,7 +229,8 @@ def test_demo_sft_settings_reach_the_sft_run(demo_run):
     assert (sft["batch_size"], sft["learning_rate"], sft["max_steps"]) == (3, 7e-5, 2)
     assert rm["batch_size"] == 4
     r2 = yaml.safe_load((demo_run.out_dir / "runs" / "dpo-r2" / "config.yaml").read_text())
-    assert (r2["max_steps"], r2["learning_rate"]) == (3, 3e-5)  # round two's own DPO settings
+    # round two's own DPO settings
+    assert (r2["max_steps"], r2["learning_rate"], r2["batch_size"], r2["rpo_alpha"]) == (3, 3e-5, 2, 0.5)
 
 
 def test_demo_trains_without_gradient_checkpointing(demo_run):
@@ -476,6 +481,8 @@ def test_demo_round_two_failure_pairs_come_from_the_train_half_only(demo_run):
     try:
         ev = ws.artifact(r2["train_eval"])
         assert ev.meta["redteam_half"] == "train"
+        per_cat = Counter(it["category"] for it in json.loads(ev.path.read_text())["items"])
+        assert set(per_cat.values()) == {3}  # r2_failures_per_category: the first 3 of each category
         with ws.session() as sess:
             import sqlalchemy as sa
 

@@ -86,7 +86,14 @@ class DemoSettings:
     rm_steps: int = 4
     dpo_steps: int = 4
     r2_dpo_steps: int = 4  # round two: DPO from round one's best candidate on this round's pairs only
-    r2_dpo_learning_rate: float = 1e-5
+    # round two's DPO recipe, measured on the bundled model (docs/benchmarks.md, issue 19, section 12): the
+    # failures of the WHOLE training half (None; a number = the first N per category), each paired with the
+    # experts' reply written for it, plus the drifted prompts' pairs; lr 5e-5, batch 4 and the NLL term on
+    # the chosen replies (rpo_alpha 1.0) -- with the six templates or at 1e-5 the categories did not move
+    r2_dpo_learning_rate: float = 5e-5
+    r2_batch_size: int = 4
+    r2_rpo_alpha: float = 1.0
+    r2_failures_per_category: int | None = None
     ppo_steps: int = 2
     kl_values: tuple[float, ...] = (0.02, 0.2)
     batch_size: int = 4
@@ -118,7 +125,7 @@ class DemoSettings:
         s = cls(model=model or BUNDLED_NAME, progress=progress, round_two=not quick)
         if not quick:
             s.sft_steps, s.rm_steps, s.dpo_steps, s.ppo_steps, s.batch_size = 30, 16, 16, 4, 8
-            s.r2_dpo_steps = 16  # round one's DPO budget again, on round two's pairs (learning rate 1e-5)
+            s.r2_dpo_steps = 32  # x batch 4: round one's DPO budget (16 x 8 pairs), on round two's pairs
             s.kl_values = (0.01, 0.05, 0.2)
             s.pair_prompts, s.shipped_pairs, s.gold_pairs, s.heldout = 48, 160, 40, 32
             s.max_new_tokens, s.per_day, s.redteam_per_category = 64, 60, 8

@@ -4,13 +4,14 @@
    open trigger: queue steps put their comparison batch (drifted prompts, recurring failures on the
    red-team training half) in the annotation service and close the trigger; command steps name the command.
 2. ``failures``: the red-team suites split by the fixed rule (:mod:`rlhfops.redteam.split`); round one's
-   best candidate runs on the TRAIN half (`eval run --redteam-half train`); each failure becomes a
+   best candidate runs on the TRAIN half (all of it in the full demo) (`eval run --redteam-half train`); each failure becomes a
    comparison item with the SIMULATED domain experts' reply written for that item
    (:mod:`rlhfops.demo.experts`; a category template only as fallback); the SIMULATED raters label it with
    the batches `next` queued (:func:`rlhfops.demo.raters.label_round`); `prefs export`.
 3. ``refresh``: the reward model retrained on both rounds' preferences; DPO continues from round one's
    best candidate on this round's batches only (`prefs export --batch`: round one's pairs are already in
-   the candidate), with its own steps and learning rate (the product's training stages, as round one).
+   the candidate), with its own steps, batch and learning rate and DPO's NLL term on the chosen replies
+   (``rpo_alpha``; the recipe measured in docs/benchmarks.md, issue 19, section 12).
 4. ``evaluate_and_gate``: `eval run` of the round-two candidate on the task held-out suite and the red-team
    HELD-OUT half only; the contamination guard (:mod:`rlhfops.gate.contamination`) checks those
    evaluations against the candidate's training data through the lineage; the gate decides with the
@@ -92,7 +93,7 @@ def failures(ctx: Any) -> str:
             EvalOptions(
                 suite="redteam",
                 redteam_half="train",
-                limit=ctx.s.redteam_per_category,
+                limit=ctx.s.r2_failures_per_category,  # None: the whole training half
                 kl_prompts=0,
                 max_new_tokens=ctx.s.max_new_tokens,
                 seed=ctx.s.seed,
@@ -154,6 +155,7 @@ def refresh(ctx: Any) -> str:
     new = ctx.rounds.get("labels", {}).get("new_prefs_path")
     sets = {"data": new or prefs, "model": ctx.models[best], "output_dir": ctx.root / "runs" / R2}
     sets.update(max_steps=ctx.s.r2_dpo_steps, learning_rate=ctx.s.r2_dpo_learning_rate, beta=0.1)
+    sets.update(batch_size=ctx.s.r2_batch_size, rpo_alpha=ctx.s.r2_rpo_alpha)
     ctx._record(R2, _train(ctx.ws, "dpo", PEOPLE["ml-engineer"], sets, ctx.s, ctx.notes))
     ctx.refs[R2] = "sft"
     ctx.rounds["candidate"] = R2
@@ -162,7 +164,8 @@ def refresh(ctx: Any) -> str:
         f" (held-out accuracy {acc:.2f})" if isinstance(acc, int | float) else ""
     )
     on = "this round's pairs" if new else "both rounds' pairs"
-    return f"{rm}\n{R2}: DPO continued {ctx.s.r2_dpo_steps} steps from {best} on {on}"
+    nll = f", NLL term on the chosen replies x {ctx.s.r2_rpo_alpha:g}" if ctx.s.r2_rpo_alpha else ""
+    return f"{rm}\n{R2}: DPO continued {ctx.s.r2_dpo_steps} steps from {best} on {on}{nll}"
 
 
 def _redteam_heldout(ctx: Any, name: str) -> Any:
