@@ -4,8 +4,8 @@
    open trigger: queue steps put their comparison batch (drifted prompts, recurring failures on the
    red-team training half) in the annotation service and close the trigger; command steps name the command.
 2. ``failures``: the red-team suites split by the fixed rule (:mod:`rlhfops.redteam.split`); round one's
-   best candidate runs on the TRAIN half (all of it in the full demo) (`eval run --redteam-half train`); each failure becomes a
-   comparison item with the SIMULATED domain experts' reply written for that item
+   best candidate runs on the TRAIN half, all of it in the full demo (`eval run --redteam-half train`);
+   each failure becomes a comparison item with the SIMULATED domain experts' reply written for that item
    (:mod:`rlhfops.demo.experts`; a category template only as fallback); the SIMULATED raters label it with
    the batches `next` queued (:func:`rlhfops.demo.raters.label_round`); `prefs export`.
 3. ``refresh``: the reward model retrained on both rounds' preferences; DPO continues from round one's
