@@ -413,9 +413,9 @@ def test_demo_round_two_runs_and_gates_again(demo_run):
     ids = demo_run.summary["artifacts"]
     ws = Workspace.open(demo_run.out_dir)
     try:
-        # DPO continued from round one's best on this round's batches only (`prefs export --batch`)
+        # DPO continued from round one's best on both rounds' pairs (DemoSettings.r2_pairs "both")
         lineage = {a.id for a in ws.lineage(ids[R2])}
-        assert {ids[best], ids["preferences-r2-new"]} <= lineage and ids["preferences-r2"] not in lineage
+        assert {ids[best], ids["preferences-r2"]} <= lineage and ids["preferences-r2-new"] not in lineage
         new = ws.artifact(ids["preferences-r2-new"])
         assert new.meta["batches"] == sorted(r2["labels"]["new_batches"])
         assert "round-2-redteam-train" in new.meta["batches"]
@@ -586,3 +586,34 @@ def test_demo_report_compares_the_rounds(demo_run):
     assert sec.count("<tr>") >= 1 + len(rounds["table"]) + 1 + len(rounds["round2"]["next"])
     assert h.escape(rounds["round2"]["round1_best"]) in sec
     assert "promoted" in sec
+
+
+@pytest.mark.parametrize(
+    ("r2_pairs", "data"), [("both", "preferences-r2.jsonl"), ("this_round", "new.jsonl")]
+)
+def test_round_two_dpo_trains_on_the_pairs_r2_pairs_names(tmp_path, monkeypatch, r2_pairs, data):
+    """DemoSettings.r2_pairs picks round two's DPO data: both rounds' pairs (the reward model's file) or this
+    round's batches only (`prefs export --batch`); with no batch file, both rounds' pairs either way."""
+    from types import SimpleNamespace
+
+    from rlhfops.demo import round2
+
+    seen: list[dict] = []
+    monkeypatch.setattr(round2, "_train", lambda ws, stage, who, sets, s, notes: seen.append(sets) or stage)
+    s = DemoSettings(progress=False, r2_pairs=r2_pairs)
+    ctx = SimpleNamespace(
+        s=s,
+        root=tmp_path,
+        models={"sft": "SFT", "dpo": "DPO"},
+        rounds={"round1_best": "dpo", "labels": {"new_prefs_path": str(tmp_path / "new.jsonl")}},
+        ws=None,
+        notes=[],
+        train={"rm-r2": {}},
+        refs={},
+        gate_result={},
+        _record=lambda name, result: None,
+    )
+    round2.refresh(ctx)
+    assert [x["model"] for x in seen] == ["SFT", "DPO"]
+    assert str(seen[1]["data"]).endswith(data)
+    assert (seen[1]["rpo_alpha"], seen[1]["batch_size"]) == (s.r2_rpo_alpha, s.r2_batch_size)

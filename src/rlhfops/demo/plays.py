@@ -86,14 +86,15 @@ class DemoSettings:
     rm_steps: int = 4
     dpo_steps: int = 4
     r2_dpo_steps: int = 4  # round two: DPO from round one's best candidate on this round's pairs only
-    # round two's DPO recipe, measured on the bundled model (docs/benchmarks.md, issue 19, section 12): the
-    # failures of the WHOLE training half (None; a number = the first N per category), each paired with the
-    # experts' reply written for it, plus the drifted prompts' pairs; lr 5e-5, batch 4 and the NLL term on
-    # the chosen replies (rpo_alpha 1.0) -- with the six templates or at 1e-5 the categories did not move
+    # round two's DPO recipe, measured on the bundled model (docs/benchmarks.md, issue 19, sections 12-13):
+    # the failures of the WHOLE training half (None; a number = the first N per category), each paired with
+    # the experts' reply written for it; DPO on both rounds' pairs at lr 5e-5, batch 4, with the NLL term
+    # on the chosen replies (rpo_alpha 1.0): the replies stay varied; the red-team categories do not move
     r2_dpo_learning_rate: float = 5e-5
     r2_batch_size: int = 4
     r2_rpo_alpha: float = 1.0
     r2_failures_per_category: int | None = None
+    r2_pairs: str = "both"  # DPO on "both" rounds' pairs or "this_round"'s batches (collapsed: section 13)
     ppo_steps: int = 2
     kl_values: tuple[float, ...] = (0.02, 0.2)
     batch_size: int = 4

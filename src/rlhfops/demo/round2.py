@@ -9,9 +9,9 @@
    (:mod:`rlhfops.demo.experts`; a category template only as fallback); the SIMULATED raters label it with
    the batches `next` queued (:func:`rlhfops.demo.raters.label_round`); `prefs export`.
 3. ``refresh``: the reward model retrained on both rounds' preferences; DPO continues from round one's
-   best candidate on this round's batches only (`prefs export --batch`: round one's pairs are already in
-   the candidate), with its own steps, batch and learning rate and DPO's NLL term on the chosen replies
-   (``rpo_alpha``; the recipe measured in docs/benchmarks.md, issue 19, section 12).
+   best candidate on both rounds' pairs (``DemoSettings.r2_pairs``; ``this_round``: only this round's
+   batches, `prefs export --batch`), with its own steps, batch and learning rate and DPO's NLL term on the
+   chosen replies (``rpo_alpha``; measured in docs/benchmarks.md, issue 19, sections 12 and 13).
 4. ``evaluate_and_gate``: `eval run` of the round-two candidate on the task held-out suite and the red-team
    HELD-OUT half only; the contamination guard (:mod:`rlhfops.gate.contamination`) checks those
    evaluations against the candidate's training data through the lineage; the gate decides with the
@@ -152,7 +152,11 @@ def refresh(ctx: Any) -> str:
     sets = {"data": prefs, "model": ctx.models["sft"], "output_dir": ctx.root / "runs" / "rm-r2"}
     sets.update(max_steps=ctx.s.rm_steps, learning_rate=2e-5)
     ctx._record("rm-r2", _train(ctx.ws, "rm", PEOPLE["annotation-lead"], sets, ctx.s, ctx.notes))
-    new = ctx.rounds.get("labels", {}).get("new_prefs_path")
+    # round two's DPO data (DemoSettings.r2_pairs): "both" rounds' pairs (the reward model's file) or only
+    # "this_round"'s batches; on this round's batches alone (drifted prompts + failures) the bundled model's
+    # replies collapsed into one shape, "I'm sorry your order didn't go through. I've sent a replacement",
+    # 126 of 139 held-out replies (docs/benchmarks.md, issue 19, section 13)
+    new = ctx.rounds.get("labels", {}).get("new_prefs_path") if ctx.s.r2_pairs == "this_round" else None
     sets = {"data": new or prefs, "model": ctx.models[best], "output_dir": ctx.root / "runs" / R2}
     sets.update(max_steps=ctx.s.r2_dpo_steps, learning_rate=ctx.s.r2_dpo_learning_rate, beta=0.1)
     sets.update(batch_size=ctx.s.r2_batch_size, rpo_alpha=ctx.s.r2_rpo_alpha)
