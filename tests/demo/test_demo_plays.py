@@ -617,3 +617,21 @@ def test_round_two_dpo_trains_on_the_pairs_r2_pairs_names(tmp_path, monkeypatch,
     assert [x["model"] for x in seen] == ["SFT", "DPO"]
     assert str(seen[1]["data"]).endswith(data)
     assert (seen[1]["rpo_alpha"], seen[1]["batch_size"]) == (s.r2_rpo_alpha, s.r2_batch_size)
+
+
+def test_ppo_sweep_line_names_each_runs_reward_gain_over_sft_with_its_interval(demo_run):
+    """The terminal says, per PPO run, the held-out reward-model score over SFT's (kl_sweep's paired
+    ``score_gain``) and whether its interval is above zero, below it, or includes it."""
+    from rlhfops.demo.steps import _gain_text
+
+    row = {"value": 0.05, "score_gain": {"mean": 0.16, "ci": [0.001, 0.3], "n": 32}}
+    assert _gain_text(row) == "beta 0.05 +0.160 [+0.001, +0.300] (above)"
+    row["score_gain"]["ci"] = [0.0, 0.3]  # the edge: an interval touching 0 includes it
+    assert _gain_text(row).endswith("(interval includes 0)")
+    row["score_gain"] = {"mean": -0.2, "ci": [-0.3, -0.001], "n": 32}
+    assert _gain_text(row).endswith("(below)")
+    assert _gain_text({"value": 0.2, "score_gain": None}) == "beta 0.2 -"
+    lines = [x for x in demo_run.lines if "held-out reward-model score over SFT's" in x]
+    rows = demo_run.summary["kl_sweep"]["rows"]
+    assert len(lines) == 1 and all(_gain_text(r) in lines[0] for r in rows)
+    assert all(r["score_gain"] and r["score_gain"]["n"] >= 2 for r in rows)

@@ -68,8 +68,17 @@ def test_sweep_records_a_point_per_iteration_and_the_report_plots_it(tmp_path):
         metrics = [json.loads(x) for x in Path(row["run_dir"], "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in metrics if "eval" in r] == [1]
         assert all(r["kl"] >= 0 for r in metrics if "loss" in r)  # the logged training KL (summed k3)
+        # the held-out reward over the start, paired by prompt: the final evaluation minus the reference's
+        final = json.loads(Path(row["run_dir"], "summary.json").read_text())["eval"]
+        pol, ref = final["policy"]["scores"], final["reference"]["scores"]
+        assert len(pol) == len(ref) == final["policy"]["prompts"] >= 2
+        gain = row["score_gain"]
+        assert gain["n"] == len(pol) and math.isclose(gain["mean"], row["score"] - row["reference_score"])
+        assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1]
     table = (result.out_dir / "kl_sweep.md").read_text()
     assert "Frontier (held-out, per iteration)" in table and "| 0.5 | 2 |" in table
+    g = report["rows"][1]["score_gain"]
+    assert f"{g['mean']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}]" in table
 
     svg = kl_frontier_plot(report["rows"], "beta")
     assert "beta 0.5" in svg and "independent judge" in svg and "KL to the reference" in svg
@@ -95,3 +104,26 @@ def test_detector_judge_scores_the_spec_behaviour_and_names_unknown_detectors():
     assert got.tolist() == [1.0, 0.0]
     with pytest.raises(ConfigError, match="unknown detector 'nope'; valid: refusal, apology_remedy"):
         RuleReward("detector:nope")
+
+
+def test_score_difference_is_paired_by_prompt_with_a_t_interval():
+    """Policy minus reference per prompt: mean and Student t 95% interval of the differences (not of the two
+    means); None when a side has no per-prompt scores or the counts differ (not the same prompts)."""
+    import numpy as np
+    from scipy import stats
+
+    from rlhfops.train.kl_sweep import score_difference
+
+    ref = [0.0, 1.0, 2.0, 3.0]
+    pol = [0.5, 1.4, 2.6, 3.3]  # differences 0.5, 0.4, 0.6, 0.3: a small, steady gain
+    got = score_difference({"scores": pol}, {"scores": ref})
+    d = np.array([0.5, 0.4, 0.6, 0.3])
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert got["n"] == 4 and math.isclose(got["mean"], 0.45)
+    assert np.allclose(got["ci"], [0.45 - half, 0.45 + half])
+    assert got["ci"][0] > 0  # paired, the gain is clear; unpaired, the spread of the scores would hide it
+    flipped = score_difference({"scores": ref}, {"scores": pol})
+    assert math.isclose(flipped["mean"], -0.45) and flipped["ci"][1] < 0
+    assert score_difference({"scores": pol}, {"scores": ref[:3]}) is None
+    assert score_difference({"scores": pol}, {"score": 1.0}) is None
+    assert score_difference(None, {"scores": ref}) is None

@@ -208,7 +208,8 @@ def test_kl_sweep_writes_table_and_recommendation(tmp_path):
         assert Path(row["run_dir"], "summary.json").exists()
         assert math.isfinite(row["score"]) and math.isfinite(row["kl"])
     table = (result.out_dir / "kl_sweep.md").read_text()
-    assert "| beta | reward | KL (summed k3, >= 0) |" in table and "Recommended:" in table
+    assert "| beta | reward | reward - start [95% CI] | KL (summed k3, >= 0) |" in table
+    assert "Recommended:" in table
 
 
 def test_kl_sweep_evaluates_the_shared_start_once(tmp_path, monkeypatch):

@@ -30,6 +30,16 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
+def _gain_text(row: dict[str, Any]) -> str:
+    """'beta 0.05 +0.160 [+0.050, +0.270] (above)' from a sweep row's ``score_gain`` (kl_sweep)."""
+    g = row.get("score_gain")
+    if not g:
+        return f"beta {row['value']:g} -"
+    lo, hi = g["ci"]
+    verdict = "above" if lo > 0 else "below" if hi < 0 else "interval includes 0"
+    return f"beta {row['value']:g} {g['mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({verdict})"
+
+
 @dataclass
 class Context:
     root: Path
@@ -241,12 +251,15 @@ class Context:
             self.runs[name], self.models[name], self.ids[name] = str(run), str(run / "final"), aid
             self.train[name] = {k: row[k] for k in ("score", "kl", "alarms", "alarm_names")}
             self.refs[name] = "sft"
+        gains = "; ".join(_gain_text(row) for row in result.rows)
         if len(result.rows) == 1:  # --quick: one penalty, nothing to compare
             return (
                 f"1 PPO run at beta {self.s.kl_values[0]:g} (--quick; the full demo sweeps three penalties)"
+                f"\nheld-out reward-model score over SFT's, per prompt [95% CI]: {gains}"
             )
         return (
             f"{len(result.rows)} PPO runs; the sweep recommends beta {result.recommended} ({result.reason})"
+            f"\nheld-out reward-model score over SFT's, per prompt [95% CI]: {gains}"
         )
 
     def evaluate_ppo(self) -> str:

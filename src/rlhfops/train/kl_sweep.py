@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rlhfops.errors import ConfigError
 from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.rundir import atomic_write_text, default_run_dir
@@ -102,6 +104,23 @@ def frontier_points(
     return sorted(points, key=lambda p: p["step"])
 
 
+def score_difference(
+    policy: dict[str, Any] | None, reference: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The held-out reward-model score of the policy minus the reference's, per prompt (both evaluations
+    sample the same prompts with the same seed, so the pairs share a prompt): the mean difference and its
+    95% Student t interval (:func:`rlhfops.measures.intervals.t_interval`). None without per-prompt scores
+    on both sides or when their counts differ (not the same prompts)."""
+    from rlhfops.measures.intervals import t_interval
+
+    a, b = (policy or {}).get("scores"), (reference or {}).get("scores")
+    if not a or not b or len(a) != len(b):
+        return None
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    lo, hi = t_interval(d)
+    return {"mean": float(d.mean()), "ci": [lo, hi], "n": len(d)}
+
+
 def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> SweepResult:
     from rlhfops.train.ppo import PPOTrainer
 
@@ -137,6 +156,8 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
                 "alarms": ev.get("alarm", 0),
                 "alarm_names": [a["name"] for a in ev.get("alarms", [])],
                 "reference_score": (ev.get("reference") or {}).get("score"),
+                # held-out reward over the start (the reference), paired by prompt, with its 95% interval
+                "score_gain": score_difference(pol, ev.get("reference")),
                 "frontier": frontier_points(trainer.run.read_metrics(), pol, trainer.total_steps),
             }
         )
@@ -148,14 +169,16 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
 
 
 def render_table(report: dict[str, Any]) -> str:
-    head = f"| {report['kind']} | reward | KL (summed k3, >= 0) | length | distinct-2 | judge | alarms |\n"
-    head += "|---|---|---|---|---|---|---|\n"
+    head = f"| {report['kind']} | reward | reward - start [95% CI] | KL (summed k3, >= 0) | length "
+    head += "| distinct-2 | judge | alarms |\n|---|---|---|---|---|---|---|---|\n"
     lines = []
     for r in report["rows"]:
         judge = "-" if r["judge_score"] is None else f"{r['judge_score']:.3f}"
         alarms = ", ".join(r["alarm_names"]) or "none"
+        g = r.get("score_gain")
+        gain = "-" if not g else f"{g['mean']:+.3f} [{g['ci'][0]:+.3f}, {g['ci'][1]:+.3f}]"
         lines.append(
-            f"| {r['value']:g} | {r['score']:.3f} | {r['kl']:.2f} | {r['response_length']:.1f} | "
+            f"| {r['value']:g} | {r['score']:.3f} | {gain} | {r['kl']:.2f} | {r['response_length']:.1f} | "
             f"{r['distinct_2']:.3f} | {judge} | {alarms} |\n"
         )
     rec = report["recommended"]

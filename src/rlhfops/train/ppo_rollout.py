@@ -302,6 +302,7 @@ def evaluate_policy(
         "prompts": len(prompts),
         "score": float(np.mean(scores)),
         "score_sem": float(np.std(scores) / np.sqrt(max(len(scores), 1))),
+        "scores": [float(x) for x in scores],  # per prompt, in order: paired with the reference's (kl_sweep)
         "kl": float(np.mean(kls)),
         "response_length": float(np.mean(lengths)),
         "hit_length_limit": float(np.mean(no_eos)),
