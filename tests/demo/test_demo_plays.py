@@ -635,3 +635,9 @@ def test_ppo_sweep_line_names_each_runs_reward_gain_over_sft_with_its_interval(d
     rows = demo_run.summary["kl_sweep"]["rows"]
     assert len(lines) == 1 and all(_gain_text(r) in lines[0] for r in rows)
     assert all(r["score_gain"] and r["score_gain"]["n"] >= 2 for r in rows)
+
+
+def test_r2_pairs_takes_only_the_two_named_choices():
+    assert DemoSettings(r2_pairs="this_round").r2_pairs == "this_round"
+    with pytest.raises(UserError, match="r2_pairs 'this round': use one of both, this_round"):
+        DemoSettings(r2_pairs="this round")

@@ -75,6 +75,9 @@ STEPS = list(PURPOSES)
 ROUND_TWO_SKIPPED = "not run in --quick; `make demo` (the full demo) runs round two"
 
 
+R2_PAIRS = ("both", "this_round")  # round two's DPO data: both rounds' pairs, or this round's batches
+
+
 @dataclass
 class DemoSettings:
     """Sizes of one demo run (``quick`` or full); ``model`` is a hidden hook for tests (tiny models)."""
@@ -120,6 +123,10 @@ class DemoSettings:
     # round two (the loop the triggers drive) runs in the full demo; --quick stops after round one's
     # triggers to stay within its 5 minutes (round two alone costs about as much again)
     round_two: bool = True
+
+    def __post_init__(self) -> None:
+        if self.r2_pairs not in R2_PAIRS:
+            raise UserError(f"demo: r2_pairs {self.r2_pairs!r}: use one of {', '.join(R2_PAIRS)}")
 
     @classmethod
     def for_mode(cls, quick: bool, model: str | None = None, progress: bool = True) -> DemoSettings:
