@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhfops.annotate.settings import annotation_settings
+from rlhfops.redteam.suite import load_suite, shipped_suites
 
 SIMULATED = "SIMULATED"
 _APOLOGY = ("sorry", "apologise", "apologize", "apologies", "apologises", "apologizes")
@@ -85,8 +86,6 @@ def _suite_kinds() -> dict[str, str]:
     """The shipped red-team prompts' kinds (suite category by prompt): a person reading such a message knows
     a request for harm, a false claim or a demand for certainty when they see one, which the word lists
     below only approximate; prompts outside the suites (drifted prompts) rely on the lists alone."""
-    from rlhfops.redteam.suite import load_suite, shipped_suites
-
     return {it.prompt: it.category for name in shipped_suites() for it in load_suite(name).items}
 
 

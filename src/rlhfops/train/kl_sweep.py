@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rlhfops.errors import ConfigError
 from rlhfops.train.ppo_config import PPOConfig
 from rlhfops.train.rundir import atomic_write_text, default_run_dir
@@ -111,6 +109,8 @@ def score_difference(
     sample the same prompts with the same seed, so the pairs share a prompt): the mean difference and its
     95% Student t interval (:func:`rlhfops.measures.intervals.t_interval`). None without per-prompt scores
     on both sides or when their counts differ (not the same prompts)."""
+    import numpy as np  # heavy: only when a sweep reads its scores
+
     from rlhfops.measures.intervals import t_interval
 
     a, b = (policy or {}).get("scores"), (reference or {}).get("scores")
