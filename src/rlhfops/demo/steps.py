@@ -251,16 +251,14 @@ class Context:
             self.runs[name], self.models[name], self.ids[name] = str(run), str(run / "final"), aid
             self.train[name] = {k: row[k] for k in ("score", "kl", "alarms", "alarm_names")}
             self.refs[name] = "sft"
-        gains = "; ".join(_gain_text(row) for row in result.rows)
         if len(result.rows) == 1:  # --quick: one penalty, nothing to compare
-            return (
-                f"1 PPO run at beta {self.s.kl_values[0]:g} (--quick; the full demo sweeps three penalties)"
-                f"\nheld-out reward-model score over SFT's, per prompt [95% CI]: {gains}"
-            )
-        return (
-            f"{len(result.rows)} PPO runs; the sweep recommends beta {result.recommended} ({result.reason})"
-            f"\nheld-out reward-model score over SFT's, per prompt [95% CI]: {gains}"
-        )
+            head = f"1 PPO run at beta {self.s.kl_values[0]:g} (--quick; the full demo sweeps three "
+            head += "penalties)"
+        else:
+            head = f"{len(result.rows)} PPO runs; the sweep recommends beta {result.recommended} "
+            head += f"({result.reason})"
+        gains = "; ".join(_gain_text(row) for row in result.rows)
+        return f"{head}\nheld-out reward-model score over SFT's, per prompt [95% CI]: {gains}"
 
     def evaluate_ppo(self) -> str:
         names = [n for n in self.models if n.startswith("ppo-")]
