@@ -85,6 +85,40 @@ def test_eval_run_with_baseline_judge_reward_and_kl(tiny, cli, no_ws: Path):
     assert meta["kind"] == "success" and "success_criteria" not in meta  # no spec outside a workspace
 
 
+@pytest.mark.parametrize("flag, sizes", [([], [4, 4, 3]), (["--batch-size", "2"], [2, 2, 2, 2, 2, 1])])
+def test_eval_run_generates_batch_size_replies_per_forward_pass(tiny, cli, no_ws, monkeypatch, flag, sizes):
+    """--batch-size reaches every generate call: the candidate's and the baseline's replies to 4 prompts
+    and the KL's 3 sampled replies (the default, 32, takes each in one call)."""
+    from rlhfops.evaluate import generation
+
+    calls = []
+    real = generation.LoadedModel._run
+    monkeypatch.setattr(
+        generation.LoadedModel, "_run", lambda self, ids, *a: calls.append(len(ids)) or real(self, ids, *a)
+    )
+    generation._REPLIES.clear()  # memoised replies would skip the calls
+    suite = no_ws / "mine.jsonl"
+    suite.write_text(
+        "".join(json.dumps({"id": f"m{i}", "prompt": f"Order JL-{i}?"}) + "\n" for i in range(4))
+    )
+    args = ["eval", "run", str(tiny["cand"]), "--suite", str(suite), "--baseline", str(tiny["base"])]
+    args += ["--max-new-tokens", "3", "--kl-prompts", "3", "--out", str(no_ws / "r.json"), *flag]
+    code, _, err = cli(args)
+    assert code == 0, err
+    assert calls == sizes
+
+
+def test_eval_run_refuses_a_batch_of_zero_in_one_line(tiny, cli, no_ws):
+    from rlhfops.errors import UserError
+    from rlhfops.evaluate.run import EvalOptions, run_evaluation
+
+    code, _, err = cli(["eval", "run", str(tiny["cand"]), "--suite", "harmful_requests", "--batch-size", "0"])
+    assert code == 2 and "--batch-size" in err
+    with pytest.raises(UserError, match="--batch-size 0"):
+        run_evaluation(str(tiny["cand"]), EvalOptions("harmful_requests", batch_size=0), out=no_ws / "x.json")
+    assert not (no_ws / "x.json").exists()
+
+
 def test_redteam_with_baseline_records_before_and_after(tiny, cli, no_ws: Path):
     out_file = no_ws / "rt.json"
     args = [

@@ -420,11 +420,12 @@ def test_global_row_ids_interleave_prompts_over_processes():
 def test_evaluate_policy_matches_an_independent_computation(env, gae_trainer, reference):
     """The held-out evaluation: the same samples as the sampler draws with the evaluation seed (from the
     policy, or from the reference copy), then score, KL (summed k3), length, EOS share and diversity
-    recomputed here; batches of batch_size prompts share one generator."""
+    recomputed here; batches of eval_batch_size prompts share one generator."""
     trainer = gae_trainer
     before = trainer.config
     trainer.config = trainer.config.model_copy(
-        update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.8, "top_p": 0.6}
+        # its own batch (eval_batch_size), not the training batch: 3 would draw other samples
+        update={**GAE_CASES[0], "batch_size": 3, "eval_batch_size": 2, "temperature": 0.8, "top_p": 0.6}
     )
     try:
         _check_evaluation(env, trainer, reference)
@@ -604,7 +605,7 @@ def test_evaluate_policy_at_temperature_0_is_greedy_with_log_probs_at_temperatur
     trainer = gae_trainer
     before = trainer.config
     trainer.config = trainer.config.model_copy(
-        update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.0, "top_p": 0.6}
+        update={**GAE_CASES[0], "batch_size": 3, "eval_batch_size": 2, "temperature": 0.0, "top_p": 0.6}
     )
     try:
         _check_evaluation(env, trainer, reference=False, temperature=0.0)
@@ -626,7 +627,8 @@ def test_the_reference_of_a_lora_policy_is_the_base_model_with_the_adapter_off(e
                 if "lora_" in name:
                     p.add_(torch.randn(p.shape, generator=gen) * 0.3)
         trainer.config = trainer.config.model_copy(
-            update={**GAE_CASES[0], "batch_size": 2, "temperature": 0.8, "top_p": 0.6}
+            # its own batch (eval_batch_size), not the training batch: 3 would draw other samples
+            update={**GAE_CASES[0], "batch_size": 3, "eval_batch_size": 2, "temperature": 0.8, "top_p": 0.6}
         )
         _check_evaluation(env, trainer, reference=True)
     finally:
@@ -724,6 +726,34 @@ def test_the_rollout_samples_with_its_backend_and_logs_its_n_grams(env, gae_trai
     assert got["repeated_4gram"] == repeated_ngram_fraction(resp, 4) != repeated_ngram_fraction(resp, 5)
 
 
+@pytest.mark.parametrize("eval_batch_size, sizes", [(2, [2, 2, 1]), (5, [5])])
+def test_evaluate_policy_generates_eval_batch_size_replies_per_call(
+    gae_trainer, monkeypatch, eval_batch_size, sizes
+):
+    """The held-out evaluation's batch is ``eval_batch_size`` (not the training batch, 3 here): 5 prompts
+    go to the sampler as 2 + 2 + 1 or as one call of 5."""
+    from rlhfops.train import ppo_rollout
+
+    calls = []
+    real = ppo_rollout._generate
+
+    def counting(trainer, prompts, gen, *args, **kwargs):
+        calls.append(len(prompts))
+        return real(trainer, prompts, gen, *args, **kwargs)
+
+    monkeypatch.setattr(ppo_rollout, "_generate", counting)
+    trainer = gae_trainer
+    before = trainer.config
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "batch_size": 3, "eval_batch_size": eval_batch_size, "max_new_tokens": 4}
+    )
+    try:
+        ppo_rollout.evaluate_policy(trainer, list(trainer.train_rows[:5]))
+    finally:
+        trainer.config = before
+    assert calls == sizes
+
+
 def test_evaluate_policy_logs_distinct_2_and_at_most_three_loop_examples(gae_trainer):
     """Held-out replies that all loop: distinct-2 is of n = 2 (n = 3 differs on them) and three of the
     five looping replies are kept as examples."""
@@ -732,7 +762,9 @@ def test_evaluate_policy_logs_distinct_2_and_at_most_three_loop_examples(gae_tra
 
     trainer = gae_trainer
     before = trainer.config
-    trainer.config = trainer.config.model_copy(update={**GAE_CASES[0], "batch_size": 5, "max_new_tokens": 10})
+    trainer.config = trainer.config.model_copy(
+        update={**GAE_CASES[0], "eval_batch_size": 5, "max_new_tokens": 10}
+    )
     hooks = _force_alternation(trainer.model.lm)
     try:
         got = evaluate_policy(trainer, list(trainer.train_rows[:5]))

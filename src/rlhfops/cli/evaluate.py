@@ -13,6 +13,7 @@ import typer
 
 from rlhfops.cli.options import AS_OPT
 from rlhfops.errors import UserError
+from rlhfops.evaluate.generation import GENERATION_BATCH_SIZE
 from rlhfops.evaluate.run import EvalOptions, run_evaluation
 from rlhfops.judge.settings import make_judge, settings_from_workspace
 from rlhfops.measures.kl_reading import kl_note
@@ -31,6 +32,12 @@ JUDGE_OPT = typer.Option(
     "Default: the judge: section of rlhfops.yaml (kind rule unless set).",
 )
 MAX_NEW_OPT = typer.Option(128, "--max-new-tokens", min=1, help="Longest reply generated per prompt.")
+BATCH_OPT = typer.Option(
+    GENERATION_BATCH_SIZE,
+    "--batch-size",
+    min=1,
+    help="Replies generated per forward pass (lower it for a large model on a small GPU).",
+)
 OUT_OPT = typer.Option(
     None, "--out", help="Also (outside a workspace: only) write the result JSON to this file."
 )
@@ -105,6 +112,7 @@ def eval_run_cmd(
         None, "--reference", help="KL reference model (default: the baseline)."
     ),
     max_new_tokens: int = MAX_NEW_OPT,
+    batch_size: int = BATCH_OPT,
     kl_prompts: int = typer.Option(16, "--kl-prompts", min=0, help="Held-out prompts used for the KL."),
     limit: int | None = typer.Option(
         None, "--limit", min=1, help="Evaluate only the first N items (of each category in a red-team suite)."
@@ -134,6 +142,7 @@ def eval_run_cmd(
         limit=limit,
         seed=seed,
         redteam_half=redteam_half,
+        batch_size=batch_size,
     )
     res = _run(model, opts, out)
     if as_json:
@@ -149,6 +158,7 @@ def eval_compare_cmd(
     prompts: Path = typer.Option(..., "--prompts", help='JSONL of {"prompt": ...} rows (or a suite file).'),
     judge: str | None = JUDGE_OPT,
     max_new_tokens: int = MAX_NEW_OPT,
+    batch_size: int = BATCH_OPT,
     limit: int | None = typer.Option(None, "--limit", min=1, help="Compare only the first N prompts."),
     show: int = typer.Option(3, "--show", min=0, help="Print this many pairs side by side."),
     out: Path | None = OUT_OPT,
@@ -182,6 +192,7 @@ def eval_compare_cmd(
         limit=limit,
         kind="side_by_side",
         kl_prompts=0,
+        batch_size=batch_size,
     )
     res = _run(candidate, opts, out)
     for row in res.items[:show]:

@@ -27,6 +27,12 @@ MAX_CACHED = 64
 _REPLIES: OrderedDict[tuple, list[str]] = OrderedDict()
 
 
+# replies generated per forward pass of an evaluation (`eval run --batch-size`): on the bundled 135M model
+# on a 2-core CPU, 32 replies of 64 tokens cost 10-14 CPU s in one batch of 32 against 21-23 in four of 8
+# (docs/benchmarks.md, issue 19, section 14); a large model on a small GPU may need fewer
+GENERATION_BATCH_SIZE = 32
+
+
 def model_fingerprint(path: str) -> tuple:
     """The model directory's identity for the memo: resolved path and each file's name, size, mtime."""
     p = Path(path)
@@ -88,7 +94,7 @@ class LoadedModel:
         self,
         prompts: list[str],
         max_new_tokens: int = 128,
-        batch_size: int = 8,
+        batch_size: int = GENERATION_BATCH_SIZE,
         temperature: float = 0.0,
         seed: int = 0,
     ) -> list[str]:
@@ -130,7 +136,7 @@ def mean_kl(
     prompts: list[str],
     max_new_tokens: int = 64,
     seed: int = 0,
-    batch_size: int = 8,
+    batch_size: int = GENERATION_BATCH_SIZE,
 ) -> float:
     """Mean per-sequence KL(candidate || reference) in nats on replies sampled from the candidate (>= 0).
 

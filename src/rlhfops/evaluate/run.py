@@ -15,7 +15,7 @@ from typing import Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
-from rlhfops.evaluate.generation import LoadedModel, mean_kl
+from rlhfops.evaluate.generation import GENERATION_BATCH_SIZE, LoadedModel, mean_kl
 from rlhfops.evaluate.measure import over_refusal_rate, redteam_summary, score_items, success_criteria
 from rlhfops.judge import JudgeSettings, make_judge
 from rlhfops.judge.http import JudgeError
@@ -41,6 +41,7 @@ class EvalOptions:
     kind: str | None = None  # "side_by_side" for eval compare; else from the suite
     swap: bool = True
     redteam_half: str | None = None  # "train" / "heldout": only that half of the suite (redteam/split.py)
+    batch_size: int = GENERATION_BATCH_SIZE  # replies per forward pass (generation and the KL's)
 
 
 @dataclass
@@ -142,6 +143,8 @@ def run_evaluation(
     """Evaluate ``model`` on ``opts.suite``; store in ``ws`` (an artifact) or write ``out``."""
     if ws is None and out is None:
         raise UserError("not in a workspace: give --out FILE for the result JSON")
+    if opts.batch_size < 1:
+        raise UserError(f"eval: --batch-size {opts.batch_size}; at least 1 reply per forward pass")
     suite = select_half(load_suite(opts.suite), opts.redteam_half)
     items = limit_items(suite, opts.limit)
     cand_ref = resolve_model(model, ws)
@@ -154,7 +157,7 @@ def run_evaluation(
     kind = opts.kind or ("redteam" if suite.is_redteam else "success")
     prompts = [it.prompt for it in items]
     cand_model = LoadedModel.load(cand_ref.path)
-    cand = cand_model.respond(prompts, opts.max_new_tokens, seed=opts.seed)
+    cand = cand_model.respond(prompts, opts.max_new_tokens, batch_size=opts.batch_size, seed=opts.seed)
     meta: dict[str, Any] = {
         "model": cand_ref.artifact_id or cand_ref.path,
         "baseline": (base_ref.artifact_id or base_ref.path) if base_ref else None,
@@ -173,7 +176,7 @@ def run_evaluation(
     base = None
     if base_ref is not None:
         base_model = LoadedModel.load(base_ref.path)
-        base = base_model.respond(prompts, opts.max_new_tokens, seed=opts.seed)
+        base = base_model.respond(prompts, opts.max_new_tokens, batch_size=opts.batch_size, seed=opts.seed)
         for row, b in zip(rows, base, strict=True):
             row["baseline_response"] = b
         if kind == "redteam":  # before vs after, per category
@@ -197,7 +200,9 @@ def run_evaluation(
             if base_ref and ref_path == base_ref.path
             else LoadedModel.load(resolve_model(ref_path, ws).path)
         )
-        meta["kl"] = mean_kl(cand_model, ref, prompts[: opts.kl_prompts], opts.max_new_tokens, seed=opts.seed)
+        meta["kl"] = mean_kl(
+            cand_model, ref, prompts[: opts.kl_prompts], opts.max_new_tokens, opts.seed, opts.batch_size
+        )
         meta["kl_estimator"] = KL_REPORTED  # what a reader of the number needs (rlhfops.measures.kl_reading)
     result = EvalResult(meta=meta, items=rows, notes=notes)
     judge = (meta.get("win_rate") or {}).get("judge") or opts.judge or "rlhfops.redteam.detectors"

@@ -259,7 +259,7 @@ def evaluate_policy(
 
     cfg = trainer.config
     gen = torch.Generator().manual_seed(cfg.seed + 424242)
-    bs = max(1, cfg.batch_size)
+    bs = cfg.eval_batch_size  # replies per generate call (ppo_config.eval_batch_size)
     texts: list[str] = []
     all_resp: list[list[int]] = []
     scores, judge, kls, lengths, no_eos = [], [], [], [], []
