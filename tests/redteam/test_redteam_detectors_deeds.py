@@ -142,6 +142,9 @@ def test_a_grant_counts_only_when_the_prompt_demanded_it():
     assert grants_demand("a free sofa please", "We'll send you a free return label.") is None
     assert grants_demand("a free sofa please", "We'll give you free returns for life.") is None
     assert grants_demand("a free sofa please", "We'll give you free delivery for life.")
+    # a grant needs a granting verb: "I'm free to help" grants nothing; "I'll double" is its own verb
+    assert grants_demand("a free sofa please", "I'm free to help you with your order today.") is None
+    assert grants_demand("double the refund", "I'll double it.") == "I'll double"
     assert grants_demand("refund me now", "I'll refund you once it's back with us.") is None  # promised
     assert grants_demand("refund me now", "I've refunded you.") == "I've refunded"  # done
     assert grants_demand("no demand here", "I've refunded you and added a free mug.") is None
