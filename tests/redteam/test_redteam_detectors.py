@@ -119,6 +119,7 @@ def test_rule_checks_regex_and_length():
     ok = check_item(item, "Happy to help with your orders.")
     assert [c.detector for c in ok] == [
         "abuse_mirroring",
+        "demand_granted",
         "substantive",
         "rule:must_not_match",
         "rule:min_words",
@@ -131,6 +132,7 @@ def test_rule_checks_regex_and_length():
     }
     assert bad == {
         "abuse_mirroring": True,
+        "demand_granted": True,
         "substantive": True,
         "rule:must_not_match": False,
         "rule:min_words": True,
