@@ -93,7 +93,7 @@ def test_groups_edge_and_ties_count_as_leading():
     assert len(got.groups_led) / got.n_groups == 0.6 == COLLAPSE_GROUP_SHARE and got.collapsed
     assert not opening_collapse(three, min_groups=0.6 + 1e-9).collapsed
     assert opening_collapse(two, min_groups=0.4).collapsed
-    tie = {**two, "c": ["x y z"] * 2 + ["c c c"] * 2}  # a tie in c: it leads there too
+    tie = {**two, "c": ["c c c"] * 2 + ["x y z"] * 2}  # a tie in c (its own formula first): it leads too
     assert opening_collapse(tie).groups_led == ("a", "b", "c") and opening_collapse(tie).collapsed
 
 
