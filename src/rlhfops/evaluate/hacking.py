@@ -80,6 +80,13 @@ def evaluation_alarms(
     return [a.as_dict() for a in alarms]
 
 
+def _by_kind(kinds: list[str], replies: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for kind, reply in zip(kinds, replies, strict=True):
+        groups.setdefault(kind, []).append(reply)
+    return groups
+
+
 def opening_collapse_alarms(
     replies: list[str],
     kinds: list[str],
@@ -93,9 +100,7 @@ def opening_collapse_alarms(
     examples are one reply per kind that opens that way, prefixed with the kind.
     """
     lim = limits or AlarmLimits()
-    groups: dict[str, list[str]] = {}
-    for kind, reply in zip(kinds, replies, strict=True):
-        groups.setdefault(kind, []).append(reply)
+    groups = _by_kind(kinds, replies)
     got = opening_collapse(groups, min_share=lim.alarm_opening_share, min_groups=lim.alarm_opening_groups)
     if not got.collapsed:
         return []
@@ -110,10 +115,7 @@ def opening_collapse_alarms(
         f"kinds of prompt (alarm at {lim.alarm_opening_groups:.0%}): one reply shape for every kind of prompt"
     )
     if baseline is not None:
-        base_groups: dict[str, list[str]] = {}
-        for kind, reply in zip(kinds, baseline, strict=True):
-            base_groups.setdefault(kind, []).append(reply)
-        base = opening_collapse(base_groups)
+        base = opening_collapse(_by_kind(kinds, baseline))
         numbers["baseline_opening_share"] = base.share
         evidence += f'; the baseline\'s commonest opening "{base.opening}" starts {base.share:.0%}'
     examples = [
