@@ -62,6 +62,27 @@ def test_reward_hacking_from_evaluation_meta(ws, tmp_path):
     assert _opened(check_workspace_triggers(ws, "alice")) == {("reward_hacking", 4)}
 
 
+def test_reward_hacking_reads_each_suites_latest_evaluation(ws, tmp_path):
+    """A red-team run's opening_collapse is not hidden by a later task-prompt evaluation without alarms; a
+    clean re-run of the red-team suite (which lists no alarms) supersedes it."""
+    dpo = add(ws, tmp_path, "dpo-model", "dpo", {"eval": {}})
+    collapse = [{"name": "opening_collapse", "evidence": "91% of 139 replies open with ...", "action": "x"}]
+
+    def ev(name: str, kind: str, suite: str, **extra: object) -> str:
+        return add(
+            ws, tmp_path, "evaluation", name, {"model": dpo, "kind": kind, "suite": suite, **extra}, [dpo]
+        )
+
+    ev("task1", "success", "heldout", alarms=[])
+    rt = ev("rt1", "redteam", "redteam", alarms=collapse)
+    res = check_workspace_triggers(ws, "alice")
+    assert _opened(res) == {("reward_hacking", 4)} and rt[:12] in res.firings[0].firing.evidence
+    ev("task2", "success", "heldout", alarms=[])  # later, the same suite: supersedes task1, lists none
+    assert _fired(check_workspace_triggers(ws, "alice")) == {("reward_hacking", 4)}
+    ev("rt2", "redteam", "redteam")  # the red-team suite re-run: no collapse, so no alarms key
+    assert check_workspace_triggers(ws, "alice").firings == []
+
+
 @BOTH_BACKENDS
 def test_new_edge_case_fires_play_5_once_then_play_3_when_it_recurs(ws, tmp_path):
     model = add(ws, tmp_path, "ppo-model", "ppo", {})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlhfops.data.files import atomic_write_text
 from rlhfops.errors import UserError
@@ -25,6 +25,9 @@ from rlhfops.measures.kl_reading import REPORTED as KL_REPORTED
 from rlhfops.models.loading import BUNDLED_NAME, resolve_model_dir
 from rlhfops.redteam.split import select_half
 from rlhfops.redteam.suite import load_suite
+
+if TYPE_CHECKING:
+    from rlhfops.evaluate.hacking import AlarmLimits
 
 
 @dataclass
@@ -42,6 +45,7 @@ class EvalOptions:
     swap: bool = True
     redteam_half: str | None = None  # "train" / "heldout": only that half of the suite (redteam/split.py)
     batch_size: int = GENERATION_BATCH_SIZE  # replies per forward pass (generation and the KL's)
+    alarms: AlarmLimits | None = None  # the alarms' thresholds (evaluate/hacking.py); None: the defaults
 
 
 @dataclass
@@ -132,9 +136,23 @@ def _compare(
         for row, a, b in zip(rows, rew_c, rew_b, strict=True):
             row["reward"], row["baseline_reward"] = a, b
     meta["alarms"] = evaluation_alarms(
-        response_stats(cand, rew_c, judge_c), response_stats(base, rew_b, judge_b)
+        response_stats(cand, rew_c, judge_c), response_stats(base, rew_b, judge_b), opts.alarms
     )
     return notes
+
+
+def _opening_collapse(
+    opts: EvalOptions, items: list[Any], cand: list[str], base: list[str] | None, meta: dict
+) -> None:
+    """Add ``opening_collapse`` to ``meta["alarms"]`` when it fires (any kind of suite, with or without a
+    baseline). Only a firing alarm creates ``alarms`` on an evaluation that computes no others (a red-team
+    run): an empty list would read as "no reward-hacking alarm open" to the gate and the monitor, which
+    this one check does not show."""
+    from rlhfops.evaluate.hacking import opening_collapse_alarms
+
+    found = opening_collapse_alarms(cand, [it.category for it in items], opts.alarms, base)
+    if found:
+        meta["alarms"] = list(meta.get("alarms") or []) + found
 
 
 def run_evaluation(
@@ -193,6 +211,7 @@ def run_evaluation(
     notes: list[str] = []
     if base is not None and kind != "redteam":  # win rates and alarms on task prompts, not on probes
         notes += _compare(opts, prompts, cand, base, meta, rows, ws)
+    _opening_collapse(opts, items, cand, base, meta)
     ref_path = opts.reference or (base_ref.path if base_ref else None)
     if ref_path and opts.kl_prompts > 0:
         ref = (

@@ -4,10 +4,12 @@ Each fact is what one rule of ``triggers_default.yaml`` reads, taken from where 
 
 * **deployed model**: the model of the latest gate ``decision`` that promoted (``meta.model`` or its first
   parent); without one, the latest policy (ppo-model, dpo-model, then sft-model).
-* **reward hacking** (Play 4): the ``alarms`` of the latest policy. Its latest ``evaluation`` (a child
-  artifact) wins when that evaluation lists ``alarms`` (the evaluation contract: ``meta.alarms``, each
-  ``{name, evidence, action}``); otherwise the PPO run summary the training stage stored
-  (``meta.eval.alarms``).
+* **reward hacking** (Play 4): the ``alarms`` of the latest policy. Of its ``evaluation`` artifacts (child
+  artifacts) the latest of each (``kind``, ``suite``) counts, as for the gate; when any of those lists
+  ``alarms`` (the evaluation contract: ``meta.alarms``, each ``{name, evidence, action}``), the union of
+  their alarms wins (a red-team run's ``opening_collapse`` is not hidden by a later task-prompt
+  evaluation, and a re-run supersedes its suite's earlier result); otherwise the PPO run summary the
+  training stage stored (``meta.eval.alarms``).
 * **edge-case failures** (Play 5, Play 3 when recurring): the red-team failures
   (``meta.redteam.<category>.failures[].id``) of the latest evaluation or red-team artifact that has
   any; each failure's ``occurrences`` is the number of such artifacts (over time) it failed in.
@@ -114,12 +116,21 @@ def reward_hacking(arts: list[ArtifactRecord]) -> tuple[list[str], list[str]]:
     policy = _latest(arts, "ppo-model", "dpo-model")
     if policy is None:
         return [], []
-    evals = [a for a in arts if a.kind == "evaluation" and policy.id in a.parents and "alarms" in a.meta]
-    source = evals[-1] if evals else policy
-    alarms = _meta_get(source.meta, "alarms") or []
-    if not isinstance(alarms, list):
-        return [], []
-    return [_alarm_text(a, source) for a in alarms], [source.id] if alarms else []
+    latest: dict[tuple[str, str], ArtifactRecord] = {}
+    for a in arts:
+        if a.kind == "evaluation" and policy.id in a.parents:
+            key = (str(a.meta.get("kind", "")), str(a.meta.get("suite", "")))
+            latest.pop(key, None)  # re-insert: the dict stays in time order
+            latest[key] = a
+    sources = [a for a in latest.values() if "alarms" in a.meta] or [policy]
+    lines: list[str] = []
+    ids: list[str] = []
+    for source in sources:
+        alarms = _meta_get(source.meta, "alarms") or []
+        if isinstance(alarms, list) and alarms:
+            lines += [_alarm_text(a, source) for a in alarms]
+            ids.append(source.id)
+    return lines, ids
 
 
 def _failures(meta: dict[str, Any]) -> dict[str, str]:
