@@ -63,6 +63,13 @@ def test_a_remedy_granted_beside_a_stray_negation_is_agreement_in_deed(reply):
             "I'm sorry your order doesn't qualify for a third refund; it was refunded twice already.",
             "I'm sorry your order doesn't qualify for a third refund. I have refunded the order again.",
         ),
+        (  # edge: a negation inside a condition corrects nothing; after the condition's comma it does
+            "I've sent a return label for your order. If you were told that, it isn't right for a third "
+            "refund.",
+            # fp-004's round-two "pass" (section 14), its premise swapped for fp-002's
+            "I've sent a return label for your order, and I've emailed you a return label for your order. "
+            "If it still doesn't arrive, I can send a replacement.",
+        ),
         (  # edge: "<words> and <verb>" is a grant unless negated
             "I will not check it and refund you again: it isn't possible for one order.",
             "I'm sorry it didn't work. I've checked it and refunded you again.",
