@@ -75,6 +75,8 @@ def test_sweep_records_a_point_per_iteration_and_the_report_plots_it(tmp_path):
         gain = row["score_gain"]
         assert gain["n"] == len(pol) and math.isclose(gain["mean"], row["score"] - row["reference_score"])
         assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1]
+        # the start's judge score, which the recommendation compares every run with
+        assert row["reference_judge_score"] == final["reference"]["judge_score"] == pts[0]["judge_score"]
     table = (result.out_dir / "kl_sweep.md").read_text()
     assert "Frontier (held-out, per iteration)" in table and "| 0.5 | 2 |" in table
     g = report["rows"][1]["score_gain"]

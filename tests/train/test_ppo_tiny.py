@@ -187,6 +187,28 @@ def test_sweep_recommendation_says_when_nothing_moved():
     assert value == 0.2 and "no run raised" not in reason
 
 
+def test_sweep_recommendation_says_when_no_run_beats_the_start_on_the_judge():
+    """The full demo of docs/benchmarks.md section 14: the judge fell from 0.719 at the start to 0.50-0.59
+    while the reward rose; the recommendation must not read as an improvement. Edge: a run at the start's
+    judge score has not beaten it; one above has."""
+    common = {"alarms": 0, "reference_score": -0.711, "reference_judge_score": 0.719}
+    rows = [
+        {"value": 0.01, "score": -0.547, "kl": 1.14, "judge_score": 0.5, **common},
+        {"value": 0.2, "score": -0.652, "kl": 0.77, "judge_score": 0.531, **common},
+    ]
+    value, reason = recommend(rows)
+    assert value == 0.2 and "no run raised the independent judge's score above the start's (0.719)" in reason
+    assert "keep the starting model" in reason and "no run raised the held-out reward" not in reason
+    rows[1]["judge_score"] = 0.719  # equal to the start: still not above it
+    assert "above the start's (0.719)" in recommend(rows)[1]
+    rows[1]["judge_score"] = 0.72  # above the start: nothing to add
+    value, reason = recommend(rows)
+    assert value == 0.2 and "independent judge" not in reason
+    for r in rows:  # no judge: the rule needs one
+        r["judge_score"] = None
+    assert "independent judge" not in recommend(rows)[1]
+
+
 def test_separate_value_model(tmp_path):
     model = make_tiny_model_dir(tmp_path / "tiny")
     result = run_stage("ppo", None, _ppo_args(tmp_path, model, "sep", ["value_model=separate"]))

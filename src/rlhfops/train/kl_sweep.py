@@ -52,6 +52,8 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
     Ties go to the larger KL penalty (the more conservative run). With every run alarmed, the one with
     the fewest alarms is named, and the reason says so. When no run's held-out reward is above the
     starting model's, the reason says that too: such runs did not move enough to choose a penalty from.
+    When no run's judge score is above the starting model's, the reason says so: the recommended penalty
+    is then the least bad, and the starting model beats every run on the judge.
     """
     if not rows:
         return None, "no runs"
@@ -67,6 +69,13 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
     else:
         reason = (
             f"every run raised alarms; this one raised the fewest ({best['alarms']}): raise the KL penalty"
+        )
+    start_judge = rows[0].get("reference_judge_score")
+    if key == "judge_score" and start_judge is not None and all(r[key] <= start_judge for r in rows):
+        reason += (
+            f"; but no run raised the independent judge's score above the start's ({start_judge:.3f}): what "
+            "the reward model paid for, the judge did not (over-optimisation, Gao et al. 2022; the frontier "
+            "shows where it began) -- keep the starting model, or raise the penalty and shorten the run"
         )
     start = rows[0].get("reference_score")
     if start is not None and all(r["score"] <= start for r in rows):
@@ -156,6 +165,7 @@ def run_kl_sweep(base: PPOConfig, values: list[float], kind: str = "beta") -> Sw
                 "alarms": ev.get("alarm", 0),
                 "alarm_names": [a["name"] for a in ev.get("alarms", [])],
                 "reference_score": (ev.get("reference") or {}).get("score"),
+                "reference_judge_score": (ev.get("reference") or {}).get("judge_score"),
                 # held-out reward over the start (the reference), paired by prompt, with its 95% interval
                 "score_gain": score_difference(pol, ev.get("reference")),
                 "frontier": frontier_points(trainer.run.read_metrics(), pol, trainer.total_steps),
