@@ -108,6 +108,28 @@ def test_eval_run_generates_batch_size_replies_per_forward_pass(tiny, cli, no_ws
     assert calls == sizes
 
 
+@pytest.mark.parametrize("flag, sizes", [([], [4, 4]), (["--batch-size", "3"], [3, 1, 3, 1])])
+def test_eval_compare_generates_batch_size_replies_per_forward_pass(
+    tiny, cli, no_ws, monkeypatch, flag, sizes
+):
+    """eval compare's --batch-size reaches both models' generate calls (no KL there)."""
+    from rlhfops.evaluate import generation
+
+    calls = []
+    real = generation.LoadedModel._run
+    monkeypatch.setattr(
+        generation.LoadedModel, "_run", lambda self, ids, *a: calls.append(len(ids)) or real(self, ids, *a)
+    )
+    generation._REPLIES.clear()
+    prompts = no_ws / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"Order JL-{i} is late"}) + "\n" for i in range(4)))
+    args = ["eval", "compare", str(tiny["cand"]), str(tiny["base"]), "--prompts", str(prompts)]
+    args += ["--max-new-tokens", "3", "--out", str(no_ws / "c.json"), *flag]
+    code, _, err = cli(args)
+    assert code == 0, err
+    assert calls == sizes
+
+
 def test_eval_run_refuses_a_batch_of_zero_in_one_line(tiny, cli, no_ws):
     from rlhfops.errors import UserError
     from rlhfops.evaluate.run import EvalOptions, run_evaluation

@@ -46,6 +46,12 @@ def parse_values(text: str) -> list[float]:
     return values
 
 
+def _start_unbeaten(rows: list[dict[str, Any]], key: str, start_key: str) -> float | None:
+    """The start's ``start_key`` value when no run's ``key`` is above it (equal is not above), else None."""
+    start = rows[0].get(start_key)
+    return start if start is not None and all(r[key] <= start for r in rows) else None
+
+
 def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
     """The value with the best held-out judge score (else reward) among runs with no alarm.
 
@@ -70,15 +76,17 @@ def recommend(rows: list[dict[str, Any]]) -> tuple[float | None, str]:
         reason = (
             f"every run raised alarms; this one raised the fewest ({best['alarms']}): raise the KL penalty"
         )
-    start_judge = rows[0].get("reference_judge_score")
-    if key == "judge_score" and start_judge is not None and all(r[key] <= start_judge for r in rows):
+    start_judge = (
+        _start_unbeaten(rows, "judge_score", "reference_judge_score") if key == "judge_score" else None
+    )
+    if start_judge is not None:
         reason += (
             f"; but no run raised the independent judge's score above the start's ({start_judge:.3f}): what "
             "the reward model paid for, the judge did not (over-optimisation, Gao et al. 2022; the frontier "
             "shows where it began) -- keep the starting model, or raise the penalty and shorten the run"
         )
-    start = rows[0].get("reference_score")
-    if start is not None and all(r["score"] <= start for r in rows):
+    start = _start_unbeaten(rows, "score", "reference_score")
+    if start is not None:
         reason += (
             f"; but no run raised the held-out reward above the start's ({start:.3f}): the cycles were too "
             "short (or the learning rate too low) to tell the penalties apart -- run more iterations"
