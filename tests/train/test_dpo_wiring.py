@@ -221,6 +221,30 @@ def test_evaluate_reports_train_and_held_out_implicit_accuracy_with_its_interval
     trainer.cleanup()
 
 
+@pytest.mark.parametrize(("cap", "expect"), [(3, 3), (0, None), (None, 3)])
+def test_accuracy_pairs_caps_the_training_pairs_scored_at_the_end(setup, cap, expect, monkeypatch):
+    """``accuracy_pairs``: the end-of-run training accuracy scores the first ``cap`` pairs this run used, in
+    order (0 = all of them; the default 128 covers this run's pairs whole); the held-out pairs are
+    always all scored."""
+    tmp, model, prefs, _ = setup
+    extra = ["batch_size=2", "max_steps=4"] + ([] if cap is None else [f"accuracy_pairs={cap}"])
+    trainer = make_trainer(DPOTrainer, DPOConfig, stage_args(tmp, model, prefs, f"dpo-cap{cap}", extra))
+    trainer.before_train()
+    planned = trainer.planned_rows()
+    assert len(planned) > 3
+    seen: list[list] = []
+    real = trainer.implicit_accuracy
+    monkeypatch.setattr(trainer, "implicit_accuracy", lambda rows: seen.append(list(rows)) or real(rows))
+    out = trainer.evaluate()
+    want = planned if cap is None or cap == 0 else planned[:expect]
+    if cap is None:  # the default (128) is above this run's pairs
+        assert DPOConfig.model_fields["accuracy_pairs"].default == 128 > len(planned)
+    assert [r.key for r in seen[0]] == [r.key for r in want]
+    assert out["train_pairs"] == len(want)
+    assert [r.key for r in seen[1]] == [r.key for r in trainer.eval_rows] and out["eval_pairs"] > 0
+    trainer.cleanup()
+
+
 def test_the_reference_table_is_written_once_and_read_back_on_resume(setup):
     """``before_train``: the table of reference log-probs (every planned and held-out pair) is written to
     the run directory; called again (a resumed run) it is read from there, not recomputed from the policy,

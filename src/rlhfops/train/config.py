@@ -174,6 +174,14 @@ class DPOConfig(TrainConfig):
         "rpo_alpha). "
         "Pulls the policy toward the chosen replies, not only away from the rejected ones; 0 = off.",
     )
+    accuracy_pairs: int = Field(
+        128,
+        ge=0,
+        description="Training pairs the end-of-run implicit accuracy is measured on (the first ones this run "
+        "used, in order); 0 = every training pair. A diagnostic that costs one forward pass per pair: a "
+        "20,000-pair run would otherwise spend most of an epoch on it. The held-out pairs are always all "
+        "scored.",
+    )
 
     @field_validator("loss_type", mode="before")
     @classmethod

@@ -150,8 +150,10 @@ class DPOTrainer(Trainer):
         return {"accuracy": correct / max(n, 1), "margin": margin / max(n, 1), "pairs": n}
 
     def evaluate(self) -> dict[str, Any]:
-        # on the training pairs this run used (the reference table holds exactly those)
-        train = self.implicit_accuracy(self.planned_rows())
+        # on the training pairs this run used (the reference table holds exactly those), at most
+        # `accuracy_pairs` of them (the first in use order; 0 = all)
+        rows, cap = self.planned_rows(), self.config.accuracy_pairs
+        train = self.implicit_accuracy(rows[:cap] if cap else rows)
         out: dict[str, Any] = {"train_" + k: v for k, v in train.items()}
         if self.eval_rows:
             ev = self.implicit_accuracy(self.eval_rows)
