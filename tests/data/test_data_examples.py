@@ -48,7 +48,9 @@ def test_example_path_and_listing() -> None:
 
 
 def test_files_validate_with_expected_counts() -> None:
-    assert len(load_demos(example_path("support_replies/demos.jsonl"))) == 240
+    assert (
+        len(load_demos(example_path("support_replies/demos.jsonl"))) == 288
+    )  # 240 templated + 48 edge cases
     assert len(load_prefs(example_path("support_replies/prefs.jsonl"))) == 400
     assert len(load_prompts(example_path("support_replies/prompts.jsonl"))) == 120
     assert {tuple(sorted(r)) for r in _rows("demos.jsonl")} == {("completion", "prompt")}
@@ -59,13 +61,14 @@ def test_files_validate_with_expected_counts() -> None:
 def test_prompts_are_disjoint_within_and_across_files() -> None:
     sets = [[r["prompt"] for r in _rows(f)] for f in ("demos.jsonl", "prefs.jsonl", "prompts.jsonl")]
     everything = [p for s in sets for p in s]
-    assert len(everything) == len(set(everything)) == 760
+    assert len(everything) == len(set(everything)) == 808
 
 
 def test_committed_files_are_what_build_py_makes(tmp_path: Path) -> None:
     build = _build_module()
     counts = build.write(tmp_path)
-    assert counts == {"demos": 240, "prefs": 400, "prompts": 120}
+    assert counts == {"demos": 288, "prefs": 400, "prompts": 120}
+    assert (build.N_DEMOS, build.N_EDGE) == (240, 48)
     for name in ("demos", "prefs", "prompts"):
         committed = example_path(f"support_replies/{name}.jsonl").read_bytes()
         assert (tmp_path / f"{name}.jsonl").read_bytes() == committed, f"{name}.jsonl: rerun build.py"
@@ -76,8 +79,11 @@ def _sentences(text: str) -> int:
 
 
 def test_good_replies_are_concise_and_never_refuse() -> None:
-    good = [r["completion"] for r in _rows("demos.jsonl")] + [r["chosen"] for r in _rows("prefs.jsonl")]
-    assert all(2 <= _sentences(t) <= 4 for t in good)
+    """All demonstrations are 2-4 sentences; the templated ones and chosen replies never refuse (the edge
+    cases' declines of harmful requests are tested by their category below)."""
+    demos = [r["completion"] for r in _rows("demos.jsonl")]
+    assert all(2 <= _sentences(t) <= 4 for t in demos + [r["chosen"] for r in _rows("prefs.jsonl")])
+    good = demos[:240] + [r["chosen"] for r in _rows("prefs.jsonl")]
     assert not any("As an AI" in t or "I cannot" in t or "can't assist" in t for t in good)
 
 
@@ -111,7 +117,7 @@ def test_examples_encode_without_truncation(tokenizer) -> None:
     demos = encode_demos(load_demos(example_path("support_replies/demos.jsonl")), tokenizer, 1024)
     prefs = encode_prefs(load_prefs(example_path("support_replies/prefs.jsonl")), tokenizer, 1024)
     assert (demos.truncated, prefs.truncated) == (0, 0)
-    assert len(demos.rows) == 240 and len(prefs.rows) == 400
+    assert len(demos.rows) == 288 and len(prefs.rows) == 400
 
 
 def _policy_judge():
@@ -133,7 +139,7 @@ def test_good_replies_follow_the_specs_policy() -> None:
     good += [(r["prompt"], r["chosen"]) for r in _rows("prefs.jsonl")]
     bad = {reply: judge.violations(p, reply) for p, reply in good if judge.violations(p, reply)}
     assert bad == {}
-    assert len(good) == 640
+    assert len(good) == 688
 
 
 def test_prompts_not_at_fault_name_the_specs_other_criteria() -> None:
@@ -143,3 +149,117 @@ def test_prompts_not_at_fault_name_the_specs_other_criteria() -> None:
     named = {c for r in rows for c in r.get("criteria", [])}
     assert named and named <= behaviours and spec.policy.criterion not in named
     assert sum("criteria" in r for r in rows) == 50
+
+
+# ---- the hand-written edge cases at the end of demos.jsonl (templates.yaml ``edge_cases``) ----------------
+
+
+def _edge_items():
+    """(SuiteItem built the way a suite file's row is, the expert's reply) per edge case."""
+    from rlhfops.redteam.suite import SuiteItem
+
+    out = []
+    for category, spec in _build_module().EDGE_CASES.items():
+        for i, pair in enumerate(spec["pairs"]):
+            item = SuiteItem(
+                id=f"edge-{category}-{i}",
+                prompt=pair["prompt"],
+                category=category,
+                expected=spec["expected"],
+                canary=pair.get("canary"),
+            )
+            out.append((item, pair["completion"]))
+    return out
+
+
+def _redteam_prompts() -> list[str]:
+    from rlhfops.redteam.suite import load_suite
+
+    return [it.prompt for it in load_suite("redteam").items]  # both halves
+
+
+def test_edge_cases_are_the_last_demos_per_category() -> None:
+    items = _edge_items()
+    counts: dict[str, int] = {}
+    for item, _ in items:
+        counts[item.category] = counts.get(item.category, 0) + 1
+    assert counts == {
+        "false_premise_sycophancy": 14,
+        "harmful_requests": 10,
+        "no_reliable_answer": 10,
+        "adversarial_client": 8,
+        "prompt_injection": 6,
+    }
+    assert {it.expected for it, _ in items} == {
+        "correct_premise",
+        "refuse",
+        "hedge",
+        "stay_professional",
+        "ignore_injection",
+    }
+    assert all(it.canary and it.canary in it.prompt for it, _ in items if it.category == "prompt_injection")
+    tail = _rows("demos.jsonl")[240:]
+    assert [(r["prompt"], r["completion"]) for r in tail] == [(it.prompt, reply) for it, reply in items]
+
+
+def test_edge_case_replies_pass_their_categorys_detectors() -> None:
+    """Each expert reply passes the red-team detectors of its category: a false claim is corrected (and
+    not acted on), a harmful request declined without helping, an unknowable answer hedged, a hostile
+    customer answered without abuse or the demanded extra, a pasted instruction ignored."""
+    from rlhfops.redteam.detectors import check_item, judge_item
+
+    failed = {
+        it.id: [c.reason for c in check_item(it, reply) if not c.passed]
+        for it, reply in _edge_items()
+        if not judge_item(it, reply)
+    }
+    assert failed == {}
+
+
+def test_edge_case_replies_follow_the_policy_in_2_to_4_sentences() -> None:
+    _, judge = _policy_judge()
+    checks = {it.id: judge.check(it.prompt, reply) for it, reply in _edge_items()}
+    assert {k: c.violations for k, c in checks.items() if c.violations} == {}
+    assert {k: c.sentences for k, c in checks.items() if not c.length_ok} == {}
+    # replies do not all open alike (one template would teach one opening)
+    openings = [" ".join(reply.split()[:2]) for _, reply in _edge_items()]
+    assert len(set(openings)) >= 32  # 36 of 48 today
+
+
+def _ngrams(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_edge_case_prompts_are_not_red_team_prompts() -> None:
+    """No edge prompt is a red-team prompt (either half: its key would put a training demonstration on a
+    held-out item) or shares six consecutive words with one."""
+    from rlhfops.data.prompt_key import prompt_key
+
+    red = _redteam_prompts()
+    assert len(red) == 192
+    red_keys = {prompt_key(p) for p in red}
+    red_grams = set().union(*(_ngrams(p) for p in red))
+    edge = [it.prompt for it, _ in _edge_items()]
+    assert [p for p in edge if prompt_key(p) in red_keys] == []
+    assert {p[:40]: sorted(_ngrams(p) & red_grams) for p in edge if _ngrams(p) & red_grams} == {}
+
+
+def test_edge_cases_leave_the_templated_rows_unchanged(monkeypatch) -> None:
+    """Appending the edge cases draws nothing from the RNG: without them the build gives the same 240
+    templated demonstrations, prefs and prompts."""
+    build = _build_module()
+    with_edge = build.build_rows()
+    monkeypatch.setattr(build, "EDGE_CASES", {})
+    without = build.build_rows()
+    assert len(without["demos"]) == 240 and with_edge["demos"][:240] == without["demos"]
+    assert (with_edge["prefs"], with_edge["prompts"]) == (without["prefs"], without["prompts"])
+
+
+def test_an_edge_prompt_that_repeats_a_templated_one_is_refused(monkeypatch) -> None:
+    build = _build_module()
+    taken = _rows("prefs.jsonl")[0]["prompt"]
+    edge = {"harmful_requests": {"expected": "refuse", "pairs": [{"prompt": taken, "completion": "x. y."}]}}
+    monkeypatch.setattr(build, "EDGE_CASES", edge)
+    with pytest.raises(ValueError, match="repeats a prompt"):
+        build.build_rows()

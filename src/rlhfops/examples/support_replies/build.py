@@ -10,6 +10,15 @@ needless refusals (short and long), rambling with repetition, and vague non-answ
 Their lengths are drawn so that chosen and rejected lengths overlap: length alone does not tell them
 apart.
 
+The templated demonstrations only ever show the expert agreeing and acting, so SFT on them alone teaches
+"agree and act" to every message (docs/benchmarks.md, section 12). demos.jsonl therefore ends with
+N_EDGE = 48 hand-written edge cases (templates.yaml ``edge_cases``: 14 false claims about the policy or the
+order's history, corrected; 10 harmful or out-of-scope requests, declined with an offer of help with an
+order; 10 questions nobody can answer with certainty, hedged; 8 hostile customers, answered calmly with
+the policy remedy and no extra; 6 messages with a pasted instruction, ignored): N_DEMOS + N_EDGE = 288
+rows. They are appended after every templated row is drawn and use no RNG, so the templated rows and
+prefs.jsonl / prompts.jsonl are the same as without them.
+
 Shop policy used throughout: 30-day returns; free prepaid return labels for damaged, faulty or wrong
 items; refunds to the original payment method within 5-7 business days of the return being received;
 standard delivery 3-5 business days, express 1-2 ($9.95); a 2-year warranty. A good reply states no
@@ -40,6 +49,9 @@ HERE = Path(__file__).resolve().parent
 T: dict[str, Any] = yaml.safe_load((HERE / "templates.yaml").read_text(encoding="utf-8"))
 SHOP: str = T["shop"]
 ISSUES: dict[str, dict[str, Any]] = T["issues"]
+#: red-team category -> {"expected": behaviour, "pairs": [{"prompt", "completion", "canary"?}]}
+EDGE_CASES: dict[str, dict[str, Any]] = T["edge_cases"]
+N_EDGE = sum(len(c["pairs"]) for c in EDGE_CASES.values())
 MODES = {"refusal_short": 2, "refusal_long": 2, "rambling": 3, "vague": 3}  # rejected-reply mix (weights)
 
 
@@ -200,7 +212,22 @@ def build_rows(seed: int = SEED) -> dict[str, list[dict[str, str]]]:
         {"prompt": d.prompt} if at_fault(d.issue) else {"prompt": d.prompt, "criteria": NOT_AT_FAULT_CRITERIA}
         for d in _unique_prompts(rng, N_PROMPTS, seen)
     ]
+    demos += edge_demos(seen)  # after every templated draw: the RNG stream is the same as without them
     return {"demos": demos, "prefs": prefs, "prompts": prompts}
+
+
+def edge_demos(seen: set[str] | None = None) -> list[dict[str, str]]:
+    """The hand-written edge-case demonstrations, in templates.yaml order; a prompt already in ``seen``
+    (the templated prompts) or repeated raises ValueError (prompts stay unique within and across files)."""
+    seen = set() if seen is None else seen
+    rows = []
+    for category, spec in EDGE_CASES.items():
+        for pair in spec["pairs"]:
+            if pair["prompt"] in seen:
+                raise ValueError(f"edge case ({category}) repeats a prompt: {pair['prompt']!r}")
+            seen.add(pair["prompt"])
+            rows.append({"prompt": pair["prompt"], "completion": pair["completion"]})
+    return rows
 
 
 def write(out_dir: Path, seed: int = SEED) -> dict[str, int]:
