@@ -34,6 +34,7 @@ def _rows(name: str) -> list[dict]:
 def test_example_path_and_listing() -> None:
     assert available() == [
         "support_replies/demos.jsonl",
+        "support_replies/edge_demos.jsonl",
         "support_replies/prefs.jsonl",
         "support_replies/prompts.jsonl",
     ]
@@ -42,15 +43,14 @@ def test_example_path_and_listing() -> None:
     with pytest.raises(DataError) as info:
         example_path("nope/demos.jsonl")
     assert str(info.value) == (
-        "no example 'nope/demos.jsonl'; available: support_replies/demos.jsonl, support_replies/prefs.jsonl,"
-        " support_replies/prompts.jsonl"
+        "no example 'nope/demos.jsonl'; available: support_replies/demos.jsonl,"
+        " support_replies/edge_demos.jsonl, support_replies/prefs.jsonl, support_replies/prompts.jsonl"
     )
 
 
 def test_files_validate_with_expected_counts() -> None:
-    assert (
-        len(load_demos(example_path("support_replies/demos.jsonl"))) == 288
-    )  # 240 templated + 48 edge cases
+    assert len(load_demos(example_path("support_replies/demos.jsonl"))) == 240
+    assert len(load_demos(example_path("support_replies/edge_demos.jsonl"))) == 48
     assert len(load_prefs(example_path("support_replies/prefs.jsonl"))) == 400
     assert len(load_prompts(example_path("support_replies/prompts.jsonl"))) == 120
     assert {tuple(sorted(r)) for r in _rows("demos.jsonl")} == {("completion", "prompt")}
@@ -59,7 +59,8 @@ def test_files_validate_with_expected_counts() -> None:
 
 
 def test_prompts_are_disjoint_within_and_across_files() -> None:
-    sets = [[r["prompt"] for r in _rows(f)] for f in ("demos.jsonl", "prefs.jsonl", "prompts.jsonl")]
+    files = ("demos.jsonl", "edge_demos.jsonl", "prefs.jsonl", "prompts.jsonl")
+    sets = [[r["prompt"] for r in _rows(f)] for f in files]
     everything = [p for s in sets for p in s]
     assert len(everything) == len(set(everything)) == 808
 
@@ -67,9 +68,9 @@ def test_prompts_are_disjoint_within_and_across_files() -> None:
 def test_committed_files_are_what_build_py_makes(tmp_path: Path) -> None:
     build = _build_module()
     counts = build.write(tmp_path)
-    assert counts == {"demos": 288, "prefs": 400, "prompts": 120}
+    assert counts == {"demos": 240, "edge_demos": 48, "prefs": 400, "prompts": 120}
     assert (build.N_DEMOS, build.N_EDGE) == (240, 48)
-    for name in ("demos", "prefs", "prompts"):
+    for name in ("demos", "edge_demos", "prefs", "prompts"):
         committed = example_path(f"support_replies/{name}.jsonl").read_bytes()
         assert (tmp_path / f"{name}.jsonl").read_bytes() == committed, f"{name}.jsonl: rerun build.py"
 
@@ -79,11 +80,10 @@ def _sentences(text: str) -> int:
 
 
 def test_good_replies_are_concise_and_never_refuse() -> None:
-    """All demonstrations are 2-4 sentences; the templated ones and chosen replies never refuse (the edge
-    cases' declines of harmful requests are tested by their category below)."""
-    demos = [r["completion"] for r in _rows("demos.jsonl")]
-    assert all(2 <= _sentences(t) <= 4 for t in demos + [r["chosen"] for r in _rows("prefs.jsonl")])
-    good = demos[:240] + [r["chosen"] for r in _rows("prefs.jsonl")]
+    """The demonstrations and chosen replies are 2-4 sentences and never refuse (the edge cases' declines of
+    harmful requests are tested by their category below)."""
+    good = [r["completion"] for r in _rows("demos.jsonl")] + [r["chosen"] for r in _rows("prefs.jsonl")]
+    assert all(2 <= _sentences(t) <= 4 for t in good)
     assert not any("As an AI" in t or "I cannot" in t or "can't assist" in t for t in good)
 
 
@@ -117,7 +117,7 @@ def test_examples_encode_without_truncation(tokenizer) -> None:
     demos = encode_demos(load_demos(example_path("support_replies/demos.jsonl")), tokenizer, 1024)
     prefs = encode_prefs(load_prefs(example_path("support_replies/prefs.jsonl")), tokenizer, 1024)
     assert (demos.truncated, prefs.truncated) == (0, 0)
-    assert len(demos.rows) == 288 and len(prefs.rows) == 400
+    assert len(demos.rows) == 240 and len(prefs.rows) == 400
 
 
 def _policy_judge():
@@ -139,7 +139,7 @@ def test_good_replies_follow_the_specs_policy() -> None:
     good += [(r["prompt"], r["chosen"]) for r in _rows("prefs.jsonl")]
     bad = {reply: judge.violations(p, reply) for p, reply in good if judge.violations(p, reply)}
     assert bad == {}
-    assert len(good) == 688
+    assert len(good) == 640
 
 
 def test_prompts_not_at_fault_name_the_specs_other_criteria() -> None:
@@ -151,7 +151,7 @@ def test_prompts_not_at_fault_name_the_specs_other_criteria() -> None:
     assert sum("criteria" in r for r in rows) == 50
 
 
-# ---- the hand-written edge cases at the end of demos.jsonl (templates.yaml ``edge_cases``) ----------------
+# ---- the hand-written edge cases in edge_demos.jsonl (templates.yaml ``edge_cases``) ----------------------
 
 
 def _edge_items():
@@ -178,7 +178,7 @@ def _redteam_prompts() -> list[str]:
     return [it.prompt for it in load_suite("redteam").items]  # both halves
 
 
-def test_edge_cases_are_the_last_demos_per_category() -> None:
+def test_edge_demos_file_holds_the_edge_cases_per_category() -> None:
     items = _edge_items()
     counts: dict[str, int] = {}
     for item, _ in items:
@@ -198,8 +198,8 @@ def test_edge_cases_are_the_last_demos_per_category() -> None:
         "ignore_injection",
     }
     assert all(it.canary and it.canary in it.prompt for it, _ in items if it.category == "prompt_injection")
-    tail = _rows("demos.jsonl")[240:]
-    assert [(r["prompt"], r["completion"]) for r in tail] == [(it.prompt, reply) for it, reply in items]
+    rows = _rows("edge_demos.jsonl")
+    assert [(r["prompt"], r["completion"]) for r in rows] == [(it.prompt, reply) for it, reply in items]
 
 
 def test_edge_case_replies_pass_their_categorys_detectors() -> None:
@@ -252,7 +252,8 @@ def test_edge_cases_leave_the_templated_rows_unchanged(monkeypatch) -> None:
     with_edge = build.build_rows()
     monkeypatch.setattr(build, "EDGE_CASES", {})
     without = build.build_rows()
-    assert len(without["demos"]) == 240 and with_edge["demos"][:240] == without["demos"]
+    assert without["edge_demos"] == [] and len(with_edge["edge_demos"]) == 48
+    assert len(without["demos"]) == 240 and with_edge["demos"] == without["demos"]
     assert (with_edge["prefs"], with_edge["prompts"]) == (without["prefs"], without["prompts"])
 
 

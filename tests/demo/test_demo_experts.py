@@ -124,13 +124,11 @@ def test_expert_reply_is_the_items_written_reply_else_the_template(halves):
 
 
 def test_the_safety_section_never_fires_on_the_support_prompts():
-    """Round one's labels do not depend on the safety section: no shipped support prompt trips it. The 48
-    hand-written edge cases at the end of demos.jsonl (false claims, harmful requests, ... ) are SFT
-    demonstrations, never labelled; the 240 templated ones before them are support prompts like the rest."""
+    """Round one's labels do not depend on the safety section: no shipped support prompt trips it."""
     for name in ("prompts.jsonl", "prefs.jsonl", "demos.jsonl"):
-        lines = [x for x in example_path(f"support_replies/{name}").read_text().splitlines() if x.strip()]
-        for line in lines[:240] if name == "demos.jsonl" else lines:
-            assert safety_score(json.loads(line)["prompt"], "Yes, sure.") is None
+        for line in example_path(f"support_replies/{name}").read_text().splitlines():
+            if line.strip():
+                assert safety_score(json.loads(line)["prompt"], "Yes, sure.") is None
 
 
 @pytest.mark.parametrize(

@@ -84,9 +84,7 @@ class DemoSettings:
 
     model: str = BUNDLED_NAME
     sft_steps: int = 8
-    # SFT's own batch: of the 288 demonstrations (240 templated + 48 edge cases) 10% are held out, and one
-    # shuffled pass draws 8 steps x 8 = 64 of the other 259 (quick) or 30 x 8 = 240 (full)
-    sft_batch_size: int = 8
+    sft_batch_size: int = 8  # SFT's own batch: 8 steps x 8 = 64 demonstrations (quick), 30 x 8 = 240 (full)
     sft_learning_rate: float = 1e-4  # measured on the bundled model: docs/benchmarks.md (issue 19, SFT)
     rm_steps: int = 4
     dpo_steps: int = 4

@@ -10,14 +10,14 @@ needless refusals (short and long), rambling with repetition, and vague non-answ
 Their lengths are drawn so that chosen and rejected lengths overlap: length alone does not tell them
 apart.
 
-The templated demonstrations only ever show the expert agreeing and acting, so SFT on them alone teaches
-"agree and act" to every message (docs/benchmarks.md, section 12). demos.jsonl therefore ends with
-N_EDGE = 48 hand-written edge cases (templates.yaml ``edge_cases``: 14 false claims about the policy or the
-order's history, corrected; 10 harmful or out-of-scope requests, declined with an offer of help with an
-order; 10 questions nobody can answer with certainty, hedged; 8 hostile customers, answered calmly with
-the policy remedy and no extra; 6 messages with a pasted instruction, ignored): N_DEMOS + N_EDGE = 288
-rows. They are appended after every templated row is drawn and use no RNG, so the templated rows and
-prefs.jsonl / prompts.jsonl are the same as without them.
+The templated demonstrations only ever show the expert agreeing and acting. edge_demos.jsonl holds
+N_EDGE = 48 hand-written edge cases for them (templates.yaml ``edge_cases``: 14 false claims about the
+policy or the order's history, corrected; 10 harmful or out-of-scope requests, declined with an offer of
+help with an order; 10 questions nobody can answer with certainty, hedged; 8 hostile customers, answered
+calmly with the policy remedy and no extra; 6 messages with a pasted instruction, ignored). They are a
+separate file, not part of demos.jsonl: mixed into the demo's one pass of SFT on the bundled 135M model
+they moved no red-team category (docs/benchmarks.md, issue 19, section 15). They use no RNG, so the
+templated rows and prefs.jsonl / prompts.jsonl are the same with or without them.
 
 Shop policy used throughout: 30-day returns; free prepaid return labels for damaged, faulty or wrong
 items; refunds to the original payment method within 5-7 business days of the return being received;
@@ -27,10 +27,10 @@ checked by the policy judge; ``tests/data/test_data_examples.py`` holds the good
 
 The templates, vocabulary and rejected-reply pieces live in templates.yaml beside this file.
 
-Outputs: demos.jsonl ({"prompt", "completion"}), prefs.jsonl ({"prompt", "chosen", "rejected"}),
-prompts.jsonl ({"prompt"}, held out; prompts where the shop is not at fault add
-{"criteria": [...]}, the spec behaviours they measure, for evaluation suites). Prompts are unique within
-and across the three files.
+Outputs: demos.jsonl ({"prompt", "completion"}), edge_demos.jsonl (the same fields), prefs.jsonl
+({"prompt", "chosen", "rejected"}), prompts.jsonl ({"prompt"}, held out; prompts where the shop is not
+at fault add {"criteria": [...]}, the spec behaviours they measure, for evaluation suites). Prompts are
+unique within and across the four files.
 """
 
 from __future__ import annotations
@@ -212,8 +212,8 @@ def build_rows(seed: int = SEED) -> dict[str, list[dict[str, str]]]:
         {"prompt": d.prompt} if at_fault(d.issue) else {"prompt": d.prompt, "criteria": NOT_AT_FAULT_CRITERIA}
         for d in _unique_prompts(rng, N_PROMPTS, seen)
     ]
-    demos += edge_demos(seen)  # after every templated draw: the RNG stream is the same as without them
-    return {"demos": demos, "prefs": prefs, "prompts": prompts}
+    edge = edge_demos(seen)  # after every templated draw: the RNG stream is the same as without them
+    return {"demos": demos, "edge_demos": edge, "prefs": prefs, "prompts": prompts}
 
 
 def edge_demos(seen: set[str] | None = None) -> list[dict[str, str]]:
@@ -231,7 +231,8 @@ def edge_demos(seen: set[str] | None = None) -> list[dict[str, str]]:
 
 
 def write(out_dir: Path, seed: int = SEED) -> dict[str, int]:
-    """Write demos.jsonl, prefs.jsonl and prompts.jsonl into ``out_dir``; returns row counts."""
+    """Write demos.jsonl, edge_demos.jsonl, prefs.jsonl and prompts.jsonl into ``out_dir``; returns row
+    counts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for name, rows in build_rows(seed).items():
