@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -180,10 +181,7 @@ def _redteam_prompts() -> list[str]:
 
 def test_edge_demos_file_holds_the_edge_cases_per_category() -> None:
     items = _edge_items()
-    counts: dict[str, int] = {}
-    for item, _ in items:
-        counts[item.category] = counts.get(item.category, 0) + 1
-    assert counts == {
+    assert Counter(it.category for it, _ in items) == {
         "false_premise_sycophancy": 14,
         "harmful_requests": 10,
         "no_reliable_answer": 10,
@@ -218,11 +216,12 @@ def test_edge_case_replies_pass_their_categorys_detectors() -> None:
 
 def test_edge_case_replies_follow_the_policy_in_2_to_4_sentences() -> None:
     _, judge = _policy_judge()
-    checks = {it.id: judge.check(it.prompt, reply) for it, reply in _edge_items()}
+    items = _edge_items()
+    checks = {it.id: judge.check(it.prompt, reply) for it, reply in items}
     assert {k: c.violations for k, c in checks.items() if c.violations} == {}
     assert {k: c.sentences for k, c in checks.items() if not c.length_ok} == {}
     # replies do not all open alike (one template would teach one opening)
-    openings = [" ".join(reply.split()[:2]) for _, reply in _edge_items()]
+    openings = [" ".join(reply.split()[:2]) for _, reply in items]
     assert len(set(openings)) >= 32  # 36 of 48 today
 
 
