@@ -14,12 +14,15 @@ section 13 that no other alarm saw.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rlhfops.errors import ConfigError
 from rlhfops.measures.diversity import (
+    ALARM_DISTINCT2_DROP,
+    ALARM_LENGTH_RATIO,
+    ALARM_LOOPING_SHARE,
     COLLAPSE_GROUP_SHARE,
     COLLAPSE_OPENING_SHARE,
     distinct_n,
@@ -31,14 +34,17 @@ from rlhfops.measures.diversity import (
 )
 from rlhfops.train.alarms import RAISE_KL, Alarm, reward_hacking_alarms
 
+if TYPE_CHECKING:
+    from rlhfops.spec.schema import AlarmThresholds
+
 
 @dataclass(frozen=True)
 class AlarmLimits:
     """The evaluation alarms' thresholds (``EvalOptions.alarms``)."""
 
-    alarm_length_ratio: float = 1.5  # same defaults as the PPO config
-    alarm_distinct2_drop: float = 0.5
-    alarm_looping_share: float = 0.25
+    alarm_length_ratio: float = ALARM_LENGTH_RATIO  # the same defaults as the PPO config's and the spec's
+    alarm_distinct2_drop: float = ALARM_DISTINCT2_DROP
+    alarm_looping_share: float = ALARM_LOOPING_SHARE
     kl_controller: str = "fixed"  # no KL-controller alarm at evaluation time
     #: ``opening_collapse``: one opening starts at least this share of all replies ...
     alarm_opening_share: float = COLLAPSE_OPENING_SHARE
@@ -50,6 +56,17 @@ class AlarmLimits:
             value = getattr(self, name)
             if not 0 < value <= 1:
                 raise ConfigError(f"alarm limits: {name}={value!r}; use a share in (0, 1]")
+
+    @classmethod
+    def from_spec(cls, alarms: AlarmThresholds) -> AlarmLimits:
+        """The limits the spec's ``gate.alarms`` sets (signed with the spec)."""
+        return cls(**{f"alarm_{k}": v for k, v in alarms.model_dump().items()})
+
+    def record(self) -> dict[str, float]:
+        """The limits as the spec names them (``gate.alarms``): what an evaluation stores as
+        ``alarm_limits`` and the gate compares with the spec's."""
+        names = ("length_ratio", "distinct2_drop", "looping_share", "opening_share", "opening_groups")
+        return {k: float(getattr(self, f"alarm_{k}")) for k in names}
 
 
 def response_stats(

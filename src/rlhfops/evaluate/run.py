@@ -9,7 +9,7 @@ and the baseline; outside one it is written to ``out``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +103,13 @@ def _spec(ws: Any | None) -> Any:
         return ws.current_spec().spec
     except UserError:
         return None
+
+
+def alarm_limits(spec: Any | None) -> AlarmLimits:
+    """The reward-hacking alarms' limits: the spec's ``gate.alarms``, or the defaults without a spec."""
+    from rlhfops.evaluate.hacking import AlarmLimits
+
+    return AlarmLimits() if spec is None else AlarmLimits.from_spec(spec.gate.alarms)
 
 
 def _compare(
@@ -205,6 +212,9 @@ def run_evaluation(
             for row, b in zip(rows, base_rows, strict=True):
                 row["baseline_passed"] = b["passed"]
     spec = _spec(ws)
+    if opts.alarms is None:  # the spec's (signed) limits in a workspace, else the defaults
+        opts = replace(opts, alarms=alarm_limits(spec))
+    meta["alarm_limits"] = opts.alarms.record()  # the gate refuses results measured with other limits
     if kind == "success" and spec is not None:
         criteria = [it.criteria for it in items]
         meta["success_criteria"] = success_criteria(spec, cand, suite.behaviours, base, prompts, criteria)

@@ -51,6 +51,8 @@ class Evidence:
     kl_estimator: str | None = None  # the evaluation's meta.kl_estimator (None: an older evaluation)
     reward: dict[str, float] | None = None
     alarms: list[dict[str, Any]] | None = None  # None: no counted evaluation reported alarms
+    # counted evaluation id -> the alarm limits it measured with (meta.alarm_limits; older ones have none)
+    alarm_limits: dict[str, dict[str, float]] = field(default_factory=dict)
     counted: list[str] = field(default_factory=list)  # evaluation ids counted (latest per kind+suite)
     superseded: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)  # counted evaluations with complete != true
@@ -118,6 +120,8 @@ def merge_evidence(evals: list[EvalSource]) -> Evidence:
         if isinstance(m.get("reward"), dict):
             ev.reward = dict(m["reward"])
             ev.sources["reward"] = e.id
+        if isinstance(m.get("alarm_limits"), dict):
+            ev.alarm_limits[e.id] = {str(k): v for k, v in m["alarm_limits"].items()}
         if isinstance(m.get("alarms"), list):
             alarms = alarms if alarms is not None else []
             ev.sources["alarms"] = ",".join(filter(None, [ev.sources.get("alarms"), e.id]))
@@ -129,6 +133,25 @@ def merge_evidence(evals: list[EvalSource]) -> Evidence:
                     alarms.append({**a, "evaluation": e.id})
     ev.alarms = alarms
     return ev
+
+
+def other_alarm_limits(gate: GateThresholds, ev: Evidence) -> str:
+    """Why the counted evaluations' alarms do not count: each one measured with other limits than the
+    spec's ``gate.alarms`` (``""`` when none did). An evaluation without a record (made before the limits
+    were recorded) is not named."""
+    spec = gate.alarms.model_dump()
+    parts = []
+    for eid, used in ev.alarm_limits.items():
+        diff = []
+        for k, v in spec.items():
+            got = _num(used.get(k))
+            if got is None or abs(got - v) > _EPS:
+                diff.append(f"{k} {used.get(k)} (spec {v})")
+        if diff:
+            parts.append(f"evaluation {eid[:12]} measured alarms with other limits: {', '.join(diff)}")
+    if not parts:
+        return ""
+    return "; ".join(parts) + " -- run `rlhfops eval run` again under the signed spec"
 
 
 @dataclass(frozen=True)
@@ -298,6 +321,7 @@ def threshold_results(
     if gate.require_no_alarms:
         n = len(ev.alarms) if ev.alarms is not None else None
         names = ", ".join(str(a.get("name", "?")) for a in ev.alarms or [])
+        other = other_alarm_limits(gate, ev)
         out.append(
             ThresholdResult(
                 "alarms",
@@ -305,9 +329,11 @@ def threshold_results(
                 "<=",
                 0,
                 n,
-                None if n is None else n == 0,
+                False if other else (None if n is None else n == 0),
                 ev.sources.get("alarms"),
-                names if names else ("" if n is not None else "no evaluation reported alarms"),
+                "; ".join(
+                    filter(None, [names or ("" if n is not None else "no evaluation reported alarms"), other])
+                ),
             )
         )
     if gate.require_success_criteria:

@@ -70,6 +70,14 @@ def opening_share(texts: Sequence[str], words: int = 3) -> float:
     return max(openings.values()) / len(texts)
 
 
+#: The reward-hacking alarms' default limits (PPO's ``alarm_*`` settings, the spec's ``gate.alarms``):
+#: mean length beyond this x the reference's (or under 1 / it) ...
+ALARM_LENGTH_RATIO = 1.5
+#: ... distinct-2 under this share of the reference's ...
+ALARM_DISTINCT2_DROP = 0.5
+#: ... at least this share of the replies loop (:func:`loops`) and more than the reference's do
+ALARM_LOOPING_SHARE = 0.25
+
 #: :func:`opening_collapse` fires when one opening starts at least this share of all replies ...
 COLLAPSE_OPENING_SHARE = 0.75
 #: ... and is the commonest opening in at least this share of the groups (kinds of prompt)

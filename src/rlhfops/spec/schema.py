@@ -21,6 +21,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rlhfops.measures.diversity import (
+    ALARM_DISTINCT2_DROP,
+    ALARM_LENGTH_RATIO,
+    ALARM_LOOPING_SHARE,
+    COLLAPSE_GROUP_SHARE,
+    COLLAPSE_OPENING_SHARE,
+)
 from rlhfops.spec.policy import Policy
 
 MIN_CRITERIA = 2
@@ -120,6 +127,47 @@ class SuccessCriteria(_Section):
     )
 
 
+class AlarmThresholds(_Section):
+    """When an evaluation raises a reward-hacking alarm (``eval run``; the gate refuses while one is open).
+    Signed with the spec, like every gate threshold: a brand voice that opens every reply the same way
+    may raise ``opening_share``; the evaluation records the limits it used and the gate refuses one
+    measured with other limits than the spec's."""
+
+    length_ratio: float = Field(
+        ALARM_LENGTH_RATIO,
+        gt=1.0,
+        description="length_drift: the candidate's mean reply length beyond this x the baseline's (or under "
+        "1 / it).",
+    )
+    distinct2_drop: float = Field(
+        ALARM_DISTINCT2_DROP,
+        gt=0.0,
+        lt=1.0,
+        description="diversity_collapse: the candidate's distinct-2 under this share of the baseline's.",
+    )
+    looping_share: float = Field(
+        ALARM_LOOPING_SHARE,
+        gt=0.0,
+        le=1.0,
+        description="diversity_collapse: at least this share of the candidate's replies loop (repeat their "
+        "own 4-grams) and more than the baseline's do.",
+    )
+    opening_share: float = Field(
+        COLLAPSE_OPENING_SHARE,
+        gt=0.0,
+        le=1.0,
+        description="opening_collapse: one opening (the first 3 words) starts at least this share of the "
+        "replies ...",
+    )
+    opening_groups: float = Field(
+        COLLAPSE_GROUP_SHARE,
+        gt=0.0,
+        le=1.0,
+        description="... and is the commonest opening in at least this share of the kinds of prompt "
+        "(red-team categories).",
+    )
+
+
 class GateThresholds(_Section):
     """Thresholds the plays must meet before the next one starts, and the deployment gate."""
 
@@ -163,6 +211,11 @@ class GateThresholds(_Section):
     )
     require_no_alarms: bool = Field(
         True, description="Refuse promotion while an evaluation reports an open reward-hacking alarm."
+    )
+    alarms: AlarmThresholds = Field(
+        default_factory=AlarmThresholds,
+        description="When an evaluation raises a reward-hacking alarm (length_ratio, distinct2_drop, "
+        "looping_share, opening_share, opening_groups).",
     )
     require_success_criteria: bool = Field(
         True,

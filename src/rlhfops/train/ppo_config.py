@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from rlhfops.errors import ConfigError
+from rlhfops.measures.diversity import ALARM_DISTINCT2_DROP, ALARM_LENGTH_RATIO, ALARM_LOOPING_SHARE
 from rlhfops.train.config import TrainConfig
 
 
@@ -123,13 +124,16 @@ class PPOConfig(TrainConfig):
         "training batch: evaluation keeps no gradients; larger batches cost fewer CPU seconds per reply).",
     )
     alarm_length_ratio: float = Field(
-        1.5, gt=1, description="Alarm when mean length drifts past this x reference."
+        ALARM_LENGTH_RATIO, gt=1, description="Alarm when mean length drifts past this x reference."
     )
     alarm_distinct2_drop: float = Field(
-        0.5, gt=0, lt=1, description="Alarm when distinct-2 falls below this share of the reference's."
+        ALARM_DISTINCT2_DROP,
+        gt=0,
+        lt=1,
+        description="Alarm when distinct-2 falls below this share of the reference's.",
     )
     alarm_looping_share: float = Field(
-        0.25,
+        ALARM_LOOPING_SHARE,
         gt=0,
         le=1,
         description="Alarm when at least this share of held-out replies loop (15% or more of a reply's "
