@@ -3,7 +3,8 @@
 Pure functions: no workspace, no files. The evaluation contract (``meta`` of an ``evaluation``
 artifact) is described in :mod:`rlhfops.gate` and ``docs``; the keys read here are ``kind``,
 ``suite``, ``complete``, ``redteam``, ``over_refusal_rate``, ``success_criteria``, ``win_rate``,
-``kl``, ``reward`` and ``alarms``.
+``kl``, ``reward``, ``alarms`` and ``alarm_limits`` (the limits the alarms were measured with: the gate's
+alarms row fails on an evaluation whose limits are not the spec's ``gate.alarms``).
 
 Merging: of each (``kind``, ``suite``) the latest evaluation counts (a re-run supersedes the earlier
 one; two red-team suites with different categories both count). Each measured value is then taken
