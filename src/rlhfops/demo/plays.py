@@ -28,6 +28,7 @@ from typing import Any
 
 from rlhfops.demo.narrate import say
 from rlhfops.errors import UserError
+from rlhfops.models.memory import release_memory
 from rlhfops.train.runner import run_stage
 
 BUNDLED_NAME = "smollm2-135m-instruct"
@@ -318,6 +319,7 @@ def run_demo_plays(
         play = name.split(":", 1)[0]
         say(play, f"{name.split(': ', 1)[-1]}: {PURPOSES[name]}")
         found = fn()
+        release_memory()  # the step's models are freed: give their memory back before the next step
         for line in str(found or "").splitlines():
             say(play, f"  -> {line}")
         timings.append((name, time.perf_counter() - t))

@@ -117,17 +117,25 @@ class LoadedModel:
 
 def sequence_logprobs(model: Any, sequences: Any, attention: Any, prompt_length: int) -> Any:
     """log p of every response token under ``model``: [B, N] (N = sequences.shape[1] - prompt_length).
-    The LM head and the softmax run only at the N positions that predict a response token."""
+    The LM head and the softmax run only at the N positions that predict a response token, a few rows at
+    a time (:func:`rlhfops.models.chunks.in_row_chunks`: the same numbers without [B, N, V] logits)."""
     import torch
 
+    from rlhfops.models.chunks import in_row_chunks
+
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    n = sequences.shape[1] - prompt_length
+    head = model.get_output_embeddings()
+
+    def logps(hidden: Any, tokens: Any) -> Any:
+        logp = torch.log_softmax(head(hidden).float(), -1)
+        return logp.gather(-1, tokens[..., None]).squeeze(-1)
+
     with torch.no_grad():
-        out = model(
-            input_ids=sequences, attention_mask=attention, position_ids=positions, logits_to_keep=n + 1
+        out = model.get_decoder()(
+            input_ids=sequences, attention_mask=attention, position_ids=positions, use_cache=False
         )
-    logp = torch.log_softmax(out.logits[:, :-1].float(), -1)  # positions prompt_length - 1 .. end - 1
-    return logp.gather(-1, sequences[:, prompt_length:, None]).squeeze(-1)
+        hidden = out.last_hidden_state[:, prompt_length - 1 : -1]  # positions prompt_length - 1 .. end - 1
+        return in_row_chunks(logps, hidden, sequences[:, prompt_length:])
 
 
 def mean_kl(

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from rlhfops.models.chunks import in_row_chunks
 from rlhfops.train.losses import entropy_from_logits
 
 
@@ -187,7 +188,12 @@ class Reference:
                 hidden = hidden_after_prompts(
                     model.get_decoder(), sequences, attention_mask, prompt_length, group
                 )[:, :-1]
-                logits = _logits(model, hidden, temperature)
+                # the logits of a few rows at a time (rlhfops.models.chunks): the same numbers, a fraction
+                # of the memory of [B, N, V] logits and their logsumexp temporary
+                return in_row_chunks(
+                    lambda h, t: _gather(_logits(model, h, temperature), t),
+                    hidden,
+                    sequences[:, prompt_length:],
+                )
         finally:
             model.train(was_training)
-        return _gather(logits, sequences[:, prompt_length:])
