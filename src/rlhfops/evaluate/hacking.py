@@ -14,7 +14,7 @@ section 13 that no other alarm saw.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +32,8 @@ from rlhfops.measures.diversity import (
     opening_collapse,
     opening_share,
 )
+from rlhfops.spec.schema import AlarmThresholds
 from rlhfops.train.alarms import RAISE_KL, Alarm, reward_hacking_alarms
-
-if TYPE_CHECKING:
-    from rlhfops.spec.schema import AlarmThresholds
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,7 @@ class AlarmLimits:
     def record(self) -> dict[str, float]:
         """The limits as the spec names them (``gate.alarms``): what an evaluation stores as
         ``alarm_limits`` and the gate compares with the spec's."""
-        names = ("length_ratio", "distinct2_drop", "looping_share", "opening_share", "opening_groups")
-        return {k: float(getattr(self, f"alarm_{k}")) for k in names}
+        return {k: float(getattr(self, f"alarm_{k}")) for k in AlarmThresholds.model_fields}
 
 
 def response_stats(
